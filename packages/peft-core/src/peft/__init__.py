@@ -1,0 +1,69 @@
+"""peft: parameter-efficient fine-tuning for PyTorch models.
+
+Example:
+    >>> from peft import LoraConfig, get_peft_model
+    >>> model = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+"""
+
+from typing import Any
+
+__version__ = "1.0.0.dev0"
+
+from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig  # noqa: E402
+from peft.helpers import disable_input_dtype_casting  # noqa: E402
+from peft.mapping import (  # noqa: E402
+    PEFT_TYPE_TO_CONFIG_MAPPING,
+    PEFT_TYPE_TO_PREFIX_MAPPING,
+    PEFT_TYPE_TO_TUNER_MAPPING,
+    get_peft_config,
+    inject_adapter_in_model,
+)
+from peft.mapping_func import get_peft_model  # noqa: E402
+from peft.mixed_model import PeftMixedModel  # noqa: E402
+from peft.peft_model import PeftModel  # noqa: E402
+from peft.tuners import LoraConfig, LoraModel, LoraRuntimeConfig, PrefixTuningConfig  # noqa: E402
+from peft.utils import (  # noqa: E402
+    PeftType,
+    PeftWarning,
+    TaskType,
+    get_peft_model_state_dict,
+    load_peft_weights,
+    register_peft_method,
+    set_peft_model_state_dict,
+)
+
+__all__ = [
+    "PEFT_TYPE_TO_CONFIG_MAPPING",
+    "PEFT_TYPE_TO_PREFIX_MAPPING",
+    "PEFT_TYPE_TO_TUNER_MAPPING",
+    "LoraConfig",
+    "LoraModel",
+    "LoraRuntimeConfig",
+    "PeftConfig",
+    "PeftConfigMixin",
+    "PeftMixedModel",
+    "PeftModel",
+    "PeftType",
+    "PeftWarning",
+    "PrefixTuningConfig",
+    "PromptLearningConfig",
+    "TaskType",
+    "disable_input_dtype_casting",
+    "get_peft_config",
+    "get_peft_model",
+    "get_peft_model_state_dict",
+    "inject_adapter_in_model",
+    "load_peft_weights",
+    "register_peft_method",
+    "set_peft_model_state_dict",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
+    from peft.hosts import get_host_registry
+
+    exports = get_host_registry().exports
+    if name in exports:
+        return exports[name]()
+    raise AttributeError(f"module 'peft' has no attribute {name!r}")

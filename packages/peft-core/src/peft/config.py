@@ -1,0 +1,239 @@
+"""Config base classes: fields shared by every method, (de)serialisation, and forward-compatible loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs
+from peft.utils.peft_types import PeftType, TaskType
+from peft.utils.warnings import warn
+
+# fields that exist only at runtime and never go to adapter_config.json
+_RUNTIME_FIELDS = ("runtime_config",)
+
+
+def _get_commit_hash(pkg_name: str) -> str | None:
+    """The git commit a package was installed from (``pip install git+...@<hash>``), or None."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        direct_url = distribution(pkg_name).read_text("direct_url.json")
+    except (PackageNotFoundError, OSError):
+        return None
+    if not direct_url:
+        return None
+    try:
+        return json.loads(direct_url).get("vcs_info", {}).get("commit_id")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _get_peft_version() -> str:
+    """The version written into saved configs; dev versions carry the commit (or ``@UNKNOWN``)."""
+    from peft import __version__
+
+    if "dev" not in __version__:
+        return __version__
+    try:
+        commit = _get_commit_hash("peft") or _get_commit_hash("peft-core")
+    except Exception:  # never let version stamping break a save
+        commit = None
+    return f"{__version__}@{commit or 'UNKNOWN'}"
+
+
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, dict):
+        return {k: _to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json_value(v) for v in value]
+    return value
+
+
+@dataclass
+class PeftConfigMixin:
+    """Fields and (de)serialisation common to every PEFT config.
+
+    Subclasses may declare ``_inert_fields``: fields this version knows by name but does not implement, mapped to
+    the value under which they change nothing. Any other value is refused, so an adapter is never silently
+    computed differently from the way it was trained.
+    """
+
+    task_type: TaskType | str | None = field(default=None, metadata={"help": "The type of task."})
+    peft_type: PeftType | str | None = field(default=None, metadata={"help": "The type of PEFT method."})
+    auto_mapping: dict | None = field(default=None, metadata={"help": "How to rebuild the base model class."})
+    peft_version: str | None = field(default=None, metadata={"help": "The peft version that saved this config."})
+
+    _inert_fields: ClassVar[dict[str, Any]] = {}
+
+    def __post_init__(self) -> None:
+        valid_tasks = [t.value for t in TaskType]
+        if self.task_type is not None and str(self.task_type) not in valid_tasks:
+            raise ValueError(f"Invalid task_type {self.task_type!r}; valid values are {valid_tasks} or None.")
+        for name, inert in sorted(self._inert_fields.items()):
+            value = getattr(self, name, inert)
+            if value != inert and not (inert is None and value in ({}, [])):
+                raise ValueError(
+                    f"{type(self).__name__}.{name}={value!r} is not supported by this version of peft; only "
+                    f"{inert!r} is accepted. Loading it anyway would compute something other than the adapter was "
+                    "trained to compute."
+                )
+
+    @property
+    def is_prompt_learning(self) -> bool:
+        """Whether this is a soft-prompt method (prompt tuning, prefix tuning, ...)."""
+        return False
+
+    @property
+    def is_adaption_prompt(self) -> bool:
+        """Whether this is adaption prompt (Llama-Adapter)."""
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as JSON-ready values (sets as sorted lists, enums as strings); runtime-only fields excluded."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in _RUNTIME_FIELDS or f.name.startswith("_"):
+                continue
+            out[f.name] = _to_json_value(getattr(self, f.name))
+        return out
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Write ``adapter_config.json`` into ``save_directory`` (atomically), stamping ``peft_version``.
+
+        Extra ``kwargs`` are written as additional top-level keys.
+        """
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file.")
+        output = self.to_dict()
+        output.update(kwargs)
+        output["peft_version"] = _get_peft_version()
+        atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
+
+    @classmethod
+    def _config_class_for(cls, peft_type: Any) -> type[PeftConfigMixin]:
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+        if peft_type is None:
+            return cls
+        key = str(peft_type.value if isinstance(peft_type, enum.Enum) else peft_type)
+        if key not in PEFT_TYPE_TO_CONFIG_MAPPING:
+            raise ValueError(
+                f"Unknown peft_type {key!r}; known PEFT methods are {sorted(PEFT_TYPE_TO_CONFIG_MAPPING)}."
+            )
+        config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[key]
+        if cls not in (PeftConfigMixin, PeftConfig) and not issubclass(config_cls, cls):
+            raise TypeError(f"{cls.__name__} cannot load a config of peft_type {key!r} ({config_cls.__name__}).")
+        return config_cls
+
+    @classmethod
+    def _filter_known_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Drop keys this version does not know (written by a newer peft), warning with their names."""
+        known = set(inspect.signature(cls.__init__).parameters)
+        unknown = sorted(k for k in kwargs if k not in known)
+        if unknown:
+            warn(
+                f"Unexpected keyword arguments {unknown} for class {cls.__name__}, these are ignored. This probably "
+                "means that you're loading a configuration file that was saved using a higher version of the library "
+                "and additional parameters have been introduced since. It is highly recommended to upgrade the PEFT "
+                "version before continuing (e.g. by running `pip install -U peft`); results may differ if a dropped "
+                "value was not its default."
+            )
+        return {k: v for k, v in kwargs.items() if k in known}
+
+    @classmethod
+    def from_peft_type(cls, **kwargs: Any) -> PeftConfigMixin:
+        """Build the config class named by ``kwargs["peft_type"]`` from ``kwargs`` (unknown keys are dropped)."""
+        config_cls = cls._config_class_for(kwargs.get("peft_type"))
+        return config_cls(**config_cls._filter_known_kwargs(kwargs))
+
+    @classmethod
+    def from_json_file(cls, path_json_file: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
+        """Read a config JSON file into a dict. ``runtime_config`` entries are dropped (they are never saved)."""
+        with open(path_json_file, encoding="utf-8") as f:
+            try:
+                loaded = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path_json_file} is not valid JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path_json_file} must hold a JSON object, got {type(loaded).__name__}.")
+        for name in _RUNTIME_FIELDS:
+            loaded.pop(name, None)
+        return loaded
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs: Any
+    ) -> PeftConfigMixin:
+        """Load ``adapter_config.json`` from a folder or a Hub repo.
+
+        The concrete class is chosen by the file's ``peft_type`` before anything else, so ``PeftConfig`` and
+        ``LoraConfig`` give the same result. Hub kwargs (``revision``, ``cache_dir``, ``token``, ...) select the
+        file; other kwargs override loaded values.
+
+        Raises:
+            ValueError: if no config file is found, or it is not a valid config.
+        """
+        hub_kwargs, overrides = split_hub_kwargs(kwargs)
+        path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, subfolder=subfolder, **hub_kwargs)
+        if path is None:
+            where = os.path.join(os.fspath(pretrained_model_name_or_path), subfolder or "")
+            raise ValueError(f"Can't find '{CONFIG_NAME}' at '{where}'.")
+        loaded = cls.from_json_file(path)
+        loaded.update(overrides)
+        config_cls = cls._config_class_for(loaded.get("peft_type"))
+        return config_cls(**config_cls._filter_known_kwargs(loaded))
+
+
+@dataclass
+class PeftConfig(PeftConfigMixin):
+    """Base of every PEFT config: which model the adapter belongs to and whether it is used for inference."""
+
+    base_model_name_or_path: str | None = field(default=None, metadata={"help": "The base model's name or path."})
+    revision: str | None = field(default=None, metadata={"help": "The base model's revision."})
+    inference_mode: bool = field(default=False, metadata={"help": "Whether to use the adapter for inference only."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("target_modules", "exclude_modules"):
+            value = getattr(self, name, None)
+            if isinstance(value, (list, tuple)):
+                setattr(self, name, set(value))
+        layers_pattern = getattr(self, "layers_pattern", None)
+        layers_to_transform = getattr(self, "layers_to_transform", None)
+        if layers_pattern and layers_to_transform is None:
+            raise ValueError(
+                f"layers_pattern={layers_pattern!r} is only used together with layers_to_transform; set "
+                "layers_to_transform to the layer indices to adapt, or drop layers_pattern."
+            )
+        if layers_to_transform is not None and isinstance(getattr(self, "target_modules", None), str):
+            raise ValueError(
+                "layers_to_transform cannot be used when target_modules is a str (a regex); list the module names "
+                "instead, or encode the layer indices in the regex."
+            )
+
+
+@dataclass
+class PromptLearningConfig(PeftConfig):
+    """Base of soft-prompt configs; missing sizes are filled from the model's config."""
+
+    num_virtual_tokens: int = field(default=None, metadata={"help": "Number of virtual tokens."})
+    token_dim: int = field(default=None, metadata={"help": "The hidden embedding dimension of the base model."})
+    num_transformer_submodules: int | None = field(default=None, metadata={"help": "Number of transformer parts."})
+    num_attention_heads: int | None = field(default=None, metadata={"help": "Number of attention heads."})
+    num_layers: int | None = field(default=None, metadata={"help": "Number of transformer layers."})
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
+
+    @property
+    def is_prompt_learning(self) -> bool:
+        return True

@@ -1,0 +1,113 @@
+"""The stable integration API: functions that work on any ``nn.Module`` holding PEFT layers.
+
+Transformers, Diffusers and other hosts call these on their own models; their signatures are guaranteed
+(REQUIREMENTS ARCH-9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from peft.mapping import inject_adapter_in_model
+from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.utils.other import AuxiliaryTrainingWrapper
+from peft.utils.save_and_load import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils.warnings import warn
+
+__all__ = [
+    "cast_adapter_dtype",
+    "delete_adapter",
+    "get_peft_model_state_dict",
+    "inject_adapter_in_model",
+    "set_adapter",
+    "set_peft_model_state_dict",
+    "set_requires_grad",
+]
+
+
+def _lifecycle_modules(model: nn.Module, layer_cls: type = BaseTunerLayer) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (layer_cls, AuxiliaryTrainingWrapper))]
+
+
+def set_adapter(
+    model: nn.Module,
+    adapter_name: str | list[str],
+    inference_mode: bool = False,
+    layer_cls: type[BaseTunerLayer] = BaseTunerLayer,
+) -> None:
+    """Activate ``adapter_name`` (one or several) on every adapter layer and auxiliary module of ``model``.
+
+    Activated adapters become trainable unless ``inference_mode``; all others are frozen. Merged layers are
+    unmerged first (with a warning).
+    """
+    for module in _lifecycle_modules(model, layer_cls):
+        if isinstance(module, BaseTunerLayer) and module.merged:
+            warn("Adapter cannot be set when the model is merged. Unmerging the model first.")
+            module.unmerge()
+        module.set_adapter(adapter_name, inference_mode=inference_mode)
+
+
+def set_requires_grad(model: nn.Module, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
+    """Make the parameters of ``adapter_names`` trainable (or frozen), auxiliary modules included.
+
+    Activation is not changed: what trains and what computes are separate choices.
+    """
+    for module in _lifecycle_modules(model):
+        module.set_requires_grad(adapter_names, requires_grad=requires_grad)
+
+
+def delete_adapter(
+    model: nn.Module, adapter_name: str, prefix: str, layer_cls: type[BaseTunerLayer] = BaseTunerLayer
+) -> list[str] | None:
+    """Remove ``adapter_name`` from every adapter layer and auxiliary module of ``model``.
+
+    If it was active, the remaining active adapters stay active; if none remain, the first remaining adapter in
+    sorted order becomes active (with a warning), identically on every layer. Configs are not touched.
+
+    Returns:
+        The active adapters afterwards, or None if the model holds no adapter layer.
+    """
+    modules = _lifecycle_modules(model, layer_cls)
+    if not modules:
+        return None
+    active: list[str] = []
+    available: set[str] = set()
+    for module in modules:
+        active.extend(n for n in module.active_adapters if n not in active)
+        available.update(
+            module._all_available_adapter_names()
+            if isinstance(module, BaseTunerLayer)
+            else module._available_adapters()
+        )
+    new_active = [n for n in active if n != adapter_name]
+    remaining = sorted(available - {adapter_name})
+    if not new_active and adapter_name in active and remaining:
+        new_active = remaining[:1]
+        warn(f"Adapter {adapter_name!r} was active and is deleted; {new_active[0]!r} is now the active adapter.")
+    for module in modules:
+        module.delete_adapter(adapter_name, new_active_adapters=new_active)
+    return new_active
+
+
+def cast_adapter_dtype(model: nn.Module, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
+    """Upcast ``adapter_name``'s fp16/bf16 parameters and buffers to fp32 (no other dtype is touched)."""
+    if not autocast_adapter_dtype:
+        return
+    low_precision = (torch.float16, torch.bfloat16)
+    for module in model.modules():
+        if not isinstance(module, BaseTunerLayer):
+            continue
+        for attr in module.adapter_layer_names:
+            container = getattr(module, attr, None)
+            if container is None or adapter_name not in container:
+                continue
+            item = container[adapter_name]
+            if isinstance(item, nn.Module):
+                for param in list(item.parameters()) + list(item.buffers()):
+                    if param.dtype in low_precision:
+                        param.data = param.data.float()
+            elif isinstance(item, torch.Tensor) and item.dtype in low_precision:
+                item.data = item.data.float()

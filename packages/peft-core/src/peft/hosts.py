@@ -1,0 +1,63 @@
+"""Registry through which host packages plug into the core.
+
+A host package (peft-transformers, peft-diffusers, peft-trl) declares an entry point in the group ``peft.hosts`` that
+names a ``register(registry: HostRegistry) -> None`` function. The core never imports a host: it loads the entry
+points lazily, the first time it needs something only a host can tell (the PeftModel subclass for a task type,
+default target modules for a model type, which modules share tied weights).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+ENTRY_POINT_GROUP = "peft.hosts"
+
+logger = logging.getLogger(__name__)
+
+
+class HostRegistry:
+    """What the host packages told the core. Filled once by :func:`get_host_registry`."""
+
+    def __init__(self) -> None:
+        self.task_models: dict[str, type] = {}
+        self.default_target_modules: dict[str, dict[str, list[str]]] = {}
+        self.tied_module_finders: list[Callable[[Any], dict[str, str]]] = []
+        self.exports: dict[str, Callable[[], Any]] = {}
+
+    def register_task_model(self, task_type: str, model_cls: type) -> None:
+        """``get_peft_model`` and ``PeftModel.from_pretrained`` build ``model_cls`` for configs of ``task_type``."""
+        self.task_models[str(task_type)] = model_cls
+
+    def register_default_target_modules(self, peft_type: str, mapping: dict[str, list[str]]) -> None:
+        """Default ``target_modules`` per ``model_type`` for ``peft_type`` (used when ``target_modules=None``)."""
+        self.default_target_modules.setdefault(str(peft_type), {}).update(mapping)
+
+    def register_tied_module_finder(self, finder: Callable[[Any], dict[str, str]]) -> None:
+        """``finder(model)`` returns ``{tied_module_name: source_module_name}`` for weights the host ties."""
+        self.tied_module_finders.append(finder)
+
+    def register_export(self, name: str, loader: Callable[[], Any]) -> None:
+        """Make ``peft.<name>`` resolve lazily to ``loader()`` (e.g. ``PeftModelForCausalLM``)."""
+        self.exports[name] = loader
+
+
+_registry: HostRegistry | None = None
+
+
+def get_host_registry() -> HostRegistry:
+    """Return the registry, loading every installed host package on first use."""
+    global _registry
+    if _registry is None:
+        registry = HostRegistry()
+        _registry = registry
+        for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+            try:
+                register = entry_point.load()
+            except ImportError as exc:  # the host's framework is not installed: that host simply is absent
+                logger.debug("peft host %r not loaded: %s", entry_point.name, exc)
+                continue
+            register(registry)
+    return _registry

@@ -1,0 +1,372 @@
+"""``PeftModel``: a base model with adapters, plus saving and loading in the reference checkpoint format.
+
+Host-agnostic: task-specific subclasses (causal LM generate, classification heads, prompt learning) come from host
+packages through ``peft.hosts``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft.config import PeftConfig
+from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
+from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs
+from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.warnings import warn
+
+
+class PeftModel(nn.Module):
+    """A model with adapters of one PEFT method.
+
+    Args:
+        model: the base model (any ``nn.Module``).
+        peft_config: the first adapter's config.
+        adapter_name: the first adapter's name.
+        autocast_adapter_dtype: upcast fp16/bf16 adapter weights to fp32.
+        low_cpu_mem_usage: create adapter weights on the meta device (for loading).
+
+    Example:
+        >>> model = PeftModel(base, LoraConfig(target_modules=["q_proj", "v_proj"]))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        peft_config: PeftConfig,
+        adapter_name: str = "default",
+        autocast_adapter_dtype: bool = True,
+        low_cpu_mem_usage: bool = False,
+    ) -> None:
+        super().__init__()
+        self.peft_type = peft_config.peft_type
+        self.special_peft_forward_args = {"adapter_names"}
+        if peft_config.is_prompt_learning or peft_config.is_adaption_prompt:
+            raise NotImplementedError(
+                f"{type(peft_config).__name__} needs a task model from peft-transformers; pass task_type to "
+                "get_peft_model."
+            )
+        peft_type = str(peft_config.peft_type)
+        if peft_type not in PEFT_TYPE_TO_TUNER_MAPPING:
+            raise ValueError(f"Unknown peft_type {peft_type!r}; known: {sorted(PEFT_TYPE_TO_TUNER_MAPPING)}.")
+        tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING[peft_type]
+        self.base_model = tuner_cls(
+            model, {adapter_name: peft_config}, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage,
+            autocast_adapter_dtype=autocast_adapter_dtype,
+        )
+
+    # ------------------------------------------------------------------------------------------ access
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("base_model", "_modules", "_parameters", "_buffers"):
+                raise
+            return getattr(self.base_model, name)
+
+    @property
+    def peft_config(self) -> dict[str, PeftConfig]:
+        return self.base_model.peft_config
+
+    @property
+    def active_adapter(self) -> str | list[str]:
+        return self.base_model.active_adapter
+
+    @property
+    def active_adapters(self) -> list[str]:
+        active = self.base_model.active_adapter
+        return [active] if isinstance(active, str) else list(active)
+
+    @property
+    def modules_to_save(self) -> set[str] | None:
+        names = set()
+        for config in self.peft_config.values():
+            names.update(getattr(config, "modules_to_save", None) or [])
+        return names or None
+
+    def get_base_model(self) -> nn.Module:
+        """The underlying model (with adapter layers injected)."""
+        return self.base_model.model
+
+    # ------------------------------------------------------------------------------------------ forward
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            return self.base_model(*args, **kwargs)
+        self._check_mixed_batch(adapter_names)
+        with mixed_batch(list(adapter_names)):
+            return self.base_model(*args, **kwargs)
+
+    def _check_mixed_batch(self, adapter_names: list[str]) -> None:
+        if isinstance(adapter_names, str):
+            raise ValueError(f"adapter_names must be a list with one name per row, got the str {adapter_names!r}.")
+        if self.training:
+            raise ValueError("Cannot pass adapter_names when the model is in training mode; call .eval() first.")
+        unknown = sorted({n for n in adapter_names if n != BASE_ADAPTER_NAME and n not in self.peft_config})
+        if unknown:
+            raise ValueError(
+                f"Trying to infer with non-existing adapter(s): {unknown}; available adapters: "
+                f"{sorted(self.peft_config)} and {BASE_ADAPTER_NAME!r} for the base model."
+            )
+        dora = sorted({n for n in adapter_names if getattr(self.peft_config.get(n), "use_dora", False)})
+        if dora:
+            raise ValueError(f"Mixed-batch inference does not support DoRA adapters, got {dora}.")
+        if any(getattr(m, "merged", False) for m in self.modules()):
+            raise ValueError("Cannot pass adapter_names when adapters are merged; unmerge them first.")
+
+    # ------------------------------------------------------------------------------------------ adapters
+    def add_adapter(
+        self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
+        autocast_adapter_dtype: bool = True,
+    ) -> None:
+        """Add a new adapter (not activated). Its ``peft_type`` must match the existing adapters'.
+
+        Raises:
+            ValueError: for a different ``peft_type`` (use ``PeftMixedModel``) or an invalid config.
+        """
+        if str(peft_config.peft_type) != str(self.peft_type):
+            raise ValueError(
+                f"Cannot combine adapters with different peft types. Found {self.peft_type} and "
+                f"{peft_config.peft_type}; use get_peft_model(..., mixed=True) to mix adapter types."
+            )
+        if adapter_name in self.peft_config:
+            raise ValueError(f"Adapter {adapter_name!r} already exists; delete it first or choose another name.")
+        self.peft_config[adapter_name] = peft_config
+        try:
+            self.base_model.inject_adapter(
+                self.base_model.model, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage,
+                autocast_adapter_dtype=autocast_adapter_dtype,
+            )
+        except Exception:
+            self.peft_config.pop(adapter_name, None)
+            raise
+
+    def set_adapter(self, adapter_name: str, inference_mode: bool = False) -> None:
+        """Make ``adapter_name`` the active adapter (use ``base_model.set_adapter([...])`` for several).
+
+        Raises:
+            ValueError: for an unknown adapter.
+        """
+        if adapter_name not in self.peft_config:
+            raise ValueError(f"Adapter {adapter_name} not found; available adapters: {sorted(self.peft_config)}.")
+        self.base_model.set_adapter(adapter_name, inference_mode=inference_mode)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an adapter (see ``BaseTuner.delete_adapter``)."""
+        self.base_model.delete_adapter(adapter_name)
+
+    def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
+        """Make adapters trainable (or frozen) without changing which adapters are active."""
+        self.base_model.set_requires_grad(adapter_names, requires_grad=requires_grad)
+
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Within the block the model computes exactly like the base model; everything is restored after."""
+        grads = [(p, p.requires_grad) for p in self.parameters()]
+        self.base_model.disable_adapter_layers()
+        try:
+            yield
+        finally:
+            self.base_model._set_adapter_layers(True)
+            for param, requires_grad in grads:
+                param.requires_grad_(requires_grad)
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable, total)`` parameter counts; packed 4-bit weights count as their unpacked size."""
+        trainable, total = 0, 0
+        for param in self.parameters():
+            count = param.numel()
+            if count == 0 and hasattr(param, "ds_numel"):
+                count = param.ds_numel
+            if type(param).__name__ == "Params4bit":
+                count *= 2 * (param.element_size() if param.dtype != torch.uint8 else 1)
+            total += count
+            if param.requires_grad:
+                trainable += count
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        """Print ``trainable params: 56,164 || all params: 4,100,164 || trainable%: 1.3698``."""
+        trainable, total = self.get_nb_trainable_parameters()
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+
+    # ------------------------------------------------------------------------------------------ saving
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        selected_adapters: list[str] | None = None,
+        save_embedding_layers: str | bool = "auto",
+        is_main_process: bool = True,
+        path_initial_model_for_weight_conversion: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write each adapter's ``adapter_model.safetensors`` and ``adapter_config.json`` (atomically).
+
+        The ``default`` adapter goes to ``save_directory``, others to ``save_directory/<name>``.
+        """
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        if path_initial_model_for_weight_conversion is not None:
+            raise ValueError("path_initial_model_for_weight_conversion needs PiSSA/OLoRA, not in this version.")
+        if selected_adapters is None:
+            selected_adapters = list(self.peft_config)
+        unknown = sorted(set(selected_adapters) - set(self.peft_config))
+        if unknown:
+            raise ValueError(f"Cannot save unknown adapters {unknown}; available: {sorted(self.peft_config)}.")
+        if not is_main_process:
+            return
+        for adapter_name in selected_adapters:
+            config = self.peft_config[adapter_name]
+            state_dict = get_peft_model_state_dict(
+                self, state_dict=kwargs.get("state_dict"), adapter_name=adapter_name,
+                save_embedding_layers=save_embedding_layers,
+            )
+            output_dir = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
+            os.makedirs(output_dir, exist_ok=True)
+            _save_weights(state_dict, output_dir, safe_serialization)
+            self._saved_config(config).save_pretrained(output_dir)
+
+    def _saved_config(self, config: PeftConfig) -> PeftConfig:
+        config = copy.copy(config)
+        config.inference_mode = True
+        base = self.get_base_model()
+        model_config = getattr(base, "config", None)
+        name = getattr(model_config, "_name_or_path", None) or getattr(base, "name_or_path", None)
+        if name and config.base_model_name_or_path and config.base_model_name_or_path != name:
+            warn(f"base_model_name_or_path {config.base_model_name_or_path!r} differs from the model's {name!r}; "
+                 "saving the model's.")
+        if name:
+            config.base_model_name_or_path = name
+        if config.task_type is None and config.auto_mapping is None:
+            config.auto_mapping = {"base_model_class": type(base).__name__, "parent_library": type(base).__module__}
+        return config
+
+    # ------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: nn.Module,
+        model_id: str | os.PathLike,
+        adapter_name: str = "default",
+        is_trainable: bool = False,
+        config: PeftConfig | None = None,
+        autocast_adapter_dtype: bool = True,
+        ephemeral_gpu_offload: bool = False,
+        low_cpu_mem_usage: bool = False,
+        key_mapping: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> PeftModel:
+        """Load a saved adapter onto ``model``; for inference (nothing trainable) unless ``is_trainable``.
+
+        Raises:
+            ValueError: if the config or weights are missing or do not fit the model.
+        """
+        hub_kwargs, _ = split_hub_kwargs(kwargs)
+        if config is None:
+            config = PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
+        elif not isinstance(config, PeftConfig):
+            raise ValueError(f"config must be a PeftConfig, got {type(config).__name__}.")
+        config.inference_mode = not is_trainable
+        if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
+            config.runtime_config.ephemeral_gpu_offload = True
+        model_cls = cls
+        if cls is PeftModel and config.task_type is not None:
+            from peft.hosts import get_host_registry
+
+            model_cls = get_host_registry().task_models.get(str(config.task_type), PeftModel)
+        peft_model = model_cls(
+            model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+        )
+        peft_model.load_adapter(
+            model_id, adapter_name, is_trainable=is_trainable, autocast_adapter_dtype=autocast_adapter_dtype,
+            low_cpu_mem_usage=low_cpu_mem_usage, key_mapping=key_mapping, **kwargs,
+        )
+        return peft_model
+
+    def load_adapter(
+        self,
+        model_id: str | os.PathLike,
+        adapter_name: str,
+        is_trainable: bool = False,
+        torch_device: str | None = None,
+        autocast_adapter_dtype: bool = True,
+        ephemeral_gpu_offload: bool = False,
+        low_cpu_mem_usage: bool = False,
+        key_mapping: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Load a saved adapter as ``adapter_name`` (not activated). Returns the load result (missing and
+        unexpected keys)."""
+        hub_kwargs, rest = split_hub_kwargs(kwargs)
+        subfolder = rest.get("subfolder")
+        if adapter_name not in self.peft_config:
+            config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **hub_kwargs)
+            config.inference_mode = not is_trainable
+            if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
+                config.runtime_config.ephemeral_gpu_offload = True
+            self.add_adapter(
+                adapter_name, config, low_cpu_mem_usage=low_cpu_mem_usage, autocast_adapter_dtype=autocast_adapter_dtype
+            )
+        state_dict = load_peft_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
+        state_dict = self._apply_key_mapping(state_dict, key_mapping)
+        result = set_peft_model_state_dict(
+            self, state_dict, adapter_name=adapter_name, low_cpu_mem_usage=low_cpu_mem_usage,
+            ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
+        )
+        if result.missing_keys:
+            warn(f"Found missing adapter keys while loading the checkpoint: {result.missing_keys}.")
+        if result.unexpected_keys:
+            warn(f"Found unexpected keys in the checkpoint that fit no adapter: {result.unexpected_keys[:20]}.")
+        self.base_model.set_requires_grad(adapter_name, is_trainable)
+        from peft.functional import cast_adapter_dtype
+
+        cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        return result
+
+    def _apply_key_mapping(
+        self, state_dict: dict[str, torch.Tensor], key_mapping: dict[str, str] | None
+    ) -> dict[str, torch.Tensor]:
+        key_mapping = key_mapping or getattr(self.get_base_model(), "_checkpoint_conversion_mapping", None)
+        if not key_mapping:
+            return state_dict
+        prefix = "base_model.model."
+        renamed = {}
+        for key, value in state_dict.items():
+            inner = key[len(prefix) :] if key.startswith(prefix) else key
+            for pattern, replacement in key_mapping.items():
+                inner, count = re.subn(pattern, replacement, inner)
+                if count:
+                    break
+            renamed[(prefix if key.startswith(prefix) else "") + inner] = value
+        return renamed
+
+
+def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_serialization: bool) -> None:
+    if safe_serialization:
+        from safetensors.torch import save_file
+
+        seen: set[tuple[int, int]] = set()
+        tensors = {}
+        for key in sorted(state_dict):
+            tensor = state_dict[key].detach()
+            storage = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+            # safetensors refuses tensors sharing memory: give repeats their own copy
+            tensors[key] = tensor.clone().contiguous() if storage in seen else tensor.contiguous()
+            seen.add(storage)
+        atomic_write(
+            os.path.join(output_dir, SAFETENSORS_WEIGHTS_NAME),
+            lambda path: save_file(tensors, path, metadata={"format": "pt"}),
+        )
+    else:
+        atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))

@@ -1,0 +1,210 @@
+"""Which modules of a model an adapter targets.
+
+Rules (REQUIREMENTS TGT-1..9): a list entry matches a module whose full name equals it or ends with ``"." + entry``;
+a str is ``re.fullmatch``ed against the full name; ``layers_to_transform`` keeps only the listed layer indices; keys
+of ``rank_pattern``/``alpha_pattern`` match a full-segment suffix (``$`` implied, a leading ``^`` anchors at the
+start). Matching a list is a set lookup per name suffix, so it costs the same for 2 or 2,000 entries.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from torch import nn
+
+# the reference threshold above which long target lists are replaced by their minimal suffix set
+MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20
+SEQ_CLS_HEAD_NAMES = ("score", "classifier")
+INCLUDE_LINEAR_LAYERS_SHORTHAND = "all-linear"
+
+
+def name_suffixes(key: str) -> list[str]:
+    """All full-segment suffixes of a dotted name, longest first: ``"a.b.c"`` -> ``["a.b.c", "b.c", "c"]``."""
+    parts = key.split(".")
+    return [".".join(parts[i:]) for i in range(len(parts))]
+
+
+def match_target_against_key(target_pattern: str, key: str) -> bool:
+    """Whether the regex ``target_pattern`` matches the whole of ``key``."""
+    return re.fullmatch(target_pattern, key) is not None
+
+
+@lru_cache(maxsize=256)
+def _layer_index_regex(layers_pattern: str | None) -> re.Pattern:
+    if layers_pattern:
+        return re.compile(rf"(?:.*\.)?{layers_pattern}\.(\d+)\.")
+    return re.compile(r"(?:.*\.)?[^.]*\.(\d+)\.")
+
+
+def layer_index(key: str, layers_pattern: str | Sequence[str] | None) -> int | None:
+    """The layer index inside ``key`` (e.g. 3 in ``model.layers.3.mlp``), per ``layers_pattern``; None if absent."""
+    patterns = [layers_pattern] if isinstance(layers_pattern, str) or not layers_pattern else list(layers_pattern)
+    for pattern in patterns:
+        match = _layer_index_regex(pattern or None).match(key)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+class NameMatcher:
+    """Matches module names against a ``target_modules``-style spec: a list/set of names, or a regex str."""
+
+    def __init__(self, spec: str | Iterable[str]) -> None:
+        self.regex = re.compile(spec) if isinstance(spec, str) else None
+        self.names = frozenset() if isinstance(spec, str) else frozenset(spec)
+
+    def matching_entry(self, key: str) -> str | None:
+        """The list entry matching ``key`` (or the regex itself), None if none does."""
+        if self.regex is not None:
+            return self.regex.pattern if self.regex.fullmatch(key) else None
+        for suffix in name_suffixes(key):
+            if suffix in self.names:
+                return suffix
+        return None
+
+    def __call__(self, key: str) -> bool:
+        return self.matching_entry(key) is not None
+
+
+class TargetSelector:
+    """Decides, for each module name, whether an adapter config targets it.
+
+    Built once per injection from the config, so nothing is recomputed per module.
+    """
+
+    def __init__(self, config: Any) -> None:
+        target_modules = getattr(config, "target_modules", None)
+        self.targets = NameMatcher(target_modules) if target_modules is not None else None
+        exclude = getattr(config, "exclude_modules", None)
+        self.exclude = NameMatcher(exclude) if exclude else None
+        layers = getattr(config, "layers_to_transform", None)
+        self.layers_to_transform = None if layers is None else ({layers} if isinstance(layers, int) else set(layers))
+        self.layers_pattern = getattr(config, "layers_pattern", None)
+        self.used_entries: set[str] = set()
+
+    def is_excluded(self, key: str) -> bool:
+        return self.exclude is not None and self.exclude(key)
+
+    def is_target(self, key: str) -> bool:
+        """Whether ``key`` matches ``target_modules`` and the layer restriction (ignoring ``exclude_modules``)."""
+        if self.targets is None:
+            return False
+        entry = self.targets.matching_entry(key)
+        if entry is None:
+            return False
+        if self.layers_to_transform is not None and self.targets.regex is None:
+            index = layer_index(key, self.layers_pattern)
+            if index is None or index not in self.layers_to_transform:
+                return False
+        self.used_entries.add(entry)
+        return True
+
+    def unused_entries(self) -> list[str]:
+        """List entries of ``target_modules`` that matched no module so far."""
+        if self.targets is None or self.targets.regex is not None:
+            return []
+        return sorted(self.targets.names - self.used_entries)
+
+
+def check_target_module_exists(config: Any, key: str) -> bool:
+    """Whether ``config`` targets the module named ``key`` (exclusions and layer restrictions included)."""
+    selector = TargetSelector(config)
+    return not selector.is_excluded(key) and selector.is_target(key)
+
+
+def get_pattern_key(pattern_keys: Iterable[str], key_to_match: str) -> str:
+    """The first ``rank_pattern``/``alpha_pattern`` key matching the module name, or the name itself if none.
+
+    A pattern matches a full-segment suffix of the name (``$`` implied); a leading ``^`` anchors it at the start.
+    """
+    for pattern in pattern_keys:
+        regex = pattern + "$" if pattern.startswith("^") else rf"(.*\.)?(?:{pattern})$"
+        if re.match(regex, key_to_match):
+            return pattern
+    return key_to_match
+
+
+def closest_names(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Module names that look like ``name`` (for error messages), compared on their last segments too."""
+    candidates = sorted(set(candidates))
+    last_segments = sorted({c.rsplit(".", 1)[-1] for c in candidates})
+    close = difflib.get_close_matches(name.rsplit(".", 1)[-1], last_segments, n=n, cutoff=0.5)
+    close += difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
+    return list(dict.fromkeys(close))[:n]
+
+
+def find_minimal_target_modules(target_modules: Iterable[str], other_module_names: Iterable[str]) -> set[str]:
+    """The smallest set of name suffixes matching exactly ``target_modules`` and none of ``other_module_names``.
+
+    Used to shorten long lists of full module names (as diffusers passes them). Returns the input when no
+    shorter set exists.
+    """
+    targets = sorted(set(target_modules))
+    if isinstance(target_modules, str) or not targets:
+        raise ValueError(f"target_modules should be a non-empty list or set of names, got {target_modules!r}.")
+    forbidden = {suffix for name in other_module_names for suffix in name_suffixes(name)}
+    target_set = set(targets)
+    if forbidden & target_set:
+        raise ValueError("target_modules and other_module_names share entries; they must be disjoint.")
+    chosen: set[str] = set()
+    for name in targets:
+        if any(suffix in chosen for suffix in name_suffixes(name)):
+            continue
+        # shortest suffix that no non-target module has
+        for suffix in reversed(name_suffixes(name)):
+            if suffix not in forbidden:
+                chosen.add(suffix)
+                break
+    return chosen if len(chosen) < len(target_set) else target_set
+
+
+def is_transformers_conv1d(module: nn.Module) -> bool:
+    """Whether ``module`` is transformers' ``Conv1D`` (GPT-2 style linear with a transposed weight).
+
+    Recognised by name and attributes so the core never imports transformers.
+    """
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
+
+
+def expand_all_linear(model: nn.Module, task_type: str | None, tuner_layer_cls: type) -> set[str]:
+    """Full names of the linear layers ``"all-linear"`` stands for: every ``nn.Linear`` / ``Conv1D`` and existing
+    linear adapter layer, except the output embedding, the sequence-classification head and adapter internals.
+    """
+    names: set[str] = set()
+    inside_adapter: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix) for prefix in inside_adapter):
+            continue
+        if isinstance(module, tuner_layer_cls):
+            inside_adapter.append(name + ".")
+            if "Linear" in type(module).__name__:
+                names.add(name)
+            continue
+        if isinstance(module, nn.Linear) or is_transformers_conv1d(module):
+            names.add(name)
+    output_layer = _output_embedding_module(model)
+    if output_layer is not None:
+        names -= {
+            name
+            for name, module in model.named_modules(remove_duplicate=False)
+            if module is output_layer or getattr(module, "base_layer", None) is output_layer
+        }
+    if str(task_type) == "SEQ_CLS":
+        names = {n for n in names if n.rsplit(".", 1)[-1] not in SEQ_CLS_HEAD_NAMES}
+    return names
+
+
+def _output_embedding_module(model: nn.Module) -> nn.Module | None:
+    getter = getattr(model, "get_output_embeddings", None)
+    if not callable(getter):
+        return None
+    try:
+        module = getter()
+    except (AttributeError, NotImplementedError):
+        return None
+    # a tuner layer may already wrap it
+    return module.get_base_layer() if hasattr(module, "get_base_layer") else module

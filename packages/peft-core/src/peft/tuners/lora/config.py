@@ -1,0 +1,154 @@
+"""``LoraConfig``: the settings of a LoRA adapter (REQUIREMENTS METHOD-LORA-1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from peft.config import PeftConfig
+from peft.utils.peft_types import PeftType
+
+_SUPPORTED_INITS = (True, False, "gaussian")
+_BIAS_MODES = ("none", "all", "lora_only")
+
+
+@dataclass
+class LoraRuntimeConfig:
+    """Settings that only affect how an adapter is set up at runtime; never saved.
+
+    Args:
+        ephemeral_gpu_offload: do weight-dependent initialisation (e.g. DoRA norms) on the GPU when the weights
+            live on the CPU, and bring the results back.
+    """
+
+    ephemeral_gpu_offload: bool = False
+
+
+@dataclass
+class LoraConfig(PeftConfig):
+    """Configuration of a LoRA adapter: ``W x + (lora_alpha / r) * B A x``.
+
+    Args:
+        r: rank of the update (``A`` is ``r x in_features``, ``B`` is ``out_features x r``).
+        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
+            ``"all-linear"``, or None for the model type's defaults.
+        exclude_modules: modules never adapted (same forms as ``target_modules``).
+        lora_alpha: scaling numerator; the update is scaled by ``lora_alpha / r`` (``/ sqrt(r)`` with rsLoRA).
+        lora_dropout: dropout on the adapter's input.
+        fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``).
+        bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"lora_only"``.
+        use_rslora: scale by ``lora_alpha / sqrt(r)`` (rank-stabilised LoRA).
+        modules_to_save: modules (besides adapter layers) trained and saved in full.
+        init_lora_weights: ``True`` (A Kaiming-uniform, B zero: identity at start), ``False`` (both random: for
+            tests), or ``"gaussian"`` (A normal with std ``1/r``, B zero).
+        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
+        rank_pattern / alpha_pattern: per-module ``r`` / ``lora_alpha`` by name or regex (suffix match, ``$``
+            implied, ``^`` anchors at the start).
+        use_dora: weight-decomposed LoRA (DoRA): a learned magnitude per output feature.
+        lora_bias: give ``lora_B`` a trainable bias.
+        layer_replication: ``[[start, end), ...]`` ranges of layers to stack (shared base weights, own adapters).
+        target_parameters: names of raw ``nn.Parameter``s (2-D, or 3-D expert stacks) to adapt.
+
+    Example:
+        >>> config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    """
+
+    r: int = field(default=8, metadata={"help": "LoRA attention dimension (the rank)."})
+    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
+    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
+    lora_alpha: int = field(default=8, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
+    bias: Literal["none", "all", "lora_only"] = field(default="none", metadata={"help": "Bias type for LoRA."})
+    use_rslora: bool = field(default=False, metadata={"help": "Use rank-stabilised scaling alpha/sqrt(r)."})
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
+    init_lora_weights: bool | str = field(default=True, metadata={"help": "How to initialise the LoRA weights."})
+    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
+    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
+    rank_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module ranks."})
+    alpha_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
+    megatron_config: dict | None = field(default=None, metadata={"help": "Megatron parallel-linear config."})
+    megatron_core: str | None = field(default="megatron.core", metadata={"help": "Megatron core module."})
+    trainable_token_indices: list[int] | dict[str, list[int]] | None = field(
+        default=None, metadata={"help": "Token indices of the embedding to train (without full fine-tuning)."}
+    )
+    loftq_config: dict = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
+    eva_config: Any = field(default=None, metadata={"help": "EVA initialisation settings."})
+    corda_config: Any = field(default=None, metadata={"help": "CorDA initialisation settings."})
+    use_dora: bool = field(default=False, metadata={"help": "Use weight-decomposed LoRA (DoRA)."})
+    alora_invocation_tokens: list[int] | None = field(default=None, metadata={"help": "aLoRA invocation tokens."})
+    use_qalora: bool = field(default=False, metadata={"help": "Use QA-LoRA."})
+    qalora_group_size: int = field(default=16, metadata={"help": "QA-LoRA group size."})
+    layer_replication: list[tuple[int, int]] | None = field(
+        default=None, metadata={"help": "Layer ranges to stack, with shared base weights."}
+    )
+    runtime_config: LoraRuntimeConfig = field(
+        default_factory=LoraRuntimeConfig, metadata={"help": "Runtime-only settings (not saved)."}
+    )
+    lora_bias: bool = field(default=False, metadata={"help": "Give lora_B a trainable bias."})
+    target_parameters: list[str] | None = field(default=None, metadata={"help": "Raw parameters to adapt."})
+    ensure_weight_tying: bool = field(default=False, metadata={"help": "Tie adapters of tied weights."})
+    arrow_config: Any = field(default=None, metadata={"help": "Arrow routing settings."})
+    use_bdlora: Any = field(default=None, metadata={"help": "Block-diagonal LoRA settings."})
+    kasa_config: Any = field(default=None, metadata={"help": "KaSA settings."})
+    lora_ga_config: Any = field(default=None, metadata={"help": "LoRA-GA initialisation settings."})
+    monteclora_config: Any = field(default=None, metadata={"help": "MonteCLoRA settings."})
+    velora_config: Any = field(default=None, metadata={"help": "VeLoRA settings."})
+
+    # known fields whose features this version does not implement: loadable only with their inert value
+    _inert_fields: ClassVar[dict[str, Any]] = {
+        "alora_invocation_tokens": None,
+        "arrow_config": None,
+        "corda_config": None,
+        "eva_config": None,
+        "kasa_config": None,
+        "lora_ga_config": None,
+        "loftq_config": {},
+        "megatron_config": None,
+        "monteclora_config": None,
+        "use_bdlora": None,
+        "use_qalora": False,
+        "velora_config": None,
+        "ensure_weight_tying": False,
+        "trainable_token_indices": None,
+    }
+
+    def __post_init__(self) -> None:
+        self.peft_type = PeftType.LORA
+        super().__post_init__()
+        if isinstance(self.runtime_config, dict):
+            self.runtime_config = LoraRuntimeConfig(**self.runtime_config)
+        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
+            raise ValueError(f"`r` should be a positive integer value but the value passed is {self.r!r}.")
+        for key, rank in self.rank_pattern.items():
+            if not isinstance(rank, int) or rank <= 0:
+                raise ValueError(f"rank_pattern[{key!r}] should be a positive integer, got {rank!r}.")
+        if self.bias not in _BIAS_MODES:
+            raise ValueError(f"Invalid bias {self.bias!r}; valid values are {list(_BIAS_MODES)}.")
+        if self.init_lora_weights not in _SUPPORTED_INITS or (
+            isinstance(self.init_lora_weights, int) and not isinstance(self.init_lora_weights, bool)
+        ):
+            raise ValueError(
+                f"init_lora_weights={self.init_lora_weights!r} is not supported by this version of peft; valid "
+                f"values are {list(_SUPPORTED_INITS)}."
+            )
+        if not 0.0 <= float(self.lora_dropout) < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}.")
+        if self.target_parameters is not None:
+            if isinstance(self.target_parameters, str) or not all(isinstance(p, str) for p in self.target_parameters):
+                raise ValueError(f"target_parameters must be a list of str, got {self.target_parameters!r}.")
+            self.target_parameters = list(self.target_parameters)
+        if self.layer_replication is not None:
+            self._check_layer_replication()
+        if self.use_dora and self.target_parameters:
+            raise ValueError("use_dora=True cannot be combined with target_parameters.")
+
+    def _check_layer_replication(self) -> None:
+        ranges = []
+        for item in self.layer_replication:
+            if len(item) != 2 or not all(isinstance(i, int) for i in item) or not 0 <= item[0] < item[1]:
+                raise ValueError(
+                    f"layer_replication entries must be [start, end) pairs of ints with 0 <= start < end, got {item!r}."
+                )
+            ranges.append(list(item))
+        self.layer_replication = ranges

@@ -1,0 +1,121 @@
+"""DoRA (weight-decomposed LoRA) as a ``LoraVariant``.
+
+``W' = m * (W + s B A) / ||W + s B A||``: the direction comes from LoRA, a learned magnitude ``m`` per output
+feature (per embedding feature for ``nn.Embedding``) sets the norm. The norm is treated as a constant in the
+backward pass, as the paper recommends. The forward acts on activations and calls the base layer, so it works on
+any quantization backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft.tuners.lora.layer import Embedding, LoraLayer, LoraVariant
+
+
+class DoraMagnitude(nn.Module):
+    """Holds the magnitude vector of one adapter as ``weight`` (a module, so FSDP can wrap it)."""
+
+    def __init__(self, magnitude: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(magnitude)
+
+    def __repr__(self) -> str:
+        return f"lora.dora.DoraMagnitude(shape={tuple(self.weight.shape)})"
+
+
+def _oriented(module: LoraLayer, weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` with the magnitude's features first: ``(out, in)``, ``(dim, vocab)`` or ``(out, in, *kernel)``."""
+    if isinstance(module, Embedding) or getattr(module, "fan_in_fan_out", False):
+        return weight.T
+    return weight
+
+
+def _combined_and_norm(module: LoraLayer, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W + s B A`` (oriented) and its norm per feature, without gradient."""
+    with torch.no_grad():
+        weight = _oriented(module, module.get_base_weight())
+        delta = _oriented(module, module.get_delta_weight(adapter_name))
+        combined = weight.to(delta.dtype) + delta
+        compute = combined.float() if combined.dtype in (torch.float16, torch.bfloat16) else combined
+        norm = compute.flatten(1).norm(p=2, dim=1).to(combined.dtype)
+    return combined, norm
+
+
+def _feature_view(vector: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Shape a per-feature vector to broadcast over an oriented weight with ``ndim`` dims."""
+    return vector.reshape(-1, *([1] * (ndim - 1)))
+
+
+class DoraVariant(LoraVariant):
+    """DoRA for Linear, Embedding and Conv1d/2d/3d LoRA layers."""
+
+    @staticmethod
+    def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
+        is_conv = module.get_base_layer().weight.dim() >= 3
+        reference = module.lora_A[adapter_name].weight if adapter_name in module.lora_A else (
+            module.lora_embedding_A[adapter_name]
+        )
+        features = module.out_features if not isinstance(module, Embedding) else module.out_features
+        if reference.device.type == "meta":
+            magnitude = torch.empty(features, device="meta")
+        else:
+            _, magnitude = _combined_and_norm(module, adapter_name)
+        if is_conv:
+            magnitude = magnitude.reshape(1, -1, *([1] * (module.get_base_layer().weight.dim() - 2)))
+        module.lora_magnitude_vector[adapter_name] = DoraMagnitude(magnitude.clone())
+        if not hasattr(module, "_dora_merge_norms"):
+            module._dora_merge_norms = {}
+
+    @staticmethod
+    def _scale(module: LoraLayer, adapter_name: str) -> torch.Tensor:
+        _, norm = _combined_and_norm(module, adapter_name)
+        return module.lora_magnitude_vector[adapter_name].weight.flatten() / norm
+
+    @staticmethod
+    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        combined, norm = _combined_and_norm(module, active_adapter)
+        module._dora_merge_norms[active_adapter] = norm
+        magnitude = module.lora_magnitude_vector[active_adapter].weight.detach().flatten()
+        merged = combined * _feature_view(magnitude / norm, combined.dim()).to(combined.dtype)
+        return _oriented(module, merged).to(orig_weight.dtype)
+
+    @staticmethod
+    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        norm = module._dora_merge_norms.pop(active_adapter)
+        magnitude = module.lora_magnitude_vector[active_adapter].weight.detach().flatten()
+        merged = _oriented(module, orig_weight)
+        delta = _oriented(module, module.get_delta_weight(active_adapter))
+        restored = merged / _feature_view(magnitude / norm, merged.dim()).to(merged.dtype) - delta.to(merged.dtype)
+        return _oriented(module, restored).to(orig_weight.dtype)
+
+    @staticmethod
+    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        magnitude = module.lora_magnitude_vector[active_adapter].weight.flatten()
+        _, norm = _combined_and_norm(module, active_adapter)
+        scale = magnitude / norm
+        scaling = module.scaling[active_adapter]
+        if isinstance(module, Embedding):
+            after_a = module._embed(x, module.lora_embedding_A[active_adapter].T)
+            update = (after_a @ module.lora_embedding_B[active_adapter].T) * scaling
+            return (scale * (result + update.to(result.dtype))).to(result.dtype)
+        lora_a, lora_b = module.lora_A[active_adapter], module.lora_B[active_adapter]
+        dropout = module.lora_dropout[active_adapter]
+        base_layer = module.get_base_layer()
+        x = module._cast_input_dtype(x, lora_a.weight.dtype)
+        is_conv = base_layer.weight.dim() >= 3
+        view = (lambda t: t.reshape(1, -1, *([1] * (result.dim() - 2)))) if is_conv else (lambda t: t)
+        if isinstance(dropout, nn.Identity) or not module.training:
+            base_result = result
+            dropped = x
+        else:
+            dropped = dropout(x)
+            base_result = base_layer(dropped.to(result.dtype))
+        if base_layer.bias is not None:
+            base_result = base_result - view(base_layer.bias)
+        lora_result = lora_b(lora_a(dropped)) * scaling
+        scale = view(scale)
+        return result + ((scale - 1) * base_result + scale * lora_result).to(result.dtype)

@@ -1,0 +1,380 @@
+"""LoRA layers: ``y = base(x) + (alpha / r) * B(A(dropout(x)))`` for each active adapter.
+
+``A`` maps ``in_features -> r`` and ``B`` maps ``r -> out_features``; with the default init ``B = 0``, so a new
+adapter leaves the output unchanged. Variants (DoRA) change the formula through ``LoraVariant``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.utils.warnings import warn
+
+
+class LoraVariant:
+    """A change to the LoRA formula (e.g. DoRA). Stateless: static methods acting on the layer.
+
+    ``init`` adds the variant's per-adapter state; ``merge_safe``/``unmerge`` return the weight with the adapter
+    merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied.
+    """
+
+    @staticmethod
+    def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
+        orig_weight.data = LoraVariant.merge_safe(module, active_adapter, orig_weight)
+
+    @staticmethod
+    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LoraLayer(BaseTunerLayer):
+    """State and lifecycle shared by all LoRA layer types."""
+
+    adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
+    # the reference checkpoint format stores the DoRA magnitude without the ".weight" of its module
+    _file_key_aliases = {"lora_magnitude_vector.weight": "lora_magnitude_vector"}
+
+    def _init_lora_layer(self, base_layer: nn.Module, ephemeral_gpu_offload: bool = False, **kwargs: Any) -> None:
+        self._init_tuner_layer(base_layer)
+        self.r: dict[str, int] = {}
+        self.lora_alpha: dict[str, float] = {}
+        self.scaling: dict[str, float | torch.Tensor] = {}
+        self.lora_dropout = nn.ModuleDict()
+        self.lora_A = nn.ModuleDict()
+        self.lora_B = nn.ModuleDict()
+        self.lora_embedding_A = nn.ParameterDict()
+        self.lora_embedding_B = nn.ParameterDict()
+        self.lora_magnitude_vector = nn.ModuleDict()
+        self.use_dora: dict[str, bool] = {}
+        self.lora_bias: dict[str, bool] = {}
+        self.lora_variant: dict[str, type[LoraVariant]] = {}
+        self.ephemeral_gpu_offload = ephemeral_gpu_offload
+        self.fan_in_fan_out = False
+
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
+        raise NotImplementedError
+
+    def resolve_lora_variant(self, *, use_dora: bool = False, **kwargs: Any) -> type[LoraVariant] | None:
+        """The variant this layer type uses for the given options (None: plain LoRA)."""
+        if not use_dora:
+            return None
+        from peft.tuners.lora.dora import DoraVariant
+
+        return DoraVariant
+
+    def update_layer(
+        self,
+        adapter_name: str,
+        r: int,
+        lora_alpha: float,
+        lora_dropout: float = 0.0,
+        init_lora_weights: bool | str = True,
+        use_rslora: bool = False,
+        use_dora: bool = False,
+        lora_bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Create (or replace) adapter ``adapter_name`` on this layer."""
+        if r <= 0:
+            raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
+        if lora_bias and getattr(self.get_base_layer(), "bias", None) is None:
+            warn(
+                f"`lora_bias=True` was passed but the targeted layer of type {type(self.get_base_layer()).__name__} "
+                "has no bias. This means that merging LoRA weights won't be possible."
+            )
+        self.r[adapter_name] = r
+        self.lora_alpha[adapter_name] = lora_alpha
+        self.lora_dropout[adapter_name] = nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else nn.Identity()
+        self._create_adapter_weights(adapter_name, r, lora_bias)
+        self.scaling[adapter_name] = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
+        self.use_dora[adapter_name] = use_dora
+        self.lora_bias[adapter_name] = lora_bias
+        self.reset_lora_parameters(adapter_name, init_lora_weights)
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
+        if variant is not None:
+            variant.init(self, adapter_name=adapter_name, **kwargs)
+            self.lora_variant[adapter_name] = variant
+        else:
+            self.lora_variant.pop(adapter_name, None)
+
+    def reset_lora_parameters(self, adapter_name: str, init_lora_weights: bool | str) -> None:
+        """Initialise ``A``/``B``: True (Kaiming A, zero B), "gaussian" (A ~ N(0, 1/r), zero B), False (random)."""
+        if init_lora_weights is False:
+            return
+        with torch.no_grad():
+            if adapter_name in self.lora_A:
+                weight_a = self.lora_A[adapter_name].weight
+                if init_lora_weights == "gaussian":
+                    nn.init.normal_(weight_a, std=1 / self.r[adapter_name])
+                else:
+                    nn.init.kaiming_uniform_(weight_a, a=math.sqrt(5))
+                nn.init.zeros_(self.lora_B[adapter_name].weight)
+                if self.lora_B[adapter_name].bias is not None:
+                    nn.init.zeros_(self.lora_B[adapter_name].bias)
+            if adapter_name in self.lora_embedding_A:
+                # the embedding's non-zero factor is drawn from a normal distribution
+                nn.init.zeros_(self.lora_embedding_A[adapter_name])
+                nn.init.normal_(self.lora_embedding_B[adapter_name])
+
+    # diffusers' scaling helpers -------------------------------------------------------------------------------
+    def set_scale(self, adapter: str, scale: float | int) -> None:
+        """Set adapter ``adapter``'s scaling to ``scale * lora_alpha / r``."""
+        if adapter not in self.scaling:
+            return
+        self.scaling[adapter] = scale * self.lora_alpha[adapter] / self.r[adapter]
+
+    def scale_layer(self, scale: float | int) -> None:
+        """Multiply the scaling of every active adapter by ``scale``."""
+        if scale == 1:
+            return
+        for name in self.active_adapters:
+            if name in self.lora_A or name in self.lora_embedding_A:
+                self.scaling[name] *= scale
+
+    def unscale_layer(self, scale: float | int | None = None) -> None:
+        """Divide the active adapters' scaling by ``scale``, or reset it to ``lora_alpha / r`` when None."""
+        for name in self.active_adapters:
+            if name not in self.lora_A and name not in self.lora_embedding_A:
+                continue
+            if scale is None:
+                self.scaling[name] = self.lora_alpha[name] / self.r[name]
+            else:
+                self.scaling[name] /= scale
+
+    # merging -------------------------------------------------------------------------------------------------
+    def _check_merge_allowed(self, adapter_names: list[str]) -> None:
+        if any(self.lora_bias.get(n) for n in adapter_names) and self.bias is None:
+            raise ValueError(
+                "Cannot merge an adapter with lora_bias=True into a base layer without bias: the base layer has no "
+                "bias to add the adapter's bias to. Use the adapter unmerged, or train it with lora_bias=False."
+            )
+
+    def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        if adapter_name in self.lora_variant:
+            return self.lora_variant[adapter_name].merge_safe(self, adapter_name, weight)
+        return super()._merged_weight(adapter_name, weight)
+
+    def _unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        if adapter_name in self.lora_variant:
+            return self.lora_variant[adapter_name].unmerge(self, adapter_name, weight)
+        return super()._unmerged_weight(adapter_name, weight)
+
+    def _merge_extra(self, adapter_name: str, sign: int) -> None:
+        if self.lora_bias.get(adapter_name) and adapter_name in self.lora_B:
+            bias = self.get_base_layer().bias
+            with torch.no_grad():
+                bias.add_(sign * self.lora_B[adapter_name].bias.to(bias.dtype) * self.scaling[adapter_name])
+
+    def _lora_delta(self, adapter_name: str) -> torch.Tensor:
+        """``scaling * B @ A`` for linear-like factors, computed in fp32 on CPU for half precision."""
+        weight_a, weight_b = self.lora_A[adapter_name].weight, self.lora_B[adapter_name].weight
+        dtype = weight_b.dtype
+        if weight_a.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+            weight_a, weight_b = weight_a.float(), weight_b.float()
+        return (weight_b @ weight_a * self.scaling[adapter_name]).to(dtype)
+
+
+class Linear(LoraLayer, nn.Module):
+    """LoRA on ``nn.Linear`` (and transformers' ``Conv1D`` with ``fan_in_fan_out=True``)."""
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        r: int = 0,
+        lora_alpha: int = 1,
+        lora_dropout: float = 0.0,
+        fan_in_fan_out: bool = False,
+        is_target_conv_1d_layer: bool = False,
+        init_lora_weights: bool | str = True,
+        use_rslora: bool = False,
+        use_dora: bool = False,
+        lora_bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self._init_lora_layer(base_layer, **kwargs)
+        self.fan_in_fan_out = fan_in_fan_out
+        self.is_target_conv_1d_layer = is_target_conv_1d_layer
+        self._active_adapter = adapter_name
+        self.update_layer(
+            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
+        )
+
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
+        self.lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False)
+        self.lora_B[adapter_name] = nn.Linear(r, self.out_features, bias=lora_bias)
+
+    def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        delta = self._lora_delta(adapter)
+        return delta.T if self.fan_in_fan_out else delta
+
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        variant = self.lora_variant.get(adapter_name)
+        if variant is not None:
+            return variant.forward(self, adapter_name, x, result)
+        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
+        x = self._cast_input_dtype(x, lora_a.weight.dtype)
+        update = lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
+        return result + update.to(result.dtype)
+
+    def __repr__(self) -> str:
+        return "lora." + super().__repr__()
+
+
+class Embedding(LoraLayer, nn.Module):
+    """LoRA on ``nn.Embedding``: the update's rows are looked up from ``A`` and projected by ``B``."""
+
+    _primary_adapter_layer_name = "lora_embedding_A"
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        r: int = 0,
+        lora_alpha: int = 1,
+        lora_dropout: float = 0.0,
+        init_lora_weights: bool | str = True,
+        use_rslora: bool = False,
+        use_dora: bool = False,
+        lora_bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if lora_bias:
+            raise ValueError("lora_bias=True is not supported for LoRA on nn.Embedding.")
+        super().__init__()
+        self._init_lora_layer(base_layer, **kwargs)
+        self._active_adapter = adapter_name
+        self.update_layer(
+            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
+        )
+
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
+        self.lora_embedding_A[adapter_name] = nn.Parameter(torch.randn(r, self.in_features))
+        self.lora_embedding_B[adapter_name] = nn.Parameter(torch.randn(self.out_features, r))
+
+    def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        weight_a, weight_b = self.lora_embedding_A[adapter], self.lora_embedding_B[adapter]
+        return (weight_b @ weight_a).T * self.scaling[adapter]
+
+    def _embed(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        base = self.get_base_layer()
+        return F.embedding(
+            x, weight, padding_idx=base.padding_idx, max_norm=base.max_norm, norm_type=base.norm_type,
+            scale_grad_by_freq=base.scale_grad_by_freq, sparse=base.sparse,
+        )
+
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        variant = self.lora_variant.get(adapter_name)
+        if variant is not None:
+            return variant.forward(self, adapter_name, x, result)
+        after_a = self._embed(x, self.lora_embedding_A[adapter_name].T)
+        update = (after_a @ self.lora_embedding_B[adapter_name].T) * self.scaling[adapter_name]
+        return result + update.to(result.dtype)
+
+    def __repr__(self) -> str:
+        return "lora." + super().__repr__()
+
+
+class _ConvNd(LoraLayer, nn.Module):
+    """LoRA on ``nn.Conv1d/2d/3d``: ``A`` is a conv with the base kernel, ``B`` a 1x1 conv."""
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        r: int = 0,
+        lora_alpha: int = 1,
+        lora_dropout: float = 0.0,
+        init_lora_weights: bool | str = True,
+        use_rslora: bool = False,
+        use_dora: bool = False,
+        lora_bias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self._init_lora_layer(base_layer, **kwargs)
+        if base_layer.groups > 1:
+            warn("LoRA adapter added to ConvNd layer with groups > 1. Merging is not supported.")
+        if r % base_layer.groups != 0:
+            raise ValueError(
+                f"Targeting a {type(base_layer).__name__} with groups={base_layer.groups} and rank {r}: the rank must "
+                "be divisible by groups."
+            )
+        self._active_adapter = adapter_name
+        self.update_layer(
+            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
+        )
+
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
+        base = self.get_base_layer()
+        conv_cls = type(base) if type(base) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) else _CONV_BY_DIM[base.weight.dim()]
+        ones = (1,) * (base.weight.dim() - 2)
+        self.lora_A[adapter_name] = conv_cls(self.in_features, r, base.kernel_size, base.stride, base.padding,
+                                             bias=False)
+        self.lora_B[adapter_name] = conv_cls(r, self.out_features, ones, ones, groups=base.groups, bias=lora_bias)
+
+    def _check_merge_allowed(self, adapter_names: list[str]) -> None:
+        super()._check_merge_allowed(adapter_names)
+        if self.get_base_layer().groups > 1:
+            raise NotImplementedError("Merging is not supported for _ConvNd layers with groups > 1!")
+
+    def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        weight_a, weight_b = self.lora_A[adapter].weight, self.lora_B[adapter].weight
+        dtype = weight_b.dtype
+        if weight_a.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+            weight_a, weight_b = weight_a.float(), weight_b.float()
+        if all(k == 1 for k in weight_a.shape[2:]):
+            flat = weight_b.flatten(1) @ weight_a.flatten(1)
+            delta = flat.reshape(flat.shape + (1,) * (weight_a.dim() - 2))
+        else:
+            conv_fn = (F.conv1d, F.conv2d, F.conv3d)[weight_a.dim() - 3]
+            delta = conv_fn(weight_a.transpose(0, 1), weight_b).transpose(0, 1)
+        return (delta * self.scaling[adapter]).to(dtype)
+
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        variant = self.lora_variant.get(adapter_name)
+        if variant is not None:
+            return variant.forward(self, adapter_name, x, result)
+        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
+        x = self._cast_input_dtype(x, lora_a.weight.dtype)
+        update = lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
+        return result + update.to(result.dtype)
+
+    def __repr__(self) -> str:
+        return "lora." + super().__repr__()
+
+
+class Conv1d(_ConvNd):
+    """LoRA on ``nn.Conv1d``."""
+
+
+class Conv2d(_ConvNd):
+    """LoRA on ``nn.Conv2d``."""
+
+
+class Conv3d(_ConvNd):
+    """LoRA on ``nn.Conv3d``."""
+
+
+_CONV_BY_DIM = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}

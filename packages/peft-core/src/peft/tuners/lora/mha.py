@@ -1,0 +1,117 @@
+"""LoRA on ``nn.MultiheadAttention``.
+
+The attention module reads ``in_proj_weight`` and ``out_proj.weight`` directly instead of calling submodules, so
+the adapter cannot act on activations. Forward therefore calls the base module with both weights replaced by
+``W + delta`` through ``torch.func.functional_call`` (gradients reach the adapter; the base weights stay as they
+are). The in-projection adapter lives on this layer; the out-projection gets a ``lora.Linear`` in its place.
+
+Checkpoint compatibility: the reference applies the out-projection update twice (its merge adds the delta and then
+merges the out-projection layer again), and every MHA adapter trained with it learned under that formula. To
+reproduce those adapters, the out-projection delta here is ``2 * scaling * B A`` as well (``_OutProjLinear``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft.tuners.lora.layer import Linear, LoraLayer
+
+
+class _OutProjLinear(Linear):
+    """The out-projection adapter of ``MultiheadAttention``; its update counts twice (see the module docstring)."""
+
+    def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        return 2 * super().get_delta_weight(adapter)
+
+
+class MultiheadAttention(LoraLayer, nn.Module):
+    """LoRA on ``nn.MultiheadAttention`` with equal query/key/value sizes."""
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, r: int = 0, lora_alpha: int = 1, **kwargs: Any):
+        if not getattr(base_layer, "_qkv_same_embed_dim", True):
+            raise ValueError(
+                f"Only same dim for query/key/value is supported as of now for {type(self).__name__}."
+            )
+        if kwargs.get("use_dora"):
+            raise ValueError(f"{type(self).__name__} does not support DoRA (yet), please set use_dora to False")
+        super().__init__()
+        self._init_lora_layer(base_layer, **kwargs)
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, r, lora_alpha, **kwargs)
+
+    def update_layer(self, adapter_name: str, r: int, lora_alpha: float, **kwargs: Any) -> None:
+        base = self.get_base_layer()
+        if isinstance(base.out_proj, LoraLayer):
+            base.out_proj.update_layer(adapter_name, r, lora_alpha, **kwargs)
+        else:
+            base.out_proj = _OutProjLinear(base.out_proj, adapter_name, r=r, lora_alpha=lora_alpha, **kwargs)
+        super().update_layer(adapter_name, r, lora_alpha, **kwargs)
+
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
+        self.lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False)
+        self.lora_B[adapter_name] = nn.Linear(r, self.out_features, bias=lora_bias)
+
+    def get_base_weight(self) -> torch.Tensor:
+        return self.get_base_layer().in_proj_weight.detach()
+
+    def set_base_weight(self, weight: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.get_base_layer().in_proj_weight.copy_(weight)
+
+    def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        return self._lora_delta(adapter)
+
+    def _out_proj(self) -> LoraLayer | None:
+        out_proj = self.get_base_layer().out_proj
+        return out_proj if isinstance(out_proj, LoraLayer) else None
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        out_proj = self._out_proj()
+        if out_proj is not None:
+            out_proj.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        super().merge(safe_merge=safe_merge, adapter_names=adapter_names)
+
+    def unmerge(self) -> None:
+        out_proj = self._out_proj()
+        if out_proj is not None and out_proj.merged:
+            out_proj.unmerge()
+        super().unmerge()
+
+    def forward(self, query: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        if query is None:
+            query = kwargs.pop("query")
+        if kwargs.pop("adapter_names", None) is not None:
+            raise ValueError(f"lora.{type(self).__name__} does not support mixed-batch inference (adapter_names).")
+        base = self.get_base_layer()
+        active = [n for n in self.active_adapters if n in self.lora_A]
+        if self._disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self._call_base(base, {}, query, *args, **kwargs)
+        if self.merged or not active:
+            return base(query, *args, **kwargs)
+        weights = {"in_proj_weight": base.in_proj_weight}
+        for name in active:
+            weights["in_proj_weight"] = weights["in_proj_weight"] + self.get_delta_weight(name).to(
+                base.in_proj_weight.dtype
+            )
+        out_proj = self._out_proj()
+        if out_proj is not None and not out_proj.merged:
+            out_weight = out_proj.get_base_layer().weight
+            for name in out_proj.active_adapters:
+                if name in out_proj.lora_A:
+                    out_weight = out_weight + out_proj.get_delta_weight(name).to(out_weight.dtype)
+            weights["out_proj.base_layer.weight"] = out_weight
+        return self._call_base(base, weights, query, *args, **kwargs)
+
+    @staticmethod
+    def _call_base(base: nn.Module, weights: dict[str, torch.Tensor], query: torch.Tensor, *args: Any, **kwargs: Any):
+        if not weights:
+            return base(query, *args, **kwargs)
+        return torch.func.functional_call(base, weights, (query, *args), kwargs, strict=False)
+
+    def __repr__(self) -> str:
+        return "lora." + super().__repr__()

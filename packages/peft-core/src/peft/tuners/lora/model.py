@@ -1,0 +1,163 @@
+"""``LoraModel``: injects LoRA layers; everything else is the shared ``BaseTuner`` lifecycle."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from torch import nn
+
+from peft.config import PeftConfig
+from peft.tuners._targeting import get_pattern_key, is_transformers_conv1d
+from peft.tuners.lora.config import LoraConfig
+from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
+from peft.tuners.lora.mha import MultiheadAttention
+from peft.tuners.lora.param_wrapper import ParamWrapper
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils.warnings import warn
+
+_SUPPORTED = "torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, "
+_SUPPORTED += "transformers.pytorch_utils.Conv1D, torch.nn.MultiheadAttention"
+
+
+class LoraModel(BaseTuner):
+    """Creates LoRA adapters on a model (see ``LoraConfig``)."""
+
+    prefix: str = "lora_"
+    tuner_layer_cls = LoraLayer
+    target_module_mapping: dict[str, list[str]] = {}
+
+    def _check_new_adapter_config(self, config: LoraConfig) -> None:
+        super()._check_new_adapter_config(config)
+        with_parameters = sorted(
+            name for name, cfg in self.peft_config.items() if getattr(cfg, "target_parameters", None)
+        )
+        if len(with_parameters) > 1:
+            raise ValueError(
+                f"Only one adapter per model may use target_parameters; adapters {with_parameters} do. Use "
+                "target_modules for the others."
+            )
+
+    def _prepare_model(self, peft_config: LoraConfig, model: nn.Module) -> None:
+        if peft_config.layer_replication:
+            replicate_layers(model, peft_config.layer_replication)
+
+    @staticmethod
+    def _layer_kwargs(config: LoraConfig, current_key: str) -> dict[str, Any]:
+        rank_key = get_pattern_key(config.rank_pattern.keys(), current_key)
+        alpha_key = get_pattern_key(config.alpha_pattern.keys(), current_key)
+        return {
+            "r": config.rank_pattern.get(rank_key, config.r),
+            "lora_alpha": config.alpha_pattern.get(alpha_key, config.lora_alpha),
+            "lora_dropout": config.lora_dropout,
+            "fan_in_fan_out": config.fan_in_fan_out,
+            "init_lora_weights": config.init_lora_weights,
+            "use_rslora": config.use_rslora,
+            "use_dora": config.use_dora,
+            "lora_bias": config.lora_bias,
+            "ephemeral_gpu_offload": config.runtime_config.ephemeral_gpu_offload,
+        }
+
+    def _create_and_replace(
+        self, peft_config: LoraConfig, adapter_name: str, target: nn.Module, target_name: str, parent: nn.Module,
+        current_key: str, **kwargs: Any,
+    ) -> None:
+        layer_kwargs = self._layer_kwargs(peft_config, current_key)
+        if isinstance(target, LoraLayer) and not isinstance(target, ParamWrapper):
+            target.update_layer(adapter_name, **layer_kwargs)
+            return
+        new_module = self._create_new_module(peft_config, adapter_name, target, **layer_kwargs)
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _create_and_replace_parameter(
+        self, peft_config: LoraConfig, adapter_name: str, target: nn.Module, target_name: str, parent: nn.Module,
+        current_key: str, parameter_names: list[str],
+    ) -> None:
+        module = target
+        for parameter_name in parameter_names:
+            layer_kwargs = self._layer_kwargs(peft_config, f"{current_key}.{parameter_name}")
+            layer_kwargs.pop("fan_in_fan_out")
+            module = ParamWrapper(module, adapter_name, parameter_name=parameter_name, **layer_kwargs)
+        self._replace_module(parent, target_name, module, target)
+
+    @staticmethod
+    def _create_new_module(config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any) -> nn.Module:
+        """The LoRA layer class for ``target``'s base type (custom modules first), built around ``target``."""
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        for base_cls, layer_cls in (getattr(config, "_custom_modules", None) or {}).items():
+            if isinstance(base, base_cls):
+                return layer_cls(target, adapter_name, **kwargs)
+        if isinstance(base, nn.Embedding):
+            kwargs.pop("fan_in_fan_out", None)
+            return Embedding(target, adapter_name, **kwargs)
+        for conv_cls, layer_cls in ((nn.Conv1d, Conv1d), (nn.Conv2d, Conv2d), (nn.Conv3d, Conv3d)):
+            if isinstance(base, conv_cls):
+                kwargs.pop("fan_in_fan_out", None)
+                return layer_cls(target, adapter_name, **kwargs)
+        if isinstance(base, nn.MultiheadAttention):
+            kwargs.pop("fan_in_fan_out", None)
+            return MultiheadAttention(target, adapter_name, **kwargs)
+        if isinstance(base, nn.Linear):
+            if kwargs.get("fan_in_fan_out"):
+                warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out "
+                     "to False.")
+                kwargs["fan_in_fan_out"] = config.fan_in_fan_out = False
+            return Linear(target, adapter_name, **kwargs)
+        if is_transformers_conv1d(base):
+            if not kwargs.get("fan_in_fan_out"):
+                warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to "
+                     "True.")
+                kwargs["fan_in_fan_out"] = config.fan_in_fan_out = True
+            return Linear(target, adapter_name, is_target_conv_1d_layer=True, **kwargs)
+        raise ValueError(
+            f"Target module {base} is not supported. Currently, only the following modules are supported: {_SUPPORTED}."
+            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+        )
+
+
+def _find_layer_list(model: nn.Module) -> tuple[nn.Module, str]:
+    owner = model
+    while hasattr(owner, "model") and isinstance(owner.model, nn.Module):
+        owner = owner.model
+    for holder_path, attr in (("", "layers"), ("bert.encoder", "layer"), ("encoder", "layer"), ("", "h"),
+                              ("transformer", "h")):
+        holder = owner
+        try:
+            holder = owner.get_submodule(holder_path) if holder_path else owner
+        except AttributeError:
+            continue
+        if isinstance(getattr(holder, attr, None), nn.ModuleList):
+            return holder, attr
+    raise ValueError(
+        "layer_replication could not find the model's layers: looked for model(.model)*.layers, .bert.encoder.layer "
+        "and .h."
+    )
+
+
+def replicate_layers(model: nn.Module, layer_map: list[list[int]]) -> None:
+    """Rebuild the model's layer list from ``[start, end)`` ranges; repeated layers share their base weights.
+
+    ``[[0, 4], [2, 5]]`` turns layers ``0..4`` into ``0, 1, 2, 3, 2, 3, 4``. Each position is its own module (so it
+    gets its own adapter); ``layer_idx`` attributes and ``config.num_hidden_layers`` follow the new order.
+    """
+    holder, attr = _find_layer_list(model)
+    layers = getattr(holder, attr)
+    new_layers, used = [], set()
+    for start, end in layer_map:
+        if end > len(layers):
+            raise ValueError(f"layer_replication range [{start}, {end}) exceeds the model's {len(layers)} layers.")
+        for index in range(start, end):
+            layer = layers[index]
+            if index in used:
+                shared = {id(t): t for t in list(layer.parameters()) + list(layer.buffers())}
+                layer = copy.deepcopy(layer, memo=shared)
+            used.add(index)
+            new_layers.append(layer)
+    for position, layer in enumerate(new_layers):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = position
+    setattr(holder, attr, nn.ModuleList(new_layers))
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "num_hidden_layers"):
+        config.num_hidden_layers = len(new_layers)

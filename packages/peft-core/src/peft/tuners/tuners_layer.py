@@ -1,0 +1,377 @@
+"""``BaseTunerLayer``: the lifecycle every adapter layer shares.
+
+An adapter layer wraps its original module as ``base_layer`` and calls its forward (REQUIREMENTS ARCH-11). Per-adapter
+state lives in dicts keyed by adapter name, named by the class attributes ``adapter_layer_names`` (trainable, saved)
+and ``other_param_names`` (per-adapter settings). Activation, enabling, trainability, deletion, device placement,
+merging (through the quantization backend) and mixed-batch dispatch are written here once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft.quantization import QuantizationBackend, get_backend, resolve_quantization_backend
+from peft.tuners._targeting import is_transformers_conv1d
+from peft.utils.warnings import warn
+
+BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
+_mixed_batch_adapter_names: contextvars.ContextVar[Sequence[str] | None] = contextvars.ContextVar(
+    "peft_mixed_batch_adapter_names", default=None
+)
+
+
+@contextmanager
+def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
+    """Within the block, adapter layers use ``adapter_names[i]`` for row ``i`` of their input.
+
+    A context variable rather than forward hooks: nothing is registered on modules, so nothing can leak when the
+    forward raises.
+    """
+    token = _mixed_batch_adapter_names.set(adapter_names)
+    try:
+        yield
+    finally:
+        _mixed_batch_adapter_names.reset(token)
+
+
+def _as_list(adapter_names: str | Sequence[str]) -> list[str]:
+    return [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+
+
+def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
+    """``(in_features, out_features)`` of a base layer, for every layer type adapters support.
+
+    Raises:
+        ValueError: for ``nn.MultiheadAttention`` whose query, key and value sizes differ.
+    """
+    if isinstance(module, nn.Linear):
+        weight = module.weight
+        # tensor-parallel weights: the local shard's shape
+        shape = weight.to_local().shape if hasattr(weight, "to_local") else weight.shape
+        return shape[1], shape[0]
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return module.in_channels, module.out_channels
+    if isinstance(module, nn.Embedding):
+        return module.num_embeddings, module.embedding_dim
+    if is_transformers_conv1d(module):
+        shape = getattr(module.weight, "ds_shape", module.weight.shape)
+        return shape[0], shape[1]
+    if isinstance(module, nn.MultiheadAttention):
+        if not module._qkv_same_embed_dim:
+            raise ValueError("Only nn.MultiheadAttention with the same query, key and value size is supported.")
+        return module.embed_dim, 3 * module.embed_dim
+    for in_name, out_name in (("in_features", "out_features"), ("infeatures", "outfeatures"), ("input_size", "output_size")):
+        if hasattr(module, in_name) and hasattr(module, out_name):
+            return getattr(module, in_name), getattr(module, out_name)
+    return None, None
+
+
+class BaseTunerLayer:
+    """Mixin for adapter layers: ``class Linear(LoraLayer, nn.Module)`` (this mixin first, so its ``forward`` wins).
+
+    Subclasses set ``adapter_layer_names`` / ``other_param_names`` and implement ``update_layer``; additive
+    methods implement ``_adapter_output`` (what the adapter adds to the base output) and, if mergeable,
+    ``get_delta_weight``. Everything else comes from here.
+    """
+
+    adapter_layer_names: tuple[str, ...] = ()
+    other_param_names: tuple[str, ...] = ()
+    # which of adapter_layer_names tells whether this layer holds an adapter
+    _primary_adapter_layer_name: str | None = None
+
+    _active_adapter: str | list[str] = "default"
+    _disable_adapters: bool = False
+    merged_adapters: list[str]
+    cast_input_dtype_enabled: bool = True
+
+    def _init_tuner_layer(self, base_layer: nn.Module) -> None:
+        """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
+        self.base_layer = base_layer
+        self._active_adapter = []
+        self._disable_adapters = False
+        self.merged_adapters = []
+        self.in_features, self.out_features = get_in_out_features(base_layer)
+
+    # ---------------------------------------------------------------------------------------------- base layer
+    def get_base_layer(self) -> nn.Module:
+        """The innermost module that is not an adapter layer."""
+        base_layer = self
+        while hasattr(base_layer, "base_layer"):
+            base_layer = base_layer.base_layer
+        return base_layer
+
+    @property
+    def weight(self) -> torch.Tensor:
+        base_layer = self.get_base_layer()
+        return base_layer.qweight if hasattr(base_layer, "qweight") else base_layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return getattr(self.get_base_layer(), "bias", None)
+
+    @property
+    def quantization_backend(self) -> QuantizationBackend | None:
+        """The backend of the base layer's weight format (None for plain float layers)."""
+        return resolve_quantization_backend(self.get_base_layer())
+
+    def get_base_weight(self) -> torch.Tensor:
+        """The base layer's weight, dequantized; reading it never changes the layer."""
+        base_layer = self.get_base_layer()
+        return get_backend(base_layer).get_weight(base_layer)
+
+    def set_base_weight(self, weight: torch.Tensor) -> None:
+        """Write ``weight`` into the base layer (requantizing as needed), keeping its dtype."""
+        base_layer = self.get_base_layer()
+        get_backend(base_layer).set_weight(base_layer, weight)
+
+    # ---------------------------------------------------------------------------------------------- adapters
+    def _adapter_dicts(self) -> Iterator[Any]:
+        for name in self.adapter_layer_names:
+            container = getattr(self, name, None)
+            if container is not None:
+                yield container
+
+    def _has_adapter(self, adapter_name: str) -> bool:
+        primary = self._primary_adapter_layer_name or self.adapter_layer_names[0]
+        return adapter_name in getattr(self, primary)
+
+    def _all_available_adapter_names(self) -> list[str]:
+        names: set[str] = set()
+        for attr in self.adapter_layer_names + self.other_param_names:
+            container = getattr(self, attr, None)
+            if hasattr(container, "keys"):
+                names.update(container.keys())
+        return sorted(names)
+
+    @property
+    def active_adapter(self) -> str | list[str]:
+        return self._active_adapter
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return _as_list(self._active_adapter)
+
+    @property
+    def disable_adapters(self) -> bool:
+        return self._disable_adapters
+
+    @property
+    def merged(self) -> bool:
+        return bool(self.merged_adapters)
+
+    def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
+        """Make the parameters of ``adapter_names`` on this layer trainable (or frozen)."""
+        for container in self._adapter_dicts():
+            for name in _as_list(adapter_names):
+                if name in container:
+                    item = container[name]
+                    item.requires_grad_(requires_grad)
+
+    def _activate(self, adapter_names: str | Sequence[str]) -> None:
+        """Choose which adapters compute; trainability is left as it is."""
+        self._active_adapter = adapter_names if isinstance(adapter_names, str) else list(adapter_names)
+
+    def set_adapter(self, adapter_names: str | Sequence[str], inference_mode: bool = False) -> None:
+        """Activate ``adapter_names``; they become trainable unless ``inference_mode``, all others are frozen."""
+        self._activate(adapter_names)
+        active = set(self.active_adapters)
+        for name in self._all_available_adapter_names():
+            self.set_requires_grad(name, requires_grad=name in active and not inference_mode)
+
+    def enable_adapters(self, enabled: bool) -> None:
+        """Turn all adapters of this layer on or off; off freezes their parameters."""
+        if enabled:
+            self._disable_adapters = False
+        else:
+            self.set_requires_grad(self._all_available_adapter_names(), requires_grad=False)
+            self._disable_adapters = True
+
+    def delete_adapter(self, adapter_name: str, new_active_adapters: Sequence[str] | None = None) -> None:
+        """Remove ``adapter_name``'s state from this layer.
+
+        If it was active, ``new_active_adapters`` (chosen by the caller, identically for every layer) become active;
+        without it, the remaining active adapters, else the first remaining adapter in sorted order.
+        """
+        for attr in self.adapter_layer_names + self.other_param_names:
+            container = getattr(self, attr, None)
+            if hasattr(container, "keys") and adapter_name in container:
+                del container[adapter_name]
+        if adapter_name in self.merged_adapters:
+            self.merged_adapters.remove(adapter_name)  # its delta stays merged into the base weight
+        if adapter_name not in self.active_adapters:
+            return
+        if new_active_adapters is None:
+            new_active_adapters = [n for n in self.active_adapters if n != adapter_name]
+            remaining = self._all_available_adapter_names()
+            if not new_active_adapters and remaining:
+                new_active_adapters = remaining[:1]
+        self._activate(list(new_active_adapters))
+
+    def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: torch.device | None = None) -> None:
+        """Put ``adapter_name``'s tensors on the base layer's device and floating dtype; meta tensors stay."""
+        base_layer = self.get_base_layer()
+        reference = next(iter(base_layer.parameters(recurse=False)), None)
+        if reference is None:
+            reference = next(iter(base_layer.buffers(recurse=False)), None)
+        if device is None:
+            if reference is None:
+                return
+            device = reference.device
+        dtype = reference.dtype if reference is not None and reference.is_floating_point() else None
+        if device.type == "meta":
+            return
+        for container in self._adapter_dicts():
+            if adapter_name not in container:
+                continue
+            item = container[adapter_name]
+            if any(t.device.type == "meta" for t in _tensors_of(item)):
+                continue
+            moved = item.to(device=device, dtype=dtype) if dtype is not None else item.to(device)
+            if moved is not item:  # modules move in place; a Parameter comes back as a new tensor
+                container[adapter_name] = nn.Parameter(moved, requires_grad=item.requires_grad)
+
+    def _cast_input_dtype(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Cast the input to the adapter's dtype, unless disabled (diffusers' layerwise casting needs that)."""
+        if not self.cast_input_dtype_enabled or x.dtype == dtype or not x.is_floating_point():
+            return x
+        return x.to(dtype)
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Base output plus, for each active unmerged adapter, ``_adapter_output``; per-row adapters in mixed
+        batches."""
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            adapter_names = _mixed_batch_adapter_names.get()
+        if self._disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        if adapter_names is not None:
+            return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
+        result = self.base_layer(x, *args, **kwargs)
+        if self.merged:
+            return result
+        for name in self.active_adapters:
+            if self._has_adapter(name):
+                result = self._adapter_output(x, result, name)
+        return result
+
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """The base output ``result`` with adapter ``adapter_name`` applied to input ``x``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _adapter_output.")
+
+    def _mixed_batch_forward(
+        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
+    ) -> torch.Tensor:
+        if self.training:
+            raise ValueError("Mixed-batch inference (adapter_names) is not supported in training mode; call .eval().")
+        if len(adapter_names) != x.shape[0]:
+            raise ValueError(
+                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows; give one "
+                "adapter name per row."
+            )
+        if self.merged:
+            raise ValueError(
+                f"Mixed-batch inference is not possible while adapters {self.merged_adapters} are merged; unmerge first."
+            )
+        result = self.base_layer(x, *args, **kwargs)
+        rows_by_adapter: dict[str, list[int]] = {}
+        for row, name in enumerate(adapter_names):
+            rows_by_adapter.setdefault(name, []).append(row)
+        result = result.clone()
+        for name, rows in rows_by_adapter.items():
+            if name == BASE_ADAPTER_NAME or not self._has_adapter(name):
+                continue
+            index = torch.tensor(rows, device=x.device)
+            result[index] = self._adapter_output(x[index], result[index], name)
+        return result
+
+    # ---------------------------------------------------------------------------------------------- merging
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """The change adapter ``adapter_name`` makes to the base weight, in the base weight's layout."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be merged.")
+
+    def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        """``weight`` with the adapter merged in (additive by default)."""
+        return weight + self.get_delta_weight(adapter_name).to(weight.dtype)
+
+    def _unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_merged_weight`."""
+        return weight - self.get_delta_weight(adapter_name).to(weight.dtype)
+
+    def _merge_extra(self, adapter_name: str, sign: int) -> None:
+        """Merge (sign=1) or unmerge (sign=-1) state beyond the weight, e.g. a bias; nothing by default."""
+
+    def _check_merge_allowed(self, adapter_names: list[str]) -> None:
+        """Raise if these adapters cannot be merged on this layer; methods override."""
+
+    def _adapters_to_merge(self, adapter_names: Sequence[str] | None) -> list[str]:
+        if isinstance(adapter_names, str):
+            raise ValueError(f"adapter_names should be a list of str, got a str: {adapter_names!r}.")
+        if adapter_names is None:
+            adapter_names = self.active_adapters
+        if self.merged:
+            already = [n for n in adapter_names if n in self.merged_adapters]
+            if already and len(already) == len(adapter_names):
+                warn("All adapters are already merged, nothing to do.")
+            elif already:
+                warn(f"Already merged adapters {already} are skipped; merging only the others.")
+            adapter_names = [n for n in adapter_names if n not in self.merged_adapters]
+        return [n for n in adapter_names if self._has_adapter(n)]
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Merge adapters (default: the active ones) into the base weight.
+
+        Args:
+            safe_merge: compute on a copy and refuse non-finite results, leaving the base weight untouched.
+            adapter_names: adapters to merge; already merged ones are skipped.
+
+        Raises:
+            ValueError: if ``safe_merge`` finds NaN/inf, or ``adapter_names`` is a str.
+        """
+        names = self._adapters_to_merge(adapter_names)
+        if not names:
+            return
+        self._check_merge_allowed(names)
+        for name in names:
+            weight = self.get_base_weight()
+            merged = self._merged_weight(name, weight.clone() if safe_merge else weight)
+            if safe_merge and not torch.isfinite(merged).all():
+                raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken.")
+            self.set_base_weight(merged)
+            self._merge_extra(name, 1)
+            self.merged_adapters.append(name)
+
+    def unmerge(self) -> None:
+        """Undo all merges, last merged first."""
+        if not self.merged:
+            warn("Already unmerged. Nothing to do.")
+            return
+        while self.merged_adapters:
+            name = self.merged_adapters.pop()
+            if self._has_adapter(name):
+                self.set_base_weight(self._unmerged_weight(name, self.get_base_weight()))
+                self._merge_extra(name, -1)
+
+    def unload_and_optionally_merge_module(
+        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
+    ) -> nn.Module:
+        """Merge if asked and return the module this layer wraps."""
+        if merge:
+            self.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        return self.base_layer
+
+
+def _tensors_of(item: Any) -> list[torch.Tensor]:
+    if isinstance(item, torch.Tensor):
+        return [item]
+    if isinstance(item, nn.Module):
+        return list(item.parameters()) + list(item.buffers())
+    return []

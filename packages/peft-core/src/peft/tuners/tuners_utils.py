@@ -1,0 +1,572 @@
+"""``BaseTuner``: injects a method's adapter layers into a model and runs their lifecycle, once for every method.
+
+A method subclasses it with three class attributes (``prefix``, ``tuner_layer_cls``, ``target_module_mapping``) and
+``_create_and_replace`` (plus ``_create_and_replace_parameter`` if it adapts raw parameters). REQUIREMENTS ARCH-6/7.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft.config import PeftConfig
+from peft.tuners import _targeting
+from peft.tuners._targeting import (
+    INCLUDE_LINEAR_LAYERS_SHORTHAND,
+    MIN_TARGET_MODULES_FOR_OPTIMIZATION,
+    TargetSelector,
+    check_target_module_exists,
+    closest_names,
+    find_minimal_target_modules,
+)
+from peft.tuners.tuners_layer import BaseTunerLayer, get_in_out_features, mixed_batch
+from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, _get_submodules
+from peft.utils.warnings import warn
+
+__all__ = [
+    "BaseTuner",
+    "BaseTunerLayer",
+    "check_target_module_exists",
+    "get_in_out_features",
+    "mixed_batch",
+    "onload_layer",
+]
+
+_find_minimal_target_modules = find_minimal_target_modules
+_get_in_out_features = get_in_out_features
+
+
+def onload_layer(layer: nn.Module) -> nn.Module:
+    """Kept for API compatibility: layers are used where they are (offloading hooks move weights themselves)."""
+    return layer
+
+
+def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Adapter layers and auxiliary wrappers of ``model``, in module order."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
+    ]
+
+
+def _as_list(names: str | Sequence[str]) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+class BaseTuner(nn.Module):
+    """Wraps ``model`` and injects the adapter layers of one PEFT method into it.
+
+    Args:
+        model: the model to adapt (any ``nn.Module``).
+        peft_config: the adapter's config (or a dict of adapter name -> config).
+        adapter_name: the name of the adapter.
+        low_cpu_mem_usage: create the adapter's tensors on the meta device (loading fills them).
+        state_dict: if given, target exactly the modules this state dict has weights for.
+        autocast_adapter_dtype: upcast fp16/bf16 adapter weights to fp32.
+    """
+
+    prefix: str = ""
+    tuner_layer_cls: type[BaseTunerLayer] = BaseTunerLayer
+    target_module_mapping: dict[str, list[str]] = {}
+
+    def __init__(
+        self,
+        model: nn.Module,
+        peft_config: PeftConfig | dict[str, PeftConfig],
+        adapter_name: str,
+        low_cpu_mem_usage: bool = False,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        autocast_adapter_dtype: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.targeted_module_names: list[str] = []
+        self.targeted_parameter_names: list[str] = []
+        if not hasattr(self, "peft_config"):
+            self.peft_config = getattr(model, "peft_config", None) or {}
+        if isinstance(peft_config, PeftConfig):
+            self.peft_config[adapter_name] = peft_config
+        else:
+            self.peft_config.update(peft_config)
+        self.active_adapter: str | list[str] = adapter_name
+        self.inject_adapter(
+            self.model, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
+            low_cpu_mem_usage=low_cpu_mem_usage, state_dict=state_dict,
+        )
+        self.model.peft_config = self.peft_config
+
+    # ------------------------------------------------------------------------------------------ attribute access
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("model", "_modules", "_parameters", "_buffers"):
+                raise
+            return getattr(self.model, name)
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return _as_list(self.active_adapter)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ configs
+    @staticmethod
+    def get_model_config(model: nn.Module) -> dict[str, Any]:
+        """The model's config as a dict: from ``to_dict()``, a dataclass, or ``{"model_type": "custom"}``."""
+        config = getattr(model, "config", None)
+        if config is None:
+            return {"model_type": "custom"}
+        if hasattr(config, "to_dict"):
+            return config.to_dict()
+        if dataclasses.is_dataclass(config):
+            return dataclasses.asdict(config)
+        return dict(vars(config)) if hasattr(config, "__dict__") else {"model_type": "custom"}
+
+    def _prepare_adapter_config(self, peft_config: PeftConfig, model_config: dict[str, Any]) -> PeftConfig:
+        """Fill ``target_modules`` from the default mapping for the model type when it is None."""
+        if getattr(peft_config, "target_modules", None) is not None or getattr(peft_config, "target_parameters", None):
+            return peft_config
+        model_type = model_config.get("model_type")
+        defaults = self._default_target_modules(peft_config, model_type)
+        if defaults is None:
+            raise ValueError(
+                f"Please specify target_modules in peft_config: there are no default target modules for model type "
+                f"{model_type!r} and PEFT method {peft_config.peft_type!s}."
+            )
+        peft_config.target_modules = set(defaults)
+        return peft_config
+
+    def _default_target_modules(self, peft_config: PeftConfig, model_type: str | None) -> list[str] | None:
+        if model_type in self.target_module_mapping:
+            return self.target_module_mapping[model_type]
+        from peft.hosts import get_host_registry
+
+        return get_host_registry().default_target_modules.get(str(peft_config.peft_type), {}).get(model_type)
+
+    def _check_new_adapter_config(self, config: PeftConfig) -> None:
+        """Refuse a config that cannot join the adapters already present; runs before anything is changed."""
+        biased = [name for name, cfg in self.peft_config.items() if getattr(cfg, "bias", "none") != "none"]
+        if len(biased) > 1:
+            raise ValueError(
+                f"{type(self).__name__} supports only 1 adapter with bias. When using multiple adapters, set bias to "
+                f"'none' for all adapters; adapters {sorted(biased)} have a bias."
+            )
+
+    def _prepare_model(self, peft_config: PeftConfig, model: nn.Module) -> None:
+        """Change the model before injection if the method needs it (e.g. layer replication)."""
+
+    def _check_target_module_exists(self, peft_config: PeftConfig, key: str) -> bool:
+        return check_target_module_exists(peft_config, key)
+
+    # ------------------------------------------------------------------------------------------ injection
+    def _create_and_replace(
+        self,
+        peft_config: PeftConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: Any,
+    ) -> None:
+        raise NotImplementedError
+
+    def _create_and_replace_parameter(
+        self, peft_config: PeftConfig, adapter_name: str, target: nn.Module, target_name: str, parent: nn.Module,
+        current_key: str, parameter_names: list[str],
+    ) -> None:
+        raise ValueError(f"{type(self).__name__} does not support target_parameters.")
+
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        setattr(parent, child_name, new_module)
+
+    def inject_adapter(
+        self,
+        model: nn.Module,
+        adapter_name: str,
+        autocast_adapter_dtype: bool = True,
+        low_cpu_mem_usage: bool = False,
+        state_dict: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Create adapter ``adapter_name`` on every module its config targets.
+
+        Raises:
+            ValueError: if the config is incompatible, or targets nothing (naming the entries and close names).
+        """
+        peft_config = self.peft_config[adapter_name]
+        try:
+            self._check_new_adapter_config(peft_config)
+        except Exception:
+            del self.peft_config[adapter_name]
+            raise
+        model_config = self.get_model_config(model)
+        peft_config = self._prepare_adapter_config(peft_config, model_config)
+        self._prepare_model(peft_config, model)
+        if isinstance(getattr(peft_config, "target_modules", None), str) and (
+            peft_config.target_modules.lower() == INCLUDE_LINEAR_LAYERS_SHORTHAND
+        ):
+            peft_config.target_modules = _targeting.expand_all_linear(
+                model, peft_config.task_type, self.tuner_layer_cls
+            )
+        if state_dict is not None and getattr(peft_config, "target_parameters", None):
+            raise ValueError("Injecting from a state_dict cannot be combined with target_parameters.")
+
+        self._warn_if_already_adapted(model)
+        targets = self._select_targets(model, peft_config, state_dict)
+        if getattr(peft_config, "target_parameters", None):
+            self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
+        context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
+        with context:
+            for key in targets:
+                parent, target, target_name = _get_submodules(model, key)
+                self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
+                self.targeted_module_names.append(key)
+        self._add_auxiliary_modules(model, peft_config, adapter_name)
+        self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
+
+    def _select_targets(
+        self, model: nn.Module, peft_config: PeftConfig, state_dict: dict[str, torch.Tensor] | None
+    ) -> list[str]:
+        """Names of the modules to adapt, in module order."""
+        selector = TargetSelector(peft_config)
+        protected = _modules_to_save_matcher(peft_config)
+        inside_adapter: tuple[str, ...] = ()
+        matched, excluded, all_names = [], [], []
+        for key, module in model.named_modules():
+            if not key:
+                continue
+            if inside_adapter and key.startswith(inside_adapter):
+                continue
+            if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper)):
+                inside_adapter += (key + ".",)
+            all_names.append(key)
+            if protected is not None and protected(key):
+                continue
+            if selector.is_target(key):
+                (excluded if selector.is_excluded(key) else matched).append(key)
+        if state_dict is not None:
+            return self._targets_from_state_dict(state_dict, matched, all_names)
+        if getattr(peft_config, "target_parameters", None) and not matched:
+            return []
+        self._check_matches(peft_config, selector, matched, excluded, all_names)
+        if (
+            isinstance(peft_config.target_modules, (set, list, tuple))
+            and len(peft_config.target_modules) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION
+            and not getattr(peft_config, "layers_to_transform", None)
+            and not excluded
+        ):
+            others = sorted(set(all_names) - set(matched))
+            peft_config.target_modules = find_minimal_target_modules(matched, others)
+        return matched
+
+    def _targets_from_state_dict(
+        self, state_dict: dict[str, torch.Tensor], matched: list[str], all_names: list[str]
+    ) -> list[str]:
+        marker = "." + self.prefix
+        from_state_dict = {key.rsplit(marker, 1)[0].replace("_orig_mod.", "") for key in state_dict if marker in key}
+        known = set(all_names)
+        unknown = sorted(from_state_dict - known)
+        if unknown:
+            raise ValueError(f"The state_dict has adapter weights for modules the model does not have: {unknown[:10]}.")
+        only_config, only_sd = sorted(set(matched) - from_state_dict), sorted(from_state_dict - set(matched))
+        if only_config or only_sd:
+            warn(
+                "The modules targeted by the state_dict differ from those the config targets. Only in the state_dict: "
+                f"{only_sd[:20]}. Only in the config: {only_config[:20]}.",
+                RuntimeWarning,
+            )
+        return [name for name in all_names if name in from_state_dict]
+
+    def _check_matches(
+        self, peft_config: PeftConfig, selector: TargetSelector, matched: list[str], excluded: list[str],
+        all_names: list[str],
+    ) -> None:
+        if matched:
+            unused = selector.unused_entries()
+            if unused and not excluded:
+                warn(f"target_modules entries {unused} matched no module of the model; they are ignored.")
+            if getattr(peft_config, "exclude_modules", None) and not excluded:
+                warn(f"exclude_modules={sorted(_as_list(peft_config.exclude_modules))} excluded no module.")
+            return
+        if excluded:
+            raise ValueError(
+                f"All modules were excluded: every module matching target_modules={_describe(peft_config.target_modules)}"
+                f" also matches exclude_modules={_describe(peft_config.exclude_modules)}."
+            )
+        entries = _as_list(peft_config.target_modules) if not isinstance(peft_config.target_modules, str) else [
+            peft_config.target_modules
+        ]
+        details = "; ".join(
+            f"target_modules entry {entry!r} matched no module; closest names: {closest_names(entry, all_names)}"
+            for entry in sorted(entries)
+        )
+        extra = ""
+        if getattr(peft_config, "layers_to_transform", None) is not None:
+            extra = (
+                f" (restricted to layers_to_transform={peft_config.layers_to_transform} with "
+                f"layers_pattern={getattr(peft_config, 'layers_pattern', None)!r})"
+            )
+        if getattr(peft_config, "modules_to_save", None):
+            extra += f"; modules listed in modules_to_save={peft_config.modules_to_save} are never targeted"
+        raise ValueError(f"Target modules {_describe(peft_config.target_modules)} not found in the base model{extra}. "
+                         f"{details}.")
+
+    def _inject_parameters(
+        self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, target_modules: list[str],
+        low_cpu_mem_usage: bool,
+    ) -> None:
+        """Adapt raw parameters named by ``target_parameters``, grouped per owning module; the first registered
+        parameter of a module is wrapped innermost (the reference key layout)."""
+        wanted = list(peft_config.target_parameters)
+        by_module: dict[str, list[str]] = {}
+        used: set[str] = set()
+        for name, _ in model.named_parameters():
+            module_name, _, param_name = name.rpartition(".")
+            if ".base_layer" in module_name or ".lora_" in module_name or "parametrizations" in module_name:
+                continue
+            for entry in wanted:
+                if name == entry or name.endswith("." + entry):
+                    by_module.setdefault(module_name, []).append(param_name)
+                    used.add(entry)
+                    break
+        if not by_module:
+            message = f"target_parameters {sorted(wanted)} matched no parameter of the model."
+            if not target_modules:
+                raise ValueError(message)
+            warn(message, RuntimeWarning)
+            return
+        if not target_modules and getattr(peft_config, "target_modules", None):
+            warn(f"target_modules {_describe(peft_config.target_modules)} matched no module.", RuntimeWarning)
+        overlap = sorted(set(by_module) & set(target_modules))
+        if overlap:
+            raise ValueError(
+                f"Modules {overlap} are targeted by both target_modules and target_parameters; choose one."
+            )
+        context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
+        with context:
+            for module_name in sorted(by_module):
+                parent, target, target_name = _get_submodules(model, module_name)
+                self._create_and_replace_parameter(
+                    peft_config, adapter_name, target, target_name, parent, module_name, by_module[module_name]
+                )
+                self.targeted_parameter_names.extend(f"{module_name}.{p}" for p in by_module[module_name])
+
+    def _warn_if_already_adapted(self, model: nn.Module) -> None:
+        if len(self.peft_config) == 1 and any(isinstance(m, self.tuner_layer_cls) for m in model.modules()):
+            warn(
+                "The model already contains adapter layers of this kind. Calling get_peft_model a second time stacks "
+                "adapters; call .unload() on the first PeftModel to get the base model back if that is not intended."
+            )
+
+    def _add_auxiliary_modules(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
+        """Wrap the modules listed in ``modules_to_save`` for this adapter."""
+        names = getattr(peft_config, "modules_to_save", None)
+        if not names:
+            return
+        matcher = _targeting.NameMatcher(names)
+        wrapped, found_entries = [], set()
+        for key, module in list(model.named_modules()):
+            if not key or any(key.startswith(w + ".") for w in wrapped):
+                continue
+            entry = matcher.matching_entry(key)
+            if entry is None:
+                continue
+            parent, target, target_name = _get_submodules(model, key)
+            if isinstance(target, ModulesToSaveWrapper):
+                target.update(adapter_name)
+            else:
+                if _inside_tuner_layer(model, key):
+                    raise ValueError(
+                        f"modules_to_save entry {entry!r} matches {key!r}, which is part of an adapter layer; "
+                        "adapter internals cannot be wrapped."
+                    )
+                setattr(parent, target_name, ModulesToSaveWrapper(target, adapter_name))
+            wrapped.append(key)
+            found_entries.add(entry)
+        unmatched = sorted(set(names) - found_entries)
+        if not found_entries:
+            all_names = [n for n, _ in model.named_modules() if n]
+            raise ValueError(
+                "; ".join(
+                    f"modules_to_save entry {e!r} matched no module; closest names: {closest_names(e, all_names)}"
+                    for e in unmatched
+                )
+            )
+        automatic = set(_targeting.SEQ_CLS_HEAD_NAMES) if str(peft_config.task_type) == "SEQ_CLS" else set()
+        if set(unmatched) - automatic:
+            warn(f"modules_to_save entries {sorted(set(unmatched) - automatic)} matched no module; they are ignored.")
+
+    def _finish_injection(
+        self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, autocast_adapter_dtype: bool
+    ) -> None:
+        """Freeze the base model, sync activation on all layers, set the new adapter's trainability, cast dtypes."""
+        self._mark_only_adapters_as_trainable(model)
+        for _, module in _lifecycle_modules(model):
+            module._activate(self.active_adapter)
+            module.set_requires_grad(adapter_name, False)
+        trainable = not peft_config.inference_mode and adapter_name in self.active_adapters
+        if trainable:
+            self.set_requires_grad(adapter_name, True)
+            self._set_bias_trainable(model, peft_config)
+        if autocast_adapter_dtype:
+            from peft.functional import cast_adapter_dtype
+
+            cast_adapter_dtype(model, adapter_name, autocast_adapter_dtype=True)
+
+    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+        """Freeze every parameter that does not belong to an adapter or auxiliary copy."""
+        adapter_params: set[int] = set()
+        for _, module in _lifecycle_modules(model):
+            for attr in module.adapter_layer_names:
+                container = getattr(module, attr, None)
+                if container is not None:
+                    adapter_params.update(id(p) for p in container.parameters())
+        for param in model.parameters():
+            if id(param) not in adapter_params:
+                param.requires_grad_(False)
+
+    def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
+        bias = getattr(peft_config, "bias", "none")
+        if bias == "none":
+            return
+        if bias == "all":
+            for name, param in model.named_parameters():
+                if name.endswith("bias"):
+                    param.requires_grad_(True)
+        elif bias == self.prefix + "only":
+            for module in model.modules():
+                if isinstance(module, self.tuner_layer_cls) and getattr(module.get_base_layer(), "bias", None) is not None:
+                    module.get_base_layer().bias.requires_grad_(True)
+        else:
+            raise NotImplementedError(f"Requested bias: {bias!r}, is not implemented.")
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        """Activate ``adapter_name`` (one or several) on every adapter layer and auxiliary module.
+
+        Raises:
+            ValueError: if an adapter name is unknown.
+        """
+        names = _as_list(adapter_name)
+        unknown = [n for n in names if n not in self.peft_config]
+        if unknown:
+            raise ValueError(f"Adapter(s) {unknown} not found; available adapters: {sorted(self.peft_config)}.")
+        from peft.functional import set_adapter
+
+        set_adapter(self.model, adapter_name, inference_mode=inference_mode)
+        self.active_adapter = adapter_name
+
+    def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
+        """Make the parameters of ``adapter_names`` trainable (or frozen), auxiliary modules included."""
+        from peft.functional import set_requires_grad
+
+        set_requires_grad(self.model, adapter_names, requires_grad=requires_grad)
+
+    def _set_adapter_layers(self, enabled: bool) -> None:
+        for _, module in _lifecycle_modules(self.model):
+            module.enable_adapters(enabled)
+
+    def enable_adapter_layers(self) -> None:
+        """Turn adapters back on (and re-apply the active adapters' trainability)."""
+        self._set_adapter_layers(True)
+        inference = all(self.peft_config[n].inference_mode for n in self.active_adapters if n in self.peft_config)
+        self.set_adapter(self.active_adapter, inference_mode=inference)
+
+    def disable_adapter_layers(self) -> None:
+        """Turn adapters off: the model computes like the base model."""
+        for name in self.active_adapters:
+            bias = getattr(self.peft_config.get(name), "bias", "none")
+            if bias != "none":
+                warn(
+                    f"Careful, disabling adapter layers with bias configured to be '{bias}' does not produce the same "
+                    "output as the base model would without adaption."
+                )
+        self._set_adapter_layers(False)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.
+
+        Raises:
+            ValueError: if the adapter does not exist.
+        """
+        if adapter_name not in self.peft_config:
+            raise ValueError(f"Adapter {adapter_name} does not exist")
+        from peft.functional import delete_adapter
+
+        del self.peft_config[adapter_name]
+        new_active = delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
+        self.active_adapter = new_active if new_active is not None else []
+
+    def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
+        """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
+        for _, module in _lifecycle_modules(self.model):
+            if isinstance(module, BaseTunerLayer):
+                module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+
+    def unmerge_adapter(self) -> None:
+        """Undo :meth:`merge_adapter`."""
+        for _, module in _lifecycle_modules(self.model):
+            if isinstance(module, BaseTunerLayer) and module.merged:
+                module.unmerge()
+
+    def _unload_and_optionally_merge(
+        self, merge: bool = True, progressbar: bool = False, safe_merge: bool = False,
+        adapter_names: list[str] | None = None,
+    ) -> nn.Module:
+        modules = _lifecycle_modules(self.model)
+        # deepest first, so adapters nested inside other adapters or inside auxiliary copies go first
+        modules.sort(key=lambda item: item[0].count("."), reverse=True)
+        if progressbar:
+            from tqdm.auto import tqdm
+
+            modules = tqdm(modules, desc="Unloading " + ("and merging " if merge else "") + "model")
+        for key, module in modules:
+            parent, _, target_name = _get_submodules(self.model, key)
+            replacement = module.unload_and_optionally_merge_module(merge, safe_merge, adapter_names)
+            setattr(parent, target_name, replacement)
+        if hasattr(self.model, "peft_config"):
+            del self.model.peft_config
+        return self.model
+
+    def merge_and_unload(
+        self, progressbar: bool = False, safe_merge: bool = False, adapter_names: list[str] | None = None
+    ) -> nn.Module:
+        """Merge adapters into the base weights and return the base model without any adapter module."""
+        return self._unload_and_optionally_merge(True, progressbar, safe_merge, adapter_names)
+
+    def unload(self) -> nn.Module:
+        """Return the base model without any adapter module and without merging."""
+        return self._unload_and_optionally_merge(merge=False)
+
+
+def _describe(value: Any) -> Any:
+    return sorted(value) if isinstance(value, (set, frozenset, list, tuple)) else value
+
+
+def _modules_to_save_matcher(peft_config: PeftConfig) -> Callable[[str], bool] | None:
+    """Matches modules listed in ``modules_to_save`` and everything inside them (never targeted by adapters)."""
+    names = getattr(peft_config, "modules_to_save", None)
+    if not names:
+        return None
+    listed = _targeting.NameMatcher(names)
+
+    def is_protected(key: str) -> bool:
+        parts = key.split(".")
+        return any(listed(".".join(parts[: i + 1])) for i in range(len(parts)))
+
+    return is_protected
+
+
+def _inside_tuner_layer(model: nn.Module, key: str) -> bool:
+    parts = key.split(".")
+    return any(
+        isinstance(model.get_submodule(".".join(parts[:i])), BaseTunerLayer) for i in range(1, len(parts))
+    )

@@ -1,0 +1,19 @@
+"""Utilities: types, state dicts, module helpers, auxiliary wrappers."""
+
+from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, _get_submodules
+from peft.utils.peft_types import PeftType, TaskType, register_peft_method
+from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.warnings import PeftWarning
+
+__all__ = [
+    "AuxiliaryTrainingWrapper",
+    "ModulesToSaveWrapper",
+    "PeftType",
+    "PeftWarning",
+    "TaskType",
+    "_get_submodules",
+    "get_peft_model_state_dict",
+    "load_peft_weights",
+    "register_peft_method",
+    "set_peft_model_state_dict",
+]

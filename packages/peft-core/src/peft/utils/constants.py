@@ -1,0 +1,35 @@
+"""Constants; ``TRANSFORMERS_MODELS_TO_<METHOD>_TARGET_MODULES_MAPPING`` resolve lazily from host packages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peft.tuners._targeting import (
+    INCLUDE_LINEAR_LAYERS_SHORTHAND,
+    MIN_TARGET_MODULES_FOR_OPTIMIZATION,
+    SEQ_CLS_HEAD_NAMES,
+)
+from peft.utils.files import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+
+EMBEDDING_LAYER_NAMES = ["embed_tokens", "lm_head"]
+
+__all__ = [
+    "CONFIG_NAME",
+    "EMBEDDING_LAYER_NAMES",
+    "INCLUDE_LINEAR_LAYERS_SHORTHAND",
+    "MIN_TARGET_MODULES_FOR_OPTIMIZATION",
+    "SAFETENSORS_WEIGHTS_NAME",
+    "SEQ_CLS_HEAD_NAMES",
+    "WEIGHTS_NAME",
+]
+
+_MAPPING_PREFIX, _MAPPING_SUFFIX = "TRANSFORMERS_MODELS_TO_", "_TARGET_MODULES_MAPPING"
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith(_MAPPING_PREFIX) and name.endswith(_MAPPING_SUFFIX):
+        from peft.hosts import get_host_registry
+
+        method = name[len(_MAPPING_PREFIX) : -len(_MAPPING_SUFFIX)]
+        return get_host_registry().default_target_modules.get(method, {})
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,27 @@
+"""peft integration for transformers.
+
+The core finds this package through its ``peft.hosts`` entry point and calls :func:`register`. Importing it must
+stay cheap: nothing here imports transformers at module import time (transformers itself imports peft).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "1.0.0.dev0"
+
+if TYPE_CHECKING:
+    from peft.hosts import HostRegistry
+
+
+def register(registry: HostRegistry) -> None:
+    """Tell the core what transformers-specific knowledge this package provides.
+
+    Args:
+        registry: the core's :class:`peft.hosts.HostRegistry`.
+    """
+    from .target_modules import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    registry.register_default_target_modules(
+        "LORA", {name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()}
+    )

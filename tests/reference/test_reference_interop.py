@@ -1,0 +1,224 @@
+"""Adapters saved by our `peft` load in the reference peft 0.21.2 and compute the same outputs.
+
+For each case, our process builds a seeded base model, adds a non-trivial adapter with our `get_peft_model`, records
+the outputs and saves the adapter (`save_pretrained`), the base weights and the inputs. One subprocess in the
+reference environment (scripts/make_reference_env.sh) then rebuilds the base from the same spec, loads the base
+weights and `PeftModel.from_pretrained(base, adapter_dir)`, and writes its outputs back (tests/reference/
+_reference_side.py). The other direction, reference files loaded by us, is covered by the shared fixtures.
+
+Opt-in: `pytest --run-reference tests/reference` (or PEFT_RUN_REFERENCE=1). PEFT_REFERENCE_PYTHON names an existing
+reference interpreter and skips building the environment.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+pytestmark = pytest.mark.reference
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+SIDE_SCRIPT = HERE / "_reference_side.py"
+MAKE_ENV = REPO_ROOT / "scripts" / "make_reference_env.sh"
+REFERENCE_VERSION = "0.21.2"
+ATOL, RTOL = 1e-5, 1e-4
+SUBPROCESS_TIMEOUT_S = 900
+
+MLP = {"kind": "sequential", "layers": [["Linear", 10, 20], ["ReLU"], ["Linear", 20, 20], ["ReLU"], ["Linear", 20, 2]]}
+CONV = {
+    "kind": "sequential",
+    "layers": [["Conv2d", 3, 8, 3, {"padding": 1}], ["ReLU"], ["Conv2d", 8, 4, 3], ["Flatten"], ["Linear", 144, 3]],
+}
+EMB = {"kind": "sequential", "layers": [["Embedding", 50, 16], ["Linear", 16, 16], ["ReLU"], ["Linear", 16, 4]]}
+LLAMA_CONFIG = {
+    "model_type": "llama",
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 64,
+    "tie_word_embeddings": False,
+}
+LLAMA = {"kind": "transformers", "class": "LlamaForCausalLM", "config": LLAMA_CONFIG}
+
+# name -> (model spec, inputs {name: ("float", shape) | ("int", high, shape)}, LoraConfig kwargs)
+CASES: dict[str, tuple[dict, dict, dict]] = {
+    "linear": (MLP, {"x": ("float", [4, 10])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "2", "4"]}),
+    "conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "2"]}),
+    "embedding": (EMB, {"x": ("int", 50, [2, 7])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "1"]}),
+    "dora": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"r": 4, "lora_alpha": 8, "target_modules": ["0", "2"], "use_dora": True},
+    ),
+    "rslora_patterns": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {
+            "r": 4,
+            "lora_alpha": 8,
+            "use_rslora": True,
+            "target_modules": ["0", "2", "4"],
+            "rank_pattern": {"2": 2, "4": 6},
+            "alpha_pattern": {"0": 3, "2": 5},
+        },
+    ),
+    # Linear(10, 20).weight is (20, 10) and Linear(20, 2).weight is (2, 20): a transposed delta cannot fit either.
+    "target_parameters": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"r": 4, "lora_alpha": 8, "target_modules": None, "target_parameters": ["0.weight", "4.weight"]},
+    ),
+    "llama_qv": (
+        LLAMA,
+        {"input_ids": ("int", 64, [2, 9])},
+        {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"},
+    ),
+}
+
+
+def _load_side_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_peft_reference_side", SIDE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+side = _load_side_module()
+
+
+def _make_inputs(input_specs: dict) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    inputs = {}
+    for name, (kind, *rest) in sorted(input_specs.items()):
+        if kind == "int":
+            high, shape = rest
+            inputs[name] = torch.randint(0, high, shape, generator=generator)
+        else:
+            inputs[name] = torch.randn(*rest[0], generator=generator)
+    return inputs
+
+
+def _perturb_adapter(model: torch.nn.Module) -> None:
+    """Move every trainable (adapter) tensor off its initial value, so an adapter that fails to load shows."""
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for _, param in sorted(model.named_parameters()):
+            if param.requires_grad:
+                param.add_(0.1 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+
+
+def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, lora_kwargs: dict) -> None:
+    """Our side: base weights, inputs and outputs, and the adapter saved by our `save_pretrained`."""
+    from peft import LoraConfig, get_peft_model
+
+    case_dir.mkdir(parents=True)
+    torch.manual_seed(0)
+    base = side.build_model(model_spec)
+    save_file(
+        {k: v.detach().clone().contiguous() for k, v in base.state_dict().items()}, case_dir / "base.safetensors"
+    )
+    inputs = _make_inputs(input_specs)
+    out_base = side.forward(base, model_spec, inputs)
+    model = get_peft_model(base, LoraConfig(init_lora_weights=False, **lora_kwargs))
+    _perturb_adapter(model)
+    model.eval()
+    out_adapter = side.forward(model, model_spec, inputs)
+    model.save_pretrained(str(case_dir / "adapter"))
+    tensors = {f"input.{k}": v.contiguous() for k, v in inputs.items()}
+    save_file({**tensors, "out_base": out_base, "out_adapter": out_adapter}, case_dir / "io.safetensors")
+
+
+def _find_reference_python() -> str:
+    explicit = os.environ.get("PEFT_REFERENCE_PYTHON")
+    if explicit:
+        return explicit
+    proc = subprocess.run(["bash", str(MAKE_ENV)], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/make_reference_env.sh failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def _run_reference_side(python: str, root: Path, prepared: list[str]) -> subprocess.CompletedProcess:
+    cases = [{"name": name, "dir": str(root / name), "model": CASES[name][0]} for name in prepared]
+    spec_path = root / "spec.json"
+    spec_path.write_text(json.dumps({"cases": cases}, indent=1))
+    # -I: neither PYTHONPATH nor the working directory may put our `peft` in front of the reference's.
+    cmd = [python, "-I", str(SIDE_SCRIPT), str(spec_path)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=SUBPROCESS_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def interop(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Prepare every case on our side, then load them all in one reference subprocess."""
+    python = _find_reference_python()
+    root = tmp_path_factory.mktemp("reference_interop")
+    errors = {}
+    for name, (model_spec, input_specs, lora_kwargs) in CASES.items():
+        try:
+            _prepare_case(root / name, model_spec, input_specs, lora_kwargs)
+        except Exception:  # noqa: BLE001  (reported by the case's own test)
+            errors[name] = traceback.format_exc()
+    prepared = [name for name in CASES if name not in errors]
+    proc = _run_reference_side(python, root, prepared) if prepared else None
+    return {"root": root, "errors": errors, "proc": proc}
+
+
+def _reference_info(interop: dict, name: str) -> dict:
+    info_path = interop["root"] / name / "reference_info.json"
+    if not info_path.exists():
+        proc = interop["proc"]
+        pytest.fail(f"the reference side wrote nothing for {name!r} (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    info = json.loads(info_path.read_text())
+    assert info["peft_version"] == REFERENCE_VERSION, f"reference side imported {info['peft_file']}"
+    if "error" in info:
+        pytest.fail(f"peft {REFERENCE_VERSION} could not load our adapter for {name!r}:\n{info['error']}")
+    return info
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> str:
+    return (
+        f"{(a - b).abs().max().item():.3g}" if a.shape == b.shape else f"shapes {tuple(a.shape)} vs {tuple(b.shape)}"
+    )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_reference_loads_our_adapter(interop: dict, name: str) -> None:
+    if name in interop["errors"]:
+        pytest.fail(f"our side failed for {name!r}:\n{interop['errors'][name]}")
+    info = _reference_info(interop, name)
+    ours = load_file(interop["root"] / name / "io.safetensors")
+    theirs = load_file(interop["root"] / name / "reference_out.safetensors")
+    assert torch.allclose(theirs["out_base"], ours["out_base"], atol=ATOL, rtol=RTOL), (
+        f"base outputs differ ({_max_diff(theirs['out_base'], ours['out_base'])}): the environments differ"
+    )
+    assert not torch.allclose(ours["out_adapter"], ours["out_base"], atol=1e-3), "our adapter changes nothing"
+    assert theirs["out_adapter"].shape == ours["out_adapter"].shape and torch.allclose(
+        theirs["out_adapter"], ours["out_adapter"], atol=ATOL, rtol=RTOL
+    ), (
+        f"reference output with our adapter differs by {_max_diff(theirs['out_adapter'], ours['out_adapter'])}; "
+        f"warnings while loading: {info['warnings']}"
+    )
+
+
+def test_reference_side_is_not_our_peft(interop: dict) -> None:
+    """Guards the comparison itself: the subprocess really ran the reference, not our package."""
+    import peft
+
+    infos = [interop["root"] / name / "reference_info.json" for name in CASES]
+    found = [json.loads(p.read_text()) for p in infos if p.exists()]
+    if not found:
+        pytest.skip("no case reached the reference side")
+    assert Path(found[0]["peft_file"]).resolve() != Path(peft.__file__).resolve()
