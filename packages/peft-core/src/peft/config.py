@@ -7,7 +7,7 @@ import enum
 import inspect
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs

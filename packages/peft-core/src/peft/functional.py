@@ -101,13 +101,11 @@ def cast_adapter_dtype(model: nn.Module, adapter_name: str, autocast_adapter_dty
         if not isinstance(module, BaseTunerLayer):
             continue
         for attr in module.adapter_layer_names:
-            container = getattr(module, attr, None)
+            container = module._modules.get(attr)
             if container is None or adapter_name not in container:
                 continue
             item = container[adapter_name]
-            if isinstance(item, nn.Module):
-                for param in list(item.parameters()) + list(item.buffers()):
-                    if param.dtype in low_precision:
-                        param.data = param.data.float()
-            elif isinstance(item, torch.Tensor) and item.dtype in low_precision:
-                item.data = item.data.float()
+            tensors = list(item.parameters()) + list(item.buffers()) if isinstance(item, nn.Module) else [item]
+            for tensor in tensors:
+                if tensor.dtype in low_precision:
+                    tensor.data = tensor.data.float()

@@ -66,6 +66,9 @@ def get_peft_model(
             f"{type(peft_config).__name__} needs a task model: set task_type and install peft-transformers."
         )
     return model_cls(
-        model, peft_config, adapter_name=adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
+        model,
+        peft_config,
+        adapter_name=adapter_name,
+        autocast_adapter_dtype=autocast_adapter_dtype,
         low_cpu_mem_usage=low_cpu_mem_usage,
     )

@@ -59,7 +59,10 @@ class PeftModel(nn.Module):
             raise ValueError(f"Unknown peft_type {peft_type!r}; known: {sorted(PEFT_TYPE_TO_TUNER_MAPPING)}.")
         tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING[peft_type]
         self.base_model = tuner_cls(
-            model, {adapter_name: peft_config}, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage,
+            model,
+            {adapter_name: peft_config},
+            adapter_name,
+            low_cpu_mem_usage=low_cpu_mem_usage,
             autocast_adapter_dtype=autocast_adapter_dtype,
         )
 
@@ -124,7 +127,10 @@ class PeftModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ adapters
     def add_adapter(
-        self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False,
+        self,
+        adapter_name: str,
+        peft_config: PeftConfig,
+        low_cpu_mem_usage: bool = False,
         autocast_adapter_dtype: bool = True,
     ) -> None:
         """Add a new adapter (not activated). Its ``peft_type`` must match the existing adapters'.
@@ -142,7 +148,9 @@ class PeftModel(nn.Module):
         self.peft_config[adapter_name] = peft_config
         try:
             self.base_model.inject_adapter(
-                self.base_model.model, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage,
+                self.base_model.model,
+                adapter_name,
+                low_cpu_mem_usage=low_cpu_mem_usage,
                 autocast_adapter_dtype=autocast_adapter_dtype,
             )
         except Exception:
@@ -196,7 +204,9 @@ class PeftModel(nn.Module):
     def print_trainable_parameters(self) -> None:
         """Print ``trainable params: 56,164 || all params: 4,100,164 || trainable%: 1.3698``."""
         trainable, total = self.get_nb_trainable_parameters()
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}")
+        print(
+            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+        )
 
     # ------------------------------------------------------------------------------------------ saving
     def save_pretrained(
@@ -228,7 +238,9 @@ class PeftModel(nn.Module):
         for adapter_name in selected_adapters:
             config = self.peft_config[adapter_name]
             state_dict = get_peft_model_state_dict(
-                self, state_dict=kwargs.get("state_dict"), adapter_name=adapter_name,
+                self,
+                state_dict=kwargs.get("state_dict"),
+                adapter_name=adapter_name,
                 save_embedding_layers=save_embedding_layers,
             )
             output_dir = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
@@ -243,8 +255,10 @@ class PeftModel(nn.Module):
         model_config = getattr(base, "config", None)
         name = getattr(model_config, "_name_or_path", None) or getattr(base, "name_or_path", None)
         if name and config.base_model_name_or_path and config.base_model_name_or_path != name:
-            warn(f"base_model_name_or_path {config.base_model_name_or_path!r} differs from the model's {name!r}; "
-                 "saving the model's.")
+            warn(
+                f"base_model_name_or_path {config.base_model_name_or_path!r} differs from the model's {name!r}; "
+                "saving the model's."
+            )
         if name:
             config.base_model_name_or_path = name
         if config.task_type is None and config.auto_mapping is None:
@@ -285,12 +299,20 @@ class PeftModel(nn.Module):
 
             model_cls = get_host_registry().task_models.get(str(config.task_type), PeftModel)
         peft_model = model_cls(
-            model, config, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
+            model,
+            config,
+            adapter_name,
+            autocast_adapter_dtype=autocast_adapter_dtype,
             low_cpu_mem_usage=low_cpu_mem_usage,
         )
         peft_model.load_adapter(
-            model_id, adapter_name, is_trainable=is_trainable, autocast_adapter_dtype=autocast_adapter_dtype,
-            low_cpu_mem_usage=low_cpu_mem_usage, key_mapping=key_mapping, **kwargs,
+            model_id,
+            adapter_name,
+            is_trainable=is_trainable,
+            autocast_adapter_dtype=autocast_adapter_dtype,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+            key_mapping=key_mapping,
+            **kwargs,
         )
         return peft_model
 
@@ -316,12 +338,18 @@ class PeftModel(nn.Module):
             if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
                 config.runtime_config.ephemeral_gpu_offload = True
             self.add_adapter(
-                adapter_name, config, low_cpu_mem_usage=low_cpu_mem_usage, autocast_adapter_dtype=autocast_adapter_dtype
+                adapter_name,
+                config,
+                low_cpu_mem_usage=low_cpu_mem_usage,
+                autocast_adapter_dtype=autocast_adapter_dtype,
             )
         state_dict = load_peft_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
         state_dict = self._apply_key_mapping(state_dict, key_mapping)
         result = set_peft_model_state_dict(
-            self, state_dict, adapter_name=adapter_name, low_cpu_mem_usage=low_cpu_mem_usage,
+            self,
+            state_dict,
+            adapter_name=adapter_name,
+            low_cpu_mem_usage=low_cpu_mem_usage,
             ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
         )
         if result.missing_keys:

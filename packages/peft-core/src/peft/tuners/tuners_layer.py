@@ -40,6 +40,18 @@ def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
         _mixed_batch_adapter_names.reset(token)
 
 
+def check_adapter_name(adapter_name: str) -> None:
+    """Adapter names become state_dict key segments: a non-empty str without dots."""
+    if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
+        raise ValueError(f"Invalid adapter name {adapter_name!r}: use a non-empty str without '.'.")
+
+
+def store_adapter_module(container: nn.ModuleDict, adapter_name: str, module: nn.Module) -> None:
+    """``container[adapter_name] = module`` without ``ModuleDict``'s per-insert attribute probing, which costs more
+    than building the adapter itself when thousands of layers are injected (names are checked once, on entry)."""
+    container._modules[adapter_name] = module
+
+
 def _as_list(adapter_names: str | Sequence[str]) -> list[str]:
     return [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
 
@@ -66,7 +78,11 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
         if not module._qkv_same_embed_dim:
             raise ValueError("Only nn.MultiheadAttention with the same query, key and value size is supported.")
         return module.embed_dim, 3 * module.embed_dim
-    for in_name, out_name in (("in_features", "out_features"), ("infeatures", "outfeatures"), ("input_size", "output_size")):
+    for in_name, out_name in (
+        ("in_features", "out_features"),
+        ("infeatures", "outfeatures"),
+        ("input_size", "output_size"),
+    ):
         if hasattr(module, in_name) and hasattr(module, out_name):
             return getattr(module, in_name), getattr(module, out_name)
     return None, None
@@ -102,7 +118,7 @@ class BaseTunerLayer:
     def get_base_layer(self) -> nn.Module:
         """The innermost module that is not an adapter layer."""
         base_layer = self
-        while hasattr(base_layer, "base_layer"):
+        while isinstance(base_layer, BaseTunerLayer):
             base_layer = base_layer.base_layer
         return base_layer
 
@@ -213,12 +229,20 @@ class BaseTunerLayer:
                 new_active_adapters = remaining[:1]
         self._activate(list(new_active_adapters))
 
+    def _factory_kwargs(self) -> dict[str, Any]:
+        """``device``/``dtype`` for new adapter tensors: the base layer's device and floating dtype (meta inside a
+        ``torch.device("meta")`` block), so new adapters never need moving."""
+        reference = _first_tensor(self.get_base_layer())
+        if torch.get_default_device().type == "meta":
+            device = torch.device("meta")
+        else:
+            device = reference.device if reference is not None else None
+        dtype = reference.dtype if reference is not None and reference.is_floating_point() else None
+        return {"device": device, "dtype": dtype}
+
     def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: torch.device | None = None) -> None:
         """Put ``adapter_name``'s tensors on the base layer's device and floating dtype; meta tensors stay."""
-        base_layer = self.get_base_layer()
-        reference = next(iter(base_layer.parameters(recurse=False)), None)
-        if reference is None:
-            reference = next(iter(base_layer.buffers(recurse=False)), None)
+        reference = _first_tensor(self.get_base_layer())
         if device is None:
             if reference is None:
                 return
@@ -279,7 +303,8 @@ class BaseTunerLayer:
             )
         if self.merged:
             raise ValueError(
-                f"Mixed-batch inference is not possible while adapters {self.merged_adapters} are merged; unmerge first."
+                f"Mixed-batch inference is not possible while adapters {self.merged_adapters} are merged; "
+                "unmerge first."
             )
         result = self.base_layer(x, *args, **kwargs)
         rows_by_adapter: dict[str, list[int]] = {}
@@ -367,6 +392,16 @@ class BaseTunerLayer:
         if merge:
             self.merge(safe_merge=safe_merge, adapter_names=adapter_names)
         return self.base_layer
+
+
+def _first_tensor(module: nn.Module) -> torch.Tensor | None:
+    for tensor in module._parameters.values():
+        if tensor is not None:
+            return tensor
+    for tensor in module._buffers.values():
+        if tensor is not None:
+            return tensor
+    return None
 
 
 def _tensors_of(item: Any) -> list[torch.Tensor]:

@@ -24,7 +24,7 @@ from peft.tuners._targeting import (
     closest_names,
     find_minimal_target_modules,
 )
-from peft.tuners.tuners_layer import BaseTunerLayer, get_in_out_features, mixed_batch
+from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name, get_in_out_features, mixed_batch
 from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, _get_submodules
 from peft.utils.warnings import warn
 
@@ -96,8 +96,11 @@ class BaseTuner(nn.Module):
             self.peft_config.update(peft_config)
         self.active_adapter: str | list[str] = adapter_name
         self.inject_adapter(
-            self.model, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype,
-            low_cpu_mem_usage=low_cpu_mem_usage, state_dict=state_dict,
+            self.model,
+            adapter_name,
+            autocast_adapter_dtype=autocast_adapter_dtype,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+            state_dict=state_dict,
         )
         self.model.peft_config = self.peft_config
 
@@ -180,8 +183,14 @@ class BaseTuner(nn.Module):
         raise NotImplementedError
 
     def _create_and_replace_parameter(
-        self, peft_config: PeftConfig, adapter_name: str, target: nn.Module, target_name: str, parent: nn.Module,
-        current_key: str, parameter_names: list[str],
+        self,
+        peft_config: PeftConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        parameter_names: list[str],
     ) -> None:
         raise ValueError(f"{type(self).__name__} does not support target_parameters.")
 
@@ -203,6 +212,7 @@ class BaseTuner(nn.Module):
         """
         peft_config = self.peft_config[adapter_name]
         try:
+            check_adapter_name(adapter_name)
             self._check_new_adapter_config(peft_config)
         except Exception:
             del self.peft_config[adapter_name]
@@ -275,7 +285,9 @@ class BaseTuner(nn.Module):
         known = set(all_names)
         unknown = sorted(from_state_dict - known)
         if unknown:
-            raise ValueError(f"The state_dict has adapter weights for modules the model does not have: {unknown[:10]}.")
+            raise ValueError(
+                f"The state_dict has adapter weights for modules the model does not have: {unknown[:10]}."
+            )
         only_config, only_sd = sorted(set(matched) - from_state_dict), sorted(from_state_dict - set(matched))
         if only_config or only_sd:
             warn(
@@ -286,7 +298,11 @@ class BaseTuner(nn.Module):
         return [name for name in all_names if name in from_state_dict]
 
     def _check_matches(
-        self, peft_config: PeftConfig, selector: TargetSelector, matched: list[str], excluded: list[str],
+        self,
+        peft_config: PeftConfig,
+        selector: TargetSelector,
+        matched: list[str],
+        excluded: list[str],
         all_names: list[str],
     ) -> None:
         if matched:
@@ -298,12 +314,15 @@ class BaseTuner(nn.Module):
             return
         if excluded:
             raise ValueError(
-                f"All modules were excluded: every module matching target_modules={_describe(peft_config.target_modules)}"
+                "All modules were excluded: every module matching "
+                f"target_modules={_describe(peft_config.target_modules)}"
                 f" also matches exclude_modules={_describe(peft_config.exclude_modules)}."
             )
-        entries = _as_list(peft_config.target_modules) if not isinstance(peft_config.target_modules, str) else [
-            peft_config.target_modules
-        ]
+        entries = (
+            _as_list(peft_config.target_modules)
+            if not isinstance(peft_config.target_modules, str)
+            else [peft_config.target_modules]
+        )
         details = "; ".join(
             f"target_modules entry {entry!r} matched no module; closest names: {closest_names(entry, all_names)}"
             for entry in sorted(entries)
@@ -316,11 +335,16 @@ class BaseTuner(nn.Module):
             )
         if getattr(peft_config, "modules_to_save", None):
             extra += f"; modules listed in modules_to_save={peft_config.modules_to_save} are never targeted"
-        raise ValueError(f"Target modules {_describe(peft_config.target_modules)} not found in the base model{extra}. "
-                         f"{details}.")
+        raise ValueError(
+            f"Target modules {_describe(peft_config.target_modules)} not found in the base model{extra}. {details}."
+        )
 
     def _inject_parameters(
-        self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, target_modules: list[str],
+        self,
+        model: nn.Module,
+        peft_config: PeftConfig,
+        adapter_name: str,
+        target_modules: list[str],
         low_cpu_mem_usage: bool,
     ) -> None:
         """Adapt raw parameters named by ``target_parameters``, grouped per owning module; the first registered
@@ -373,7 +397,7 @@ class BaseTuner(nn.Module):
             return
         matcher = _targeting.NameMatcher(names)
         wrapped, found_entries = [], set()
-        for key, module in list(model.named_modules()):
+        for key, _module in list(model.named_modules()):
             if not key or any(key.startswith(w + ".") for w in wrapped):
                 continue
             entry = matcher.matching_entry(key)
@@ -408,27 +432,29 @@ class BaseTuner(nn.Module):
         self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, autocast_adapter_dtype: bool
     ) -> None:
         """Freeze the base model, sync activation on all layers, set the new adapter's trainability, cast dtypes."""
-        self._mark_only_adapters_as_trainable(model)
-        for _, module in _lifecycle_modules(model):
-            module._activate(self.active_adapter)
-            module.set_requires_grad(adapter_name, False)
+        modules = [module for _, module in _lifecycle_modules(model)]
+        self._mark_only_adapters_as_trainable(model, modules)
         trainable = not peft_config.inference_mode and adapter_name in self.active_adapters
+        for module in modules:
+            module._activate(self.active_adapter)
+            module.set_requires_grad(adapter_name, trainable)
         if trainable:
-            self.set_requires_grad(adapter_name, True)
             self._set_bias_trainable(model, peft_config)
         if autocast_adapter_dtype:
             from peft.functional import cast_adapter_dtype
 
             cast_adapter_dtype(model, adapter_name, autocast_adapter_dtype=True)
 
-    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+    def _mark_only_adapters_as_trainable(self, model: nn.Module, modules: list[nn.Module] | None = None) -> None:
         """Freeze every parameter that does not belong to an adapter or auxiliary copy."""
+        if modules is None:
+            modules = [module for _, module in _lifecycle_modules(model)]
         adapter_params: set[int] = set()
-        for _, module in _lifecycle_modules(model):
+        for module in modules:
             for attr in module.adapter_layer_names:
-                container = getattr(module, attr, None)
+                container = module._modules.get(attr)
                 if container is not None:
-                    adapter_params.update(id(p) for p in container.parameters())
+                    adapter_params.update(map(id, _direct_and_child_parameters(container)))
         for param in model.parameters():
             if id(param) not in adapter_params:
                 param.requires_grad_(False)
@@ -443,7 +469,10 @@ class BaseTuner(nn.Module):
                     param.requires_grad_(True)
         elif bias == self.prefix + "only":
             for module in model.modules():
-                if isinstance(module, self.tuner_layer_cls) and getattr(module.get_base_layer(), "bias", None) is not None:
+                if (
+                    isinstance(module, self.tuner_layer_cls)
+                    and getattr(module.get_base_layer(), "bias", None) is not None
+                ):
                     module.get_base_layer().bias.requires_grad_(True)
         else:
             raise NotImplementedError(f"Requested bias: {bias!r}, is not implemented.")
@@ -518,7 +547,10 @@ class BaseTuner(nn.Module):
                 module.unmerge()
 
     def _unload_and_optionally_merge(
-        self, merge: bool = True, progressbar: bool = False, safe_merge: bool = False,
+        self,
+        merge: bool = True,
+        progressbar: bool = False,
+        safe_merge: bool = False,
         adapter_names: list[str] | None = None,
     ) -> nn.Module:
         modules = _lifecycle_modules(self.model)
@@ -547,6 +579,18 @@ class BaseTuner(nn.Module):
         return self._unload_and_optionally_merge(merge=False)
 
 
+def _direct_and_child_parameters(container: nn.Module) -> list[nn.Parameter]:
+    """Parameters of an adapter container (ModuleDict/ParameterDict), without generator overhead for the common
+    case of leaf modules."""
+    params = [p for p in container._parameters.values() if p is not None]
+    for item in container._modules.values():
+        if item._modules:
+            params.extend(item.parameters())
+        else:
+            params.extend(p for p in item._parameters.values() if p is not None)
+    return params
+
+
 def _describe(value: Any) -> Any:
     return sorted(value) if isinstance(value, (set, frozenset, list, tuple)) else value
 
@@ -567,6 +611,4 @@ def _modules_to_save_matcher(peft_config: PeftConfig) -> Callable[[str], bool] |
 
 def _inside_tuner_layer(model: nn.Module, key: str) -> bool:
     parts = key.split(".")
-    return any(
-        isinstance(model.get_submodule(".".join(parts[:i])), BaseTunerLayer) for i in range(1, len(parts))
-    )
+    return any(isinstance(model.get_submodule(".".join(parts[:i])), BaseTunerLayer) for i in range(1, len(parts)))

@@ -148,7 +148,8 @@ class LoraConfig(PeftConfig):
         for item in self.layer_replication:
             if len(item) != 2 or not all(isinstance(i, int) for i in item) or not 0 <= item[0] < item[1]:
                 raise ValueError(
-                    f"layer_replication entries must be [start, end) pairs of ints with 0 <= start < end, got {item!r}."
+                    "layer_replication entries must be [start, end) pairs of ints with 0 <= start < end, "
+                    f"got {item!r}."
                 )
             ranges.append(list(item))
         self.layer_replication = ranges

@@ -56,8 +56,10 @@ class DoraVariant(LoraVariant):
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
         is_conv = module.get_base_layer().weight.dim() >= 3
-        reference = module.lora_A[adapter_name].weight if adapter_name in module.lora_A else (
-            module.lora_embedding_A[adapter_name]
+        reference = (
+            module.lora_A[adapter_name].weight
+            if adapter_name in module.lora_A
+            else (module.lora_embedding_A[adapter_name])
         )
         features = module.out_features if not isinstance(module, Embedding) else module.out_features
         if reference.device.type == "meta":

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_layer import BaseTunerLayer, store_adapter_module
 from peft.utils.warnings import warn
 
 
@@ -70,7 +70,8 @@ class LoraLayer(BaseTunerLayer):
         self.ephemeral_gpu_offload = ephemeral_gpu_offload
         self.fan_in_fan_out = False
 
-    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
+        """Create the adapter's tensors with ``factory`` (device/dtype) keyword arguments."""
         raise NotImplementedError
 
     def resolve_lora_variant(self, *, use_dora: bool = False, **kwargs: Any) -> type[LoraVariant] | None:
@@ -103,13 +104,14 @@ class LoraLayer(BaseTunerLayer):
             )
         self.r[adapter_name] = r
         self.lora_alpha[adapter_name] = lora_alpha
-        self.lora_dropout[adapter_name] = nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else nn.Identity()
-        self._create_adapter_weights(adapter_name, r, lora_bias)
+        store_adapter_module(
+            self.lora_dropout, adapter_name, nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else nn.Identity()
+        )
+        self._create_adapter_weights(adapter_name, r, lora_bias, **self._factory_kwargs())
         self.scaling[adapter_name] = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
         self.use_dora[adapter_name] = use_dora
         self.lora_bias[adapter_name] = lora_bias
         self.reset_lora_parameters(adapter_name, init_lora_weights)
-        self._move_adapter_to_device_of_base_layer(adapter_name)
         variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
         if variant is not None:
             variant.init(self, adapter_name=adapter_name, **kwargs)
@@ -221,9 +223,9 @@ class Linear(LoraLayer, nn.Module):
             adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
         )
 
-    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
-        self.lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False)
-        self.lora_B[adapter_name] = nn.Linear(r, self.out_features, bias=lora_bias)
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
+        store_adapter_module(self.lora_A, adapter_name, nn.Linear(self.in_features, r, bias=False, **factory))
+        store_adapter_module(self.lora_B, adapter_name, nn.Linear(r, self.out_features, bias=lora_bias, **factory))
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         delta = self._lora_delta(adapter)
@@ -269,9 +271,9 @@ class Embedding(LoraLayer, nn.Module):
             adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
         )
 
-    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
-        self.lora_embedding_A[adapter_name] = nn.Parameter(torch.randn(r, self.in_features))
-        self.lora_embedding_B[adapter_name] = nn.Parameter(torch.randn(self.out_features, r))
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
+        self.lora_embedding_A[adapter_name] = nn.Parameter(torch.randn(r, self.in_features, **factory))
+        self.lora_embedding_B[adapter_name] = nn.Parameter(torch.randn(self.out_features, r, **factory))
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         weight_a, weight_b = self.lora_embedding_A[adapter], self.lora_embedding_B[adapter]
@@ -280,8 +282,13 @@ class Embedding(LoraLayer, nn.Module):
     def _embed(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         base = self.get_base_layer()
         return F.embedding(
-            x, weight, padding_idx=base.padding_idx, max_norm=base.max_norm, norm_type=base.norm_type,
-            scale_grad_by_freq=base.scale_grad_by_freq, sparse=base.sparse,
+            x,
+            weight,
+            padding_idx=base.padding_idx,
+            max_norm=base.max_norm,
+            norm_type=base.norm_type,
+            scale_grad_by_freq=base.scale_grad_by_freq,
+            sparse=base.sparse,
         )
 
     def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
@@ -326,13 +333,16 @@ class _ConvNd(LoraLayer, nn.Module):
             adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
         )
 
-    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
         base = self.get_base_layer()
         conv_cls = type(base) if type(base) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) else _CONV_BY_DIM[base.weight.dim()]
         ones = (1,) * (base.weight.dim() - 2)
-        self.lora_A[adapter_name] = conv_cls(self.in_features, r, base.kernel_size, base.stride, base.padding,
-                                             bias=False)
-        self.lora_B[adapter_name] = conv_cls(r, self.out_features, ones, ones, groups=base.groups, bias=lora_bias)
+        self.lora_A[adapter_name] = conv_cls(
+            self.in_features, r, base.kernel_size, base.stride, base.padding, bias=False, **factory
+        )
+        self.lora_B[adapter_name] = conv_cls(
+            r, self.out_features, ones, ones, groups=base.groups, bias=lora_bias, **factory
+        )
 
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
         super()._check_merge_allowed(adapter_names)

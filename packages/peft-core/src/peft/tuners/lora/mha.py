@@ -32,9 +32,7 @@ class MultiheadAttention(LoraLayer, nn.Module):
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, r: int = 0, lora_alpha: int = 1, **kwargs: Any):
         if not getattr(base_layer, "_qkv_same_embed_dim", True):
-            raise ValueError(
-                f"Only same dim for query/key/value is supported as of now for {type(self).__name__}."
-            )
+            raise ValueError(f"Only same dim for query/key/value is supported as of now for {type(self).__name__}.")
         if kwargs.get("use_dora"):
             raise ValueError(f"{type(self).__name__} does not support DoRA (yet), please set use_dora to False")
         super().__init__()
@@ -50,9 +48,9 @@ class MultiheadAttention(LoraLayer, nn.Module):
             base.out_proj = _OutProjLinear(base.out_proj, adapter_name, r=r, lora_alpha=lora_alpha, **kwargs)
         super().update_layer(adapter_name, r, lora_alpha, **kwargs)
 
-    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
-        self.lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False)
-        self.lora_B[adapter_name] = nn.Linear(r, self.out_features, bias=lora_bias)
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
+        self.lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False, **factory)
+        self.lora_B[adapter_name] = nn.Linear(r, self.out_features, bias=lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
         return self.get_base_layer().in_proj_weight.detach()

@@ -59,8 +59,14 @@ class LoraModel(BaseTuner):
         }
 
     def _create_and_replace(
-        self, peft_config: LoraConfig, adapter_name: str, target: nn.Module, target_name: str, parent: nn.Module,
-        current_key: str, **kwargs: Any,
+        self,
+        peft_config: LoraConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: Any,
     ) -> None:
         layer_kwargs = self._layer_kwargs(peft_config, current_key)
         if isinstance(target, LoraLayer) and not isinstance(target, ParamWrapper):
@@ -70,8 +76,14 @@ class LoraModel(BaseTuner):
         self._replace_module(parent, target_name, new_module, target)
 
     def _create_and_replace_parameter(
-        self, peft_config: LoraConfig, adapter_name: str, target: nn.Module, target_name: str, parent: nn.Module,
-        current_key: str, parameter_names: list[str],
+        self,
+        peft_config: LoraConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        parameter_names: list[str],
     ) -> None:
         module = target
         for parameter_name in parameter_names:
@@ -99,18 +111,22 @@ class LoraModel(BaseTuner):
             return MultiheadAttention(target, adapter_name, **kwargs)
         if isinstance(base, nn.Linear):
             if kwargs.get("fan_in_fan_out"):
-                warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out "
-                     "to False.")
+                warn(
+                    "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out "
+                    "to False."
+                )
                 kwargs["fan_in_fan_out"] = config.fan_in_fan_out = False
             return Linear(target, adapter_name, **kwargs)
         if is_transformers_conv1d(base):
             if not kwargs.get("fan_in_fan_out"):
-                warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to "
-                     "True.")
+                warn(
+                    "fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True."
+                )
                 kwargs["fan_in_fan_out"] = config.fan_in_fan_out = True
             return Linear(target, adapter_name, is_target_conv_1d_layer=True, **kwargs)
         raise ValueError(
-            f"Target module {base} is not supported. Currently, only the following modules are supported: {_SUPPORTED}."
+            f"Target module {base} is not supported. Currently, only the following modules are supported: "
+            f"{_SUPPORTED}."
             " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
         )
 
@@ -119,8 +135,13 @@ def _find_layer_list(model: nn.Module) -> tuple[nn.Module, str]:
     owner = model
     while hasattr(owner, "model") and isinstance(owner.model, nn.Module):
         owner = owner.model
-    for holder_path, attr in (("", "layers"), ("bert.encoder", "layer"), ("encoder", "layer"), ("", "h"),
-                              ("transformer", "h")):
+    for holder_path, attr in (
+        ("", "layers"),
+        ("bert.encoder", "layer"),
+        ("encoder", "layer"),
+        ("", "h"),
+        ("transformer", "h"),
+    ):
         holder = owner
         try:
             holder = owner.get_submodule(holder_path) if holder_path else owner

@@ -15,13 +15,19 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.tuners_layer import BaseTunerLayer
 
 
 class ParamWrapper(LoraLayer, nn.Module):
     """LoRA on parameter ``parameter_name`` of the wrapped module."""
 
     def __init__(
-        self, base_layer: nn.Module, adapter_name: str, parameter_name: str, r: int = 0, lora_alpha: int = 1,
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        parameter_name: str,
+        r: int = 0,
+        lora_alpha: int = 1,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("use_dora"):
@@ -54,9 +60,9 @@ class ParamWrapper(LoraLayer, nn.Module):
             "but only 2-D and 3-D parameters are supported."
         )
 
-    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool) -> None:
-        self.lora_A[adapter_name] = nn.Linear(self.in_features, r * self.num_experts, bias=False)
-        self.lora_B[adapter_name] = nn.Linear(r * self.num_experts, self.out_features, bias=lora_bias)
+    def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
+        self.lora_A[adapter_name] = nn.Linear(self.in_features, r * self.num_experts, bias=False, **factory)
+        self.lora_B[adapter_name] = nn.Linear(r * self.num_experts, self.out_features, bias=lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
         return self._param().detach()
@@ -93,7 +99,7 @@ class ParamWrapper(LoraLayer, nn.Module):
     def _param_path(self) -> str:
         """Path of the parameter relative to ``self.base_layer`` (through nested wrappers)."""
         path, module = [], self.base_layer
-        while isinstance(module, LoraLayer) or hasattr(module, "base_layer"):
+        while isinstance(module, BaseTunerLayer):
             path.append("base_layer")
             module = module.base_layer
         return ".".join([*path, self.parameter_name])
