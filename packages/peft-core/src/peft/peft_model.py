@@ -247,6 +247,20 @@ class PeftModel(nn.Module):
             os.makedirs(output_dir, exist_ok=True)
             _save_weights(state_dict, output_dir, safe_serialization)
             self._saved_config(config).save_pretrained(output_dir)
+        self._write_model_card(save_directory)
+
+    def _write_model_card(self, save_directory: str) -> None:
+        from peft.utils.model_card import update_model_card
+
+        base = self.get_base_model()
+        configs = list(self.peft_config.values())
+        base_name = configs[0].base_model_name_or_path if configs else None
+        is_transformers = type(base).__module__.startswith("transformers.")
+        peft_types = sorted({str(c.peft_type) for c in configs})
+        model_tags = list(getattr(base, "model_tags", None) or [])
+        extra = (["transformers"] if is_transformers else []) + model_tags
+        task_type = str(configs[0].task_type) if configs and configs[0].task_type else None
+        update_model_card(save_directory, base_name, peft_types, task_type, extra)
 
     def _saved_config(self, config: PeftConfig) -> PeftConfig:
         config = copy.copy(config)

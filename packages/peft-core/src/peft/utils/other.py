@@ -7,7 +7,7 @@ the same activation path as adapter layers (REQUIREMENTS ARCH-20, AUX-1).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -202,3 +202,39 @@ def _check_wrappable(module: nn.Module) -> None:
             f"modules_to_save cannot be applied to modules of type {qualified}: it has no forward. List the modules "
             "inside it instead."
         )
+
+
+def _no_split_module_names(model: nn.Module) -> set[str]:
+    """``_no_split_modules`` declared anywhere in the model (nested models declare their own)."""
+    names: set[str] = set()
+    for module in model.modules():
+        names.update(getattr(module, "_no_split_modules", None) or [])
+    return names
+
+
+def fsdp_auto_wrap_policy(model: nn.Module) -> Callable[..., bool]:
+    """An FSDP ``auto_wrap_policy`` for PEFT models.
+
+    Each transformer block (the classes named in ``_no_split_modules``, or in the comma-separated environment variable
+    ``FSDP_TRANSFORMER_CLS_TO_WRAP``) becomes one FSDP unit, and every leaf module with a trainable weight (adapter
+    weights, ``modules_to_save`` copies) its own unit, so trainable and frozen parameters are sharded separately.
+    Works on any model; one without ``_no_split_modules`` wraps only the trainable leaves.
+    """
+    import os
+
+    from_env = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP")
+    wanted = set(from_env.split(",")) if from_env else _no_split_module_names(model)
+    layer_classes = tuple(sorted({type(m) for m in model.modules() if type(m).__name__ in wanted}, key=str))
+    missing = sorted(wanted - {cls.__name__ for cls in layer_classes})
+    if from_env and missing:
+        raise ValueError(f"FSDP_TRANSFORMER_CLS_TO_WRAP names classes the model does not have: {missing}.")
+
+    def policy(module: nn.Module, recurse: bool, nonwrapped_numel: int = 0, **kwargs: Any) -> bool:
+        if recurse:
+            return True
+        if layer_classes and isinstance(module, layer_classes):
+            return True
+        weight = getattr(module, "weight", None)
+        return not module._modules and isinstance(weight, torch.Tensor) and weight.requires_grad
+
+    return policy

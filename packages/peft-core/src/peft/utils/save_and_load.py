@@ -114,6 +114,11 @@ def get_peft_model_state_dict(
             result[file_key] = state_dict[live_key]
     for key in _bias_keys(model, config, state_dict):
         result[key] = state_dict[key]
+    if _should_save_embeddings(model, config, save_embedding_layers):
+        adapter_live_keys = set(_adapter_key_map(model, adapter_name).values())
+        for key in _embedding_weight_keys(model, state_dict):
+            if key not in adapter_live_keys:
+                result[key] = state_dict[key]
     from peft.utils.other import AuxiliaryTrainingWrapper
 
     for path, module in model.named_modules():
@@ -123,6 +128,45 @@ def get_peft_model_state_dict(
             for key, value in module.adapter_state_dict(adapter_name, own).items():
                 result[prefix + key] = value
     return result
+
+
+def _embedding_module_names(model: nn.Module) -> list[str]:
+    """Names of the input/output embeddings: by the model's getters, else by the usual names."""
+    from peft.utils.constants import EMBEDDING_LAYER_NAMES
+
+    found = []
+    for getter_name in ("get_input_embeddings", "get_output_embeddings"):
+        getter = getattr(model, getter_name, None)
+        try:
+            module = getter() if callable(getter) else None
+        except (AttributeError, NotImplementedError):
+            module = None
+        if module is not None:
+            found.append(module)
+    names = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        base = getattr(module, "base_layer", None)
+        if any(module is m or base is m for m in found) or name.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES:
+            names.append(name)
+    return names
+
+
+def _should_save_embeddings(model: nn.Module, config: Any, save_embedding_layers: str | bool) -> bool:
+    if save_embedding_layers != "auto":
+        return bool(save_embedding_layers)
+    from peft.tuners._targeting import TargetSelector
+    from peft.utils.warnings import warn
+
+    selector = TargetSelector(config)
+    targeted = [n for n in _embedding_module_names(model) if selector.is_target(n)]
+    if targeted:
+        warn(f"Setting save_embedding_layers to True as embedding layers {sorted(set(targeted))} are adapted.")
+    return bool(targeted)
+
+
+def _embedding_weight_keys(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
+    prefixes = tuple(f"{name}." for name in _embedding_module_names(model))
+    return [k for k in state_dict if k.startswith(prefixes) and k.endswith("weight") and ".lora_" not in k]
 
 
 def _prompt_learning_state_dict(
@@ -161,8 +205,8 @@ def set_peft_model_state_dict(
     for file_key, tensor in peft_model_state_dict.items():
         key = file_key.replace("_orig_mod.", "")
         live_key = key_map.get(key)
-        if live_key is None and key in live_state and key.endswith("bias"):
-            live_key = key  # bias="all" / "<prefix>_only" checkpoints store biases under their live names
+        if live_key is None and key in live_state:
+            live_key = key  # saved under its live name: biases (bias="all") and full embeddings
         if live_key is None:
             unexpected.append(file_key)
             continue
