@@ -21,7 +21,14 @@ from peft.mapping import (  # noqa: E402
 from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
-from peft.tuners import LoraConfig, LoraModel, LoraRuntimeConfig, PrefixTuningConfig  # noqa: E402
+from peft.tuners import (  # noqa: E402
+    LoraConfig,
+    LoraModel,
+    LoraRuntimeConfig,
+    PrefixTuningConfig,
+    TrainableTokensConfig,
+    TrainableTokensModel,
+)
 from peft.utils import (  # noqa: E402
     PeftType,
     PeftWarning,
@@ -31,6 +38,7 @@ from peft.utils import (  # noqa: E402
     register_peft_method,
     set_peft_model_state_dict,
 )
+from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
 
 __all__ = [
     "PEFT_TYPE_TO_CONFIG_MAPPING",
@@ -48,6 +56,12 @@ __all__ = [
     "PrefixTuningConfig",
     "PromptLearningConfig",
     "TaskType",
+    "TrainableTokensConfig",
+    "TrainableTokensModel",
+    "TunerLayerStatus",
+    "TunerModelStatus",
+    "get_layer_status",
+    "get_model_status",
     "disable_input_dtype_casting",
     "get_peft_config",
     "get_peft_model",

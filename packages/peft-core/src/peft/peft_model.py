@@ -157,14 +157,18 @@ class PeftModel(nn.Module):
             self.peft_config.pop(adapter_name, None)
             raise
 
-    def set_adapter(self, adapter_name: str, inference_mode: bool = False) -> None:
-        """Make ``adapter_name`` the active adapter (use ``base_model.set_adapter([...])`` for several).
+    def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        """Activate ``adapter_name``; a list activates several at once (their outputs add up).
+
+        Activated adapters become trainable unless ``inference_mode``; all others are frozen.
 
         Raises:
             ValueError: for an unknown adapter.
         """
-        if adapter_name not in self.peft_config:
-            raise ValueError(f"Adapter {adapter_name} not found; available adapters: {sorted(self.peft_config)}.")
+        names = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
+        unknown = [n for n in names if n not in self.peft_config]
+        if unknown or not names:
+            raise ValueError(f"Adapter {unknown or names} not found; available adapters: {sorted(self.peft_config)}.")
         self.base_model.set_adapter(adapter_name, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -186,6 +190,18 @@ class PeftModel(nn.Module):
             self.base_model._set_adapter_layers(True)
             for param, requires_grad in grads:
                 param.requires_grad_(requires_grad)
+
+    def get_layer_status(self) -> list:
+        """The state of every adapter layer and auxiliary module (see ``peft.get_layer_status``)."""
+        from peft.utils.status import get_layer_status
+
+        return get_layer_status(self)
+
+    def get_model_status(self):
+        """The state of the model's adapters aggregated over layers (see ``peft.get_model_status``)."""
+        from peft.utils.status import get_model_status
+
+        return get_model_status(self)
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """``(trainable, total)`` parameter counts; packed 4-bit weights count as their unpacked size."""

@@ -40,6 +40,11 @@ def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
         _mixed_batch_adapter_names.reset(token)
 
 
+def current_mixed_batch() -> Sequence[str] | None:
+    """The per-row adapter names of the mixed batch being computed, or None."""
+    return _mixed_batch_adapter_names.get()
+
+
 def check_adapter_name(adapter_name: str) -> None:
     """Adapter names become state_dict key segments: a non-empty str without dots."""
     if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:

@@ -391,7 +391,8 @@ class BaseTuner(nn.Module):
             )
 
     def _add_auxiliary_modules(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
-        """Wrap the modules listed in ``modules_to_save`` for this adapter."""
+        """Wrap the modules listed in ``modules_to_save`` and ``trainable_token_indices`` for this adapter."""
+        self._add_trainable_tokens(model, peft_config, adapter_name)
         names = getattr(peft_config, "modules_to_save", None)
         if not names:
             return
@@ -428,6 +429,54 @@ class BaseTuner(nn.Module):
         if set(unmatched) - automatic:
             warn(f"modules_to_save entries {sorted(set(unmatched) - automatic)} matched no module; they are ignored.")
 
+    def _add_trainable_tokens(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
+        """Wrap embeddings named by ``trainable_token_indices`` (a list: the input embedding), and the layers tied
+        to them (same weight tensor), which share the embedding's trainable rows."""
+        indices = getattr(peft_config, "trainable_token_indices", None)
+        if not indices:
+            return
+        from peft.tuners.trainable_tokens.model import input_embedding_name
+        from peft.utils.other import TrainableTokensWrapper
+
+        by_name = indices if isinstance(indices, dict) else {input_embedding_name(model): list(indices)}
+        for entry, token_indices in sorted(by_name.items()):
+            matcher = _targeting.NameMatcher([entry])
+            keys = [key for key, _ in model.named_modules() if key and matcher(key)]
+            if not keys:
+                all_names = [n for n, _ in model.named_modules() if n]
+                raise ValueError(
+                    f"trainable_token_indices entry {entry!r} matched no module; closest names: "
+                    f"{closest_names(entry, all_names)}"
+                )
+            for key in keys:
+                parent, target, target_name = _get_submodules(model, key)
+                if isinstance(target, TrainableTokensWrapper):
+                    target.update(adapter_name, token_indices=token_indices)
+                    wrapper = target
+                elif isinstance(target, BaseTunerLayer):
+                    raise ValueError(
+                        f"{key!r} is adapted by {type(target).__name__} and cannot also have trainable tokens; "
+                        "remove it from target_modules or from trainable_token_indices."
+                    )
+                else:
+                    wrapper = TrainableTokensWrapper(target, adapter_name, token_indices=token_indices)
+                    setattr(parent, target_name, wrapper)
+                self._wrap_tied_layers(model, wrapper, adapter_name, token_indices)
+
+    def _wrap_tied_layers(self, model: nn.Module, wrapper: nn.Module, adapter_name: str, token_indices: list[int]):
+        from peft.utils.other import TrainableTokensWrapper
+
+        weight = wrapper.original_module.weight
+        for key, module in list(model.named_modules(remove_duplicate=False)):
+            if module is wrapper.original_module or isinstance(module, (TrainableTokensWrapper, BaseTunerLayer)):
+                continue
+            if isinstance(module, nn.Linear) and module.weight is weight:
+                parent, _, target_name = _get_submodules(model, key)
+                tied = TrainableTokensWrapper(
+                    module, adapter_name, token_indices=token_indices, tied_adapter=wrapper.token_adapter
+                )
+                setattr(parent, target_name, tied)
+
     def _finish_injection(
         self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, autocast_adapter_dtype: bool
     ) -> None:
@@ -453,7 +502,8 @@ class BaseTuner(nn.Module):
         for module in modules:
             for attr in module.adapter_layer_names:
                 container = module._modules.get(attr)
-                if container is not None:
+                # an adapter layer inside an auxiliary wrapper is listed on its own (its base layer is not adapter)
+                if container is not None and not isinstance(container, BaseTunerLayer):
                     adapter_params.update(map(id, _direct_and_child_parameters(container)))
         for param in model.parameters():
             if id(param) not in adapter_params:

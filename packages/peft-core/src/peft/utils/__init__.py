@@ -1,6 +1,11 @@
 """Utilities: types, state dicts, module helpers, auxiliary wrappers."""
 
-from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, _get_submodules
+from peft.utils.other import (
+    AuxiliaryTrainingWrapper,
+    ModulesToSaveWrapper,
+    TrainableTokensWrapper,
+    _get_submodules,
+)
 from peft.utils.peft_types import PeftType, TaskType, register_peft_method
 from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
 from peft.utils.warnings import PeftWarning
@@ -11,6 +16,7 @@ __all__ = [
     "PeftType",
     "PeftWarning",
     "TaskType",
+    "TrainableTokensWrapper",
     "_get_submodules",
     "get_peft_model_state_dict",
     "load_peft_weights",

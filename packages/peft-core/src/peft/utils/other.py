@@ -114,7 +114,9 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
     """Holds ``original_module`` and, per adapter that lists it in ``modules_to_save``, a trainable full copy.
 
     Forward uses the active adapter's copy; the original when adapters are disabled or no active adapter has a copy.
-    Any attribute not found on the wrapper is read from that same module.
+    With several active adapters holding copies, their changes add up: parameters ``original + sum(copy_i -
+    original)`` (REQUIREMENTS OPEN-2), in forward and when unloading. In a mixed batch each row uses its adapter's
+    copy. Any attribute not found on the wrapper is read from the module forward uses.
     """
 
     adapter_layer_names = ("modules_to_save",)
@@ -138,21 +140,70 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
         return [name for name in self._active_adapter if name in self.modules_to_save]
 
     def active_module(self) -> nn.Module:
-        """The module forward runs: the active adapter's copy, or the original."""
+        """The module forward runs: the active adapter's copy, or the original. With several active copies, a
+        module whose parameters are ``original + sum(copy_i - original)`` (built on demand, never stored)."""
         if self._disable_adapters:
             return self.original_module
         names = self._active_copies()
         if not names:
             return self.original_module
-        if len(names) > 1:
-            raise ValueError(
-                f"Only one adapter can be set at a time for modules_to_save; active adapters {names} each hold a "
-                "copy of the same module."
-            )
-        return self.modules_to_save[names[0]]
+        if len(names) == 1:
+            return self.modules_to_save[names[0]]
+        return self._combined_module(names)
+
+    def _combined_state(self, names: list[str]) -> dict[str, torch.Tensor]:
+        """``original + sum(copy_i - original)`` for every floating tensor: the copies' changes add up."""
+        original = self.original_module.state_dict(keep_vars=True)
+        combined = {}
+        for key, value in original.items():
+            if not torch.is_floating_point(value):
+                combined[key] = value
+                continue
+            total = value
+            for name in names:
+                total = total + (self.modules_to_save[name].state_dict(keep_vars=True)[key] - value)
+            combined[key] = total
+        return combined
+
+    def _combined_module(self, names: list[str]) -> nn.Module:
+        state = self._combined_state(names)
+        wrapper = self
+
+        class _Combined(nn.Module):
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
+                return torch.func.functional_call(wrapper.original_module, state, args, kwargs)
+
+        return _Combined()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.active_module()(*args, **kwargs)
+        from peft.tuners.tuners_layer import current_mixed_batch
+
+        adapter_names = current_mixed_batch()
+        if adapter_names is None or self._disable_adapters:
+            return self.active_module()(*args, **kwargs)
+        return self._mixed_batch_forward(adapter_names, *args, **kwargs)
+
+    def _mixed_batch_forward(self, adapter_names: Sequence[str], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if len(adapter_names) != x.shape[0]:
+            raise ValueError(
+                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows; give one "
+                "adapter name per row."
+            )
+        rows_by_adapter: dict[str, list[int]] = {}
+        for row, name in enumerate(adapter_names):
+            rows_by_adapter.setdefault(name, []).append(row)
+        outputs, order = [], []
+        for name, rows in rows_by_adapter.items():
+            module = self.modules_to_save[name] if name in self.modules_to_save else self.original_module
+            index = torch.tensor(rows, device=x.device)
+            outputs.append(module(x[index], *args, **kwargs))
+            order.append(index)
+        if not all(isinstance(out, torch.Tensor) for out in outputs):
+            raise ValueError("Mixed-batch inference on modules_to_save supports modules returning one tensor.")
+        result = outputs[0].new_empty((x.shape[0], *outputs[0].shape[1:]))
+        for index, out in zip(order, outputs):
+            result[index] = out
+        return result
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -175,14 +226,14 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
     def unload_and_optionally_merge_module(
         self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
     ) -> nn.Module:
-        names = list(adapter_names if adapter_names is not None else self._active_adapter)
+        names = adapter_names if adapter_names is not None else self._active_adapter
         names = [n for n in names if n in self.modules_to_save]
-        if len(names) > 1:
-            raise ValueError(
-                f"Adapters {names} each hold a copy of the same module in modules_to_save; unloading cannot pick "
-                "one. Pass adapter_names with at most one of them."
-            )
-        return self.modules_to_save[names[0]] if names else self.original_module
+        if len(names) <= 1:
+            return self.modules_to_save[names[0]] if names else self.original_module
+        # several copies: their changes add up, as in forward
+        combined = copy.deepcopy(self.original_module)
+        combined.load_state_dict(self._combined_state(names))
+        return combined
 
 
 def _check_wrappable(module: nn.Module) -> None:
@@ -238,3 +289,84 @@ def fsdp_auto_wrap_policy(model: nn.Module) -> Callable[..., bool]:
         return not module._modules and isinstance(weight, torch.Tensor) and weight.requires_grad
 
     return policy
+
+
+class TrainableTokensWrapper(AuxiliaryTrainingWrapper):
+    """Wraps an embedding (or a layer tied to one) whose selected rows train next to another adapter
+    (``LoraConfig(trainable_token_indices=...)``). The rows live in ``token_adapter``, a ``TrainableTokensLayer``.
+
+    Reading ``weight`` gives the weight with the active adapters' rows applied; no other attribute is forwarded.
+    """
+
+    adapter_layer_names = ("token_adapter",)
+
+    def __init__(
+        self, module_to_save: nn.Module, adapter_name: str, token_indices: list[int], tied_adapter: Any = None
+    ) -> None:
+        self.token_adapter = None  # set in update()
+        super().__init__(module_to_save, adapter_name, token_indices=token_indices, tied_adapter=tied_adapter)
+
+    def update(self, adapter_name: str, token_indices: list[int] | None = None, tied_adapter: Any = None, **kw: Any):
+        from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+        if token_indices is None:
+            raise ValueError("TrainableTokensWrapper.update needs token_indices.")
+        if self.token_adapter is None:
+            self.token_adapter = TrainableTokensLayer(
+                self.original_module, adapter_name, token_indices, tied_adapter=tied_adapter
+            )
+        else:
+            self.token_adapter.update_layer(adapter_name, token_indices=token_indices)
+        self.token_adapter._activate(self._active_adapter)
+        self.token_adapter.set_requires_grad(adapter_name, False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if self._disable_adapters:
+            return self.original_module.weight
+        return self.token_adapter.get_merged_weights(self._active_adapter)
+
+    def _available_adapters(self) -> list[str]:
+        return self.token_adapter._all_available_adapter_names()
+
+    def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
+        if self.token_adapter.tied_adapter is None:  # a tied layer's tensors belong to the embedding's adapter
+            self.token_adapter.set_requires_grad(adapter_names, requires_grad)
+
+    def _activate(self, adapter_names: str | Sequence[str]) -> None:
+        super()._activate(adapter_names)
+        self.token_adapter._activate(self._active_adapter)
+
+    def enable_adapters(self, enabled: bool) -> None:
+        super().enable_adapters(enabled)
+        self.token_adapter.enable_adapters(enabled)
+
+    def delete_adapter(self, adapter_name: str, new_active_adapters: Sequence[str] | None = None) -> None:
+        if self.token_adapter.tied_adapter is None:
+            self.token_adapter.delete_adapter(adapter_name, new_active_adapters)
+        super().delete_adapter(adapter_name, new_active_adapters)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self._disable_adapters:
+            return self.original_module(x, *args, **kwargs)
+        return self.token_adapter(x, *args, **kwargs)
+
+    def adapter_state_dict(self, adapter_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.token_adapter.tied_adapter is not None:
+            return {}
+        key = f"token_adapter.trainable_tokens_delta.{adapter_name}"
+        return {"token_adapter.trainable_tokens_delta": state_dict[key]} if key in state_dict else {}
+
+    def adapter_state_dict_load_map(self, adapter_name: str) -> dict[str, str]:
+        if self.token_adapter.tied_adapter is not None or adapter_name not in self._available_adapters():
+            return {}
+        return {"token_adapter.trainable_tokens_delta": f"token_adapter.trainable_tokens_delta.{adapter_name}"}
+
+    def unload_and_optionally_merge_module(
+        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
+    ) -> nn.Module:
+        from peft.tuners.tuners_layer import BaseTunerLayer
+
+        if merge and isinstance(self.token_adapter, BaseTunerLayer) and self.token_adapter.tied_adapter is None:
+            self.token_adapter.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        return self.original_module

@@ -110,7 +110,6 @@ class LoraConfig(PeftConfig):
         "use_qalora": False,
         "velora_config": None,
         "ensure_weight_tying": False,
-        "trainable_token_indices": None,
     }
 
     def __post_init__(self) -> None:

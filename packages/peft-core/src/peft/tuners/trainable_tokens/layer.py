@@ -1,0 +1,152 @@
+"""Trainable tokens: selected rows of an embedding (or of a tied output layer) are trained, the rest stay frozen.
+
+For each adapter, ``trainable_tokens_delta[name]`` holds the trained values of the rows ``token_indices[name]``
+(the reference checkpoint format calls them "delta", although they are the rows themselves), and
+``trainable_tokens_original[name]`` the rows as they were. The effective weight is the base weight with those rows
+replaced; with several active adapters their changes add up on shared rows (REQUIREMENTS OPEN-2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from peft.tuners._buffer_dict import BufferDict
+from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.utils.warnings import warn
+
+
+class TrainableTokensLayer(BaseTunerLayer, nn.Module):
+    """Trainable rows of an ``nn.Embedding`` (or of an ``nn.Linear`` output layer tied to one)."""
+
+    adapter_layer_names = ("trainable_tokens_delta",)
+    other_param_names = ("token_indices", "trainable_tokens_original")
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        token_indices: Sequence[int],
+        init_weights: bool = True,
+        tied_adapter: TrainableTokensLayer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self._init_tuner_layer(base_layer)
+        self._tied_adapter = [tied_adapter] if tied_adapter is not None else []
+        if tied_adapter is not None:
+            # a tied output layer shares the embedding adapter's tensors and merge state (the weight is one tensor);
+            # only the embedding's adapter saves and merges them
+            self.trainable_tokens_delta = tied_adapter.trainable_tokens_delta
+            self.trainable_tokens_original = tied_adapter.trainable_tokens_original
+            self.token_indices = tied_adapter.token_indices
+            self.merged_adapters = tied_adapter.merged_adapters
+        else:
+            self.trainable_tokens_delta = nn.ParameterDict()
+            self.trainable_tokens_original = BufferDict(persistent=False)
+            self.token_indices: dict[str, list[int]] = {}
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, token_indices=token_indices, init_weights=init_weights)
+
+    @property
+    def tied_adapter(self) -> TrainableTokensLayer | None:
+        return self._tied_adapter[0] if self._tied_adapter else None
+
+    def update_layer(self, adapter_name: str, token_indices: Sequence[int], init_weights: bool = True, **kwargs: Any):
+        if self.tied_adapter is not None:
+            return  # the tied embedding layer owns the tensors
+        weight = self.get_base_layer().weight
+        rows = sorted(set(token_indices))
+        if rows and rows[-1] >= weight.shape[0]:
+            raise ValueError(
+                f"token_indices {[i for i in rows if i >= weight.shape[0]]} are out of range for an embedding with "
+                f"{weight.shape[0]} rows; resize the embedding first."
+            )
+        self.token_indices[adapter_name] = list(token_indices)
+        originals = weight.detach()[list(token_indices)].clone()
+        values = originals.clone() if init_weights else torch.randn_like(originals)
+        self.trainable_tokens_delta[adapter_name] = nn.Parameter(values)
+        self.trainable_tokens_original[adapter_name] = originals
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        if self.tied_adapter is None:
+            super().merge(safe_merge=safe_merge, adapter_names=adapter_names)
+
+    def unmerge(self) -> None:
+        if self.tied_adapter is None:
+            super().unmerge()
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        weight = self.get_base_layer().weight
+        delta = torch.zeros_like(weight)
+        index = torch.tensor(self.token_indices[adapter_name], device=weight.device)
+        change = self.trainable_tokens_delta[adapter_name] - self.trainable_tokens_original[adapter_name]
+        return delta.index_add(0, index, change.to(weight.dtype))
+
+    def get_merged_weights(self, active_adapters: Sequence[str]) -> torch.Tensor:
+        """The base weight with the adapters' rows applied (their changes add up on shared rows)."""
+        weight = self.get_base_layer().weight
+        for name in active_adapters:
+            if name not in self.trainable_tokens_delta:
+                continue
+            index = torch.tensor(self.token_indices[name], device=weight.device)
+            change = self.trainable_tokens_delta[name] - self.trainable_tokens_original[name]
+            weight = weight.index_add(0, index, change.to(weight.dtype))
+        return weight
+
+    def _embed_scale(self) -> torch.Tensor | None:
+        scale = getattr(self.get_base_layer(), "embed_scale", None)
+        if scale is None:
+            return None
+        if isinstance(scale, torch.Tensor) and scale.numel() != 1:
+            warn("The embedding's embed_scale is not a scalar; trainable tokens do not apply it.")
+            return None
+        return torch.as_tensor(scale)
+
+    def _forward_with(self, x: torch.Tensor, weight: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        base = self.get_base_layer()
+        if isinstance(base, nn.Embedding):
+            result = F.embedding(
+                x, weight, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse
+            )
+            scale = self._embed_scale()
+            return result * scale.to(result.dtype) if scale is not None else result
+        if isinstance(base, nn.Linear):
+            return F.linear(x, weight, base.bias)
+        raise TypeError(f"Trainable tokens support nn.Embedding and tied nn.Linear layers, got {type(base).__name__}.")
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, current_mixed_batch
+
+        adapter_names = kwargs.pop("adapter_names", None) or current_mixed_batch()
+        if self._disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        if self.merged:
+            return self.base_layer(x, *args, **kwargs)
+        if adapter_names is None:
+            active = [n for n in self.active_adapters if n in self.trainable_tokens_delta]
+            if not active:
+                return self.base_layer(x, *args, **kwargs)
+            return self._forward_with(x, self.get_merged_weights(active))
+        rows_by_adapter: dict[str, list[int]] = {}
+        for row, name in enumerate(adapter_names):
+            rows_by_adapter.setdefault(name, []).append(row)
+        parts = {}
+        for name, rows in rows_by_adapter.items():
+            active = [] if name == BASE_ADAPTER_NAME else [name]
+            index = torch.tensor(rows, device=x.device)
+            parts[name] = (index, self._forward_with(x[index], self.get_merged_weights(active)))
+        first = next(iter(parts.values()))[1]
+        result = first.new_empty((x.shape[0], *first.shape[1:]))
+        for index, out in parts.values():
+            result[index] = out
+        return result
+
+    def __repr__(self) -> str:
+        return "trainable_tokens." + super().__repr__()
