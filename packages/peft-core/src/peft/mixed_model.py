@@ -1,31 +1,83 @@
-"""``PeftMixedModel``: adapters of different (compatible) types on one model."""
+"""``PeftMixedModel``: adapters of different compatible types on one model, stacked in the order they are added.
+
+Mixing needs no per-pair code: every adapter layer wraps its base layer and calls its forward, so a LoRA layer on top
+of a trainable-tokens layer (or any other type) composes (REQUIREMENTS ARCH-17/18). ``MixedModel`` injects each
+adapter with its own method's tuner logic and runs the shared lifecycle over all layers.
+
+Unlike the reference, a mixed model saves and loads as one unit (OPEN-6): each adapter goes to a sub-folder in the
+single-adapter format, and ``mixed_config.json`` records their names, types and order.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.files import atomic_write_text
+from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+
+MIXED_CONFIG_NAME = "mixed_config.json"
+
+
+def _compatible_tuner(peft_config: PeftConfig) -> type[BaseTuner]:
+    from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
+
+    peft_type = str(peft_config.peft_type)
+    if peft_type not in PEFT_TYPE_TO_MIXED_MODEL_MAPPING:
+        raise ValueError(
+            f"PEFT type {peft_type!r} cannot be used in a mixed model; compatible types: "
+            f"{sorted(PEFT_TYPE_TO_MIXED_MODEL_MAPPING)}."
+        )
+    return PEFT_TYPE_TO_MIXED_MODEL_MAPPING[peft_type]
+
+
+class MixedModel(BaseTuner):
+    """A tuner that injects each adapter with the tuner of its own PEFT type."""
+
+    prefix = ""
+    tuner_layer_cls = BaseTunerLayer
+
+    def inject_adapter(self, model: nn.Module, adapter_name: str, **kwargs: Any) -> None:
+        tuner_cls = _compatible_tuner(self.peft_config[adapter_name])
+        # run the method's own injection on a view sharing this tuner's model and configs
+        view = tuner_cls.__new__(tuner_cls)
+        nn.Module.__init__(view)
+        view.model = model
+        view.peft_config = self.peft_config
+        view.active_adapter = self.active_adapter
+        view.targeted_module_names, view.targeted_parameter_names = [], []
+        tuner_cls.inject_adapter(view, model, adapter_name, **kwargs)
+        self.targeted_module_names.extend(view.targeted_module_names)
+        self.targeted_parameter_names.extend(view.targeted_parameter_names)
+
+    def _warn_if_already_adapted(self, model: nn.Module) -> None:
+        """Stacking adapters is what a mixed model is for."""
 
 
 class PeftMixedModel(nn.Module):
-    """A model holding adapters of several PEFT types (LoRA, LoHa, LoKr, ...), stacked in the order added.
+    """A model holding adapters of several PEFT types (e.g. LoRA and trainable tokens), stacked in order added.
 
-    This version holds only LoRA-family adapters, all through ``BaseTuner``.
+    Only the first adapter is active until ``set_adapter`` is called; several can be active at once.
+
+    Args:
+        model: the base model.
+        peft_config: the first adapter's config.
+        adapter_name: the first adapter's name.
     """
 
     def __init__(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default", **kwargs: Any):
         super().__init__()
-        from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
-
-        peft_type = str(peft_config.peft_type)
-        if peft_type not in PEFT_TYPE_TO_MIXED_MODEL_MAPPING:
-            raise ValueError(
-                f"PEFT type {peft_type!r} cannot be used in a mixed model; compatible types: "
-                f"{sorted(PEFT_TYPE_TO_MIXED_MODEL_MAPPING)}."
-            )
-        self.base_model = PEFT_TYPE_TO_MIXED_MODEL_MAPPING[peft_type](model, {adapter_name: peft_config}, adapter_name)
+        _compatible_tuner(peft_config)
+        self.base_model = MixedModel(model, {adapter_name: peft_config}, adapter_name)
+        self._adapter_order = [adapter_name]
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -35,5 +87,141 @@ class PeftMixedModel(nn.Module):
                 raise
             return getattr(self.base_model, name)
 
+    @property
+    def peft_config(self) -> dict[str, PeftConfig]:
+        return self.base_model.peft_config
+
+    @property
+    def active_adapters(self) -> list[str]:
+        return self.base_model.active_adapters
+
+    def get_base_model(self) -> nn.Module:
+        return self.base_model.model
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.base_model(*args, **kwargs)
+
+    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False) -> None:
+        """Add an adapter of any compatible type on top of the existing ones (not activated)."""
+        if adapter_name in self.peft_config:
+            raise ValueError(f"Adapter {adapter_name!r} already exists; delete it first or choose another name.")
+        _compatible_tuner(peft_config)
+        self.peft_config[adapter_name] = peft_config
+        try:
+            self.base_model.inject_adapter(self.base_model.model, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        except Exception:
+            self.peft_config.pop(adapter_name, None)
+            raise
+        self._adapter_order.append(adapter_name)
+
+    def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        """Activate one or several adapters (of any types)."""
+        self.base_model.set_adapter(adapter_name, inference_mode=inference_mode)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        self.base_model.delete_adapter(adapter_name)
+        self._adapter_order.remove(adapter_name)
+
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        """Within the block the model computes exactly like the base model."""
+        grads = [(p, p.requires_grad) for p in self.parameters()]
+        self.base_model.disable_adapter_layers()
+        try:
+            yield
+        finally:
+            self.base_model._set_adapter_layers(True)
+            for param, requires_grad in grads:
+                param.requires_grad_(requires_grad)
+
+    def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
+        self.base_model.set_requires_grad(adapter_names, requires_grad=requires_grad)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any):
+        """Save every adapter to ``save_directory/<name>`` and their order and types to ``mixed_config.json``."""
+        from peft.peft_model import _save_weights
+
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        for name in self._adapter_order:
+            state_dict = get_peft_model_state_dict(self, adapter_name=name)
+            output_dir = os.path.join(save_directory, name)
+            os.makedirs(output_dir, exist_ok=True)
+            _save_weights(state_dict, output_dir, safe_serialization)
+            config = self.peft_config[name]
+            saved = type(config)(**{**config.to_dict(), "inference_mode": True})
+            saved.save_pretrained(output_dir)
+        mixed = {
+            "adapters": [{"name": n, "peft_type": str(self.peft_config[n].peft_type)} for n in self._adapter_order],
+            "active_adapters": list(self.active_adapters),
+        }
+        atomic_write_text(os.path.join(save_directory, MIXED_CONFIG_NAME), json.dumps(mixed, indent=2))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: nn.Module,
+        model_id: str | os.PathLike,
+        adapter_name: str = "default",
+        is_trainable: bool = False,
+        config: PeftConfig | None = None,
+        **kwargs: Any,
+    ) -> PeftMixedModel:
+        """Load a mixed model saved with :meth:`save_pretrained`, or a single adapter as ``adapter_name``."""
+        model_id = os.fspath(model_id)
+        mixed_path = os.path.join(model_id, MIXED_CONFIG_NAME)
+        if config is None and os.path.isfile(mixed_path):
+            with open(mixed_path, encoding="utf-8") as f:
+                mixed = json.load(f)
+            first, *rest = mixed["adapters"]
+            peft_model = cls._load_single(model, os.path.join(model_id, first["name"]), first["name"], is_trainable)
+            for entry in rest:
+                peft_model.load_adapter(os.path.join(model_id, entry["name"]), entry["name"], is_trainable)
+            peft_model.set_adapter(mixed["active_adapters"], inference_mode=not is_trainable)
+            return peft_model
+        return cls._load_single(model, model_id, adapter_name, is_trainable, config, **kwargs)
+
+    @classmethod
+    def _load_single(
+        cls,
+        model: nn.Module,
+        path: str,
+        adapter_name: str,
+        is_trainable: bool,
+        config: PeftConfig | None = None,
+        **kwargs: Any,
+    ) -> PeftMixedModel:
+        config = config or PeftConfig.from_pretrained(path, **kwargs)
+        config.inference_mode = not is_trainable
+        peft_model = cls(model, config, adapter_name)
+        peft_model._load_weights(path, adapter_name, is_trainable)
+        return peft_model
+
+    def load_adapter(self, model_id: str | os.PathLike, adapter_name: str, is_trainable: bool = False, **kwargs: Any):
+        """Load a saved single adapter (of any compatible type) as ``adapter_name`` (not activated)."""
+        config = PeftConfig.from_pretrained(model_id, **kwargs)
+        config.inference_mode = not is_trainable
+        self.add_adapter(adapter_name, config)
+        return self._load_weights(model_id, adapter_name, is_trainable)
+
+    def _load_weights(self, path: str | os.PathLike, adapter_name: str, is_trainable: bool) -> Any:
+        result = set_peft_model_state_dict(self, load_peft_weights(path), adapter_name=adapter_name)
+        self.base_model.set_requires_grad(adapter_name, is_trainable)
+        return result
+
+    def merge_and_unload(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return self.base_model.merge_and_unload(*args, **kwargs)
+
+    def unload(self) -> nn.Module:
+        return self.base_model.unload()
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return trainable, sum(p.numel() for p in self.parameters())
+
+    def print_trainable_parameters(self) -> None:
+        trainable, total = self.get_nb_trainable_parameters()
+        print(
+            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+        )
