@@ -94,10 +94,13 @@ def delete_adapter(
 
 def cast_adapter_dtype(model: nn.Module, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
     """Upcast ``adapter_name``'s fp16/bf16 parameters and buffers to fp32 (no other dtype is touched)."""
-    if not autocast_adapter_dtype:
-        return
+    if autocast_adapter_dtype:
+        _upcast_adapter(_lifecycle_modules(model), adapter_name)
+
+
+def _upcast_adapter(modules: list[nn.Module], adapter_name: str) -> None:
     low_precision = (torch.float16, torch.bfloat16)
-    for module in model.modules():
+    for module in modules:
         if not isinstance(module, BaseTunerLayer):
             continue
         for attr in module.adapter_layer_names:

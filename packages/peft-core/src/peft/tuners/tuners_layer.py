@@ -114,10 +114,14 @@ class BaseTunerLayer:
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
         self.base_layer = base_layer
-        self._active_adapter = []
-        self._disable_adapters = False
-        self.merged_adapters = []
-        self.in_features, self.out_features = get_in_out_features(base_layer)
+        in_features, out_features = get_in_out_features(base_layer)
+        self.__dict__.update(
+            _active_adapter=[],
+            _disable_adapters=False,
+            merged_adapters=[],
+            in_features=in_features,
+            out_features=out_features,
+        )
 
     # ---------------------------------------------------------------------------------------------- base layer
     def get_base_layer(self) -> nn.Module:

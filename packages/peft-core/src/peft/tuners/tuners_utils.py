@@ -7,8 +7,9 @@ A method subclasses it with three class attributes (``prefix``, ``tuner_layer_cl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -234,13 +235,14 @@ class BaseTuner(nn.Module):
         if getattr(peft_config, "target_parameters", None):
             self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
-        with context:
+        with context, _gc_paused():
             for key in targets:
                 parent, target, target_name = _get_submodules(model, key)
                 self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
                 self.targeted_module_names.append(key)
-        self._add_auxiliary_modules(model, peft_config, adapter_name)
-        self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
+        with _gc_paused():
+            self._add_auxiliary_modules(model, peft_config, adapter_name)
+            self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
 
     def _select_targets(
         self, model: nn.Module, peft_config: PeftConfig, state_dict: dict[str, torch.Tensor] | None
@@ -490,9 +492,9 @@ class BaseTuner(nn.Module):
         if trainable:
             self._set_bias_trainable(model, peft_config)
         if autocast_adapter_dtype:
-            from peft.functional import cast_adapter_dtype
+            from peft.functional import _upcast_adapter
 
-            cast_adapter_dtype(model, adapter_name, autocast_adapter_dtype=True)
+            _upcast_adapter(modules, adapter_name)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module, modules: list[nn.Module] | None = None) -> None:
         """Freeze every parameter that does not belong to an adapter or auxiliary copy."""
@@ -627,6 +629,19 @@ class BaseTuner(nn.Module):
     def unload(self) -> nn.Module:
         """Return the base model without any adapter module and without merging."""
         return self._unload_and_optionally_merge(merge=False)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while thousands of modules are created: each collection scans the whole
+    growing model, which otherwise costs more than creating the adapters."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _direct_and_child_parameters(container: nn.Module) -> list[nn.Parameter]:
