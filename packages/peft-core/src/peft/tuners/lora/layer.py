@@ -61,7 +61,7 @@ class LoraLayer(BaseTunerLayer):
         self.lora_embedding_A = nn.ParameterDict()
         self.lora_embedding_B = nn.ParameterDict()
         self.lora_magnitude_vector = nn.ModuleDict()
-        # plain attributes in one step: nn.Module.__setattr__ costs more than the rest when thousands of layers are made
+        # plain attributes in one step: nn.Module.__setattr__ costs more than the rest with thousands of layers
         self.__dict__.update(
             r={},
             lora_alpha={},
