@@ -26,6 +26,10 @@ _mixed_batch_adapter_names: contextvars.ContextVar[Sequence[str] | None] = conte
 )
 
 
+# how many mixed_batch blocks are open, in any thread; a plain global so torch.compile traces the common case
+_open_mixed_batches = 0
+
+
 @contextmanager
 def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
     """Within the block, adapter layers use ``adapter_names[i]`` for row ``i`` of their input.
@@ -33,15 +37,20 @@ def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
     A context variable rather than forward hooks: nothing is registered on modules, so nothing can leak when the
     forward raises.
     """
+    global _open_mixed_batches
     token = _mixed_batch_adapter_names.set(adapter_names)
+    _open_mixed_batches += 1
     try:
         yield
     finally:
+        _open_mixed_batches -= 1
         _mixed_batch_adapter_names.reset(token)
 
 
 def current_mixed_batch() -> Sequence[str] | None:
     """The per-row adapter names of the mixed batch being computed, or None."""
+    if not _open_mixed_batches:  # no context-variable read (a graph break under torch.compile) in normal forwards
+        return None
     return _mixed_batch_adapter_names.get()
 
 
@@ -281,7 +290,7 @@ class BaseTunerLayer:
         batches."""
         adapter_names = kwargs.pop("adapter_names", None)
         if adapter_names is None:
-            adapter_names = _mixed_batch_adapter_names.get()
+            adapter_names = current_mixed_batch()
         if self._disable_adapters:
             if self.merged:
                 self.unmerge()

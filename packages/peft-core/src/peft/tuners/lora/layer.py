@@ -67,6 +67,7 @@ class LoraLayer(BaseTunerLayer):
             lora_alpha={},
             scaling={},
             use_dora={},
+            use_rslora={},
             lora_bias={},
             lora_variant={},
             ephemeral_gpu_offload=ephemeral_gpu_offload,
@@ -111,7 +112,8 @@ class LoraLayer(BaseTunerLayer):
             self.lora_dropout, adapter_name, nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else nn.Identity()
         )
         self._create_adapter_weights(adapter_name, r, lora_bias, **self._factory_kwargs())
-        self.scaling[adapter_name] = lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
+        self.use_rslora[adapter_name] = use_rslora
+        self.scaling[adapter_name] = self._default_scaling(adapter_name)
         self.use_dora[adapter_name] = use_dora
         self.lora_bias[adapter_name] = lora_bias
         self.reset_lora_parameters(adapter_name, init_lora_weights)
@@ -142,29 +144,39 @@ class LoraLayer(BaseTunerLayer):
                 nn.init.normal_(self.lora_embedding_B[adapter_name])
 
     # diffusers' scaling helpers -------------------------------------------------------------------------------
+    def _default_scaling(self, adapter: str) -> float:
+        """``lora_alpha / r``, or ``lora_alpha / sqrt(r)`` with rsLoRA."""
+        r = self.r[adapter]
+        return self.lora_alpha[adapter] / (math.sqrt(r) if self.use_rslora.get(adapter) else r)
+
+    def _store_scaling(self, adapter: str, value: float) -> None:
+        # a tensor scaling (prepared for compiled hotswap) is updated in place so compiled graphs stay valid
+        current = self.scaling[adapter]
+        if isinstance(current, torch.Tensor):
+            current.fill_(value)
+        else:
+            self.scaling[adapter] = value
+
     def set_scale(self, adapter: str, scale: float | int) -> None:
-        """Set adapter ``adapter``'s scaling to ``scale * lora_alpha / r``."""
-        if adapter not in self.scaling:
-            return
-        self.scaling[adapter] = scale * self.lora_alpha[adapter] / self.r[adapter]
+        """Set adapter ``adapter``'s scaling to ``scale`` times its default (``lora_alpha / r``)."""
+        if adapter in self.scaling:
+            self._store_scaling(adapter, scale * self._default_scaling(adapter))
 
     def scale_layer(self, scale: float | int) -> None:
         """Multiply the scaling of every active adapter by ``scale``."""
         if scale == 1:
             return
         for name in self.active_adapters:
-            if name in self.lora_A or name in self.lora_embedding_A:
-                self.scaling[name] *= scale
+            if name in self.scaling:
+                self._store_scaling(name, float(self.scaling[name]) * scale)
 
     def unscale_layer(self, scale: float | int | None = None) -> None:
-        """Divide the active adapters' scaling by ``scale``, or reset it to ``lora_alpha / r`` when None."""
+        """Divide the active adapters' scaling by ``scale``, or reset it to the default when None."""
         for name in self.active_adapters:
-            if name not in self.lora_A and name not in self.lora_embedding_A:
+            if name not in self.scaling:
                 continue
-            if scale is None:
-                self.scaling[name] = self.lora_alpha[name] / self.r[name]
-            else:
-                self.scaling[name] /= scale
+            value = self._default_scaling(name) if scale is None else float(self.scaling[name]) / scale
+            self._store_scaling(name, value)
 
     # merging -------------------------------------------------------------------------------------------------
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:

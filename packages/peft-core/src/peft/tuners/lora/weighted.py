@@ -448,7 +448,14 @@ def _combine(
 
     merge = _SVD_MERGES[combination_type]
     deltas = [(b @ a) * float(layer.scaling[name]) for (a, b), (name, _) in zip(factors, present)]
+    # merge in the orientation of the base weight (what get_delta_weight returns), so that the random masks of the
+    # DARE types are drawn in the same element order as the reference draws them
+    transposed = present[0][0] in layer.lora_embedding_A or bool(getattr(layer, "fan_in_fan_out", False))
+    if transposed:
+        deltas = [d.T for d in deltas]
     delta = merge(deltas, torch.tensor([w for _, w in present], device=device), **merge_kwargs).to(dtype)
+    if transposed:
+        delta = delta.T
     u, s, vh = torch.linalg.svd(delta, full_matrices=options["full_matrices"], driver=options["driver"])
     kept = min(rank, s.numel())
     matrix_b, matrix_a = u[:, :kept] * s[:kept], vh[:kept]
