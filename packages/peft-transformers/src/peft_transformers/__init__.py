@@ -25,3 +25,10 @@ def register(registry: HostRegistry) -> None:
     registry.register_default_target_modules(
         "LORA", {name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()}
     )
+
+    def weight_mapping_builder():
+        from .weight_conversion import build_peft_weight_mapping
+
+        return build_peft_weight_mapping
+
+    registry.register_export("build_peft_weight_mapping", weight_mapping_builder)
