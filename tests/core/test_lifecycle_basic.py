@@ -500,10 +500,6 @@ def test_life_19_unload_returns_the_base_model_and_original_layers():
     torch.testing.assert_close(_out(unloaded), _out(_base()), atol=0, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: ModulesToSaveWrapper.unload_and_optionally_merge_module returns the trained copy on unload()",
-)
 def test_life_20_unload_with_modules_to_save_restores_the_original_module():
     base = _base()
     original_head = base.seq[4]

@@ -535,3 +535,13 @@ def test_life_26_get_peft_model_low_cpu_mem_usage_creates_meta_adapter_weights()
     layer = model.get_base_model().seq[0]
     assert layer.lora_A["default"].weight.device.type == "meta"
     assert layer.get_base_layer().weight.device.type == "cpu"
+
+
+def test_life_26_low_cpu_mem_usage_load_of_a_dora_adapter(tmp_path):
+    model = get_peft_model(_base(), _config(target_modules=["seq.0"], use_dora=True))
+    with torch.no_grad():
+        model.get_base_model().seq[0].lora_magnitude_vector["default"].weight.mul_(1.3)
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(_base(), tmp_path, low_cpu_mem_usage=True)
+    _assert_no_meta(loaded)
+    torch.testing.assert_close(_out(loaded), _out(model), atol=0, rtol=0)

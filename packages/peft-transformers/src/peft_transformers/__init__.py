@@ -32,3 +32,10 @@ def register(registry: HostRegistry) -> None:
         return build_peft_weight_mapping
 
     registry.register_export("build_peft_weight_mapping", weight_mapping_builder)
+
+    # task models import only torch and the core, so loading them here keeps the registry complete
+    from .task_models import TASK_MODELS
+
+    for task_type, model_cls in TASK_MODELS.items():
+        registry.register_task_model(task_type, model_cls)
+        registry.register_export(model_cls.__name__, lambda model_cls=model_cls: model_cls)

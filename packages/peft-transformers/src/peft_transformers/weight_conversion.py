@@ -27,8 +27,9 @@ def build_peft_weight_mapping(
     Raises:
         NotImplementedError: for model conversions that fuse tensors (e.g. MoE experts), not supported yet.
     """
-    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
     from transformers.core_model_loading import WeightRenaming
+
+    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 
     peft_type = getattr(peft_config, "peft_type", None)
     prefixes = (
@@ -47,7 +48,8 @@ def build_peft_weight_mapping(
             rules.append(conversion)
         else:
             raise NotImplementedError(
-                f"Loading adapters into models whose checkpoints transformers converts with {type(conversion).__name__}"
-                " (e.g. fused MoE experts) is not supported yet; load the adapter with PeftModel.from_pretrained."
+                "Loading adapters into models whose checkpoints transformers converts with "
+                f"{type(conversion).__name__} (e.g. fused MoE experts) is not supported yet; load the adapter with "
+                "PeftModel.from_pretrained."
             )
     return rules

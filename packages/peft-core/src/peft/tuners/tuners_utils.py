@@ -589,13 +589,13 @@ class BaseTuner(nn.Module):
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
         for _, module in _lifecycle_modules(self.model):
-            if isinstance(module, BaseTunerLayer):
+            if isinstance(module, BaseTunerLayer) and not getattr(module, "merged_by_parent", False):
                 module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
 
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter`."""
         for _, module in _lifecycle_modules(self.model):
-            if isinstance(module, BaseTunerLayer) and module.merged:
+            if isinstance(module, BaseTunerLayer) and module.merged and not getattr(module, "merged_by_parent", False):
                 module.unmerge()
 
     def _unload_and_optionally_merge(

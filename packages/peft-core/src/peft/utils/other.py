@@ -226,6 +226,8 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
     def unload_and_optionally_merge_module(
         self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
     ) -> nn.Module:
+        if not merge:
+            return self.original_module  # unloading without merging gives the base model back
         names = adapter_names if adapter_names is not None else self._active_adapter
         names = [n for n in names if n in self.modules_to_save]
         if len(names) <= 1:

@@ -21,7 +21,12 @@ from peft.tuners.lora.layer import Linear, LoraLayer
 
 
 class _OutProjLinear(Linear):
-    """The out-projection adapter of ``MultiheadAttention``; its update counts twice (see the module docstring)."""
+    """The out-projection adapter of ``MultiheadAttention``; its update counts twice (see the module docstring).
+
+    Its parent merges and unmerges it, so model-wide merges skip it (``merged_by_parent``).
+    """
+
+    merged_by_parent = True
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         return 2 * super().get_delta_weight(adapter)
@@ -67,10 +72,22 @@ class MultiheadAttention(LoraLayer, nn.Module):
         return out_proj if isinstance(out_proj, LoraLayer) else None
 
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Merge the in-projection and out-projection updates; with ``safe_merge`` both are checked first."""
         out_proj = self._out_proj()
+        if safe_merge:
+            names = self._adapters_to_merge(adapter_names)
+            in_weight = self.get_base_weight().clone()
+            out_weight = out_proj.get_base_weight().clone() if out_proj is not None else None
+            for name in names:
+                in_weight = self._merged_weight(name, in_weight)
+                if out_weight is not None and out_proj._has_adapter(name):
+                    out_weight = out_proj._merged_weight(name, out_weight)
+                finite = torch.isfinite(in_weight).all() and (out_weight is None or torch.isfinite(out_weight).all())
+                if not finite:
+                    raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken.")
         if out_proj is not None:
-            out_proj.merge(safe_merge=safe_merge, adapter_names=adapter_names)
-        super().merge(safe_merge=safe_merge, adapter_names=adapter_names)
+            out_proj.merge(adapter_names=adapter_names)
+        super().merge(adapter_names=adapter_names)
 
     def unmerge(self) -> None:
         out_proj = self._out_proj()
