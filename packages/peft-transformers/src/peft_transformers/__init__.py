@@ -39,3 +39,22 @@ def register(registry: HostRegistry) -> None:
     for task_type, model_cls in TASK_MODELS.items():
         registry.register_task_model(task_type, model_cls)
         registry.register_export(model_cls.__name__, lambda model_cls=model_cls: model_cls)
+
+    def auto_class(name: str):
+        def load():
+            from . import auto
+
+            return getattr(auto, name)
+
+        return load
+
+    for name in (
+        "AutoPeftModel",
+        "AutoPeftModelForCausalLM",
+        "AutoPeftModelForSeq2SeqLM",
+        "AutoPeftModelForSequenceClassification",
+        "AutoPeftModelForTokenClassification",
+        "AutoPeftModelForQuestionAnswering",
+        "AutoPeftModelForFeatureExtraction",
+    ):
+        registry.register_export(name, auto_class(name))
