@@ -15,8 +15,13 @@ from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 def _tiny_llama() -> torch.nn.Module:
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, initializer_range=0.2,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        initializer_range=0.2,
     )
     return transformers.LlamaForCausalLM(config)
 
@@ -34,8 +39,16 @@ class _Sequences(torch.utils.data.Dataset):
 
 def _args(output_dir: str, **kwargs) -> transformers.TrainingArguments:
     defaults = dict(
-        output_dir=output_dir, per_device_train_batch_size=4, learning_rate=1e-2, max_steps=4, save_steps=2,
-        logging_steps=1, report_to=[], use_cpu=True, save_strategy="steps", disable_tqdm=True,
+        output_dir=output_dir,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        max_steps=4,
+        save_steps=2,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="steps",
+        disable_tqdm=True,
     )
     return transformers.TrainingArguments(**{**defaults, **kwargs})
 
