@@ -129,8 +129,10 @@ def test_arch_9_functional_exports_exactly_the_stable_names():
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("set_adapter", [("model", None), ("adapter_name", None), ("inference_mode", False),
-                         ("layer_cls", BaseTunerLayer)]),
+        (
+            "set_adapter",
+            [("model", None), ("adapter_name", None), ("inference_mode", False), ("layer_cls", BaseTunerLayer)],
+        ),
         ("delete_adapter", [("model", None), ("adapter_name", None), ("prefix", None), ("layer_cls", BaseTunerLayer)]),
         ("set_requires_grad", [("model", None), ("adapter_names", None), ("requires_grad", True)]),
         ("cast_adapter_dtype", [("model", None), ("adapter_name", None), ("autocast_adapter_dtype", True)]),
@@ -535,9 +537,7 @@ def test_life_32_attributes_fall_through_to_the_base_model():
 
 def _perf_10_model() -> PeftModel:
     torch.manual_seed(0)
-    return get_peft_model(
-        _MLP(hidden=2000), LoraConfig(target_modules=["seq.0", "seq.2"], modules_to_save=["seq.4"])
-    )
+    return get_peft_model(_MLP(hidden=2000), LoraConfig(target_modules=["seq.0", "seq.2"], modules_to_save=["seq.4"]))
 
 
 def test_life_13_print_trainable_parameters_for_the_perf_10_mlp(capsys):
@@ -565,7 +565,11 @@ def _tiny_llama():
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
         num_key_value_heads=2,
     )
     return LlamaForCausalLM(config).eval()
@@ -588,7 +592,9 @@ def test_host_transformers_add_adapter_on_a_llama():
     assert model.active_adapters() == ["default"]
     keys = sorted(model.get_adapter_state_dict())
     assert keys == sorted(
-        f"model.layers.{i}.self_attn.{proj}.lora_{ab}.weight" for i in range(2) for proj in ("q_proj", "v_proj")
+        f"model.layers.{i}.self_attn.{proj}.lora_{ab}.weight"
+        for i in range(2)
+        for proj in ("q_proj", "v_proj")
         for ab in ("A", "B")
     )
     with torch.no_grad():

@@ -111,12 +111,16 @@ def _expected(kind: str, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     base = layer.get_base_layer()
     with torch.no_grad():
         if kind == "linear":
-            return x @ base.weight.T + base.bias + S * (x @ layer.lora_A["default"].weight.T) @ (
-                layer.lora_B["default"].weight.T
+            return (
+                x @ base.weight.T
+                + base.bias
+                + S * (x @ layer.lora_A["default"].weight.T) @ (layer.lora_B["default"].weight.T)
             )
         if kind == "gpt2_conv1d":  # transformers Conv1D stores the weight as (in, out)
-            return x @ base.weight + base.bias + S * x @ layer.lora_A["default"].weight.T @ (
-                layer.lora_B["default"].weight.T
+            return (
+                x @ base.weight
+                + base.bias
+                + S * x @ layer.lora_A["default"].weight.T @ (layer.lora_B["default"].weight.T)
             )
         if kind == "embedding":
             weight_a = layer.lora_embedding_A["default"]  # (r, num_embeddings)
@@ -202,16 +206,16 @@ def test_method_lora_3_conv1d_from_transformers_corrects_fan_in_fan_out_with_war
     assert config.fan_in_fan_out is True
     x = torch.randn(3, 10)
     torch.testing.assert_close(
-        _call(model, "gpt2_conv1d", x), _expected("gpt2_conv1d", model.get_base_model().layer, x), atol=ATOL,
+        _call(model, "gpt2_conv1d", x),
+        _expected("gpt2_conv1d", model.get_base_model().layer, x),
+        atol=ATOL,
         rtol=1e-4,
     )
 
 
 def test_method_lora_3_linear_corrects_fan_in_fan_out_with_warning():
     torch.manual_seed(0)
-    config = LoraConfig(
-        r=R, lora_alpha=ALPHA, target_modules=["layer"], init_lora_weights=False, fan_in_fan_out=True
-    )
+    config = LoraConfig(r=R, lora_alpha=ALPHA, target_modules=["layer"], init_lora_weights=False, fan_in_fan_out=True)
     with pytest.warns(UserWarning, match="fan_in_fan_out"):
         model = get_peft_model(_Wrap(nn.Linear(10, 6)), config)
     assert config.fan_in_fan_out is False
@@ -743,7 +747,11 @@ def _tiny_llama():
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
         num_key_value_heads=2,
     )
     return LlamaForCausalLM(config)
@@ -768,13 +776,10 @@ def test_tgt_17_layer_replication_stacks_layers_with_shared_base_weights():
 
 
 def test_tgt_17_layer_replication_model_runs_and_adapters_train_separately():
-    model = get_peft_model(
-        _tiny_llama(), LoraConfig(target_modules=["q_proj"], layer_replication=[[0, 2], [1, 2]])
-    )
+    model = get_peft_model(_tiny_llama(), LoraConfig(target_modules=["q_proj"], layer_replication=[[0, 2], [1, 2]]))
     input_ids = torch.randint(0, 64, (1, 5))
     model(input_ids=input_ids).logits.sum().backward()
     layers = model.get_base_model().model.layers
     grads = [layer.self_attn.q_proj.lora_B["default"].weight.grad for layer in layers]
     assert all(g is not None for g in grads)
     assert not torch.equal(grads[1], grads[2])
-

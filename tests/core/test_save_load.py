@@ -147,7 +147,10 @@ def test_save_2_state_dict_holds_adapter_tensors_only():
 def test_save_2_injected_plain_model_keys_have_no_prefix():
     model = inject_adapter_in_model(_config(), _base())
     assert sorted(get_peft_model_state_dict(model)) == [
-        "seq.0.lora_A.weight", "seq.0.lora_B.weight", "seq.2.lora_A.weight", "seq.2.lora_B.weight",
+        "seq.0.lora_A.weight",
+        "seq.0.lora_B.weight",
+        "seq.2.lora_A.weight",
+        "seq.2.lora_B.weight",
     ]
 
 
@@ -164,7 +167,8 @@ class _EmbeddingModel(nn.Module):
 def test_save_2_embedding_keys():
     model = get_peft_model(_base(_EmbeddingModel), LoraConfig(r=4, target_modules=["emb"]))
     assert sorted(get_peft_model_state_dict(model)) == [
-        "base_model.model.emb.lora_embedding_A", "base_model.model.emb.lora_embedding_B",
+        "base_model.model.emb.lora_embedding_A",
+        "base_model.model.emb.lora_embedding_B",
     ]
 
 
@@ -433,7 +437,8 @@ def test_save_4_layer_name_containing_weight_round_trips(tmp_path):
     model = get_peft_model(_base(_WeightNamed), config)
     model.save_pretrained(tmp_path)
     assert _file_keys(tmp_path / "adapter_model.safetensors") == [
-        "base_model.model.weight_proj.lora_A.weight", "base_model.model.weight_proj.lora_B.weight",
+        "base_model.model.weight_proj.lora_A.weight",
+        "base_model.model.weight_proj.lora_B.weight",
     ]
     loaded = PeftModel.from_pretrained(_base(_WeightNamed), tmp_path)
     torch.testing.assert_close(_out(loaded), _out(model), atol=0, rtol=0)
@@ -444,8 +449,10 @@ def test_save_4_adapter_name_that_is_a_substring_of_a_layer_name_round_trips(tmp
     model = get_peft_model(_base(_Lin), config, adapter_name="lin")
     model.save_pretrained(tmp_path)
     assert _file_keys(tmp_path / "lin" / "adapter_model.safetensors") == [
-        "base_model.model.lin1.lora_A.weight", "base_model.model.lin1.lora_B.weight",
-        "base_model.model.lin2.lora_A.weight", "base_model.model.lin2.lora_B.weight",
+        "base_model.model.lin1.lora_A.weight",
+        "base_model.model.lin1.lora_B.weight",
+        "base_model.model.lin2.lora_A.weight",
+        "base_model.model.lin2.lora_B.weight",
     ]
     loaded = PeftModel.from_pretrained(_base(_Lin), tmp_path / "lin", adapter_name="lin")
     torch.testing.assert_close(_out(loaded), _out(model), atol=0, rtol=0)
@@ -458,8 +465,10 @@ def test_save_4_modules_to_save_classifier_next_to_classifier2_round_trips(tmp_p
     _perturb_modules_to_save(model)
     model.save_pretrained(tmp_path)
     assert _file_keys(tmp_path / "adapter_model.safetensors") == [
-        "base_model.model.body.lora_A.weight", "base_model.model.body.lora_B.weight",
-        "base_model.model.classifier.bias", "base_model.model.classifier.weight",
+        "base_model.model.body.lora_A.weight",
+        "base_model.model.body.lora_B.weight",
+        "base_model.model.classifier.bias",
+        "base_model.model.classifier.weight",
     ]
     loaded = PeftModel.from_pretrained(_base(_TwoClassifiers), tmp_path)
     torch.testing.assert_close(_out(loaded), _out(model), atol=0, rtol=0)

@@ -54,8 +54,13 @@ def _tiny_llama_config(**kwargs):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, **kwargs,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **kwargs,
     )
 
 
@@ -70,8 +75,13 @@ LLAMA_LINEAR_NAMES = sorted(
     f"model.layers.{i}.{kind}"
     for i in range(2)
     for kind in (
-        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
     )
 )
 
@@ -435,9 +445,7 @@ def test_tgt_9_minimal_target_modules_rejects_a_str():
 
 
 def test_tgt_9_long_target_lists_are_compressed_and_target_the_same_modules():
-    model = _container(
-        layers=nn.ModuleList([_container(q=nn.Linear(4, 4), k=nn.Linear(4, 4)) for _ in range(24)])
-    )
+    model = _container(layers=nn.ModuleList([_container(q=nn.Linear(4, 4), k=nn.Linear(4, 4)) for _ in range(24)]))
     full_names = [f"layers.{i}.q" for i in range(24)]
     peft_model = get_peft_model(model, LoraConfig(target_modules=full_names))
     assert _lora_layer_names(peft_model.get_base_model()) == full_names
@@ -475,9 +483,7 @@ def test_tgt_10_state_dict_targets_modules_the_config_misses():
 
 
 def test_tgt_10_state_dict_weights_are_not_loaded():
-    model = inject_adapter_in_model(
-        LoraConfig(target_modules=["lin1"]), _two_linears(), state_dict=_sd_for("lin1")
-    )
+    model = inject_adapter_in_model(LoraConfig(target_modules=["lin1"]), _two_linears(), state_dict=_sd_for("lin1"))
     assert not torch.equal(model.lin1.lora_A["default"].weight, torch.full((8, 4), 7.0))
 
 

@@ -38,18 +38,18 @@ class _Sequences(torch.utils.data.Dataset):
 
 
 def _args(output_dir: str, **kwargs) -> transformers.TrainingArguments:
-    defaults = dict(
-        output_dir=output_dir,
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        max_steps=4,
-        save_steps=2,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="steps",
-        disable_tqdm=True,
-    )
+    defaults = {
+        "output_dir": output_dir,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-2,
+        "max_steps": 4,
+        "save_steps": 2,
+        "logging_steps": 1,
+        "report_to": [],
+        "use_cpu": True,
+        "save_strategy": "steps",
+        "disable_tqdm": True,
+    }
     return transformers.TrainingArguments(**{**defaults, **kwargs})
 
 
