@@ -15,11 +15,17 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from peft import PeftModel
+from peft import PEFT_TYPE_TO_CONFIG_MAPPING, PeftModel
 
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures" / "reference"
+
+
+def _peft_type(case_dir: Path) -> str:
+    return json.loads((case_dir / "case.json").read_text())["peft_type"]
+
+
 # cases whose methods this version implements; the others belong to later issues
-IMPLEMENTED = sorted(p.name for p in FIXTURES.iterdir() if p.name.startswith(("lora_", "trainable_tokens_")))
+IMPLEMENTED = sorted(p.name for p in FIXTURES.iterdir() if _peft_type(p) in PEFT_TYPE_TO_CONFIG_MAPPING)
 
 
 class _MHAModel(nn.Module):
@@ -77,7 +83,8 @@ def test_save_15_reference_adapter_reproduces_outputs(name: str) -> None:
         model.load_adapter(FIXTURES / name / "adapter" / other, adapter_name=other)
     model.eval()
     # the adapter really changes the output, so matching it is not a coincidence
-    assert not torch.allclose(io["out_adapter"], io["out_base"], **tol)
+    same_shape = io["out_adapter"].shape == io["out_base"].shape  # soft prompts add positions
+    assert not same_shape or not torch.allclose(io["out_adapter"], io["out_base"], **tol)
     torch.testing.assert_close(_run(model, io, is_tf), io["out_adapter"], **tol)
     for other in meta["adapters"][1:]:
         model.set_adapter(other)

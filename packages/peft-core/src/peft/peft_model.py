@@ -49,11 +49,10 @@ class PeftModel(nn.Module):
         super().__init__()
         self.peft_type = peft_config.peft_type
         self.special_peft_forward_args = {"adapter_names"}
-        if peft_config.is_prompt_learning or peft_config.is_adaption_prompt:
-            raise NotImplementedError(
-                f"{type(peft_config).__name__} needs a task model from peft-transformers; pass task_type to "
-                "get_peft_model."
-            )
+        self._is_prompt_learning = peft_config.is_prompt_learning
+        if self._is_prompt_learning:
+            self._init_prompt_learning(model, peft_config, adapter_name)
+            return
         peft_type = str(peft_config.peft_type)
         if peft_type not in PEFT_TYPE_TO_TUNER_MAPPING:
             raise ValueError(f"Unknown peft_type {peft_type!r}; known: {sorted(PEFT_TYPE_TO_TUNER_MAPPING)}.")
@@ -77,16 +76,27 @@ class PeftModel(nn.Module):
 
     @property
     def peft_config(self) -> dict[str, PeftConfig]:
-        return self.base_model.peft_config
+        return self._peft_config if self._is_prompt_learning else self.base_model.peft_config
 
     @property
     def active_adapter(self) -> str | list[str]:
-        return self.base_model.active_adapter
+        return self._active_adapter if self._is_prompt_learning else self.base_model.active_adapter
 
     @property
     def active_adapters(self) -> list[str]:
-        active = self.base_model.active_adapter
+        active = self.active_adapter
         return [active] if isinstance(active, str) else list(active)
+
+    @property
+    def active_peft_config(self) -> PeftConfig:
+        return self.peft_config[self.active_adapters[0]]
+
+    def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
+        """Soft prompts need a model whose inputs they extend; task models from peft-transformers provide it."""
+        raise NotImplementedError(
+            f"{type(peft_config).__name__} needs a task model: set task_type (e.g. 'CAUSAL_LM') and install "
+            "peft-transformers."
+        )
 
     @property
     def modules_to_save(self) -> set[str] | None:
@@ -97,7 +107,7 @@ class PeftModel(nn.Module):
 
     def get_base_model(self) -> nn.Module:
         """The underlying model (with adapter layers injected)."""
-        return self.base_model.model
+        return self.base_model if self._is_prompt_learning else self.base_model.model
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -176,8 +186,17 @@ class PeftModel(nn.Module):
         self.base_model.delete_adapter(adapter_name)
 
     def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
-        """Make adapters trainable (or frozen) without changing which adapters are active."""
+        """Make adapters trainable (or frozen) without changing which adapters are active.
+
+        Raises:
+            TypeError: on prompt-learning models (their single active prompt is trained through ``set_adapter``).
+        """
+        if self._is_prompt_learning:
+            raise TypeError("set_requires_grad is not supported for prompt-learning adapters; use set_adapter.")
         self.base_model.set_requires_grad(adapter_names, requires_grad=requires_grad)
+
+    def _set_trainable(self, adapter_name: str, trainable: bool) -> None:
+        self.base_model.set_requires_grad(adapter_name, requires_grad=trainable)
 
     @contextmanager
     def disable_adapter(self) -> Iterator[None]:
@@ -386,7 +405,7 @@ class PeftModel(nn.Module):
             warn(f"Found missing adapter keys while loading the checkpoint: {result.missing_keys}.")
         if result.unexpected_keys:
             warn(f"Found unexpected keys in the checkpoint that fit no adapter: {result.unexpected_keys[:20]}.")
-        self.base_model.set_requires_grad(adapter_name, is_trainable)
+        self._set_trainable(adapter_name, is_trainable)
         from peft.functional import cast_adapter_dtype
 
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)

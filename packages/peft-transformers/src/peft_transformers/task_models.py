@@ -14,8 +14,10 @@ from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import mixed_batch
 
+from .prompt_learning import PromptLearningMixin
 
-class _TaskModel(PeftModel):
+
+class _TaskModel(PromptLearningMixin, PeftModel):
     """A ``PeftModel`` whose task needs some modules trained and saved in full with every adapter."""
 
     task_modules_to_save: tuple[str, ...] = ()
@@ -39,7 +41,7 @@ class _TaskModel(PeftModel):
         super().add_adapter(adapter_name, peft_config, low_cpu_mem_usage=low_cpu_mem_usage, **kw)
 
 
-class PeftModelForCausalLM(PeftModel):
+class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
     """A causal language model with adapters; ``generate`` accepts ``adapter_names`` (one per input row)."""
 
     def generate(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
@@ -83,7 +85,7 @@ class PeftModelForQuestionAnswering(_TaskModel):
     task_modules_to_save = ("qa_outputs",)
 
 
-class PeftModelForFeatureExtraction(PeftModel):
+class PeftModelForFeatureExtraction(PromptLearningMixin, PeftModel):
     """A feature-extraction (embedding) model with adapters."""
 
 

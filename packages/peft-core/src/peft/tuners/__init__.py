@@ -1,14 +1,23 @@
 """PEFT methods. Importing this package registers every built-in method."""
 
 from peft.tuners.lora import LoraConfig, LoraModel, LoraRuntimeConfig
-from peft.tuners.prefix_tuning import PrefixTuningConfig
+from peft.tuners.p_tuning import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
+from peft.tuners.prefix_tuning import PrefixEncoder, PrefixTuningConfig
+from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningInit
 from peft.tuners.trainable_tokens import TrainableTokensConfig, TrainableTokensModel
 
 __all__ = [
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",
+    "PrefixEncoder",
     "PrefixTuningConfig",
+    "PromptEmbedding",
+    "PromptEncoder",
+    "PromptEncoderConfig",
+    "PromptEncoderReparameterizationType",
+    "PromptTuningConfig",
+    "PromptTuningInit",
     "TrainableTokensConfig",
     "TrainableTokensModel",
 ]

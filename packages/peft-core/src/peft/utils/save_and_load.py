@@ -106,9 +106,9 @@ def get_peft_model_state_dict(
     config = _peft_config_of(model, adapter_name)
     if state_dict is None:
         state_dict = model.state_dict()
-    if getattr(config, "is_prompt_learning", False):
-        return _prompt_learning_state_dict(model, state_dict, adapter_name)
     result: dict[str, torch.Tensor] = {}
+    if getattr(config, "is_prompt_learning", False):
+        result.update(_prompt_learning_state_dict(model, state_dict, adapter_name))
     for file_key, live_key in _adapter_key_map(model, adapter_name).items():
         if live_key in state_dict:
             result[file_key] = state_dict[live_key]
@@ -197,7 +197,8 @@ def set_peft_model_state_dict(
     """
     config = _peft_config_of(model, adapter_name)
     if getattr(config, "is_prompt_learning", False):
-        return model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
+        peft_model_state_dict = dict(peft_model_state_dict)
+        model._load_prompt_learning_state_dict(peft_model_state_dict.pop("prompt_embeddings"), adapter_name)
     key_map = _adapter_key_map(model, adapter_name) | _auxiliary_key_map(model, adapter_name)
     live_state = model.state_dict(keep_vars=True)
     to_load: dict[str, torch.Tensor] = {}

@@ -1,11 +1,18 @@
-"""Prefix tuning: trainable key/value prefixes for every attention layer. The config lives in the core; the
-forward glue (caches, masks) comes from peft-transformers."""
+"""Prefix tuning: trainable key/value prefixes for every attention layer (Li & Liang, 2021).
+
+The config and the prefix encoder live here; turning the prefixes into a model's key/value cache is the host's job
+(peft-transformers).
+"""
+
+from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+from torch import nn
+
 from peft.config import PromptLearningConfig
-from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-from peft.utils.peft_types import PeftType
+from peft.utils.peft_types import PeftType, register_peft_method
 
 
 @dataclass
@@ -13,8 +20,8 @@ class PrefixTuningConfig(PromptLearningConfig):
     """Configuration of prefix tuning.
 
     Args:
-        encoder_hidden_size: hidden size of the prefix encoder's MLP.
-        prefix_projection: reparameterise the prefix through an MLP.
+        encoder_hidden_size: hidden size of the projection MLP.
+        prefix_projection: produce the prefixes through an MLP (training only; saved adapters store the output).
     """
 
     encoder_hidden_size: int = field(default=None, metadata={"help": "The hidden size of the encoder."})
@@ -25,6 +32,25 @@ class PrefixTuningConfig(PromptLearningConfig):
         super().__post_init__()
 
 
-PEFT_TYPE_TO_CONFIG_MAPPING[str(PeftType.PREFIX_TUNING)] = PrefixTuningConfig
+class PrefixEncoder(nn.Module):
+    """Virtual tokens -> ``(batch, num_virtual_tokens, num_layers * 2 * token_dim)`` key/value prefixes."""
 
-__all__ = ["PrefixTuningConfig"]
+    def __init__(self, config: PrefixTuningConfig) -> None:
+        super().__init__()
+        out_dim = config.num_layers * 2 * config.token_dim
+        self.prefix_projection = config.prefix_projection and not config.inference_mode
+        if self.prefix_projection:
+            hidden = config.encoder_hidden_size or config.token_dim
+            self.embedding = nn.Embedding(config.num_virtual_tokens, config.token_dim)
+            self.transform = nn.Sequential(nn.Linear(config.token_dim, hidden), nn.Tanh(), nn.Linear(hidden, out_dim))
+        else:
+            self.embedding = nn.Embedding(config.num_virtual_tokens, out_dim)
+
+    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
+        embeds = self.embedding(prefix)
+        return self.transform(embeds) if self.prefix_projection else embeds
+
+
+register_peft_method(name="prefix_tuning", config_cls=PrefixTuningConfig, model_cls=PrefixEncoder)
+
+__all__ = ["PrefixEncoder", "PrefixTuningConfig"]

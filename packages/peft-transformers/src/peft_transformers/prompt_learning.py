@@ -1,0 +1,261 @@
+"""Soft prompts on transformers models: prompt tuning, p-tuning (virtual tokens prepended to the input embeddings)
+and prefix tuning (key/value prefixes given to every attention layer as a ``DynamicCache``).
+
+``PromptLearningMixin`` is mixed into the task models; with a non-prompt config it defers to ``PeftModel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft.config import PeftConfig
+from peft.tuners.p_tuning import PromptEncoder
+from peft.tuners.prefix_tuning import PrefixEncoder
+from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningInit
+from peft.tuners.tuners_utils import add_auxiliary_modules
+from peft.utils.warnings import warn
+
+
+def _text_config(model: nn.Module) -> Any:
+    config = getattr(model, "config", None)
+    text_config = getattr(config, "text_config", None)  # vision-language models keep the LM's sizes here
+    return text_config if text_config is not None else config
+
+
+def _first_attr(config: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftConfig:
+    """Fill the sizes a prompt config leaves open from the model's config (CFG-1)."""
+    model_config = _text_config(model)
+    if config.num_layers is None:
+        config.num_layers = _first_attr(model_config, ("num_hidden_layers", "num_layers", "n_layer"))
+    if config.token_dim is None:
+        config.token_dim = _first_attr(model_config, ("hidden_size", "n_embd", "d_model"))
+    if config.num_attention_heads is None:
+        config.num_attention_heads = _first_attr(model_config, ("num_attention_heads", "n_head", "num_heads"))
+        kv_heads = getattr(model_config, "num_key_value_heads", None)
+        if str(config.peft_type) == "PREFIX_TUNING" and kv_heads and kv_heads != config.num_attention_heads:
+            # grouped-query attention: prefixes have the key/value width
+            config.token_dim = config.token_dim // config.num_attention_heads * kv_heads
+            config.num_attention_heads = kv_heads
+    if config.num_transformer_submodules is None:
+        config.num_transformer_submodules = 2 if str(config.task_type) == "SEQ_2_SEQ_LM" else 1
+    missing = [n for n in ("num_layers", "token_dim", "num_attention_heads") if getattr(config, n) is None]
+    if missing:
+        raise ValueError(f"Cannot infer {missing} from the model's config; set them in the {type(config).__name__}.")
+    return config
+
+
+class PromptLearningMixin:
+    """Prompt-learning state and forward for ``PeftModel`` subclasses (mix in before ``PeftModel``)."""
+
+    def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
+        self.base_model = model
+        self._peft_config: dict[str, PeftConfig] = {}
+        self._active_adapter = adapter_name
+        self._prompt_disabled = False
+        self.prompt_encoder = nn.ModuleDict()
+        model.requires_grad_(False)
+        self._add_prompt_adapter(adapter_name, peft_config)
+
+    def _add_prompt_adapter(self, adapter_name: str, config: PeftConfig) -> None:
+        config = fill_prompt_learning_config(config, self.base_model)
+        word_embeddings = self.base_model.get_input_embeddings()
+        peft_type = str(config.peft_type)
+        if peft_type == "PROMPT_TUNING":
+            encoder = PromptEmbedding(config, word_embeddings)
+            if config.prompt_tuning_init == PromptTuningInit.TEXT and not config.inference_mode:
+                _init_from_text(encoder, config, word_embeddings)
+        elif peft_type == "P_TUNING":
+            encoder = PromptEncoder(config)
+        elif peft_type == "PREFIX_TUNING":
+            encoder = PrefixEncoder(config)
+        else:
+            raise ValueError(f"Prompt-learning method {peft_type!r} is not supported by this version.")
+        encoder.to(word_embeddings.weight.device)
+        encoder.requires_grad_(not config.inference_mode)
+        self.prompt_encoder[adapter_name] = encoder
+        self._peft_config[adapter_name] = config
+        add_auxiliary_modules(self.base_model, config, adapter_name)
+
+    # -------------------------------------------------------------------------------------------- lifecycle
+    def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False, **kw: Any):
+        if not self._is_prompt_learning:
+            return super().add_adapter(adapter_name, peft_config, low_cpu_mem_usage=low_cpu_mem_usage, **kw)
+        if str(peft_config.peft_type) != str(self.peft_type):
+            raise ValueError(
+                "Cannot combine adapters with different peft types. Found "
+                f"{self.peft_type} and {peft_config.peft_type}."
+            )
+        if adapter_name in self._peft_config:
+            raise ValueError(f"Adapter {adapter_name!r} already exists; delete it first or choose another name.")
+        self._add_prompt_adapter(adapter_name, peft_config)
+        self.prompt_encoder[adapter_name].requires_grad_(False)  # not active yet
+
+    def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        if not self._is_prompt_learning:
+            return super().set_adapter(adapter_name, inference_mode=inference_mode)
+        if not isinstance(adapter_name, str):
+            raise ValueError("Prompt-learning adapters cannot be stacked; activate one adapter name (a str).")
+        if adapter_name not in self._peft_config:
+            raise ValueError(f"Adapter {adapter_name} not found; available adapters: {sorted(self._peft_config)}.")
+        self._active_adapter = adapter_name
+        for name, encoder in self.prompt_encoder.items():
+            encoder.requires_grad_(name == adapter_name and not inference_mode)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        if not self._is_prompt_learning:
+            return super().delete_adapter(adapter_name)
+        if adapter_name not in self._peft_config:
+            raise ValueError(f"Adapter {adapter_name} does not exist")
+        del self._peft_config[adapter_name]
+        del self.prompt_encoder[adapter_name]
+        if adapter_name == self._active_adapter and self._peft_config:
+            self._active_adapter = sorted(self._peft_config)[0]
+
+    def _set_trainable(self, adapter_name: str, trainable: bool) -> None:
+        if not self._is_prompt_learning:
+            return super()._set_trainable(adapter_name, trainable)
+        self.prompt_encoder[adapter_name].requires_grad_(trainable)
+
+    @contextmanager
+    def disable_adapter(self) -> Iterator[None]:
+        if not self._is_prompt_learning:
+            with super().disable_adapter():
+                yield
+            return
+        self._prompt_disabled = True
+        try:
+            yield
+        finally:
+            self._prompt_disabled = False
+
+    # -------------------------------------------------------------------------------------------- state dicts
+    def _prompt_learning_state_dict(self, state_dict: dict, adapter_name: str) -> dict[str, torch.Tensor]:
+        """``{"prompt_embeddings": ...}``: the encoder's output, so loaded adapters need no encoder."""
+        config = self._peft_config[adapter_name]
+        encoder = self.prompt_encoder[adapter_name]
+        if config.inference_mode or isinstance(encoder, PromptEmbedding):
+            return {"prompt_embeddings": encoder.embedding.weight.detach()}
+        with torch.no_grad():
+            tokens = torch.arange(encoder.embedding.num_embeddings, device=encoder.embedding.weight.device)
+            return {"prompt_embeddings": encoder(tokens).detach()}
+
+    def _load_prompt_learning_state_dict(self, prompt_embeddings: torch.Tensor, adapter_name: str) -> None:
+        weight = self.prompt_encoder[adapter_name].embedding.weight
+        if weight.shape != prompt_embeddings.shape:
+            raise ValueError(
+                f"Size mismatch for 'prompt_embeddings': the checkpoint has shape {tuple(prompt_embeddings.shape)}, "
+                f"the model expects {tuple(weight.shape)}."
+            )
+        with torch.no_grad():
+            weight.copy_(prompt_embeddings)
+
+    # -------------------------------------------------------------------------------------------- prompts
+    def get_prompt(self, batch_size: int) -> torch.Tensor | Any:
+        """The active adapter's virtual-token embeddings ``(batch, tokens, dim)``, or for prefix tuning a
+        ``DynamicCache`` holding the key/value prefixes of every layer."""
+        config = self.active_peft_config
+        encoder = self.prompt_encoder[self.active_adapters[0]]
+        weight = encoder.embedding.weight
+        if config.inference_mode:
+            prompts = weight.unsqueeze(0).expand(batch_size, -1, -1)
+        else:
+            tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
+            prompts = encoder(tokens)
+        if str(config.peft_type) != "PREFIX_TUNING":
+            return prompts
+        return self._prefix_cache(prompts, config)
+
+    def _prefix_cache(self, prompts: torch.Tensor, config: PeftConfig) -> Any:
+        from transformers import DynamicCache
+
+        batch, tokens, _ = prompts.shape
+        head_dim = config.token_dim // config.num_attention_heads
+        past = prompts.view(batch, tokens, config.num_layers * 2, config.num_attention_heads, head_dim)
+        past = past.permute(2, 0, 3, 1, 4)  # (layers * 2, batch, heads, tokens, head_dim)
+        dtype = self.base_model.get_input_embeddings().weight.dtype
+        cache = DynamicCache()
+        for layer in range(config.num_layers):
+            cache.update(past[2 * layer].to(dtype), past[2 * layer + 1].to(dtype), layer)
+        return cache
+
+    def _prompt_forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if self._prompt_disabled:
+            return self.base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                **kwargs,
+            )
+        config = self.active_peft_config
+        batch = input_ids.shape[0] if input_ids is not None else inputs_embeds.shape[0]
+        num_tokens = config.num_virtual_tokens
+        if attention_mask is not None:
+            if attention_mask.dim() != 2:
+                raise ValueError("Prompt learning supports 2-D attention masks (batch, sequence) in this version.")
+            prefix_mask = torch.ones(batch, num_tokens, dtype=attention_mask.dtype, device=attention_mask.device)
+            attention_mask = torch.cat([prefix_mask, attention_mask], dim=1)
+        if kwargs.get("position_ids") is not None:
+            warn("position_ids are ignored with prompt learning: the virtual tokens shift every position.")
+            kwargs["position_ids"] = None
+        if str(config.peft_type) == "PREFIX_TUNING":
+            if kwargs.get("past_key_values") is not None:
+                raise ValueError("Prefix tuning provides past_key_values itself; do not pass them.")
+            kwargs["past_key_values"] = self.get_prompt(batch)
+            return self.base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                **kwargs,
+            )
+        if inputs_embeds is None:
+            inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
+        prompts = self.get_prompt(batch).to(inputs_embeds.dtype)
+        inputs_embeds = torch.cat([prompts, inputs_embeds], dim=1)
+        if labels is not None:
+            prefix_labels = torch.full((batch, num_tokens), -100, dtype=labels.dtype, device=labels.device)
+            labels = torch.cat([prefix_labels, labels], dim=1)
+        return self.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._is_prompt_learning:
+            return super().forward(*args, **kwargs)
+        if kwargs.pop("adapter_names", None) is not None:
+            raise ValueError("Mixed-batch inference (adapter_names) is not supported with prompt learning.")
+        if args:
+            kwargs["input_ids"] = args[0]
+        return self._prompt_forward(**kwargs)
+
+
+def _init_from_text(encoder: PromptEmbedding, config: PeftConfig, word_embeddings: nn.Module) -> None:
+    """Start the virtual tokens from the embeddings of ``prompt_tuning_init_text`` (repeated or cut to length)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, **(config.tokenizer_kwargs or {}))
+    ids = tokenizer(config.prompt_tuning_init_text)["input_ids"]
+    total = encoder.embedding.num_embeddings
+    ids = (ids * (total // max(len(ids), 1) + 1))[:total]
+    with torch.no_grad():
+        rows = torch.tensor(ids, device=word_embeddings.weight.device)
+        encoder.embedding.weight.copy_(word_embeddings(rows).detach().float())

@@ -1,0 +1,102 @@
+"""Prompt tuning, p-tuning and prefix tuning on a tiny Llama (REQUIREMENTS METHOD-PROMPT/PREFIX, CFG-1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from peft import (  # noqa: E402
+    PeftModel,
+    PrefixTuningConfig,
+    PromptEncoderConfig,
+    PromptTuningConfig,
+    get_peft_model,
+)
+
+
+def _tiny_llama() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+CONFIGS = {
+    "prompt_tuning": lambda: PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+    "p_tuning_mlp": lambda: PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, encoder_hidden_size=8),
+    "p_tuning_lstm": lambda: PromptEncoderConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=3, encoder_hidden_size=8, encoder_reparameterization_type="LSTM"
+    ),
+    "prefix": lambda: PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+    "prefix_projection": lambda: PrefixTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=3, prefix_projection=True, encoder_hidden_size=8
+    ),
+}
+INPUTS = {
+    "input_ids": torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]]),
+    "attention_mask": torch.ones(2, 4, dtype=torch.long),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_cfg_1_sizes_are_filled_from_the_model_config(kind):
+    model = get_peft_model(_tiny_llama(), CONFIGS[kind]())
+    config = model.peft_config["default"]
+    assert config.num_layers == 2
+    if kind.startswith("prefix"):  # grouped-query attention: prefixes have the key/value width
+        assert (config.token_dim, config.num_attention_heads) == (16, 2)
+    else:
+        assert (config.token_dim, config.num_attention_heads) == (32, 4)
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_only_the_prompt_encoder_trains_and_changes_the_output(kind):
+    base_logits = _tiny_llama()(**INPUTS).logits
+    model = get_peft_model(_tiny_llama(), CONFIGS[kind]())
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("prompt_encoder.default.") for n in trainable)
+    logits = model(**INPUTS).logits[:, -4:]
+    assert not torch.allclose(logits, base_logits, atol=1e-4)
+    with model.disable_adapter():
+        torch.testing.assert_close(model(**INPUTS).logits, base_logits)
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_training_and_loaded_inference_paths_are_numerically_identical(kind, tmp_path):
+    model = get_peft_model(_tiny_llama(), CONFIGS[kind]())
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    loss = model(**INPUTS, labels=INPUTS["input_ids"]).loss
+    loss.backward()
+    optimizer.step()
+    expected = model(**INPUTS).logits
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(_tiny_llama(), tmp_path)
+    assert type(loaded).__name__ == "PeftModelForCausalLM"
+    assert not any(p.requires_grad for p in loaded.parameters())
+    torch.testing.assert_close(loaded(**INPUTS).logits, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_prompt_tuning_prepends_exactly_the_virtual_token_embeddings():
+    model = get_peft_model(_tiny_llama(), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    base = _tiny_llama()
+    prompts = model.prompt_encoder["default"].embedding.weight
+    embeds = torch.cat([prompts.unsqueeze(0).expand(2, -1, -1), base.get_input_embeddings()(INPUTS["input_ids"])], 1)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    torch.testing.assert_close(model(**INPUTS).logits, base(inputs_embeds=embeds, attention_mask=mask).logits)
+
+
+def test_prompt_adapters_cannot_be_stacked():
+    model = get_peft_model(_tiny_llama(), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    model.add_adapter("other", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        model.set_adapter(["default", "other"])
+    model.set_adapter("other")
+    assert model(**INPUTS).logits.shape[1] == 6
