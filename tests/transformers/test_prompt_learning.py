@@ -100,3 +100,21 @@ def test_prompt_adapters_cannot_be_stacked():
         model.set_adapter(["default", "other"])
     model.set_adapter("other")
     assert model(**INPUTS).logits.shape[1] == 6
+
+
+@pytest.mark.parametrize("kind", ["prompt_tuning", "p_tuning_mlp", "prefix"])
+def test_generate_with_a_soft_prompt_equals_greedy_decoding_with_forward(kind):
+    model = get_peft_model(_tiny_llama(), CONFIGS[kind]())
+    with torch.no_grad():
+        for param in model.prompt_encoder.parameters():
+            param.mul_(3)  # a prompt strong enough to change what is generated
+    ids = INPUTS["input_ids"]
+    expected = ids.clone()
+    with torch.no_grad():
+        for _ in range(5):
+            logits = model(input_ids=expected, attention_mask=torch.ones_like(expected)).logits[:, -1]
+            expected = torch.cat([expected, logits.argmax(-1, keepdim=True)], dim=1)
+    generated = model.generate(input_ids=ids, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    assert generated.tolist() == expected.tolist()
+    beams = model.generate(input_ids=ids, max_new_tokens=5, min_new_tokens=5, do_sample=False, num_beams=2)
+    assert beams.shape == (2, 9) and torch.equal(beams[:, :4], ids)

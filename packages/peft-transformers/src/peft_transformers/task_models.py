@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from peft.config import PeftConfig
@@ -48,6 +49,10 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
         """Generate with the base model's ``generate``; ``adapter_names`` selects an adapter per input row
         (``"__base__"`` for the base model) and is repeated for beams and returned sequences."""
         base = self.get_base_model()
+        if self._is_prompt_learning:
+            if adapter_names is not None:
+                raise ValueError("Mixed-batch generation (adapter_names) is not supported with prompt learning.")
+            return self._prompt_generate(*args, **kwargs)
         if adapter_names is None:
             return base.generate(*args, **kwargs)
         self._check_mixed_batch(adapter_names)
@@ -58,6 +63,42 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
         per_row = [name for name in adapter_names for _ in range(repeat)]
         with mixed_batch(per_row):
             return base.generate(*args, **kwargs)
+
+    def _prompt_generate(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        """Generate after the active soft prompt; returns the input ids followed by the new tokens."""
+        base = self.get_base_model()
+        input_ids = kwargs.pop("input_ids", input_ids)
+        attention_mask = kwargs.pop("attention_mask", None)
+        if self._prompt_disabled:
+            return base.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if input_ids is None:
+            raise ValueError("Generation with prompt learning needs input_ids.")
+        config = self.active_peft_config
+        batch, num_tokens = input_ids.shape[0], config.num_virtual_tokens
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        prefix_mask = torch.ones(batch, num_tokens, dtype=attention_mask.dtype, device=attention_mask.device)
+        attention_mask = torch.cat([prefix_mask, attention_mask], dim=1)
+        generation_config = kwargs.get("generation_config") or getattr(base, "generation_config", None)
+        repeat = max(
+            kwargs.get("num_beams") or getattr(generation_config, "num_beams", 1) or 1,
+            kwargs.get("num_return_sequences") or getattr(generation_config, "num_return_sequences", 1) or 1,
+        )
+        if str(config.peft_type) == "PREFIX_TUNING":
+            # the prefix fills cache positions 0..num_tokens-1; placeholder ids keep transformers' positions aligned
+            placeholders = torch.zeros(batch, num_tokens, dtype=input_ids.dtype, device=input_ids.device)
+            output = base.generate(
+                input_ids=torch.cat([placeholders, input_ids], dim=1),
+                attention_mask=attention_mask,
+                past_key_values=self.get_prompt(batch * repeat),
+                **kwargs,
+            )
+            return output[:, num_tokens:]
+        embeds = base.get_input_embeddings()(input_ids)
+        embeds = torch.cat([self.get_prompt(batch).to(embeds.dtype), embeds], dim=1)
+        new_tokens = base.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        sequences_per_input = new_tokens.shape[0] // batch
+        return torch.cat([input_ids.repeat_interleave(sequences_per_input, dim=0), new_tokens], dim=1)
 
     def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> Any:
         return self.get_base_model().prepare_inputs_for_generation(*args, **kwargs)
