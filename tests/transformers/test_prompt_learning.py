@@ -119,3 +119,59 @@ def test_generate_with_a_soft_prompt_equals_greedy_decoding_with_forward(kind):
     assert generated.tolist() == expected.tolist()
     beams = model.generate(input_ids=ids, max_new_tokens=5, do_sample=False, num_beams=2)
     assert beams.shape == (2, 9) and torch.equal(beams[:, :4], ids)
+
+
+def test_prefix_tuning_accepts_none_and_empty_caches_and_continues_a_filled_one():
+    from transformers import DynamicCache
+
+    model = get_peft_model(_tiny_llama(), CONFIGS["prefix"]())
+    full = model(**INPUTS).logits
+    torch.testing.assert_close(model(**INPUTS, past_key_values=None).logits, full)
+    torch.testing.assert_close(model(**INPUTS, past_key_values=DynamicCache()).logits, full)
+    first = model(input_ids=INPUTS["input_ids"][:, :3], attention_mask=INPUTS["attention_mask"][:, :3], use_cache=True)
+    last = model(
+        input_ids=INPUTS["input_ids"][:, 3:],
+        attention_mask=INPUTS["attention_mask"],
+        past_key_values=first.past_key_values,
+    )
+    torch.testing.assert_close(last.logits[:, -1], full[:, -1], atol=1e-5, rtol=1e-4)
+
+
+def test_prefix_tuning_refuses_gradient_checkpointing_with_a_clear_error():
+    model = get_peft_model(_tiny_llama(), CONFIGS["prefix"]())
+    model.get_base_model().gradient_checkpointing_enable()
+    model.train()
+    with pytest.raises(ValueError, match="gradient checkpointing"):
+        model(**INPUTS)
+
+
+def test_soft_prompts_extend_4d_attention_masks():
+    model = get_peft_model(_tiny_llama(), CONFIGS["prompt_tuning"]())
+    causal = torch.ones(4, 4, dtype=torch.bool).tril()[None, None].expand(2, 1, 4, 4)
+    full = model(**INPUTS).logits
+    # a 4-D mask over the real tokens only: the virtual tokens are made visible by the model
+    from peft_transformers.prompt_learning import _extend_attention_mask
+
+    extended = _extend_attention_mask(causal, 3)
+    assert extended.shape == (2, 1, 4, 7) and extended[..., :3].all()
+    assert full.shape == (2, 7, 64)
+
+
+def test_prompt_tuning_for_sequence_classification_keeps_sentence_labels():
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        pad_token_id=0,
+    )
+    model = get_peft_model(
+        transformers.LlamaForSequenceClassification(config),
+        PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3),
+    )
+    assert type(model).__name__ == "PeftModelForSequenceClassification"
+    output = model(**INPUTS, labels=torch.tensor([0, 1]))
+    assert output.logits.shape == (2, 2) and output.loss > 0

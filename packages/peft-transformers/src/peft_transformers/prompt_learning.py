@@ -194,7 +194,7 @@ class PromptLearningMixin:
     def _prompt_forward(
         self,
         input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
+        attention_mask: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Any,
@@ -210,33 +210,55 @@ class PromptLearningMixin:
         config = self.active_peft_config
         batch = input_ids.shape[0] if input_ids is not None else inputs_embeds.shape[0]
         num_tokens = config.num_virtual_tokens
-        if attention_mask is not None:
-            if attention_mask.dim() != 2:
-                raise ValueError("Prompt learning supports 2-D attention masks (batch, sequence) in this version.")
-            prefix_mask = torch.ones(batch, num_tokens, dtype=attention_mask.dtype, device=attention_mask.device)
-            attention_mask = torch.cat([prefix_mask, attention_mask], dim=1)
         if kwargs.get("position_ids") is not None:
             warn("position_ids are ignored with prompt learning: the virtual tokens shift every position.")
             kwargs["position_ids"] = None
         if str(config.peft_type) == "PREFIX_TUNING":
-            if kwargs.get("past_key_values") is not None:
-                raise ValueError("Prefix tuning provides past_key_values itself; do not pass them.")
-            kwargs["past_key_values"] = self.get_prompt(batch)
-            return self.base_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                inputs_embeds=inputs_embeds,
-                labels=labels,
-                **kwargs,
-            )
+            return self._prefix_forward(input_ids, attention_mask, inputs_embeds, labels, batch, config, **kwargs)
+        attention_mask = _extend_attention_mask(attention_mask, num_tokens)
         if inputs_embeds is None:
             inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
         prompts = self.get_prompt(batch).to(inputs_embeds.dtype)
         inputs_embeds = torch.cat([prompts, inputs_embeds], dim=1)
-        if labels is not None:
+        if labels is not None and labels.dim() == 2:  # token-level labels: the virtual tokens predict nothing
             prefix_labels = torch.full((batch, num_tokens), -100, dtype=labels.dtype, device=labels.device)
             labels = torch.cat([prefix_labels, labels], dim=1)
         return self.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    def _prefix_forward(
+        self,
+        input_ids: Any,
+        attention_mask: Any,
+        inputs_embeds: Any,
+        labels: Any,
+        batch: int,
+        config: PeftConfig,
+        **kwargs: Any,
+    ) -> Any:
+        if self.training and getattr(self.base_model, "is_gradient_checkpointing", False):
+            raise ValueError(
+                "Prefix tuning does not work with gradient checkpointing: the prefixes live in the key/value cache, "
+                "which checkpointing disables. Call model.gradient_checkpointing_disable()."
+            )
+        cache = kwargs.pop("past_key_values", None)
+        if cache is not None and _cache_length(cache) > 0:
+            past_key_values = cache  # a continuation: the cache already holds the prefix
+        else:
+            past_key_values = self.get_prompt(batch)
+            if cache is not None:  # an empty cache object given by the caller is filled in place
+                for layer in range(config.num_layers):
+                    keys, values = _layer_kv(past_key_values, layer)
+                    cache.update(keys, values, layer)
+                past_key_values = cache
+        attention_mask = _extend_attention_mask(attention_mask, config.num_virtual_tokens)
+        return self.base_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            past_key_values=past_key_values,
+            **kwargs,
+        )
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not self._is_prompt_learning:
@@ -246,6 +268,33 @@ class PromptLearningMixin:
         if args:
             kwargs["input_ids"] = args[0]
         return self._prompt_forward(**kwargs)
+
+
+def _extend_attention_mask(mask: Any, num_tokens: int) -> Any:
+    """Let every position attend to the virtual tokens: prepend them to 2-D masks, to the key axis of 4-D masks,
+    and to each mask of a dict of masks."""
+    if mask is None:
+        return None
+    if isinstance(mask, dict):
+        return {name: _extend_attention_mask(value, num_tokens) for name, value in mask.items()}
+    if mask.dim() == 2:
+        prefix = torch.ones(mask.shape[0], num_tokens, dtype=mask.dtype, device=mask.device)
+        return torch.cat([prefix, mask], dim=1)
+    if mask.dim() == 4:
+        # boolean masks mark allowed positions with True; additive float masks with 0
+        fill = True if mask.dtype == torch.bool else 0
+        prefix = torch.full((*mask.shape[:3], num_tokens), fill, dtype=mask.dtype, device=mask.device)
+        return torch.cat([prefix, mask], dim=3)
+    raise ValueError(f"Unsupported attention mask of shape {tuple(mask.shape)}: use a 2-D or 4-D mask.")
+
+
+def _cache_length(cache: Any) -> int:
+    return cache.get_seq_length() if hasattr(cache, "get_seq_length") else len(cache[0][0][0])
+
+
+def _layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    entry = cache.layers[layer]
+    return entry.keys, entry.values
 
 
 def _init_from_text(encoder: PromptEmbedding, config: PeftConfig, word_embeddings: nn.Module) -> None:
