@@ -232,6 +232,7 @@ class BaseTuner(nn.Module):
 
         self._warn_if_already_adapted(model)
         targets = self._select_targets(model, peft_config, state_dict)
+        self._warn_tied_targets(model_config, targets, "Adapting")
         if getattr(peft_config, "target_parameters", None):
             self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
@@ -385,6 +386,20 @@ class BaseTuner(nn.Module):
                 )
                 self.targeted_parameter_names.extend(f"{module_name}.{p}" for p in by_module[module_name])
 
+    @staticmethod
+    def _warn_tied_targets(model_config: dict[str, Any], targets: list[str], action: str) -> None:
+        """Tied input/output embeddings share one weight: adapting or merging one changes both (TGT-14)."""
+        from peft.utils.constants import EMBEDDING_LAYER_NAMES
+
+        if not model_config.get("tie_word_embeddings"):
+            return
+        tied = sorted({t for t in targets if t.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES})
+        if tied:
+            warn(
+                f"{action} {tied} while the model ties its input and output embeddings (tie_word_embeddings=True): "
+                "they share one weight, so merging changes both."
+            )
+
     def _warn_if_already_adapted(self, model: nn.Module) -> None:
         if len(self.peft_config) == 1 and any(isinstance(m, self.tuner_layer_cls) for m in model.modules()):
             warn(
@@ -505,6 +520,7 @@ class BaseTuner(nn.Module):
 
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
+        self._warn_tied_targets(self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of")
         for _, module in _lifecycle_modules(self.model):
             if isinstance(module, BaseTunerLayer) and not getattr(module, "merged_by_parent", False):
                 module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
@@ -522,6 +538,10 @@ class BaseTuner(nn.Module):
         safe_merge: bool = False,
         adapter_names: list[str] | None = None,
     ) -> nn.Module:
+        if merge:
+            self._warn_tied_targets(
+                self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of"
+            )
         modules = _lifecycle_modules(self.model)
         # deepest first, so adapters nested inside other adapters or inside auxiliary copies go first
         modules.sort(key=lambda item: item[0].count("."), reverse=True)

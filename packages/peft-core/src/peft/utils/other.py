@@ -372,3 +372,12 @@ class TrainableTokensWrapper(AuxiliaryTrainingWrapper):
         if merge and isinstance(self.token_adapter, BaseTunerLayer) and self.token_adapter.tied_adapter is None:
             self.token_adapter.merge(safe_merge=safe_merge, adapter_names=adapter_names)
         return self.original_module
+
+
+def __getattr__(name: str) -> Any:
+    # TRANSFORMERS_MODELS_TO_<METHOD>_TARGET_MODULES_MAPPING, importable from here as from peft.utils.constants
+    if name.startswith("TRANSFORMERS_MODELS_TO_"):
+        from peft.utils import constants
+
+        return getattr(constants, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
