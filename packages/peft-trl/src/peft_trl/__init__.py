@@ -1,23 +1,58 @@
-"""peft integration for TRL.
+"""peft integration for TRL: the trainer-side conventions TRL users otherwise write by hand around PEFT.
 
-The core finds this package through its ``peft.hosts`` entry point and calls :func:`register`. Importing it must
-stay cheap: nothing here imports trl at module import time.
+- :func:`lora_config_from_model_args`: a ``LoraConfig`` from TRL's ``ModelConfig`` (``--lora_r`` ... flags).
+- :func:`use_adapter`: run a model under one adapter, or under none (the base model), then restore its state:
+  the policy/reference switch of DPO, KTO, GRPO and RLOO.
+- :func:`copy_adapter`: a frozen copy of an adapter, e.g. the ``"ref"`` reference TRL builds when it re-trains a
+  pretrained adapter.
+- :func:`prepare_model_for_gradient_checkpointing`: turn on gradient checkpointing and let gradients reach adapters
+  behind frozen input embeddings.
+- :func:`adapt_training_args`: switch off what a TRL default makes impossible for a PEFT method (gradient
+  checkpointing for prefix tuning).
+
+The core finds this package through its ``peft.hosts`` entry point and calls :func:`register`. Importing it stays
+cheap: the helpers, and with them torch and peft, load on first use.
+
+Example:
+    >>> from trl import ModelConfig, SFTTrainer
+    >>> from peft_trl import lora_config_from_model_args
+    >>> model_args = ModelConfig(use_peft=True, lora_r=8, lora_target_modules=["q_proj", "v_proj"])
+    >>> trainer = SFTTrainer(model, args=args, train_dataset=data, peft_config=lora_config_from_model_args(model_args))
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0.dev0"
 
 if TYPE_CHECKING:
     from peft.hosts import HostRegistry
 
+_EXPORTS = {
+    "lora_config_from_model_args": "peft_trl.model_args",
+    "use_adapter": "peft_trl.adapters",
+    "copy_adapter": "peft_trl.adapters",
+    "prepare_model_for_gradient_checkpointing": "peft_trl.training",
+    "adapt_training_args": "peft_trl.training",
+}
+
+__all__ = ["register", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'peft_trl' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 def register(registry: HostRegistry) -> None:
     """Register TRL-specific behaviour with the core.
 
-    Nothing to register yet: later issues fill this in (see the package's section in REQUIREMENTS.md).
+    TRL adds no task type, target table or weight conversion of its own (its models are transformers models, which
+    peft-transformers covers), so nothing is registered; the helpers above are imported from ``peft_trl`` directly.
 
     Args:
         registry: the core's :class:`peft.hosts.HostRegistry`.

@@ -412,6 +412,16 @@ class BaseTunerLayer:
         return self.base_layer
 
 
+def base_parameter_path(layer: nn.Module, parameter_name: str) -> str:
+    """Path of ``parameter_name`` of the innermost base module, relative to ``layer.base_layer`` (through nested
+    adapter layers), for ``torch.func.functional_call`` on the base layer."""
+    path, module = [], layer.base_layer
+    while isinstance(module, BaseTunerLayer):
+        path.append("base_layer")
+        module = module.base_layer
+    return ".".join([*path, parameter_name])
+
+
 def _first_tensor(module: nn.Module) -> torch.Tensor | None:
     for tensor in module._parameters.values():
         if tensor is not None:

@@ -231,8 +231,28 @@ class BaseTuner(nn.Module):
             raise ValueError("Injecting from a state_dict cannot be combined with target_parameters.")
 
         self._warn_if_already_adapted(model)
+        try:
+            self._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
+        except Exception:
+            # no half-initialised model: remove what this adapter created, then report the error
+            self.peft_config.pop(adapter_name, None)
+            for _, module in _lifecycle_modules(model):
+                module.delete_adapter(adapter_name, new_active_adapters=module.active_adapters)
+            purge_empty_adapter_modules(model)
+            raise
+        with _gc_paused():
+            self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
+
+    def _create_adapter_modules(
+        self,
+        model: nn.Module,
+        peft_config: PeftConfig,
+        adapter_name: str,
+        low_cpu_mem_usage: bool,
+        state_dict: dict[str, torch.Tensor] | None,
+    ) -> None:
         targets = self._select_targets(model, peft_config, state_dict)
-        self._warn_tied_targets(model_config, targets, "Adapting")
+        self._warn_tied_targets(self.get_model_config(model), targets, "Adapting")
         if getattr(peft_config, "target_parameters", None):
             self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
@@ -241,9 +261,7 @@ class BaseTuner(nn.Module):
                 parent, target, target_name = _get_submodules(model, key)
                 self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
                 self.targeted_module_names.append(key)
-        with _gc_paused():
             self._add_auxiliary_modules(model, peft_config, adapter_name)
-            self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
 
     def _select_targets(
         self, model: nn.Module, peft_config: PeftConfig, state_dict: dict[str, torch.Tensor] | None
@@ -704,3 +722,17 @@ def _wrap_tied_layers(model: nn.Module, wrapper: nn.Module, adapter_name: str, t
                 module, adapter_name, token_indices=token_indices, tied_adapter=wrapper.token_adapter
             )
             setattr(parent, target_name, tied)
+
+
+def purge_empty_adapter_modules(model: nn.Module) -> None:
+    """Replace adapter layers and auxiliary wrappers that hold no adapter any more by the modules they wrap."""
+    modules = _lifecycle_modules(model)
+    modules.sort(key=lambda item: item[0].count("."), reverse=True)
+    for key, module in modules:
+        if isinstance(module, BaseTunerLayer):
+            empty, inner = not module._all_available_adapter_names(), module.base_layer
+        else:
+            empty, inner = not module._available_adapters(), module.original_module
+        if empty:
+            parent, _, target_name = _get_submodules(model, key)
+            setattr(parent, target_name, inner)

@@ -211,6 +211,11 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
         except AttributeError:
             if name in ("original_module", "modules_to_save", "_modules", "_parameters", "_buffers"):
                 raise
+        names = [] if self._disable_adapters else self._active_copies()
+        if len(names) > 1:  # several copies combine: read from a module holding the combination
+            combined = copy.deepcopy(self.original_module)
+            combined.load_state_dict(self._combined_state(names))
+            return getattr(combined, name)
         return getattr(self.active_module(), name)
 
     def adapter_state_dict(self, adapter_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -346,7 +351,10 @@ class TrainableTokensWrapper(AuxiliaryTrainingWrapper):
     def delete_adapter(self, adapter_name: str, new_active_adapters: Sequence[str] | None = None) -> None:
         if self.token_adapter.tied_adapter is None:
             self.token_adapter.delete_adapter(adapter_name, new_active_adapters)
-        super().delete_adapter(adapter_name, new_active_adapters)
+        if adapter_name in self._active_adapter:
+            if new_active_adapters is None:
+                new_active_adapters = [n for n in self._active_adapter if n != adapter_name]
+            self._activate(new_active_adapters)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         if self._disable_adapters:

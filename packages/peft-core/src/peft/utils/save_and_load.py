@@ -35,10 +35,12 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
     from peft.tuners.tuners_layer import BaseTunerLayer
 
     key_map: dict[str, str] = {}
-    for path, module in model.named_modules():
-        if not isinstance(module, BaseTunerLayer):
-            continue
-        prefix = f"{path}." if path else ""
+    modules = dict(model.named_modules())
+    for path, module in modules.items():
+        if not isinstance(module, BaseTunerLayer) or getattr(module, "tied_adapter", None) is not None:
+            continue  # a tied layer shares its tensors with the adapter it is tied to, which saves them
+        prefix = f"{_file_path(path, adapter_name, modules)}." if path else ""
+        live_prefix = f"{path}." if path else ""
         aliases = getattr(module, "_file_key_aliases", {})
         for attr in module.adapter_layer_names:
             container = getattr(module, attr, None)
@@ -48,9 +50,25 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
             sub_keys = list(item.state_dict().keys()) if isinstance(item, nn.Module) else [""]
             for sub_key in sub_keys:
                 relative = f"{attr}.{sub_key}" if sub_key else attr
-                live = f"{prefix}{attr}.{adapter_name}" + (f".{sub_key}" if sub_key else "")
+                live = f"{live_prefix}{attr}.{adapter_name}" + (f".{sub_key}" if sub_key else "")
                 key_map[prefix + aliases.get(relative, relative)] = live
     return key_map
+
+
+def _file_path(path: str, adapter_name: str, modules: dict[str, nn.Module]) -> str:
+    """The module path an adapter's keys are saved under: where the adapter sits in the model, whatever adapters of
+    other types were stacked on top of it (``embed_tokens``, not ``embed_tokens.base_layer``), so keys do not depend
+    on the order adapters were added. Nesting within one adapter (several parameters of one module) is kept."""
+    from peft.tuners.tuners_layer import BaseTunerLayer
+
+    while path.endswith(".base_layer"):
+        outer_path = path[: -len(".base_layer")]
+        outer = modules.get(outer_path)
+        holds_adapter = isinstance(outer, BaseTunerLayer) and adapter_name in outer._all_available_adapter_names()
+        if not isinstance(outer, BaseTunerLayer) or holds_adapter:
+            break
+        path = outer_path
+    return path
 
 
 def _auxiliary_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:

@@ -68,7 +68,8 @@ def _adapter_tensors(module: nn.Module, adapter: str) -> list[torch.Tensor]:
     tensors: list[torch.Tensor] = []
     for attr in module.adapter_layer_names:
         container = getattr(module, attr, None)
-        if container is None or adapter not in container:
+        # an adapter layer inside an auxiliary wrapper is reported on its own
+        if container is None or isinstance(container, BaseTunerLayer) or adapter not in container:
             continue
         item = container[adapter]
         tensors.extend(item.parameters() if isinstance(item, nn.Module) else [item])

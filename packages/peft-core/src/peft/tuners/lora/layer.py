@@ -312,6 +312,9 @@ class Embedding(LoraLayer, nn.Module):
             return variant.forward(self, adapter_name, x, result)
         after_a = self._embed(x, self.lora_embedding_A[adapter_name].T)
         update = (after_a @ self.lora_embedding_B[adapter_name].T) * self.scaling[adapter_name]
+        embed_scale = getattr(self.get_base_layer(), "embed_scale", None)
+        if embed_scale is not None:  # the base output is scaled (e.g. Gemma), so the update is too
+            update = update * torch.as_tensor(embed_scale, dtype=update.dtype, device=update.device)
         return result + update.to(result.dtype)
 
     def __repr__(self) -> str:

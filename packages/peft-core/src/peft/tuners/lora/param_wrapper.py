@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer
-from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_layer import base_parameter_path
 
 
 class ParamWrapper(LoraLayer, nn.Module):
@@ -93,16 +93,8 @@ class ParamWrapper(LoraLayer, nn.Module):
         adapted = param
         for name in active:
             adapted = adapted + self.get_delta_weight(name).to(param.dtype)
-        path = self._param_path()
+        path = base_parameter_path(self, self.parameter_name)
         return torch.func.functional_call(self.base_layer, {path: adapted}, (x, *args), kwargs, strict=False)
-
-    def _param_path(self) -> str:
-        """Path of the parameter relative to ``self.base_layer`` (through nested wrappers)."""
-        path, module = [], self.base_layer
-        while isinstance(module, BaseTunerLayer):
-            path.append("base_layer")
-            module = module.base_layer
-        return ".".join([*path, self.parameter_name])
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()

@@ -12,12 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from peft.tuners._buffer_dict import BufferDict
-from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.utils.warnings import warn
+from peft.tuners.tuners_layer import BaseTunerLayer, base_parameter_path
 
 
 class TrainableTokensLayer(BaseTunerLayer, nn.Module):
@@ -98,26 +96,10 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
             weight = weight.index_add(0, index, change.to(weight.dtype))
         return weight
 
-    def _embed_scale(self) -> torch.Tensor | None:
-        scale = getattr(self.get_base_layer(), "embed_scale", None)
-        if scale is None:
-            return None
-        if isinstance(scale, torch.Tensor) and scale.numel() != 1:
-            warn("The embedding's embed_scale is not a scalar; trainable tokens do not apply it.")
-            return None
-        return torch.as_tensor(scale)
-
     def _forward_with(self, x: torch.Tensor, weight: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        base = self.get_base_layer()
-        if isinstance(base, nn.Embedding):
-            result = F.embedding(
-                x, weight, base.padding_idx, base.max_norm, base.norm_type, base.scale_grad_by_freq, base.sparse
-            )
-            scale = self._embed_scale()
-            return result * scale.to(result.dtype) if scale is not None else result
-        if isinstance(base, nn.Linear):
-            return F.linear(x, weight, base.bias)
-        raise TypeError(f"Trainable tokens support nn.Embedding and tied nn.Linear layers, got {type(base).__name__}.")
+        """The base layer's forward (any scaling it applies included) with its weight replaced by ``weight``."""
+        path = base_parameter_path(self, "weight")
+        return torch.func.functional_call(self.base_layer, {path: weight}, (x, *args), kwargs, strict=False)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, current_mixed_batch
@@ -133,7 +115,12 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
             active = [n for n in self.active_adapters if n in self.trainable_tokens_delta]
             if not active:
                 return self.base_layer(x, *args, **kwargs)
-            return self._forward_with(x, self.get_merged_weights(active))
+            return self._forward_with(x, self.get_merged_weights(active), *args, **kwargs)
+        if len(adapter_names) != x.shape[0]:
+            raise ValueError(
+                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows; give one "
+                "adapter name per row."
+            )
         rows_by_adapter: dict[str, list[int]] = {}
         for row, name in enumerate(adapter_names):
             rows_by_adapter.setdefault(name, []).append(row)
@@ -141,7 +128,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
         for name, rows in rows_by_adapter.items():
             active = [] if name == BASE_ADAPTER_NAME else [name]
             index = torch.tensor(rows, device=x.device)
-            parts[name] = (index, self._forward_with(x[index], self.get_merged_weights(active)))
+            parts[name] = (index, self._forward_with(x[index], self.get_merged_weights(active), *args, **kwargs))
         first = next(iter(parts.values()))[1]
         result = first.new_empty((x.shape[0], *first.shape[1:]))
         for index, out in parts.values():

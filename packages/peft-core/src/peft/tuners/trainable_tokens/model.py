@@ -61,3 +61,17 @@ class TrainableTokensModel(BaseTuner):
             )
         layer = TrainableTokensLayer(target, adapter_name, peft_config.token_indices, peft_config.init_weights)
         self._replace_module(parent, target_name, layer, target)
+        self._tie_layers_sharing_the_weight(layer, adapter_name, peft_config)
+
+    def _tie_layers_sharing_the_weight(
+        self, layer: TrainableTokensLayer, adapter_name: str, peft_config: TrainableTokensConfig
+    ) -> None:
+        """Output layers tied to the embedding (the same weight tensor) use the embedding's trained rows too."""
+        weight = layer.get_base_layer().weight
+        for key, module in list(self.model.named_modules(remove_duplicate=False)):
+            if isinstance(module, nn.Linear) and module.weight is weight:
+                parent, _, name = key.rpartition(".")
+                tied = TrainableTokensLayer(
+                    module, adapter_name, peft_config.token_indices, peft_config.init_weights, tied_adapter=layer
+                )
+                setattr(self.model.get_submodule(parent), name, tied)
