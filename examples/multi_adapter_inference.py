@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="training steps per adapter")
     parser.add_argument("--output-dir", default=None, help="where to save the adapters (default: a temporary folder)")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # the models are tiny: extra threads cost more than they save
     transformers_logging.set_verbosity_error()
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="multi_adapter_")
 

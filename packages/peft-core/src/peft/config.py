@@ -93,6 +93,12 @@ class PeftConfigMixin:
         """Whether this is a soft-prompt method (prompt tuning, prefix tuning, ...)."""
         return False
 
+    def _register_custom_module(self, mapping: dict[type, type]) -> None:
+        """Experimental: adapt base layers of your own types with your own layer classes,
+        ``{BaseLayerType: CustomAdapterLayer}``. Tried before the built-in layers; runtime only (never saved), so
+        register again on a loaded config before ``PeftModel.from_pretrained(..., config=config)``."""
+        self._custom_modules = {**(getattr(self, "_custom_modules", None) or {}), **mapping}
+
     @property
     def is_adaption_prompt(self) -> bool:
         """Whether this is adaption prompt (Llama-Adapter)."""

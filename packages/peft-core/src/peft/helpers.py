@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from torch import nn
 
 from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.utils.other import cast_mixed_precision_params
+
+__all__ = ["cast_mixed_precision_params", "disable_input_dtype_casting"]
 
 
 @contextmanager

@@ -1,7 +1,15 @@
 """peft integration for Diffusers.
 
+Diffusers drives PEFT itself (``pipe.load_lora_weights``, ``unet.add_adapter``, ...); this package holds the
+diffusers conventions as a library usable without pipelines:
+
+- :mod:`peft_diffusers.convert`: LoRA state dicts in the kohya, A1111 and older diffusers formats to and from the
+  PEFT format, with the ``LoraConfig`` kwargs (ranks, alphas) that reproduce them;
+- :mod:`peft_diffusers.targets`: default LoRA targets of UNets, DiTs and CLIP text encoders;
+- :mod:`peft_diffusers.naming`: kohya and LDM (A1111) module naming.
+
 The core finds this package through its ``peft.hosts`` entry point and calls :func:`register`. Importing it must
-stay cheap: nothing here imports diffusers at module import time.
+stay cheap: nothing here imports diffusers.
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ if TYPE_CHECKING:
 
 
 def register(registry: HostRegistry) -> None:
-    """Register Diffusers-specific behaviour with the core.
-
-    Nothing to register yet: later issues fill this in (see the package's section in REQUIREMENTS.md).
+    """Register the default LoRA targets of diffusers models (keyed by class name) with the core.
 
     Args:
         registry: the core's :class:`peft.hosts.HostRegistry`.
     """
-    del registry
+    from .targets import DIFFUSERS_LORA_TARGET_MODULES
+
+    registry.register_default_target_modules(
+        "LORA", {name: list(targets) for name, targets in DIFFUSERS_LORA_TARGET_MODULES.items()}
+    )

@@ -22,10 +22,7 @@ def build_peft_weight_mapping(
         peft_config: the adapter's config; its method's parameter prefix selects the keys to rename.
 
     Returns:
-        ``WeightRenaming`` objects for transformers' loader, the model's renamings after PEFT's.
-
-    Raises:
-        NotImplementedError: for model conversions that fuse tensors (e.g. MoE experts), not supported yet.
+        ``WeightRenaming`` objects for transformers' loader, followed by the model's own conversions.
     """
     from transformers.core_model_loading import WeightRenaming
 
@@ -44,12 +41,7 @@ def build_peft_weight_mapping(
         # the DoRA magnitude is stored without the ".weight" of its live module
         rules.append(WeightRenaming(rf"({escaped}magnitude_vector\.{re.escape(adapter_name)})", r"\1.weight"))
     for conversion in weight_conversions or []:
-        if isinstance(conversion, WeightRenaming):
-            rules.append(conversion)
-        else:
-            raise NotImplementedError(
-                "Loading adapters into models whose checkpoints transformers converts with "
-                f"{type(conversion).__name__} (e.g. fused MoE experts) is not supported yet; load the adapter with "
-                "PeftModel.from_pretrained."
-            )
+        # the model's converters rename or fuse base weights (e.g. per-expert w1/w3 into gate_up_proj); their
+        # patterns end in base parameter names, so adapter keys pass through them unchanged
+        rules.append(conversion)
     return rules

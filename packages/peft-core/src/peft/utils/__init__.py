@@ -5,6 +5,7 @@ from peft.utils.other import (
     ModulesToSaveWrapper,
     TrainableTokensWrapper,
     _get_submodules,
+    cast_mixed_precision_params,
 )
 from peft.utils.peft_types import PeftType, TaskType, register_peft_method
 from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
@@ -18,6 +19,7 @@ __all__ = [
     "TaskType",
     "TrainableTokensWrapper",
     "_get_submodules",
+    "cast_mixed_precision_params",
     "get_peft_model_state_dict",
     "load_peft_weights",
     "register_peft_method",

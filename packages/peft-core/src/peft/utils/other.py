@@ -382,6 +382,18 @@ class TrainableTokensWrapper(AuxiliaryTrainingWrapper):
         return self.original_module
 
 
+def cast_mixed_precision_params(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast frozen floating parameters to ``dtype`` and trainable ones to fp32, in place.
+
+    For mixed-precision training (AMP) of a half-precision model: the optimizer then sees fp32 adapter weights,
+    avoiding "Attempting to unscale FP16 gradients", while the frozen base stays small.
+    """
+    for param in model.parameters():
+        if not param.is_floating_point():
+            continue
+        param.data = param.data.float() if param.requires_grad else param.data.to(dtype)
+
+
 def __getattr__(name: str) -> Any:
     # TRANSFORMERS_MODELS_TO_<METHOD>_TARGET_MODULES_MAPPING, importable from here as from peft.utils.constants
     if name.startswith("TRANSFORMERS_MODELS_TO_"):

@@ -172,6 +172,8 @@ def _embedding_module_names(model: nn.Module) -> list[str]:
 def _should_save_embeddings(model: nn.Module, config: Any, save_embedding_layers: str | bool) -> bool:
     if save_embedding_layers != "auto":
         return bool(save_embedding_layers)
+    if str(getattr(config, "peft_type", "")) == "TRAINABLE_TOKENS":
+        return False  # the trained rows are the adapter; the rest of the embedding is the base model's
     from peft.tuners._targeting import TargetSelector
     from peft.utils.warnings import warn
 

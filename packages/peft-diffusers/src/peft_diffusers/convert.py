@@ -1,0 +1,510 @@
+"""Convert LoRA state dicts between the PEFT format and the formats Stable Diffusion tools write.
+
+Formats (keys shown for one module; ``<c>`` is a pipeline component such as ``unet`` or ``text_encoder``):
+
+- ``"peft"``: ``<c>.<path>.lora_A.weight``, ``<c>.<path>.lora_B.weight`` (plus ``lora_B.bias`` and
+  ``lora_magnitude_vector`` for lora_bias/DoRA), what ``save_lora_weights`` writes. The scaling
+  (``lora_alpha / r``) lives in a ``LoraConfig``, not in the file.
+- ``"kohya"``: ``lora_unet_<path with _>.lora_down.weight``, ``.lora_up.weight`` and ``.alpha`` (a scalar: the
+  update is ``alpha / rank * up @ down``); text encoders are ``lora_te_`` (``lora_te1_``/``lora_te2_`` for SDXL's
+  two). kohya's and AUTOMATIC1111's files for SD 1.x name UNet modules as diffusers does.
+- ``"a1111"``: kohya keys whose UNet names are the original LDM UNet's (``lora_unet_input_blocks_1_1_...``), as
+  AUTOMATIC1111 and kohya's SDXL files use; converting needs the UNet's module names.
+- ``"diffusers"``: diffusers' older formats: ``<c>.<path>.lora.down.weight``/``lora.up.weight`` (UNet),
+  ``<c>.<path>.lora_linear_layer.down.weight`` (text encoders), and attention-processor keys
+  ``<path>.processor.to_q_lora.down.weight``. They carry no alpha (scale 1), unless ``<path>.alpha`` keys are present.
+
+Every reader returns ``(peft_state_dict, configs)`` where ``configs[component]`` are ``LoraConfig`` keyword
+arguments (``r``, ``lora_alpha``, ``rank_pattern``, ``alpha_pattern`` for modules whose rank/alpha differ from the
+most common one, ``target_modules`` as full paths, ``use_dora``, ``lora_bias``) that reproduce the file's scaling
+exactly, e.g. as ``unet_lora_adapter_metadata`` for diffusers' ``save_lora_weights``.
+
+Example:
+    >>> peft_sd, configs = kohya_to_peft(load_file("style.safetensors"), module_names={"unet": pipe.unet})
+    >>> kohya_sd = peft_to_kohya(peft_sd, configs)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft_diffusers.naming import LDM_BLOCK_NAMES, FlatNameResolver, LdmUNetNames, flatten_name, guess_path
+
+__all__ = [
+    "KOHYA_PREFIXES",
+    "LoraModuleWeights",
+    "a1111_to_peft",
+    "detect_format",
+    "diffusers_to_peft",
+    "kohya_to_peft",
+    "lora_config_kwargs",
+    "peft_to_a1111",
+    "peft_to_diffusers",
+    "peft_to_kohya",
+    "to_peft",
+]
+
+# pipeline component -> kohya key prefix; SDXL's first text encoder is written lora_te1_ when a second one exists
+KOHYA_PREFIXES = {"unet": "lora_unet", "text_encoder": "lora_te", "text_encoder_2": "lora_te2"}
+_KOHYA_READ_PREFIXES = {
+    "lora_unet": "unet",
+    "lora_te": "text_encoder",
+    "lora_te1": "text_encoder",
+    "lora_te2": "text_encoder_2",
+}
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "prior", "controlnet")
+_TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
+# paths of transformers' flattened CLIPTextModel, which kohya names below "text_model."
+_CLIP_TEXT_MODEL_CHILDREN = ("encoder.", "embeddings.", "final_layer_norm")
+_PEFT_MARKERS = (
+    (".lora_A.weight", "down"),
+    (".lora_B.weight", "up"),
+    (".lora_B.bias", "up_bias"),
+    (".lora_magnitude_vector", "magnitude"),
+)
+_OLD_UNET_RENAMES = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
+_OLD_TEXT_RENAMES = {"to_q_lora": "q_proj", "to_k_lora": "k_proj", "to_v_lora": "v_proj", "to_out_lora": "out_proj"}
+
+ModuleNames = Mapping[str, "Iterable[str] | nn.Module"]
+
+
+@dataclass
+class LoraModuleWeights:
+    """The LoRA of one module, format-free: ``delta W = scale * up @ down`` with ``scale = alpha / rank``.
+
+    ``alpha`` None means "as in the file's convention without alpha": scale 1 (alpha equals the rank).
+    """
+
+    down: torch.Tensor
+    up: torch.Tensor
+    alpha: float | None = None
+    up_bias: torch.Tensor | None = None
+    magnitude: torch.Tensor | None = None
+
+    @property
+    def rank(self) -> int:
+        return int(self.down.shape[0])
+
+    @property
+    def effective_alpha(self) -> float:
+        return float(self.rank) if self.alpha is None else float(self.alpha)
+
+
+# ------------------------------------------------------------------------------------------------ format detection
+def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """``"peft"``, ``"kohya"``, ``"a1111"`` or ``"diffusers"``, from the keys.
+
+    Raises:
+        ValueError: if the keys fit none of them.
+    """
+    keys = list(state_dict)
+    if not keys:
+        raise ValueError("The state dict is empty.")
+    if all(k.startswith(tuple(p + "_" for p in _KOHYA_READ_PREFIXES)) for k in keys):
+        unet_names = [k[len("lora_unet_") :] for k in keys if k.startswith("lora_unet_")]
+        return "a1111" if any(n.startswith(LDM_BLOCK_NAMES) for n in unet_names) else "kohya"
+    if any(".lora_A." in k or k.endswith(".lora_A.weight") for k in keys):
+        return "peft"
+    if any(".lora.down." in k or ".lora_linear_layer.down." in k or "_lora.down." in k for k in keys):
+        return "diffusers"
+    raise ValueError(f"Unrecognised LoRA state dict format; first keys: {keys[:5]}.")
+
+
+def to_peft(
+    state_dict: Mapping[str, torch.Tensor], module_names: ModuleNames | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Convert a LoRA state dict of any supported format to the PEFT format (see :func:`detect_format`).
+
+    A PEFT-format input comes back unchanged, with configs of scale 1 (PEFT files carry no alpha).
+    """
+    fmt = detect_format(state_dict)
+    if fmt in ("kohya", "a1111"):
+        return kohya_to_peft(state_dict, module_names=module_names)
+    if fmt == "diffusers":
+        return diffusers_to_peft(state_dict)
+    modules = _read_peft(state_dict, configs=None, component=None)
+    return _write_peft(modules), lora_config_kwargs(modules)
+
+
+# ------------------------------------------------------------------------------------------------ kohya / A1111
+def kohya_to_peft(
+    state_dict: Mapping[str, torch.Tensor], module_names: ModuleNames | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Convert a kohya (or A1111) LoRA state dict to the PEFT format.
+
+    Args:
+        state_dict: ``lora_unet_*`` / ``lora_te*_*`` keys with ``.lora_down.weight``, ``.lora_up.weight`` and
+            optional ``.alpha``.
+        module_names: per component (``"unet"``, ``"text_encoder"``, ...), the model or its module names. With
+            them, kohya names are resolved exactly and LDM (A1111) UNet names can be read; without, names are
+            resolved with the segment vocabulary of diffusers/CLIP models.
+
+    Returns:
+        ``(peft_state_dict, configs)``: keys ``<component>.<path>.lora_A.weight`` ...; ``configs[component]`` the
+        ``LoraConfig`` kwargs with ``lora_alpha``/``alpha_pattern`` from the ``.alpha`` entries.
+
+    Raises:
+        ValueError: for unknown prefixes, keys without their up/down partner, unresolvable names, or DoRA
+            (``dora_scale``) entries.
+    """
+    resolvers = _resolvers(module_names)
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state_dict.items():
+        name, _, suffix = key.partition(".")
+        if suffix == "dora_scale":
+            raise ValueError(f"kohya DoRA entries ({key!r}) are not supported: their magnitude layout differs.")
+        grouped.setdefault(name, {})[suffix] = tensor
+    modules: dict[str, LoraModuleWeights] = {}
+    for name in sorted(grouped):
+        parts = grouped[name]
+        component, flat = _split_kohya_name(name)
+        path = _resolve(component, flat, resolvers)
+        if "lora_down.weight" not in parts or "lora_up.weight" not in parts:
+            raise ValueError(
+                f"kohya module {name!r} needs both lora_down.weight and lora_up.weight; has {sorted(parts)}."
+            )
+        unknown = sorted(set(parts) - {"lora_down.weight", "lora_up.weight", "alpha"})
+        if unknown:
+            raise ValueError(f"kohya module {name!r} has entries this converter does not know: {unknown}.")
+        alpha = parts.get("alpha")
+        modules[f"{component}.{path}"] = LoraModuleWeights(
+            down=parts["lora_down.weight"],
+            up=parts["lora_up.weight"],
+            alpha=None if alpha is None else _as_number(alpha.item()),
+        )
+    return _write_peft(modules), lora_config_kwargs(modules)
+
+
+def a1111_to_peft(
+    state_dict: Mapping[str, torch.Tensor], module_names: ModuleNames
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Convert an A1111 LoRA (kohya keys, LDM UNet names) to the PEFT format; ``module_names["unet"]`` is required.
+
+    See :func:`kohya_to_peft`.
+    """
+    if "unet" not in module_names:
+        raise ValueError("A1111 (LDM) UNet names need module_names['unet']: the UNet or its module names.")
+    return kohya_to_peft(state_dict, module_names=module_names)
+
+
+def peft_to_kohya(
+    state_dict: Mapping[str, torch.Tensor],
+    configs: Mapping[str, Any] | Any | None = None,
+    component: str | None = None,
+    ldm_unet_names: ModuleNames | None = None,
+) -> dict[str, torch.Tensor]:
+    """Convert a PEFT-format LoRA state dict to kohya keys (``.lora_down``/``.lora_up``/``.alpha``).
+
+    Args:
+        state_dict: ``<component>.<path>.lora_A.weight`` ... keys (or, with ``component``, component-less keys such
+            as ``<path>.lora_A.weight`` and ``base_model.model.<path>.lora_A.weight``).
+        configs: the adapters' ``LoraConfig`` (or kwargs) per component, or one for all; gives each module's alpha
+            (rank patterns, alpha patterns and rsLoRA honoured). Without it the scale is 1 (alpha = rank).
+        component: the component of component-less keys.
+        ldm_unet_names: ``{"unet": unet or its module names}`` to write UNet names the LDM (A1111) way.
+
+    Raises:
+        ValueError: for DoRA or lora_bias adapters (kohya has no place for them) or components without a kohya
+            prefix.
+    """
+    modules = _read_peft(state_dict, configs=configs, component=component)
+    ldm = LdmUNetNames(_names_of(ldm_unet_names["unet"])) if ldm_unet_names else None
+    with_te2 = any(key.startswith("text_encoder_2.") for key in modules)
+    out: dict[str, torch.Tensor] = {}
+    for key in sorted(modules):
+        weights = modules[key]
+        if weights.magnitude is not None or weights.up_bias is not None:
+            raise ValueError(f"{key}: DoRA and lora_bias adapters cannot be written in the kohya format.")
+        module_component, path = key.split(".", 1)
+        prefix = KOHYA_PREFIXES.get(module_component)
+        if prefix is None:
+            raise ValueError(f"No kohya prefix for component {module_component!r}; known: {sorted(KOHYA_PREFIXES)}.")
+        if module_component == "text_encoder" and with_te2:
+            prefix = "lora_te1"
+        if module_component in _TEXT_ENCODERS and path.startswith(_CLIP_TEXT_MODEL_CHILDREN):
+            path = "text_model." + path
+        if module_component == "unet" and ldm is not None:
+            if path not in ldm.to_ldm:
+                raise ValueError(f"UNet module {path!r} has no LDM name.")
+            path = ldm.to_ldm[path]
+        name = f"{prefix}_{flatten_name(path)}"
+        out[f"{name}.lora_down.weight"] = weights.down
+        out[f"{name}.lora_up.weight"] = weights.up
+        out[f"{name}.alpha"] = torch.tensor(weights.effective_alpha)
+    return out
+
+
+def peft_to_a1111(
+    state_dict: Mapping[str, torch.Tensor],
+    unet: Iterable[str] | nn.Module,
+    configs: Mapping[str, Any] | Any | None = None,
+    component: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Convert a PEFT-format LoRA to A1111 keys (kohya keys with LDM UNet names); see :func:`peft_to_kohya`."""
+    return peft_to_kohya(state_dict, configs=configs, component=component, ldm_unet_names={"unet": unet})
+
+
+# ------------------------------------------------------------------------------------------------ diffusers formats
+def diffusers_to_peft(
+    state_dict: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
+    """Convert diffusers' older LoRA formats (``lora.down``/``lora.up``, ``lora_linear_layer``, attention-processor
+    ``to_q_lora``) to the PEFT format. Keys without a component prefix belong to the UNet; ``<path>.alpha`` entries,
+    if present, give the alphas (otherwise scale 1).
+    """
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state_dict.items():
+        module, part = _split_diffusers_key(key)
+        grouped.setdefault(module, {})[part] = tensor
+    modules: dict[str, LoraModuleWeights] = {}
+    for module in sorted(grouped):
+        parts = grouped[module]
+        if "down" not in parts or "up" not in parts:
+            raise ValueError(f"diffusers LoRA module {module!r} needs both down and up weights; has {sorted(parts)}.")
+        alpha = parts.get("alpha")
+        modules[module] = LoraModuleWeights(
+            down=parts["down"],
+            up=parts["up"],
+            alpha=None if alpha is None else _as_number(alpha.item()),
+            up_bias=parts.get("up_bias"),
+            magnitude=parts.get("magnitude"),
+        )
+    return _write_peft(modules), lora_config_kwargs(modules)
+
+
+def peft_to_diffusers(
+    state_dict: Mapping[str, torch.Tensor],
+    configs: Mapping[str, Any] | Any | None = None,
+    component: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Convert a PEFT-format LoRA to diffusers' ``lora.down``/``lora.up`` format (``lora_linear_layer`` for text
+    encoders). That format has no alpha: each module's scale (from ``configs``) is multiplied into its up weight.
+    """
+    modules = _read_peft(state_dict, configs=configs, component=component)
+    out: dict[str, torch.Tensor] = {}
+    for key in sorted(modules):
+        weights = modules[key]
+        module_component = key.split(".", 1)[0]
+        layer = "lora_linear_layer" if module_component in _TEXT_ENCODERS else "lora"
+        scale = weights.effective_alpha / weights.rank
+        out[f"{key}.{layer}.down.weight"] = weights.down
+        out[f"{key}.{layer}.up.weight"] = weights.up if scale == 1 else weights.up * scale
+        if weights.up_bias is not None:
+            out[f"{key}.{layer}.up.bias"] = weights.up_bias if scale == 1 else weights.up_bias * scale
+        if weights.magnitude is not None:
+            out[f"{key}.lora_magnitude_vector"] = weights.magnitude
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ configs
+def lora_config_kwargs(modules: Mapping[str, LoraModuleWeights]) -> dict[str, dict[str, Any]]:
+    """``LoraConfig`` kwargs per component that reproduce every module's rank and scale.
+
+    ``r``/``lora_alpha`` are the most common rank/alpha (ties: the one met first in sorted module order); modules
+    that differ go to ``rank_pattern``/``alpha_pattern`` under ``^<path>`` (anchored full paths, as diffusers
+    writes them).
+    """
+    by_component: dict[str, dict[str, LoraModuleWeights]] = {}
+    for key in sorted(modules):
+        module_component, path = key.split(".", 1)
+        by_component.setdefault(module_component, {})[path] = modules[key]
+    configs = {}
+    for module_component, items in by_component.items():
+        ranks = {path: w.rank for path, w in items.items()}
+        alphas = {path: _as_number(w.effective_alpha) for path, w in items.items()}
+        r = Counter(ranks.values()).most_common(1)[0][0]
+        lora_alpha = Counter(alphas.values()).most_common(1)[0][0]
+        configs[module_component] = {
+            "r": r,
+            "lora_alpha": lora_alpha,
+            "rank_pattern": {f"^{p}": v for p, v in ranks.items() if v != r},
+            "alpha_pattern": {f"^{p}": v for p, v in alphas.items() if v != lora_alpha},
+            "target_modules": sorted(items),
+            "use_dora": any(w.magnitude is not None for w in items.values()),
+            "lora_bias": any(w.up_bias is not None for w in items.values()),
+        }
+    return configs
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _as_number(value: float) -> float | int:
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def _names_of(model_or_names: Iterable[str] | nn.Module) -> list[str]:
+    if isinstance(model_or_names, nn.Module):
+        return [name for name, _ in model_or_names.named_modules()]
+    return list(model_or_names)
+
+
+def _resolvers(module_names: ModuleNames | None) -> dict[str, FlatNameResolver]:
+    resolvers = {}
+    for module_component, source in (module_names or {}).items():
+        names = _names_of(source)
+        aliases: dict[str, str] = {}
+        if module_component == "unet":
+            try:
+                ldm = LdmUNetNames(names)
+            except ValueError:
+                ldm = None
+            if ldm is not None:
+                aliases.update({flatten_name(ldm_name): path for ldm_name, path in ldm.from_ldm.items()})
+        if module_component in _TEXT_ENCODERS:
+            # kohya writes CLIP paths below "text_model."; transformers' flattened CLIPTextModel has no such module
+            aliases.update(
+                {flatten_name("text_model." + n): n for n in names if n.startswith(_CLIP_TEXT_MODEL_CHILDREN)}
+            )
+        resolvers[module_component] = FlatNameResolver(names, aliases)
+    return resolvers
+
+
+def _split_kohya_name(name: str) -> tuple[str, str]:
+    for prefix in sorted(_KOHYA_READ_PREFIXES, key=len, reverse=True):
+        if name.startswith(prefix + "_"):
+            return _KOHYA_READ_PREFIXES[prefix], name[len(prefix) + 1 :]
+    raise ValueError(f"kohya key {name!r} has no known prefix ({sorted(p + '_' for p in _KOHYA_READ_PREFIXES)}).")
+
+
+def _resolve(component: str, flat: str, resolvers: Mapping[str, FlatNameResolver]) -> str:
+    resolver = resolvers.get(component)
+    if resolver is not None:
+        try:
+            return resolver.resolve(flat)
+        except KeyError as exc:
+            raise ValueError(f"kohya name {flat!r} ({component}) matches no module of the given model.") from exc
+    if component == "unet" and flat.startswith(LDM_BLOCK_NAMES):
+        raise ValueError(
+            f"kohya name {flat!r} uses LDM (A1111) UNet names; pass module_names={{'unet': unet}} to convert it."
+        )
+    return guess_path(flat)
+
+
+def _split_diffusers_key(key: str) -> tuple[str, str]:
+    """``(component.module_path, part)`` for a key of diffusers' older formats; part is down/up/up_bias/alpha/
+    magnitude."""
+    key = key.replace(".processor.", ".")
+    first = key.split(".", 1)[0]
+    if first not in COMPONENTS:
+        key = "unet." + key
+    module_component = key.split(".", 1)[0]
+    if key.endswith(".alpha"):
+        module, part = key[: -len(".alpha")], "alpha"
+        for marker in (".lora", ".lora_linear_layer"):
+            module = module.removesuffix(marker)
+        return _rename_old(module, module_component), part
+    if key.endswith(".lora_magnitude_vector"):
+        return _rename_old(key[: -len(".lora_magnitude_vector")], module_component), "magnitude"
+    for marker in (".lora_linear_layer.", ".lora."):
+        if marker in key:
+            module, _, tail = key.partition(marker)
+            return module, _diffusers_part(key, tail)
+    for old in _OLD_UNET_RENAMES:
+        marker = f".{old}."
+        if marker in key:
+            module, _, tail = key.partition(marker)
+            return _rename_old(f"{module}.{old}", module_component), _diffusers_part(key, tail)
+    raise ValueError(f"Key {key!r} is not in a diffusers LoRA format.")
+
+
+def _rename_old(module: str, module_component: str) -> str:
+    renames = _OLD_TEXT_RENAMES if module_component in _TEXT_ENCODERS else _OLD_UNET_RENAMES
+    head, _, last = module.rpartition(".")
+    if last in renames:
+        return f"{head}.{renames[last]}"
+    return module
+
+
+def _diffusers_part(key: str, tail: str) -> str:
+    parts = {"down.weight": "down", "up.weight": "up", "up.bias": "up_bias"}
+    if tail not in parts:
+        raise ValueError(f"Key {key!r}: unknown LoRA entry {tail!r}.")
+    return parts[tail]
+
+
+def _config_for(configs: Any, module_component: str) -> Any:
+    if configs is None:
+        return None
+    if isinstance(configs, Mapping) and "r" not in configs:
+        return configs.get(module_component)
+    return configs  # one config for every component
+
+
+def _config_value(config: Any, name: str, default: Any = None) -> Any:
+    if isinstance(config, Mapping):
+        return config.get(name, default)
+    return getattr(config, name, default)
+
+
+def _alpha_from_config(config: Any, path: str, rank: int) -> float | int | None:
+    """The alpha that gives module ``path`` its scale under ``config`` when the scale is ``alpha / rank`` (rsLoRA's
+    ``lora_alpha / sqrt(rank)`` becomes ``lora_alpha * sqrt(rank)``); None without config."""
+    if config is None:
+        return None
+    from peft.tuners._targeting import get_pattern_key
+
+    patterns = _config_value(config, "alpha_pattern") or {}
+    alpha = float(patterns.get(get_pattern_key(patterns.keys(), path), _config_value(config, "lora_alpha", 8)))
+    if _config_value(config, "use_rslora", False):
+        alpha *= math.sqrt(rank)
+    return _as_number(alpha)
+
+
+def _read_peft(
+    state_dict: Mapping[str, torch.Tensor], configs: Any, component: str | None
+) -> dict[str, LoraModuleWeights]:
+    """Module weights of a PEFT-format state dict, keyed ``<component>.<path>``, alphas from ``configs``."""
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state_dict.items():
+        module, part = _split_peft_key(key)
+        module = module.removeprefix("base_model.model.")
+        if module.split(".", 1)[0] not in COMPONENTS:
+            if component is None:
+                raise ValueError(
+                    f"Key {key!r} has no component prefix ({', '.join(COMPONENTS)}); pass component=... to say "
+                    "which model it belongs to."
+                )
+            module = f"{component}.{module}"
+        grouped.setdefault(module, {})[part] = tensor
+    modules = {}
+    for module in sorted(grouped):
+        parts = grouped[module]
+        if "down" not in parts or "up" not in parts:
+            raise ValueError(f"PEFT LoRA module {module!r} needs both lora_A and lora_B; has {sorted(parts)}.")
+        module_component, path = module.split(".", 1)
+        rank = int(parts["down"].shape[0])
+        modules[module] = LoraModuleWeights(
+            down=parts["down"],
+            up=parts["up"],
+            alpha=_alpha_from_config(_config_for(configs, module_component), path, rank),
+            up_bias=parts.get("up_bias"),
+            magnitude=parts.get("magnitude"),
+        )
+    return modules
+
+
+def _split_peft_key(key: str) -> tuple[str, str]:
+    for marker, part in _PEFT_MARKERS:
+        if key.endswith(marker):
+            return key[: -len(marker)], part
+    raise ValueError(f"Key {key!r} is not a PEFT LoRA key (lora_A/lora_B/lora_magnitude_vector).")
+
+
+def _write_peft(modules: Mapping[str, LoraModuleWeights]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for key in sorted(modules):
+        weights = modules[key]
+        out[f"{key}.lora_A.weight"] = weights.down
+        out[f"{key}.lora_B.weight"] = weights.up
+        if weights.up_bias is not None:
+            out[f"{key}.lora_B.bias"] = weights.up_bias
+        if weights.magnitude is not None:
+            out[f"{key}.lora_magnitude_vector"] = weights.magnitude
+    return out
