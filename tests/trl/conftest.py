@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
 
 from trl_helpers import make_tiny_llama, make_tokenizer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the threads' spinning slows every
+    step down by an order of magnitude."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -37,8 +37,9 @@ def _completion_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) ->
     return token_logps[:, -batch["completion_ids"].shape[1] :] * batch["completion_mask"]
 
 
-def _length_reward(completions, **kwargs) -> list[float]:
-    return [float(len(completion.split())) for completion in completions]
+def _character_count_reward(completions, **kwargs) -> list[float]:
+    # characters, not tokens: completions are clipped to the same token count, but their words differ in length
+    return [float(len(completion)) for completion in completions]
 
 
 def test_host_trl_3_grpo_trains_the_adapter_against_the_base_model(tmp_path, tokenizer):
@@ -52,7 +53,7 @@ def test_host_trl_3_grpo_trains_the_adapter_against_the_base_model(tmp_path, tok
     prompts = ["what color is the sky", "is the cat good", "is the sun big", "what color is the mat"]
     trainer = _RecordingGRPOTrainer(
         model=base,
-        reward_funcs=_length_reward,
+        reward_funcs=_character_count_reward,
         args=args,
         train_dataset=datasets.Dataset.from_dict({"prompt": prompts}),
         processing_class=tokenizer,

@@ -40,8 +40,10 @@ from peft.utils import (  # noqa: E402
     PeftType,
     PeftWarning,
     TaskType,
+    cast_mixed_precision_params,
     get_peft_model_state_dict,
     load_peft_weights,
+    prepare_model_for_kbit_training,
     register_peft_method,
     set_peft_model_state_dict,
 )
@@ -81,7 +83,9 @@ __all__ = [
     "get_peft_model",
     "get_peft_model_state_dict",
     "inject_adapter_in_model",
+    "cast_mixed_precision_params",
     "load_peft_weights",
+    "prepare_model_for_kbit_training",
     "register_peft_method",
     "set_peft_model_state_dict",
 ]

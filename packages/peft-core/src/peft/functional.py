@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from peft.mapping import inject_adapter_in_model
-from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
 from peft.utils.other import AuxiliaryTrainingWrapper
 from peft.utils.save_and_load import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils.warnings import warn
@@ -29,7 +29,7 @@ __all__ = [
 
 
 def _lifecycle_modules(model: nn.Module, layer_cls: type = BaseTunerLayer) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (layer_cls, AuxiliaryTrainingWrapper))]
+    return [m for _, m in walk_modules(model) if isinstance(m, (layer_cls, AuxiliaryTrainingWrapper))]
 
 
 def set_adapter(

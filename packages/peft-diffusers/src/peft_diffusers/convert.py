@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -443,15 +444,23 @@ def _config_value(config: Any, name: str, default: Any = None) -> Any:
     return getattr(config, name, default)
 
 
+def _pattern_value(patterns: Mapping[str, Any], path: str, default: Any) -> Any:
+    """The value of the first ``rank_pattern``/``alpha_pattern`` key matching module ``path``, as peft reads them: a
+    key matches a dot-separated suffix of the path (``$`` implied); a leading ``^`` anchors it at the start."""
+    for pattern, value in patterns.items():
+        regex = pattern + "$" if pattern.startswith("^") else rf"(.*\.)?(?:{pattern})$"
+        if re.match(regex, path):
+            return value
+    return default
+
+
 def _alpha_from_config(config: Any, path: str, rank: int) -> float | int | None:
     """The alpha that gives module ``path`` its scale under ``config`` when the scale is ``alpha / rank`` (rsLoRA's
     ``lora_alpha / sqrt(rank)`` becomes ``lora_alpha * sqrt(rank)``); None without config."""
     if config is None:
         return None
-    from peft.tuners._targeting import get_pattern_key
-
     patterns = _config_value(config, "alpha_pattern") or {}
-    alpha = float(patterns.get(get_pattern_key(patterns.keys(), path), _config_value(config, "lora_alpha", 8)))
+    alpha = float(_pattern_value(patterns, path, _config_value(config, "lora_alpha", 8)))
     if _config_value(config, "use_rslora", False):
         alpha *= math.sqrt(rank)
     return _as_number(alpha)

@@ -235,7 +235,10 @@ class PromptLearningMixin:
         config: PeftConfig,
         **kwargs: Any,
     ) -> Any:
-        if self.training and getattr(self.base_model, "is_gradient_checkpointing", False):
+        checkpointing = getattr(self.base_model, "is_activation_checkpointing", None)
+        if checkpointing is None:  # transformers before the rename
+            checkpointing = getattr(self.base_model, "is_gradient_checkpointing", False)
+        if self.training and checkpointing:
             raise ValueError(
                 "Prefix tuning does not work with gradient checkpointing: the prefixes live in the key/value cache, "
                 "which checkpointing disables. Call model.gradient_checkpointing_disable()."

@@ -136,7 +136,8 @@ def _check_adapter_names(model: nn.Module, adapter_name: str | list[str] | None)
 
 def _active_adapters(model: nn.Module) -> Any:
     if _is_peft_model(model):
-        return model.active_adapter
+        active = list(model.active_adapters)
+        return active[0] if len(active) == 1 else active  # prompt learning activates one adapter, by a str
     # injected model: every adapter module knows its own active adapters
     return [(module, list(module.active_adapters)) for module in _adapter_modules(model)]
 

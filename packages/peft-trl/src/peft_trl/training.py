@@ -13,6 +13,9 @@ from torch import nn
 
 from peft.utils.warnings import warn
 
+# transformers >= 5.23 reads `activation_checkpointing`, TRL its deprecated mirror `gradient_checkpointing`
+_CHECKPOINTING_FLAGS = ("activation_checkpointing", "gradient_checkpointing")
+
 
 def prepare_model_for_gradient_checkpointing(
     model: nn.Module, gradient_checkpointing_kwargs: dict[str, Any] | None = None
@@ -69,7 +72,6 @@ def adapt_training_args(args: Any, peft_config: Any) -> Any:
         >>> args.gradient_checkpointing
         False
     """
-    # transformers >= 5.23 reads `activation_checkpointing`, TRL its deprecated mirror `gradient_checkpointing`
     names = [name for name in _CHECKPOINTING_FLAGS if hasattr(args, name)]
     checkpointing = any(getattr(args, name) for name in names)
     if str(getattr(peft_config, "peft_type", "")) == "PREFIX_TUNING" and checkpointing:
@@ -80,9 +82,6 @@ def adapt_training_args(args: Any, peft_config: Any) -> Any:
         for name in names:
             setattr(args, name, False)
     return args
-
-
-_CHECKPOINTING_FLAGS = ("activation_checkpointing", "gradient_checkpointing")
 
 
 def _make_input_embeddings_require_grads(model: nn.Module) -> None:

@@ -30,6 +30,23 @@ _mixed_batch_adapter_names: contextvars.ContextVar[Sequence[str] | None] = conte
 _open_mixed_batches = 0
 
 
+class MixedBatch(list):
+    """Per-row adapter names, with the rows of each adapter computed once per forward and device."""
+
+    def __init__(self, adapter_names: Sequence[str]) -> None:
+        super().__init__(adapter_names)
+        self._groups: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+    def groups(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """``{adapter name: row indices}`` on ``device``."""
+        if device not in self._groups:
+            rows: dict[str, list[int]] = {}
+            for row, name in enumerate(self):
+                rows.setdefault(name, []).append(row)
+            self._groups[device] = {name: torch.tensor(r, device=device) for name, r in rows.items()}
+        return self._groups[device]
+
+
 @contextmanager
 def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
     """Within the block, adapter layers use ``adapter_names[i]`` for row ``i`` of their input.
@@ -38,6 +55,8 @@ def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
     forward raises.
     """
     global _open_mixed_batches
+    if adapter_names is not None and not isinstance(adapter_names, MixedBatch):
+        adapter_names = MixedBatch(adapter_names)
     token = _mixed_batch_adapter_names.set(adapter_names)
     _open_mixed_batches += 1
     try:
@@ -204,8 +223,7 @@ class BaseTunerLayer:
         for container in self._adapter_dicts():
             for name in _as_list(adapter_names):
                 if name in container:
-                    item = container[name]
-                    item.requires_grad_(requires_grad)
+                    _set_requires_grad(container[name], requires_grad)
 
     def _activate(self, adapter_names: str | Sequence[str]) -> None:
         """Choose which adapters compute; trainability is left as it is."""
@@ -215,8 +233,9 @@ class BaseTunerLayer:
         """Activate ``adapter_names``; they become trainable unless ``inference_mode``, all others are frozen."""
         self._activate(adapter_names)
         active = set(self.active_adapters)
-        for name in self._all_available_adapter_names():
-            self.set_requires_grad(name, requires_grad=name in active and not inference_mode)
+        for container in self._adapter_dicts():
+            for name, item in container.items():
+                _set_requires_grad(item, name in active and not inference_mode)
 
     def enable_adapters(self, enabled: bool) -> None:
         """Turn all adapters of this layer on or off; off freezes their parameters."""
@@ -325,15 +344,20 @@ class BaseTunerLayer:
                 "unmerge first."
             )
         result = self.base_layer(x, *args, **kwargs)
-        rows_by_adapter: dict[str, list[int]] = {}
-        for row, name in enumerate(adapter_names):
-            rows_by_adapter.setdefault(name, []).append(row)
-        result = result.clone()
-        for name, rows in rows_by_adapter.items():
+        groups = (adapter_names if isinstance(adapter_names, MixedBatch) else MixedBatch(adapter_names)).groups(
+            x.device
+        )
+        additive = hasattr(self, "_adapter_update")
+        if not additive:
+            result = result.clone()
+        for name, index in groups.items():
             if name == BASE_ADAPTER_NAME or not self._has_adapter(name):
                 continue
-            index = torch.tensor(rows, device=x.device)
-            result[index] = self._adapter_output(x[index], result[index], name)
+            rows = x.index_select(0, index)
+            if additive:  # the base output is this call's own tensor: add each adapter's rows in place
+                result.index_add_(0, index, self._adapter_update(rows, name).to(result.dtype))
+            else:
+                result[index] = self._adapter_output(rows, result[index], name)
         return result
 
     # ---------------------------------------------------------------------------------------------- merging
@@ -422,6 +446,17 @@ def base_parameter_path(layer: nn.Module, parameter_name: str) -> str:
     return ".".join([*path, parameter_name])
 
 
+def _set_requires_grad(item: nn.Module | torch.Tensor, requires_grad: bool) -> None:
+    if isinstance(item, torch.Tensor):
+        item.requires_grad_(requires_grad)
+    elif item._modules:
+        item.requires_grad_(requires_grad)
+    else:  # a leaf module (the usual adapter factor): no traversal
+        for param in item._parameters.values():
+            if param is not None:
+                param.requires_grad_(requires_grad)
+
+
 def _first_tensor(module: nn.Module) -> torch.Tensor | None:
     for tensor in module._parameters.values():
         if tensor is not None:
@@ -438,3 +473,19 @@ def _tensors_of(item: Any) -> list[torch.Tensor]:
     if isinstance(item, nn.Module):
         return list(item.parameters()) + list(item.buffers())
     return []
+
+
+def walk_modules(model: nn.Module, into_adapters: bool = True) -> Iterator[tuple[str, nn.Module]]:
+    """``named_modules()`` in the same order, without descending into adapter internals: below an adapter layer
+    only its ``base_layer`` is visited (``into_adapters=False``: nothing below it), so the cost of walking a model
+    does not grow with the number of adapters it holds. Auxiliary wrappers are descended into like plain modules."""
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    while stack:
+        name, module = stack.pop()
+        yield name, module
+        if isinstance(module, BaseTunerLayer):
+            children = [("base_layer", module.base_layer)] if into_adapters else []
+        else:
+            children = [(child_name, child) for child_name, child in module._modules.items() if child is not None]
+        prefix = f"{name}." if name else ""
+        stack.extend((prefix + child_name, child) for child_name, child in reversed(children))

@@ -25,7 +25,13 @@ from peft.tuners._targeting import (
     closest_names,
     find_minimal_target_modules,
 )
-from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name, get_in_out_features, mixed_batch
+from peft.tuners.tuners_layer import (
+    BaseTunerLayer,
+    check_adapter_name,
+    get_in_out_features,
+    mixed_batch,
+    walk_modules,
+)
 from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, _get_submodules
 from peft.utils.warnings import warn
 
@@ -51,7 +57,7 @@ def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Adapter layers and auxiliary wrappers of ``model``, in module order."""
     return [
         (name, module)
-        for name, module in model.named_modules()
+        for name, module in walk_modules(model)
         if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
     ]
 
@@ -269,15 +275,16 @@ class BaseTuner(nn.Module):
         """Names of the modules to adapt, in module order."""
         selector = TargetSelector(peft_config)
         protected = _modules_to_save_matcher(peft_config)
-        inside_adapter: tuple[str, ...] = ()
+        inside_wrapper: tuple[str, ...] = ()
         matched, excluded, all_names = [], [], []
-        for key, module in model.named_modules():
+        # modules inside adapter layers are never targets (TGT-8): the walk does not enter them
+        for key, module in walk_modules(model, into_adapters=False):
             if not key:
                 continue
-            if inside_adapter and key.startswith(inside_adapter):
+            if inside_wrapper and key.startswith(inside_wrapper):
                 continue
-            if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper)):
-                inside_adapter += (key + ".",)
+            if isinstance(module, AuxiliaryTrainingWrapper):
+                inside_wrapper += (key + ".",)
             all_names.append(key)
             if protected is not None and protected(key):
                 continue
@@ -447,19 +454,23 @@ class BaseTuner(nn.Module):
             _upcast_adapter(modules, adapter_name)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module, modules: list[nn.Module] | None = None) -> None:
-        """Freeze every parameter that does not belong to an adapter or auxiliary copy."""
-        if modules is None:
-            modules = [module for _, module in _lifecycle_modules(model)]
-        adapter_params: set[int] = set()
-        for module in modules:
-            for attr in module.adapter_layer_names:
-                container = module._modules.get(attr)
-                # an adapter layer inside an auxiliary wrapper is listed on its own (its base layer is not adapter)
-                if container is not None and not isinstance(container, BaseTunerLayer):
-                    adapter_params.update(map(id, _direct_and_child_parameters(container)))
-        for param in model.parameters():
-            if id(param) not in adapter_params:
-                param.requires_grad_(False)
+        """Freeze every parameter that does not belong to an adapter or auxiliary copy.
+
+        Only base modules are visited (adapter layers' base layers, wrappers' originals), never adapter tensors,
+        so the cost does not grow with the number of adapters.
+        """
+        stack: list[nn.Module] = [model]
+        while stack:
+            module = stack.pop()
+            for param in module._parameters.values():
+                if param is not None:
+                    param.requires_grad_(False)
+            if isinstance(module, BaseTunerLayer):
+                stack.append(module.base_layer)
+            elif isinstance(module, AuxiliaryTrainingWrapper):
+                stack.append(module.original_module)
+            else:
+                stack.extend(child for child in module._modules.values() if child is not None)
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
         bias = getattr(peft_config, "bias", "none")
@@ -597,18 +608,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _direct_and_child_parameters(container: nn.Module) -> list[nn.Parameter]:
-    """Parameters of an adapter container (ModuleDict/ParameterDict), without generator overhead for the common
-    case of leaf modules."""
-    params = [p for p in container._parameters.values() if p is not None]
-    for item in container._modules.values():
-        if item._modules:
-            params.extend(item.parameters())
-        else:
-            params.extend(p for p in item._parameters.values() if p is not None)
-    return params
 
 
 def _describe(value: Any) -> Any:

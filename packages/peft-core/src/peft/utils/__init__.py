@@ -6,6 +6,7 @@ from peft.utils.other import (
     TrainableTokensWrapper,
     _get_submodules,
     cast_mixed_precision_params,
+    prepare_model_for_kbit_training,
 )
 from peft.utils.peft_types import PeftType, TaskType, register_peft_method
 from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
@@ -20,6 +21,7 @@ __all__ = [
     "TrainableTokensWrapper",
     "_get_submodules",
     "cast_mixed_precision_params",
+    "prepare_model_for_kbit_training",
     "get_peft_model_state_dict",
     "load_peft_weights",
     "register_peft_method",

@@ -394,6 +394,34 @@ def cast_mixed_precision_params(model: nn.Module, dtype: torch.dtype) -> None:
         param.data = param.data.float() if param.requires_grad else param.data.to(dtype)
 
 
+def prepare_model_for_kbit_training(
+    model: nn.Module, use_gradient_checkpointing: bool = True, gradient_checkpointing_kwargs: dict | None = None
+) -> nn.Module:
+    """Ready a (quantized) model for adapter training: freeze it, upcast its fp16/bf16 float weights to fp32 (quantized
+    weights stay as they are), and with ``use_gradient_checkpointing`` enable checkpointing with gradients flowing
+    from the input embeddings, so adapters behind frozen embeddings still get gradients.
+
+    Returns:
+        The same model.
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+        quantized = type(param).__name__ in ("Params4bit", "Int8Params")
+        if not quantized and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.float()
+    if use_gradient_checkpointing:
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+        elif callable(getattr(model, "get_input_embeddings", None)):
+            model.get_input_embeddings().register_forward_hook(
+                lambda module, args, output: output.requires_grad_(True)
+            )
+        enable = getattr(model, "gradient_checkpointing_enable", None)
+        if enable is not None:
+            enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs or {"use_reentrant": True})
+    return model
+
+
 def __getattr__(name: str) -> Any:
     # TRANSFORMERS_MODELS_TO_<METHOD>_TARGET_MODULES_MAPPING, importable from here as from peft.utils.constants
     if name.startswith("TRANSFORMERS_MODELS_TO_"):

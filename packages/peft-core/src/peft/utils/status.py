@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
 from peft.utils.other import AuxiliaryTrainingWrapper
 
 Irregular = Literal["irregular"]
@@ -113,7 +113,7 @@ def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
     tree, _ = _unwrap(model)
     statuses = [
         _layer_status(name, module)
-        for name, module in tree.named_modules()
+        for name, module in walk_modules(tree)
         if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
     ]
     if not statuses:

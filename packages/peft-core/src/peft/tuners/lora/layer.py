@@ -250,10 +250,13 @@ class Linear(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
+        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+
+    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
         lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
         x = self._cast_input_dtype(x, lora_a.weight.dtype)
-        update = lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
-        return result + update.to(result.dtype)
+        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()
@@ -310,12 +313,16 @@ class Embedding(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
+        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+
+    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """``scaling * B`` applied to the rows of ``A`` looked up by ``x`` (times the base's ``embed_scale``)."""
         after_a = self._embed(x, self.lora_embedding_A[adapter_name].T)
         update = (after_a @ self.lora_embedding_B[adapter_name].T) * self.scaling[adapter_name]
         embed_scale = getattr(self.get_base_layer(), "embed_scale", None)
         if embed_scale is not None:  # the base output is scaled (e.g. Gemma), so the update is too
             update = update * torch.as_tensor(embed_scale, dtype=update.dtype, device=update.device)
-        return result + update.to(result.dtype)
+        return update
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()
@@ -384,10 +391,13 @@ class _ConvNd(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
+        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+
+    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
         lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
         x = self._cast_input_dtype(x, lora_a.weight.dtype)
-        update = lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
-        return result + update.to(result.dtype)
+        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()
