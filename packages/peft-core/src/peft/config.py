@@ -134,6 +134,10 @@ class PeftConfigMixin:
             return cls
         key = str(peft_type.value if isinstance(peft_type, enum.Enum) else peft_type)
         if key not in PEFT_TYPE_TO_CONFIG_MAPPING:
+            from peft.hosts import get_host_registry
+
+            get_host_registry()  # host packages may register methods of their own
+        if key not in PEFT_TYPE_TO_CONFIG_MAPPING:
             raise ValueError(
                 f"Unknown peft_type {key!r}; known PEFT methods are {sorted(PEFT_TYPE_TO_CONFIG_MAPPING)}."
             )

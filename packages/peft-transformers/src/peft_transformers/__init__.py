@@ -58,3 +58,15 @@ def register(registry: HostRegistry) -> None:
         "AutoPeftModelForFeatureExtraction",
     ):
         registry.register_export(name, auto_class(name))
+
+    # adaption prompt recomputes Llama/Mistral attention queries: a transformers-specific method
+    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+    from peft.utils.peft_types import register_peft_method
+
+    from .adaption_prompt import AdaptionPromptConfig, AdaptionPromptModel
+
+    if "ADAPTION_PROMPT" not in PEFT_TYPE_TO_TUNER_MAPPING:
+        register_peft_method(
+            name="adaption_prompt", config_cls=AdaptionPromptConfig, model_cls=AdaptionPromptModel, prefix="adaption_"
+        )
+    registry.register_export("AdaptionPromptConfig", lambda: AdaptionPromptConfig)

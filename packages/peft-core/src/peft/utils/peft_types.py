@@ -55,6 +55,10 @@ class TaskType(str, enum.Enum):
         return self.value
 
 
+# reference methods whose parameter prefix predates the "prefix = name + '_'" rule (checkpoint keys depend on it)
+_LEGACY_PREFIXES = {"adaption_prompt": "adaption_"}
+
+
 def register_peft_method(
     *, name: str, config_cls: type, model_cls: type, prefix: str | None = None, is_mixed_compatible: bool = False
 ) -> None:
@@ -78,7 +82,7 @@ def register_peft_method(
     peft_type = name.upper()
     if prefix is None:
         prefix = name + "_"
-    if prefix != name + "_":
+    if prefix != name + "_" and _LEGACY_PREFIXES.get(name) != prefix:
         raise ValueError(f"The prefix of PEFT method {name!r} must be {name + '_'!r}, got {prefix!r}.")
     if peft_type in mapping.PEFT_TYPE_TO_CONFIG_MAPPING or peft_type in mapping.PEFT_TYPE_TO_TUNER_MAPPING:
         raise ValueError(f"There is already a PEFT method called {name!r}; choose another name.")
