@@ -153,8 +153,8 @@ class AdaptionPromptModel(BaseTuner):
             return
         if not all(hasattr(target, attr) for attr in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "config")):
             raise ValueError(
-                f"{current_key!r} ({type(target).__name__}) is not a Llama/Mistral-style attention module with q/k/v/o "
-                "projections; adaption prompt supports those."
+                f"{current_key!r} ({type(target).__name__}) is not a Llama/Mistral-style attention module with "
+                "q/k/v/o projections; adaption prompt supports those."
             )
         self._replace_module(
             parent, target_name, AdaptedAttention(target, adapter_name, peft_config.adapter_len), target
