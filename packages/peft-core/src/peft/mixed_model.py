@@ -125,14 +125,8 @@ class PeftMixedModel(nn.Module):
     @contextmanager
     def disable_adapter(self) -> Iterator[None]:
         """Within the block the model computes exactly like the base model."""
-        grads = [(p, p.requires_grad) for p in self.parameters()]
-        self.base_model.disable_adapter_layers()
-        try:
+        with self.base_model.adapters_disabled():
             yield
-        finally:
-            self.base_model._set_adapter_layers(True)
-            for param, requires_grad in grads:
-                param.requires_grad_(requires_grad)
 
     def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
         self.base_model.set_requires_grad(adapter_names, requires_grad=requires_grad)

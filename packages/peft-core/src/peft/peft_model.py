@@ -201,14 +201,8 @@ class PeftModel(nn.Module):
     @contextmanager
     def disable_adapter(self) -> Iterator[None]:
         """Within the block the model computes exactly like the base model; everything is restored after."""
-        grads = [(p, p.requires_grad) for p in self.parameters()]
-        self.base_model.disable_adapter_layers()
-        try:
+        with self.base_model.adapters_disabled():
             yield
-        finally:
-            self.base_model._set_adapter_layers(True)
-            for param, requires_grad in grads:
-                param.requires_grad_(requires_grad)
 
     def get_layer_status(self) -> list:
         """The state of every adapter layer and auxiliary module (see ``peft.get_layer_status``)."""

@@ -533,6 +533,19 @@ class BaseTuner(nn.Module):
                 )
         self._set_adapter_layers(False)
 
+    @contextmanager
+    def adapters_disabled(self) -> Iterator[None]:
+        """Within the block the model computes like the base model; activation and every parameter's trainability
+        are restored afterwards exactly as they were."""
+        grads = [(p, p.requires_grad) for p in self.model.parameters()]
+        self.disable_adapter_layers()
+        try:
+            yield
+        finally:
+            self._set_adapter_layers(True)
+            for param, requires_grad in grads:
+                param.requires_grad_(requires_grad)
+
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.
 
