@@ -108,7 +108,12 @@ def _upcast_adapter(modules: list[nn.Module], adapter_name: str) -> None:
             if container is None or adapter_name not in container:
                 continue
             item = container[adapter_name]
-            tensors = list(item.parameters()) + list(item.buffers()) if isinstance(item, nn.Module) else [item]
+            if not isinstance(item, nn.Module):
+                tensors = [item]
+            elif item._modules:
+                tensors = [*item.parameters(), *item.buffers()]
+            else:  # a leaf module (the usual adapter factor): no traversal
+                tensors = [*item._parameters.values(), *item._buffers.values()]
             for tensor in tensors:
-                if tensor.dtype in low_precision:
+                if tensor is not None and tensor.dtype in low_precision:
                     tensor.data = tensor.data.float()

@@ -119,18 +119,19 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def to_peft(
-    state_dict: Mapping[str, torch.Tensor], module_names: ModuleNames | None = None
+    state_dict: Mapping[str, torch.Tensor], module_names: ModuleNames | None = None, component: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, Any]]]:
     """Convert a LoRA state dict of any supported format to the PEFT format (see :func:`detect_format`).
 
-    A PEFT-format input comes back unchanged, with configs of scale 1 (PEFT files carry no alpha).
+    A PEFT-format input comes back with component-prefixed keys (``component`` names the component of keys that
+    have none) and configs of scale 1 (PEFT files carry no alpha).
     """
     fmt = detect_format(state_dict)
     if fmt in ("kohya", "a1111"):
         return kohya_to_peft(state_dict, module_names=module_names)
     if fmt == "diffusers":
         return diffusers_to_peft(state_dict)
-    modules = _read_peft(state_dict, configs=None, component=None)
+    modules = _read_peft(state_dict, configs=None, component=component)
     return _write_peft(modules), lora_config_kwargs(modules)
 
 

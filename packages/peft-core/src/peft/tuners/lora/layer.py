@@ -133,8 +133,9 @@ class LoraLayer(BaseTunerLayer):
                 weight_a = self.lora_A[adapter_name].weight
                 if init_lora_weights == "gaussian":
                     nn.init.normal_(weight_a, std=1 / self.r[adapter_name])
-                else:
+                elif not isinstance(self.lora_A[adapter_name], (nn.Linear, nn.modules.conv._ConvNd)):
                     nn.init.kaiming_uniform_(weight_a, a=math.sqrt(5))
+                # else: torch's Linear/Conv layers already drew A from this same Kaiming-uniform distribution
                 nn.init.zeros_(self.lora_B[adapter_name].weight)
                 if self.lora_B[adapter_name].bias is not None:
                     nn.init.zeros_(self.lora_B[adapter_name].bias)
