@@ -44,16 +44,22 @@ from peft_diffusers.targets import DEFAULT_TEXT_ENCODER_TARGETS, default_lora_co
 
 INSTANCE_PROMPT = "a photo of sks toy"
 CLASS_PROMPT = "a photo of toy"
-METHOD_CONFIGS = {"lora": "LoraConfig", "loha": "LoHaConfig", "lokr": "LoKrConfig", "oft": "OFTConfig", "boft": "BOFTConfig"}
+# config class and its size arguments per method (LoRA's are set in adapter_config)
+METHOD_CONFIGS = {
+    "lora": ("LoraConfig", {}),
+    "loha": ("LoHaConfig", {"r": 4, "alpha": 4}),
+    "lokr": ("LoKrConfig", {"r": 4, "alpha": 4}),
+    "oft": ("OFTConfig", {"r": 0, "oft_block_size": 8}),
+    "boft": ("BOFTConfig", {"boft_block_size": 8}),
+}
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline
 def build_tiny_pipeline(work_dir: str, seed: int = 0) -> StableDiffusionPipeline:
     """A Stable Diffusion pipeline of tiny components (16x16 images); the same seed gives the same weights."""
     letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    vocab.update({letter + suffix: 0 for suffix in ("", "</w>") for letter in letters})
-    vocab = {token: index for index, token in enumerate(vocab)}
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + [letter + end for end in ("", "</w>") for letter in letters]
+    vocab = {token: index for index, token in enumerate(tokens)}  # single letters, no merges: enough for prompts
     os.makedirs(work_dir, exist_ok=True)
     vocab_file, merges_file = os.path.join(work_dir, "vocab.json"), os.path.join(work_dir, "merges.txt")
     with open(vocab_file, "w") as f:
@@ -132,12 +138,13 @@ def generate(pipe: StableDiffusionPipeline, prompt: str, seed: int = 0, steps: i
 
 # ------------------------------------------------------------------------------------------------ training
 def adapter_config(method: str, unet: torch.nn.Module, rank: int):
-    """The PEFT config for ``method`` on the UNet's default targets (the attention projections)."""
+    """The PEFT config for ``method`` on the UNet's default targets (the attention projections); ``rank`` is
+    LoRA's (the other methods use the sizes in ``METHOD_CONFIGS``)."""
     if method == "lora":
         return default_lora_config(unet, r=rank, lora_alpha=rank, init_lora_weights="gaussian")
-    config_cls = getattr(peft, METHOD_CONFIGS[method])  # AttributeError where this peft lacks the method
-    targets = default_lora_config(unet, r=rank).target_modules
-    return config_cls(r=rank, target_modules=sorted(targets))
+    class_name, sizes = METHOD_CONFIGS[method]
+    config_cls = getattr(peft, class_name)  # AttributeError where this peft lacks the method
+    return config_cls(target_modules=sorted(default_lora_config(unet).target_modules), **sizes)
 
 
 @torch.no_grad()
@@ -159,14 +166,26 @@ def denoising_loss(pipe, noise_scheduler, latents, ids, generator) -> torch.Tens
     return F.mse_loss(prediction, noise)
 
 
-def train(args: argparse.Namespace, pipe: StableDiffusionPipeline) -> list[float]:
+@torch.no_grad()
+def evaluation_loss(pipe, noise_scheduler, latents, ids, repeats: int = 8) -> float:
+    """The denoising loss on fixed noise and timesteps: comparable before and after training."""
+    generator = torch.Generator().manual_seed(1234)
+    return float(
+        np.mean([denoising_loss(pipe, noise_scheduler, latents, ids, generator).item() for _ in range(repeats)])
+    )
+
+
+def train(args: argparse.Namespace, pipe: StableDiffusionPipeline) -> tuple[list[float], float, float]:
     generator = torch.Generator().manual_seed(args.seed)
     for model in (pipe.unet, pipe.vae, pipe.text_encoder):
         model.requires_grad_(False)
     pipe.unet.add_adapter(adapter_config(args.method, pipe.unet, args.rank))
     if args.train_text_encoder:
         text_config = peft.LoraConfig(
-            r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian", target_modules=DEFAULT_TEXT_ENCODER_TARGETS
+            r=args.rank,
+            lora_alpha=args.rank,
+            init_lora_weights="gaussian",
+            target_modules=DEFAULT_TEXT_ENCODER_TARGETS,
         )
         pipe.text_encoder.add_adapter(text_config)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -174,7 +193,7 @@ def train(args: argparse.Namespace, pipe: StableDiffusionPipeline) -> list[float
     ids = ids.expand(latents.shape[0], -1)
     if args.with_prior_preservation:
         # DreamBooth's prior preservation: keep the base model's idea of the class ("toy") while learning "sks toy"
-        with pipe.unet.disable_adapters_context() if hasattr(pipe.unet, "disable_adapters_context") else _Disabled(pipe):
+        with _AdapterDisabled(pipe.unet):
             class_images = pipe(
                 [CLASS_PROMPT] * args.num_instance_images,
                 num_inference_steps=4,
@@ -187,6 +206,7 @@ def train(args: argparse.Namespace, pipe: StableDiffusionPipeline) -> list[float
     trainable = [p for m in (pipe.unet, pipe.text_encoder) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate)
     noise_scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    loss_before = evaluation_loss(pipe, noise_scheduler, latents, ids)
     pipe.unet.train()
     losses = []
     progress = tqdm(range(args.max_train_steps), desc="DreamBooth LoRA", disable=args.quiet)
@@ -198,14 +218,14 @@ def train(args: argparse.Namespace, pipe: StableDiffusionPipeline) -> list[float
         losses.append(loss.item())
         progress.set_postfix(loss=f"{loss.item():.4f}")
     pipe.unet.eval()
-    return losses
+    return losses, loss_before, evaluation_loss(pipe, noise_scheduler, latents, ids)
 
 
-class _Disabled:
-    """Runs the pipeline without its UNet adapter (for generating class images)."""
+class _AdapterDisabled:
+    """Within the block the UNet computes without its adapter (for generating class images)."""
 
-    def __init__(self, pipe: StableDiffusionPipeline) -> None:
-        self.unet = pipe.unet
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.unet = unet
 
     def __enter__(self) -> None:
         self.unet.disable_adapters()
@@ -236,7 +256,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--method", choices=sorted(METHOD_CONFIGS), default="lora")
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--max-train-steps", type=int, default=40)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--num-instance-images", type=int, default=4)
     parser.add_argument("--train-text-encoder", action="store_true")
     parser.add_argument("--with-prior-preservation", action="store_true")
@@ -252,26 +272,34 @@ def main(argv: Sequence[str] | None = None) -> dict:
         args.output_dir = args.output_dir or os.path.join(scratch, "dreambooth-lora")
         pipe = build_tiny_pipeline(os.path.join(scratch, "tokenizer"), seed=args.seed)
         base_image = generate(pipe, INSTANCE_PROMPT)
-        losses = train(args, pipe)
+        losses, loss_before, loss_after = train(args, pipe)
         trained_image = generate(pipe, INSTANCE_PROMPT)
         if args.method != "lora":
-            print(f"trained {args.method}; loss {losses[0]:.4f} -> {losses[-1]:.4f} (diffusers saves LoRA only)")
-            return {"losses": losses, "output_dir": None, "base": base_image, "trained": trained_image}
+            print(f"trained {args.method}: evaluation loss {loss_before:.4f} -> {loss_after:.4f}")
+            return {"losses": losses, "loss_before": loss_before, "loss_after": loss_after, "output_dir": None}
         save(args, pipe)
 
         fresh = build_tiny_pipeline(os.path.join(scratch, "tokenizer-fresh"), seed=args.seed)
         fresh.load_lora_weights(args.output_dir)
         reloaded_image = generate(fresh, INSTANCE_PROMPT)
-        if not np.isfinite(losses).all():
-            raise SystemExit(f"training diverged: losses {losses}")
+        if not np.isfinite(losses).all() or not loss_after < loss_before:
+            raise SystemExit(f"training did not lower the loss: {loss_before:.4f} -> {loss_after:.4f}")
         if np.abs(trained_image - base_image).max() < 1e-4:
             raise SystemExit("the LoRA did not change the generated image")
         if not np.allclose(reloaded_image, trained_image, atol=1e-5):
             raise SystemExit("the saved LoRA, loaded into a fresh pipeline, generates a different image")
         size = os.path.getsize(os.path.join(args.output_dir, "pytorch_lora_weights.safetensors"))
-        print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f}; LoRA saved to {args.output_dir} ({size / 1024:.1f} KiB)")
+        print(f"evaluation loss {loss_before:.4f} -> {loss_after:.4f}")
+        print(f"LoRA saved to {args.output_dir} ({size / 1024:.1f} KiB)")
         print("reloaded with pipe.load_lora_weights: same image as the trained pipeline")
-        return {"losses": losses, "output_dir": args.output_dir, "base": base_image, "trained": trained_image}
+        return {
+            "losses": losses,
+            "loss_before": loss_before,
+            "loss_after": loss_after,
+            "output_dir": args.output_dir,
+            "base": base_image,
+            "trained": trained_image,
+        }
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ to ``W + scale * B @ A`` (no peft involved) must generate the same image as the 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from tiny_diffusers import (
     TEXT_ATTENTION,
@@ -230,6 +229,34 @@ def test_set_adapters_with_weights_then_fuse_gives_the_weighted_sum_of_deltas(sd
     _assert_same_image(generate(sd_pipe), unfused)
 
 
+def test_fuse_lora_with_lora_scale_merges_the_scaled_delta(sd_pipe, tmp_path):
+    lora = _Lora(sd_pipe, seed=12)
+    sd_pipe.load_lora_weights(lora.save(sd_pipe, tmp_path / "lora"), adapter_name="a")
+    sd_pipe.fuse_lora(lora_scale=0.5)
+    assert all(layer.merged_adapters == ["a"] for layer in _adapter_layers(sd_pipe.unet))
+    _assert_same_image(generate(sd_pipe), generate(_merged_pipeline(tmp_path, lora, weight=0.5)))
+
+
+def test_set_adapters_with_block_weights_scales_each_layer(sd_pipe, tmp_path):
+    lora = _Lora(sd_pipe, seed=11)
+    sd_pipe.load_lora_weights(lora.save(sd_pipe, tmp_path / "lora"), adapter_name="a")
+    sd_pipe.set_adapters("a", {"unet": {"down": 0.0, "mid": 0.5, "up": 1.5}, "text_encoder": 0.25})
+
+    def block_weight(name: str) -> float:
+        # diffusers weighs whole cross-attention blocks (down_blocks.0 and up_blocks.1 here), only the attention of
+        # the mid block, and leaves blocks without attention at 1
+        if name.startswith("mid_block."):
+            return 0.5 if ".attentions." in name else 1.0
+        return {"down_blocks.0": 0.0, "up_blocks.1": 1.5}.get(".".join(name.split(".")[:2]), 1.0)
+
+    expected = make_pipeline(_tokenizer_dir(tmp_path, "expected"))
+    for name in sorted({k.rsplit(".lora_", 1)[0] for k in lora.unet}):
+        one = {k: v for k, v in lora.unet.items() if k.rsplit(".lora_", 1)[0] == name}
+        _merge_by_hand(expected.unet, one, lora.unet_config, block_weight(name))
+    _merge_by_hand(expected.text_encoder, lora.text, lora.text_config, 0.25)
+    _assert_same_image(generate(sd_pipe), generate(expected))
+
+
 def test_disable_lora_gives_the_base_image_and_enable_lora_brings_it_back(sd_pipe, tmp_path):
     base = generate(sd_pipe)
     _load_two(sd_pipe, tmp_path)
@@ -294,12 +321,6 @@ def test_host_diff_4_get_layer_status_works_on_a_diffusers_unet(sd_pipe, tmp_pat
     assert status[to_q].merged_adapters == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ModuleNotFoundError,
-    reason="core: peft.tuners.loha / peft.tuners.lokr do not exist; diffusers' enable_layerwise_casting imports "
-    "LoHaLayer and LoKrLayer to skip adapter weights",
-)
 def test_host_diff_2_layerwise_casting_keeps_adapter_weights_in_full_precision(sd_pipe, tmp_path):
     lora = _Lora(sd_pipe, seed=10)
     sd_pipe.load_lora_weights(lora.save(sd_pipe, tmp_path / "lora"), adapter_name="a")

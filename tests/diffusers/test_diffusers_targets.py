@@ -57,12 +57,6 @@ def test_register_adds_the_defaults_by_class_name_and_the_core_loads_them():
     assert get_host_registry().default_target_modules["LORA"]["SD3Transformer2DModel"] == DEFAULT_JOINT_DIT_TARGETS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="core: BaseTuner._prepare_adapter_config looks defaults up by config['model_type'] only; diffusers "
-    "models have none (their config is a FrozenDict without model_type), so class-name defaults are never used",
-)
 def test_injection_without_target_modules_uses_the_registered_defaults():
     unet = make_unet()
     inject_adapter_in_model(LoraConfig(r=4), unet)

@@ -9,7 +9,7 @@ import json
 import pytest
 import safetensors
 import torch
-from tiny_diffusers import make_sd3_transformer, random_lora_state_dict, sd3_inputs
+from tiny_diffusers import make_sd3_transformer, make_unet, random_lora_state_dict, sd3_inputs, unet_inputs
 
 from peft import LoraConfig
 
@@ -140,6 +140,34 @@ def test_life_25_hotswap_of_another_rank_into_a_compiled_model_does_not_recompil
         torch.testing.assert_close(_output(model, compiled), _output(reference))
         compilations_after_activation = compilations_after_activation or backend.compilations
     assert backend.compilations == compilations_after_activation
+    torch._dynamo.reset()
+
+
+def test_host_diff_3_compiled_hotswap_covers_conv2d_layers_of_a_unet():
+    targets = ("to_q", "to_out.0", "conv1", "conv2")
+    state_dicts = [random_lora_state_dict(make_unet(), targets, rank=r, seed=r) for r in (2, 6)]
+    configs = [LoraConfig(r=r, lora_alpha=a, target_modules=list(targets)) for r, a in ((2, 4), (6, 3))]
+    expected = []
+    for state_dict, config in zip(state_dicts, configs):
+        reference = make_unet()
+        reference.load_lora_adapter(state_dict, adapter_name="default_0", prefix=None, metadata=config.to_dict())
+        with torch.no_grad():
+            expected.append(reference(**unet_inputs()).sample)
+    unet = make_unet()
+    unet.enable_lora_hotswap(target_rank=6)
+    unet.load_lora_adapter(state_dicts[0], adapter_name="default_0", prefix=None, metadata=configs[0].to_dict())
+    assert unet.get_submodule("down_blocks.0.resnets.0.conv1").lora_A["default_0"].weight.shape[0] == 6
+    torch._dynamo.reset()
+    backend = _CountingBackend()
+    compiled = torch.compile(unet, backend=backend)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(**unet_inputs()).sample, expected[0])
+    compilations = backend.compilations
+    metadata = configs[1].to_dict()
+    unet.load_lora_adapter(state_dicts[1], adapter_name="default_0", prefix=None, metadata=metadata, hotswap=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(**unet_inputs()).sample, expected[1])
+    assert backend.compilations == compilations
     torch._dynamo.reset()
 
 

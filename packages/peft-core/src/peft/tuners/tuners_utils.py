@@ -159,7 +159,14 @@ class BaseTuner(nn.Module):
             return self.target_module_mapping[model_type]
         from peft.hosts import get_host_registry
 
-        return get_host_registry().default_target_modules.get(str(peft_config.peft_type), {}).get(model_type)
+        defaults = get_host_registry().default_target_modules.get(str(peft_config.peft_type), {})
+        if model_type in defaults:
+            return defaults[model_type]
+        # models without a model_type (e.g. diffusers) are known by their class, or a base class
+        for cls in type(self.model).__mro__:
+            if cls.__name__ in defaults:
+                return defaults[cls.__name__]
+        return None
 
     def _check_new_adapter_config(self, config: PeftConfig) -> None:
         """Refuse a config that cannot join the adapters already present; runs before anything is changed."""
@@ -291,19 +298,28 @@ class BaseTuner(nn.Module):
             if selector.is_target(key):
                 (excluded if selector.is_excluded(key) else matched).append(key)
         if state_dict is not None:
+            self._compress_target_modules(peft_config, matched, all_names)
             return self._targets_from_state_dict(state_dict, matched, all_names)
         if getattr(peft_config, "target_parameters", None) and not matched:
             return []
         self._check_matches(peft_config, selector, matched, excluded, all_names)
+        if not excluded:
+            self._compress_target_modules(peft_config, matched, all_names)
+        return matched
+
+    @staticmethod
+    def _compress_target_modules(peft_config: PeftConfig, matched: list[str], all_names: list[str]) -> None:
+        """Replace a long list of targets (e.g. diffusers' full module paths) by the fewest name suffixes that
+        match exactly the same modules (TGT-9); kept in the config and in saved files."""
+        targets = getattr(peft_config, "target_modules", None)
         if (
-            isinstance(peft_config.target_modules, (set, list, tuple))
-            and len(peft_config.target_modules) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION
+            isinstance(targets, (set, list, tuple))
+            and len(targets) >= MIN_TARGET_MODULES_FOR_OPTIMIZATION
+            and matched
             and not getattr(peft_config, "layers_to_transform", None)
-            and not excluded
         ):
             others = sorted(set(all_names) - set(matched))
             peft_config.target_modules = find_minimal_target_modules(matched, others)
-        return matched
 
     def _targets_from_state_dict(
         self, state_dict: dict[str, torch.Tensor], matched: list[str], all_names: list[str]

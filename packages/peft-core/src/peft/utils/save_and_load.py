@@ -32,10 +32,10 @@ def _peft_config_of(model: nn.Module, adapter_name: str) -> Any:
 
 def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
     """``{file key: live key}`` for every tensor of ``adapter_name`` in adapter layers of ``model``."""
-    from peft.tuners.tuners_layer import BaseTunerLayer
+    from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
 
     key_map: dict[str, str] = {}
-    modules = dict(model.named_modules())
+    modules = dict(walk_modules(model))
     for path, module in modules.items():
         if not isinstance(module, BaseTunerLayer) or getattr(module, "tied_adapter", None) is not None:
             continue  # a tied layer shares its tensors with the adapter it is tied to, which saves them
@@ -72,10 +72,11 @@ def _file_path(path: str, adapter_name: str, modules: dict[str, nn.Module]) -> s
 
 
 def _auxiliary_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
+    from peft.tuners.tuners_layer import walk_modules
     from peft.utils.other import AuxiliaryTrainingWrapper
 
     key_map: dict[str, str] = {}
-    for path, module in model.named_modules():
+    for path, module in walk_modules(model):
         if isinstance(module, AuxiliaryTrainingWrapper):
             prefix = f"{path}." if path else ""
             for file_key, live_key in module.adapter_state_dict_load_map(adapter_name).items():
@@ -220,38 +221,65 @@ def set_peft_model_state_dict(
         peft_model_state_dict = dict(peft_model_state_dict)
         model._load_prompt_learning_state_dict(peft_model_state_dict.pop("prompt_embeddings"), adapter_name)
     key_map = _adapter_key_map(model, adapter_name) | _auxiliary_key_map(model, adapter_name)
-    live_state = model.state_dict(keep_vars=True)
-    to_load: dict[str, torch.Tensor] = {}
+    loaded: set[str] = set()
     unexpected: list[str] = []
-    for file_key, tensor in peft_model_state_dict.items():
-        key = file_key.replace("_orig_mod.", "")
-        live_key = key_map.get(key)
-        if live_key is None and key in live_state:
-            live_key = key  # saved under its live name: biases (bias="all") and full embeddings
-        if live_key is None:
-            unexpected.append(file_key)
-            continue
-        expected_shape = live_state[live_key].shape
-        if tensor.shape != expected_shape:
-            if ignore_mismatched_sizes:
+    with torch.no_grad():
+        for file_key, tensor in peft_model_state_dict.items():
+            key = file_key.replace("_orig_mod.", "")
+            live_key = key_map.get(key)
+            owner, name = _owner_of(model, live_key if live_key is not None else key)
+            if owner is None:
+                unexpected.append(file_key)
                 continue
-            raise ValueError(
-                f"Size mismatch for {file_key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model expects "
-                f"{tuple(expected_shape)}. Check that r and the targeted modules match the adapter's config."
-            )
-        to_load[live_key] = tensor
-    model.load_state_dict(to_load, strict=False, assign=low_cpu_mem_usage)
+            # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
+            live_key = live_key if live_key is not None else key
+            current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+            if tensor.shape != current.shape:
+                if ignore_mismatched_sizes:
+                    continue
+                raise ValueError(
+                    f"Size mismatch for {file_key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
+                    f"expects {tuple(current.shape)}. Check that r and the targeted modules match the adapter's "
+                    "config."
+                )
+            _write_tensor(owner, name, current, tensor, assign=low_cpu_mem_usage or current.device.type == "meta")
+            loaded.add(live_key)
     if low_cpu_mem_usage:
         _place_loaded_adapter(model, adapter_name)
-    loaded = set(to_load)
     missing = sorted(live for live in key_map.values() if live not in loaded)
     return _IncompatibleKeys(missing, unexpected)
 
 
-def _place_loaded_adapter(model: nn.Module, adapter_name: str) -> None:
-    from peft.tuners.tuners_layer import BaseTunerLayer
+def _owner_of(model: nn.Module, live_key: str) -> tuple[nn.Module | None, str]:
+    """The module holding the tensor ``live_key`` and its local name, without walking the model."""
+    path, _, name = live_key.rpartition(".")
+    try:
+        owner = model.get_submodule(path) if path else model
+    except AttributeError:
+        return None, name
+    if name in owner._parameters and owner._parameters[name] is not None:
+        return owner, name
+    if name in owner._buffers and owner._buffers[name] is not None:
+        return owner, name
+    return None, name
 
-    for module in model.modules():
+
+def _write_tensor(owner: nn.Module, name: str, current: torch.Tensor, tensor: torch.Tensor, assign: bool) -> None:
+    """Copy ``tensor`` into ``current``, or put it in place (meta tensors, ``low_cpu_mem_usage``)."""
+    if not assign:
+        current.copy_(tensor)
+        return
+    value = tensor.to(dtype=current.dtype) if current.is_floating_point() else tensor
+    if name in owner._parameters:
+        owner._parameters[name] = nn.Parameter(value, requires_grad=current.requires_grad)
+    else:
+        owner._buffers[name] = value
+
+
+def _place_loaded_adapter(model: nn.Module, adapter_name: str) -> None:
+    from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+
+    for _, module in walk_modules(model):
         if isinstance(module, BaseTunerLayer):
             module._move_adapter_to_device_of_base_layer(adapter_name)
 
