@@ -19,6 +19,7 @@ from typing import Any
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.files import atomic_write_text
@@ -210,12 +211,6 @@ class PeftMixedModel(nn.Module):
     def unload(self) -> nn.Module:
         return self.base_model.unload()
 
-    def get_nb_trainable_parameters(self) -> tuple[int, int]:
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return trainable, sum(p.numel() for p in self.parameters())
-
-    def print_trainable_parameters(self) -> None:
-        trainable, total = self.get_nb_trainable_parameters()
-        print(
-            f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
-        )
+    # counting works the same for any model holding adapters
+    get_nb_trainable_parameters = PeftModel.get_nb_trainable_parameters
+    print_trainable_parameters = PeftModel.print_trainable_parameters

@@ -9,7 +9,7 @@ merging (through the quantization backend) and mixed-batch dispatch are written 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -64,6 +64,31 @@ def mixed_batch(adapter_names: Sequence[str] | None) -> Iterator[None]:
     finally:
         _open_mixed_batches -= 1
         _mixed_batch_adapter_names.reset(token)
+
+
+def _check_rows(adapter_names: Sequence[str], x: torch.Tensor) -> None:
+    if len(adapter_names) != x.shape[0]:
+        raise ValueError(
+            f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows; give one adapter "
+            "name per row."
+        )
+
+
+def forward_rows_by_adapter(
+    adapter_names: Sequence[str], x: torch.Tensor, forward_for: Callable[[str, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """For a mixed batch: ``forward_for(name, rows)`` on each adapter's rows of ``x``, outputs back in row order."""
+    _check_rows(adapter_names, x)
+    batch = adapter_names if isinstance(adapter_names, MixedBatch) else MixedBatch(adapter_names)
+    result = None
+    for name, index in batch.groups(x.device).items():
+        out = forward_for(name, x.index_select(0, index))
+        if not isinstance(out, torch.Tensor):
+            raise ValueError("Mixed-batch inference needs modules that return one tensor.")
+        if result is None:
+            result = out.new_empty((x.shape[0], *out.shape[1:]))
+        result[index] = out
+    return result
 
 
 def current_mixed_batch() -> Sequence[str] | None:
@@ -333,11 +358,7 @@ class BaseTunerLayer:
     ) -> torch.Tensor:
         if self.training:
             raise ValueError("Mixed-batch inference (adapter_names) is not supported in training mode; call .eval().")
-        if len(adapter_names) != x.shape[0]:
-            raise ValueError(
-                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows; give one "
-                "adapter name per row."
-            )
+        _check_rows(adapter_names, x)
         if self.merged:
             raise ValueError(
                 f"Mixed-batch inference is not possible while adapters {self.merged_adapters} are merged; "

@@ -184,26 +184,13 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
         return self._mixed_batch_forward(adapter_names, *args, **kwargs)
 
     def _mixed_batch_forward(self, adapter_names: Sequence[str], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if len(adapter_names) != x.shape[0]:
-            raise ValueError(
-                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows; give one "
-                "adapter name per row."
-            )
-        rows_by_adapter: dict[str, list[int]] = {}
-        for row, name in enumerate(adapter_names):
-            rows_by_adapter.setdefault(name, []).append(row)
-        outputs, order = [], []
-        for name, rows in rows_by_adapter.items():
+        from peft.tuners.tuners_layer import forward_rows_by_adapter
+
+        def rows_forward(name: str, rows: torch.Tensor) -> torch.Tensor:
             module = self.modules_to_save[name] if name in self.modules_to_save else self.original_module
-            index = torch.tensor(rows, device=x.device)
-            outputs.append(module(x[index], *args, **kwargs))
-            order.append(index)
-        if not all(isinstance(out, torch.Tensor) for out in outputs):
-            raise ValueError("Mixed-batch inference on modules_to_save supports modules returning one tensor.")
-        result = outputs[0].new_empty((x.shape[0], *outputs[0].shape[1:]))
-        for index, out in zip(order, outputs):
-            result[index] = out
-        return result
+            return module(rows, *args, **kwargs)
+
+        return forward_rows_by_adapter(adapter_names, x, rows_forward)
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -102,7 +102,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
         return torch.func.functional_call(self.base_layer, {path: weight}, (x, *args), kwargs, strict=False)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, current_mixed_batch
+        from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, current_mixed_batch, forward_rows_by_adapter
 
         adapter_names = kwargs.pop("adapter_names", None) or current_mixed_batch()
         if self._disable_adapters:
@@ -116,24 +116,12 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
             if not active:
                 return self.base_layer(x, *args, **kwargs)
             return self._forward_with(x, self.get_merged_weights(active), *args, **kwargs)
-        if len(adapter_names) != x.shape[0]:
-            raise ValueError(
-                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows; give one "
-                "adapter name per row."
-            )
-        rows_by_adapter: dict[str, list[int]] = {}
-        for row, name in enumerate(adapter_names):
-            rows_by_adapter.setdefault(name, []).append(row)
-        parts = {}
-        for name, rows in rows_by_adapter.items():
+
+        def rows_forward(name: str, rows: torch.Tensor) -> torch.Tensor:
             active = [] if name == BASE_ADAPTER_NAME else [name]
-            index = torch.tensor(rows, device=x.device)
-            parts[name] = (index, self._forward_with(x[index], self.get_merged_weights(active), *args, **kwargs))
-        first = next(iter(parts.values()))[1]
-        result = first.new_empty((x.shape[0], *first.shape[1:]))
-        for index, out in parts.values():
-            result[index] = out
-        return result
+            return self._forward_with(rows, self.get_merged_weights(active), *args, **kwargs)
+
+        return forward_rows_by_adapter(adapter_names, x, rows_forward)
 
     def __repr__(self) -> str:
         return "trainable_tokens." + super().__repr__()
