@@ -412,7 +412,7 @@ def test_open_18_deleting_every_adapter_then_unload_returns_the_original_modules
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["a", "b"], modules_to_save=["head"]))
     model.add_adapter("other", LoraConfig(r=2, target_modules=["b"]))
     model.delete_adapter("default")
-    model.delete_adapter("other")
+    model.base_model.delete_adapter("other")  # PeftModel refuses to drop its last adapter; the tuner allows it
     assert model.active_adapters == []
     unloaded = model.unload()
     assert all(getattr(unloaded, name) is module for name, module in originals.items())

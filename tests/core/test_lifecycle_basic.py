@@ -428,9 +428,17 @@ def test_life_16_deleting_an_unknown_adapter_raises():
         model.delete_adapter("x")
 
 
-def test_life_16_deleting_the_last_adapter_leaves_no_active_adapter():
+def test_life_16_deleting_the_last_adapter_of_a_peft_model_raises():
+    """Issue #3: an adapter-less PeftModel is an error; unload() gives the base model back."""
     model = get_peft_model(_base(), _config())
-    model.delete_adapter("default")
+    with pytest.raises(ValueError, match="last adapter"):
+        model.delete_adapter("default")
+    assert model.active_adapters == ["default"]
+
+
+def test_life_16_deleting_the_last_adapter_through_the_tuner_leaves_no_active_adapter():
+    model = get_peft_model(_base(), _config())
+    model.base_model.delete_adapter("default")
     assert model.active_adapters == []
     assert model.peft_config == {}
     torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)

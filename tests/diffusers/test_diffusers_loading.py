@@ -64,8 +64,6 @@ def test_load_lora_weights_with_low_cpu_mem_usage_gives_the_same_image(tmp_path)
     assert np.array_equal(generate(pipes[0]), generate(pipes[1]))
 
 
-
-
 def test_host_diff_4_full_path_targets_of_a_loaded_lora_are_compressed():
     unet = make_unet()
     state_dict = random_lora_state_dict(unet, ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "conv1"), seed=4)

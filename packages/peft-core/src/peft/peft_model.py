@@ -182,7 +182,16 @@ class PeftModel(nn.Module):
         self.base_model.set_adapter(adapter_name, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:
-        """Remove an adapter (see ``BaseTuner.delete_adapter``)."""
+        """Remove an adapter (see ``BaseTuner.delete_adapter``).
+
+        Raises:
+            ValueError: for an unknown adapter, or the last one (use ``unload()`` to get the base model back).
+        """
+        if adapter_name in self.peft_config and len(self.peft_config) == 1:
+            raise ValueError(
+                f"Cannot delete {adapter_name!r}, the last adapter of this PeftModel; use unload() to get the base "
+                "model back (models with injected adapters drop their last one with peft.functional.delete_adapter)."
+            )
         self.base_model.delete_adapter(adapter_name)
 
     def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
