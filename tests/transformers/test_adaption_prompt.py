@@ -78,3 +78,17 @@ def test_trained_adaption_prompt_round_trips(tmp_path):
     torch.testing.assert_close(loaded(input_ids=IDS).logits, expected)
     with loaded.disable_adapter():
         torch.testing.assert_close(loaded(input_ids=IDS).logits, _tiny_llama()(input_ids=IDS).logits)
+
+
+def test_generate_with_an_adaption_prompt_equals_greedy_decoding_with_forward():
+    model = get_peft_model(_tiny_llama(), _config())
+    with torch.no_grad():
+        model.get_base_model().model.layers[1].self_attn.adaption_gate["default"].fill_(2.0)
+    model.get_base_model().generation_config.eos_token_id = None
+    expected = IDS.clone()
+    with torch.no_grad():
+        for _ in range(4):
+            logits = model(input_ids=expected).logits[:, -1]
+            expected = torch.cat([expected, logits.argmax(-1, keepdim=True)], dim=1)
+    generated = model.generate(input_ids=IDS, attention_mask=torch.ones_like(IDS), max_new_tokens=4, do_sample=False)
+    assert generated.tolist() == expected.tolist()

@@ -7,6 +7,7 @@ The config and the prefix encoder live here; turning the prefixes into a model's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,6 +27,10 @@ class PrefixTuningConfig(PromptLearningConfig):
 
     encoder_hidden_size: int = field(default=None, metadata={"help": "The hidden size of the encoder."})
     prefix_projection: bool = field(default=False, metadata={"help": "Whether to project the prefix tokens."})
+    init_weights: str | None = field(default=None, metadata={"help": "Prefix initialisation scheme."})
+
+    # known fields whose features this version does not implement: loadable only with their inert value
+    _inert_fields: ClassVar[dict[str, Any]] = {"init_weights": None}
 
     def __post_init__(self) -> None:
         self.peft_type = PeftType.PREFIX_TUNING
