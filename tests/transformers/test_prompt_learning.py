@@ -175,3 +175,12 @@ def test_prompt_tuning_for_sequence_classification_keeps_sentence_labels():
     assert type(model).__name__ == "PeftModelForSequenceClassification"
     output = model(**INPUTS, labels=torch.tensor([0, 1]))
     assert output.logits.shape == (2, 2) and output.loss > 0
+
+
+def test_soft_prompts_on_encoder_decoder_models_are_a_clear_error():
+    config = transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+    with pytest.raises(NotImplementedError, match="encoder-decoder"):
+        get_peft_model(
+            transformers.T5ForConditionalGeneration(config),
+            PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3),
+        )

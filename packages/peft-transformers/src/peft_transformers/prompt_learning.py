@@ -61,6 +61,11 @@ class PromptLearningMixin:
     """Prompt-learning state and forward for ``PeftModel`` subclasses (mix in before ``PeftModel``)."""
 
     def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
+        if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+            raise NotImplementedError(
+                f"{type(peft_config).__name__} on encoder-decoder models (e.g. T5) is not supported by this version; "
+                "use LoRA, or a decoder-only model."
+            )
         self.base_model = model
         self._peft_config: dict[str, PeftConfig] = {}
         self._active_adapter = adapter_name
