@@ -353,9 +353,7 @@ class BaseTunerLayer:
         """The base output ``result`` with adapter ``adapter_name`` applied to input ``x``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _adapter_output.")
 
-    def _mixed_batch_forward(
-        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
-    ) -> torch.Tensor:
+    def _check_mixed_batch_state(self, adapter_names: Sequence[str], x: torch.Tensor) -> None:
         if self.training:
             raise ValueError("Mixed-batch inference (adapter_names) is not supported in training mode; call .eval().")
         _check_rows(adapter_names, x)
@@ -364,6 +362,11 @@ class BaseTunerLayer:
                 f"Mixed-batch inference is not possible while adapters {self.merged_adapters} are merged; "
                 "unmerge first."
             )
+
+    def _mixed_batch_forward(
+        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
+    ) -> torch.Tensor:
+        self._check_mixed_batch_state(adapter_names, x)
         result = self.base_layer(x, *args, **kwargs)
         groups = (adapter_names if isinstance(adapter_names, MixedBatch) else MixedBatch(adapter_names)).groups(
             x.device

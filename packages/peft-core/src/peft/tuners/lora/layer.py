@@ -251,7 +251,23 @@ class Linear(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
+        scaling = self.scaling[adapter_name]
+        fusable = (
+            isinstance(scaling, float)
+            and lora_b.weight.dtype == result.dtype
+            and isinstance(self.lora_dropout[adapter_name], nn.Identity)
+        )
+        if not fusable:
+            return result + self._adapter_update(x, adapter_name).to(result.dtype)
+        # result + scaling * (A x) B^T in one addmm: no separate update tensor and add pass
+        hidden = lora_a(self._cast_input_dtype(x, lora_a.weight.dtype)).to(result.dtype)
+        out = torch.addmm(
+            result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), lora_b.weight.T, alpha=scaling
+        )
+        if lora_b.bias is not None:
+            out = out + scaling * lora_b.bias
+        return out.view(result.shape)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
