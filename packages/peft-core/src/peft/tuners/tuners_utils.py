@@ -27,6 +27,7 @@ from peft.tuners._targeting import (
 )
 from peft.tuners.tuners_layer import (
     BaseTunerLayer,
+    _as_list,
     check_adapter_name,
     get_in_out_features,
     mixed_batch,
@@ -60,10 +61,6 @@ def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         for name, module in walk_modules(model)
         if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
     ]
-
-
-def _as_list(names: str | Sequence[str]) -> list[str]:
-    return [names] if isinstance(names, str) else list(names)
 
 
 class BaseTuner(nn.Module):

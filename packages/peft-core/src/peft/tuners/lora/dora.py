@@ -61,9 +61,8 @@ class DoraVariant(LoraVariant):
             if adapter_name in module.lora_A
             else (module.lora_embedding_A[adapter_name])
         )
-        features = module.out_features if not isinstance(module, Embedding) else module.out_features
         if reference.device.type == "meta":
-            magnitude = torch.empty(features, device="meta")
+            magnitude = torch.empty(module.out_features, device="meta")
         else:
             _, magnitude = _combined_and_norm(module, adapter_name)
         if is_conv:
