@@ -427,8 +427,9 @@ def test_life_22_mixed_batch_rows_equal_single_adapter_runs_with_auxiliary_modul
     with torch.no_grad():
         mixed = model(_ids(), adapter_names=names)
     single = _single_adapter_outputs(model, ["default", "other", "third"])
+    # batched per-row kernels sum in another order than a single adapter's: the fixtures' tolerance applies
     for row, name in enumerate(names):
-        torch.testing.assert_close(mixed[row], single[name][row], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(mixed[row], single[name][row], atol=1e-5, rtol=1e-4)
 
 
 def test_life_22_base_rows_equal_the_base_model():

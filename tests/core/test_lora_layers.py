@@ -783,3 +783,24 @@ def test_tgt_17_layer_replication_model_runs_and_adapters_train_separately():
     grads = [layer.self_attn.q_proj.lora_B["default"].weight.grad for layer in layers]
     assert all(g is not None for g in grads)
     assert not torch.equal(grads[1], grads[2])
+
+
+def test_life_22_mixed_batch_with_adapters_of_different_ranks_matches_single_runs():
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(12, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["0", "2"], init_lora_weights=False))
+    model.add_adapter("wide", LoraConfig(r=6, lora_alpha=3, target_modules=["0", "2"], init_lora_weights=False))
+    model.eval()
+    x = torch.randn(5, 4, 12)
+    names = ["wide", "__base__", "default", "wide", "default"]
+    with torch.no_grad():
+        mixed = model(x, adapter_names=names)
+        expected = []
+        for row, name in enumerate(names):
+            if name == "__base__":
+                with model.disable_adapter():
+                    expected.append(model(x[row : row + 1]))
+            else:
+                model.set_adapter(name)
+                expected.append(model(x[row : row + 1]))
+    torch.testing.assert_close(mixed, torch.cat(expected), atol=1e-5, rtol=1e-4)

@@ -7,13 +7,14 @@ adapter leaves the output unchanged. Variants (DoRA) change the formula through 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners.tuners_layer import BaseTunerLayer, store_adapter_module
+from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, store_adapter_module
 from peft.utils.warnings import warn
 
 
@@ -267,6 +268,35 @@ class Linear(LoraLayer, nn.Module):
         )
         if lora_b.bias is not None:
             out = out + scaling * lora_b.bias
+        return out.view(result.shape)
+
+    def _mixed_batch_forward(
+        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
+    ) -> torch.Tensor:
+        """Each row's adapter in two batched matmuls: rows gather their adapter's factors (zero-padded to the largest
+        rank; zeros for the base model), so the cost does not grow with the number of adapters in the batch."""
+        names = [n for n in dict.fromkeys(adapter_names) if n != BASE_ADAPTER_NAME and self._has_adapter(n)]
+        plain = all(
+            isinstance(self.scaling[n], float)
+            and self.lora_B[n].bias is None
+            and self.lora_A[n].weight.dtype == x.dtype
+            for n in names
+        )
+        if not names or not plain:
+            return super()._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
+        self._check_mixed_batch_state(adapter_names, x)
+        result = self.base_layer(x, *args, **kwargs)
+        rank = max(self.r[n] for n in names)
+        factors_a = x.new_zeros(len(names) + 1, rank, self.in_features)
+        factors_b = x.new_zeros(len(names) + 1, self.out_features, rank)
+        for slot, name in enumerate(names, start=1):
+            factors_a[slot, : self.r[name]] = self.lora_A[name].weight
+            factors_b[slot, :, : self.r[name]] = self.lora_B[name].weight * self.scaling[name]
+        slots = {name: slot for slot, name in enumerate(names, start=1)}
+        rows = torch.tensor([slots.get(name, 0) for name in adapter_names], device=x.device)
+        batch = x.shape[0]
+        hidden = torch.bmm(x.reshape(batch, -1, self.in_features), factors_a[rows].transpose(1, 2))
+        out = torch.baddbmm(result.reshape(batch, -1, self.out_features), hidden, factors_b[rows].transpose(1, 2))
         return out.view(result.shape)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
