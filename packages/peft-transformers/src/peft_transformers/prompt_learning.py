@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningInit
-from peft.tuners.tuners_utils import add_auxiliary_modules
 from peft.utils.warnings import warn
 
 

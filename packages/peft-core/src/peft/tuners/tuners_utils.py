@@ -17,6 +17,7 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners import _targeting
+from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners._targeting import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     MIN_TARGET_MODULES_FOR_OPTIMIZATION,
@@ -33,7 +34,7 @@ from peft.tuners.tuners_layer import (
     mixed_batch,
     walk_modules,
 )
-from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, _get_submodules
+from peft.utils.other import AuxiliaryTrainingWrapper, _get_submodules
 from peft.utils.warnings import warn
 
 __all__ = [
@@ -652,101 +653,6 @@ def _modules_to_save_matcher(peft_config: PeftConfig) -> Callable[[str], bool] |
         return any(listed(".".join(parts[: i + 1])) for i in range(len(parts)))
 
     return is_protected
-
-
-def _inside_tuner_layer(model: nn.Module, key: str) -> bool:
-    parts = key.split(".")
-    return any(isinstance(model.get_submodule(".".join(parts[:i])), BaseTunerLayer) for i in range(1, len(parts)))
-
-
-def add_auxiliary_modules(model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
-    """Wrap the modules listed in ``modules_to_save`` and ``trainable_token_indices`` for this adapter."""
-    _add_trainable_tokens(model, peft_config, adapter_name)
-    names = getattr(peft_config, "modules_to_save", None)
-    if not names:
-        return
-    matcher = _targeting.NameMatcher(names)
-    wrapped, found_entries = [], set()
-    for key, _module in list(model.named_modules()):
-        if not key or any(key.startswith(w + ".") for w in wrapped):
-            continue
-        entry = matcher.matching_entry(key)
-        if entry is None:
-            continue
-        parent, target, target_name = _get_submodules(model, key)
-        if isinstance(target, ModulesToSaveWrapper):
-            target.update(adapter_name)
-        else:
-            if _inside_tuner_layer(model, key):
-                raise ValueError(
-                    f"modules_to_save entry {entry!r} matches {key!r}, which is part of an adapter layer; "
-                    "adapter internals cannot be wrapped."
-                )
-            setattr(parent, target_name, ModulesToSaveWrapper(target, adapter_name))
-        wrapped.append(key)
-        found_entries.add(entry)
-    unmatched = sorted(set(names) - found_entries)
-    if not found_entries:
-        all_names = [n for n, _ in model.named_modules() if n]
-        raise ValueError(
-            "; ".join(
-                f"modules_to_save entry {e!r} matched no module; closest names: {closest_names(e, all_names)}"
-                for e in unmatched
-            )
-        )
-    automatic = set(_targeting.SEQ_CLS_HEAD_NAMES) if str(peft_config.task_type) == "SEQ_CLS" else set()
-    if set(unmatched) - automatic:
-        warn(f"modules_to_save entries {sorted(set(unmatched) - automatic)} matched no module; they are ignored.")
-
-
-def _add_trainable_tokens(model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
-    """Wrap embeddings named by ``trainable_token_indices`` (a list: the input embedding), and the layers tied
-    to them (same weight tensor), which share the embedding's trainable rows."""
-    indices = getattr(peft_config, "trainable_token_indices", None)
-    if not indices:
-        return
-    from peft.tuners.trainable_tokens.model import input_embedding_name
-    from peft.utils.other import TrainableTokensWrapper
-
-    by_name = indices if isinstance(indices, dict) else {input_embedding_name(model): list(indices)}
-    for entry, token_indices in sorted(by_name.items()):
-        matcher = _targeting.NameMatcher([entry])
-        keys = [key for key, _ in model.named_modules() if key and matcher(key)]
-        if not keys:
-            all_names = [n for n, _ in model.named_modules() if n]
-            raise ValueError(
-                f"trainable_token_indices entry {entry!r} matched no module; closest names: "
-                f"{closest_names(entry, all_names)}"
-            )
-        for key in keys:
-            parent, target, target_name = _get_submodules(model, key)
-            if isinstance(target, TrainableTokensWrapper):
-                target.update(adapter_name, token_indices=token_indices)
-                wrapper = target
-            elif isinstance(target, BaseTunerLayer):
-                raise ValueError(
-                    f"{key!r} is adapted by {type(target).__name__} and cannot also have trainable tokens; "
-                    "remove it from target_modules or from trainable_token_indices."
-                )
-            else:
-                wrapper = TrainableTokensWrapper(target, adapter_name, token_indices=token_indices)
-                setattr(parent, target_name, wrapper)
-            _wrap_tied_layers(model, wrapper, adapter_name, token_indices)
-
-
-def _wrap_tied_layers(model: nn.Module, wrapper: nn.Module, adapter_name: str, token_indices: list[int]) -> None:
-    from peft.utils.other import TrainableTokensWrapper
-
-    weight = wrapper.original_module.weight
-    for key, module in list(model.named_modules(remove_duplicate=False)):
-        if module is wrapper.original_module or isinstance(module, (TrainableTokensWrapper, BaseTunerLayer)):
-            continue
-        if isinstance(module, nn.Linear) and module.weight is weight:
-            parent, _, target_name = _get_submodules(model, key)
-            tied = TrainableTokensWrapper(
-                module, adapter_name, token_indices=token_indices, tied_adapter=wrapper.token_adapter
-            )
-            setattr(parent, target_name, tied)
 
 
 def purge_empty_adapter_modules(model: nn.Module) -> None:
