@@ -184,3 +184,40 @@ def test_soft_prompts_on_encoder_decoder_models_are_a_clear_error():
             transformers.T5ForConditionalGeneration(config),
             PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3),
         )
+
+
+def test_multitask_prompt_tuning_reproduces_a_reference_adapter():
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    data = Path(__file__).parents[1] / "data" / "mpt_reference"
+    base = _tiny_llama()
+    base.load_state_dict(load_file(data / "base.safetensors"))
+    io = load_file(data / "io.safetensors")
+    model = PeftModel.from_pretrained(base, data / "adapter")
+    ids = io["input_ids"]
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), task_ids=io["task_ids"]).logits
+    torch.testing.assert_close(logits, io["out_adapter"], atol=1e-5, rtol=1e-4)
+
+
+def test_multitask_prompt_tuning_round_trips_and_needs_task_ids(tmp_path):
+    from peft import MultitaskPromptTuningConfig
+
+    config = MultitaskPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, num_tasks=2, num_ranks=2)
+    model = get_peft_model(_tiny_llama(), config)
+    with pytest.raises(ValueError, match="task_ids"):
+        model(**INPUTS)
+    tasks = torch.tensor([1, 0])
+    with torch.no_grad():
+        model.prompt_encoder["default"].prefix_task_rows.add_(0.5)
+    expected = model(**INPUTS, task_ids=tasks).logits
+    encoder = model.prompt_encoder["default"]
+    # independent: the shared prompt scaled element-wise by each task's cols @ rows
+    prompt = encoder.embedding.weight[None] * (encoder.prefix_task_cols[tasks] @ encoder.prefix_task_rows[tasks])
+    embeds = torch.cat([prompt, _tiny_llama().get_input_embeddings()(INPUTS["input_ids"])], dim=1)
+    base_logits = _tiny_llama()(inputs_embeds=embeds, attention_mask=torch.ones(2, 7, dtype=torch.long)).logits
+    torch.testing.assert_close(expected, base_logits)
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(_tiny_llama(), tmp_path)
+    torch.testing.assert_close(loaded(**INPUTS, task_ids=tasks).logits, expected)

@@ -15,9 +15,10 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
-from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningInit
+from peft.tuners.prompt_tuning import PromptEmbedding
 from peft.utils.warnings import warn
 
 
@@ -78,9 +79,10 @@ class PromptLearningMixin:
         config = fill_prompt_learning_config(config, self.base_model)
         word_embeddings = self.base_model.get_input_embeddings()
         peft_type = str(config.peft_type)
-        if peft_type == "PROMPT_TUNING":
-            encoder = PromptEmbedding(config, word_embeddings)
-            if config.prompt_tuning_init == PromptTuningInit.TEXT and not config.inference_mode:
+        if peft_type in ("PROMPT_TUNING", "MULTITASK_PROMPT_TUNING"):
+            cls = MultitaskPromptEmbedding if peft_type == "MULTITASK_PROMPT_TUNING" else PromptEmbedding
+            encoder = cls(config, word_embeddings)
+            if config.prompt_tuning_init.value == "TEXT" and not config.inference_mode:
                 _init_from_text(encoder, config, word_embeddings)
         elif peft_type == "P_TUNING":
             encoder = PromptEncoder(config)
@@ -151,29 +153,46 @@ class PromptLearningMixin:
         """``{"prompt_embeddings": ...}``: the encoder's output, so loaded adapters need no encoder."""
         config = self._peft_config[adapter_name]
         encoder = self.prompt_encoder[adapter_name]
+        if isinstance(encoder, MultitaskPromptEmbedding):
+            return {
+                "prompt_embeddings": encoder.embedding.weight.detach(),
+                "prefix_task_cols": encoder.prefix_task_cols.detach(),
+                "prefix_task_rows": encoder.prefix_task_rows.detach(),
+            }
         if config.inference_mode or isinstance(encoder, PromptEmbedding):
             return {"prompt_embeddings": encoder.embedding.weight.detach()}
         with torch.no_grad():
             tokens = torch.arange(encoder.embedding.num_embeddings, device=encoder.embedding.weight.device)
             return {"prompt_embeddings": encoder(tokens).detach()}
 
-    def _load_prompt_learning_state_dict(self, prompt_embeddings: torch.Tensor, adapter_name: str) -> None:
-        weight = self.prompt_encoder[adapter_name].embedding.weight
-        if weight.shape != prompt_embeddings.shape:
-            raise ValueError(
-                f"Size mismatch for 'prompt_embeddings': the checkpoint has shape {tuple(prompt_embeddings.shape)}, "
-                f"the model expects {tuple(weight.shape)}."
-            )
-        with torch.no_grad():
-            weight.copy_(prompt_embeddings)
+    def _load_prompt_learning_state_dict(self, state_dict: dict[str, torch.Tensor], adapter_name: str) -> set[str]:
+        """Load the prompt tensors of ``state_dict``; returns the keys used."""
+        encoder = self.prompt_encoder[adapter_name]
+        targets = {"prompt_embeddings": encoder.embedding.weight}
+        if isinstance(encoder, MultitaskPromptEmbedding):
+            targets |= {"prefix_task_cols": encoder.prefix_task_cols, "prefix_task_rows": encoder.prefix_task_rows}
+        for key, param in targets.items():
+            if key not in state_dict:
+                raise ValueError(f"The checkpoint has no {key!r}, which a {type(encoder).__name__} needs.")
+            if param.shape != state_dict[key].shape:
+                raise ValueError(
+                    f"Size mismatch for {key!r}: the checkpoint has shape {tuple(state_dict[key].shape)}, the model "
+                    f"expects {tuple(param.shape)}."
+                )
+            with torch.no_grad():
+                param.copy_(state_dict[key])
+        return set(targets)
 
     # -------------------------------------------------------------------------------------------- prompts
-    def get_prompt(self, batch_size: int) -> torch.Tensor | Any:
+    def get_prompt(self, batch_size: int, task_ids: torch.Tensor | None = None) -> torch.Tensor | Any:
         """The active adapter's virtual-token embeddings ``(batch, tokens, dim)``, or for prefix tuning a
         ``DynamicCache`` holding the key/value prefixes of every layer."""
         config = self.active_peft_config
         encoder = self.prompt_encoder[self.active_adapters[0]]
         weight = encoder.embedding.weight
+        if isinstance(encoder, MultitaskPromptEmbedding):  # the task modulates the prompt, also for inference
+            tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
+            return encoder(tokens, task_ids)
         if config.inference_mode:
             prompts = weight.unsqueeze(0).expand(batch_size, -1, -1)
         else:
@@ -202,6 +221,7 @@ class PromptLearningMixin:
         attention_mask: Any = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
         if self._prompt_disabled:
@@ -223,7 +243,7 @@ class PromptLearningMixin:
         attention_mask = _extend_attention_mask(attention_mask, num_tokens)
         if inputs_embeds is None:
             inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
-        prompts = self.get_prompt(batch).to(inputs_embeds.dtype)
+        prompts = self.get_prompt(batch, task_ids).to(inputs_embeds.dtype)
         inputs_embeds = torch.cat([prompts, inputs_embeds], dim=1)
         if labels is not None and labels.dim() == 2:  # token-level labels: the virtual tokens predict nothing
             prefix_labels = torch.full((batch, num_tokens), -100, dtype=labels.dtype, device=labels.device)

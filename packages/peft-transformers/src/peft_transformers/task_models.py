@@ -95,7 +95,8 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
             )
             return output[:, num_tokens:]
         embeds = base.get_input_embeddings()(input_ids)
-        embeds = torch.cat([self.get_prompt(batch).to(embeds.dtype), embeds], dim=1)
+        prompts = self.get_prompt(batch, kwargs.pop("task_ids", None))
+        embeds = torch.cat([prompts.to(embeds.dtype), embeds], dim=1)
         new_tokens = base.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
         sequences_per_input = new_tokens.shape[0] // batch
         return torch.cat([input_ids.repeat_interleave(sequences_per_input, dim=0), new_tokens], dim=1)

@@ -1,6 +1,11 @@
 """PEFT methods. Importing this package registers every built-in method."""
 
 from peft.tuners.lora import LoraConfig, LoraModel, LoraRuntimeConfig
+from peft.tuners.multitask_prompt_tuning import (
+    MultitaskPromptEmbedding,
+    MultitaskPromptTuningConfig,
+    MultitaskPromptTuningInit,
+)
 from peft.tuners.p_tuning import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
 from peft.tuners.prefix_tuning import PrefixEncoder, PrefixTuningConfig
 from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningInit
@@ -10,6 +15,9 @@ __all__ = [
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",
+    "MultitaskPromptEmbedding",
+    "MultitaskPromptTuningConfig",
+    "MultitaskPromptTuningInit",
     "PrefixEncoder",
     "PrefixTuningConfig",
     "PromptEmbedding",

@@ -218,8 +218,8 @@ def set_peft_model_state_dict(
     """
     config = _peft_config_of(model, adapter_name)
     if getattr(config, "is_prompt_learning", False):
-        peft_model_state_dict = dict(peft_model_state_dict)
-        model._load_prompt_learning_state_dict(peft_model_state_dict.pop("prompt_embeddings"), adapter_name)
+        used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
+        peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}
     key_map = _adapter_key_map(model, adapter_name) | _auxiliary_key_map(model, adapter_name)
     loaded: set[str] = set()
     unexpected: list[str] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -40,18 +41,19 @@ class PromptTuningConfig(PromptLearningConfig):
     tokenizer_name_or_path: str | None = field(default=None)
     tokenizer_kwargs: dict | None = field(default=None)
 
+    _init_enum: ClassVar[type[enum.Enum]] = PromptTuningInit
+
     def __post_init__(self) -> None:
         self.peft_type = PeftType.PROMPT_TUNING
         super().__post_init__()
-        valid = [i.value for i in PromptTuningInit]
-        if str(getattr(self.prompt_tuning_init, "value", self.prompt_tuning_init)) not in valid:
+        init = str(getattr(self.prompt_tuning_init, "value", self.prompt_tuning_init))
+        valid = [i.value for i in self._init_enum]
+        if init not in valid:
             raise ValueError(f"Invalid prompt_tuning_init {self.prompt_tuning_init!r}; valid values are {valid}.")
-        self.prompt_tuning_init = PromptTuningInit(getattr(self.prompt_tuning_init, "value", self.prompt_tuning_init))
-        if self.prompt_tuning_init == PromptTuningInit.TEXT and not (
-            self.prompt_tuning_init_text and self.tokenizer_name_or_path
-        ):
+        self.prompt_tuning_init = self._init_enum(init)
+        if init == "TEXT" and not (self.prompt_tuning_init_text and self.tokenizer_name_or_path):
             raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text and tokenizer_name_or_path.")
-        if self.tokenizer_kwargs and self.prompt_tuning_init != PromptTuningInit.TEXT:
+        if self.tokenizer_kwargs and init != "TEXT":
             raise ValueError("tokenizer_kwargs only apply with prompt_tuning_init='TEXT'.")
 
 
@@ -65,7 +67,7 @@ class PromptEmbedding(nn.Module):
         super().__init__()
         total = config.num_virtual_tokens * (config.num_transformer_submodules or 1)
         self.embedding = nn.Embedding(total, config.token_dim)
-        if config.prompt_tuning_init == PromptTuningInit.SAMPLE_VOCAB and not config.inference_mode:
+        if config.prompt_tuning_init.value == "SAMPLE_VOCAB" and not config.inference_mode:
             if word_embeddings is None:
                 raise ValueError("prompt_tuning_init='SAMPLE_VOCAB' needs the model's word embeddings.")
             rows = torch.randint(0, word_embeddings.weight.shape[0], (total,), device=word_embeddings.weight.device)
