@@ -24,10 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMPORT_GOAL_S = 0.15
 INJECT_GOAL_RATIO = 10.0
-LAYER_NAMES = ("q", "k", "v", "o", "gate", "up", "down", "proj")
 HEAVY_MODULES = ("transformers", "accelerate", "diffusers", "trl", "bitsandbytes")
 # Subprocesses run outside the repository: its root holds the umbrella's `peft.egg-info`, which `python -c` (cwd on
 # sys.path) would otherwise report as the installed peft's metadata.
@@ -48,35 +49,6 @@ def _worker_import(modules: list[str]) -> dict:
     return {"seconds": seconds, "heavy_modules": sorted(m for m in HEAVY_MODULES if m in sys.modules)}
 
 
-def _build_blocks_model(blocks: int, hidden: int):
-    import torch
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            for name in LAYER_NAMES:
-                setattr(self, name, nn.Linear(hidden, hidden))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            for name in LAYER_NAMES:
-                x = getattr(self, name)(x)
-            return x
-
-    class Model(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks = nn.ModuleList(Block() for _ in range(blocks))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            for block in self.blocks:
-                x = block(x)
-            return x
-
-    torch.manual_seed(0)
-    return Model()
-
-
 def _target_modules(mode: str, blocks: int) -> list[str]:
     if mode == "suffix":
         return list(LAYER_NAMES)
@@ -90,7 +62,7 @@ def _worker_inject(mode: str, blocks: int, hidden: int, repeat: int) -> dict:
 
     from peft import LoraConfig, get_peft_model
 
-    template = _build_blocks_model(blocks, hidden)
+    template = build_blocks_model(blocks, hidden)
     targets = _target_modules(mode, blocks)
     timings = []
     # One extra, untimed round first: lazy imports inside peft are paid once per process, not per model.

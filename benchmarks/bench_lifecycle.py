@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LAYER_NAMES = ("q", "k", "v", "o", "gate", "up", "down", "proj")
 REPORTED_ADAPTERS = (2, 10, 31)
 GROWTH_GOAL = 1.5
 MIXED_GOAL = 1.25
@@ -39,35 +40,6 @@ NEUTRAL_CWD = tempfile.gettempdir()
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _build_blocks_model(blocks: int, hidden: int):
-    import torch
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            for name in LAYER_NAMES:
-                setattr(self, name, nn.Linear(hidden, hidden))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            for name in LAYER_NAMES:
-                x = getattr(self, name)(x)
-            return x
-
-    class Model(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks = nn.ModuleList(Block() for _ in range(blocks))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            for block in self.blocks:
-                x = block(x)
-            return x
-
-    torch.manual_seed(0)
-    return Model()
-
-
 def _many_adapters(blocks: int, hidden: int, adapters: int) -> tuple[object, list[float]]:
     """A PeftModel with ``adapters`` LoRA adapters; returns it and the seconds each ``add_adapter`` took (#2..)."""
     from peft import LoraConfig, get_peft_model
@@ -75,7 +47,7 @@ def _many_adapters(blocks: int, hidden: int, adapters: int) -> tuple[object, lis
     def config():
         return LoraConfig(r=8, target_modules=list(LAYER_NAMES))
 
-    model = get_peft_model(_build_blocks_model(blocks, hidden), config())
+    model = get_peft_model(build_blocks_model(blocks, hidden), config())
     seconds = []
     for i in range(2, adapters + 1):
         new_config = config()

@@ -9,21 +9,13 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from tiny_transformers import tiny_llama  # noqa: E402
+
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 
 
 def _tiny_llama() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        initializer_range=0.2,
-    )
-    return transformers.LlamaForCausalLM(config)
+    return tiny_llama(initializer_range=0.2)
 
 
 class _Sequences(torch.utils.data.Dataset):

@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 
 transformers = pytest.importorskip("transformers")
 
+from tiny_transformers import tiny_llama  # noqa: E402
+
 from peft import AutoPeftModel, LoraConfig, PeftModel  # noqa: E402
 from peft.hosts import get_host_registry  # noqa: E402
 
@@ -61,17 +63,7 @@ def test_auto_peft_model_loads_every_transformers_fixture(name, tmp_path):
 
 
 def _tiny_llama(**overrides) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        **overrides,
-    )
-    return transformers.LlamaForCausalLM(config)
+    return tiny_llama(**overrides)
 
 
 IDS = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])

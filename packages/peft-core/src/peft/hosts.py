@@ -3,7 +3,7 @@
 A host package (peft-transformers, peft-diffusers, peft-trl) declares an entry point in the group ``peft.hosts`` that
 names a ``register(registry: HostRegistry) -> None`` function. The core never imports a host: it loads the entry
 points lazily, the first time it needs something only a host can tell (the PeftModel subclass for a task type,
-default target modules for a model type, which modules share tied weights).
+default target modules for a model type, exported names).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ class HostRegistry:
     def __init__(self) -> None:
         self.task_models: dict[str, type] = {}
         self.default_target_modules: dict[str, dict[str, list[str]]] = {}
-        self.tied_module_finders: list[Callable[[Any], dict[str, str]]] = []
         self.exports: dict[str, Callable[[], Any]] = {}
 
     def register_task_model(self, task_type: str, model_cls: type) -> None:
@@ -34,10 +33,6 @@ class HostRegistry:
     def register_default_target_modules(self, peft_type: str, mapping: dict[str, list[str]]) -> None:
         """Default ``target_modules`` per ``model_type`` for ``peft_type`` (used when ``target_modules=None``)."""
         self.default_target_modules.setdefault(str(peft_type), {}).update(mapping)
-
-    def register_tied_module_finder(self, finder: Callable[[Any], dict[str, str]]) -> None:
-        """``finder(model)`` returns ``{tied_module_name: source_module_name}`` for weights the host ties."""
-        self.tied_module_finders.append(finder)
 
     def register_export(self, name: str, loader: Callable[[], Any]) -> None:
         """Make ``peft.<name>`` resolve lazily to ``loader()`` (e.g. ``PeftModelForCausalLM``)."""

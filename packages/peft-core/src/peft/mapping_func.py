@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.warnings import warn
 
 
@@ -51,11 +50,6 @@ def get_peft_model(
         if peft_config.revision is not None and peft_config.revision != revision:
             warn(f"peft_config.revision {peft_config.revision!r} is overwritten by revision={revision!r}.")
         peft_config.revision = revision
-    if any(isinstance(m, BaseTunerLayer) for m in model.modules()) and not mixed:
-        warn(
-            "You are trying to modify a model with PEFT for a second time. If you want to reload the model with a "
-            "different config, make sure to call `.unload()` before."
-        )
     if mixed:
         return PeftMixedModel(model, peft_config, adapter_name=adapter_name)
     model_cls = PeftModel

@@ -442,8 +442,9 @@ class BaseTuner(nn.Module):
     def _warn_if_already_adapted(self, model: nn.Module) -> None:
         if len(self.peft_config) == 1 and any(isinstance(m, self.tuner_layer_cls) for m in model.modules()):
             warn(
-                "The model already contains adapter layers of this kind. Calling get_peft_model a second time stacks "
-                "adapters; call .unload() on the first PeftModel to get the base model back if that is not intended."
+                "You are trying to modify a model with PEFT for a second time: it already contains adapter layers of "
+                "this kind, and the new ones stack on them. Call .unload() on the first PeftModel to get the base "
+                "model back if that is not intended."
             )
 
     def _add_auxiliary_modules(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
