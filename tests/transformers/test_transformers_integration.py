@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 transformers = pytest.importorskip("transformers")
 
-from tiny_transformers import tiny_llama  # noqa: E402
+from tiny_transformers import MOE_CONFIGS, tiny_llama  # noqa: E402
 
 from peft import AutoPeftModel, LoraConfig, PeftModel  # noqa: E402
 from peft.hosts import get_host_registry  # noqa: E402
@@ -120,32 +120,6 @@ def test_host_tf_1_from_pretrained_of_an_adapter_folder_builds_base_and_adapter(
     model.save_pretrained(tmp_path / "adapter")
     loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "adapter")
     torch.testing.assert_close(loaded(input_ids=IDS).logits, expected)
-
-
-MOE_CONFIGS = {
-    "mixtral": lambda: transformers.MixtralConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-    ),
-    "qwen2_moe": lambda: transformers.Qwen2MoeConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=16,
-        moe_intermediate_size=16,
-        shared_expert_intermediate_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_experts=4,
-        num_experts_per_tok=2,
-    ),
-}
 
 
 @pytest.mark.parametrize("kind", sorted(MOE_CONFIGS))

@@ -1,4 +1,4 @@
-"""The tiny Llama the transformers tests build from a config (no download)."""
+"""The tiny models the transformers tests build from configs (no download)."""
 
 import torch
 import transformers
@@ -17,3 +17,30 @@ def tiny_llama(**config_overrides) -> torch.nn.Module:
         **config_overrides,
     )
     return transformers.LlamaForCausalLM(config)
+
+
+# tiny MoE models whose experts transformers stores fused (3-D gate_up_proj / down_proj parameters)
+MOE_CONFIGS = {
+    "mixtral": lambda: transformers.MixtralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+    ),
+    "qwen2_moe": lambda: transformers.Qwen2MoeConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=16,
+        moe_intermediate_size=16,
+        shared_expert_intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+    ),
+}

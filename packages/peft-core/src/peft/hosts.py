@@ -3,7 +3,8 @@
 A host package (peft-transformers, peft-diffusers, peft-trl) declares an entry point in the group ``peft.hosts`` that
 names a ``register(registry: HostRegistry) -> None`` function. The core never imports a host: it loads the entry
 points lazily, the first time it needs something only a host can tell (the PeftModel subclass for a task type,
-default target modules for a model type, exported names).
+default target modules for a model type, exported names, conversions of adapters written for an older layout of a
+model).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class HostRegistry:
         self.task_models: dict[str, type] = {}
         self.default_target_modules: dict[str, dict[str, list[str]]] = {}
         self.exports: dict[str, Callable[[], Any]] = {}
+        self.config_converters: list[Callable[[Any, Any], None]] = []
+        self.state_dict_converters: list[Callable[[Any, Any, dict, str], dict]] = []
 
     def register_task_model(self, task_type: str, model_cls: type) -> None:
         """``get_peft_model`` and ``PeftModel.from_pretrained`` build ``model_cls`` for configs of ``task_type``."""
@@ -33,6 +36,20 @@ class HostRegistry:
     def register_default_target_modules(self, peft_type: str, mapping: dict[str, list[str]]) -> None:
         """Default ``target_modules`` per ``model_type`` for ``peft_type`` (used when ``target_modules=None``)."""
         self.default_target_modules.setdefault(str(peft_type), {}).update(mapping)
+
+    def register_adapter_converter(
+        self,
+        config_converter: Callable[[Any, Any], None],
+        state_dict_converter: Callable[[Any, Any, dict, str], dict],
+    ) -> None:
+        """Adapters written for an older layout of a model (e.g. per-expert MoE layers that the host now fuses).
+
+        ``config_converter(peft_config, model)`` rewrites the config in place before its adapter is injected;
+        ``state_dict_converter(model, peft_config, state_dict, adapter_name)`` returns the state dict (file keys)
+        in the layout of the injected adapter. Both leave what they do not recognise unchanged.
+        """
+        self.config_converters.append(config_converter)
+        self.state_dict_converters.append(state_dict_converter)
 
     def register_export(self, name: str, loader: Callable[[], Any]) -> None:
         """Make ``peft.<name>`` resolve lazily to ``loader()`` (e.g. ``PeftModelForCausalLM``)."""

@@ -33,6 +33,19 @@ def register(registry: HostRegistry) -> None:
 
     registry.register_export("build_peft_weight_mapping", weight_mapping_builder)
 
+    # adapters trained on per-expert MoE layers load onto the fused experts of transformers 5
+    def convert_config(peft_config, model):
+        from .moe_conversion import convert_config_for_fused_experts
+
+        convert_config_for_fused_experts(peft_config, model)
+
+    def convert_state_dict(model, peft_config, state_dict, adapter_name):
+        from .moe_conversion import convert_state_dict_for_fused_experts
+
+        return convert_state_dict_for_fused_experts(model, peft_config, state_dict, adapter_name)
+
+    registry.register_adapter_converter(convert_config, convert_state_dict)
+
     # task models import only torch and the core, so loading them here keeps the registry complete
     from .task_models import TASK_MODELS
 

@@ -226,6 +226,11 @@ class BaseTuner(nn.Module):
         try:
             check_adapter_name(adapter_name)
             self._check_new_adapter_config(peft_config)
+            # configs written for an older layout of the model (e.g. per-expert MoE layers) target the current one
+            from peft.hosts import get_host_registry
+
+            for convert in get_host_registry().config_converters:
+                convert(peft_config, model)
         except Exception:
             del self.peft_config[adapter_name]
             raise

@@ -217,6 +217,10 @@ def set_peft_model_state_dict(
             ``ignore_mismatched_sizes``.
     """
     config = _peft_config_of(model, adapter_name)
+    from peft.hosts import get_host_registry
+
+    for convert in get_host_registry().state_dict_converters:
+        peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
     if getattr(config, "is_prompt_learning", False):
         used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
         peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}
