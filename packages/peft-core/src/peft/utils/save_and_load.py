@@ -8,6 +8,7 @@ round-trip (REQUIREMENTS SAVE-2..5).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -43,7 +44,7 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
         live_prefix = f"{path}." if path else ""
         aliases = getattr(module, "_file_key_aliases", {})
         for attr in module.adapter_layer_names:
-            container = getattr(module, attr, None)
+            container = module.adapter_container(attr)
             if container is None or adapter_name not in container:
                 continue
             item = container[adapter_name]
@@ -116,7 +117,8 @@ def get_peft_model_state_dict(
             ``model.state_dict()``.
         adapter_name: the adapter to export.
         unwrap_compiled: use the original module of a ``torch.compile``d model.
-        save_embedding_layers: whether full embedding matrices are saved too ("auto": when embeddings are targeted).
+        save_embedding_layers: whether full embedding matrices are saved too ("auto": when embeddings are adapted
+            or the vocabulary was resized relative to the base checkpoint's ``config.json``, with a warning).
     """
     if save_embedding_layers not in ("auto", True, False):
         raise ValueError(f"save_embedding_layers must be 'auto', True or False, got {save_embedding_layers!r}.")
@@ -171,18 +173,63 @@ def _embedding_module_names(model: nn.Module) -> list[str]:
 
 
 def _should_save_embeddings(model: nn.Module, config: Any, save_embedding_layers: str | bool) -> bool:
+    """SAVE-6: "auto" saves the full embeddings when they are adapted (not with trainable tokens, whose trained rows
+    are the adapter) or when the vocabulary was resized since the base checkpoint."""
     if save_embedding_layers != "auto":
         return bool(save_embedding_layers)
-    if str(getattr(config, "peft_type", "")) == "TRAINABLE_TOKENS":
-        return False  # the trained rows are the adapter; the rest of the embedding is the base model's
     from peft.tuners._targeting import TargetSelector
     from peft.utils.warnings import warn
 
-    selector = TargetSelector(config)
-    targeted = [n for n in _embedding_module_names(model) if selector.is_target(n)]
-    if targeted:
-        warn(f"Setting save_embedding_layers to True as embedding layers {sorted(set(targeted))} are adapted.")
-    return bool(targeted)
+    trainable_tokens = str(getattr(config, "peft_type", "")) == "TRAINABLE_TOKENS" or bool(
+        getattr(config, "trainable_token_indices", None)
+    )
+    if not trainable_tokens:
+        selector = TargetSelector(config)
+        targeted = [n for n in _embedding_module_names(model) if selector.is_target(n)]
+        if targeted:
+            warn(f"Setting save_embedding_layers to True as embedding layers {sorted(set(targeted))} are adapted.")
+            return True
+    resized = _resized_vocabulary(model, getattr(config, "base_model_name_or_path", None))
+    if resized is not None:
+        warn(
+            f"Setting save_embedding_layers to True as the embedding layer has been resized during finetuning: the "
+            f"vocabulary has {resized[1]} tokens, the base model {resized[0]}."
+        )
+        return True
+    return False
+
+
+def _vocab_size(config: Any) -> int | None:
+    """``vocab_size`` of a model config (object or dict), looked up in ``text_config`` for multimodal models."""
+    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name, None)
+    size = get("vocab_size")
+    if size is None and get("text_config") is not None:
+        return _vocab_size(get("text_config"))
+    return size
+
+
+def _resized_vocabulary(model: nn.Module, base_model_name_or_path: str | None) -> tuple[int, int] | None:
+    """``(base vocabulary size, current size)`` if ``model``'s vocabulary differs from the one in the base
+    checkpoint's ``config.json`` (a local folder or a Hub repo), else None; also None when that file cannot be read
+    (with a warning if the lookup itself failed)."""
+    from peft.utils.warnings import warn
+
+    current = _vocab_size(getattr(model, "config", None))
+    if not current or not base_model_name_or_path:
+        return None
+    try:
+        path = resolve_file(base_model_name_or_path, "config.json")
+    except Exception as exc:  # offline, no network, private repo: the check is best effort
+        warn(
+            f"Could not find a config file in {base_model_name_or_path} ({type(exc).__name__}) - will assume that "
+            "the vocabulary was not modified."
+        )
+        return None
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as file:
+        base = _vocab_size(json.load(file))
+    return (base, current) if base and base != current else None
 
 
 def _embedding_weight_keys(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
