@@ -52,8 +52,14 @@ LLAMA_CONFIG = {
     "tie_word_embeddings": False,
 }
 LLAMA = {"kind": "transformers", "class": "LlamaForCausalLM", "config": LLAMA_CONFIG}
+# out 8 = 2 x 4 and in 4 = 2 x 2: a LoKr rank of 4 keeps the kernel-carrying w2 factor full, (4, 2, 3)
+CONV1D = {
+    "kind": "sequential",
+    "layers": [["Conv1d", 4, 8, 3], ["ReLU"], ["Conv1d", 8, 6, 3], ["Flatten"], ["Linear", 36, 3]],
+}
 
-# name -> (model spec, inputs {name: ("float", shape) | ("int", high, shape)}, LoraConfig kwargs)
+# name -> (model spec, inputs {name: ("float", shape) | ("int", high, shape)}, config kwargs); "config_class" names
+# the config (default LoraConfig); every adapter starts random (RANDOM_INIT) and is perturbed further
 CASES: dict[str, tuple[dict, dict, dict]] = {
     "linear": (MLP, {"x": ("float", [4, 10])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "2", "4"]}),
     "conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "2"]}),
@@ -86,6 +92,50 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
         {"input_ids": ("int", 64, [2, 9])},
         {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"},
     ),
+    "loha_linear_patterns": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {
+            "config_class": "LoHaConfig",
+            "r": 4,
+            "alpha": 8,
+            "target_modules": ["0", "2", "4"],
+            "rank_pattern": {"2": 2},
+            "alpha_pattern": {"4": 3},
+        },
+    ),
+    "loha_conv2d_effective": (
+        CONV,
+        {"x": ("float", [2, 3, 8, 8])},
+        {"config_class": "LoHaConfig", "r": 2, "alpha": 4, "target_modules": ["0", "2"], "use_effective_conv2d": True},
+    ),
+    "lokr_linear_decompose_both": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {
+            "config_class": "LoKrConfig",
+            "r": 1,
+            "alpha": 2,
+            "target_modules": ["0", "2", "4"],
+            "decompose_both": True,
+            "decompose_factor": 4,
+        },
+    ),
+    "lokr_conv2d_effective": (
+        CONV,
+        {"x": ("float", [2, 3, 8, 8])},
+        {"config_class": "LoKrConfig", "r": 1, "alpha": 3, "target_modules": ["0", "2"], "use_effective_conv2d": True},
+    ),
+    "lokr_conv1d_full_w2": (
+        CONV1D,
+        {"x": ("float", [2, 4, 10])},
+        {"config_class": "LoKrConfig", "r": 4, "alpha": 4, "target_modules": ["0", "2"]},
+    ),
+}
+RANDOM_INIT = {
+    "LoraConfig": {"init_lora_weights": False},
+    "LoHaConfig": {"init_weights": False},
+    "LoKrConfig": {"init_weights": False},
 }
 
 
@@ -120,9 +170,14 @@ def _perturb_adapter(model: torch.nn.Module) -> None:
                 param.add_(0.1 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
 
 
-def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, lora_kwargs: dict) -> None:
+def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, config_kwargs: dict) -> None:
     """Our side: base weights, inputs and outputs, and the adapter saved by our `save_pretrained`."""
-    from peft import LoraConfig, get_peft_model
+    import peft
+    from peft import get_peft_model
+
+    config_kwargs = dict(config_kwargs)
+    config_class = config_kwargs.pop("config_class", "LoraConfig")
+    config = getattr(peft, config_class)(**RANDOM_INIT[config_class], **config_kwargs)
 
     case_dir.mkdir(parents=True)
     torch.manual_seed(0)
@@ -132,7 +187,7 @@ def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, lora_kwar
     )
     inputs = _make_inputs(input_specs)
     out_base = side.forward(base, model_spec, inputs)
-    model = get_peft_model(base, LoraConfig(init_lora_weights=False, **lora_kwargs))
+    model = get_peft_model(base, config)
     _perturb_adapter(model)
     model.eval()
     out_adapter = side.forward(model, model_spec, inputs)
@@ -166,9 +221,9 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     python = _find_reference_python()
     root = tmp_path_factory.mktemp("reference_interop")
     errors = {}
-    for name, (model_spec, input_specs, lora_kwargs) in CASES.items():
+    for name, (model_spec, input_specs, config_kwargs) in CASES.items():
         try:
-            _prepare_case(root / name, model_spec, input_specs, lora_kwargs)
+            _prepare_case(root / name, model_spec, input_specs, config_kwargs)
         except Exception:  # noqa: BLE001  (reported by the case's own test)
             errors[name] = traceback.format_exc()
     prepared = [name for name in CASES if name not in errors]

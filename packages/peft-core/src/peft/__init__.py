@@ -22,6 +22,10 @@ from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
 from peft.tuners import (  # noqa: E402
+    LoHaConfig,
+    LoHaModel,
+    LoKrConfig,
+    LoKrModel,
     LoraConfig,
     LoraModel,
     LoraRuntimeConfig,
@@ -56,6 +60,10 @@ __all__ = [
     "PEFT_TYPE_TO_CONFIG_MAPPING",
     "PEFT_TYPE_TO_PREFIX_MAPPING",
     "PEFT_TYPE_TO_TUNER_MAPPING",
+    "LoHaConfig",
+    "LoHaModel",
+    "LoKrConfig",
+    "LoKrModel",
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",

@@ -22,9 +22,12 @@ def register(registry: HostRegistry) -> None:
     """
     from .target_modules import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
-    registry.register_default_target_modules(
-        "LORA", {name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()}
-    )
+    # LoHa and LoKr adapt the same projections as LoRA (each method gets its own copy, to override where it differs)
+    for peft_type in ("LORA", "LOHA", "LOKR"):
+        registry.register_default_target_modules(
+            peft_type,
+            {name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()},
+        )
 
     def weight_mapping_builder():
         from .weight_conversion import build_peft_weight_mapping

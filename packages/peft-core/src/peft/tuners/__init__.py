@@ -1,5 +1,7 @@
 """PEFT methods. Importing this package registers every built-in method."""
 
+from peft.tuners.loha import LoHaConfig, LoHaModel
+from peft.tuners.lokr import LoKrConfig, LoKrModel
 from peft.tuners.lora import LoraConfig, LoraModel, LoraRuntimeConfig
 from peft.tuners.multitask_prompt_tuning import (
     MultitaskPromptEmbedding,
@@ -12,6 +14,10 @@ from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig, Promp
 from peft.tuners.trainable_tokens import TrainableTokensConfig, TrainableTokensModel
 
 __all__ = [
+    "LoHaConfig",
+    "LoHaModel",
+    "LoKrConfig",
+    "LoKrModel",
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",

@@ -56,7 +56,7 @@ class TaskType(str, enum.Enum):
 
 
 # reference methods whose parameter prefix predates the "prefix = name + '_'" rule (checkpoint keys depend on it)
-_LEGACY_PREFIXES = {"adaption_prompt": "adaption_"}
+_LEGACY_PREFIXES = {"adaption_prompt": "adaption_", "loha": "hada_"}
 
 
 def register_peft_method(
