@@ -85,7 +85,7 @@ def _lora_layers(model: nn.Module) -> Iterator[tuple[str, LoraLayer]]:
 
 def _adapter_device(layer: LoraLayer, adapter_name: str) -> torch.device:
     for attr in layer.adapter_layer_names:
-        container = getattr(layer, attr, None)
+        container = layer.adapter_container(attr)
         if container is not None and adapter_name in container:
             item = container[adapter_name]
             tensor = item if isinstance(item, torch.Tensor) else next(iter(item.parameters()), None)
@@ -193,7 +193,7 @@ def _padding_plan(layer: LoraLayer, path: str, target_rank: int) -> list[tuple[s
         )
     plan = []
     for attr, rank_dim in _RANK_DIM.items():
-        container = getattr(layer, attr, None)
+        container = layer.adapter_container(attr)
         if not container:
             continue
         for adapter, item in container.items():
@@ -335,7 +335,7 @@ def _adapter_slots(model: nn.Module, adapter_name: str, parameter_prefix: str) -
         for attr in layer.adapter_layer_names:
             if not attr.startswith(parameter_prefix):
                 continue
-            container = getattr(layer, attr, None)
+            container = layer.adapter_container(attr)
             if container is None or adapter_name not in container:
                 continue
             item = container[adapter_name]

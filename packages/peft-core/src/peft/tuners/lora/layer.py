@@ -14,8 +14,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, store_adapter_module
+from peft.tuners.tuners_layer import (
+    BASE_ADAPTER_NAME,
+    BaseTunerLayer,
+    LazyAdapterContainer,
+    new_module,
+    store_adapter_module,
+)
 from peft.utils.warnings import warn
+
+
+def linear_factor(
+    in_features: int,
+    out_features: int,
+    bias: bool,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Linear:
+    """An ``nn.Linear`` with uninitialised tensors, for a LoRA factor that ``reset_lora_parameters`` initialises:
+    ``nn.Linear.__init__`` would draw random weights only to have them replaced, at 5x the cost of this."""
+    layer = new_module(nn.Linear)
+    layer.__dict__.update(in_features=in_features, out_features=out_features)
+    layer._parameters["weight"] = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+    layer._parameters["bias"] = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
+    return layer
 
 
 class LoraVariant:
@@ -53,16 +75,19 @@ class LoraLayer(BaseTunerLayer):
     other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
     # the reference checkpoint format stores the DoRA magnitude without the ".weight" of its module
     _file_key_aliases = {"lora_magnitude_vector.weight": "lora_magnitude_vector"}
+    lora_embedding_A = LazyAdapterContainer(nn.ParameterDict)
+    lora_embedding_B = LazyAdapterContainer(nn.ParameterDict)
+    lora_magnitude_vector = LazyAdapterContainer(nn.ModuleDict)
 
     def _init_lora_layer(self, base_layer: nn.Module, ephemeral_gpu_offload: bool = False, **kwargs: Any) -> None:
         self._init_tuner_layer(base_layer)
-        self.lora_dropout = nn.ModuleDict()
-        self.lora_A = nn.ModuleDict()
-        self.lora_B = nn.ModuleDict()
-        self.lora_embedding_A = nn.ParameterDict()
-        self.lora_embedding_B = nn.ParameterDict()
-        self.lora_magnitude_vector = nn.ModuleDict()
-        # plain attributes in one step: nn.Module.__setattr__ costs more than the rest with thousands of layers
+        # written straight into the module's tables: nn.Module.__init__/__setattr__ cost more than the rest of a
+        # LoRA layer when thousands are created, and a fresh layer has nothing __setattr__ would need to clean up
+        self._modules.update(
+            lora_dropout=new_module(nn.ModuleDict),
+            lora_A=new_module(nn.ModuleDict),
+            lora_B=new_module(nn.ModuleDict),
+        )
         self.__dict__.update(
             r={},
             lora_alpha={},
@@ -110,7 +135,9 @@ class LoraLayer(BaseTunerLayer):
         self.r[adapter_name] = r
         self.lora_alpha[adapter_name] = lora_alpha
         store_adapter_module(
-            self.lora_dropout, adapter_name, nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else nn.Identity()
+            self.lora_dropout,
+            adapter_name,
+            nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity),
         )
         self._create_adapter_weights(adapter_name, r, lora_bias, **self._factory_kwargs())
         self.use_rslora[adapter_name] = use_rslora
@@ -126,24 +153,28 @@ class LoraLayer(BaseTunerLayer):
             self.lora_variant.pop(adapter_name, None)
 
     def reset_lora_parameters(self, adapter_name: str, init_lora_weights: bool | str) -> None:
-        """Initialise ``A``/``B``: True (Kaiming A, zero B), "gaussian" (A ~ N(0, 1/r), zero B), False (random)."""
-        if init_lora_weights is False:
-            return
+        """Initialise ``A``/``B``: True (Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/r), zero B), False (both
+        as torch initialises a fresh layer of their type: a random, non-identity adapter)."""
         with torch.no_grad():
             if adapter_name in self.lora_A:
-                weight_a = self.lora_A[adapter_name].weight
+                lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
+                if init_lora_weights is False:
+                    lora_a.reset_parameters()
+                    lora_b.reset_parameters()
+                    return
+                weight_a = lora_a.weight
                 if init_lora_weights == "gaussian":
-                    nn.init.normal_(weight_a, std=1 / self.r[adapter_name])
-                elif not isinstance(self.lora_A[adapter_name], (nn.Linear, nn.modules.conv._ConvNd)):
-                    nn.init.kaiming_uniform_(weight_a, a=math.sqrt(5))
-                # else: torch's Linear/Conv layers already drew A from this same Kaiming-uniform distribution
-                nn.init.zeros_(self.lora_B[adapter_name].weight)
-                if self.lora_B[adapter_name].bias is not None:
-                    nn.init.zeros_(self.lora_B[adapter_name].bias)
-            if adapter_name in self.lora_embedding_A:
-                # the embedding's non-zero factor is drawn from a normal distribution
-                nn.init.zeros_(self.lora_embedding_A[adapter_name])
-                nn.init.normal_(self.lora_embedding_B[adapter_name])
+                    weight_a.normal_(0, 1 / self.r[adapter_name])
+                else:  # Kaiming-uniform with a=sqrt(5), torch's default for Linear and Conv: bound 1/sqrt(fan_in)
+                    bound = 1 / math.sqrt(weight_a[0].numel())
+                    weight_a.uniform_(-bound, bound)
+                lora_b.weight.zero_()
+                if lora_b.bias is not None:
+                    lora_b.bias.zero_()
+            elif adapter_name in self.lora_embedding_A and init_lora_weights is not False:
+                # the embedding's non-zero factor is B, drawn from a normal distribution (False: both stay random)
+                self.lora_embedding_A[adapter_name].zero_()
+                self.lora_embedding_B[adapter_name].normal_()
 
     # diffusers' scaling helpers -------------------------------------------------------------------------------
     def _default_scaling(self, adapter: str) -> float:
@@ -233,16 +264,18 @@ class Linear(LoraLayer, nn.Module):
     ) -> None:
         super().__init__()
         self._init_lora_layer(base_layer, **kwargs)
-        self.fan_in_fan_out = fan_in_fan_out
-        self.is_target_conv_1d_layer = is_target_conv_1d_layer
-        self._active_adapter = adapter_name
+        self.__dict__.update(
+            fan_in_fan_out=fan_in_fan_out,
+            is_target_conv_1d_layer=is_target_conv_1d_layer,
+            _active_adapter=adapter_name,
+        )
         self.update_layer(
             adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
         )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        store_adapter_module(self.lora_A, adapter_name, nn.Linear(self.in_features, r, bias=False, **factory))
-        store_adapter_module(self.lora_B, adapter_name, nn.Linear(r, self.out_features, bias=lora_bias, **factory))
+        store_adapter_module(self.lora_A, adapter_name, linear_factor(self.in_features, r, False, **factory))
+        store_adapter_module(self.lora_B, adapter_name, linear_factor(r, self.out_features, lora_bias, **factory))
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         delta = self._lora_delta(adapter)

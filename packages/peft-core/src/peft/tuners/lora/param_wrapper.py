@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.lora.layer import LoraLayer, linear_factor
 from peft.tuners.tuners_layer import base_parameter_path
 
 
@@ -61,8 +61,8 @@ class ParamWrapper(LoraLayer, nn.Module):
         )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        self.lora_A[adapter_name] = nn.Linear(self.in_features, r * self.num_experts, bias=False, **factory)
-        self.lora_B[adapter_name] = nn.Linear(r * self.num_experts, self.out_features, bias=lora_bias, **factory)
+        self.lora_A[adapter_name] = linear_factor(self.in_features, r * self.num_experts, False, **factory)
+        self.lora_B[adapter_name] = linear_factor(r * self.num_experts, self.out_features, lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
         return self._param().detach()
