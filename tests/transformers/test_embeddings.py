@@ -56,3 +56,75 @@ def test_save_6_auto_saves_targeted_embeddings():
     with pytest.warns(UserWarning, match="embedding layers"):
         state_dict = get_peft_model_state_dict(model)
     assert "base_model.model.model.embed_tokens.base_layer.weight" in state_dict
+
+
+# ------------------------------------------------------------------------------------ ensure_weight_tying (AUX-15)
+TIED_IDS = torch.tensor([[1, 5, 9, 20, 33, 2, 7, 40]])
+
+
+def _train_step(model):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(input_ids=TIED_IDS, labels=TIED_IDS).loss.backward()
+    optimizer.step()
+    model.eval()
+
+
+@pytest.mark.parametrize("targets", [["embed_tokens", "q_proj"], ["lm_head", "q_proj"]])
+def test_aux_15_ensure_weight_tying_lora_on_tied_embeddings_stays_tied(tmp_path, targets):
+    config = LoraConfig(r=4, target_modules=targets, ensure_weight_tying=True, init_lora_weights=False)
+    model = get_peft_model(tiny_llama(tie_word_embeddings=True), config)
+    base = model.get_base_model()
+    embedding, head = base.model.embed_tokens, base.lm_head
+    assert "default" in embedding.lora_embedding_A and "default" in head.lora_A
+    _train_step(model)
+    # the head applies the embedding's update transposed: same factors, one set of trained parameters
+    torch.testing.assert_close(head.get_delta_weight("default"), embedding.get_delta_weight("default"))
+    expected = model(input_ids=TIED_IDS).logits
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert "base_model.model.lm_head.lora_A.weight" in saved  # the reference's key layout
+    loaded = PeftModel.from_pretrained(tiny_llama(tie_word_embeddings=True), tmp_path)
+    torch.testing.assert_close(loaded(input_ids=TIED_IDS).logits, expected)
+    # merging changes the shared weight once
+    merged = model.merge_and_unload()
+    assert merged.lm_head.weight is merged.model.embed_tokens.weight
+    torch.testing.assert_close(merged(input_ids=TIED_IDS).logits, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("listed", ["embed_tokens", "lm_head"])
+def test_aux_15_ensure_weight_tying_modules_to_save_share_one_copy(listed):
+    config = LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=[listed], ensure_weight_tying=True)
+    base = get_peft_model(tiny_llama(tie_word_embeddings=True), config).get_base_model()
+    shared = base.model.embed_tokens.modules_to_save["default"].weight
+    assert base.lm_head.modules_to_save["default"].weight is shared
+
+
+@pytest.mark.parametrize(
+    "tie,config,message",
+    [
+        (False, {"target_modules": ["embed_tokens"], "ensure_weight_tying": True}, "no tied modules were found"),
+        (True, {"target_modules": ["q_proj"], "ensure_weight_tying": True}, "no tied modules are added"),
+        (True, {"target_modules": ["embed_tokens"]}, "`ensure_weight_tying` is not set to True"),
+        (True, {"target_modules": ["q_proj"], "modules_to_save": ["lm_head"]}, "`ensure_weight_tying` is not set"),
+    ],
+)
+def test_aux_15_tied_embedding_warnings(tie, config, message):
+    with pytest.warns(UserWarning, match=message):
+        get_peft_model(tiny_llama(tie_word_embeddings=tie), LoraConfig(r=4, **config))
+
+
+def test_aux_15_trainable_tokens_on_tied_layers_with_different_indices():
+    indices = {"embed_tokens": [1, 2], "lm_head": [3]}
+    untied = get_peft_model(
+        tiny_llama(tie_word_embeddings=True), LoraConfig(target_modules=["q_proj"], trainable_token_indices=indices)
+    ).get_base_model()
+    assert untied.lm_head.token_adapter.tied_adapter is None
+    with pytest.raises(ValueError, match="Cannot ensure weight tying"):
+        get_peft_model(
+            tiny_llama(tie_word_embeddings=True),
+            LoraConfig(target_modules=["q_proj"], trainable_token_indices=indices, ensure_weight_tying=True),
+        )
+    with pytest.warns(UserWarning, match="does not have tied weights"):
+        get_peft_model(
+            tiny_llama(), LoraConfig(target_modules=["q_proj"], trainable_token_indices=[1], ensure_weight_tying=True)
+        )

@@ -69,6 +69,7 @@ def _add_trainable_tokens(model: nn.Module, peft_config: PeftConfig, adapter_nam
     from peft.utils.other import TrainableTokensWrapper
 
     by_name = indices if isinstance(indices, dict) else {input_embedding_name(model): list(indices)}
+    by_name, tie = _drop_entries_tied_to_the_embedding(model, peft_config, by_name)
     for entry, token_indices in sorted(by_name.items()):
         matcher = _targeting.NameMatcher([entry])
         keys = [key for key, _ in model.named_modules() if key and matcher(key)]
@@ -91,7 +92,41 @@ def _add_trainable_tokens(model: nn.Module, peft_config: PeftConfig, adapter_nam
             else:
                 wrapper = TrainableTokensWrapper(target, adapter_name, token_indices=token_indices)
                 setattr(parent, target_name, wrapper)
-            _wrap_tied_layers(model, wrapper, adapter_name, token_indices)
+            if tie:
+                _wrap_tied_layers(model, wrapper, adapter_name, token_indices)
+
+
+def _drop_entries_tied_to_the_embedding(
+    model: nn.Module, peft_config: PeftConfig, by_name: dict[str, list[int]]
+) -> tuple[dict[str, list[int]], bool]:
+    """``(entries to wrap, whether layers tied to a wrapped embedding share its rows)``. Entries for layers tied to
+    the input embedding are covered by the embedding's when they list the same tokens; different tokens untie
+    them, which ``ensure_weight_tying`` refuses."""
+    from peft.tuners._tying import input_embedding, modules_tied_to_input_embedding
+
+    ensure = getattr(peft_config, "ensure_weight_tying", False)
+    tied = modules_tied_to_input_embedding(model)
+    if not tied:
+        if ensure:
+            warn(
+                "ensure_weight_tying=True but the model does not have tied weights (tie_word_embeddings=False). "
+                "Weight tying will not be applied for trainable_token_indices."
+            )
+        return by_name, True
+    embedding_name = input_embedding(model)[0]
+    tied_entries = [e for e in by_name if embedding_name == e or embedding_name.endswith("." + e)]
+    tied_entries += [e for e in by_name if any(t == e or t.endswith("." + e) for t in tied)]
+    if len(tied_entries) < 2:
+        return by_name, True
+    if all(by_name[e] == by_name[tied_entries[0]] for e in tied_entries):
+        return {e: v for e, v in by_name.items() if e not in tied_entries[1:]}, True
+    if ensure:
+        layers = ", ".join(f"{e}: {by_name[e]}" for e in tied_entries)
+        raise ValueError(
+            "Cannot ensure weight tying when different token indices are specified for tied layers. Conflicting "
+            f"layers: {layers}. Please use the same indices for all tied layers or set ensure_weight_tying=False."
+        )
+    return by_name, False
 
 
 def _wrap_tied_layers(model: nn.Module, wrapper: nn.Module, adapter_name: str, token_indices: list[int]) -> None:

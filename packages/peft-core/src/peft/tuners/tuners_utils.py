@@ -26,6 +26,7 @@ from peft.tuners._targeting import (
     closest_names,
     find_minimal_target_modules,
 )
+from peft.tuners._tying import plan_weight_tying, tie_modules_to_save
 from peft.tuners.tuners_layer import (
     BaseTunerLayer,
     _as_list,
@@ -267,8 +268,13 @@ class BaseTuner(nn.Module):
         low_cpu_mem_usage: bool,
         state_dict: dict[str, torch.Tensor] | None,
     ) -> None:
+        tying = plan_weight_tying(model, peft_config)
         targets = self._select_targets(model, peft_config, state_dict)
-        self._warn_tied_targets(self.get_model_config(model), targets, "Adapting")
+        tied_targets: list[str] = []
+        if tying is not None and tying.mode == "target_modules":
+            # the embedding carries the adapter; the layers tied to it reuse it (created last)
+            tied_targets = [name for name, _ in model.named_modules() if tying.is_tied(name)]
+            targets = tying.retarget(targets, [name for name, _ in model.named_modules()])
         if getattr(peft_config, "target_parameters", None):
             self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
@@ -277,7 +283,22 @@ class BaseTuner(nn.Module):
                 parent, target, target_name = _get_submodules(model, key)
                 self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
                 self.targeted_module_names.append(key)
+            for key in tied_targets:
+                self._tie_target(model, peft_config, adapter_name, key, tying.embedding_name)
+                self.targeted_module_names.append(key)
             self._add_auxiliary_modules(model, peft_config, adapter_name)
+            if tying is not None and tying.mode == "modules_to_save":
+                tie_modules_to_save(model, tying, adapter_name)
+
+    def _tie_target(
+        self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, key: str, embedding_name: str
+    ) -> None:
+        """Adapt ``key``, a layer tied to the input embedding ``embedding_name``, with the embedding's adapter
+        (``ensure_weight_tying``); methods that can tie adapters override this."""
+        raise ValueError(
+            f"{type(self).__name__} cannot tie the adapter of {key!r} to the one of {embedding_name!r}; set "
+            "ensure_weight_tying=False."
+        )
 
     def _select_targets(
         self, model: nn.Module, peft_config: PeftConfig, state_dict: dict[str, torch.Tensor] | None
@@ -644,6 +665,9 @@ def _gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -665,9 +689,6 @@ def _modules_to_save_matcher(peft_config: PeftConfig) -> Callable[[str], bool] |
 
     return is_protected
 
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
 
 def purge_empty_adapter_modules(model: nn.Module) -> None:
     """Replace adapter layers and auxiliary wrappers that hold no adapter any more by the modules they wrap."""

@@ -48,6 +48,9 @@ class LoraConfig(PeftConfig):
         lora_bias: give ``lora_B`` a trainable bias.
         layer_replication: ``[[start, end), ...]`` ranges of layers to stack (shared base weights, own adapters).
         target_parameters: names of raw ``nn.Parameter``s (2-D, or 3-D expert stacks) to adapt.
+        ensure_weight_tying: keep adapters of tied input/output embeddings tied: a ``modules_to_save`` copy of the
+            embedding is shared by the tied output layer, LoRA on either one adapts the embedding and the output
+            layer reuses it transposed (see ``peft.tuners._tying``).
 
     Example:
         >>> config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -109,7 +112,6 @@ class LoraConfig(PeftConfig):
         "use_bdlora": None,
         "use_qalora": False,
         "velora_config": None,
-        "ensure_weight_tying": False,
     }
 
     def __post_init__(self) -> None:

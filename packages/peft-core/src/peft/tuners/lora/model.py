@@ -105,11 +105,48 @@ class LoraModel(BaseTuner):
         **kwargs: Any,
     ) -> None:
         layer_kwargs = self._layer_kwargs(peft_config, current_key)
+        self._create_or_update_layer(peft_config, adapter_name, target, target_name, parent, layer_kwargs)
+
+    def _create_or_update_layer(
+        self,
+        peft_config: LoraConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        layer_kwargs: dict[str, Any],
+    ) -> nn.Module:
         if isinstance(target, LoraLayer) and not isinstance(target, ParamWrapper):
             target.update_layer(adapter_name, **layer_kwargs)
-            return
+            return target
         new_module = self._create_new_module(peft_config, adapter_name, target, **layer_kwargs)
         self._replace_module(parent, target_name, new_module, target)
+        return new_module
+
+    def _tie_target(
+        self, model: nn.Module, peft_config: LoraConfig, adapter_name: str, key: str, embedding_name: str
+    ) -> None:
+        """LoRA on ``key`` (an output layer tied to the input embedding) reusing the embedding's LoRA."""
+        from peft.tuners.lora.tied import tie_to_embedding
+        from peft.utils.other import _get_submodules
+
+        embedding = model.get_submodule(embedding_name)
+        parent, target, target_name = _get_submodules(model, key)
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        if not isinstance(embedding, Embedding) or adapter_name not in embedding.lora_embedding_A:
+            raise ValueError(
+                f"ensure_weight_tying ties {key!r} to the LoRA of the input embedding {embedding_name!r}, which has "
+                f"none for adapter {adapter_name!r}."
+            )
+        if not isinstance(base, nn.Linear):
+            raise ValueError(
+                "ensure_weight_tying can tie LoRA to torch.nn.Linear output layers; "
+                f"{key!r} is a {type(base).__name__}."
+            )
+        # the tied layer has the embedding's rank and alpha; its values come from the embedding
+        layer_kwargs = {**self._layer_kwargs(peft_config, embedding_name), "init_lora_weights": False}
+        layer = self._create_or_update_layer(peft_config, adapter_name, target, target_name, parent, layer_kwargs)
+        tie_to_embedding(layer, embedding, adapter_name)
 
     def _create_and_replace_parameter(
         self,

@@ -1,0 +1,61 @@
+"""LoRA on a linear layer tied to a LoRA embedding (``ensure_weight_tying``).
+
+The output layer ``lm_head`` shares its weight ``E`` (vocab x dim) with the input embedding, whose LoRA update is
+``scaling * (B_e A_e)^T`` (``A_e``: r x vocab, ``B_e``: dim x r). The tied layer applies the same update as a linear
+layer, ``x -> scaling * (x B_e) A_e``, computed from the embedding's factors, so one set of parameters trains and
+the two layers stay tied. Its own ``lora_A``/``lora_B`` are frozen views of those factors (``B_e^T``, ``A_e^T``),
+kept for the checkpoint format. Merging changes the shared weight once, through the embedding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from peft.tuners.lora.layer import Embedding, LoraLayer, LoraVariant
+
+
+class TiedEmbeddingVariant(LoraVariant):
+    """The LoRA variant of a linear layer tied to the LoRA embedding in ``module._tied_embeddings[adapter]``."""
+
+    @staticmethod
+    def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
+        embedding: Embedding = kwargs["embedding"]
+        module.__dict__.setdefault("_tied_embeddings", {})[adapter_name] = embedding
+        with torch.no_grad():
+            # views of the embedding's factors: the checkpoint keys of the tied layer hold the same values
+            module.lora_A[adapter_name].weight = nn.Parameter(
+                embedding.lora_embedding_B[adapter_name].t(), requires_grad=False
+            )
+            module.lora_B[adapter_name].weight = nn.Parameter(
+                embedding.lora_embedding_A[adapter_name].t(), requires_grad=False
+            )
+
+    @staticmethod
+    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight  # the shared weight is changed by the embedding's merge
+
+    @staticmethod
+    def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
+        return None
+
+    @staticmethod
+    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight
+
+    @staticmethod
+    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        embedding = module._tied_embeddings[active_adapter]
+        factor_a = embedding.lora_embedding_A[active_adapter]
+        factor_b = embedding.lora_embedding_B[active_adapter]
+        x = module.lora_dropout[active_adapter](module._cast_input_dtype(x, factor_b.dtype))
+        update = (x @ factor_b) @ factor_a * module.scaling[active_adapter]
+        return result + update.to(result.dtype)
+
+
+def tie_to_embedding(layer: LoraLayer, embedding: Embedding, adapter_name: str) -> None:
+    """Make ``layer``'s adapter ``adapter_name`` the transposed reuse of ``embedding``'s (same rank and alpha)."""
+    TiedEmbeddingVariant.init(layer, adapter_name, embedding=embedding)
+    layer.lora_variant[adapter_name] = TiedEmbeddingVariant
