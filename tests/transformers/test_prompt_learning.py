@@ -1,4 +1,7 @@
-"""Prompt tuning, p-tuning and prefix tuning on a tiny Llama (REQUIREMENTS METHOD-PROMPT/PREFIX, CFG-1)."""
+"""Prompt tuning, p-tuning and prefix tuning on a tiny Llama (REQUIREMENTS METHOD-PROMPT/PREFIX, CFG-1).
+
+Encoder-decoder models: test_prompt_learning_seq2seq.py; CPT: test_cpt.py.
+"""
 
 from __future__ import annotations
 
@@ -170,13 +173,24 @@ def test_prompt_tuning_for_sequence_classification_keeps_sentence_labels():
     assert output.logits.shape == (2, 2) and output.loss > 0
 
 
-def test_soft_prompts_on_encoder_decoder_models_are_a_clear_error():
-    config = transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
-    with pytest.raises(NotImplementedError, match="encoder-decoder"):
-        get_peft_model(
-            transformers.T5ForConditionalGeneration(config),
-            PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3),
-        )
+def test_prefix_3_each_layer_gets_its_prefix_on_that_layers_device():
+    """Layers on different devices (here: CPU and meta) each receive their virtual key/values on their own device."""
+    model = get_peft_model(_tiny_llama(), CONFIGS["prefix"]())
+    model.get_base_model().model.layers[1].to("meta")
+    cache = model.get_prompt(batch_size=2)
+    assert [layer.keys.device.type for layer in cache.layers] == ["cpu", "meta"]
+    assert [layer.values.device.type for layer in cache.layers] == ["cpu", "meta"]
+
+
+def test_prefix_3_dispatched_layers_get_their_prefix_on_the_execution_device():
+    """accelerate's dispatch hooks (offloaded weights) name the device a layer computes on."""
+    from types import SimpleNamespace
+
+    model = get_peft_model(_tiny_llama(), CONFIGS["prefix"]())
+    layers = model.get_base_model().model.layers
+    layers[0]._hf_hook = SimpleNamespace(hooks=[SimpleNamespace(execution_device="meta")])  # a SequentialHook
+    cache = model.get_prompt(batch_size=2)
+    assert [layer.keys.device.type for layer in cache.layers] == ["meta", "cpu"]
 
 
 def test_multitask_prompt_tuning_reproduces_a_reference_adapter():

@@ -22,6 +22,8 @@ from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
 from peft.tuners import (  # noqa: E402
+    CPTConfig,
+    CPTEmbedding,
     LoHaConfig,
     LoHaModel,
     LoKrConfig,
@@ -57,6 +59,8 @@ from peft.utils import (  # noqa: E402
 from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
 
 __all__ = [
+    "CPTConfig",
+    "CPTEmbedding",
     "PEFT_TYPE_TO_CONFIG_MAPPING",
     "PEFT_TYPE_TO_PREFIX_MAPPING",
     "PEFT_TYPE_TO_TUNER_MAPPING",

@@ -1,7 +1,9 @@
-"""Soft prompts on transformers models: prompt tuning, p-tuning (virtual tokens prepended to the input embeddings)
-and prefix tuning (key/value prefixes given to every attention layer as a ``DynamicCache``).
+"""Soft prompts on transformers models: prompt tuning, p-tuning, multitask prompt tuning and CPT (virtual tokens
+prepended to the input embeddings) and prefix tuning (key/value prefixes given to every attention layer as a
+``DynamicCache``, each layer's on that layer's device).
 
 ``PromptLearningMixin`` is mixed into the task models; with a non-prompt config it defers to ``PeftModel``.
+Encoder-decoder models add their own forward and generate (``prompt_learning_seq2seq``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
 from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
@@ -61,11 +64,14 @@ def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftCon
 class PromptLearningMixin:
     """Prompt-learning state and forward for ``PeftModel`` subclasses (mix in before ``PeftModel``)."""
 
+    #: the task model prepends prompts to the encoder of encoder-decoder models (seq2seq LM)
+    _supports_encoder_decoder_prompts: bool = False
+
     def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
-        if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        if _is_encoder_decoder(model) and not self._supports_encoder_decoder_prompts:
             raise NotImplementedError(
-                f"{type(peft_config).__name__} on encoder-decoder models (e.g. T5) is not supported by this version; "
-                "use LoRA, or a decoder-only model."
+                f"{type(peft_config).__name__} on encoder-decoder models (e.g. T5) needs task_type='SEQ_2_SEQ_LM', "
+                f"got task_type={peft_config.task_type!r}."
             )
         self.base_model = model
         self._peft_config: dict[str, PeftConfig] = {}
@@ -84,6 +90,8 @@ class PromptLearningMixin:
             encoder = cls(config, word_embeddings)
             if config.prompt_tuning_init.value == "TEXT" and not config.inference_mode:
                 _init_from_text(encoder, config, word_embeddings)
+        elif peft_type == "CPT":
+            encoder = CPTEmbedding(config, word_embeddings)
         elif peft_type == "P_TUNING":
             encoder = PromptEncoder(config)
         elif peft_type == "PREFIX_TUNING":
@@ -203,16 +211,46 @@ class PromptLearningMixin:
         return self._prefix_cache(prompts, config)
 
     def _prefix_cache(self, prompts: torch.Tensor, config: PeftConfig) -> Any:
-        from transformers import DynamicCache
+        """``prompts`` ``(batch, tokens, layers * 2 * dim)`` as a cache: a ``DynamicCache``, or for encoder-decoder
+        models an ``EncoderDecoderCache`` with the prefixes in its (decoder) self-attention part."""
+        from transformers import DynamicCache, EncoderDecoderCache
 
         batch, tokens, _ = prompts.shape
         head_dim = config.token_dim // config.num_attention_heads
         past = prompts.view(batch, tokens, config.num_layers * 2, config.num_attention_heads, head_dim)
         past = past.permute(2, 0, 3, 1, 4)  # (layers * 2, batch, heads, tokens, head_dim)
         dtype = self.base_model.get_input_embeddings().weight.dtype
+        encoder_decoder = config.num_transformer_submodules == 2
+        devices = _layer_devices(self.base_model, config.num_layers)
         cache = DynamicCache()
-        for layer in range(config.num_layers):
-            cache.update(past[2 * layer].to(dtype), past[2 * layer + 1].to(dtype), layer)
+        for layer, device in enumerate(devices):
+            # checkpoint compatibility: the reference gives decoder layer i of an encoder-decoder model the prefix
+            # stored for layer 2i (mod layers); its adapters were trained that way
+            source = (2 * layer) % config.num_layers if encoder_decoder else layer
+            keys, values = past[2 * source], past[2 * source + 1]
+            device = device or keys.device
+            cache.update(keys.to(device, dtype), values.to(device, dtype), layer)
+        return EncoderDecoderCache(cache, DynamicCache()) if encoder_decoder else cache
+
+    def _prefix_past_key_values(self, cache: Any, batch: int, config: PeftConfig) -> Any:
+        """The cache a prefix-tuned forward uses: ``cache`` itself when it holds tokens already (a continuation),
+        else the prefixes, written into ``cache`` when the caller gave an empty one."""
+        checkpointing = getattr(self.base_model, "is_activation_checkpointing", None)
+        if checkpointing is None:  # transformers before the rename
+            checkpointing = getattr(self.base_model, "is_gradient_checkpointing", False)
+        if self.training and checkpointing:
+            raise ValueError(
+                "Prefix tuning does not work with gradient checkpointing: the prefixes live in the key/value cache, "
+                "which checkpointing disables. Call model.gradient_checkpointing_disable()."
+            )
+        if cache is not None and _cache_length(cache) > 0:
+            return cache
+        prefixes = self.get_prompt(batch)
+        if cache is None:
+            return prefixes
+        target, source = _self_attention_cache(cache), _self_attention_cache(prefixes)
+        for layer, entry in enumerate(source.layers):
+            target.update(entry.keys, entry.values, layer)
         return cache
 
     def _prompt_forward(
@@ -224,6 +262,8 @@ class PromptLearningMixin:
         task_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
+        """Soft prompts go before the (encoder's) input; prefixes into the (decoder's) key/value cache, whose
+        attention mask gets ones in front for them."""
         if self._prompt_disabled:
             return self.base_model(
                 input_ids=input_ids,
@@ -235,58 +275,68 @@ class PromptLearningMixin:
         config = self.active_peft_config
         batch = input_ids.shape[0] if input_ids is not None else inputs_embeds.shape[0]
         num_tokens = config.num_virtual_tokens
+        encoder_decoder = _is_encoder_decoder(self.base_model)
         if kwargs.get("position_ids") is not None:
             warn("position_ids are ignored with prompt learning: the virtual tokens shift every position.")
             kwargs["position_ids"] = None
         if str(config.peft_type) == "PREFIX_TUNING":
-            return self._prefix_forward(input_ids, attention_mask, inputs_embeds, labels, batch, config, **kwargs)
+            if encoder_decoder:  # the encoder runs unchanged
+                kwargs["decoder_attention_mask"] = _extend_attention_mask(
+                    kwargs.get("decoder_attention_mask"), num_tokens
+                )
+            else:
+                attention_mask = _extend_attention_mask(attention_mask, num_tokens)
+            past_key_values = self._prefix_past_key_values(kwargs.pop("past_key_values", None), batch, config)
+            return self.base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                labels=labels,
+                past_key_values=past_key_values,
+                **kwargs,
+            )
         attention_mask = _extend_attention_mask(attention_mask, num_tokens)
-        if inputs_embeds is None:
-            inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
-        prompts = self.get_prompt(batch, task_ids).to(inputs_embeds.dtype)
-        inputs_embeds = torch.cat([prompts, inputs_embeds], dim=1)
-        if labels is not None and labels.dim() == 2:  # token-level labels: the virtual tokens predict nothing
+        inputs_embeds = self._embeds_with_prompt(input_ids, inputs_embeds, batch, task_ids)
+        if str(config.peft_type) == "CPT":
+            return self._cpt_forward(inputs_embeds, attention_mask, labels, config, **kwargs)
+        if labels is not None and labels.dim() == 2 and not encoder_decoder:
+            # token-level labels of the input: the virtual tokens predict nothing (decoder labels stay as they are)
             prefix_labels = torch.full((batch, num_tokens), -100, dtype=labels.dtype, device=labels.device)
             labels = torch.cat([prefix_labels, labels], dim=1)
         return self.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
-    def _prefix_forward(
+    def _embeds_with_prompt(
         self,
-        input_ids: Any,
-        attention_mask: Any,
-        inputs_embeds: Any,
-        labels: Any,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
         batch: int,
-        config: PeftConfig,
-        **kwargs: Any,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The input embeddings after the active soft prompt. Seq2seq configs hold a second ``num_virtual_tokens``
+        rows (for the decoder, ``num_transformer_submodules=2``) that no method here uses; they stay in checkpoints."""
+        if inputs_embeds is None:
+            inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
+        prompts = self.get_prompt(batch, task_ids)[:, : self.active_peft_config.num_virtual_tokens]
+        return torch.cat([prompts.to(inputs_embeds.dtype), inputs_embeds], dim=1)
+
+    def _cpt_forward(
+        self, inputs_embeds: torch.Tensor, attention_mask: Any, labels: Any, config: PeftConfig, **kwargs: Any
     ) -> Any:
-        checkpointing = getattr(self.base_model, "is_activation_checkpointing", None)
-        if checkpointing is None:  # transformers before the rename
-            checkpointing = getattr(self.base_model, "is_gradient_checkpointing", False)
-        if self.training and checkpointing:
+        """CPT: the prompt's example labels join the input's, and the loss weighs examples (``cpt_loss``).
+
+        ``input_type_mask`` (optional, ``(batch, input_length)``) gives the input's token types; without it every
+        input token is a label."""
+        input_type_mask = kwargs.pop("input_type_mask", None)
+        if labels is not None and labels.dim() != 2:
             raise ValueError(
-                "Prefix tuning does not work with gradient checkpointing: the prefixes live in the key/value cache, "
-                "which checkpointing disables. Call model.gradient_checkpointing_disable()."
+                "CPT computes a language-modeling loss and needs labels of shape (batch, input_length), got labels "
+                f"of shape {tuple(labels.shape)}."
             )
-        cache = kwargs.pop("past_key_values", None)
-        if cache is not None and _cache_length(cache) > 0:
-            past_key_values = cache  # a continuation: the cache already holds the prefix
-        else:
-            past_key_values = self.get_prompt(batch)
-            if cache is not None:  # an empty cache object given by the caller is filled in place
-                for layer in range(config.num_layers):
-                    keys, values = _layer_kv(past_key_values, layer)
-                    cache.update(keys, values, layer)
-                past_key_values = cache
-        attention_mask = _extend_attention_mask(attention_mask, config.num_virtual_tokens)
-        return self.base_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            labels=labels,
-            past_key_values=past_key_values,
-            **kwargs,
-        )
+        output = self.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+        if labels is not None:
+            labels, types = cpt_labels_and_types(labels, input_type_mask, config)
+            output.loss = cpt_loss(output.logits, labels, types, config)
+        return output
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not self._is_prompt_learning:
@@ -320,9 +370,36 @@ def _cache_length(cache: Any) -> int:
     return cache.get_seq_length() if hasattr(cache, "get_seq_length") else len(cache[0][0][0])
 
 
-def _layer_kv(cache: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    entry = cache.layers[layer]
-    return entry.keys, entry.values
+def _is_encoder_decoder(model: nn.Module) -> bool:
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
+def _self_attention_cache(cache: Any) -> Any:
+    """The part of ``cache`` that holds prefixes: the self-attention cache of an ``EncoderDecoderCache``."""
+    return getattr(cache, "self_attention_cache", cache)
+
+
+def _layer_devices(model: nn.Module, num_layers: int) -> list[torch.device | None]:
+    """The device each of the ``num_layers`` attention layers that read the prefix cache runs on (METHOD-PREFIX-3),
+    ``None`` where unknown: the execution device of an accelerate dispatch hook, else the layer's parameters' device.
+
+    The layers are the first ``ModuleList`` of ``num_layers`` blocks in the decoder (``model.get_decoder()``)."""
+    get_decoder = getattr(model, "get_decoder", None)
+    decoder = get_decoder() if callable(get_decoder) else None
+    for module in (model if decoder is None else decoder).modules():
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers:
+            return [_execution_device(layer) for layer in module]
+    return [None] * num_layers
+
+
+def _execution_device(module: nn.Module) -> torch.device | None:
+    hook = getattr(module, "_hf_hook", None)
+    for candidate in [hook, *getattr(hook, "hooks", ())]:  # accelerate's SequentialHook holds several hooks
+        device = getattr(candidate, "execution_device", None)
+        if device is not None:
+            return torch.device(device)
+    param = next(module.parameters(), None)
+    return param.device if param is not None else None
 
 
 def _init_from_text(encoder: PromptEmbedding, config: PeftConfig, word_embeddings: nn.Module) -> None:

@@ -16,6 +16,7 @@ from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import mixed_batch
 
 from .prompt_learning import PromptLearningMixin
+from .prompt_learning_seq2seq import Seq2SeqPromptLearningMixin
 
 
 class _TaskModel(PromptLearningMixin, PeftModel):
@@ -105,8 +106,9 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
         return self.get_base_model().prepare_inputs_for_generation(*args, **kwargs)
 
 
-class PeftModelForSeq2SeqLM(PeftModelForCausalLM):
-    """An encoder-decoder model with adapters (``generate`` as for causal LMs)."""
+class PeftModelForSeq2SeqLM(Seq2SeqPromptLearningMixin, PeftModelForCausalLM):
+    """An encoder-decoder model with adapters (``generate`` as for causal LMs; soft prompts go to the encoder,
+    prefixes to the decoder)."""
 
 
 class PeftModelForSequenceClassification(_TaskModel):

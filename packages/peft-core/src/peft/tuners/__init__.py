@@ -1,5 +1,6 @@
 """PEFT methods. Importing this package registers every built-in method."""
 
+from peft.tuners.cpt import CPTConfig, CPTEmbedding
 from peft.tuners.loha import LoHaConfig, LoHaModel
 from peft.tuners.lokr import LoKrConfig, LoKrModel
 from peft.tuners.lora import LoraConfig, LoraModel, LoraRuntimeConfig
@@ -14,6 +15,8 @@ from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig, Promp
 from peft.tuners.trainable_tokens import TrainableTokensConfig, TrainableTokensModel
 
 __all__ = [
+    "CPTConfig",
+    "CPTEmbedding",
     "LoHaConfig",
     "LoHaModel",
     "LoKrConfig",
