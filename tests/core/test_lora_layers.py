@@ -785,14 +785,19 @@ def test_tgt_17_layer_replication_model_runs_and_adapters_train_separately():
     assert not torch.equal(grads[1], grads[2])
 
 
-def test_life_22_mixed_batch_with_adapters_of_different_ranks_matches_single_runs():
+# few adapters: one pass over their stacked ranks; many (stacked rank > 4x the largest): adapter by adapter
+@pytest.mark.parametrize("extra_adapters", [0, 6])
+def test_life_22_mixed_batch_with_adapters_of_different_ranks_matches_single_runs(extra_adapters):
     torch.manual_seed(0)
     base = torch.nn.Sequential(torch.nn.Linear(12, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3))
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["0", "2"], init_lora_weights=False))
     model.add_adapter("wide", LoraConfig(r=6, lora_alpha=3, target_modules=["0", "2"], init_lora_weights=False))
+    extra = [f"extra{i}" for i in range(extra_adapters)]
+    for name in extra:
+        model.add_adapter(name, LoraConfig(r=6, target_modules=["0", "2"], init_lora_weights=False))
     model.eval()
-    x = torch.randn(5, 4, 12)
-    names = ["wide", "__base__", "default", "wide", "default"]
+    names = ["wide", "__base__", "default", "wide", "default", *extra]
+    x = torch.randn(len(names), 4, 12)
     with torch.no_grad():
         mixed = model(x, adapter_names=names)
         expected = []

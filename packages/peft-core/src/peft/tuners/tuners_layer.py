@@ -31,11 +31,13 @@ _open_mixed_batches = 0
 
 
 class MixedBatch(list):
-    """Per-row adapter names, with the rows of each adapter computed once per forward and device."""
+    """Per-row adapter names, with what layers derive from them computed once per forward."""
 
     def __init__(self, adapter_names: Sequence[str]) -> None:
         super().__init__(adapter_names)
+        self.unique_names = list(dict.fromkeys(adapter_names))
         self._groups: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._masks: dict[tuple, torch.Tensor] = {}
 
     def groups(self, device: torch.device) -> dict[str, torch.Tensor]:
         """``{adapter name: row indices}`` on ``device``."""
@@ -45,6 +47,19 @@ class MixedBatch(list):
                 rows.setdefault(name, []).append(row)
             self._groups[device] = {name: torch.tensor(r, device=device) for name, r in rows.items()}
         return self._groups[device]
+
+    def column_mask(self, names: Sequence[str], ranks: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+        """``(rows, sum(ranks))`` mask, 1 where a column of the adapters' stacked ranks belongs to the row's adapter
+        (``names[i]`` owns ``ranks[i]`` consecutive columns); rows of other adapters are all 0."""
+        key = (tuple(names), tuple(ranks), like.device, like.dtype)
+        if key not in self._masks:
+            slot = {name: i for i, name in enumerate(names)}
+            row_slots = torch.tensor([slot.get(name, -1) for name in self], device=like.device)
+            column_slots = torch.arange(len(names), device=like.device).repeat_interleave(
+                torch.tensor(ranks, device=like.device)
+            )
+            self._masks[key] = (row_slots[:, None] == column_slots[None, :]).to(like.dtype)
+        return self._masks[key]
 
 
 @contextmanager

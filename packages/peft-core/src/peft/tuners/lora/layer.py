@@ -18,6 +18,7 @@ from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
     BaseTunerLayer,
     LazyAdapterContainer,
+    MixedBatch,
     new_module,
     store_adapter_module,
 )
@@ -306,30 +307,35 @@ class Linear(LoraLayer, nn.Module):
     def _mixed_batch_forward(
         self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
     ) -> torch.Tensor:
-        """Each row's adapter in two batched matmuls: rows gather their adapter's factors (zero-padded to the largest
-        rank; zeros for the base model), so the cost does not grow with the number of adapters in the batch."""
-        names = [n for n in dict.fromkeys(adapter_names) if n != BASE_ADAPTER_NAME and self._has_adapter(n)]
-        plain = all(
-            isinstance(self.scaling[n], float)
-            and self.lora_B[n].bias is None
-            and self.lora_A[n].weight.dtype == x.dtype
-            for n in names
+        """All rows in two matmuls: ``x`` times the batch's adapters' stacked ``A`` factors, each row keeping only
+        its own adapter's columns, then one ``addmm`` with the stacked, scaled ``B`` factors onto the base output.
+        The stacked rank costs like one adapter of that rank, so with many adapters (stacked rank above four times
+        the largest) the rows go adapter by adapter instead."""
+        batch = adapter_names if isinstance(adapter_names, MixedBatch) else MixedBatch(adapter_names)
+        names = [n for n in batch.unique_names if n != BASE_ADAPTER_NAME and self._has_adapter(n)]
+        ranks = [self.r[n] for n in names]
+        stackable = (
+            names
+            and sum(ranks) <= 4 * max(ranks)
+            and all(
+                isinstance(self.scaling[n], float)
+                and self.lora_B[n].bias is None
+                and self.lora_A[n].weight.dtype == x.dtype
+                and n not in self.lora_variant
+                for n in names
+            )
         )
-        if not names or not plain:
-            return super()._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
-        self._check_mixed_batch_state(adapter_names, x)
+        if not stackable:
+            return super()._mixed_batch_forward(x, *args, adapter_names=batch, **kwargs)
+        self._check_mixed_batch_state(batch, x)
         result = self.base_layer(x, *args, **kwargs)
-        rank = max(self.r[n] for n in names)
-        factors_a = x.new_zeros(len(names) + 1, rank, self.in_features)
-        factors_b = x.new_zeros(len(names) + 1, self.out_features, rank)
-        for slot, name in enumerate(names, start=1):
-            factors_a[slot, : self.r[name]] = self.lora_A[name].weight
-            factors_b[slot, :, : self.r[name]] = self.lora_B[name].weight * self.scaling[name]
-        slots = {name: slot for slot, name in enumerate(names, start=1)}
-        rows = torch.tensor([slots.get(name, 0) for name in adapter_names], device=x.device)
-        batch = x.shape[0]
-        hidden = torch.bmm(x.reshape(batch, -1, self.in_features), factors_a[rows].transpose(1, 2))
-        out = torch.baddbmm(result.reshape(batch, -1, self.out_features), hidden, factors_b[rows].transpose(1, 2))
+        weight_a = torch.cat([self.lora_A[n].weight for n in names])
+        weight_b = torch.cat([self.lora_B[n].weight * self.scaling[n] for n in names], dim=1).to(result.dtype)
+        mask = batch.column_mask(names, ranks, x)
+        hidden = F.linear(x, weight_a) * mask.view(x.shape[0], *(1,) * (x.dim() - 2), -1)
+        out = torch.addmm(
+            result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]).to(result.dtype), weight_b.T
+        )
         return out.view(result.shape)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
