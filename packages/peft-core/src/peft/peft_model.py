@@ -123,17 +123,17 @@ class PeftModel(nn.Module):
             raise ValueError(f"adapter_names must be a list with one name per row, got the str {adapter_names!r}.")
         if self.training:
             raise ValueError("Cannot pass adapter_names when the model is in training mode; call .eval() first.")
-        unknown = sorted({n for n in adapter_names if n != BASE_ADAPTER_NAME and n not in self.peft_config})
+        configs, names = self.peft_config, set(adapter_names)
+        unknown = sorted(n for n in names if n != BASE_ADAPTER_NAME and n not in configs)
         if unknown:
             raise ValueError(
                 f"Trying to infer with non-existing adapter(s): {unknown}; available adapters: "
-                f"{sorted(self.peft_config)} and {BASE_ADAPTER_NAME!r} for the base model."
+                f"{sorted(configs)} and {BASE_ADAPTER_NAME!r} for the base model."
             )
-        dora = sorted({n for n in adapter_names if getattr(self.peft_config.get(n), "use_dora", False)})
+        dora = sorted(n for n in names if getattr(configs.get(n), "use_dora", False))
         if dora:
             raise ValueError(f"Mixed-batch inference does not support DoRA adapters, got {dora}.")
-        if any(getattr(m, "merged", False) for m in self.modules()):
-            raise ValueError("Cannot pass adapter_names when adapters are merged; unmerge them first.")
+        # merged adapters are refused by each adapter layer: no walk over the whole model on every forward
 
     # ------------------------------------------------------------------------------------------ adapters
     def add_adapter(

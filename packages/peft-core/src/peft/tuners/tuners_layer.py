@@ -48,17 +48,22 @@ class MixedBatch(list):
             self._groups[device] = {name: torch.tensor(r, device=device) for name, r in rows.items()}
         return self._groups[device]
 
-    def column_mask(self, names: Sequence[str], ranks: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-        """``(rows, sum(ranks))`` mask, 1 where a column of the adapters' stacked ranks belongs to the row's adapter
-        (``names[i]`` owns ``ranks[i]`` consecutive columns); rows of other adapters are all 0."""
-        key = (tuple(names), tuple(ranks), like.device, like.dtype)
+    def column_mask(
+        self, names: Sequence[str], ranks: Sequence[int], scalings: Sequence[float], like: torch.Tensor
+    ) -> torch.Tensor:
+        """``(rows, sum(ranks))`` mask for the adapters' stacked ranks (``names[i]`` owns ``ranks[i]`` consecutive
+        columns): a row's own adapter's columns hold its scaling ``scalings[i]``, all other entries 0."""
+        key = (tuple(names), tuple(ranks), tuple(scalings), like.device, like.dtype)
         if key not in self._masks:
             slot = {name: i for i, name in enumerate(names)}
             row_slots = torch.tensor([slot.get(name, -1) for name in self], device=like.device)
             column_slots = torch.arange(len(names), device=like.device).repeat_interleave(
                 torch.tensor(ranks, device=like.device)
             )
-            self._masks[key] = (row_slots[:, None] == column_slots[None, :]).to(like.dtype)
+            column_scalings = torch.tensor(scalings, dtype=like.dtype, device=like.device).repeat_interleave(
+                torch.tensor(ranks, device=like.device)
+            )
+            self._masks[key] = (row_slots[:, None] == column_slots[None, :]) * column_scalings
         return self._masks[key]
 
 

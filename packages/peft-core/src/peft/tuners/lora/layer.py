@@ -313,25 +313,25 @@ class Linear(LoraLayer, nn.Module):
         the largest) the rows go adapter by adapter instead."""
         batch = adapter_names if isinstance(adapter_names, MixedBatch) else MixedBatch(adapter_names)
         names = [n for n in batch.unique_names if n != BASE_ADAPTER_NAME and self._has_adapter(n)]
-        ranks = [self.r[n] for n in names]
+        factors_a = [self.lora_A[n] for n in names]
+        factors_b = [self.lora_B[n] for n in names]
+        ranks = [a.weight.shape[0] for a in factors_a]  # the stored rank (hotswap preparation pads it)
+        scalings = [self.scaling[n] for n in names]
         stackable = (
             names
             and sum(ranks) <= 4 * max(ranks)
-            and all(
-                isinstance(self.scaling[n], float)
-                and self.lora_B[n].bias is None
-                and self.lora_A[n].weight.dtype == x.dtype
-                and n not in self.lora_variant
-                for n in names
-            )
+            and all(isinstance(s, float) for s in scalings)
+            and all(b.bias is None for b in factors_b)
+            and all(a.weight.dtype == x.dtype for a in factors_a)
+            and not any(n in self.lora_variant for n in names)
         )
         if not stackable:
             return super()._mixed_batch_forward(x, *args, adapter_names=batch, **kwargs)
         self._check_mixed_batch_state(batch, x)
         result = self.base_layer(x, *args, **kwargs)
-        weight_a = torch.cat([self.lora_A[n].weight for n in names])
-        weight_b = torch.cat([self.lora_B[n].weight * self.scaling[n] for n in names], dim=1).to(result.dtype)
-        mask = batch.column_mask(names, ranks, x)
+        weight_a = torch.cat([a.weight for a in factors_a])
+        weight_b = torch.cat([b.weight for b in factors_b], dim=1).to(result.dtype)
+        mask = batch.column_mask(names, ranks, scalings, x)  # also applies each adapter's scaling
         hidden = F.linear(x, weight_a) * mask.view(x.shape[0], *(1,) * (x.dim() - 2), -1)
         out = torch.addmm(
             result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]).to(result.dtype), weight_b.T
