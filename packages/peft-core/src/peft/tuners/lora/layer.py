@@ -332,7 +332,7 @@ class Linear(LoraLayer, nn.Module):
         weight_a = torch.cat([a.weight for a in factors_a])
         weight_b = torch.cat([b.weight for b in factors_b], dim=1).to(result.dtype)
         mask = batch.column_mask(names, ranks, scalings, x)  # also applies each adapter's scaling
-        hidden = F.linear(x, weight_a) * mask.view(x.shape[0], *(1,) * (x.dim() - 2), -1)
+        hidden = F.linear(x, weight_a).mul_(mask.view(x.shape[0], *(1,) * (x.dim() - 2), -1))
         out = torch.addmm(
             result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]).to(result.dtype), weight_b.T
         )
