@@ -7,6 +7,11 @@ SPEC.json: {"cases": [{"name": ..., "dir": ..., "model": {...}}, ...]}. Each cas
 (`input.<name>` tensors). For every case this writes `<dir>/reference_out.safetensors` (`out_base`, `out_adapter`)
 and `<dir>/reference_info.json` (peft version and file, warnings raised while loading, or the error).
 
+A case with a `"make"` entry (`{"config_class": ..., "config": {...}}`) goes the other way: its directory holds only
+`io.safetensors`; this builds the base (seed 0), adds the adapter with the reference's `get_peft_model`, perturbs it
+(`perturb_adapter`) and writes `base.safetensors`, `adapter/` (the reference's `save_pretrained`),
+`reference_out.safetensors` and `reference_info.json` (with the adapter's config after injection).
+
 `model` uses the fixtures' format (shared/fixtures/README.md): `{"kind": "sequential", "layers": [[class, *args,
 {kwargs}], ...]}` or `{"kind": "transformers", "class": ..., "config": {"model_type": ..., ...}}`. The test imports
 `build_model` and `forward` from this file so that both sides build and call the model identically. This file must
@@ -65,6 +70,43 @@ def read_inputs(path: Path) -> dict[str, torch.Tensor]:
     return {key[len("input.") :]: value for key, value in load_file(str(path)).items() if key.startswith("input.")}
 
 
+def perturb_adapter(model: nn.Module) -> None:
+    """Move every trainable (adapter) tensor off its initial value, so an adapter that fails to load shows."""
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for _, param in sorted(model.named_parameters()):
+            if param.requires_grad:
+                param.add_(0.1 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+
+
+def _make_case(case: dict) -> dict:
+    import peft
+
+    case_dir = Path(case["dir"])
+    spec = case["model"]
+    torch.manual_seed(0)
+    base = build_model(spec)
+    save_file(
+        {k: v.detach().clone().contiguous() for k, v in base.state_dict().items()}, str(case_dir / "base.safetensors")
+    )
+    inputs = read_inputs(case_dir / "io.safetensors")
+    out_base = forward(base, spec, inputs)
+    config = getattr(peft, case["make"]["config_class"])(**case["make"]["config"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = peft.get_peft_model(base, config)
+    perturb_adapter(model)
+    model.eval()
+    out_adapter = forward(model, spec, inputs)
+    model.save_pretrained(str(case_dir / "adapter"))
+    save_file(
+        {"out_base": out_base.contiguous(), "out_adapter": out_adapter.contiguous()},
+        str(case_dir / "reference_out.safetensors"),
+    )
+    config_dict = json.loads((case_dir / "adapter" / "adapter_config.json").read_text())
+    return {"warnings": [f"{w.category.__name__}: {w.message}" for w in caught], "adapter_config": config_dict}
+
+
 def _run_case(case: dict) -> dict:
     from peft import PeftModel
 
@@ -98,7 +140,7 @@ def main(argv: list[str]) -> int:
     identity = _peft_identity()
     for case in spec["cases"]:
         try:
-            info = _run_case(case)
+            info = _make_case(case) if "make" in case else _run_case(case)
         except Exception:  # noqa: BLE001  (the test reports it per case)
             info = {"error": traceback.format_exc()}
         info.update(identity)

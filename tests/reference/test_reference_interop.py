@@ -8,6 +8,10 @@ _reference_side.py). The other direction, reference files loaded by us, is cover
 
 Opt-in: `pytest --run-reference tests/reference` (or PEFT_RUN_REFERENCE=1). PEFT_REFERENCE_PYTHON names an existing
 reference interpreter and skips building the environment.
+
+REFERENCE_MADE_CASES go the other way: the reference builds and saves the adapter, we load it and compare outputs,
+and our `get_peft_model` with the same config must write a file with the same keys and shapes (interchangeable
+adapters, e.g. "all-linear" on MoE models with fused experts).
 """
 
 from __future__ import annotations
@@ -57,6 +61,30 @@ CONV1D = {
     "kind": "sequential",
     "layers": [["Conv1d", 4, 8, 3], ["ReLU"], ["Conv1d", 8, 6, 3], ["Flatten"], ["Linear", 36, 3]],
 }
+
+# tiny MoE models whose experts transformers 5 fuses into 3-D parameters (as tests/transformers/tiny_transformers.py)
+MOE_SIZES = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 16, "num_hidden_layers": 2}
+MOE_HEADS = {"num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}
+MIXTRAL = {
+    "kind": "transformers",
+    "class": "MixtralForCausalLM",
+    "config": {"model_type": "mixtral", **MOE_SIZES, **MOE_HEADS, "num_local_experts": 4, "num_experts_per_tok": 2},
+}
+QWEN2_MOE = {
+    "kind": "transformers",
+    "class": "Qwen2MoeForCausalLM",
+    "config": {
+        "model_type": "qwen2_moe",
+        **MOE_SIZES,
+        **MOE_HEADS,
+        "moe_intermediate_size": 16,
+        "shared_expert_intermediate_size": 16,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+    },
+}
+MOE_ALL_LINEAR = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "task_type": "CAUSAL_LM"}
+TOKENS = {"input_ids": ("int", 64, [2, 9])}
 
 # name -> (model spec, inputs {name: ("float", shape) | ("int", high, shape)}, config kwargs); "config_class" names
 # the config (default LoraConfig); every adapter starts random (RANDOM_INIT) and is perturbed further
@@ -131,6 +159,14 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
         {"x": ("float", [2, 4, 10])},
         {"config_class": "LoKrConfig", "r": 4, "alpha": 4, "target_modules": ["0", "2"]},
     ),
+    # fused experts and routers join target_parameters; gate_up_proj gets twice the rank (w1 and w3)
+    "mixtral_all_linear": (MIXTRAL, TOKENS, MOE_ALL_LINEAR),
+    # here also the experts, which peft 0.21.2 leaves alone on Qwen2-MoE itself: it loads them from the file
+    "qwen2_moe_all_linear": (QWEN2_MOE, TOKENS, MOE_ALL_LINEAR),
+}
+# adapters the reference makes and we load: name -> (model spec, inputs, config kwargs)
+REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
+    "reference_mixtral_all_linear": (MIXTRAL, TOKENS, MOE_ALL_LINEAR),
 }
 RANDOM_INIT = {
     "LoraConfig": {"init_lora_weights": False},
@@ -161,13 +197,10 @@ def _make_inputs(input_specs: dict) -> dict[str, torch.Tensor]:
     return inputs
 
 
-def _perturb_adapter(model: torch.nn.Module) -> None:
-    """Move every trainable (adapter) tensor off its initial value, so an adapter that fails to load shows."""
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for _, param in sorted(model.named_parameters()):
-            if param.requires_grad:
-                param.add_(0.1 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+def _config_class_and_kwargs(config_kwargs: dict) -> tuple[str, dict]:
+    config_kwargs = dict(config_kwargs)
+    config_class = config_kwargs.pop("config_class", "LoraConfig")
+    return config_class, {**RANDOM_INIT[config_class], **config_kwargs}
 
 
 def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, config_kwargs: dict) -> None:
@@ -175,9 +208,8 @@ def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, config_kw
     import peft
     from peft import get_peft_model
 
-    config_kwargs = dict(config_kwargs)
-    config_class = config_kwargs.pop("config_class", "LoraConfig")
-    config = getattr(peft, config_class)(**RANDOM_INIT[config_class], **config_kwargs)
+    config_class, config_kwargs = _config_class_and_kwargs(config_kwargs)
+    config = getattr(peft, config_class)(**config_kwargs)
 
     case_dir.mkdir(parents=True)
     torch.manual_seed(0)
@@ -188,7 +220,7 @@ def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, config_kw
     inputs = _make_inputs(input_specs)
     out_base = side.forward(base, model_spec, inputs)
     model = get_peft_model(base, config)
-    _perturb_adapter(model)
+    side.perturb_adapter(model)
     model.eval()
     out_adapter = side.forward(model, model_spec, inputs)
     model.save_pretrained(str(case_dir / "adapter"))
@@ -206,8 +238,19 @@ def _find_reference_python() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+def _prepare_reference_made_case(case_dir: Path, input_specs: dict) -> None:
+    case_dir.mkdir(parents=True)
+    save_file(
+        {f"input.{k}": v.contiguous() for k, v in _make_inputs(input_specs).items()}, case_dir / "io.safetensors"
+    )
+
+
 def _run_reference_side(python: str, root: Path, prepared: list[str]) -> subprocess.CompletedProcess:
     cases = [{"name": name, "dir": str(root / name), "model": CASES[name][0]} for name in prepared]
+    for name, (model_spec, _, config_kwargs) in REFERENCE_MADE_CASES.items():
+        config_class, config = _config_class_and_kwargs(config_kwargs)
+        make = {"config_class": config_class, "config": config}
+        cases.append({"name": name, "dir": str(root / name), "model": model_spec, "make": make})
     spec_path = root / "spec.json"
     spec_path.write_text(json.dumps({"cases": cases}, indent=1))
     # -I: neither PYTHONPATH nor the working directory may put our `peft` in front of the reference's.
@@ -227,7 +270,9 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> dict:
         except Exception:  # noqa: BLE001  (reported by the case's own test)
             errors[name] = traceback.format_exc()
     prepared = [name for name in CASES if name not in errors]
-    proc = _run_reference_side(python, root, prepared) if prepared else None
+    for name, (_, input_specs, _) in REFERENCE_MADE_CASES.items():
+        _prepare_reference_made_case(root / name, input_specs)
+    proc = _run_reference_side(python, root, prepared)
     return {"root": root, "errors": errors, "proc": proc}
 
 
@@ -266,6 +311,38 @@ def test_reference_loads_our_adapter(interop: dict, name: str) -> None:
         f"reference output with our adapter differs by {_max_diff(theirs['out_adapter'], ours['out_adapter'])}; "
         f"warnings while loading: {info['warnings']}"
     )
+
+
+@pytest.mark.parametrize("name", list(REFERENCE_MADE_CASES))
+def test_we_load_the_references_adapter(interop: dict, name: str, tmp_path: Path) -> None:
+    import peft
+    from peft import PeftModel, get_peft_model
+
+    info = _reference_info(interop, name)
+    model_spec, _, config_kwargs = REFERENCE_MADE_CASES[name]
+    case_dir = interop["root"] / name
+    theirs = load_file(case_dir / "reference_out.safetensors")
+    base = side.build_model(model_spec)
+    base.load_state_dict(load_file(case_dir / "base.safetensors"))
+    inputs = side.read_inputs(case_dir / "io.safetensors")
+    assert torch.allclose(side.forward(base, model_spec, inputs), theirs["out_base"], atol=ATOL, rtol=RTOL)
+    model = PeftModel.from_pretrained(base, str(case_dir / "adapter")).eval()
+    ours = side.forward(model, model_spec, inputs)
+    assert not torch.allclose(theirs["out_adapter"], theirs["out_base"], atol=1e-3), "their adapter changes nothing"
+    assert torch.allclose(ours, theirs["out_adapter"], atol=ATOL, rtol=RTOL), (
+        f"our output with the reference's adapter differs by {_max_diff(ours, theirs['out_adapter'])}"
+    )
+    # the same config on our side writes an interchangeable file: same keys, same shapes
+    config_class, config_kwargs = _config_class_and_kwargs(config_kwargs)
+    torch.manual_seed(0)
+    get_peft_model(side.build_model(model_spec), getattr(peft, config_class)(**config_kwargs)).save_pretrained(
+        str(tmp_path)
+    )
+    shapes = {k: tuple(v.shape) for k, v in load_file(tmp_path / "adapter_model.safetensors").items()}
+    reference_shapes = {
+        k: tuple(v.shape) for k, v in load_file(case_dir / "adapter/adapter_model.safetensors").items()
+    }
+    assert shapes == reference_shapes, f"reference config after injection: {info['adapter_config']}"
 
 
 def test_reference_side_is_not_our_peft(interop: dict) -> None:

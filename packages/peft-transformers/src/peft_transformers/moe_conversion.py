@@ -15,7 +15,8 @@ and a ``lora_alpha`` that keeps ``alpha / r`` (``alpha / sqrt(r)`` with rsLoRA) 
 
 Three pieces use the table below: the config conversion (run by the core before injecting, through the host
 registry), the state-dict conversion (before loading a state dict), and the rules of transformers' own loader
-(``weight_conversion.py``).
+(``weight_conversion.py``). The config conversion also extends ``target_modules="all-linear"`` to the fused experts
+and routers, which were linear layers in transformers 4.x.
 """
 
 from __future__ import annotations
@@ -62,13 +63,16 @@ FUSED_EXPERT_LAYOUTS: dict[str, FusedExpertsLayout] = {
         fused=(("gate_up_proj", ("w1", "w3")), ("down_proj", ("w2",))),
         routers=(("gate", "gate.weight"),),
     ),
-    "qwen2_moe": FusedExpertsLayout(
-        old_parent="mlp",
-        new_parent="mlp",
-        fused=(("gate_up_proj", ("gate_proj", "up_proj")), ("down_proj", ("down_proj",))),
-        convert_old_targets=False,
-    ),
 }
+# Qwen2-MoE and the families sharing its layout: the old expert names also name the shared expert's Linear layers
+_QWEN2_MOE_LAYOUT = FusedExpertsLayout(
+    old_parent="mlp",
+    new_parent="mlp",
+    fused=(("gate_up_proj", ("gate_proj", "up_proj")), ("down_proj", ("down_proj",))),
+    routers=(("gate", "gate.weight"),),
+    convert_old_targets=False,
+)
+FUSED_EXPERT_LAYOUTS.update(dict.fromkeys(("qwen2_moe", "qwen3_moe", "olmoe"), _QWEN2_MOE_LAYOUT))
 
 
 def layout_for_model(model: nn.Module) -> FusedExpertsLayout | None:
@@ -143,25 +147,19 @@ def convert_config_for_fused_experts(peft_config: Any, model: nn.Module) -> None
     """
     if str(getattr(peft_config, "peft_type", "")) != "LORA" or getattr(peft_config, "target_modules", None) is None:
         return
-    if isinstance(peft_config.target_modules, str) and peft_config.target_modules.lower() == "all-linear":
-        return
     layout = layout_for_model(model)
-    if layout is None or not layout.convert_old_targets:
+    if layout is None:
+        return
+    if isinstance(peft_config.target_modules, str) and peft_config.target_modules.lower() == "all-linear":
+        _add_fused_experts_to_all_linear(peft_config, model, layout)
+        return
+    if not layout.convert_old_targets:
         return
     from peft.tuners._targeting import TargetSelector
 
     selector = TargetSelector(peft_config)
-    experts = _experts_paths(model, layout)
-    # every old (per-expert or router) module name, by old projection
-    old_keys: dict[str, list[str]] = {}
-    for path, num_experts in sorted(experts.items()):
-        old = _old_path(path, layout)
-        for proj in layout.old_to_fused():
-            old_keys.setdefault(proj, []).extend(f"{old}.{e}.{proj}" for e in range(num_experts))
-        for router, _ in layout.routers:
-            old_keys.setdefault(router, []).append(f"{old.rpartition('.')[0]}.{router}")
     settings: dict[str, tuple[int, float]] = {}
-    for proj, keys in old_keys.items():
+    for proj, keys in _old_module_keys(model, layout).items():
         matched = [k for k in keys if selector.is_target(k) and not selector.is_excluded(k)]
         if not matched:
             continue
@@ -171,13 +169,7 @@ def convert_config_for_fused_experts(peft_config: Any, model: nn.Module) -> None
                 f"{sorted(set(keys) - set(matched))[0]!r}). transformers now stores all experts of a layer in one "
                 "fused parameter, which is adapted for all of them; this adapter cannot be converted."
             )
-        distinct = {_lora_setting(peft_config, k) for k in keys}
-        if len(distinct) > 1:
-            raise ValueError(
-                f"rank_pattern/alpha_pattern give the experts' {proj!r} different (r, lora_alpha) values "
-                f"{sorted(distinct)}; on the fused parameter all experts share one rank."
-            )
-        settings[proj] = distinct.pop()
+        settings[proj] = _uniform_setting(peft_config, proj, keys)
     if not settings:
         return
     if peft_config.lora_dropout or peft_config.use_dora:
@@ -190,7 +182,87 @@ def convert_config_for_fused_experts(peft_config: Any, model: nn.Module) -> None
     _rewrite_targets(peft_config, layout, settings)
 
 
-def _rewrite_targets(peft_config: Any, layout: FusedExpertsLayout, settings: dict[str, tuple[int, float]]) -> None:
+def _old_module_keys(model: nn.Module, layout: FusedExpertsLayout) -> dict[str, list[str]]:
+    """Every old (per-expert or router) module name of ``model``, by old projection (``w1``, ``gate``...)."""
+    old_keys: dict[str, list[str]] = {}
+    for path, num_experts in sorted(_experts_paths(model, layout).items()):
+        old = _old_path(path, layout)
+        for proj in layout.old_to_fused():
+            old_keys.setdefault(proj, []).extend(f"{old}.{e}.{proj}" for e in range(num_experts))
+        for router, _ in layout.routers:
+            old_keys.setdefault(router, []).append(f"{old.rpartition('.')[0]}.{router}")
+    return old_keys
+
+
+def _uniform_setting(peft_config: Any, proj: str, keys: Sequence[str]) -> tuple[int, float]:
+    """The one (r, lora_alpha) that ``rank_pattern``/``alpha_pattern`` give every module in ``keys``."""
+    distinct = {_lora_setting(peft_config, k) for k in keys}
+    if len(distinct) > 1:
+        raise ValueError(
+            f"rank_pattern/alpha_pattern give the experts' {proj!r} different (r, lora_alpha) values "
+            f"{sorted(distinct)}; on the fused parameter all experts share one rank."
+        )
+    return distinct.pop()
+
+
+def _add_fused_experts_to_all_linear(peft_config: Any, model: nn.Module, layout: FusedExpertsLayout) -> None:
+    """``"all-linear"`` meant every ``nn.Linear``, the per-expert projections and routers included; on fused experts
+    those are the experts' 3-D parameters and the routers' ``weight``, which join ``target_parameters`` (with the
+    rank/alpha patterns that give each fused projection its own ``r``/``lora_alpha``, as peft 0.21.2 does).
+    ``target_modules`` stays ``"all-linear"`` for the core to expand to the linear layers.
+
+    Unlike peft 0.21.2 this honours ``exclude_modules`` (naming the kept parameters in full when only some layers
+    keep them), keeps the shared experts' Linear layers (the reference's leaf-name remap drops them), keeps each
+    projection's rsLoRA scaling, and also covers Qwen2-MoE itself (0.21.2's table misses it).
+
+    Raises:
+        ValueError: with lora_dropout or DoRA, which LoRA on parameters does not support.
+    """
+    from peft.tuners._targeting import NameMatcher
+
+    exclude = NameMatcher(peft_config.exclude_modules) if peft_config.exclude_modules else None
+
+    def kept(owner: str, parameter: str) -> bool:
+        return exclude is None or not (exclude(owner) or exclude(f"{owner}.{parameter.rpartition('.')[2]}"))
+
+    # new parameter (as the experts/router module names it) -> (its owners' paths, the old names it replaces)
+    parameters = {f"{layout.experts}.{fused}": list(olds) for fused, olds in layout.fused}
+    parameters.update({parameter: [router] for router, parameter in layout.routers})
+    old_keys = _old_module_keys(model, layout)
+    moe_blocks = sorted(path.rpartition(".")[0] for path in _experts_paths(model, layout))
+    settings: dict[str, tuple[int, float]] = {}
+    entries: dict[str, list[str]] = {}
+    for parameter, olds in parameters.items():
+        owner_name, _, leaf = parameter.rpartition(".")
+        owners = [f"{block}.{owner_name}" for block in moe_blocks]
+        included = [owner for owner in owners if kept(owner, parameter)]
+        if not included:
+            continue
+        entries[parameter] = [parameter] if included == owners else [f"{o}.{leaf}" for o in included]
+        old_owners = tuple(_old_path(o, layout) for o in included)
+        for old in olds:
+            keys = [k for k in old_keys[old] if k in old_owners or k.startswith(tuple(o + "." for o in old_owners))]
+            settings[old] = _uniform_setting(peft_config, old, keys)
+    if not settings:
+        return
+    if peft_config.lora_dropout or peft_config.use_dora:
+        raise ValueError(
+            "target_modules='all-linear' on this MoE model includes its fused experts and routers "
+            f"{sorted(entries)}, adapted through target_parameters, which supports neither lora_dropout nor DoRA "
+            f"(this config has lora_dropout={peft_config.lora_dropout}, use_dora={peft_config.use_dora}). Set "
+            "lora_dropout=0 and use_dora=False, or exclude them with exclude_modules=['experts', 'gate']."
+        )
+    _rewrite_targets(peft_config, layout, settings, entries)
+
+
+def _rewrite_targets(
+    peft_config: Any,
+    layout: FusedExpertsLayout,
+    settings: dict[str, tuple[int, float]],
+    entries: dict[str, list[str]] | None = None,
+) -> None:
+    """Replace the old projections of ``settings`` by their fused parameters (``entries`` gives the
+    ``target_parameters`` entries for a parameter, default its short name) with rank/alpha patterns."""
     new_parameters: dict[str, list[str]] = {}  # new parameter -> the old names it replaces
     for fused, olds in layout.fused:
         present = [o for o in olds if o in settings]
@@ -226,7 +298,8 @@ def _rewrite_targets(peft_config: Any, layout: FusedExpertsLayout, settings: dic
     if not isinstance(peft_config.target_modules, str):
         remaining = {t for t in peft_config.target_modules if t.rsplit(".", 1)[-1] not in old_names}
         peft_config.target_modules = remaining
-    peft_config.target_parameters = sorted(set(peft_config.target_parameters or []) | set(new_parameters))
+    added = {entry for parameter in new_parameters for entry in (entries or {}).get(parameter, [parameter])}
+    peft_config.target_parameters = sorted(set(peft_config.target_parameters or []) | added)
 
 
 # ---------------------------------------------------------------------------------------------------- the weights
