@@ -9,6 +9,9 @@ outputs. ``base_<arch>/`` are the tiny base models (built from configs with fixe
 - ``<arch>_<method>`` for T5 and BART with prompt tuning, p-tuning and prefix tuning (``SEQ_2_SEQ_LM``): the prompt
   parameters perturbed by seeded noise; outputs of a forward with ``labels`` (``logits_labels``, ``loss``), of one
   with ``decoder_input_ids`` and a ``decoder_attention_mask`` (``logits_decoder``), and greedy ``generated`` ids.
+- ``<arch>_multitask_prompt_tuning`` for T5 and BART (2 tasks, rank 2, the rows of ``TASK_IDS`` on different
+  tasks): the prompt parameters perturbed likewise; ``logits_labels`` and ``loss`` of a forward with ``labels`` and
+  ``task_ids``, and greedy ``generated`` ids (the reference fails on ``decoder_input_ids`` without labels here).
 - ``cpt``: CPT on a tiny Llama trained for ``steps`` SGD steps with a decay-weighted loss and an ``input_type_mask``;
   ``losses`` per step, then the saved adapter and ``logits`` of the trained model.
 """
@@ -35,6 +38,7 @@ SEQ2SEQ_INPUTS = {
     "decoder_input_ids": torch.tensor([[0, 20, 21, 22], [0, 23, 24, 25]]),
     "decoder_attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
 }
+TASK_IDS = torch.tensor([1, 0])
 CPT_INPUTS = {
     "input_ids": torch.tensor([[3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 1]]),
     "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]]),
@@ -112,18 +116,24 @@ def save_adapter(model, case_dir: Path) -> None:
     (case_dir / "adapter" / "README.md").unlink()
 
 
+def seq2seq_model(base_dir: Path, config: peft.PeftConfig) -> torch.nn.Module:
+    """The base of ``base_dir`` with the adapter of ``config``, its prompt parameters moved by seeded noise."""
+    base = load_base(transformers.AutoModelForSeq2SeqLM, base_dir)
+    model = peft.get_peft_model(base, config).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for _, param in sorted(model.prompt_encoder.named_parameters()):
+            param.add_(torch.randn_like(param))
+    return model
+
+
 def seq2seq_case(arch: str, base_dir: Path, method: str) -> None:
     configs = {
         "prompt_tuning": peft.PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3),
         "p_tuning": peft.PromptEncoderConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3, encoder_hidden_size=8),
         "prefix_tuning": peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3),
     }
-    base = load_base(transformers.AutoModelForSeq2SeqLM, base_dir)
-    model = peft.get_peft_model(base, configs[method]).eval()
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for _, param in sorted(model.prompt_encoder.named_parameters()):
-            param.add_(torch.randn_like(param))
+    model = seq2seq_model(base_dir, configs[method])
     inputs = SEQ2SEQ_INPUTS
     with torch.no_grad():
         with_labels = model(
@@ -147,6 +157,20 @@ def seq2seq_case(arch: str, base_dir: Path, method: str) -> None:
         "generated": generated,
     }
     save_file({**inputs, **outputs}, case_dir / "io.safetensors")
+
+
+def seq2seq_multitask_case(arch: str, base_dir: Path) -> None:
+    config = peft.MultitaskPromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3, num_tasks=2, num_ranks=2)
+    model = seq2seq_model(base_dir, config)
+    inputs = {key: SEQ2SEQ_INPUTS[key] for key in ("input_ids", "attention_mask", "labels")}
+    encoder_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    with torch.no_grad():
+        with_labels = model(**encoder_inputs, labels=inputs["labels"], task_ids=TASK_IDS)
+        generated = model.generate(**encoder_inputs, task_ids=TASK_IDS, max_new_tokens=4, do_sample=False)
+    case_dir = HERE / f"{arch}_multitask_prompt_tuning"
+    save_adapter(model, case_dir)
+    outputs = {"logits_labels": with_labels.logits, "loss": with_labels.loss.reshape(1), "generated": generated}
+    save_file({**inputs, "task_ids": TASK_IDS, **outputs}, case_dir / "io.safetensors")
 
 
 def cpt_case(base_dir: Path) -> None:
@@ -176,6 +200,7 @@ def main() -> None:
         base_dir = save_base(arch, build)
         for method in ("prompt_tuning", "p_tuning", "prefix_tuning"):
             seq2seq_case(arch, base_dir, method)
+        seq2seq_multitask_case(arch, base_dir)
     cpt_case(save_base("llama", tiny_llama))
 
 

@@ -313,7 +313,8 @@ class PromptLearningMixin:
         task_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The input embeddings after the active soft prompt. Seq2seq configs hold a second ``num_virtual_tokens``
-        rows (for the decoder, ``num_transformer_submodules=2``) that no method here uses; they stay in checkpoints."""
+        rows (for the decoder, ``num_transformer_submodules=2``); only multitask prompt tuning's forward uses them
+        (``prompt_learning_seq2seq``), the other methods keep them in checkpoints."""
         if inputs_embeds is None:
             inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
         prompts = self.get_prompt(batch, task_ids)[:, : self.active_peft_config.num_virtual_tokens]
