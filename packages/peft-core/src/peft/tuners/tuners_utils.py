@@ -278,10 +278,16 @@ class BaseTuner(nn.Module):
         if getattr(peft_config, "target_parameters", None):
             self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
+        parents: dict[str, nn.Module] = {}  # siblings share a parent: one lookup for each
         with context, _gc_paused():
             for key in targets:
-                parent, target, target_name = _get_submodules(model, key)
+                parent_name, _, target_name = key.rpartition(".")
+                parent = parents.get(parent_name)
+                if parent is None:
+                    parent = parents[parent_name] = model.get_submodule(parent_name)
+                target = getattr(parent, target_name)
                 self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
+                parents.pop(key, None)  # a replaced module is no longer the parent of its children
                 self.targeted_module_names.append(key)
             for key in tied_targets:
                 self._tie_target(model, peft_config, adapter_name, key, tying.embedding_name)
