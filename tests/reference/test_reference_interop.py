@@ -63,6 +63,22 @@ CONV1D = {
 }
 
 # tiny MoE models whose experts transformers 5 fuses into 3-D parameters (as tests/transformers/tiny_transformers.py)
+# 1x1 convolutions: the reference's OFT forward is only right for these (its larger kernels are not the identity at
+# init); BOFT handles any kernel (CONV)
+CONV1X1 = {
+    "kind": "sequential",
+    "layers": [["Conv2d", 4, 8, 1], ["ReLU"], ["Conv2d", 8, 6, 1, {"padding": 1}], ["Flatten"], ["Linear", 294, 3]],
+}
+OFT_LINEAR = {"config_class": "OFTConfig", "r": 0, "oft_block_size": 5, "target_modules": ["0", "2", "4"]}
+BOFT_CONV2D = {"config_class": "BOFTConfig", "boft_block_size": 0, "boft_block_num": 3, "target_modules": ["0", "2"]}
+OFT_CONV1X1_EXACT_SHARED = {
+    "config_class": "OFTConfig",
+    "r": 2,
+    "oft_block_size": 0,
+    "use_cayley_neumann": False,
+    "block_share": True,
+    "target_modules": ["0", "2"],
+}
 MOE_SIZES = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 16, "num_hidden_layers": 2}
 MOE_HEADS = {"num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64}
 MIXTRAL = {
@@ -163,15 +179,41 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
     "mixtral_all_linear": (MIXTRAL, TOKENS, MOE_ALL_LINEAR),
     # here also the experts, which peft 0.21.2 leaves alone on Qwen2-MoE itself: it loads them from the file
     "qwen2_moe_all_linear": (QWEN2_MOE, TOKENS, MOE_ALL_LINEAR),
+    "oft_linear": (MLP, {"x": ("float", [4, 10])}, OFT_LINEAR),
+    # oft_block_size 4 does not divide 10: moved to 5 (with a warning) on both sides; COFT projects in forward
+    "oft_linear_exact_coft": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {
+            "config_class": "OFTConfig",
+            "oft_block_size": 4,
+            "use_cayley_neumann": False,
+            "coft": True,
+            "eps": 0.05,
+            "target_modules": ["0", "2"],
+        },
+    ),
+    "oft_conv1x1_exact_shared": (CONV1X1, {"x": ("float", [2, 4, 5, 5])}, OFT_CONV1X1_EXACT_SHARED),
+    "boft_linear": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"config_class": "BOFTConfig", "boft_block_size": 5, "target_modules": ["0", "2", "4"]},
+    ),
+    "boft_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, BOFT_CONV2D),
 }
 # adapters the reference makes and we load: name -> (model spec, inputs, config kwargs)
 REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
     "reference_mixtral_all_linear": (MIXTRAL, TOKENS, MOE_ALL_LINEAR),
+    "reference_oft_linear": (MLP, {"x": ("float", [4, 10])}, OFT_LINEAR),
+    "reference_oft_conv1x1_exact_shared": (CONV1X1, {"x": ("float", [2, 4, 5, 5])}, OFT_CONV1X1_EXACT_SHARED),
+    "reference_boft_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, BOFT_CONV2D),
 }
 RANDOM_INIT = {
     "LoraConfig": {"init_lora_weights": False},
     "LoHaConfig": {"init_weights": False},
     "LoKrConfig": {"init_weights": False},
+    "OFTConfig": {"init_weights": False},
+    "BOFTConfig": {"init_weights": False},
 }
 
 

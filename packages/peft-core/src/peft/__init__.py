@@ -22,6 +22,8 @@ from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
 from peft.tuners import (  # noqa: E402
+    BOFTConfig,
+    BOFTModel,
     CPTConfig,
     CPTEmbedding,
     LoHaConfig,
@@ -34,6 +36,8 @@ from peft.tuners import (  # noqa: E402
     MultitaskPromptEmbedding,
     MultitaskPromptTuningConfig,
     MultitaskPromptTuningInit,
+    OFTConfig,
+    OFTModel,
     PrefixEncoder,
     PrefixTuningConfig,
     PromptEmbedding,
@@ -59,6 +63,8 @@ from peft.utils import (  # noqa: E402
 from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
 
 __all__ = [
+    "BOFTConfig",
+    "BOFTModel",
     "CPTConfig",
     "CPTEmbedding",
     "PEFT_TYPE_TO_CONFIG_MAPPING",
@@ -74,6 +80,8 @@ __all__ = [
     "MultitaskPromptEmbedding",
     "MultitaskPromptTuningConfig",
     "MultitaskPromptTuningInit",
+    "OFTConfig",
+    "OFTModel",
     "PeftConfig",
     "PeftConfigMixin",
     "PeftMixedModel",

@@ -162,6 +162,12 @@ class PeftConfigMixin:
         return {k: v for k, v in kwargs.items() if k in known}
 
     @classmethod
+    def check_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
+        """Check the values read from a saved config before the config is built; methods override this to refuse
+        (or warn about) files of formats they no longer read. Returns ``kwargs``."""
+        return kwargs
+
+    @classmethod
     def from_peft_type(cls, **kwargs: Any) -> PeftConfigMixin:
         """Build the config class named by ``kwargs["peft_type"]`` from ``kwargs`` (unknown keys are dropped)."""
         config_cls = cls._config_class_for(kwargs.get("peft_type"))
@@ -202,6 +208,7 @@ class PeftConfigMixin:
         loaded = cls.from_json_file(path)
         loaded.update(overrides)
         config_cls = cls._config_class_for(loaded.get("peft_type"))
+        config_cls.check_kwargs(**loaded)
         return config_cls(**config_cls._filter_known_kwargs(loaded))
 
 

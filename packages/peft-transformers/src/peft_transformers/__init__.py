@@ -22,8 +22,9 @@ def register(registry: HostRegistry) -> None:
     """
     from .target_modules import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
-    # LoHa and LoKr adapt the same projections as LoRA (each method gets its own copy, to override where it differs)
-    for peft_type in ("LORA", "LOHA", "LOKR"):
+    # LoHa, LoKr, OFT and BOFT adapt the same projections as LoRA (each method gets its own copy, to override where
+    # it differs; peft 0.21.2 overrides none for these)
+    for peft_type in ("LORA", "LOHA", "LOKR", "OFT", "BOFT"):
         registry.register_default_target_modules(
             peft_type,
             {name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()},

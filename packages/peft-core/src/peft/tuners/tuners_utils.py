@@ -1,7 +1,8 @@
 """``BaseTuner``: injects a method's adapter layers into a model and runs their lifecycle, once for every method.
 
 A method subclasses it with three class attributes (``prefix``, ``tuner_layer_cls``, ``target_module_mapping``) and
-``_create_and_replace`` (plus ``_create_and_replace_parameter`` if it adapts raw parameters). REQUIREMENTS ARCH-6/7.
+either ``layers_mapping`` (layer class per base layer type) with ``_layer_kwargs``, or its own ``_create_and_replace``
+(plus ``_create_and_replace_parameter`` if it adapts raw parameters). REQUIREMENTS ARCH-6/7.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class BaseTuner(nn.Module):
     prefix: str = ""
     tuner_layer_cls: type[BaseTunerLayer] = BaseTunerLayer
     target_module_mapping: dict[str, list[str]] = {}
+    # {base layer type: adapter layer class} for the default _create_and_replace (tried in order)
+    layers_mapping: dict[type[nn.Module], type[BaseTunerLayer]] = {}
 
     def __init__(
         self,
@@ -193,7 +196,41 @@ class BaseTuner(nn.Module):
         current_key: str,
         **kwargs: Any,
     ) -> None:
-        raise NotImplementedError
+        """Add the adapter to ``target`` if it is a layer of this method, else wrap ``target`` in the layer class
+        ``layers_mapping`` names for its base type; the layer gets ``_layer_kwargs`` as arguments. Methods without a
+        ``layers_mapping`` override this."""
+        if not self.layers_mapping:
+            raise NotImplementedError(f"{type(self).__name__} must implement _create_and_replace.")
+        layer_kwargs = self._layer_kwargs(peft_config, current_key)
+        if isinstance(target, self.tuner_layer_cls):
+            target.update_layer(adapter_name, **layer_kwargs)
+            return
+        new_module = self._create_new_module(peft_config, adapter_name, target, **layer_kwargs)
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _layer_kwargs(self, peft_config: PeftConfig, current_key: str) -> dict[str, Any]:
+        """The arguments of the layer's ``update_layer`` for the module ``current_key``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _layer_kwargs.")
+
+    @classmethod
+    def _create_new_module(
+        cls, peft_config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any
+    ) -> BaseTunerLayer:
+        """The layer class for ``target``'s base type (custom modules first), built around ``target``.
+
+        Raises:
+            TypeError: if the base type is not supported, naming the supported ones.
+        """
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        custom = getattr(peft_config, "_custom_modules", None) or {}
+        for base_cls, layer_cls in [*custom.items(), *cls.layers_mapping.items()]:
+            if isinstance(base, base_cls):
+                return layer_cls(target, adapter_name, **kwargs)
+        supported = ", ".join(f"torch.nn.{base_cls.__name__}" for base_cls in cls.layers_mapping)
+        raise TypeError(
+            f"Target module {type(base).__name__} is not supported by {cls.__name__}; supported modules: {supported}."
+            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+        )
 
     def _create_and_replace_parameter(
         self,

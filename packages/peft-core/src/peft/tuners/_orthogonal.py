@@ -1,0 +1,331 @@
+"""The orthogonal family (OFT, BOFT): the layer's input is rotated before the base layer (METHOD-OFT-1, METHOD-BOFT-1).
+
+For an input ``x`` of ``d`` features (``in_channels * kh * kw`` for a convolution), an adapter computes
+
+    y = s * base(x M)        (s: a learned per-output scale, BOFT only; the base bias is not scaled)
+
+with ``M = F_1 F_2 ... F_n`` a product of *factors* ``F = P B P^T``: ``B`` block-diagonal with orthogonal blocks
+(Cayley transforms of skew-symmetric matrices) and ``P`` a permutation. OFT has one factor and no permutation; BOFT
+has one factor per butterfly level. ``M`` is never materialised: applying a factor to ``x`` is a gather and a batched
+block product, ``O(d * block_size)`` per row, and the base layer is called on the rotated input (ARCH-24). Only a
+convolution with a kernel larger than 1 cannot be rotated on its input (``M`` mixes positions of a patch); it runs the
+base convolution with the rotated weight, which is what merging produces.
+
+Merging folds the same product into the weight, ``W' = s * (W M^T)`` (``W`` flattened to ``(out, d)``), read and
+written through the quantization backend; unmerging applies the inverse. Several active adapters compose in the
+order they merge: merging ``a`` then ``b`` computes ``x M_b M_a``, so the unmerged forward rotates by the last
+active adapter first.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from peft.tuners.tuners_layer import BaseTunerLayer, current_mixed_batch, forward_rows_by_adapter
+from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.warnings import warn
+
+_HALF_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class RotationFactor(NamedTuple):
+    """One factor ``P B P^T`` of a rotation.
+
+    ``blocks``: ``(n_blocks, b, b)`` (or ``(1, b, b)``: one block repeated along the diagonal). ``permutation``:
+    ``x @ P^T == x[..., permutation]``, and ``x @ P == x[..., inverse_permutation]``; None for the identity.
+    """
+
+    blocks: torch.Tensor
+    permutation: torch.Tensor | None = None
+    inverse_permutation: torch.Tensor | None = None
+
+
+def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """``x @ block_diag(blocks)`` on the last dimension of ``x`` (a single block is repeated along the diagonal)."""
+    size = blocks.shape[-1]
+    blocks = blocks.to(x.dtype)
+    grouped = x.reshape(*x.shape[:-1], x.shape[-1] // size, size)
+    if blocks.shape[0] == 1:
+        rotated = grouped @ blocks[0]
+    else:
+        rotated = torch.einsum("...nk,nkc->...nc", grouped, blocks)
+    return rotated.reshape(x.shape)
+
+
+def rotate(
+    x: torch.Tensor, factors: Sequence[RotationFactor], *, transpose: bool = False, inverse: bool = False
+) -> torch.Tensor:
+    """``x @ M`` for ``M = factors[0] @ factors[1] @ ...`` on the last dimension of ``x``; ``transpose`` and
+    ``inverse`` give ``x @ M^T``, ``x @ M^-1`` and (both) ``x @ M^-T``."""
+    for factor in factors[::-1] if transpose != inverse else factors:
+        blocks = factor.blocks
+        if inverse:
+            blocks = torch.linalg.inv(blocks)
+        if transpose:
+            blocks = blocks.transpose(-1, -2)
+        if factor.permutation is None:
+            x = apply_blocks(x, blocks)
+        else:
+            x = apply_blocks(x.index_select(-1, factor.inverse_permutation), blocks)
+            x = x.index_select(-1, factor.permutation)
+    return x
+
+
+def cayley(skew: torch.Tensor) -> torch.Tensor:
+    """The orthogonal matrices ``(I - S)(I + S)^-1`` of a batch of skew-symmetric ``S`` (float32 for half
+    precision, which ``torch.linalg.solve`` lacks)."""
+    dtype = skew.dtype
+    work = skew.float() if dtype in _HALF_PRECISION else skew
+    eye = torch.eye(work.shape[-1], device=work.device, dtype=work.dtype).expand_as(work)
+    return torch.linalg.solve(eye + work, eye - work, left=False).to(dtype)
+
+
+def drop_blocks(blocks: torch.Tensor, probability: float) -> torch.Tensor:
+    """Multiplicative dropout: ``int(probability * n_blocks)`` random blocks become the identity."""
+    count = int(probability * blocks.shape[0])
+    if count == 0:
+        return blocks
+    dropped = torch.zeros(blocks.shape[0], dtype=torch.bool, device=blocks.device)
+    dropped[torch.randperm(blocks.shape[0], device=blocks.device)[:count]] = True
+    eye = torch.eye(blocks.shape[-1], device=blocks.device, dtype=blocks.dtype)
+    return torch.where(dropped[:, None, None], eye, blocks)
+
+
+def nearest_divisor(n: int, value: int) -> int:
+    """The divisor of ``n`` closest to ``value`` (the lower one on a tie); ``n`` when ``value >= n``."""
+    if value >= n:
+        return n
+    lower = next(k for k in range(value, 0, -1) if n % k == 0)
+    higher = next(k for k in range(value, n + 1) if n % k == 0)
+    return lower if value - lower <= higher - value else higher
+
+
+def check_non_negative_int(owner: str, name: str, value: Any) -> None:
+    """``value`` must be an int >= 0 (a bool is refused)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{owner}.{name} must be a non-negative integer, got {value!r}.")
+
+
+def check_probability(owner: str, name: str, value: Any) -> None:
+    """``value`` must be a number in ``[0, 1]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{owner}.{name} must be a probability in [0, 1], got {value!r}.")
+
+
+def check_exactly_one(owner: str, first: str, first_value: int, second: str, second_value: int) -> None:
+    """Exactly one of two sizes whose product is the layer's dimension may be set (non-zero)."""
+    if first_value == 0 and second_value == 0:
+        raise ValueError(
+            f"{owner}: either `{first}` or `{second}` must be non-zero. Currently, {first} = {first_value} and "
+            f"{second} = {second_value}."
+        )
+    if first_value != 0 and second_value != 0:
+        raise ValueError(
+            f"{owner}: you can only specify either {first} ({first_value}) or {second} ({second_value}), but not "
+            f"both simultaneously, because {first} x {second} == in_features; set the other one to 0."
+        )
+
+
+@functools.cache
+def _triu_indices(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = torch.triu_indices(size, size, 1, device=device)
+    return rows, cols
+
+
+def skew_symmetric(upper: torch.Tensor, size: int) -> torch.Tensor:
+    """``(n, size, size)`` skew-symmetric matrices ``U - U^T`` whose strict upper triangles, row by row, are the rows
+    of ``upper`` (``(n, size * (size - 1) / 2)``)."""
+    rows, cols = _triu_indices(size, upper.device)
+    matrix = upper.new_zeros(upper.shape[0], size, size)
+    matrix[:, rows, cols] = upper
+    return matrix - matrix.transpose(-1, -2)
+
+
+class OrthogonalLayer(BaseTunerLayer):
+    """Forward, merging and scaling shared by OFT and BOFT layers (concrete layers are ``(MethodLayer,
+    nn.Module)``).
+
+    A method implements ``_rotation_factors`` (the factors of ``M`` for an adapter) and ``_adapter_dtype``, and
+    overrides ``_output_scale`` if it learns an output scale.
+    """
+
+    # the config's name for the method, in warnings
+    _method_name: ClassVar[str] = ""
+
+    def _init_orthogonal_layer(self, base_layer: nn.Module) -> None:
+        self._init_tuner_layer(base_layer)
+        base = self.get_base_layer()
+        kernel_size: tuple[int, ...] = ()
+        if isinstance(base, nn.modules.conv._ConvNd):
+            if base.groups > 1:
+                raise ValueError(
+                    f"{type(self).__name__} does not support {type(base).__name__} layers with groups > 1 (got "
+                    f"groups={base.groups}): the rotation acts on all input channels of a filter."
+                )
+            kernel_size = tuple(base.kernel_size)
+        self.__dict__.update(
+            kernel_size=kernel_size,
+            # the dimension M acts on: the features of each input row, or the flattened patch of a filter
+            rotation_features=self.in_features * math.prod(kernel_size),
+        )
+
+    # ---------------------------------------------------------------------------------------------- per method
+    def _rotation_factors(self, adapter_name: str, dtype: torch.dtype, dropout: bool) -> list[RotationFactor]:
+        """The factors of ``M`` for ``adapter_name``, computed in ``dtype``; ``dropout``: apply the training-time
+        multiplicative dropout."""
+        raise NotImplementedError
+
+    def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
+        raise NotImplementedError
+
+    def _output_scale(self, adapter_name: str) -> torch.Tensor | None:
+        """The ``(out_features,)`` scale of the base output (without its bias), or None."""
+        return None
+
+    # ---------------------------------------------------------------------------------------------- forward
+    @property
+    def _rotates_input(self) -> bool:
+        """Whether ``M`` acts on the input itself: linear layers and 1x1 convolutions (a per-position rotation of
+        the channels)."""
+        return all(k == 1 for k in self.kernel_size)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``s * base(x M)`` for the active adapters; disabled, merged and mixed-batch cases as every layer."""
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            adapter_names = current_mixed_batch()
+        if adapter_names is not None or self._disable_adapters or self.merged:
+            return super().forward(x, *args, adapter_names=adapter_names, **kwargs)
+        names = [name for name in self.active_adapters if self._has_adapter(name)]
+        return self._adapted_forward(x, names, *args, **kwargs)
+
+    def _mixed_batch_forward(
+        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
+    ) -> torch.Tensor:
+        self._check_mixed_batch_state(adapter_names, x)
+
+        def forward_for(name: str, rows: torch.Tensor) -> torch.Tensor:
+            # the base model's rows (BASE_ADAPTER_NAME) adapt nothing
+            names = [name] if self._has_adapter(name) else []
+            return self._adapted_forward(rows, names, *args, **kwargs)
+
+        return forward_rows_by_adapter(adapter_names, x, forward_for)
+
+    def _adapted_forward(self, x: torch.Tensor, adapter_names: list[str], *args: Any, **kwargs: Any) -> torch.Tensor:
+        if not adapter_names:
+            return self.base_layer(x, *args, **kwargs)
+        if not self._rotates_input:
+            return self._rotated_weight_forward(x, adapter_names)
+        dtype = self._adapter_dtype(adapter_names[0])
+        rotated = self._cast_input_dtype(x, dtype)
+        if self.kernel_size:  # channels last: each position's channels are rotated
+            rotated = rotated.movedim(1, -1)
+        for name in reversed(adapter_names):
+            rotated = rotate(rotated, self._rotation_factors(name, dtype, dropout=self.training))
+        if self.kernel_size:
+            rotated = rotated.movedim(-1, 1)
+        result = self.base_layer(rotated.to(x.dtype), *args, **kwargs)
+        return self._scale_output(result, adapter_names)
+
+    def _scale_output(self, result: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
+        scales = [scale for scale in map(self._output_scale, adapter_names) if scale is not None]
+        if not scales:
+            return result
+        # per output feature: the last dimension of a linear output, dimension 1 of a convolution's
+        shape = (-1, *[1] * len(self.kernel_size))
+        scale = functools.reduce(torch.mul, scales).view(shape)
+        bias = self.bias
+        if bias is None:
+            return (result * scale).to(result.dtype)
+        bias = bias.view(shape)
+        return ((result - bias) * scale + bias).to(result.dtype)
+
+    def _rotated_weight_forward(self, x: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
+        """A convolution whose kernel is larger than 1: the base convolution with the adapted weight."""
+        base = self.get_base_layer()
+        weight = self.get_base_weight()
+        adapted = weight
+        for name in adapter_names:
+            adapted = self._transform_weight(name, adapted, dropout=self.training)
+        if self.base_layer is base:
+            return base._conv_forward(x, adapted.to(x.dtype), base.bias)
+        # adapters of other types in between: they see the input; this adapter adds what it changes in the weight
+        return self.base_layer(x) + base._conv_forward(x, (adapted - weight).to(x.dtype), None)
+
+    # ---------------------------------------------------------------------------------------------- merging
+    def _transform_weight(
+        self, adapter_name: str, weight: torch.Tensor, dropout: bool = False, inverse: bool = False
+    ) -> torch.Tensor:
+        """``s * (W M^T)`` (``inverse``: ``(W / s) M^-T``) for the base weight ``W``, in its shape and dtype; half
+        precision is combined in float32."""
+        dtype = self._adapter_dtype(adapter_name)
+        dtype = torch.float32 if dtype in _HALF_PRECISION else dtype
+        factors = self._rotation_factors(adapter_name, dtype, dropout=dropout)
+        scale = self._output_scale(adapter_name)
+        flat = weight.reshape(weight.shape[0], -1).to(dtype)
+        if inverse:
+            if scale is not None:
+                flat = flat / scale.to(dtype)[:, None]
+            flat = rotate(flat, factors, transpose=True, inverse=True)
+        else:
+            flat = rotate(flat, factors, transpose=True)
+            if scale is not None:
+                flat = flat * scale.to(dtype)[:, None]
+        return flat.reshape(weight.shape).to(weight.dtype)
+
+    def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        return self._transform_weight(adapter_name, weight)
+
+    def _unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        return self._transform_weight(adapter_name, weight, inverse=True)
+
+    def rotation_matrix(self, adapter_name: str) -> torch.Tensor:
+        """The dense ``(d, d)`` matrix ``M`` of ``adapter_name`` (for inspection; forward and merging never build
+        it)."""
+        dtype = self._adapter_dtype(adapter_name)
+        factors = self._rotation_factors(adapter_name, dtype, dropout=False)
+        eye = torch.eye(self.rotation_features, dtype=dtype, device=factors[0].blocks.device)
+        return rotate(eye, factors)
+
+    # ---------------------------------------------------------------------------------------------- scaling
+    def _warn_no_scaling(self) -> None:
+        warn(f"Scaling operation for {self._method_name} not supported! Keeping the scale at 1.")
+
+    def set_scale(self, adapter: str, scale: float | int) -> None:
+        """Rotations have no scale: warns, changes nothing."""
+        if self._has_adapter(adapter):
+            self._warn_no_scaling()
+
+    def scale_layer(self, scale: float | int) -> None:
+        """Rotations have no scale: warns (unless ``scale`` is 1), changes nothing."""
+        if scale != 1 and any(self._has_adapter(name) for name in self.active_adapters):
+            self._warn_no_scaling()
+
+    def unscale_layer(self, scale: float | int | None = None) -> None:
+        """Rotations have no scale: warns (unless resetting, or ``scale`` is 1), changes nothing."""
+        if scale not in (None, 1) and any(self._has_adapter(name) for name in self.active_adapters):
+            self._warn_no_scaling()
+
+
+class OrthogonalTuner(BaseTuner):
+    """Injects an orthogonal method's layers (``layers_mapping`` and ``_layer_kwargs`` drive ``BaseTuner``'s
+    default ``_create_and_replace``)."""
+
+    tuner_layer_cls = OrthogonalLayer
+
+    @classmethod
+    def _create_new_module(cls, config: Any, adapter_name: str, target: nn.Module, **kwargs: Any) -> OrthogonalLayer:
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        if isinstance(base, nn.Linear) and getattr(config, "fan_in_fan_out", False):
+            warn(
+                "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to "
+                "False."
+            )
+            config.fan_in_fan_out = False
+        return super()._create_new_module(config, adapter_name, target, **kwargs)
