@@ -47,13 +47,7 @@ def test_host_diff_5_dreambooth_lora_trains_saves_and_reloads(dreambooth, tmp_pa
     assert np.abs(reloaded - base).max() > 1e-4
 
 
-_NOT_IMPLEMENTED = pytest.mark.xfail(strict=True, raises=AttributeError, reason="core: OFT and BOFT not implemented")
-
-
-@pytest.mark.parametrize(
-    "method",
-    ["loha", "lokr", pytest.param("oft", marks=_NOT_IMPLEMENTED), pytest.param("boft", marks=_NOT_IMPLEMENTED)],
-)
+@pytest.mark.parametrize("method", ["loha", "lokr", "oft", "boft"])
 def test_host_diff_5_dreambooth_with_other_methods(dreambooth, method):
     result = dreambooth.main(["--max-train-steps", "10", "--method", method, "--quiet"])
     assert result["loss_after"] < result["loss_before"]
