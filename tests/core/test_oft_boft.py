@@ -29,7 +29,9 @@ from peft import (
     PeftModel,
     PeftWarning,
     get_peft_model,
+    quantization,
 )
+from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.boft import BOFTLayer
 from peft.tuners.boft.layer import butterfly_permutations
 from peft.tuners.oft import OFTLayer
@@ -662,3 +664,57 @@ def test_arch_17_boft_is_not_mixed_compatible():
     model = get_peft_model(_model(), LoraConfig(r=2, target_modules=["lin"]), mixed=True)
     with pytest.raises(ValueError, match="'BOFT' cannot be used in a mixed model"):
         model.add_adapter("boft", BOFTConfig(target_modules=["lin"]))
+
+
+# ------------------------------------------------------------------------------------------------ quantization
+
+
+class _RecordingBackend(QuantizationBackend):
+    """Plain float storage that records every read and write of a marked base layer's weight."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def matches(self, module: nn.Module) -> bool:
+        return hasattr(module, "_recorded_as")
+
+    def get_weight(self, module: nn.Module) -> torch.Tensor:
+        self.calls.append(("get", module._recorded_as))
+        return module.weight.detach().clone()
+
+    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
+        self.calls.append(("set", module._recorded_as))
+        with torch.no_grad():
+            module.weight.copy_(weight)
+
+
+@pytest.fixture
+def recording_backend():
+    backend = _RecordingBackend()
+    register_quantization_backend(backend)
+    try:
+        yield backend
+    finally:
+        quantization._BACKENDS.remove(backend)
+
+
+@pytest.mark.parametrize("config_cls", [OFTConfig, BOFTConfig])
+def test_arch_22_base_weights_are_read_and_written_through_the_quantization_backend(recording_backend, config_cls):
+    model = _adapted(config_cls, target_modules=["lin", "conv"], init_weights=False)
+    for name in ("lin", "conv"):
+        _layer(model, name).get_base_layer()._recorded_as = name
+    x, image = torch.randn(3, 12), torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        expected = _layer(model, "conv")(image)
+        model(x)
+        # a linear layer's forward only calls its base layer; a 3x3 convolution reads the weight to rotate it
+        assert recording_backend.calls == [("get", "conv")]
+        model.merge_adapter()
+        torch.testing.assert_close(_layer(model, "conv")(image), expected, atol=1e-4, rtol=0)
+        model.unmerge_adapter()
+    assert recording_backend.calls[1:] == [
+        ("get", "lin"), ("set", "lin"), ("get", "conv"), ("set", "conv"),
+        ("get", "lin"), ("set", "lin"), ("get", "conv"), ("set", "conv"),
+    ]  # fmt: skip
