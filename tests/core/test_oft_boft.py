@@ -88,7 +88,7 @@ def _exact_cayley(skew: torch.Tensor) -> torch.Tensor:
 
 def _oft_rotation(layer: OFTLayer, adapter: str = "default") -> torch.Tensor:
     """The dense block-diagonal OFT rotation, built from the learned parameters by hand."""
-    module = layer.oft_R[adapter]
+    module = layer.rotations[adapter]  # oft_R, or oft_embedding_R on embeddings
     size = module.block_size
     n_blocks = layer.rotation_features // size
     blocks = []
@@ -233,6 +233,26 @@ def test_method_oft_1_conv2d_rotates_each_filter_patch_and_forward_equals_merge(
     x = torch.randn(2, 4, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), F.conv2d(x, weight, base.bias, padding=1), atol=ATOL, rtol=0)
+
+
+def test_method_oft_1_embedding_rotates_the_looked_up_vectors_and_merges_as_w_r():
+    torch.manual_seed(0)
+    base = nn.Embedding(10, 8)
+    config = OFTConfig(oft_block_size=4, use_cayley_neumann=False, init_weights=False, target_modules=["0"])
+    model = get_peft_model(nn.Sequential(base), config).eval()
+    layer = model.base_model.model[0]
+    assert (layer.in_features, layer.out_features) == (8, 10) and "default" in layer.oft_embedding_R
+    rotation = _oft_rotation(layer)
+    _assert_orthogonal(rotation)
+    ids = torch.randint(0, 10, (2, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), base(ids) @ rotation, atol=ATOL, rtol=0)
+        original = base.weight.clone()
+        layer.merge()
+        torch.testing.assert_close(base.weight, original @ rotation, atol=ATOL, rtol=0)
+        layer.unmerge()
+        torch.testing.assert_close(base.weight, original, atol=ATOL, rtol=0)
+    assert set(model.state_dict()) >= {"base_model.model.0.oft_embedding_R.default.weight"}
 
 
 def test_method_oft_1_pointwise_conv_rotates_the_channels_of_each_position():
@@ -613,10 +633,12 @@ def test_method_boft_1_block_sizes_that_do_not_fit_the_layer_raise(kwargs, match
     assert not isinstance(_model().lin, BOFTLayer)
 
 
-@pytest.mark.parametrize("config_cls", [OFTConfig, BOFTConfig])
-def test_method_oft_1_unsupported_layers_raise_naming_the_supported_ones(config_cls):
-    with pytest.raises(TypeError, match=r"Embedding is not supported.*torch\.nn\.Linear"):
-        get_peft_model(nn.Sequential(nn.Embedding(10, 4)), config_cls(target_modules=["0"]))
+@pytest.mark.parametrize(
+    ("config_cls", "unsupported"), [(OFTConfig, nn.Conv1d(4, 4, 1)), (BOFTConfig, nn.Embedding(10, 4))]
+)
+def test_method_oft_1_unsupported_layers_raise_naming_the_supported_ones(config_cls, unsupported):
+    with pytest.raises(TypeError, match=rf"{type(unsupported).__name__} is not supported.*torch\.nn\.Linear"):
+        get_peft_model(nn.Sequential(unsupported), config_cls(target_modules=["0"]))
     grouped = nn.Sequential(nn.Conv2d(4, 4, 1, groups=2))
     with pytest.raises(ValueError, match="groups > 1"):
         get_peft_model(grouped, config_cls(target_modules=["0"]))

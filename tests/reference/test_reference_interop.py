@@ -71,6 +71,7 @@ CONV1X1 = {
 }
 OFT_LINEAR = {"config_class": "OFTConfig", "r": 0, "oft_block_size": 5, "target_modules": ["0", "2", "4"]}
 BOFT_CONV2D = {"config_class": "BOFTConfig", "boft_block_size": 0, "boft_block_num": 3, "target_modules": ["0", "2"]}
+OFT_EMBEDDING = {"config_class": "OFTConfig", "r": 0, "oft_block_size": 4, "target_modules": ["0", "1"]}
 OFT_CONV1X1_EXACT_SHARED = {
     "config_class": "OFTConfig",
     "r": 2,
@@ -194,6 +195,7 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
         },
     ),
     "oft_conv1x1_exact_shared": (CONV1X1, {"x": ("float", [2, 4, 5, 5])}, OFT_CONV1X1_EXACT_SHARED),
+    "oft_embedding": (EMB, {"x": ("int", 50, [2, 7])}, OFT_EMBEDDING),
     "boft_linear": (
         MLP,
         {"x": ("float", [4, 10])},
@@ -206,6 +208,7 @@ REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
     "reference_mixtral_all_linear": (MIXTRAL, TOKENS, MOE_ALL_LINEAR),
     "reference_oft_linear": (MLP, {"x": ("float", [4, 10])}, OFT_LINEAR),
     "reference_oft_conv1x1_exact_shared": (CONV1X1, {"x": ("float", [2, 4, 5, 5])}, OFT_CONV1X1_EXACT_SHARED),
+    "reference_oft_embedding": (EMB, {"x": ("int", 50, [2, 7])}, OFT_EMBEDDING),
     "reference_boft_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, BOFT_CONV2D),
 }
 RANDOM_INIT = {

@@ -9,7 +9,8 @@ with ``M = F_1 F_2 ... F_n`` a product of *factors* ``F = P B P^T``: ``B`` block
 has one factor per butterfly level. ``M`` is never materialised: applying a factor to ``x`` is a gather and a batched
 block product, ``O(d * block_size)`` per row, and the base layer is called on the rotated input (ARCH-24). Only a
 convolution with a kernel larger than 1 cannot be rotated on its input (``M`` mixes positions of a patch); it runs the
-base convolution with the rotated weight, which is what merging produces.
+base convolution with the rotated weight, which is what merging produces. An embedding is rotated on its output,
+``y = base(x) M``, and merges as ``W' = W M``.
 
 Merging folds the same product into the weight, ``W' = s * (W M^T)`` (``W`` flattened to ``(out, d)``), read and
 written through the quantization backend; unmerging applies the inverse. Several active adapters compose in the
@@ -157,6 +158,8 @@ class OrthogonalLayer(BaseTunerLayer):
 
     # the config's name for the method, in warnings
     _method_name: ClassVar[str] = ""
+    # whether M acts on the base layer's output (embeddings) instead of its input
+    _rotates_output: ClassVar[bool] = False
 
     def _init_orthogonal_layer(self, base_layer: nn.Module) -> None:
         self._init_tuner_layer(base_layer)
@@ -169,6 +172,8 @@ class OrthogonalLayer(BaseTunerLayer):
                     f"groups={base.groups}): the rotation acts on all input channels of a filter."
                 )
             kernel_size = tuple(base.kernel_size)
+        if self._rotates_output:  # the rotated (input) features are the embedding dimension
+            self.__dict__.update(in_features=self.out_features, out_features=self.in_features)
         self.__dict__.update(
             kernel_size=kernel_size,
             # the dimension M acts on: the features of each input row, or the flattened patch of a filter
@@ -220,6 +225,8 @@ class OrthogonalLayer(BaseTunerLayer):
     def _adapted_forward(self, x: torch.Tensor, adapter_names: list[str], *args: Any, **kwargs: Any) -> torch.Tensor:
         if not adapter_names:
             return self.base_layer(x, *args, **kwargs)
+        if self._rotates_output:
+            return self._rotated_output_forward(x, adapter_names, *args, **kwargs)
         if not self._rotates_input:
             return self._rotated_weight_forward(x, adapter_names)
         dtype = self._adapter_dtype(adapter_names[0])
@@ -232,6 +239,16 @@ class OrthogonalLayer(BaseTunerLayer):
             rotated = rotated.movedim(-1, 1)
         result = self.base_layer(rotated.to(x.dtype), *args, **kwargs)
         return self._scale_output(result, adapter_names)
+
+    def _rotated_output_forward(
+        self, x: torch.Tensor, adapter_names: list[str], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        """``base(x) M_a M_b ...`` in active order (the order the adapters merge in)."""
+        result = self.base_layer(x, *args, **kwargs)
+        rotated = self._cast_input_dtype(result, self._adapter_dtype(adapter_names[0]))
+        for name in adapter_names:
+            rotated = rotate(rotated, self._rotation_factors(name, rotated.dtype, dropout=self.training))
+        return rotated.to(result.dtype)
 
     def _scale_output(self, result: torch.Tensor, adapter_names: list[str]) -> torch.Tensor:
         scales = [scale for scale in map(self._output_scale, adapter_names) if scale is not None]
@@ -262,14 +279,16 @@ class OrthogonalLayer(BaseTunerLayer):
     def _transform_weight(
         self, adapter_name: str, weight: torch.Tensor, dropout: bool = False, inverse: bool = False
     ) -> torch.Tensor:
-        """``s * (W M^T)`` (``inverse``: ``(W / s) M^-T``) for the base weight ``W``, in its shape and dtype; half
-        precision is combined in float32."""
+        """``s * (W M^T)`` (``inverse``: ``(W / s) M^-T``) for the base weight ``W``, in its shape and dtype; ``W M``
+        (``W M^-1``) for an embedding. Half precision is combined in float32."""
         dtype = self._adapter_dtype(adapter_name)
         dtype = torch.float32 if dtype in _HALF_PRECISION else dtype
         factors = self._rotation_factors(adapter_name, dtype, dropout=dropout)
         scale = self._output_scale(adapter_name)
         flat = weight.reshape(weight.shape[0], -1).to(dtype)
-        if inverse:
+        if self._rotates_output:
+            flat = rotate(flat, factors, inverse=inverse)
+        elif inverse:
             if scale is not None:
                 flat = flat / scale.to(dtype)[:, None]
             flat = rotate(flat, factors, transpose=True, inverse=True)

@@ -22,15 +22,16 @@ class OFTConfig(PeftConfig):
 
     Args:
         r: number of blocks per layer; set either ``r`` or ``oft_block_size`` (the other 0): ``r x oft_block_size``
-            is the layer's input dimension (``in_channels * kh * kw`` for convolutions). A value that does not divide
+            is the layer's input dimension (``in_channels * kh * kw`` for convolutions, the embedding dimension for
+            embeddings). A value that does not divide
             it is moved to the nearest divisor, with a warning.
         oft_block_size: size of each block (default 32; more parameters and a denser rotation when larger).
         module_dropout: in training, this fraction of the blocks is replaced by the identity (multiplicative
             dropout).
         target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
             ``"all-linear"``, or None for the model type's defaults.
-        fan_in_fan_out: kept for compatibility; OFT adapts ``nn.Linear`` and ``nn.Conv2d``, never ``(in, out)``
-            weights (set back to False with a warning).
+        fan_in_fan_out: kept for compatibility; OFT adapts ``nn.Linear``, ``nn.Conv2d`` and ``nn.Embedding``, never
+            ``(in, out)`` weights (set back to False with a warning).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"oft_only"``.
         exclude_modules: modules never adapted (same forms as ``target_modules``).
         init_weights: ``True`` (zero skew parameters: the rotation starts as the identity) or ``False`` (random:

@@ -5,8 +5,9 @@ skew-symmetric matrix ``S_i`` (OFTv2, arXiv 2306.07280 and 2506.19847):
     R_i ~ I + 2 S_i + 2 S_i^2 + ... + 2 S_i^(m-1) + S_i^m   (Neumann series of the inverse; m = max(terms - 1, 3))
 
 Only the strict upper triangle of each ``S_i`` is stored (``oft_R.<adapter>.weight``, one row per block, the
-reference checkpoint format). ``init_weights=True`` starts from ``S = 0``, i.e. ``R = I``. Forward, merging and
-several adapters are the shared orthogonal-family mechanics (``peft.tuners._orthogonal``).
+reference checkpoint format; ``oft_embedding_R`` on embeddings, whose output is rotated: ``y = base(x) R``).
+``init_weights=True`` starts from ``S = 0``, i.e. ``R = I``. Forward, merging and several adapters are the shared
+orthogonal-family mechanics (``peft.tuners._orthogonal``).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class OFTRotationModule(nn.Module):
 
 
 class OFTLayer(OrthogonalLayer):
-    """State shared by the OFT layer types (one ``OFTRotationModule`` per adapter, keyed by adapter name)."""
+    """State shared by the OFT layer types (one ``OFTRotationModule`` per adapter, keyed by adapter name, in the
+    container ``adapter_layer_names[0]``)."""
 
     adapter_layer_names = ("oft_R",)
     other_param_names = ("r", "oft_block_size")
@@ -104,7 +106,7 @@ class OFTLayer(OrthogonalLayer):
     def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
         super().__init__()
         self._init_orthogonal_layer(base_layer)
-        self.oft_R = nn.ModuleDict()
+        self._modules[self.adapter_layer_names[0]] = nn.ModuleDict()
         self.__dict__.update(r={}, oft_block_size={})
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, **kwargs)
@@ -129,7 +131,7 @@ class OFTLayer(OrthogonalLayer):
             ValueError: if both or neither of ``r`` and ``oft_block_size`` are set, or ``init_weights`` is unknown.
         """
         r, oft_block_size = self._resolve_blocks(r, oft_block_size)
-        self.oft_R[adapter_name] = OFTRotationModule(
+        self.rotations[adapter_name] = OFTRotationModule(
             1 if block_share else r,
             oft_block_size,
             coft=coft,
@@ -165,7 +167,7 @@ class OFTLayer(OrthogonalLayer):
         Raises:
             ValueError: for any other ``init_weights``.
         """
-        weight = self.oft_R[adapter_name].weight
+        weight = self.rotations[adapter_name].weight
         with torch.no_grad():
             if init_weights is True:
                 weight.zero_()
@@ -174,14 +176,20 @@ class OFTLayer(OrthogonalLayer):
             else:
                 raise ValueError(f"Unknown initialization init_weights={init_weights!r}; valid values: True, False.")
 
+    @property
+    def rotations(self) -> nn.ModuleDict:
+        """``{adapter name: OFTRotationModule}`` (``oft_R``, or ``oft_embedding_R`` on embeddings)."""
+        return self._modules[self.adapter_layer_names[0]]
+
     def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
-        return self.oft_R[adapter_name].weight.dtype
+        return self.rotations[adapter_name].weight.dtype
 
     def _rotation_factors(self, adapter_name: str, dtype: torch.dtype, dropout: bool) -> list[RotationFactor]:
-        return [RotationFactor(self.oft_R[adapter_name].blocks(dtype, dropout))]
+        return [RotationFactor(self.rotations[adapter_name].blocks(dtype, dropout))]
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """The dense block-diagonal rotation ``R`` of ``adapter_name`` (merging gives ``W R^T``)."""
+        """The dense block-diagonal rotation ``R`` of ``adapter_name`` (merging gives ``W R^T``; ``W R`` for an
+        embedding)."""
         return self.rotation_matrix(adapter_name)
 
     def __repr__(self) -> str:
@@ -194,3 +202,10 @@ class Linear(OFTLayer, nn.Module):
 
 class Conv2d(OFTLayer, nn.Module):
     """OFT on ``nn.Conv2d`` (the rotation acts on each filter's flattened ``in_channels * kh * kw`` patch)."""
+
+
+class Embedding(OFTLayer, nn.Module):
+    """OFT on ``nn.Embedding``: the looked-up vectors are rotated (``in_features`` is the embedding dimension)."""
+
+    adapter_layer_names = ("oft_embedding_R",)
+    _rotates_output = True

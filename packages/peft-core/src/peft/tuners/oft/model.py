@@ -8,7 +8,7 @@ from torch import nn
 
 from peft.tuners._orthogonal import OrthogonalTuner
 from peft.tuners.oft.config import OFTConfig
-from peft.tuners.oft.layer import Conv2d, Linear, OFTLayer
+from peft.tuners.oft.layer import Conv2d, Embedding, Linear, OFTLayer
 
 
 class OFTModel(OrthogonalTuner):
@@ -21,7 +21,7 @@ class OFTModel(OrthogonalTuner):
 
     prefix: str = "oft_"
     tuner_layer_cls = OFTLayer
-    layers_mapping = {nn.Conv2d: Conv2d, nn.Linear: Linear}
+    layers_mapping = {nn.Conv2d: Conv2d, nn.Embedding: Embedding, nn.Linear: Linear}
 
     def _layer_kwargs(self, config: OFTConfig, current_key: str) -> dict[str, Any]:
         return {
