@@ -98,3 +98,16 @@ def test_injection_leaves_the_processs_frozen_objects_frozen():
     finally:
         gc.unfreeze()
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("init", [True, False])
+def test_method_lora_5_conv_factors_are_initialised(init):
+    torch.manual_seed(0)
+    model = get_peft_model(
+        nn.Sequential(nn.Conv2d(3, 8, 3)), LoraConfig(r=2, target_modules=["0"], init_lora_weights=init)
+    )
+    layer = model.base_model.model[0]
+    weight_a, weight_b = layer.lora_A["default"].weight.detach(), layer.lora_B["default"].weight.detach()
+    bound = 1 / math.sqrt(3 * 3 * 3)
+    assert torch.isfinite(weight_a).all() and 0 < weight_a.abs().max() <= bound
+    assert bool(weight_b.any()) is (not init)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
@@ -154,8 +155,9 @@ class LoraLayer(BaseTunerLayer):
             self.lora_variant.pop(adapter_name, None)
 
     def reset_lora_parameters(self, adapter_name: str, init_lora_weights: bool | str) -> None:
-        """Initialise ``A``/``B``: True (Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/r), zero B), False (both
-        as torch initialises a fresh layer of their type: a random, non-identity adapter)."""
+        """Initialise ``A``/``B`` (created uninitialised): True (Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/r),
+        zero B), False (both as torch initialises a fresh layer of their type: a random, non-identity adapter, drawn
+        in the order and amount the reference draws them, so seeded runs continue with the same random stream)."""
         with torch.no_grad():
             if adapter_name in self.lora_A:
                 lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
@@ -448,11 +450,12 @@ class _ConvNd(LoraLayer, nn.Module):
         base = self.get_base_layer()
         conv_cls = type(base) if type(base) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) else _CONV_BY_DIM[base.weight.dim()]
         ones = (1,) * (base.weight.dim() - 2)
-        self.lora_A[adapter_name] = conv_cls(
-            self.in_features, r, base.kernel_size, base.stride, base.padding, bias=False, **factory
+        # uninitialised, like the Linear factors: reset_lora_parameters draws each factor once
+        self.lora_A[adapter_name] = skip_init(
+            conv_cls, self.in_features, r, base.kernel_size, base.stride, base.padding, bias=False, **factory
         )
-        self.lora_B[adapter_name] = conv_cls(
-            r, self.out_features, ones, ones, groups=base.groups, bias=lora_bias, **factory
+        self.lora_B[adapter_name] = skip_init(
+            conv_cls, r, self.out_features, ones, ones, groups=base.groups, bias=lora_bias, **factory
         )
 
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
