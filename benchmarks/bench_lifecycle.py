@@ -296,7 +296,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--blocks", type=int, default=25, help="blocks of 8 Linear layers for add/set_adapter")
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--adapters", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=3, help="fresh processes for the add_adapter series and the mixed batch")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="fresh processes for the add_adapter series and the mixed batch"
+    )
     parser.add_argument("--calls", type=int, default=200, help="timed set_adapter calls")
     parser.add_argument("--mlp-blocks", type=int, default=4)
     parser.add_argument("--mlp-hidden", type=int, default=256)
