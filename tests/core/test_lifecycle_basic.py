@@ -569,18 +569,9 @@ def test_life_13_print_trainable_parameters_for_the_perf_10_mlp(capsys):
 
 
 def _tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny_transformers import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama().eval()
 
 
 def test_host_transformers_check_peft_version_passes():

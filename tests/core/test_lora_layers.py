@@ -743,18 +743,9 @@ def test_method_dora_1_variant_is_applied_when_requested():
 
 
 def _tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny_transformers import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(config)
+    return tiny_llama()
 
 
 def test_tgt_17_layer_replication_stacks_layers_with_shared_base_weights():

@@ -51,24 +51,15 @@ def _nested_model() -> nn.Module:
 
 
 def _tiny_llama_config(**kwargs):
-    from transformers import LlamaConfig
+    from tiny_transformers import tiny_llama_config
 
-    return LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        **kwargs,
-    )
+    return tiny_llama_config(**kwargs)
 
 
 def _tiny_llama():
-    from transformers import LlamaForCausalLM
+    from tiny_transformers import tiny_llama
 
-    torch.manual_seed(0)
-    return LlamaForCausalLM(_tiny_llama_config())
+    return tiny_llama()
 
 
 LLAMA_LINEAR_NAMES = sorted(

@@ -62,7 +62,7 @@ CONV1D = {
     "layers": [["Conv1d", 4, 8, 3], ["ReLU"], ["Conv1d", 8, 6, 3], ["Flatten"], ["Linear", 36, 3]],
 }
 
-# tiny MoE models whose experts transformers 5 fuses into 3-D parameters (as tests/transformers/tiny_transformers.py)
+# tiny MoE models whose experts transformers 5 fuses into 3-D parameters (as tests/tiny_transformers.py)
 # 1x1 convolutions: the reference's OFT forward is only right for these (its larger kernels are not the identity at
 # init); BOFT handles any kernel (CONV)
 CONV1X1 = {

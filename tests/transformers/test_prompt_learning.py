@@ -10,7 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tiny_transformers import tiny_llama  # noqa: E402
+from tiny_transformers import tiny_llama, tiny_llama_config  # noqa: E402
 
 from peft import (  # noqa: E402
     PeftModel,
@@ -155,17 +155,8 @@ def test_soft_prompts_extend_4d_attention_masks():
 
 def test_prompt_tuning_for_sequence_classification_keeps_sentence_labels():
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        pad_token_id=0,
-    )
     model = get_peft_model(
-        transformers.LlamaForSequenceClassification(config),
+        transformers.LlamaForSequenceClassification(tiny_llama_config(pad_token_id=0)),
         PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3),
     )
     assert type(model).__name__ == "PeftModelForSequenceClassification"

@@ -104,7 +104,7 @@ def _upcast_adapter(modules: list[nn.Module], adapter_name: str) -> None:
         if not isinstance(module, BaseTunerLayer):
             continue
         for attr in module.adapter_layer_names:
-            container = module._modules.get(attr)
+            container = module.adapter_container(attr)
             if container is None or adapter_name not in container:
                 continue
             item = container[adapter_name]

@@ -57,6 +57,10 @@ class AuxiliaryTrainingWrapper(nn.Module):
         """Add state for ``adapter_name`` (not activated)."""
         raise NotImplementedError
 
+    def adapter_container(self, name: str) -> Any:
+        """The per-adapter container ``name`` (one of ``adapter_layer_names``), or None (as on adapter layers)."""
+        return getattr(self, name, None)
+
     def _available_adapters(self) -> list[str]:
         names: set[str] = set()
         for attr in self.adapter_layer_names:

@@ -67,7 +67,7 @@ def _unwrap(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
 def _adapter_tensors(module: nn.Module, adapter: str) -> list[torch.Tensor]:
     tensors: list[torch.Tensor] = []
     for attr in module.adapter_layer_names:
-        container = getattr(module, attr, None)
+        container = module.adapter_container(attr)
         # an adapter layer inside an auxiliary wrapper is reported on its own
         if container is None or isinstance(container, BaseTunerLayer) or adapter not in container:
             continue

@@ -1,13 +1,13 @@
-"""The tiny models the transformers tests build from configs (no download)."""
+"""The tiny transformers models tests build from configs (no download). Import it only where transformers is
+installed (inside the test, or after ``pytest.importorskip("transformers")``)."""
 
 import torch
 import transformers
 
 
-def tiny_llama(**config_overrides) -> torch.nn.Module:
-    """A seeded 2-layer Llama: vocab 64, hidden 32, 4 heads over 2 key/value heads."""
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
+def tiny_llama_config(**config_overrides) -> transformers.LlamaConfig:
+    """A 2-layer Llama config: vocab 64, hidden 32, 4 heads over 2 key/value heads."""
+    return transformers.LlamaConfig(
         vocab_size=64,
         hidden_size=32,
         intermediate_size=64,
@@ -16,7 +16,12 @@ def tiny_llama(**config_overrides) -> torch.nn.Module:
         num_key_value_heads=2,
         **config_overrides,
     )
-    return transformers.LlamaForCausalLM(config)
+
+
+def tiny_llama(**config_overrides) -> torch.nn.Module:
+    """A seeded causal-LM Llama of :func:`tiny_llama_config`."""
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(tiny_llama_config(**config_overrides))
 
 
 # tiny MoE models whose experts transformers stores fused (3-D gate_up_proj / down_proj parameters)
