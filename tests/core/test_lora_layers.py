@@ -17,6 +17,7 @@ from torch import nn
 
 from peft import LoraConfig, PeftWarning, get_peft_model
 from peft.tuners.lora import LoraLayer, ParamWrapper
+from peft.tuners.tuners_layer import BaseTunerLayer
 
 R, ALPHA = 4, 8
 S = ALPHA / R  # the scaling every hand computation uses, independent of the layer's own record
@@ -106,10 +107,10 @@ def _conv_delta(layer: nn.Module) -> torch.Tensor:
     return S * (weight_b.flatten(1) @ weight_a.flatten(1)).reshape(kernel.shape)
 
 
-def _expected(kind: str, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The adapted layer's output, computed from its tensors without calling it."""
+def _expected(kind: str, layer: nn.Module, x: torch.Tensor, grad: bool = False) -> torch.Tensor:
+    """The adapted layer's output, computed from its tensors without calling it (differentiable with ``grad``)."""
     base = layer.get_base_layer()
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         if kind == "linear":
             return (
                 x @ base.weight.T
@@ -550,6 +551,87 @@ def test_method_dora_4_mixed_batch_with_unnamed_dora_adapter_works():
     with torch.no_grad():
         torch.testing.assert_close(mixed[1], original(x[1]))
     torch.testing.assert_close(mixed[[0, 2, 3]], only_a[[0, 2, 3]], atol=1e-6, rtol=1e-5)
+
+
+# ------------------------------------------------------------- adapter updates added in place to the base output
+
+IN_PLACE_KINDS = ["linear", "embedding", "conv1d", "conv2d"]
+
+
+@pytest.mark.parametrize("kind", IN_PLACE_KINDS)
+@pytest.mark.parametrize("hook", ["module", "global", "instance_forward"])
+@pytest.mark.parametrize("names", [None, "stacked", "rows"])
+def test_life_22_an_observed_base_output_is_never_modified(kind, hook, names):
+    """The update goes in place into the base output only when nothing else can hold that tensor; a hook that keeps
+    the base layer's output keeps the base output."""
+    model, original, x = _two_adapter_model(kind)
+    captured = []
+    if hook == "module":
+        handle = original.register_forward_hook(lambda module, args, out: captured.append(out))
+    elif hook == "global":
+        handle = nn.modules.module.register_module_forward_hook(
+            lambda module, args, out: captured.append(out) if module is original else None
+        )
+    else:  # accelerate and diffusers wrap ``forward`` on the instance
+        plain_forward = original.forward
+
+        def forward(*args, **kwargs):
+            captured.append(plain_forward(*args, **kwargs))
+            return captured[-1]
+
+        original.forward = forward
+    layer = model.get_base_model().layer
+    assert not layer._owns_base_output()
+    adapter_names = {
+        None: None,
+        "stacked": ["a", "b", "__base__", "a", "b"][: x.shape[0]],
+        "rows": ["a", "b", "__base__", "a", "b"][: x.shape[0]],  # called on the generic row-group path below
+    }[names]
+    try:
+        if names == "rows":
+            with torch.no_grad():
+                out = BaseTunerLayer._mixed_batch_forward(layer, x, adapter_names=adapter_names)
+        else:
+            out = _call(model, kind, x, adapter_names=adapter_names)
+    finally:
+        if hook == "instance_forward":
+            del original.forward
+        else:
+            handle.remove()
+    assert captured
+    with torch.no_grad(), model.disable_adapter():
+        base_out = model(x)
+    for seen in captured:
+        torch.testing.assert_close(seen, base_out, atol=0, rtol=0)
+    assert not torch.allclose(out, base_out)
+
+
+def test_life_22_plain_torch_base_layers_take_the_update_in_place():
+    for kind in IN_PLACE_KINDS + ["conv3d"]:
+        model, *_ = _make(kind)
+        assert model.get_base_model().layer._owns_base_output(), kind
+    model, *_ = _make("gpt2_conv1d")  # transformers' Conv1D: its output is not known to be private
+    assert not model.get_base_model().layer._owns_base_output()
+
+
+@pytest.mark.parametrize("kind", ["linear", "embedding", "conv2d"])
+def test_method_lora_2_gradients_through_the_in_place_update_equal_hand_computation(kind):
+    model, _, x, _ = _make(kind, init_lora_weights=False)
+    model.train()
+    layer = model.get_base_model().layer
+    assert layer._owns_base_output()
+    if x.is_floating_point():
+        x.requires_grad_(True)
+    weight = torch.randn_like(_expected(kind, layer, x))
+    params = [p for p in layer.parameters() if p.requires_grad]
+    assert len(params) == 2
+
+    def grads(output: torch.Tensor) -> list[torch.Tensor]:
+        inputs = params + ([x] if x.requires_grad else [])
+        return torch.autograd.grad((output * weight).sum(), inputs)
+
+    for got, want in zip(grads(model(x)), grads(_expected(kind, layer, x, grad=True))):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=1e-4)
 
 
 # ------------------------------------------------------------------------------ TGT-12: target_parameters

@@ -15,12 +15,15 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 from peft.quantization import QuantizationBackend, get_backend, resolve_quantization_backend
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.utils.warnings import warn
 
 BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
+# torch layers whose forward returns a new tensor that nothing else references
+_FRESH_OUTPUT_LAYERS = frozenset({nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding})
 _mixed_batch_adapter_names: contextvars.ContextVar[Sequence[str] | None] = contextvars.ContextVar(
     "peft_mixed_batch_adapter_names", default=None
 )
@@ -432,6 +435,18 @@ class BaseTunerLayer:
         """The base output ``result`` with adapter ``adapter_name`` applied to input ``x``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _adapter_output.")
 
+    def _owns_base_output(self) -> bool:
+        """Whether the direct base layer's output is a tensor only this call holds, so that adapters may add to it
+        in place (saving an output-sized buffer per layer): a plain torch layer whose forward no hook observes or
+        replaces. Its backward never needs its own output, so in-place updates are safe under autograd too."""
+        base = self.base_layer
+        return (
+            type(base) in _FRESH_OUTPUT_LAYERS
+            and not base._forward_hooks
+            and "forward" not in base.__dict__  # accelerate/diffusers hooks replace forward on the instance
+            and not _torch_module._global_forward_hooks
+        )
+
     def _check_mixed_batch_state(self, adapter_names: Sequence[str], x: torch.Tensor) -> None:
         if self.training:
             raise ValueError("Mixed-batch inference (adapter_names) is not supported in training mode; call .eval().")
@@ -451,13 +466,13 @@ class BaseTunerLayer:
             x.device
         )
         additive = hasattr(self, "_adapter_update")
-        if not additive:
+        if not (additive and self._owns_base_output()):
             result = result.clone()
         for name, index in groups.items():
             if name == BASE_ADAPTER_NAME or not self._has_adapter(name):
                 continue
             rows = x.index_select(0, index)
-            if additive:  # the base output is this call's own tensor: add each adapter's rows in place
+            if additive:  # add each adapter's rows in place
                 result.index_add_(0, index, self._adapter_update(rows, name).to(result.dtype))
             else:
                 result[index] = self._adapter_output(rows, result[index], name)

@@ -299,7 +299,8 @@ class Linear(LoraLayer, nn.Module):
             return result + self._adapter_update(x, adapter_name).to(result.dtype)
         # result + scaling * (A x) B^T in one addmm: no separate update tensor and add pass
         hidden = lora_a(self._cast_input_dtype(x, lora_a.weight.dtype)).to(result.dtype)
-        out = torch.addmm(
+        addmm = torch.Tensor.addmm_ if self._owns_base_output() else torch.addmm
+        out = addmm(
             result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), lora_b.weight.T, alpha=scaling
         )
         if lora_b.bias is not None:
@@ -335,7 +336,8 @@ class Linear(LoraLayer, nn.Module):
         weight_b = torch.cat([b.weight for b in factors_b], dim=1).to(result.dtype)
         mask = batch.column_mask(names, ranks, scalings, x)  # also applies each adapter's scaling
         hidden = F.linear(x, weight_a).mul_(mask.view(x.shape[0], *(1,) * (x.dim() - 2), -1))
-        out = torch.addmm(
+        addmm = torch.Tensor.addmm_ if self._owns_base_output() else torch.addmm
+        out = addmm(
             result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]).to(result.dtype), weight_b.T
         )
         return out.view(result.shape)
@@ -401,7 +403,8 @@ class Embedding(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+        update = self._adapter_update(x, adapter_name).to(result.dtype)
+        return result.add_(update) if self._owns_base_output() else result + update
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``scaling * B`` applied to the rows of ``A`` looked up by ``x`` (times the base's ``embed_scale``)."""
@@ -480,7 +483,8 @@ class _ConvNd(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+        update = self._adapter_update(x, adapter_name).to(result.dtype)
+        return result.add_(update) if self._owns_base_output() else result + update
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
