@@ -600,3 +600,34 @@ def test_open_5_injection_is_independent_of_the_hash_seed():
     assert first["targeted"] == second["targeted"]
     assert first["saved_config"] == second["saved_config"]
     assert first["warnings"] == second["warnings"]
+
+
+# ------------------------------------------------------------------------------------------ fan_in_fan_out
+
+
+def _methods_with_fan_in_fan_out() -> list[str]:
+    import dataclasses
+
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return sorted(
+        peft_type
+        for peft_type, config_cls in PEFT_TYPE_TO_CONFIG_MAPPING.items()
+        if any(field.name == "fan_in_fan_out" for field in dataclasses.fields(config_cls))
+    )
+
+
+@pytest.mark.parametrize("peft_type", _methods_with_fan_in_fan_out())
+def test_method_common_fan_in_fan_out_on_a_linear_layer_is_corrected_with_a_warning(peft_type):
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    extra = {"ADALORA": {"total_step": 10}, "IA3": {"feedforward_modules": []}}.get(peft_type, {})
+    config = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type](target_modules=["lin"], fan_in_fan_out=True, **extra)
+    model = _container(lin=nn.Linear(256, 256))
+    message = (
+        "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False."
+    )
+    with pytest.warns(UserWarning, match=message.replace(".", r"\.")):
+        peft_model = get_peft_model(model, config)
+    assert peft_model.peft_config["default"].fan_in_fan_out is False
+    assert getattr(peft_model.base_model.model.lin, "fan_in_fan_out", False) is False

@@ -103,6 +103,76 @@ QWEN2_MOE = {
 MOE_ALL_LINEAR = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "task_type": "CAUSAL_LM"}
 TOKENS = {"input_ids": ("int", 64, [2, 9])}
 
+SHIRA_LINEAR = {"config_class": "ShiraConfig", "r": 2, "random_seed": 7, "target_modules": ["0", "2"]}
+# Linear(20, 2) has no room for groups of 4: RoAd adapts the two hidden layers
+ROAD_LINEAR = {"config_class": "RoadConfig", "variant": "road_4", "group_size": 4, "target_modules": ["0", "2"]}
+VBLORA_LINEAR = {
+    "config_class": "VBLoRAConfig",
+    "r": 2,
+    "num_vectors": 8,
+    "vector_length": 2,
+    "topk": 2,
+    "target_modules": ["0", "2", "4"],
+}
+VBLORA_LINEAR_TOPK = {**VBLORA_LINEAR, "topk": 3, "save_only_topk_weights": True}
+GPT2 = {
+    "kind": "transformers",
+    "class": "GPT2LMHeadModel",
+    "config": {"model_type": "gpt2", "vocab_size": 64, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64},
+}
+VBLORA_GPT2 = {
+    "config_class": "VBLoRAConfig",
+    "r": 2,
+    "num_vectors": 16,
+    "vector_length": 8,
+    "target_modules": ["c_attn"],
+}
+
+IA3_LINEAR = {"config_class": "IA3Config", "target_modules": ["0", "2", "4"], "feedforward_modules": ["2"]}
+# the second conv scales its input channels, the first its output channels (and bias)
+IA3_CONV2D = {"config_class": "IA3Config", "target_modules": ["0", "2"], "feedforward_modules": ["2"]}
+# no targets given: the model type's default targets and feedforward modules (GPT-2: Conv1D layers)
+IA3_DEFAULTS = {"config_class": "IA3Config", "task_type": "CAUSAL_LM"}
+LN_TUNING_DEFAULTS = {"config_class": "LNTuningConfig", "task_type": "CAUSAL_LM"}
+ADALORA = {"config_class": "AdaLoraConfig", "init_r": 4, "target_r": 2, "lora_alpha": 8, "total_step": 10}
+# no targets given: the model type's AdaLoRA defaults (GPT-2: c_attn, a Conv1D)
+ADALORA_DEFAULTS = {**ADALORA, "task_type": "CAUSAL_LM"}
+
+# HRA: even r (paired reflections when not random), odd r, Gram-Schmidt on a 3x3 convolution (27-dim patches)
+HRA_LINEAR = {"config_class": "HRAConfig", "r": 4, "target_modules": ["0", "2", "4"]}
+HRA_CONV2D_GS = {"config_class": "HRAConfig", "r": 3, "apply_GS": True, "target_modules": ["0", "2"]}
+# MiSS: in_features 10 is not a multiple of r=4 (the input is zero-padded); bat needs r | in and r | out
+MISS_LINEAR = {"config_class": "MissConfig", "r": 4, "target_modules": ["0", "2", "4"]}
+MISS_BAT = {"config_class": "MissConfig", "r": 2, "init_weights": "bat", "target_modules": ["0", "2", "4"]}
+MISS_MINI = {"config_class": "MissConfig", "r": 4, "init_weights": "mini", "mini_r": 5, "target_modules": ["0", "2"]}
+
+# VeRA / RandLoRA: the projections (shared by all layers) are drawn from the seed; saved in the file or drawn again
+VERA_LINEAR = {"config_class": "VeraConfig", "r": 4, "target_modules": ["0", "2", "4"]}
+RANDLORA_LINEAR = {"config_class": "RandLoraConfig", "r": 4, "randlora_alpha": 8, "target_modules": ["0", "2", "4"]}
+
+# FourierFT / WaveFT: the coefficient positions are drawn again from the seed on loading (not saved); GPT-2's default
+# target is its MLP output Conv1D. C3A: the block size divides every target's in and out features ("2": 20 x 20)
+FOURIERFT_LINEAR = {
+    "config_class": "FourierFTConfig",
+    "n_frequency": 24,
+    "scaling": 10.0,
+    "n_frequency_pattern": {"4": 7},
+    "target_modules": ["0", "2", "4"],
+}
+WAVEFT_LINEAR = {
+    "config_class": "WaveFTConfig",
+    "n_frequency": 30,
+    "wavelet_family": "db3",
+    "target_modules": ["0", "2", "4"],
+}
+WAVEFT_SYM4_PROPORTIONAL = {**WAVEFT_LINEAR, "wavelet_family": "sym4", "proportional_parameters": True}
+C3A_LINEAR = {
+    "config_class": "C3AConfig",
+    "block_size": 2,
+    "block_size_pattern": {"2": 5},
+    "target_modules": ["0", "2", "4"],
+}
+
 # name -> (model spec, inputs {name: ("float", shape) | ("int", high, shape)}, config kwargs); "config_class" names
 # the config (default LoraConfig); every adapter starts random (RANDOM_INIT) and is perturbed further
 CASES: dict[str, tuple[dict, dict, dict]] = {
@@ -202,6 +272,75 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
         {"config_class": "BOFTConfig", "boft_block_size": 5, "target_modules": ["0", "2", "4"]},
     ),
     "boft_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, BOFT_CONV2D),
+    "shira_linear_seeded": (MLP, {"x": ("float", [4, 10])}, SHIRA_LINEAR),
+    "road_2_linear": (MLP, {"x": ("float", [4, 10])}, {**ROAD_LINEAR, "variant": "road_2"}),
+    "road_4_linear": (MLP, {"x": ("float", [4, 10])}, ROAD_LINEAR),
+    "vblora_linear": (MLP, {"x": ("float", [4, 10])}, VBLORA_LINEAR),
+    "vblora_linear_topk": (MLP, {"x": ("float", [4, 10])}, VBLORA_LINEAR_TOPK),
+    # GPT-2's Conv1D stores its weight (in, out): fan_in_fan_out is switched on
+    "vblora_gpt2_conv1d": (GPT2, TOKENS, VBLORA_GPT2),
+    "ia3_linear_feedforward": (MLP, {"x": ("float", [4, 10])}, IA3_LINEAR),
+    "ia3_conv2d_feedforward": (CONV, {"x": ("float", [2, 3, 8, 8])}, IA3_CONV2D),
+    "ia3_llama_defaults": (LLAMA, TOKENS, IA3_DEFAULTS),
+    "ia3_gpt2_conv1d_defaults": (GPT2, TOKENS, IA3_DEFAULTS),
+    "ln_tuning_llama_defaults": (LLAMA, TOKENS, LN_TUNING_DEFAULTS),
+    # any module type can be tuned: here two Linear layers
+    "ln_tuning_linear": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"config_class": "LNTuningConfig", "target_modules": ["0", "4"]},
+    ),
+    "adalora_linear": (MLP, {"x": ("float", [4, 10])}, {**ADALORA, "target_modules": ["0", "2", "4"]}),
+    "adalora_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, {**ADALORA, "target_modules": ["0", "2"]}),
+    "adalora_llama_defaults": (LLAMA, TOKENS, ADALORA_DEFAULTS),
+    "adalora_gpt2_conv1d_defaults": (GPT2, TOKENS, ADALORA_DEFAULTS),
+    "hra_linear": (MLP, {"x": ("float", [4, 10])}, HRA_LINEAR),
+    "hra_conv2d_gram_schmidt": (CONV, {"x": ("float", [2, 3, 8, 8])}, HRA_CONV2D_GS),
+    "hra_llama_defaults": (LLAMA, TOKENS, {"config_class": "HRAConfig", "r": 2, "task_type": "CAUSAL_LM"}),
+    "miss_linear_padded": (MLP, {"x": ("float", [4, 10])}, MISS_LINEAR),
+    "miss_linear_bat": (MLP, {"x": ("float", [4, 10])}, MISS_BAT),
+    "miss_linear_mini": (MLP, {"x": ("float", [4, 10])}, MISS_MINI),
+    "miss_llama_defaults": (LLAMA, TOKENS, {"config_class": "MissConfig", "r": 4, "task_type": "CAUSAL_LM"}),
+    "vera_linear": (MLP, {"x": ("float", [4, 10])}, VERA_LINEAR),
+    "vera_linear_projection_from_seed": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**VERA_LINEAR, "save_projection": False, "projection_prng_key": 7},
+    ),
+    "vera_gpt2_conv1d": (GPT2, TOKENS, {"config_class": "VeraConfig", "r": 8, "target_modules": ["c_attn", "c_proj"]}),
+    "randlora_linear": (MLP, {"x": ("float", [4, 10])}, RANDLORA_LINEAR),
+    "randlora_linear_sparse": (MLP, {"x": ("float", [4, 10])}, {**RANDLORA_LINEAR, "r": 3, "sparse": True}),
+    "randlora_linear_very_sparse_from_seed": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**RANDLORA_LINEAR, "very_sparse": True, "save_projection": False},
+    ),
+    "randlora_gpt2_conv1d": (
+        GPT2,
+        TOKENS,
+        {"config_class": "RandLoraConfig", "r": 8, "randlora_alpha": 4, "target_modules": ["c_attn", "c_proj"]},
+    ),
+    "fourierft_linear_pattern": (MLP, {"x": ("float", [4, 10])}, FOURIERFT_LINEAR),
+    "fourierft_gpt2_conv1d_defaults": (
+        GPT2,
+        TOKENS,
+        {"config_class": "FourierFTConfig", "n_frequency": 50, "scaling": 20.0, "task_type": "CAUSAL_LM"},
+    ),
+    "waveft_linear_db3": (MLP, {"x": ("float", [4, 10])}, WAVEFT_LINEAR),
+    "waveft_linear_sym4_proportional": (MLP, {"x": ("float", [4, 10])}, WAVEFT_SYM4_PROPORTIONAL),
+    "waveft_linear_coif2_pattern": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**WAVEFT_LINEAR, "wavelet_family": "coif2", "n_frequency_pattern": {"2": 50}},
+    ),
+    "waveft_linear_no_idwt": (MLP, {"x": ("float", [4, 10])}, {**WAVEFT_LINEAR, "use_idwt": False}),
+    "waveft_gpt2_conv1d_defaults": (
+        GPT2,
+        TOKENS,
+        {"config_class": "WaveFTConfig", "n_frequency": 50, "wavelet_family": "sym2", "task_type": "CAUSAL_LM"},
+    ),
+    "c3a_linear_pattern": (MLP, {"x": ("float", [4, 10])}, C3A_LINEAR),
+    "c3a_llama_defaults": (LLAMA, TOKENS, {"config_class": "C3AConfig", "block_size": 16, "task_type": "CAUSAL_LM"}),
 }
 # adapters the reference makes and we load: name -> (model spec, inputs, config kwargs)
 REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
@@ -210,6 +349,22 @@ REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
     "reference_oft_conv1x1_exact_shared": (CONV1X1, {"x": ("float", [2, 4, 5, 5])}, OFT_CONV1X1_EXACT_SHARED),
     "reference_oft_embedding": (EMB, {"x": ("int", 50, [2, 7])}, OFT_EMBEDDING),
     "reference_boft_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, BOFT_CONV2D),
+    "reference_shira_linear_seeded": (MLP, {"x": ("float", [4, 10])}, SHIRA_LINEAR),
+    "reference_road_4_linear": (MLP, {"x": ("float", [4, 10])}, ROAD_LINEAR),
+    "reference_vblora_linear_topk": (MLP, {"x": ("float", [4, 10])}, VBLORA_LINEAR_TOPK),
+    "reference_ia3_conv2d_feedforward": (CONV, {"x": ("float", [2, 3, 8, 8])}, IA3_CONV2D),
+    "reference_ia3_gpt2_conv1d_defaults": (GPT2, TOKENS, IA3_DEFAULTS),
+    "reference_ln_tuning_llama_defaults": (LLAMA, TOKENS, LN_TUNING_DEFAULTS),
+    "reference_adalora_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, {**ADALORA, "target_modules": ["0", "2"]}),
+    "reference_adalora_gpt2_conv1d_defaults": (GPT2, TOKENS, ADALORA_DEFAULTS),
+    "reference_hra_conv2d_gram_schmidt": (CONV, {"x": ("float", [2, 3, 8, 8])}, HRA_CONV2D_GS),
+    "reference_hra_linear": (MLP, {"x": ("float", [4, 10])}, HRA_LINEAR),
+    "reference_miss_linear_bat": (MLP, {"x": ("float", [4, 10])}, MISS_BAT),
+    "reference_miss_linear_mini": (MLP, {"x": ("float", [4, 10])}, MISS_MINI),
+    "reference_vera_linear": (MLP, {"x": ("float", [4, 10])}, VERA_LINEAR),
+    "reference_fourierft_linear_pattern": (MLP, {"x": ("float", [4, 10])}, FOURIERFT_LINEAR),
+    "reference_waveft_linear_sym4_proportional": (MLP, {"x": ("float", [4, 10])}, WAVEFT_SYM4_PROPORTIONAL),
+    "reference_c3a_linear_pattern": (MLP, {"x": ("float", [4, 10])}, C3A_LINEAR),
 }
 RANDOM_INIT = {
     "LoraConfig": {"init_lora_weights": False},
@@ -217,6 +372,19 @@ RANDOM_INIT = {
     "LoKrConfig": {"init_weights": False},
     "OFTConfig": {"init_weights": False},
     "BOFTConfig": {"init_weights": False},
+    "ShiraConfig": {"init_weights": False},
+    "RoadConfig": {"init_weights": False},
+    "VBLoRAConfig": {},  # random logits and bank by default
+    "IA3Config": {"init_ia3_weights": False},
+    "LNTuningConfig": {},  # copies of the base modules; perturbed like every adapter
+    "AdaLoraConfig": {"init_lora_weights": False},
+    "HRAConfig": {"init_weights": False},
+    "MissConfig": {"init_weights": False},  # balance with a random fragment; bat and mini cases set their own
+    "VeraConfig": {"init_weights": False},
+    "RandLoraConfig": {"init_weights": False},
+    "FourierFTConfig": {"init_weights": False},
+    "WaveFTConfig": {"init_weights": False},
+    "C3AConfig": {"init_weights": False},
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 __version__ = "1.0.0.dev0"
 
+from peft import tuners  # noqa: E402
 from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig  # noqa: E402
 from peft.helpers import disable_input_dtype_casting  # noqa: E402
 from peft.mapping import (  # noqa: E402
@@ -21,34 +22,6 @@ from peft.mapping import (  # noqa: E402
 from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
-from peft.tuners import (  # noqa: E402
-    BOFTConfig,
-    BOFTModel,
-    CPTConfig,
-    CPTEmbedding,
-    LoHaConfig,
-    LoHaModel,
-    LoKrConfig,
-    LoKrModel,
-    LoraConfig,
-    LoraModel,
-    LoraRuntimeConfig,
-    MultitaskPromptEmbedding,
-    MultitaskPromptTuningConfig,
-    MultitaskPromptTuningInit,
-    OFTConfig,
-    OFTModel,
-    PrefixEncoder,
-    PrefixTuningConfig,
-    PromptEmbedding,
-    PromptEncoder,
-    PromptEncoderConfig,
-    PromptEncoderReparameterizationType,
-    PromptTuningConfig,
-    PromptTuningInit,
-    TrainableTokensConfig,
-    TrainableTokensModel,
-)
 from peft.utils import (  # noqa: E402
     PeftType,
     PeftWarning,
@@ -63,10 +36,24 @@ from peft.utils import (  # noqa: E402
 from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
 
 __all__ = [
+    "AdaLoraConfig",
+    "AdaLoraModel",
     "BOFTConfig",
     "BOFTModel",
+    "BoneConfig",
+    "BoneModel",
+    "C3AConfig",
+    "C3AModel",
     "CPTConfig",
     "CPTEmbedding",
+    "FourierFTConfig",
+    "FourierFTModel",
+    "HRAConfig",
+    "HRAModel",
+    "IA3Config",
+    "IA3Model",
+    "LNTuningConfig",
+    "LNTuningModel",
     "PEFT_TYPE_TO_CONFIG_MAPPING",
     "PEFT_TYPE_TO_PREFIX_MAPPING",
     "PEFT_TYPE_TO_TUNER_MAPPING",
@@ -77,6 +64,8 @@ __all__ = [
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",
+    "MissConfig",
+    "MissModel",
     "MultitaskPromptEmbedding",
     "MultitaskPromptTuningConfig",
     "MultitaskPromptTuningInit",
@@ -97,11 +86,23 @@ __all__ = [
     "PromptTuningConfig",
     "PromptTuningInit",
     "PromptLearningConfig",
+    "RandLoraConfig",
+    "RandLoraModel",
+    "RoadConfig",
+    "RoadModel",
+    "ShiraConfig",
+    "ShiraModel",
     "TaskType",
     "TrainableTokensConfig",
     "TrainableTokensModel",
     "TunerLayerStatus",
     "TunerModelStatus",
+    "VBLoRAConfig",
+    "VBLoRAModel",
+    "VeraConfig",
+    "VeraModel",
+    "WaveFTConfig",
+    "WaveFTModel",
     "get_layer_status",
     "get_model_status",
     "disable_input_dtype_casting",
@@ -118,6 +119,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # the methods' names import their package on first use (peft.tuners), keeping `import peft` light
+    if name in tuners._EXPORTS:
+        return getattr(tuners, name)
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
     from peft.hosts import get_host_registry
 

@@ -101,7 +101,7 @@ def cast_adapter_dtype(model: nn.Module, adapter_name: str, autocast_adapter_dty
 def _upcast_adapter(modules: list[nn.Module], adapter_name: str) -> None:
     low_precision = (torch.float16, torch.bfloat16)
     for module in modules:
-        if not isinstance(module, BaseTunerLayer):
+        if not isinstance(module, BaseTunerLayer) or not module.upcast_adapter_dtype:
             continue
         for attr in module.adapter_layer_names:
             container = module.adapter_container(attr)

@@ -115,3 +115,224 @@ def _expand(groups: dict[tuple[str, ...], tuple[str, ...]]) -> dict[str, list[st
 
 #: ``model_type -> default LoRA target_modules``.
 TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING: dict[str, list[str]] = _expand(_LORA_GROUPS)
+
+# AdaLoRA: LoRA's defaults, except where peft 0.21.2 gives AdaLoRA its own (all attention and MLP projections of
+# T5, BART, OPT; key and dense layers of RoBERTa and DeBERTa-v2; a regex for Gemma 4's language model)
+_ADALORA_OVERRIDES: dict[str, list[str] | str] = {
+    "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "deberta-v2": ["query_proj", "key_proj", "value_proj", "dense"],
+    "gemma4": r".*language_model\..*\.(q_proj|v_proj)",
+    "mt5": ["q", "k", "v", "o", "wi_0", "wi_1", "wo"],
+    "nemotron_h": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "roberta": ["query", "key", "value", "dense"],
+    "t5": ["q", "k", "v", "o", "wi", "wo"],
+}
+
+#: ``model_type -> default AdaLoRA target_modules`` (a list of names, or a regex str).
+TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING: dict[str, list[str] | str] = dict(
+    sorted({**TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, **_ADALORA_OVERRIDES}.items())
+)
+
+# (IA)³: per model type, the attention projections whose output is scaled and the feed-forward output projection
+# whose input is scaled (peft 0.21.2's tables); the second table names the targets that scale their input
+#: ``model_type -> default (IA)³ target_modules``.
+TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    "RefinedWeb": ["query_key_value", "dense_4h_to_h"],
+    "RefinedWebModel": ["query_key_value", "dense_4h_to_h"],
+    "bart": ["q_proj", "v_proj", "fc2"],
+    "bert": ["key", "value", "output.dense"],
+    "bloom": ["query_key_value", "mlp.dense_4h_to_h"],
+    "deberta": ["in_proj", "output.dense"],
+    "deberta-v2": ["key_proj", "value_proj", "output.dense"],
+    "falcon": ["query_key_value", "dense_4h_to_h"],
+    "gemma": ["q_proj", "v_proj", "down_proj"],
+    "gemma2": ["q_proj", "v_proj", "down_proj"],
+    "gemma3_text": ["q_proj", "v_proj", "down_proj"],
+    "gpt2": ["c_attn", "mlp.c_proj"],
+    "gpt_bigcode": ["c_attn", "mlp.c_proj"],
+    "gpt_neo": ["q_proj", "v_proj", "c_proj"],
+    "gpt_neox": ["query_key_value", "dense_4h_to_h"],
+    "gptj": ["q_proj", "v_proj", "fc_out"],
+    "llama": ["k_proj", "v_proj", "down_proj"],
+    "llama4": ["q_proj", "v_proj", "down_proj"],
+    "mistral": ["k_proj", "v_proj", "down_proj"],
+    "mixtral": ["k_proj", "v_proj", "w2"],
+    "mt5": ["k", "v", "wi_1"],
+    "opt": ["q_proj", "k_proj", "fc2"],
+    "phi": ["q_proj", "v_proj", "fc2"],
+    "qwen2": ["q_proj", "v_proj", "down_proj"],
+    "qwen3": ["q_proj", "v_proj", "down_proj"],
+    "roberta": ["key", "value", "output.dense"],
+    "t5": ["k", "v", "wo"],
+}
+
+#: ``model_type -> default (IA)³ feedforward_modules`` (a subset of the targets; none for mT5).
+TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING: dict[str, list[str]] = {
+    "RefinedWeb": ["dense_4h_to_h"],
+    "RefinedWebModel": ["dense_4h_to_h"],
+    "bart": ["fc2"],
+    "bert": ["output.dense"],
+    "bloom": ["mlp.dense_4h_to_h"],
+    "deberta": ["output.dense"],
+    "deberta-v2": ["output.dense"],
+    "falcon": ["dense_4h_to_h"],
+    "gemma": ["down_proj"],
+    "gemma2": ["down_proj"],
+    "gemma3_text": ["down_proj"],
+    "gpt2": ["mlp.c_proj"],
+    "gpt_bigcode": ["mlp.c_proj"],
+    "gpt_neo": ["c_proj"],
+    "gpt_neox": ["dense_4h_to_h"],
+    "gptj": ["fc_out"],
+    "llama": ["down_proj"],
+    "llama4": ["down_proj"],
+    "mistral": ["down_proj"],
+    "mixtral": ["w2"],
+    "mt5": [],
+    "opt": ["fc2"],
+    "phi": ["fc2"],
+    "qwen2": ["down_proj"],
+    "qwen3": ["down_proj"],
+    "roberta": ["output.dense"],
+    "t5": ["wo"],
+}
+
+# LN Tuning: the normalisation layers of each architecture (peft 0.21.2's table; LLaVA also tunes its projector
+# and embeddings, Gemma 2/3 their extra pre/post feed-forward norms)
+_LLAMA_NORMS = ["input_layernorm", "post_attention_layernorm", "norm"]
+_GEMMA2_NORMS = [
+    "input_layernorm",
+    "post_attention_layernorm",
+    "pre_feedforward_layernorm",
+    "post_feedforward_layernorm",
+    "norm",
+]
+
+#: ``model_type -> default LN Tuning target_modules``.
+TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    "bart": ["self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"],
+    "blip-2": ["layernorm", "LayerNorm", "final_layer_norm", "self_attn_layer_norm"],
+    "bloom": ["input_layernorm", "post_attention_layernorm", "ln_f"],
+    "falcon": ["input_layernorm", "post_attention_layernorm", "ln_f"],
+    "gemma": list(_LLAMA_NORMS),
+    "gemma2": list(_GEMMA2_NORMS),
+    "gemma3_text": list(_GEMMA2_NORMS),
+    "gpt2": ["ln_1", "ln_2", "ln_f"],
+    "gptj": ["ln_1", "ln_f"],
+    "llama": list(_LLAMA_NORMS),
+    "llava": ["multi_modal_projector", *_LLAMA_NORMS, "embed_tokens", "lm_head"],
+    "mistral": list(_LLAMA_NORMS),
+    "mt5": ["layer_norm", "final_layer_norm"],
+    "phi": ["input_layernorm", "final_layernorm"],
+    "qwen2": ["post_attention_layernorm"],
+    "qwen3": ["post_attention_layernorm"],
+    "t5": ["layer_norm", "final_layer_norm"],
+}
+
+# VB-LoRA: a table of its own in peft 0.21.2 (all attention and MLP projections of T5, BART, OPT; one entry is a
+# regex str for Gemma 4's language model); RoAd and SHiRA use LoRA's (SHiRA with phi's query/value projections)
+#: ``model_type -> default VB-LoRA target_modules`` (a list of names, or a regex str).
+TRANSFORMERS_MODELS_TO_VBLORA_TARGET_MODULES_MAPPING: dict[str, list[str] | str] = {
+    "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "bert": ["query", "value"],
+    "bloom": ["query_key_value"],
+    "deberta": ["in_proj"],
+    "deberta-v2": ["query_proj", "key_proj", "value_proj", "dense"],
+    "gemma": ["q_proj", "v_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+    "gemma3_text": ["q_proj", "v_proj"],
+    "gemma4": r".*language_model\..*\.(q_proj|v_proj)",
+    "gpt2": ["c_attn"],
+    "gpt_bigcode": ["c_attn"],
+    "gpt_neo": ["q_proj", "v_proj"],
+    "gpt_neox": ["query_key_value"],
+    "gptj": ["q_proj", "v_proj"],
+    "llama": ["q_proj", "v_proj"],
+    "llama4": ["q_proj", "v_proj"],
+    "mt5": ["q", "k", "v", "o", "wi_0", "wi_1", "wo"],
+    "nemotron_h": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
+    "roberta": ["query", "value"],
+    "t5": ["q", "k", "v", "o", "wi", "wo"],
+}
+
+#: ``model_type -> default RoAd target_modules``.
+TRANSFORMERS_MODELS_TO_ROAD_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()
+}
+
+#: ``model_type -> default SHiRA target_modules``.
+TRANSFORMERS_MODELS_TO_SHIRA_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    **{name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()},
+    "phi": ["q_proj", "v_proj"],
+}
+
+# VeRA and RandLoRA: LoRA's defaults (VeRA with phi's query/value projections, as peft 0.21.2)
+#: ``model_type -> default VeRA target_modules``.
+TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    **{name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()},
+    "phi": ["q_proj", "v_proj"],
+}
+
+#: ``model_type -> default RandLoRA target_modules``.
+TRANSFORMERS_MODELS_TO_RANDLORA_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()
+}
+
+# FourierFT and C3A: LoRA's defaults with the MLP output projection of GPT-2 and GPT-BigCode (as peft 0.21.2); WaveFT:
+# a table of its own (one entry is a regex str for Gemma 4's language model)
+#: ``model_type -> default FourierFT target_modules``.
+TRANSFORMERS_MODELS_TO_FOURIERFT_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    **{name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()},
+    "gpt2": ["mlp.c_proj"],
+    "gpt_bigcode": ["mlp.c_proj"],
+}
+
+#: ``model_type -> default C3A target_modules``.
+TRANSFORMERS_MODELS_TO_C3A_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_FOURIERFT_TARGET_MODULES_MAPPING.items()
+}
+
+#: ``model_type -> default WaveFT target_modules`` (a list of names, or a regex str).
+TRANSFORMERS_MODELS_TO_WAVEFT_TARGET_MODULES_MAPPING: dict[str, list[str] | str] = {
+    "RefinedWeb": ["query_key_value"],
+    "RefinedWebModel": ["query_key_value"],
+    "bart": ["q_proj", "v_proj"],
+    "bert": ["query", "value"],
+    "blip-2": ["q", "v", "q_proj", "v_proj"],
+    "bloom": ["query_key_value"],
+    "chatglm": ["query_key_value"],
+    "codegen": ["qkv_proj"],
+    "deberta": ["in_proj"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "electra": ["query", "value"],
+    "falcon": ["query_key_value"],
+    "gemma": ["q_proj", "v_proj"],
+    "gemma2": ["q_proj", "v_proj"],
+    "gemma3_text": ["q_proj", "v_proj"],
+    "gemma4": r".*language_model\..*\.(q_proj|v_proj)",
+    "gpt2": ["mlp.c_proj"],
+    "gpt_bigcode": ["mlp.c_proj"],
+    "gpt_neo": ["q_proj", "v_proj"],
+    "gpt_neox": ["query_key_value"],
+    "gptj": ["q_proj", "v_proj"],
+    "layoutlm": ["query", "value"],
+    "llama": ["q_proj", "v_proj"],
+    "llama4": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "mixtral": ["q_proj", "v_proj"],
+    "mpt": ["Wqkv"],
+    "mt5": ["q", "v"],
+    "nemotron_h": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "opt": ["q_proj", "v_proj"],
+    "phi": ["q_proj", "v_proj", "fc1", "fc2"],
+    "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"],
+    "roberta": ["query", "value"],
+    "stablelm": ["q_proj", "v_proj"],
+    "t5": ["q", "v"],
+    "xlm-roberta": ["query", "value"],
+}

@@ -1,46 +1,105 @@
-"""PEFT methods. Importing this package registers every built-in method."""
+"""PEFT methods, one package each.
 
-from peft.tuners.boft import BOFTConfig, BOFTModel
-from peft.tuners.cpt import CPTConfig, CPTEmbedding
-from peft.tuners.loha import LoHaConfig, LoHaModel
-from peft.tuners.lokr import LoKrConfig, LoKrModel
-from peft.tuners.lora import LoraConfig, LoraModel, LoraRuntimeConfig
-from peft.tuners.multitask_prompt_tuning import (
-    MultitaskPromptEmbedding,
-    MultitaskPromptTuningConfig,
-    MultitaskPromptTuningInit,
+A method registers when its package is imported: on first use of one of its names (``peft.LoraConfig``) or of its
+peft_type in a registry (``peft.mapping.MethodRegistry``), not at ``import peft``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# packages under peft.tuners that register a method of the same name (peft_type = name.upper())
+BUILTIN_METHODS = (
+    "adalora",
+    "boft",
+    "bone",
+    "c3a",
+    "cpt",
+    "fourierft",
+    "hra",
+    "ia3",
+    "ln_tuning",
+    "loha",
+    "lokr",
+    "lora",
+    "miss",
+    "multitask_prompt_tuning",
+    "oft",
+    "p_tuning",
+    "prefix_tuning",
+    "prompt_tuning",
+    "randlora",
+    "road",
+    "shira",
+    "trainable_tokens",
+    "vblora",
+    "vera",
+    "waveft",
 )
-from peft.tuners.oft import OFTConfig, OFTModel
-from peft.tuners.p_tuning import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
-from peft.tuners.prefix_tuning import PrefixEncoder, PrefixTuningConfig
-from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig, PromptTuningInit
-from peft.tuners.trainable_tokens import TrainableTokensConfig, TrainableTokensModel
 
-__all__ = [
-    "BOFTConfig",
-    "BOFTModel",
-    "CPTConfig",
-    "CPTEmbedding",
-    "LoHaConfig",
-    "LoHaModel",
-    "LoKrConfig",
-    "LoKrModel",
-    "LoraConfig",
-    "LoraModel",
-    "LoraRuntimeConfig",
-    "MultitaskPromptEmbedding",
-    "MultitaskPromptTuningConfig",
-    "MultitaskPromptTuningInit",
-    "OFTConfig",
-    "OFTModel",
-    "PrefixEncoder",
-    "PrefixTuningConfig",
-    "PromptEmbedding",
-    "PromptEncoder",
-    "PromptEncoderConfig",
-    "PromptEncoderReparameterizationType",
-    "PromptTuningConfig",
-    "PromptTuningInit",
-    "TrainableTokensConfig",
-    "TrainableTokensModel",
-]
+# public name -> the method package that defines it
+_EXPORTS = {
+    "AdaLoraConfig": "adalora",
+    "AdaLoraModel": "adalora",
+    "BOFTConfig": "boft",
+    "BOFTModel": "boft",
+    "BoneConfig": "bone",
+    "BoneModel": "bone",
+    "C3AConfig": "c3a",
+    "C3AModel": "c3a",
+    "CPTConfig": "cpt",
+    "CPTEmbedding": "cpt",
+    "FourierFTConfig": "fourierft",
+    "FourierFTModel": "fourierft",
+    "HRAConfig": "hra",
+    "HRAModel": "hra",
+    "IA3Config": "ia3",
+    "IA3Model": "ia3",
+    "LNTuningConfig": "ln_tuning",
+    "LNTuningModel": "ln_tuning",
+    "LoHaConfig": "loha",
+    "LoHaModel": "loha",
+    "LoKrConfig": "lokr",
+    "LoKrModel": "lokr",
+    "LoraConfig": "lora",
+    "LoraModel": "lora",
+    "LoraRuntimeConfig": "lora",
+    "MissConfig": "miss",
+    "MissModel": "miss",
+    "MultitaskPromptEmbedding": "multitask_prompt_tuning",
+    "MultitaskPromptTuningConfig": "multitask_prompt_tuning",
+    "MultitaskPromptTuningInit": "multitask_prompt_tuning",
+    "OFTConfig": "oft",
+    "OFTModel": "oft",
+    "PrefixEncoder": "prefix_tuning",
+    "PrefixTuningConfig": "prefix_tuning",
+    "PromptEmbedding": "prompt_tuning",
+    "PromptEncoder": "p_tuning",
+    "PromptEncoderConfig": "p_tuning",
+    "PromptEncoderReparameterizationType": "p_tuning",
+    "PromptTuningConfig": "prompt_tuning",
+    "PromptTuningInit": "prompt_tuning",
+    "RandLoraConfig": "randlora",
+    "RandLoraModel": "randlora",
+    "RoadConfig": "road",
+    "RoadModel": "road",
+    "ShiraConfig": "shira",
+    "ShiraModel": "shira",
+    "TrainableTokensConfig": "trainable_tokens",
+    "TrainableTokensModel": "trainable_tokens",
+    "VBLoRAConfig": "vblora",
+    "VBLoRAModel": "vblora",
+    "VeraConfig": "vera",
+    "VeraModel": "vera",
+    "WaveFTConfig": "waveft",
+    "WaveFTModel": "waveft",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,4 +1,5 @@
-"""The orthogonal family (OFT, BOFT): the layer's input is rotated before the base layer (METHOD-OFT-1, METHOD-BOFT-1).
+"""The orthogonal family (OFT, BOFT, HRA): the layer's input is rotated before the base layer (METHOD-OFT-1,
+METHOD-BOFT-1, METHOD-HRA-1).
 
 For an input ``x`` of ``d`` features (``in_channels * kh * kw`` for a convolution), an adapter computes
 
@@ -6,11 +7,12 @@ For an input ``x`` of ``d`` features (``in_channels * kh * kw`` for a convolutio
 
 with ``M = F_1 F_2 ... F_n`` a product of *factors* ``F = P B P^T``: ``B`` block-diagonal with orthogonal blocks
 (Cayley transforms of skew-symmetric matrices) and ``P`` a permutation. OFT has one factor and no permutation; BOFT
-has one factor per butterfly level. ``M`` is never materialised: applying a factor to ``x`` is a gather and a batched
-block product, ``O(d * block_size)`` per row, and the base layer is called on the rotated input (ARCH-24). Only a
-convolution with a kernel larger than 1 cannot be rotated on its input (``M`` mixes positions of a patch); it runs the
-base convolution with the rotated weight, which is what merging produces. An embedding is rotated on its output,
-``y = base(x) M``, and merges as ``W' = W M``.
+has one factor per butterfly level; HRA's factors are reflections ``I - 2 Q Q^T`` (``Reflection``, ``O(d * k)`` per
+row for ``k`` orthonormal columns in ``Q``). ``M`` is never materialised: applying a factor to ``x`` is a gather and a
+batched block product, ``O(d * block_size)`` per row, and the base layer is called on the rotated input (ARCH-24).
+Only a convolution with a kernel larger than 1 cannot be rotated on its input (``M`` mixes positions of a patch); it
+runs the base convolution with the rotated weight, which is what merging produces. An embedding is rotated on its
+output, ``y = base(x) M``, and merges as ``W' = W M``.
 
 Merging folds the same product into the weight, ``W' = s * (W M^T)`` (``W`` flattened to ``(out, d)``), read and
 written through the quantization backend; unmerging applies the inverse. Several active adapters compose in the
@@ -28,7 +30,8 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from peft.tuners.tuners_layer import BaseTunerLayer, current_mixed_batch, forward_rows_by_adapter
+from peft.tuners._targeting import fit_fan_in_fan_out
+from peft.tuners.tuners_layer import BaseTunerLayer, NonAdditiveTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.warnings import warn
 
@@ -46,6 +49,26 @@ class RotationFactor(NamedTuple):
     permutation: torch.Tensor | None = None
     inverse_permutation: torch.Tensor | None = None
 
+    @property
+    def device(self) -> torch.device:
+        return self.blocks.device
+
+
+class Reflection(NamedTuple):
+    """One factor ``I - 2 Q Q^T``: the reflection through the span of ``basis`` (``Q``, ``(d, k)`` with orthonormal
+    columns; ``k = 1`` is a Householder reflection). It is symmetric and its own inverse."""
+
+    basis: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.basis.device
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (I - 2 Q Q^T)`` on the last dimension of ``x``, without building the ``d x d`` matrix."""
+        basis = self.basis.to(x.dtype)
+        return x - 2 * (x @ basis) @ basis.T
+
 
 def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     """``x @ block_diag(blocks)`` on the last dimension of ``x`` (a single block is repeated along the diagonal)."""
@@ -60,11 +83,18 @@ def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
 
 
 def rotate(
-    x: torch.Tensor, factors: Sequence[RotationFactor], *, transpose: bool = False, inverse: bool = False
+    x: torch.Tensor,
+    factors: Sequence[RotationFactor | Reflection],
+    *,
+    transpose: bool = False,
+    inverse: bool = False,
 ) -> torch.Tensor:
     """``x @ M`` for ``M = factors[0] @ factors[1] @ ...`` on the last dimension of ``x``; ``transpose`` and
     ``inverse`` give ``x @ M^T``, ``x @ M^-1`` and (both) ``x @ M^-T``."""
     for factor in factors[::-1] if transpose != inverse else factors:
+        if isinstance(factor, Reflection):  # symmetric and an involution: transpose and inverse change nothing
+            x = factor.apply(x)
+            continue
         blocks = factor.blocks
         if inverse:
             blocks = torch.linalg.inv(blocks)
@@ -148,8 +178,8 @@ def skew_symmetric(upper: torch.Tensor, size: int) -> torch.Tensor:
     return matrix - matrix.transpose(-1, -2)
 
 
-class OrthogonalLayer(BaseTunerLayer):
-    """Forward, merging and scaling shared by OFT and BOFT layers (concrete layers are ``(MethodLayer,
+class OrthogonalLayer(NonAdditiveTunerLayer):
+    """Forward, merging and scaling shared by OFT, BOFT and HRA layers (concrete layers are ``(MethodLayer,
     nn.Module)``).
 
     A method implements ``_rotation_factors`` (the factors of ``M`` for an adapter) and ``_adapter_dtype``, and
@@ -181,7 +211,9 @@ class OrthogonalLayer(BaseTunerLayer):
         )
 
     # ---------------------------------------------------------------------------------------------- per method
-    def _rotation_factors(self, adapter_name: str, dtype: torch.dtype, dropout: bool) -> list[RotationFactor]:
+    def _rotation_factors(
+        self, adapter_name: str, dtype: torch.dtype, dropout: bool
+    ) -> list[RotationFactor | Reflection]:
         """The factors of ``M`` for ``adapter_name``, computed in ``dtype``; ``dropout``: apply the training-time
         multiplicative dropout."""
         raise NotImplementedError
@@ -199,28 +231,6 @@ class OrthogonalLayer(BaseTunerLayer):
         """Whether ``M`` acts on the input itself: linear layers and 1x1 convolutions (a per-position rotation of
         the channels)."""
         return all(k == 1 for k in self.kernel_size)
-
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """``s * base(x M)`` for the active adapters; disabled, merged and mixed-batch cases as every layer."""
-        adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is None:
-            adapter_names = current_mixed_batch()
-        if adapter_names is not None or self._disable_adapters or self.merged:
-            return super().forward(x, *args, adapter_names=adapter_names, **kwargs)
-        names = [name for name in self.active_adapters if self._has_adapter(name)]
-        return self._adapted_forward(x, names, *args, **kwargs)
-
-    def _mixed_batch_forward(
-        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
-    ) -> torch.Tensor:
-        self._check_mixed_batch_state(adapter_names, x)
-
-        def forward_for(name: str, rows: torch.Tensor) -> torch.Tensor:
-            # the base model's rows (BASE_ADAPTER_NAME) adapt nothing
-            names = [name] if self._has_adapter(name) else []
-            return self._adapted_forward(rows, names, *args, **kwargs)
-
-        return forward_rows_by_adapter(adapter_names, x, forward_for)
 
     def _adapted_forward(self, x: torch.Tensor, adapter_names: list[str], *args: Any, **kwargs: Any) -> torch.Tensor:
         if not adapter_names:
@@ -309,7 +319,7 @@ class OrthogonalLayer(BaseTunerLayer):
         it)."""
         dtype = self._adapter_dtype(adapter_name)
         factors = self._rotation_factors(adapter_name, dtype, dropout=False)
-        eye = torch.eye(self.rotation_features, dtype=dtype, device=factors[0].blocks.device)
+        eye = torch.eye(self.rotation_features, dtype=dtype, device=factors[0].device)
         return rotate(eye, factors)
 
     # ---------------------------------------------------------------------------------------------- scaling
@@ -341,10 +351,6 @@ class OrthogonalTuner(BaseTuner):
     @classmethod
     def _create_new_module(cls, config: Any, adapter_name: str, target: nn.Module, **kwargs: Any) -> OrthogonalLayer:
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if isinstance(base, nn.Linear) and getattr(config, "fan_in_fan_out", False):
-            warn(
-                "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to "
-                "False."
-            )
-            config.fan_in_fan_out = False
+        if isinstance(base, nn.Linear):
+            fit_fan_in_fan_out(config, base)
         return super()._create_new_module(config, adapter_name, target, **kwargs)

@@ -170,6 +170,24 @@ def is_transformers_conv1d(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
 
 
+def fit_fan_in_fan_out(config: Any, base: nn.Module) -> bool:
+    """The ``fan_in_fan_out`` a linear ``base`` needs: True for transformers' ``Conv1D`` (weight stored as
+    ``in x out``), else False. A config that says otherwise is corrected in place with a warning, as the reference
+    does, so that adapters saved with the wrong value keep loading.
+    """
+    from peft.utils.warnings import warn
+
+    needed = is_transformers_conv1d(base)
+    if getattr(config, "fan_in_fan_out", needed) != needed:
+        kind = "`Conv1D`" if needed else "`torch.nn.Linear`"
+        warn(
+            f"fan_in_fan_out is set to {not needed} but the target module is {kind}. "
+            f"Setting fan_in_fan_out to {needed}."
+        )
+        config.fan_in_fan_out = needed
+    return needed
+
+
 def expand_all_linear(model: nn.Module, task_type: str | None, tuner_layer_cls: type) -> set[str]:
     """Full names of the linear layers ``"all-linear"`` stands for: every ``nn.Linear`` / ``Conv1D`` and existing
     linear adapter layer, except the output embedding, the sequence-classification head and adapter internals.

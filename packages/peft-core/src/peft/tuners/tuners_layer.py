@@ -229,6 +229,8 @@ class BaseTunerLayer:
 
     adapter_layer_names: tuple[str, ...] = ()
     other_param_names: tuple[str, ...] = ()
+    # those of other_param_names holding buffers that are saved with the adapter but never trained (SHiRA's indices)
+    adapter_buffer_names: tuple[str, ...] = ()
     # which of adapter_layer_names tells whether this layer holds an adapter
     _primary_adapter_layer_name: str | None = None
 
@@ -236,6 +238,8 @@ class BaseTunerLayer:
     _disable_adapters: bool = False
     merged_adapters: list[str]
     cast_input_dtype_enabled: bool = True
+    # False: autocast_adapter_dtype leaves this layer's adapters in their dtype (LN Tuning's copies of base modules)
+    upcast_adapter_dtype: bool = True
 
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
@@ -552,6 +556,38 @@ class BaseTunerLayer:
         if merge:
             self.merge(safe_merge=safe_merge, adapter_names=adapter_names)
         return self.base_layer
+
+
+class NonAdditiveTunerLayer(BaseTunerLayer):
+    """``BaseTunerLayer`` for methods whose adapters change the base layer's call itself (its input, or which module
+    runs) instead of adding to its output: (IA)³ scaling, LN Tuning's module copies, OFT/BOFT/HRA rotations.
+
+    A method implements ``_adapted_forward(x, adapter_names, *args, **kwargs)``: the output with ``adapter_names``
+    (the active ones present on this layer, possibly none) applied. Normal and mixed-batch forwards come from here; a
+    mixed batch calls it once per adapter's rows.
+    """
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            adapter_names = current_mixed_batch()
+        if adapter_names is not None or self._disable_adapters or self.merged:
+            return super().forward(x, *args, adapter_names=adapter_names, **kwargs)
+        names = [name for name in self.active_adapters if self._has_adapter(name)]
+        return self._adapted_forward(x, names, *args, **kwargs)
+
+    def _mixed_batch_forward(self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any) -> Any:
+        self._check_mixed_batch_state(adapter_names, x)
+
+        def forward_for(name: str, rows: torch.Tensor) -> torch.Tensor:
+            # the base model's rows (BASE_ADAPTER_NAME) adapt nothing
+            return self._adapted_forward(rows, [name] if self._has_adapter(name) else [], *args, **kwargs)
+
+        return forward_rows_by_adapter(adapter_names, x, forward_for)
+
+    def _adapted_forward(self, x: torch.Tensor, adapter_names: list[str], *args: Any, **kwargs: Any) -> Any:
+        """The layer's output for ``x`` with ``adapter_names`` applied (none: the base layer's output)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _adapted_forward.")
 
 
 def base_parameter_path(layer: nn.Module, parameter_name: str) -> str:

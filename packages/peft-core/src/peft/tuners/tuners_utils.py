@@ -153,7 +153,8 @@ class BaseTuner(nn.Module):
                 f"Please specify target_modules in peft_config: there are no default target modules for model type "
                 f"{model_type!r} and PEFT method {peft_config.peft_type!s}."
             )
-        peft_config.target_modules = set(defaults)
+        # a default may be a regex str (e.g. AdaLoRA's for gemma4), which must not become a set of characters
+        peft_config.target_modules = defaults if isinstance(defaults, str) else set(defaults)
         return peft_config
 
     def _default_target_modules(self, peft_config: PeftConfig, model_type: str | None) -> list[str] | None:
@@ -573,6 +574,23 @@ class BaseTuner(nn.Module):
                     module.get_base_layer().bias.requires_grad_(True)
         else:
             raise NotImplementedError(f"Requested bias: {bias!r}, is not implemented.")
+
+    # ------------------------------------------------------------------------------------------ checkpoint layout
+    @classmethod
+    def _adapter_state_dict_to_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The adapter's tensors as the method's checkpoint stores them. ``state_dict`` holds them under the generic
+        file keys (``<module>.<container>``); methods whose files differ (state shared across layers, compressed
+        tensors) override this and :meth:`_adapter_state_dict_from_file`, its inverse."""
+        return state_dict
+
+    @classmethod
+    def _adapter_state_dict_from_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Checkpoint tensors (file keys) in the generic layout that loading maps onto the layers."""
+        return state_dict
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:

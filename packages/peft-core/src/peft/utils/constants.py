@@ -24,12 +24,17 @@ __all__ = [
 ]
 
 _MAPPING_PREFIX, _MAPPING_SUFFIX = "TRANSFORMERS_MODELS_TO_", "_TARGET_MODULES_MAPPING"
+# reference constant names whose registry key is not the text between prefix and suffix
+_MAPPING_KEYS = {
+    "TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING": "IA3_FEEDFORWARD",
+    "TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING": "LN_TUNING",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name.startswith(_MAPPING_PREFIX) and name.endswith(_MAPPING_SUFFIX):
+    if name in _MAPPING_KEYS or (name.startswith(_MAPPING_PREFIX) and name.endswith(_MAPPING_SUFFIX)):
         from peft.hosts import get_host_registry
 
-        method = name[len(_MAPPING_PREFIX) : -len(_MAPPING_SUFFIX)]
+        method = _MAPPING_KEYS.get(name) or name[len(_MAPPING_PREFIX) : -len(_MAPPING_SUFFIX)]
         return get_host_registry().default_target_modules.get(method, {})
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

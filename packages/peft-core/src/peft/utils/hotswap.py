@@ -24,7 +24,7 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners._targeting import get_pattern_key
-from peft.tuners.lora.layer import Embedding, Linear, LoraLayer, _ConvNd
+from peft.tuners.lora.layer import Embedding, Linear, LoraLayer, _ConvNd, is_lora_layer
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.files import split_hub_kwargs
 from peft.utils.save_and_load import load_peft_weights
@@ -79,7 +79,7 @@ def _is_compiled(model: nn.Module) -> bool:
 def _lora_layers(model: nn.Module) -> Iterator[tuple[str, LoraLayer]]:
     """``(path without _orig_mod segments, layer)`` for every LoRA layer of ``model``."""
     for path, module in model.named_modules():
-        if isinstance(module, LoraLayer):
+        if is_lora_layer(module):
             yield _strip_compiled(path + ".").rstrip("."), module
 
 

@@ -55,8 +55,9 @@ class TaskType(str, enum.Enum):
         return self.value
 
 
-# reference methods whose parameter prefix predates the "prefix = name + '_'" rule (checkpoint keys depend on it)
-_LEGACY_PREFIXES = {"adaption_prompt": "adaption_", "loha": "hada_"}
+# reference methods whose parameter prefix predates the "prefix = name + '_'" rule (checkpoint keys depend on it);
+# AdaLoRA's layers are LoRA layers in SVD form, saved under LoRA's "lora_" keys
+_LEGACY_PREFIXES = {"adalora": "lora_", "adaption_prompt": "adaption_", "loha": "hada_", "vera": "vera_lambda_"}
 
 
 def register_peft_method(

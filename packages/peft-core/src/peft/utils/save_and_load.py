@@ -31,6 +31,15 @@ def _peft_config_of(model: nn.Module, adapter_name: str) -> Any:
     return configs[adapter_name]
 
 
+def _tuner_class(config: Any) -> Any:
+    """The tuner of ``config``'s method if it can change the checkpoint layout (``BaseTuner`` subclasses), else
+    None."""
+    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+
+    tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(str(getattr(config, "peft_type", None)))
+    return tuner_cls if hasattr(tuner_cls, "_adapter_state_dict_to_file") else None
+
+
 def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
     """``{file key: live key}`` for every tensor of ``adapter_name`` in adapter layers of ``model``."""
     from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
@@ -43,7 +52,7 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
         prefix = f"{_file_path(path, adapter_name, modules)}." if path else ""
         live_prefix = f"{path}." if path else ""
         aliases = getattr(module, "_file_key_aliases", {})
-        for attr in module.adapter_layer_names:
+        for attr in module.adapter_layer_names + module.adapter_buffer_names:
             container = module.adapter_container(attr)
             if container is None or adapter_name not in container:
                 continue
@@ -130,9 +139,14 @@ def get_peft_model_state_dict(
     result: dict[str, torch.Tensor] = {}
     if getattr(config, "is_prompt_learning", False):
         result.update(_prompt_learning_state_dict(model, state_dict, adapter_name))
+    layer_tensors = {}
     for file_key, live_key in _adapter_key_map(model, adapter_name).items():
         if live_key in state_dict:
-            result[file_key] = state_dict[live_key]
+            layer_tensors[file_key] = state_dict[live_key]
+    tuner_cls = _tuner_class(config)
+    if tuner_cls is not None:
+        layer_tensors = tuner_cls._adapter_state_dict_to_file(model, config, adapter_name, layer_tensors)
+    result.update(layer_tensors)
     for key in _bias_keys(model, config, state_dict):
         result[key] = state_dict[key]
     if _should_save_embeddings(model, config, save_embedding_layers):
@@ -268,6 +282,11 @@ def set_peft_model_state_dict(
 
     for convert in get_host_registry().state_dict_converters:
         peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
+    tuner_cls = _tuner_class(config)
+    if tuner_cls is not None:
+        peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
+            model, config, adapter_name, dict(peft_model_state_dict)
+        )
     if getattr(config, "is_prompt_learning", False):
         used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
         peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}

@@ -121,9 +121,7 @@ class LoraConfig(PeftConfig):
             self.runtime_config = LoraRuntimeConfig(**self.runtime_config)
         if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {self.r!r}.")
-        for key, rank in self.rank_pattern.items():
-            if not isinstance(rank, int) or rank <= 0:
-                raise ValueError(f"rank_pattern[{key!r}] should be a positive integer, got {rank!r}.")
+        self._check_rank_pattern()
         if self.bias not in _BIAS_MODES:
             raise ValueError(f"Invalid bias {self.bias!r}; valid values are {list(_BIAS_MODES)}.")
         if self.init_lora_weights not in _SUPPORTED_INITS or (
@@ -143,6 +141,12 @@ class LoraConfig(PeftConfig):
             self._check_layer_replication()
         if self.use_dora and self.target_parameters:
             raise ValueError("use_dora=True cannot be combined with target_parameters.")
+
+    def _check_rank_pattern(self) -> None:
+        # a method whose rank_pattern means something else (AdaLoRA's pruning masks) checks it itself
+        for key, rank in self.rank_pattern.items():
+            if not isinstance(rank, int) or rank <= 0:
+                raise ValueError(f"rank_pattern[{key!r}] should be a positive integer, got {rank!r}.")
 
     def _check_layer_replication(self) -> None:
         ranges = []

@@ -509,3 +509,13 @@ class Conv3d(_ConvNd):
 
 
 _CONV_BY_DIM = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}
+
+
+def is_lora_layer(module: object) -> bool:
+    """Whether LoRA-wide code (injection updates, hotswap) may treat ``module`` as a LoRA layer: AdaLoRA's SVD layers
+    subclass ``LoraLayer`` but hold differently shaped factors and are left to AdaLoRA (METHOD-ADALORA-4)."""
+    if not isinstance(module, LoraLayer):
+        return False
+    from peft.tuners.adalora.layer import AdaLoraLayer
+
+    return not isinstance(module, AdaLoraLayer)

@@ -8,13 +8,12 @@ from typing import Any
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.tuners._targeting import get_pattern_key, is_transformers_conv1d
+from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
 from peft.tuners.lora.config import LoraConfig
-from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
+from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, is_lora_layer
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
-from peft.utils.warnings import warn
 
 _SUPPORTED = "torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, "
 _SUPPORTED += "transformers.pytorch_utils.Conv1D, torch.nn.MultiheadAttention"
@@ -116,7 +115,7 @@ class LoraModel(BaseTuner):
         parent: nn.Module,
         layer_kwargs: dict[str, Any],
     ) -> nn.Module:
-        if isinstance(target, LoraLayer) and not isinstance(target, ParamWrapper):
+        if is_lora_layer(target) and not isinstance(target, ParamWrapper):
             target.update_layer(adapter_name, **layer_kwargs)
             return target
         new_module = self._create_new_module(peft_config, adapter_name, target, **layer_kwargs)
@@ -182,21 +181,9 @@ class LoraModel(BaseTuner):
         if isinstance(base, nn.MultiheadAttention):
             kwargs.pop("fan_in_fan_out", None)
             return MultiheadAttention(target, adapter_name, **kwargs)
-        if isinstance(base, nn.Linear):
-            if kwargs.get("fan_in_fan_out"):
-                warn(
-                    "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out "
-                    "to False."
-                )
-                kwargs["fan_in_fan_out"] = config.fan_in_fan_out = False
-            return Linear(target, adapter_name, **kwargs)
-        if is_transformers_conv1d(base):
-            if not kwargs.get("fan_in_fan_out"):
-                warn(
-                    "fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True."
-                )
-                kwargs["fan_in_fan_out"] = config.fan_in_fan_out = True
-            return Linear(target, adapter_name, is_target_conv_1d_layer=True, **kwargs)
+        if isinstance(base, nn.Linear) or is_transformers_conv1d(base):
+            conv1d = kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(config, base)
+            return Linear(target, adapter_name, is_target_conv_1d_layer=conv1d, **kwargs)
         raise ValueError(
             f"Target module {base} is not supported. Currently, only the following modules are supported: "
             f"{_SUPPORTED}."

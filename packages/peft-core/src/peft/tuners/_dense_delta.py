@@ -1,0 +1,193 @@
+"""Adapters whose update is a dense ``delta W`` built from a compact parameterisation (FourierFT, WaveFT, C3A).
+
+Such a layer computes ``y = base(x) + x @ delta_W^T`` with ``delta_W`` of the base weight's ``(out, in)`` shape,
+derived from a few trainable numbers per adapter (spectral coefficients, circulant kernels). A method supplies the
+formula (``_delta_weight``) and ``update_layer``; forward, merging (through the quantization backend), mixed batches,
+transformers' ``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once, as is the
+tuner that wraps ``nn.Linear``/``Conv1D`` targets and reads a per-module size from a ``<size>_pattern`` dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from peft.config import PeftConfig
+from peft.quantization import resolve_quantization_backend
+from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
+from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner
+
+
+def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
+    """Refuse base layers a dense-delta method cannot wrap: anything but ``nn.Linear`` (or transformers' ``Conv1D``
+    where the method allows it), and quantized layers no quantization backend covers.
+
+    Raises:
+        TypeError: naming the layer type (and, for quantized layers, the weight's dtype).
+    """
+    method = layer_cls.method_name
+    allowed = isinstance(base_layer, nn.Linear) or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
+    if not allowed:
+        supported = "torch.nn.Linear" + (", transformers.pytorch_utils.Conv1D" if layer_cls.supports_conv1d else "")
+        raise TypeError(
+            f"{method} does not support target modules of type {type(base_layer).__name__}; supported: {supported}."
+        )
+    if resolve_quantization_backend(base_layer) is not None:
+        return  # a backend dequantizes and requantizes the weight for merging
+    weight = getattr(base_layer, "weight", None)
+    if hasattr(base_layer, "qweight") or not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
+        dtype = getattr(weight, "dtype", None)
+        raise TypeError(
+            f"{method} does not support quantized base layers ({type(base_layer).__name__} with weight dtype {dtype}):"
+            " its update is a dense float matrix merged into the weight. Use an unquantized model, or a method that "
+            "supports quantized layers such as LoRA."
+        )
+
+
+class DenseDeltaLayer(BaseTunerLayer):
+    """State and forward of a dense-delta adapter layer; concrete layers are ``(MethodLayer, nn.Module)``.
+
+    Subclasses set ``method_name``, ``adapter_layer_names`` (one ``nn.ParameterDict`` of trainable tensors),
+    ``other_param_names`` (plain per-adapter dicts) and implement ``update_layer`` and ``_delta_weight``.
+    """
+
+    method_name: ClassVar[str] = ""
+    # whether transformers' Conv1D (GPT-2 style, weight stored as (in, out)) can be wrapped
+    supports_conv1d: ClassVar[bool] = True
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs: Any):
+        super().__init__()
+        self._init_tuner_layer(base_layer)
+        check_base_layer(type(self), self.get_base_layer())
+        for name in self.adapter_layer_names:
+            self._modules[name] = nn.ParameterDict()
+        self.__dict__.update({name: {} for name in self.other_param_names})
+        self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _active_adapter=adapter_name)
+        self.update_layer(adapter_name, **kwargs)
+
+    def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
+        """Create (or replace) adapter ``adapter_name`` on this layer."""
+        raise NotImplementedError
+
+    def _store_adapter_tensor(self, adapter_name: str, tensor: torch.Tensor) -> None:
+        """Keep ``tensor`` as the adapter's trainable parameter, on the base layer's device and dtype."""
+        getattr(self, self.adapter_layer_names[0])[adapter_name] = nn.Parameter(tensor)
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+
+    def _delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one)."""
+        raise NotImplementedError
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """The change adapter ``adapter_name`` makes to the base weight, in the base weight's layout."""
+        delta = self._delta_weight(adapter_name)
+        return delta.T if self.fan_in_fan_out else delta
+
+    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """What the adapter adds to the base output: ``x @ delta_W^T``."""
+        delta = self._delta_weight(adapter_name)
+        x = self._cast_input_dtype(x, delta.dtype)
+        return F.linear(x, delta)
+
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+
+    def __repr__(self) -> str:
+        return f"{self.method_name}." + super().__repr__()
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``owner`` unless ``value`` is a positive int."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{owner}: `{name}` should be a positive integer, got {value!r}.")
+
+
+def random_locations(out_features: int, in_features: int, count: int, seed: Any, owner: str) -> torch.Tensor:
+    """``count`` distinct ``(row, column)`` positions of an ``(out, in)`` matrix as a ``(2, count)`` tensor, drawn by
+    ``torch.randperm`` from a CPU generator seeded with ``seed`` (as the reference draws them: the positions are not
+    saved in checkpoints, so loading relies on drawing them again).
+
+    Raises:
+        ValueError: if ``count`` is not in ``[1, out * in]`` or ``seed`` is not an int.
+    """
+    check_positive_int(owner, "n_frequency", count)
+    if count > out_features * in_features:
+        raise ValueError(
+            f"{owner}: `n_frequency` should be at most the number of weight entries, out_features * in_features = "
+            f"{out_features} * {in_features} = {out_features * in_features}, got {count}."
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(
+            f"{owner}: `random_loc_seed` must be an int (the frequency locations are re-drawn from it when an adapter "
+            f"is loaded), got {seed!r}."
+        )
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    flat = torch.randperm(out_features * in_features, generator=generator, device="cpu")[:count]
+    return torch.stack([flat // in_features, flat % in_features])
+
+
+def dense_from_locations(values: torch.Tensor, locations: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """The ``shape`` matrix holding ``values`` at ``locations`` (``(2, n)`` rows and columns) and zeros elsewhere."""
+    rows, cols = locations.to(values.device)
+    dense = torch.zeros(shape, dtype=values.dtype, device=values.device)
+    return dense.index_put((rows, cols), values)
+
+
+class DenseDeltaTuner(BaseTuner):
+    """Injects a dense-delta method's ``layers_mapping[nn.Linear]`` into ``nn.Linear`` (and ``Conv1D``) targets.
+
+    The layer's ``update_layer`` gets the config's ``size_option`` (overridden per module by the config's
+    ``<size_option>_pattern``) and the fields in ``layer_option_names``.
+    """
+
+    size_option: ClassVar[str] = ""
+    layer_option_names: ClassVar[tuple[str, ...]] = ()
+
+    def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
+        pattern = getattr(config, f"{self.size_option}_pattern", None) or {}
+        size = pattern.get(get_pattern_key(pattern.keys(), current_key), getattr(config, self.size_option))
+        return {self.size_option: size, **{name: getattr(config, name) for name in self.layer_option_names}}
+
+    def _create_and_replace(
+        self,
+        peft_config: PeftConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            super()._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key, **kwargs)
+        except (ValueError, TypeError) as error:  # say which module the value did not fit
+            raise type(error)(f"Target module {current_key!r}: {error}") from error
+
+    @classmethod
+    def _create_new_module(
+        cls, peft_config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any
+    ) -> BaseTunerLayer:
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
+            if isinstance(base, base_cls):
+                return layer_cls(target, adapter_name, **kwargs)
+        if hasattr(peft_config, "fan_in_fan_out"):
+            kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
+        return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
+
+    def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
+        # these methods document "<name>_only" values that differ from their prefix ("fourier_only" for
+        # "fourierft_"); like the reference, any "*_only" trains the biases of the adapted layers
+        bias = getattr(peft_config, "bias", "none")
+        if not (isinstance(bias, str) and bias.endswith("_only")):
+            super()._set_bias_trainable(model, peft_config)
+            return
+        for module in model.modules():
+            is_layer = isinstance(module, self.tuner_layer_cls)
+            base_bias = getattr(module.get_base_layer(), "bias", None) if is_layer else None
+            if base_bias is not None:
+                base_bias.requires_grad_(True)

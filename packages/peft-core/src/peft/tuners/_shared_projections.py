@@ -1,0 +1,437 @@
+"""Methods built on frozen random projections that every adapted layer shares (VeRA, RandLoRA): the config fields,
+layer plumbing and tuner lifecycle they have in common (REQUIREMENTS METHOD-VERA-1/2, METHOD-RANDLORA-1).
+
+The model (tuner) owns one ``SharedBufferDict`` per projection (``vera_A``, ``vera_B``, ...) keyed by adapter name.
+The first adapter's projections are drawn from ``projection_prng_key`` at the size the largest adapted layer needs;
+later adapters reuse the same tensors (one copy in memory), so their layers must fit in them. Each layer slices what
+it needs in forward and moves only that slice to the input's device. Layers refer to the dicts without registering
+them as submodules, so the projections appear once in the state dict (``base_model.vera_A.<adapter>``) and, with
+``save_projection``, once in checkpoints (``base_model.vera_A``).
+
+A method supplies its projection names, how to draw them for the largest layer shape (``_generate_projections``),
+the least shape each layer needs (``_projection_needs``), its trainable vectors and its formula.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from peft.config import PeftConfig
+from peft.quantization import resolve_quantization_backend
+from peft.tuners._buffer_dict import BufferDict
+from peft.tuners._orthogonal import check_probability
+from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
+from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.warnings import warn
+
+_HALF_PRECISION = (torch.float16, torch.bfloat16)
+_SUPPORTED = "torch.nn.Linear (optionally quantized), transformers.pytorch_utils.Conv1D"
+
+
+def check_rank(owner: str, r: Any) -> None:
+    """``r`` must be a positive int (a bool is refused)."""
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise ValueError(f"{owner}.r should be a positive integer, got {r!r}.")
+
+
+def projection_property(name: str) -> property:
+    """A read-only layer attribute ``name`` giving the model's shared projection container (reference API)."""
+
+    def get(layer: SharedProjectionLayer) -> SharedBufferDict:
+        return layer._projections[name]
+
+    return property(get, doc=f"The model's shared ``{name}`` projections, keyed by adapter.")
+
+
+class SharedBufferDict(BufferDict):
+    """A ``BufferDict`` whose entries may be one tensor under several keys (one per adapter): moving or casting it
+    converts each distinct tensor once, so the entries stay one tensor instead of becoming copies."""
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SharedBufferDict:
+        converted: dict[int, torch.Tensor] = {}
+        for key, tensor in self._buffers.items():
+            if tensor is not None:
+                if id(tensor) not in converted:
+                    converted[id(tensor)] = fn(tensor)
+                self._buffers[key] = converted[id(tensor)]
+        return self
+
+
+@dataclass
+class SharedProjectionConfig(PeftConfig):
+    """Fields every shared-projection method has (see ``VeraConfig`` / ``RandLoraConfig`` for their meaning).
+
+    Raises:
+        ValueError: for a non-positive ``r``.
+    """
+
+    r: int = field(default=8, metadata={"help": "Rank of the shared projections."})
+    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
+    projection_prng_key: int = field(default=0, metadata={"help": "Seed from which the projections are drawn."})
+    save_projection: bool = field(default=True, metadata={"help": "Save the projections in checkpoints."})
+    fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
+    bias: str = field(default="none", metadata={"help": "Which biases train: 'none', 'all' or '<method>_only'."})
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
+    init_weights: bool = field(default=True, metadata={"help": "True: the adapter starts as the identity."})
+    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
+    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
+
+    # config fields that define the projections: all adapters of one model must agree on them
+    _projection_fields: ClassVar[tuple[str, ...]] = ("projection_prng_key", "save_projection")
+    _projection_names: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_rank(type(self).__name__, self.r)
+        if not self.save_projection:
+            names = " and ".join(self._projection_names)
+            warn(
+                f"save_projection=False: {names} are not saved in checkpoints but drawn again from "
+                "projection_prng_key when loading, which is not guaranteed to give the same values on every device "
+                "and torch version. Set save_projection=True to restore checkpoints exactly everywhere."
+            )
+
+
+class SharedProjectionLayer(BaseTunerLayer):
+    """Adapter state shared by the layers of shared-projection methods; concrete layers are ``(MethodLayer,
+    nn.Module)``. ``fan_in_fan_out`` layers (GPT-2's ``Conv1D``) store the base weight as ``(in, out)``: only merging
+    sees that, the forward acts on activations."""
+
+    projection_names: ClassVar[tuple[str, ...]] = ()
+    # the per-adapter dropout container (one of other_param_names)
+    dropout_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        projections: dict[str, SharedBufferDict],
+        fan_in_fan_out: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self._init_tuner_layer(base_layer)
+        if None in (self.in_features, self.out_features):
+            raise TypeError(f"Unsupported layer type {type(self.get_base_layer()).__name__}; supported: {_SUPPORTED}.")
+        for name in self.adapter_layer_names:
+            setattr(self, name, nn.ParameterDict())
+        setattr(self, self.dropout_name, nn.ModuleDict())
+        # per-adapter settings (r, scaling, ...) are plain dicts; the projections are plain attributes too: they
+        # belong to the model, not to each layer's state dict
+        self.__dict__.update({name: {} for name in self.other_param_names if name != self.dropout_name})
+        self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _projections=projections)
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, projections=projections, **kwargs)
+
+    # ---------------------------------------------------------------------------------------------- per method
+    def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
+        """``{projection name: least shape}`` this layer slices for ``adapter_name``."""
+        raise NotImplementedError
+
+    def _delta_weight(self, adapter_name: str, dtype: torch.dtype) -> torch.Tensor:
+        """The update ``(out, in)`` computed in ``dtype``."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def _update_common(
+        self, adapter_name: str, projections: dict[str, SharedBufferDict] | None, r: int, dropout: float
+    ) -> None:
+        """Record ``r`` and the input dropout of ``adapter_name`` (and the model's current projection containers).
+
+        Raises:
+            ValueError: if ``r`` is not a positive integer or ``dropout`` not a probability.
+        """
+        check_rank(type(self).__name__, r)
+        check_probability(type(self).__name__, self.dropout_name, dropout)
+        if projections is not None:
+            self.__dict__["_projections"] = projections
+        self.r[adapter_name] = r
+        getattr(self, self.dropout_name)[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+
+    def _new_vector(self, values: torch.Tensor) -> nn.Parameter:
+        """``values`` as a parameter on the base layer's device and dtype (drawn on the CPU in float32 first, so
+        a seed gives the same values whatever the base layer's device or dtype)."""
+        factory = self._factory_kwargs()
+        if factory["device"] is not None and factory["device"].type == "meta":
+            return nn.Parameter(torch.empty(values.shape, **factory))
+        return nn.Parameter(values.to(**factory))
+
+    def _projection(self, name: str, adapter_name: str, index: tuple[slice, ...], like: torch.Tensor) -> torch.Tensor:
+        """The part ``index`` of the shared projection ``name``, on ``like``'s device and dtype (only the slice
+        moves, METHOD-VERA-2)."""
+        return self._projections[name][adapter_name][index].to(device=like.device, dtype=like.dtype)
+
+    def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
+        return getattr(self, self.adapter_layer_names[0])[adapter_name].dtype
+
+    def _projection_misfit(self, adapter_name: str, projections: dict[str, torch.Tensor]) -> str | None:
+        """Why ``projections`` are too small for this layer's ``adapter_name``, or None if they fit."""
+        for name, need in self._projection_needs(adapter_name).items():
+            shape = tuple(projections[name].shape)
+            if len(shape) != len(need) or any(have < want for have, want in zip(shape, need)):
+                return f"{name} has shape {shape} but at least {need} is needed"
+        return None
+
+    # ---------------------------------------------------------------------------------------------- merging
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """The update of ``adapter_name`` in the base weight's layout; half-precision adapters are combined in
+        float32 on every device, so a merge gives the same weight on CPU and GPU."""
+        dtype = self._adapter_dtype(adapter_name)
+        delta = self._delta_weight(adapter_name, torch.float32 if dtype in _HALF_PRECISION else dtype).to(dtype)
+        return delta.T if self.fan_in_fan_out else delta
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+
+
+class SharedProjectionTuner(BaseTuner):
+    """Injects a shared-projection method's layers and owns the projections (``projection_names`` attributes, one
+    ``SharedBufferDict`` each). Subclasses set ``prefix``, ``tuner_layer_cls``, ``linear_layer_cls``,
+    ``layer_option_names`` (config fields passed to the layers besides ``r``) and implement
+    ``_generate_projections``."""
+
+    # the projections live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
+    uses_shared_state: bool = True
+    projection_names: ClassVar[tuple[str, ...]] = ()
+    linear_layer_cls: ClassVar[type[SharedProjectionLayer]]
+    # the bias value that trains the biases of this method's layers ("vera_only" although VeRA's prefix is longer)
+    bias_only_value: ClassVar[str] = ""
+    layer_option_names: ClassVar[tuple[str, ...]] = ("init_weights",)
+
+    # ------------------------------------------------------------------------------------------ per method
+    def _generate_projections(
+        self, config: SharedProjectionConfig, out_features: int, in_features: int
+    ) -> dict[str, torch.Tensor]:
+        """The projections (on the CPU) for layers of at most ``out_features x in_features``."""
+        raise NotImplementedError
+
+    def _layer_kwargs(self, config: SharedProjectionConfig, current_key: str) -> dict[str, Any]:
+        options = {name: getattr(config, name) for name in self.layer_option_names}
+        return {"projections": self._projection_dicts(config), "r": config.r, **options}
+
+    # ------------------------------------------------------------------------------------------ projections
+    def _projection_dicts(self, config: SharedProjectionConfig) -> dict[str, SharedBufferDict]:
+        """The model's projection containers, created on first use; persistent (in the state dict) when the
+        projections are saved."""
+        dicts = {}
+        for name in self.projection_names:
+            container = self._modules.get(name)
+            if container is None:
+                container = SharedBufferDict(persistent=config.save_projection)
+                setattr(self, name, container)
+            elif not len(container):  # every adapter was deleted: the next one chooses again
+                container.persistent = config.save_projection
+            dicts[name] = container
+        return dicts
+
+    def _layers_of(self, adapter_name: str) -> list[tuple[str, SharedProjectionLayer]]:
+        return [
+            (path, module)
+            for path, module in walk_modules(self.model)
+            if isinstance(module, self.tuner_layer_cls) and module._has_adapter(adapter_name)
+        ]
+
+    def _check_fit(
+        self, adapter_name: str, projections: dict[str, torch.Tensor], layers: list[tuple[str, Any]]
+    ) -> None:
+        for path, layer in layers:
+            misfit = layer._projection_misfit(adapter_name, projections)
+            if misfit is not None:
+                raise ValueError(
+                    f"Adapter {adapter_name!r} does not fit the model's shared projections on {path!r} (r="
+                    f"{layer.r[adapter_name]}, in_features={layer.in_features}, out_features={layer.out_features}): "
+                    f"{misfit}. The projections are sized by the model's first adapter (its r and its largest "
+                    "layers) and later adapters must fit in them: add the adapter that needs the largest ones first."
+                )
+
+    def _attach_projections(self, config: SharedProjectionConfig, adapter_name: str) -> None:
+        """Give ``adapter_name`` the model's projections: drawn for its largest layer if it is the first adapter,
+        else the existing ones, which must be large enough for each of its layers (METHOD-VERA-2)."""
+        layers = self._layers_of(adapter_name)
+        if not layers:
+            return
+        dicts = self._projection_dicts(config)
+        first = self.projection_names[0]
+        if len(dicts[first]):
+            owner = next(iter(dicts[first].keys()))
+            projections = {name: dicts[name][owner] for name in self.projection_names}
+        else:
+            out_features = max(layer.out_features for _, layer in layers)
+            in_features = max(layer.in_features for _, layer in layers)
+            projections = self._generate_projections(config, out_features, in_features)
+            # on the base weights' device and floating dtype, as the reference (so its files have the same dtype)
+            weight = next(
+                (p for _, layer in layers for p in layer.get_base_layer().parameters() if p.device.type != "meta"),
+                None,
+            )
+            if weight is not None:
+                dtype = weight.dtype if weight.is_floating_point() else None
+                projections = {name: t.to(device=weight.device, dtype=dtype) for name, t in projections.items()}
+        self._check_fit(adapter_name, projections, layers)
+        for name in self.projection_names:
+            dicts[name][adapter_name] = projections[name]
+
+    def _load_projections(self, adapter_name: str, loaded: dict[str, torch.Tensor]) -> None:
+        """Use checkpoint projections for ``adapter_name``: equal ones keep sharing the model's tensors, others
+        become this adapter's own (so loading never changes another adapter's projections)."""
+        current = {name: self._modules[name][adapter_name] for name in self.projection_names}
+        new = dict(current)
+        for name, tensor in loaded.items():
+            tensor = tensor.to(device=current[name].device, dtype=current[name].dtype)
+            if tensor.shape != current[name].shape or not torch.equal(tensor, current[name]):
+                new[name] = tensor
+        if all(new[name] is current[name] for name in self.projection_names):
+            return
+        self._check_fit(adapter_name, new, self._layers_of(adapter_name))
+        for name in self.projection_names:
+            self._modules[name][adapter_name] = new[name]
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def _check_new_adapter_config(self, config: SharedProjectionConfig) -> None:
+        """All adapters of a model share the projections, so they must agree on what defines them."""
+        super()._check_new_adapter_config(config)
+        for other_name, other in sorted(self.peft_config.items()):
+            if other is config:
+                continue
+            for name in config._projection_fields:
+                if getattr(other, name) != getattr(config, name):
+                    raise ValueError(
+                        f"{name} must be the same for all adapters of a model because they share the random "
+                        f"projections: adapter {other_name!r} has {name}={getattr(other, name)!r}, the new adapter "
+                        f"{getattr(config, name)!r}."
+                    )
+
+    def _create_adapter_modules(
+        self,
+        model: nn.Module,
+        peft_config: SharedProjectionConfig,
+        adapter_name: str,
+        low_cpu_mem_usage: bool,
+        state_dict: dict[str, torch.Tensor] | None,
+    ) -> None:
+        super()._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
+        # after the layers exist: they tell the size the projections need (a failure here is cleaned up by the
+        # caller like any other injection error)
+        self._attach_projections(peft_config, adapter_name)
+
+    def _finish_injection(
+        self, model: nn.Module, peft_config: SharedProjectionConfig, adapter_name: str, autocast_adapter_dtype: bool
+    ) -> None:
+        super()._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
+        if autocast_adapter_dtype:
+            for name in self.projection_names:
+                container = self._modules.get(name)
+                if container is not None and adapter_name in container:
+                    tensor = container[adapter_name]
+                    if tensor.dtype in _HALF_PRECISION:
+                        tensor.data = tensor.data.float()  # in place: adapters sharing the tensor see it too
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """Remove an adapter everywhere, its entry in the shared projections included (see ``BaseTuner``)."""
+        super().delete_adapter(adapter_name)
+        for name in self.projection_names:
+            container = self._modules.get(name)
+            if container is not None and adapter_name in container:
+                del container[adapter_name]
+
+    def _set_bias_trainable(self, model: nn.Module, peft_config: SharedProjectionConfig) -> None:
+        if peft_config.bias == self.bias_only_value:
+            peft_config = copy.copy(peft_config)
+            peft_config.bias = self.prefix + "only"
+        super()._set_bias_trainable(model, peft_config)
+
+    # ------------------------------------------------------------------------------------------ layers
+    @classmethod
+    def _create_new_module(
+        cls, peft_config: SharedProjectionConfig, adapter_name: str, target: nn.Module, **kwargs: Any
+    ) -> BaseTunerLayer:
+        """A ``linear_layer_cls`` around ``target`` (``nn.Linear``, a quantized linear layer, or ``Conv1D`` with
+        ``fan_in_fan_out``; the config's ``fan_in_fan_out`` is corrected with a warning as the reference does)."""
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
+            if isinstance(base, base_cls):
+                return layer_cls(target, adapter_name, **kwargs)
+        linear = isinstance(base, nn.Linear) or resolve_quantization_backend(base) is not None
+        if linear or is_transformers_conv1d(base):
+            fan_in_fan_out = fit_fan_in_fan_out(peft_config, base)
+            return cls.linear_layer_cls(target, adapter_name, fan_in_fan_out=fan_in_fan_out, **kwargs)
+        raise TypeError(
+            f"Target module {type(base).__name__} is not supported by {cls.__name__}; supported modules: {_SUPPORTED}."
+            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+        )
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    @classmethod
+    def _find_tuner(cls, model: nn.Module) -> tuple[str, SharedProjectionTuner]:
+        """The tuner inside ``model`` and its key prefix (``"base_model."`` in a ``PeftModel``)."""
+        if isinstance(model, cls):
+            return "", model
+        if isinstance(getattr(model, "base_model", None), cls):
+            return "base_model.", model.base_model
+        for path, module in model.named_modules():
+            if isinstance(module, cls):
+                return f"{path}.", module
+        raise ValueError(f"No {cls.__name__} found in the model; its adapters need the model's shared projections.")
+
+    @classmethod
+    def _adapter_state_dict_to_file(
+        cls, model: nn.Module, config: SharedProjectionConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """With ``save_projection`` the adapter's projections are saved once, as ``base_model.<name>``.
+
+        The reference's RandLoRA also writes a full copy under every layer (``<layer>.randlora_A``), so its files
+        grow with the number of layers (gigabytes for a 7B model); those copies are read but not written. The
+        reference loads these files with the same results (it warns that the per-layer keys are missing)."""
+        if not config.save_projection:
+            return state_dict
+        prefix, tuner = cls._find_tuner(model)
+        for name in cls.projection_names:
+            state_dict[prefix + name] = tuner._modules[name][adapter_name]
+        return state_dict
+
+    @classmethod
+    def _adapter_state_dict_from_file(
+        cls, model: nn.Module, config: SharedProjectionConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Take the projections out of the checkpoint and install them (``save_projection``), or warn that they are
+        drawn from ``projection_prng_key``. Per-layer copies of the projections (written by the reference's RandLoRA)
+        are the same tensor and are dropped.
+
+        Raises:
+            ValueError: if ``save_projection`` is set but the checkpoint holds no projections.
+        """
+        prefix, tuner = cls._find_tuner(model)
+        loaded: dict[str, torch.Tensor] = {}
+        for name in cls.projection_names:
+            tensor = state_dict.pop(prefix + name, None)
+            for key in [k for k in state_dict if k.endswith("." + name)]:
+                copy_ = state_dict.pop(key)
+                tensor = copy_ if tensor is None else tensor
+            if tensor is not None:
+                loaded[name] = tensor
+        names = " and ".join(cls.projection_names)
+        if config.save_projection:
+            if len(loaded) != len(cls.projection_names):
+                raise ValueError(
+                    f"The adapter config has save_projection=True but the checkpoint does not hold {names}; set "
+                    "save_projection=False in its adapter_config.json to draw them from projection_prng_key."
+                )
+            tuner._load_projections(adapter_name, loaded)
+        elif loaded:
+            warn(
+                f"The checkpoint holds {names} but its config has save_projection=False: they are ignored and drawn "
+                "from projection_prng_key. Set save_projection=True to use them."
+            )
+        else:
+            warn(
+                f"{names} are not in the checkpoint (save_projection=False): they are drawn from projection_prng_key, "
+                "which may not reproduce them exactly on every device and torch version."
+            )
+        return state_dict

@@ -1,0 +1,14 @@
+"""AdaLoRA: LoRA in SVD form whose ranks are pruned during training by importance (Zhang et al., ICLR 2023)."""
+
+from peft.tuners.adalora.allocator import RankAllocator
+from peft.tuners.adalora.config import AdaLoraConfig
+from peft.tuners.adalora.layer import AdaLoraLayer, SVDConv2d, SVDLinear
+from peft.tuners.adalora.model import AdaLoraModel
+from peft.utils.peft_types import register_peft_method
+
+__all__ = ["AdaLoraConfig", "AdaLoraLayer", "AdaLoraModel", "RankAllocator", "SVDConv2d", "SVDLinear"]
+
+# AdaLoRA layers are LoRA layers in SVD form: their parameters carry LoRA's "lora_" prefix (reference checkpoints)
+register_peft_method(
+    name="adalora", config_cls=AdaLoraConfig, model_cls=AdaLoraModel, prefix="lora_", is_mixed_compatible=True
+)

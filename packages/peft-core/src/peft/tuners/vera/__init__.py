@@ -1,0 +1,10 @@
+"""VeRA: vector-based random matrix adaptation (frozen shared random projections, trainable scaling vectors)."""
+
+from peft.tuners.vera.config import VeraConfig
+from peft.tuners.vera.layer import Linear, VeraLayer
+from peft.tuners.vera.model import VeraModel
+from peft.utils.peft_types import register_peft_method
+
+__all__ = ["Linear", "VeraConfig", "VeraLayer", "VeraModel"]
+
+register_peft_method(name="vera", config_cls=VeraConfig, model_cls=VeraModel, prefix="vera_lambda_")

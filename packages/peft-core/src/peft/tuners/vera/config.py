@@ -1,0 +1,51 @@
+"""``VeraConfig``: the settings of a VeRA adapter (REQUIREMENTS METHOD-VERA-1/2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peft.tuners._orthogonal import check_probability
+from peft.tuners._shared_projections import SharedProjectionConfig
+from peft.utils.peft_types import PeftType
+
+
+@dataclass
+class VeraConfig(SharedProjectionConfig):
+    """Configuration of a VeRA adapter: ``W + diag(vera_lambda_b) B diag(vera_lambda_d) A`` with frozen random
+    ``A``/``B`` shared by all layers (paper: https://huggingface.co/papers/2310.11454).
+
+    Args:
+        r: rank of the shared projections; choose it larger than a LoRA rank (VeRA trains only ``r + out`` values
+            per layer).
+        target_modules: module names to adapt (``nn.Linear`` and GPT-2's ``Conv1D``): a list (whole-name
+            suffixes), a regex str (full match), ``"all-linear"``, or None for the model type's defaults.
+        projection_prng_key: seed from which ``vera_A``/``vera_B`` are drawn (Kaiming-uniform); every adapter of a
+            model must use the same one.
+        save_projection: save ``vera_A``/``vera_B`` in checkpoints (bigger files, restored exactly everywhere);
+            False draws them again from the key when loading (a warning says it may differ across devices).
+        vera_dropout: dropout on the adapter's input.
+        d_initial: initial value of every entry of ``vera_lambda_d`` (small values, <= 0.1, work best).
+        fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``); corrected with a warning.
+        bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"vera_only"``.
+        modules_to_save: modules (besides adapter layers) trained and saved in full.
+        init_weights: ``True`` (``vera_lambda_b`` zero, ``vera_lambda_d = d_initial``: the adapter starts as the
+            identity) or ``False`` (``vera_lambda_b`` ones, ``vera_lambda_d`` standard normal: for tests).
+        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
+
+    Raises:
+        ValueError: for a non-positive ``r`` or a ``vera_dropout`` outside ``[0, 1]``.
+
+    Example:
+        >>> config = VeraConfig(r=256, target_modules=["q_proj", "v_proj"], save_projection=True)
+    """
+
+    r: int = field(default=256, metadata={"help": "Rank of the shared projections."})
+    vera_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input."})
+    d_initial: float = field(default=0.1, metadata={"help": "Initial value of vera_lambda_d."})
+
+    _projection_names = ("vera_A", "vera_B")
+
+    def __post_init__(self) -> None:
+        self.peft_type = PeftType.VERA
+        super().__post_init__()
+        check_probability("VeraConfig", "vera_dropout", self.vera_dropout)

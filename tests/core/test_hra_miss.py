@@ -1,0 +1,611 @@
+"""HRA, MiSS and Bone: forward against hand computations, initialisation, merging, several adapters, mixed batches,
+save/load, config and layer errors, Bone checkpoints and their conversion to MiSS (REQUIREMENTS METHOD-HRA-1,
+METHOD-MISS-1, METHOD-BONE-1, SAVE-18).
+
+Expected outputs are computed independently of the implementation: Householder matrices ``I - 2 v v^T`` multiplied
+out densely, Gram-Schmidt written as a loop, MiSS updates built entry by entry (``delta W[o, j] = D[j mod r, o]``)
+and bat's blocks ``W_ab (I + D_a) + D_a`` one block at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from peft import (
+    BoneConfig,
+    BoneModel,
+    HRAConfig,
+    MissConfig,
+    MissModel,
+    PeftConfig,
+    PeftModel,
+    PeftWarning,
+    get_peft_model,
+)
+from peft.tuners._orthogonal import Reflection, rotate
+from peft.tuners.bone import BoneLayer, convert_bone_to_miss
+from peft.tuners.bone.convert import main as convert_main
+from peft.tuners.hra import HRALayer
+from peft.tuners.miss import MissLayer
+
+ATOL = 1e-5
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(10, 8)  # in 10: not a multiple of MiSS's r=4 (the input is padded)
+        self.sq = nn.Linear(8, 8)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.pointwise = nn.Conv2d(6, 4, 1)
+        self.emb = nn.Embedding(5, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sq(torch.relu(self.lin(x)))
+
+
+def _model(seed: int = 0) -> _Net:
+    torch.manual_seed(seed)
+    return _Net().eval()
+
+
+def _adapted(config: PeftConfig, seed: int = 0) -> PeftModel:
+    return get_peft_model(_model(seed), config).eval()
+
+
+def _layer(model: PeftModel, name: str) -> nn.Module:
+    return getattr(model.base_model.model, name)
+
+
+def _perturb(model: nn.Module, scale: float = 0.1, seed: int = 3) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, param in sorted(model.named_parameters()):
+            if param.requires_grad:
+                param.add_(scale * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+
+
+def _householder_product(vectors: torch.Tensor) -> torch.Tensor:
+    """``H = (I - 2 v_1 v_1^T) (I - 2 v_2 v_2^T) ...`` with ``v_i`` the normalised columns, multiplied out densely."""
+    vectors = vectors.detach().double()
+    size = vectors.shape[0]
+    product = torch.eye(size, dtype=torch.float64)
+    for i in range(vectors.shape[1]):
+        v = vectors[:, i] / vectors[:, i].norm()
+        product = product @ (torch.eye(size, dtype=torch.float64) - 2 * torch.outer(v, v))
+    return product
+
+
+def _gram_schmidt_reflection(vectors: torch.Tensor) -> torch.Tensor:
+    """``I - 2 Q Q^T`` with ``Q`` from a Gram-Schmidt loop over the columns."""
+    vectors = vectors.detach().double()
+    basis: list[torch.Tensor] = []
+    for i in range(vectors.shape[1]):
+        v = vectors[:, i].clone()
+        for q in basis:
+            v = v - (q @ v) * q
+        basis.append(v / v.norm())
+    q = torch.stack(basis, dim=1)
+    return torch.eye(vectors.shape[0], dtype=torch.float64) - 2 * q @ q.T
+
+
+def _miss_delta(block: torch.Tensor, in_features: int, out_features: int, mini_r: int | None = None) -> torch.Tensor:
+    """``delta W[o, j] = D[j mod r, o]`` entry by entry (mini: ``D[k, o mod mini_r]``)."""
+    block = block.detach().double()
+    r = block.shape[0]
+    delta = torch.zeros(out_features, in_features, dtype=torch.float64)
+    for o in range(out_features):
+        for j in range(in_features):
+            delta[o, j] = block[j % r, o % mini_r if mini_r else o]
+    return delta
+
+
+def _bat_weight(weight: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """``W'_ab = W_ab (I + D_a) + D_a`` for every ``r x r`` block (``a``: output block, ``b``: input block)."""
+    weight, blocks = weight.detach().double(), blocks.detach().double()
+    r = blocks.shape[-1]
+    merged = torch.empty_like(weight)
+    eye = torch.eye(r, dtype=torch.float64)
+    for a in range(weight.shape[0] // r):
+        for b in range(weight.shape[1] // r):
+            block = weight[a * r : (a + 1) * r, b * r : (b + 1) * r]
+            merged[a * r : (a + 1) * r, b * r : (b + 1) * r] = block @ (eye + blocks[a]) + blocks[a]
+    return merged
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = ATOL) -> None:
+    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=1e-4)
+
+
+def _check_mixed_batch(model: PeftModel, names: list[str]) -> None:
+    """One batch with ``adapter_names`` gives each row what the model gives it with that row's adapter alone."""
+    x = torch.randn(len(names), 10)
+    expected = []
+    for i, name in enumerate(names):
+        if name == "__base__":
+            with model.disable_adapter():
+                expected.append(model(x[i : i + 1]))
+        else:
+            model.set_adapter(name)
+            expected.append(model(x[i : i + 1]))
+    _close(model(x, adapter_names=names), torch.cat(expected))
+
+
+# ------------------------------------------------------------------------------------------------------- HRA
+def test_method_hra_1_config_defaults_and_errors():
+    config = HRAConfig()
+    assert (config.r, config.apply_GS, config.init_weights, config.bias) == (8, False, True, "none")
+    assert config.peft_type == "HRA"
+    assert HRAConfig(target_modules=["a", "b"]).target_modules == {"a", "b"}
+    with pytest.raises(ValueError, match=r"HRAConfig.r must be a positive integer.*got 0"):
+        HRAConfig(r=0)
+    with pytest.raises(ValueError, match=r"bias must be one of \['none', 'all', 'hra_only'\], got 'lora_only'"):
+        HRAConfig(bias="lora_only")
+    with pytest.raises(ValueError, match="layers_to_transform"):
+        HRAConfig(target_modules=".*", layers_to_transform=[0])
+    with pytest.raises(ValueError, match="init_weights must be True or False, got 'gaussian'"):
+        HRAConfig(init_weights="gaussian")
+
+
+def test_method_hra_1_even_r_starts_as_the_identity_with_paired_vectors():
+    base = _model()
+    x = torch.randn(3, 10)
+    expected = base(x)
+    model = get_peft_model(base, HRAConfig(r=4, target_modules=["lin", "sq"])).eval()
+    vectors = _layer(model, "lin").hra_u["default"]
+    assert vectors.shape == (10, 4)
+    assert torch.equal(vectors[:, 0], vectors[:, 1]) and torch.equal(vectors[:, 2], vectors[:, 3])
+    assert not torch.equal(vectors[:, 0], vectors[:, 2])
+    _close(model(x), expected)
+
+
+def test_method_hra_1_odd_r_warns_and_starts_random():
+    with pytest.warns(PeftWarning, match="symmetric initialization can NOT be performed when r is odd"):
+        model = _adapted(HRAConfig(r=3, target_modules=["lin"]))
+    x = torch.randn(3, 10)
+    assert not torch.allclose(model(x), _model()(x), atol=1e-3)
+
+
+def test_method_hra_1_linear_forward_is_the_base_layer_with_w_h():
+    model = _adapted(HRAConfig(r=3, init_weights=False, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    h = _householder_product(layer.hra_u["default"])
+    assert torch.allclose(h.T @ h, torch.eye(10, dtype=torch.float64), atol=1e-10)  # orthogonal
+    x = torch.randn(5, 10)
+    expected = F.linear(x.double(), base.weight.double() @ h, base.bias.double())
+    _close(layer(x), expected)
+    # get_delta_weight is H (the reference's meaning: the merged weight is W @ H); reverse gives H^-1 = H^T
+    _close(layer.get_delta_weight("default"), h)
+    _close(layer.get_delta_weight("default", reverse=True), h.T)
+
+
+def test_method_hra_1_gram_schmidt_is_one_reflection_through_the_span():
+    model = _adapted(HRAConfig(r=3, apply_GS=True, init_weights=False, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    h = _gram_schmidt_reflection(layer.hra_u["default"])
+    x = torch.randn(5, 10)
+    _close(layer(x), F.linear(x.double(), base.weight.double() @ h, base.bias.double()))
+
+
+@pytest.mark.parametrize("name", ["conv", "pointwise"])
+def test_method_hra_1_conv2d_reflects_each_flattened_filter_patch(name):
+    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=[name]))
+    layer = _layer(model, name)
+    base = layer.get_base_layer()
+    assert layer.hra_u["default"].shape == (base.in_channels * math.prod(base.kernel_size), 2)
+    h = _householder_product(layer.hra_u["default"])
+    weight = base.weight.double()
+    adapted = (weight.reshape(weight.shape[0], -1) @ h).reshape(weight.shape)
+    x = torch.randn(2, base.in_channels, 5, 5)
+    expected = F.conv2d(x.double(), adapted, base.bias.double(), padding=base.padding)
+    _close(layer(x), expected)
+
+
+def test_method_hra_1_merge_equals_forward_and_unmerge_restores_the_base_weight():
+    model = _adapted(HRAConfig(r=4, init_weights=False, target_modules=["lin", "sq", "conv"]))
+    layer = _layer(model, "lin")
+    original = {name: _layer(model, name).get_base_layer().weight.detach().clone() for name in ("lin", "sq", "conv")}
+    x, image = torch.randn(4, 10), torch.randn(2, 3, 5, 5)
+    expected, expected_conv = model(x), _layer(model, "conv")(image)
+    model.merge_adapter(safe_merge=True)
+    assert layer.merged
+    _close(layer.get_base_layer().weight, original["lin"].double() @ _householder_product(layer.hra_u["default"]))
+    _close(model(x), expected)
+    _close(_layer(model, "conv")(image), expected_conv)
+    model.unmerge_adapter()
+    for name, weight in original.items():
+        _close(_layer(model, name).get_base_layer().weight, weight)
+    merged = copy.deepcopy(model).merge_and_unload()
+    assert isinstance(merged.lin, nn.Linear) and not isinstance(merged.lin, HRALayer)
+    _close(merged(x), expected)
+
+
+def test_method_hra_1_two_adapters_compose_in_merge_order_and_delete():
+    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin"]))
+    model.add_adapter("other", HRAConfig(r=4, init_weights=False, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    x = torch.randn(4, 10)
+    h_default, h_other = (_householder_product(layer.hra_u[name]) for name in ("default", "other"))
+    model.set_adapter("other")
+    _close(model.base_model.model.lin(x), F.linear(x.double(), base.weight.double() @ h_other, base.bias.double()))
+    model.base_model.set_adapter(["default", "other"])
+    both = F.linear(x.double(), base.weight.double() @ h_default @ h_other, base.bias.double())
+    _close(layer(x), both)
+    layer.merge()  # default, then other
+    _close(layer(x), both)
+    layer.unmerge()
+    model.delete_adapter("other")
+    assert sorted(layer.hra_u) == ["default"] and "other" not in layer.hra_r
+    _close(layer(x), F.linear(x.double(), base.weight.double() @ h_default, base.bias.double()))
+
+
+def test_method_hra_1_mixed_batch_uses_each_rows_adapter():
+    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
+    model.add_adapter("other", HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
+    _check_mixed_batch(model, ["default", "other", "__base__"])
+
+
+def test_method_hra_1_orthogonality_regulariser():
+    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
+    expected = []
+    for name in ("lin", "sq"):
+        u = _layer(model, name).hra_u["default"].detach().double()
+        u = u / u.norm(dim=0)
+        expected.append(((u.T @ u - torch.eye(2, dtype=torch.float64)) ** 2).sum())
+    loss = model.orthogonality_loss(weight=0.5)
+    _close(loss, 0.5 * torch.stack(expected).mean())
+    loss.backward()  # differentiable: it is added to the training loss
+    assert _layer(model, "lin").hra_u["default"].grad is not None
+    with torch.no_grad():  # orthogonal vectors: no penalty
+        _layer(model, "lin").hra_u["default"].copy_(torch.eye(10)[:, :2] * 3)
+    assert _layer(model, "lin").orthogonality_loss("default").item() == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="No HRA layer holds adapter"):
+        model.orthogonality_loss(adapter_name="missing")
+
+
+def test_method_hra_1_save_load_round_trip(tmp_path):
+    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "conv"]))
+    x = torch.randn(2, 10)
+    expected = model(x)
+    model.save_pretrained(tmp_path)
+    assert sorted(load_file(tmp_path / "adapter_model.safetensors")) == [
+        "base_model.model.conv.hra_u",
+        "base_model.model.lin.hra_u",
+    ]
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "HRA" and saved["r"] == 2 and saved["apply_GS"] is False
+    loaded = PeftModel.from_pretrained(_model(), tmp_path, low_cpu_mem_usage=True).eval()
+    assert isinstance(loaded.peft_config["default"], HRAConfig)
+    _close(loaded(x), expected)
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_method_hra_1_trainable_parameters_and_bias_only():
+    model = get_peft_model(_model(), HRAConfig(r=2, target_modules=["lin"], bias="hra_only"))
+    trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
+    assert trainable == ["base_model.model.lin.base_layer.bias", "base_model.model.lin.hra_u.default"]
+
+
+def test_method_hra_1_unsupported_layers_are_refused():
+    with pytest.raises(TypeError, match="Embedding is not supported by HRAModel"):
+        _adapted(HRAConfig(target_modules=["emb"]))
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="groups > 1"):
+        get_peft_model(grouped, HRAConfig(r=2, target_modules=["0"]))
+
+
+def test_method_hra_1_scaling_is_not_supported():
+    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin"]))
+    x = torch.randn(2, 10)
+    expected = model(x)
+    with pytest.warns(PeftWarning, match="Scaling operation for HRA not supported"):
+        _layer(model, "lin").scale_layer(0.5)
+    _close(model(x), expected)
+
+
+def test_method_hra_1_reflection_factor_in_the_shared_rotation():
+    """``Reflection`` is symmetric and its own inverse: ``rotate`` handles transpose/inverse by order only."""
+    torch.manual_seed(0)
+    unit = [torch.nn.functional.normalize(torch.randn(6, 1), dim=0) for _ in range(3)]
+    factors = [Reflection(u) for u in unit]
+    dense = [torch.eye(6) - 2 * u @ u.T for u in unit]
+    m = dense[0] @ dense[1] @ dense[2]
+    x = torch.randn(4, 6)
+    _close(rotate(x, factors), x @ m)
+    _close(rotate(x, factors, transpose=True), x @ m.T)
+    _close(rotate(x, factors, inverse=True), x @ torch.linalg.inv(m))
+    _close(rotate(x, factors, transpose=True, inverse=True), x @ torch.linalg.inv(m).T)
+
+
+# ------------------------------------------------------------------------------------------------------- MiSS
+def test_method_miss_1_config_defaults_and_errors():
+    config = MissConfig()
+    assert (config.r, config.mini_r, config.miss_dropout, config.init_weights) == (64, 1, 0.0, True)
+    assert config.peft_type == "MISS"
+    for bias in ("none", "all", "miss_only", "MiSS_only"):
+        MissConfig(bias=bias)
+    with pytest.raises(ValueError, match=r"MissConfig.r must be a positive integer, got -1"):
+        MissConfig(r=-1)
+    with pytest.raises(ValueError, match=r"MissConfig.mini_r must be a positive integer, got 0"):
+        MissConfig(mini_r=0)
+    with pytest.raises(ValueError, match=r"miss_dropout must be a probability in \[0, 1\], got 1.5"):
+        MissConfig(miss_dropout=1.5)
+    with pytest.raises(ValueError, match=r"init_weights must be one of \[True, False, 'bat', 'mini'\], got 'lora'"):
+        MissConfig(init_weights="lora")
+    with pytest.raises(ValueError, match="bias must be one of"):
+        MissConfig(bias="hra_only")
+
+
+@pytest.mark.parametrize(
+    ("init_weights", "shape"), [(True, (4, 8)), ("bat", (2, 4, 4)), ("mini", (4, 2)), (False, (4, 8))]
+)
+def test_method_miss_1_fragment_shape_and_identity_at_init(init_weights, shape):
+    base = _model()
+    x = torch.randn(3, 10)
+    expected = base(x)
+    model = get_peft_model(base, MissConfig(r=4, init_weights=init_weights, mini_r=2, target_modules=["sq"])).eval()
+    block = _layer(model, "sq").miss_block["default"]
+    assert block.shape == shape
+    if init_weights is False:
+        assert not torch.allclose(model(x), expected, atol=1e-3)
+    else:
+        assert torch.count_nonzero(block) == 0
+        _close(model(x), expected)
+
+
+def test_method_miss_1_balance_sums_input_chunks_into_the_shared_fragment():
+    """``in_features=10`` with ``r=4``: the input is zero-padded to 12, so the update uses ``D`` rows 0, 1 twice."""
+    model = _adapted(MissConfig(r=4, init_weights=False, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    delta = _miss_delta(layer.miss_block["default"], 10, 8)
+    x = torch.randn(2, 3, 10)
+    _close(layer(x), F.linear(x.double(), base.weight.double() + delta, base.bias.double()))
+    _close(layer.get_delta_weight("default"), delta)
+
+
+def test_method_miss_1_mini_repeats_the_fragment_along_the_output():
+    model = _adapted(MissConfig(r=4, init_weights="mini", mini_r=2, target_modules=["lin"]))
+    _perturb(model)
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    delta = _miss_delta(layer.miss_block["default"], 10, 8, mini_r=2)
+    x = torch.randn(3, 10)
+    _close(layer(x), F.linear(x.double(), base.weight.double() + delta, base.bias.double()))
+
+
+def test_method_miss_1_bat_transforms_each_block_of_the_weight():
+    model = _adapted(MissConfig(r=4, init_weights="bat", target_modules=["sq"]))
+    _perturb(model)
+    layer = _layer(model, "sq")
+    base = layer.get_base_layer()
+    adapted = _bat_weight(base.weight, layer.miss_block["default"])
+    x = torch.randn(3, 8)
+    _close(layer(x), F.linear(x.double(), adapted, base.bias.double()))
+    _close(layer.get_delta_weight("default"), adapted - base.weight.double())
+
+
+def test_method_miss_1_divisibility_errors_name_the_sizes():
+    with pytest.raises(
+        ValueError, match=r"in_features \(10\) and out_features \(8\) must both be divisible by r \(4\)"
+    ):
+        _adapted(MissConfig(r=4, init_weights="bat", target_modules=["lin"]))
+    with pytest.raises(ValueError, match=r"out_features \(8\) must be divisible by mini_r \(3\)"):
+        _adapted(MissConfig(r=4, init_weights="mini", mini_r=3, target_modules=["lin"]))
+    with pytest.raises(ValueError, match=r"`r` \(16\) must be less than or equal to in_features \(10\)"):
+        _adapted(MissConfig(r=16, target_modules=["lin"]))
+    with pytest.raises(TypeError, match="Conv2d is not supported by MissModel"):
+        _adapted(MissConfig(r=2, target_modules=["conv"]))
+
+
+@pytest.mark.parametrize("init_weights", [False, "bat", "mini"])
+def test_method_miss_1_merge_equals_forward_and_unmerge_restores_the_base_weight(init_weights):
+    model = _adapted(MissConfig(r=4, init_weights=init_weights, mini_r=4, target_modules=["sq"]))
+    _perturb(model)
+    layer = _layer(model, "sq")
+    original = layer.get_base_layer().weight.detach().clone()
+    x = torch.randn(4, 10)
+    expected = model(x)
+    model.merge_adapter(safe_merge=True)
+    _close(model(x), expected)
+    model.unmerge_adapter()
+    _close(layer.get_base_layer().weight, original)
+    unloaded = copy.deepcopy(model).merge_and_unload()
+    assert type(unloaded.sq) is nn.Linear
+    _close(unloaded(x), expected)
+
+
+def test_method_miss_1_two_adapters_compose_in_merge_order_set_and_delete():
+    model = _adapted(MissConfig(r=4, init_weights="bat", target_modules=["sq"]))
+    model.add_adapter("other", MissConfig(r=2, init_weights=False, target_modules=["sq"]))
+    _perturb(model)  # only "default" is trainable
+    layer = _layer(model, "sq")
+    base = layer.get_base_layer()
+    weight = base.weight.double()
+    bat = _bat_weight(base.weight, layer.miss_block["default"])
+    balance = _miss_delta(layer.miss_block["other"], 8, 8)
+    x = torch.randn(3, 8)
+    model.set_adapter("other")
+    _close(layer(x), F.linear(x.double(), weight + balance, base.bias.double()))
+    # both active: as merging default (bat, from W) then other (added)
+    layer.set_adapter(["default", "other"])
+    _close(layer(x), F.linear(x.double(), bat + balance, base.bias.double()))
+    # the other order: bat acts on the weight that already holds the balance update
+    layer.set_adapter(["other", "default"])
+    blocks = layer.miss_block["default"].detach()
+    _close(layer(x), F.linear(x.double(), _bat_weight(weight + balance, blocks), base.bias.double()))
+    layer.merge()
+    _close(layer(x), F.linear(x.double(), _bat_weight(weight + balance, blocks), base.bias.double()))
+    layer.unmerge()
+    _close(base.weight, weight)
+    model.delete_adapter("other")
+    assert sorted(layer.miss_block) == ["default"] and "other" not in layer.miss_fn
+    assert layer.active_adapters == ["default"]
+
+
+def test_method_miss_1_mixed_batch_uses_each_rows_adapter():
+    model = _adapted(MissConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
+    model.add_adapter("bat", MissConfig(r=2, init_weights="bat", target_modules=["sq"]))
+    with torch.no_grad():
+        _layer(model, "sq").miss_block["bat"].normal_(0.0, 0.1)
+    _check_mixed_batch(model, ["bat", "default", "__base__"])
+
+
+def test_method_miss_1_dropout_acts_on_the_update_input_in_training_only():
+    model = get_peft_model(_model(), MissConfig(r=2, init_weights=False, miss_dropout=0.5, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    assert isinstance(layer.miss_dropout["default"], nn.Dropout)
+    x = torch.randn(64, 10)
+    model.eval()
+    evaluated = layer(x)
+    model.train()
+    torch.manual_seed(0)
+    trained = layer(x)
+    assert not torch.allclose(trained, evaluated)
+    base = layer.get_base_layer()
+    torch.manual_seed(0)
+    kept = F.dropout(x, 0.5, training=True)
+    delta = _miss_delta(layer.miss_block["default"], 10, 8)
+    _close(trained, F.linear(x.double(), base.weight.double(), base.bias.double()) + kept.double() @ delta.T)
+
+
+def test_method_miss_1_save_load_round_trip_and_bias(tmp_path):
+    config = MissConfig(r=2, init_weights="bat", target_modules=["sq"], bias="MiSS_only")
+    model = get_peft_model(_model(), config)
+    trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
+    assert trainable == ["base_model.model.sq.base_layer.bias", "base_model.model.sq.miss_block.default"]
+    _perturb(model)
+    model.eval()
+    x = torch.randn(2, 10)
+    expected = model(x)
+    model.save_pretrained(tmp_path)
+    assert sorted(load_file(tmp_path / "adapter_model.safetensors")) == [
+        "base_model.model.sq.base_layer.bias",
+        "base_model.model.sq.miss_block",
+    ]
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert (saved["peft_type"], saved["init_weights"], saved["mini_r"]) == ("MISS", "bat", 1)
+    loaded = PeftModel.from_pretrained(_model(), tmp_path).eval()
+    _close(loaded(x), expected)
+
+
+def test_method_miss_1_default_targets_follow_lora():
+    class _Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q_proj, self.k_proj, self.v_proj = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+            self.config = SimpleNamespace(model_type="llama")
+
+    for config, layer_cls in ((MissConfig(r=2), MissLayer), (HRAConfig(r=2), HRALayer)):
+        model = get_peft_model(_Attention(), config)
+        adapted = sorted(n for n, m in model.base_model.model.named_modules() if isinstance(m, layer_cls))
+        assert adapted == ["q_proj", "v_proj"]
+
+
+# ------------------------------------------------------------------------------------------------------- Bone
+def _bone_config(**kwargs) -> BoneConfig:
+    with pytest.warns(FutureWarning, match="Bone is deprecated.*MissConfig"):
+        return BoneConfig(**kwargs)
+
+
+def test_method_bone_1_config_is_deprecated_and_validated():
+    config = _bone_config()
+    assert (config.r, config.init_weights, config.peft_type) == (64, True, "BONE")
+    with pytest.raises(ValueError, match=r"init_weights must be one of \[True, False, 'bat'\], got 'mini'"):
+        BoneConfig(init_weights="mini")
+    assert BoneModel.prefix == "bone_"
+
+
+@pytest.mark.parametrize("init_weights", [False, "bat"])
+def test_method_bone_1_is_miss_under_bone_keys(init_weights, tmp_path):
+    bone = _adapted(_bone_config(r=4, init_weights=init_weights, target_modules=["sq"]))
+    _perturb(bone)
+    layer = _layer(bone, "sq")
+    assert isinstance(layer, BoneLayer) and not isinstance(layer, MissLayer)
+    miss = _adapted(MissConfig(r=4, init_weights=init_weights, target_modules=["sq"]))
+    with torch.no_grad():
+        _layer(miss, "sq").miss_block["default"].copy_(layer.bone_block["default"])
+    x = torch.randn(3, 10)
+    _close(bone(x), miss(x))
+    bone.save_pretrained(tmp_path)
+    assert list(load_file(tmp_path / "adapter_model.safetensors")) == ["base_model.model.sq.bone_block"]
+
+
+def _write_bone_checkpoint(
+    folder, block: torch.Tensor, init_weights: bool | str = True, bias: str = "Bone_only"
+) -> None:
+    """A Bone adapter as peft <= 0.18 saved it: peft_type BONE and ``bone_block`` keys."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "peft_type": "BONE",
+        "r": block.shape[-1] if init_weights == "bat" else block.shape[0],
+        "init_weights": init_weights,
+        "target_modules": ["sq"],
+        "bias": bias,
+        "task_type": None,
+        "inference_mode": True,
+        "peft_version": "0.15.2",
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    save_file({"base_model.model.sq.bone_block": block}, str(folder / "adapter_model.safetensors"))
+
+
+def test_method_bone_1_saved_bone_adapters_load_and_compute_the_bone_update(tmp_path):
+    block = torch.randn(4, 8) * 0.1
+    _write_bone_checkpoint(tmp_path / "bone", block)
+    with pytest.warns(FutureWarning):
+        model = PeftModel.from_pretrained(_model(), tmp_path / "bone").eval()
+    base = _model().sq
+    x = torch.randn(3, 8)
+    expected = F.linear(x.double(), base.weight.double() + _miss_delta(block, 8, 8), base.bias.double())
+    _close(model.base_model.model.sq(x), expected)
+
+
+@pytest.mark.parametrize("init_weights", [True, "bat"])
+def test_method_bone_1_conversion_to_miss_keeps_outputs(init_weights, tmp_path):
+    block = torch.randn(2, 4, 4) * 0.1 if init_weights == "bat" else torch.randn(4, 8) * 0.1
+    _write_bone_checkpoint(tmp_path / "bone", block, init_weights)
+    _write_bone_checkpoint(tmp_path / "bone" / "second", 2 * block, init_weights, bias="none")  # non-default
+    with pytest.warns(FutureWarning):
+        bone = PeftModel.from_pretrained(_model(), tmp_path / "bone").eval()
+    assert convert_bone_to_miss(tmp_path / "bone", tmp_path / "miss") == [".", "second"]
+    config = json.loads((tmp_path / "miss" / "adapter_config.json").read_text())
+    assert (config["peft_type"], config["bias"], config["init_weights"]) == ("MISS", "miss_only", init_weights)
+    assert list(load_file(tmp_path / "miss" / "adapter_model.safetensors")) == ["base_model.model.sq.miss_block"]
+    miss = PeftModel.from_pretrained(_model(), tmp_path / "miss").eval()
+    assert isinstance(miss.base_model, MissModel)
+    x = torch.randn(3, 10)
+    _close(miss(x), bone(x))
+    miss.load_adapter(tmp_path / "miss" / "second", adapter_name="second")
+    assert torch.equal(miss.base_model.model.sq.miss_block["second"], 2 * block)
+
+
+def test_method_bone_1_converter_command_line_and_errors(tmp_path, capsys):
+    _write_bone_checkpoint(tmp_path / "bone", torch.randn(4, 8))
+    assert convert_main([str(tmp_path / "bone"), str(tmp_path / "miss")]) == 0
+    assert "converted" in capsys.readouterr().out
+    assert PeftConfig.from_pretrained(tmp_path / "miss").peft_type == "MISS"
+    with pytest.raises(ValueError, match="No Bone adapter"):
+        convert_bone_to_miss(tmp_path / "miss", tmp_path / "again")
+    proc = subprocess.run(
+        [sys.executable, "-m", "peft.tuners.bone", str(tmp_path / "bone"), str(tmp_path / "module")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    assert (tmp_path / "module" / "adapter_model.safetensors").is_file()
