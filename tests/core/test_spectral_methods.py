@@ -244,6 +244,16 @@ def test_method_waveft_1_proportional_parameters_share_the_budget_by_layer_size(
     assert _layer(model, "out").waveft_n_frequency["default"] == round(32 / 128 * 20)
 
 
+def test_method_waveft_1_filters_designed_inside_a_meta_device_block():
+    # low_cpu_mem_usage injects under torch.device("meta"): a process loading an adapter designs its filters there
+    expected = scaling_filter("sym4")
+    scaling_filter.cache_clear()
+    with torch.device("meta"):
+        model = get_peft_model(_model(), WaveFTConfig(n_frequency=20, wavelet_family="sym4", target_modules=["lin"]))
+    assert _layer(model).waveft_spectrum["default"].is_meta
+    assert scaling_filter("sym4") == expected
+
+
 def test_method_waveft_1_wavelet_family_validation():
     with pytest.raises(ValueError, match="Wavelet family 'haar' not supported"):
         WaveFTConfig(wavelet_family="haar")

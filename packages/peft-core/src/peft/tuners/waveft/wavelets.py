@@ -72,23 +72,19 @@ def scaling_filter(family: str) -> tuple[float, ...]:
         ValueError: for an unknown family, or a coiflet of order above 5 (not available).
     """
     kind, order = _parse(family)
-    if kind == "db":
-        taps = _daubechies(order)
-    elif kind == "sym":
-        taps = _symlet(order)
-    elif order <= _MAX_COIFLET_ORDER:
-        taps = _coiflet(order)
-    else:
+    if kind == "coif" and order > _MAX_COIFLET_ORDER:
         raise ValueError(
             f"Wavelet family {family!r} is not available: coiflets are built up to coif{_MAX_COIFLET_ORDER}. "
             f"Available families: db1-db38, sym2-sym20, coif1-coif{_MAX_COIFLET_ORDER}."
         )
-    return tuple(taps.tolist())
+    design = {"db": _daubechies, "sym": _symlet, "coif": _coiflet}[kind]
+    with torch.device("cpu"):  # real numbers, also inside a `torch.device("meta")` block (low_cpu_mem_usage)
+        return tuple(design(order).tolist())
 
 
 def reconstruction_filters(family: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(rec_lo, rec_hi)`` of ``family``; ``rec_hi[i] = (-1)^i rec_lo[L-1-i]`` (quadrature mirror filter)."""
-    low = torch.tensor(scaling_filter(family), dtype=torch.float64)
+    low = torch.tensor(scaling_filter(family), dtype=torch.float64, device="cpu")
     signs = torch.ones_like(low)
     signs[1::2] = -1
     high = signs * low.flip(0)
@@ -96,13 +92,19 @@ def reconstruction_filters(family: str, dtype: torch.dtype, device: torch.device
 
 
 # ---------------------------------------------------------------------------------------------- inverse transform
-def _synthesize_last_dim(
-    low: torch.Tensor, high: torch.Tensor, rec_lo: torch.Tensor, rec_hi: torch.Tensor
-) -> torch.Tensor:
+@functools.cache
+def _synthesis_weight(family: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``rec_lo`` and ``rec_hi`` as the ``(2 channels in, 1 out, L)`` weight of ``conv_transpose1d``, built once per
+    family, dtype and device rather than on every forward (on an accelerator, a host-to-device copy each time). Made
+    outside inference mode, so that a first call inside ``torch.inference_mode`` leaves a tensor autograd can save."""
+    with torch.inference_mode(False):
+        return torch.stack(reconstruction_filters(family, dtype, device)).unsqueeze(1)
+
+
+def _synthesize_last_dim(low: torch.Tensor, high: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """One synthesis step along the last dimension: upsample both bands by 2, filter, add (``2n + L - 2`` long)."""
     bands = torch.stack([low, high], dim=-2)  # (..., 2, n): the two bands as input channels
     flat = bands.reshape(-1, 2, low.shape[-1])
-    weight = torch.stack([rec_lo, rec_hi]).unsqueeze(1)  # (2 channels in, 1 out, L)
     out = F.conv_transpose1d(flat, weight, stride=2)
     return out.reshape(*low.shape[:-1], out.shape[-1])
 
@@ -117,11 +119,11 @@ def inverse_dwt2d(coefficients: torch.Tensor, family: str) -> torch.Tensor:
     half_r, half_c = rows // 2, cols // 2
     c_a, c_h = coefficients[:half_r, :half_c], coefficients[:half_r, half_c:]
     c_v, c_d = coefficients[half_r:, :half_c], coefficients[half_r:, half_c:]
-    rec_lo, rec_hi = reconstruction_filters(family, coefficients.dtype, coefficients.device)
-    row_low = _synthesize_last_dim(c_a, c_v, rec_lo, rec_hi)  # columns done; rows still low-pass
-    row_high = _synthesize_last_dim(c_h, c_d, rec_lo, rec_hi)
-    full = _synthesize_last_dim(row_low.T, row_high.T, rec_lo, rec_hi).T
-    trim = rec_lo.numel() - 2
+    weight = _synthesis_weight(family, coefficients.dtype, coefficients.device)
+    row_low = _synthesize_last_dim(c_a, c_v, weight)  # columns done; rows still low-pass
+    row_high = _synthesize_last_dim(c_h, c_d, weight)
+    full = _synthesize_last_dim(row_low.T, row_high.T, weight).T
+    trim = weight.shape[-1] - 2
     return full[trim : full.shape[0] - trim, trim : full.shape[1] - trim]
 
 
