@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from peft.mapping import inject_adapter_in_model
-from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
 from peft.utils.other import AuxiliaryTrainingWrapper
 from peft.utils.save_and_load import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils.warnings import warn
@@ -99,7 +98,6 @@ def cast_adapter_dtype(model: nn.Module, adapter_name: str, autocast_adapter_dty
 
 
 def _upcast_adapter(modules: list[nn.Module], adapter_name: str) -> None:
-    low_precision = (torch.float16, torch.bfloat16)
     for module in modules:
         if not isinstance(module, BaseTunerLayer) or not module.upcast_adapter_dtype:
             continue
@@ -115,5 +113,5 @@ def _upcast_adapter(modules: list[nn.Module], adapter_name: str) -> None:
             else:  # a leaf module (the usual adapter factor): no traversal
                 tensors = [*item._parameters.values(), *item._buffers.values()]
             for tensor in tensors:
-                if tensor is not None and tensor.dtype in low_precision:
+                if tensor is not None and tensor.dtype in HALF_PRECISION:
                     tensor.data = tensor.data.float()

@@ -20,49 +20,31 @@ def register(registry: HostRegistry) -> None:
     Args:
         registry: the core's :class:`peft.hosts.HostRegistry`.
     """
-    from .target_modules import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    from . import target_modules as tables
 
-    # LoHa, LoKr, OFT, BOFT, HRA, MiSS and Bone adapt the same projections as LoRA (each method gets its own copy, to
-    # override where it differs; peft 0.21.2 overrides none for these)
-    for peft_type in ("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE"):
+    # per method, model_type -> default target_modules (a list of names or a regex str); LoHa, LoKr, OFT, BOFT, HRA,
+    # MiSS and Bone adapt the same projections as LoRA (peft 0.21.2 overrides none for these). "IA3_FEEDFORWARD"
+    # holds (IA)³'s default feedforward_modules.
+    lora = tables.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    defaults = {
+        **dict.fromkeys(("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE"), lora),
+        "ADALORA": tables.TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING,
+        "C3A": tables.TRANSFORMERS_MODELS_TO_C3A_TARGET_MODULES_MAPPING,
+        "FOURIERFT": tables.TRANSFORMERS_MODELS_TO_FOURIERFT_TARGET_MODULES_MAPPING,
+        "IA3": tables.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+        "IA3_FEEDFORWARD": tables.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
+        "LN_TUNING": tables.TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING,
+        "RANDLORA": tables.TRANSFORMERS_MODELS_TO_RANDLORA_TARGET_MODULES_MAPPING,
+        "ROAD": tables.TRANSFORMERS_MODELS_TO_ROAD_TARGET_MODULES_MAPPING,
+        "SHIRA": tables.TRANSFORMERS_MODELS_TO_SHIRA_TARGET_MODULES_MAPPING,
+        "VBLORA": tables.TRANSFORMERS_MODELS_TO_VBLORA_TARGET_MODULES_MAPPING,
+        "VERA": tables.TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING,
+        "WAVEFT": tables.TRANSFORMERS_MODELS_TO_WAVEFT_TARGET_MODULES_MAPPING,
+    }
+    for peft_type, mapping in defaults.items():
+        # each method gets its own lists, so that changing one method's defaults leaves the others alone
         registry.register_default_target_modules(
-            peft_type,
-            {name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()},
-        )
-    # AdaLoRA has its own table (LoRA's with peft 0.21.2's AdaLoRA entries; one entry is a regex str)
-    from .target_modules import TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING
-
-    registry.register_default_target_modules(
-        "ADALORA",
-        {
-            name: modules if isinstance(modules, str) else list(modules)
-            for name, modules in TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING.items()
-        },
-    )
-
-    # (IA)³ and LN Tuning have tables of their own; "IA3_FEEDFORWARD" holds (IA)³'s default feedforward_modules
-    from . import target_modules as _targets
-
-    for key, mapping in (
-        ("IA3", _targets.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING),
-        ("IA3_FEEDFORWARD", _targets.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING),
-        ("LN_TUNING", _targets.TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING),
-    ):
-        registry.register_default_target_modules(key, {name: list(modules) for name, modules in mapping.items()})
-
-    # RoAd, SHiRA and VB-LoRA (VB-LoRA's table has a regex str entry)
-    for key, mapping in (
-        ("C3A", _targets.TRANSFORMERS_MODELS_TO_C3A_TARGET_MODULES_MAPPING),
-        ("FOURIERFT", _targets.TRANSFORMERS_MODELS_TO_FOURIERFT_TARGET_MODULES_MAPPING),
-        ("RANDLORA", _targets.TRANSFORMERS_MODELS_TO_RANDLORA_TARGET_MODULES_MAPPING),
-        ("ROAD", _targets.TRANSFORMERS_MODELS_TO_ROAD_TARGET_MODULES_MAPPING),
-        ("SHIRA", _targets.TRANSFORMERS_MODELS_TO_SHIRA_TARGET_MODULES_MAPPING),
-        ("VBLORA", _targets.TRANSFORMERS_MODELS_TO_VBLORA_TARGET_MODULES_MAPPING),
-        ("VERA", _targets.TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING),
-        ("WAVEFT", _targets.TRANSFORMERS_MODELS_TO_WAVEFT_TARGET_MODULES_MAPPING),
-    ):
-        registry.register_default_target_modules(
-            key, {name: m if isinstance(m, str) else list(m) for name, m in mapping.items()}
+            peft_type, {name: m if isinstance(m, str) else list(m) for name, m in mapping.items()}
         )
 
     def weight_mapping_builder():

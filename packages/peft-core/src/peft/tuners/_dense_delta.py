@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.quantization import resolve_quantization_backend
+from peft.quantization import PLAIN_BACKEND, resolve_quantization_backend
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
+from peft.tuners._validation import check_positive_int
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 
@@ -38,9 +39,8 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
         )
     if resolve_quantization_backend(base_layer) is not None:
         return  # a backend dequantizes and requantizes the weight for merging
-    weight = getattr(base_layer, "weight", None)
-    if hasattr(base_layer, "qweight") or not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
-        dtype = getattr(weight, "dtype", None)
+    if hasattr(base_layer, "qweight") or not PLAIN_BACKEND.matches(base_layer):
+        dtype = getattr(getattr(base_layer, "weight", None), "dtype", None)
         raise TypeError(
             f"{method} does not support quantized base layers ({type(base_layer).__name__} with weight dtype {dtype}):"
             " its update is a dense float matrix merged into the weight. Use an unquantized model, or a method that "
@@ -78,6 +78,18 @@ class DenseDeltaLayer(BaseTunerLayer):
         getattr(self, self.adapter_layer_names[0])[adapter_name] = nn.Parameter(tensor)
         self._move_adapter_to_device_of_base_layer(adapter_name)
 
+    def _locations_on(
+        self, locations_by_adapter: dict[str, torch.Tensor], adapter_name: str, device: torch.device
+    ) -> torch.Tensor:
+        """The adapter's ``(2, n)`` positions (drawn on the CPU) on ``device``: moved there once and kept there, not
+        copied host-to-device on every forward."""
+        locations = locations_by_adapter[adapter_name]
+        if locations.device != device:
+            locations = locations.to(device)
+            if device.type != "meta":  # a meta copy could not be moved back once the values are loaded
+                locations_by_adapter[adapter_name] = locations
+        return locations
+
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one)."""
         raise NotImplementedError
@@ -93,17 +105,8 @@ class DenseDeltaLayer(BaseTunerLayer):
         x = self._cast_input_dtype(x, delta.dtype)
         return F.linear(x, delta)
 
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
-
     def __repr__(self) -> str:
         return f"{self.method_name}." + super().__repr__()
-
-
-def check_positive_int(owner: str, name: str, value: Any) -> None:
-    """Raise ``ValueError`` naming ``owner`` unless ``value`` is a positive int."""
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{owner}: `{name}` should be a positive integer, got {value!r}.")
 
 
 def random_locations(out_features: int, in_features: int, count: int, seed: Any, owner: str) -> torch.Tensor:
@@ -114,7 +117,7 @@ def random_locations(out_features: int, in_features: int, count: int, seed: Any,
     Raises:
         ValueError: if ``count`` is not in ``[1, out * in]`` or ``seed`` is not an int.
     """
-    check_positive_int(owner, "n_frequency", count)
+    check_positive_int(f"{owner}: `n_frequency`", count)
     if count > out_features * in_features:
         raise ValueError(
             f"{owner}: `n_frequency` should be at most the number of weight entries, out_features * in_features = "
@@ -130,9 +133,10 @@ def random_locations(out_features: int, in_features: int, count: int, seed: Any,
     return torch.stack([flat // in_features, flat % in_features])
 
 
-def dense_from_locations(values: torch.Tensor, locations: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """The ``shape`` matrix holding ``values`` at ``locations`` (``(2, n)`` rows and columns) and zeros elsewhere."""
-    rows, cols = locations.to(values.device)
+def dense_from_locations(
+    values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """The ``shape`` matrix holding ``values`` at ``(rows, cols)`` and zeros elsewhere."""
     dense = torch.zeros(shape, dtype=values.dtype, device=values.device)
     return dense.index_put((rows, cols), values)
 

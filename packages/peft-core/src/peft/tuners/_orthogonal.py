@@ -7,9 +7,10 @@ For an input ``x`` of ``d`` features (``in_channels * kh * kw`` for a convolutio
 
 with ``M = F_1 F_2 ... F_n`` a product of *factors* ``F = P B P^T``: ``B`` block-diagonal with orthogonal blocks
 (Cayley transforms of skew-symmetric matrices) and ``P`` a permutation. OFT has one factor and no permutation; BOFT
-has one factor per butterfly level; HRA's factors are reflections ``I - 2 Q Q^T`` (``Reflection``, ``O(d * k)`` per
-row for ``k`` orthonormal columns in ``Q``). ``M`` is never materialised: applying a factor to ``x`` is a gather and a
-batched block product, ``O(d * block_size)`` per row, and the base layer is called on the rotated input (ARCH-24).
+has one factor per butterfly level; HRA's factor is a chain of Householder reflections (``HouseholderChain``) or one
+reflection ``I - 2 Q Q^T`` (``Reflection``), ``O(d * k)`` per row for ``k`` vectors. ``M`` is never materialised:
+applying a block factor to ``x`` is a gather and a batched block product, ``O(d * block_size)`` per row, and the base
+layer is called on the rotated input (ARCH-24).
 Only a convolution with a kernel larger than 1 cannot be rotated on its input (``M`` mixes positions of a patch); it
 runs the base convolution with the rotated weight, which is what merging produces. An embedding is rotated on its
 output, ``y = base(x) M``, and merges as ``W' = W M``.
@@ -31,11 +32,9 @@ import torch
 from torch import nn
 
 from peft.tuners._targeting import fit_fan_in_fan_out
-from peft.tuners.tuners_layer import BaseTunerLayer, NonAdditiveTunerLayer
+from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, NonAdditiveTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.warnings import warn
-
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
 class RotationFactor(NamedTuple):
@@ -64,10 +63,34 @@ class Reflection(NamedTuple):
     def device(self) -> torch.device:
         return self.basis.device
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (I - 2 Q Q^T)`` on the last dimension of ``x``, without building the ``d x d`` matrix."""
+    def apply(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """``x (I - 2 Q Q^T)`` on the last dimension of ``x``, without building the ``d x d`` matrix (symmetric:
+        ``transpose`` changes nothing)."""
         basis = self.basis.to(x.dtype)
         return x - 2 * (x @ basis) @ basis.T
+
+
+class HouseholderChain(NamedTuple):
+    """One factor ``H_1 H_2 ... H_k``: the product of the Householder reflections ``H_i = I - 2 v_i v_i^T`` through
+    the unit columns of ``vectors`` (``V``, ``(d, k)``). It is applied in compact WY form ``I - V T V^T`` (``T`` upper
+    triangular, ``T^-1 = I / 2 + triu(V^T V, 1)``; Schreiber and Van Loan, 1989): two ``(d, k)`` products per row
+    whatever ``k``, instead of ``k`` passes over ``x`` (and ``k`` copies of it kept for backward). Orthogonal: its
+    inverse is its transpose."""
+
+    vectors: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.vectors.device
+
+    def apply(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """``x (I - V T V^T)`` (``transpose``: ``x (I - V T^T V^T)``) on the last dimension of ``x``."""
+        vectors = self.vectors.to(x.dtype)
+        # T from the k x k Gram matrix, in float32 for half precision (which triangular solves lack)
+        work = vectors.float() if vectors.dtype in HALF_PRECISION else vectors
+        eye = torch.eye(work.shape[1], dtype=work.dtype, device=work.device)
+        core = torch.linalg.solve_triangular(torch.triu(work.T @ work, 1) + eye / 2, eye, upper=True).to(x.dtype)
+        return x - (x @ vectors) @ (core.T if transpose else core) @ vectors.T
 
 
 def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
@@ -84,7 +107,7 @@ def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
 
 def rotate(
     x: torch.Tensor,
-    factors: Sequence[RotationFactor | Reflection],
+    factors: Sequence[RotationFactor | Reflection | HouseholderChain],
     *,
     transpose: bool = False,
     inverse: bool = False,
@@ -92,8 +115,8 @@ def rotate(
     """``x @ M`` for ``M = factors[0] @ factors[1] @ ...`` on the last dimension of ``x``; ``transpose`` and
     ``inverse`` give ``x @ M^T``, ``x @ M^-1`` and (both) ``x @ M^-T``."""
     for factor in factors[::-1] if transpose != inverse else factors:
-        if isinstance(factor, Reflection):  # symmetric and an involution: transpose and inverse change nothing
-            x = factor.apply(x)
+        if not isinstance(factor, RotationFactor):  # orthogonal: the inverse is the transpose
+            x = factor.apply(x, transpose=transpose != inverse)
             continue
         blocks = factor.blocks
         if inverse:
@@ -112,7 +135,7 @@ def cayley(skew: torch.Tensor) -> torch.Tensor:
     """The orthogonal matrices ``(I - S)(I + S)^-1`` of a batch of skew-symmetric ``S`` (float32 for half
     precision, which ``torch.linalg.solve`` lacks)."""
     dtype = skew.dtype
-    work = skew.float() if dtype in _HALF_PRECISION else skew
+    work = skew.float() if dtype in HALF_PRECISION else skew
     eye = torch.eye(work.shape[-1], device=work.device, dtype=work.dtype).expand_as(work)
     return torch.linalg.solve(eye + work, eye - work, left=False).to(dtype)
 
@@ -135,32 +158,6 @@ def nearest_divisor(n: int, value: int) -> int:
     lower = next(k for k in range(value, 0, -1) if n % k == 0)
     higher = next(k for k in range(value, n + 1) if n % k == 0)
     return lower if value - lower <= higher - value else higher
-
-
-def check_non_negative_int(owner: str, name: str, value: Any) -> None:
-    """``value`` must be an int >= 0 (a bool is refused)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{owner}.{name} must be a non-negative integer, got {value!r}.")
-
-
-def check_probability(owner: str, name: str, value: Any) -> None:
-    """``value`` must be a number in ``[0, 1]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{owner}.{name} must be a probability in [0, 1], got {value!r}.")
-
-
-def check_exactly_one(owner: str, first: str, first_value: int, second: str, second_value: int) -> None:
-    """Exactly one of two sizes whose product is the layer's dimension may be set (non-zero)."""
-    if first_value == 0 and second_value == 0:
-        raise ValueError(
-            f"{owner}: either `{first}` or `{second}` must be non-zero. Currently, {first} = {first_value} and "
-            f"{second} = {second_value}."
-        )
-    if first_value != 0 and second_value != 0:
-        raise ValueError(
-            f"{owner}: you can only specify either {first} ({first_value}) or {second} ({second_value}), but not "
-            f"both simultaneously, because {first} x {second} == in_features; set the other one to 0."
-        )
 
 
 @functools.cache
@@ -213,7 +210,7 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
     # ---------------------------------------------------------------------------------------------- per method
     def _rotation_factors(
         self, adapter_name: str, dtype: torch.dtype, dropout: bool
-    ) -> list[RotationFactor | Reflection]:
+    ) -> list[RotationFactor | Reflection | HouseholderChain]:
         """The factors of ``M`` for ``adapter_name``, computed in ``dtype``; ``dropout``: apply the training-time
         multiplicative dropout."""
         raise NotImplementedError
@@ -292,7 +289,7 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
         """``s * (W M^T)`` (``inverse``: ``(W / s) M^-T``) for the base weight ``W``, in its shape and dtype; ``W M``
         (``W M^-1``) for an embedding. Half precision is combined in float32."""
         dtype = self._adapter_dtype(adapter_name)
-        dtype = torch.float32 if dtype in _HALF_PRECISION else dtype
+        dtype = torch.float32 if dtype in HALF_PRECISION else dtype
         factors = self._rotation_factors(adapter_name, dtype, dropout=dropout)
         scale = self._output_scale(adapter_name)
         flat = weight.reshape(weight.shape[0], -1).to(dtype)

@@ -24,20 +24,13 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.quantization import resolve_quantization_backend
 from peft.tuners._buffer_dict import BufferDict
-from peft.tuners._orthogonal import check_probability
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
-from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.tuners._validation import check_positive_int, check_probability
+from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.warnings import warn
 
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
 _SUPPORTED = "torch.nn.Linear (optionally quantized), transformers.pytorch_utils.Conv1D"
-
-
-def check_rank(owner: str, r: Any) -> None:
-    """``r`` must be a positive int (a bool is refused)."""
-    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
-        raise ValueError(f"{owner}.r should be a positive integer, got {r!r}.")
 
 
 def projection_property(name: str) -> property:
@@ -88,7 +81,7 @@ class SharedProjectionConfig(PeftConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_rank(type(self).__name__, self.r)
+        check_positive_int(f"{type(self).__name__}.r", self.r)
         if not self.save_projection:
             names = " and ".join(self._projection_names)
             warn(
@@ -103,7 +96,6 @@ class SharedProjectionLayer(BaseTunerLayer):
     nn.Module)``. ``fan_in_fan_out`` layers (GPT-2's ``Conv1D``) store the base weight as ``(in, out)``: only merging
     sees that, the forward acts on activations."""
 
-    projection_names: ClassVar[tuple[str, ...]] = ()
     # the per-adapter dropout container (one of other_param_names)
     dropout_name: ClassVar[str] = ""
 
@@ -147,7 +139,7 @@ class SharedProjectionLayer(BaseTunerLayer):
         Raises:
             ValueError: if ``r`` is not a positive integer or ``dropout`` not a probability.
         """
-        check_rank(type(self).__name__, r)
+        check_positive_int(f"{type(self).__name__}.r", r)
         check_probability(type(self).__name__, self.dropout_name, dropout)
         if projections is not None:
             self.__dict__["_projections"] = projections
@@ -157,10 +149,7 @@ class SharedProjectionLayer(BaseTunerLayer):
     def _new_vector(self, values: torch.Tensor) -> nn.Parameter:
         """``values`` as a parameter on the base layer's device and dtype (drawn on the CPU in float32 first, so
         a seed gives the same values whatever the base layer's device or dtype)."""
-        factory = self._factory_kwargs()
-        if factory["device"] is not None and factory["device"].type == "meta":
-            return nn.Parameter(torch.empty(values.shape, **factory))
-        return nn.Parameter(values.to(**factory))
+        return nn.Parameter(values.to(**self._factory_kwargs()))
 
     def _projection(self, name: str, adapter_name: str, index: tuple[slice, ...], like: torch.Tensor) -> torch.Tensor:
         """The part ``index`` of the shared projection ``name``, on ``like``'s device and dtype (only the slice
@@ -183,24 +172,21 @@ class SharedProjectionLayer(BaseTunerLayer):
         """The update of ``adapter_name`` in the base weight's layout; half-precision adapters are combined in
         float32 on every device, so a merge gives the same weight on CPU and GPU."""
         dtype = self._adapter_dtype(adapter_name)
-        delta = self._delta_weight(adapter_name, torch.float32 if dtype in _HALF_PRECISION else dtype).to(dtype)
+        delta = self._delta_weight(adapter_name, torch.float32 if dtype in HALF_PRECISION else dtype).to(dtype)
         return delta.T if self.fan_in_fan_out else delta
 
     # ---------------------------------------------------------------------------------------------- forward
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
 
 
 class SharedProjectionTuner(BaseTuner):
     """Injects a shared-projection method's layers and owns the projections (``projection_names`` attributes, one
-    ``SharedBufferDict`` each). Subclasses set ``prefix``, ``tuner_layer_cls``, ``linear_layer_cls``,
-    ``layer_option_names`` (config fields passed to the layers besides ``r``) and implement
+    ``SharedBufferDict`` each). Subclasses set ``prefix``, ``tuner_layer_cls``, ``layers_mapping`` (``{nn.Linear:
+    their layer}``), ``layer_option_names`` (config fields passed to the layers besides ``r``) and implement
     ``_generate_projections``."""
 
     # the projections live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
     uses_shared_state: bool = True
     projection_names: ClassVar[tuple[str, ...]] = ()
-    linear_layer_cls: ClassVar[type[SharedProjectionLayer]]
     # the bias value that trains the biases of this method's layers ("vera_only" although VeRA's prefix is longer)
     bias_only_value: ClassVar[str] = ""
     layer_option_names: ClassVar[tuple[str, ...]] = ("init_weights",)
@@ -330,7 +316,7 @@ class SharedProjectionTuner(BaseTuner):
                 container = self._modules.get(name)
                 if container is not None and adapter_name in container:
                     tensor = container[adapter_name]
-                    if tensor.dtype in _HALF_PRECISION:
+                    if tensor.dtype in HALF_PRECISION:
                         tensor.data = tensor.data.float()  # in place: adapters sharing the tensor see it too
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -352,8 +338,9 @@ class SharedProjectionTuner(BaseTuner):
     def _create_new_module(
         cls, peft_config: SharedProjectionConfig, adapter_name: str, target: nn.Module, **kwargs: Any
     ) -> BaseTunerLayer:
-        """A ``linear_layer_cls`` around ``target`` (``nn.Linear``, a quantized linear layer, or ``Conv1D`` with
-        ``fan_in_fan_out``; the config's ``fan_in_fan_out`` is corrected with a warning as the reference does)."""
+        """The method's layer (``layers_mapping[nn.Linear]``) around ``target``: ``nn.Linear``, a quantized linear
+        layer, or ``Conv1D`` with ``fan_in_fan_out`` (the config's is corrected with a warning, as the reference
+        does); custom modules first."""
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
         for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
             if isinstance(base, base_cls):
@@ -361,7 +348,7 @@ class SharedProjectionTuner(BaseTuner):
         linear = isinstance(base, nn.Linear) or resolve_quantization_backend(base) is not None
         if linear or is_transformers_conv1d(base):
             fan_in_fan_out = fit_fan_in_fan_out(peft_config, base)
-            return cls.linear_layer_cls(target, adapter_name, fan_in_fan_out=fan_in_fan_out, **kwargs)
+            return cls.layers_mapping[nn.Linear](target, adapter_name, fan_in_fan_out=fan_in_fan_out, **kwargs)
         raise TypeError(
             f"Target module {type(base).__name__} is not supported by {cls.__name__}; supported modules: {_SUPPORTED}."
             " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."

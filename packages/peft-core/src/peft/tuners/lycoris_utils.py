@@ -21,15 +21,9 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners._targeting import get_pattern_key
-from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners._validation import check_positive_int
+from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
-
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} should be a positive integer, got {value!r}.")
 
 
 def _check_init_weights(value: Any, valid: Iterable[bool | str], owner: str) -> None:
@@ -69,9 +63,9 @@ class LycorisConfig(PeftConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive_int("r", self.r)
+        check_positive_int("r", self.r)
         for key, rank in self.rank_pattern.items():
-            _check_positive_int(f"rank_pattern[{key!r}]", rank)
+            check_positive_int(f"rank_pattern[{key!r}]", rank)
         for name in ("rank_dropout", "module_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
@@ -168,7 +162,7 @@ class LycorisLayer(BaseTunerLayer):
         Raises:
             ValueError: if ``r`` is not positive or ``init_weights`` is unknown to the method.
         """
-        _check_positive_int("r", r)
+        check_positive_int("r", r)
         _check_init_weights(init_weights, self._zero_initialized, type(self).__name__)
         self.r[adapter_name] = r
         self.alpha[adapter_name] = alpha
@@ -232,7 +226,7 @@ class LycorisLayer(BaseTunerLayer):
         merge gives the same weight on CPU and GPU (OPEN-12).
         """
         dtype = self._adapter_dtype(adapter_name)
-        compute_dtype = torch.float32 if dtype in _HALF_PRECISION else None
+        compute_dtype = torch.float32 if dtype in HALF_PRECISION else None
         return self._scaled_delta(adapter_name, compute_dtype, apply_rank_dropout).to(dtype)
 
     # ---------------------------------------------------------------------------------------------- forward
@@ -254,7 +248,7 @@ class LycorisLayer(BaseTunerLayer):
         module_dropout = self.module_dropout[adapter_name]
         if self.training and module_dropout > 0 and torch.rand(1).item() < module_dropout:
             return result  # module dropout: the whole adapter is skipped for this step
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
+        return super()._adapter_output(x, result, adapter_name)
 
     # ---------------------------------------------------------------------------------------------- scaling
     def set_scale(self, adapter: str, scale: float | int) -> None:

@@ -22,6 +22,8 @@ from peft.tuners._targeting import is_transformers_conv1d
 from peft.utils.warnings import warn
 
 BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
+# dtypes whose matrix products, inverses and decompositions are computed in float32
+HALF_PRECISION = (torch.float16, torch.bfloat16)
 # torch layers whose forward returns a new tensor that nothing else references
 _FRESH_OUTPUT_LAYERS = frozenset({nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding})
 _mixed_batch_adapter_names: contextvars.ContextVar[Sequence[str] | None] = contextvars.ContextVar(
@@ -407,6 +409,10 @@ class BaseTunerLayer:
             moved = item.to(device=device, dtype=dtype) if dtype is not None else item.to(device)
             if moved is not item:  # modules move in place; a Parameter comes back as a new tensor
                 container[adapter_name] = nn.Parameter(moved, requires_grad=item.requires_grad)
+        for name in self.adapter_buffer_names:  # buffers follow the device but keep their dtype (SHiRA's indices)
+            container = self.adapter_container(name)
+            if container is not None and adapter_name in container and container[adapter_name].device.type != "meta":
+                container[adapter_name] = container[adapter_name].to(device)
 
     def _cast_input_dtype(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Cast the input to the adapter's dtype, unless disabled (diffusers' layerwise casting needs that)."""
@@ -436,8 +442,16 @@ class BaseTunerLayer:
         return result
 
     def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """The base output ``result`` with adapter ``adapter_name`` applied to input ``x``."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _adapter_output.")
+        """The base output ``result`` with adapter ``adapter_name`` applied to input ``x``.
+
+        Additive methods define ``_adapter_update(x, adapter_name)`` and get this default: the update is added, in
+        place when this call owns the base output. Other methods override it.
+        """
+        adapter_update = getattr(self, "_adapter_update", None)
+        if adapter_update is None:
+            raise NotImplementedError(f"{type(self).__name__} does not implement _adapter_output.")
+        update = adapter_update(x, adapter_name).to(result.dtype)
+        return result.add_(update) if self._owns_base_output() else result + update
 
     def _owns_base_output(self) -> bool:
         """Whether the direct base layer's output is a tensor only this call holds, so that adapters may add to it

@@ -106,8 +106,7 @@ class RankAllocator:
                         f"{name} has no gradient: call update_and_allocate after loss.backward() and before "
                         "optimizer.zero_grad()."
                     )
-                if name not in self.ipt:
-                    self.ipt[name] = torch.zeros_like(param)
+                if name not in self.exp_avg_ipt:
                     self.exp_avg_ipt[name] = torch.zeros_like(param)
                     self.exp_avg_unc[name] = torch.zeros_like(param)
                 with torch.no_grad():

@@ -138,10 +138,6 @@ class AdaLoraLayer(LoraLayer):
         lora_a, lora_e, lora_b = self._svd_factors(adapter_name)
         return lora_b @ (lora_a * lora_e) * self._update_factor(adapter_name)
 
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        update = self._adapter_update(x, adapter_name).to(result.dtype)
-        return result.add_(update) if self._owns_base_output() else result + update
-
     def _keep_triplets(self, adapter_name: str, keep: list[bool] | torch.Tensor) -> None:
         """Shrink ``adapter_name`` to the singular triplets marked in ``keep``, keeping their values, trainability
         and ``ranknum`` (so the output is unchanged when the dropped triplets were masked to zero)."""

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
-from peft.tuners.adalora.allocator import RankAllocator, adalora_layers, lookup_rank_mask
+from peft.tuners.adalora.allocator import RankAllocator, _param_name, adalora_layers, lookup_rank_mask
 from peft.tuners.adalora.config import AdaLoraConfig
 from peft.tuners.adalora.layer import AdaLoraLayer, SVDConv2d, SVDLinear
 from peft.tuners.lora.model import LoraModel
@@ -252,7 +252,7 @@ def _pruned_state_dict(
             continue
         keep = torch.as_tensor(mask, dtype=torch.bool).nonzero().view(-1)
         for attr, dim in (("lora_E", 0), ("lora_A", 0), ("lora_B", 1)):
-            key = key_of(f"{path}.{attr}.{adapter_name}" if path else f"{attr}.{adapter_name}")
+            key = key_of(_param_name(path, attr, adapter_name))
             tensor = state_dict.get(key) if key is not None else None
             # tensors already holding only the kept triplets (a pruned adapter loaded again) stay as they are
             if tensor is not None and tensor.shape[dim] == len(mask) != len(keep):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from peft.config import PeftConfig
-from peft.tuners._orthogonal import check_exactly_one, check_non_negative_int, check_probability
+from peft.tuners._validation import check_exactly_one, check_non_negative_int, check_probability
 from peft.utils.peft_types import PeftType
 
 

@@ -15,7 +15,8 @@ import math
 import torch
 from torch import nn
 
-from peft.tuners._dense_delta import DenseDeltaLayer, check_positive_int
+from peft.tuners._dense_delta import DenseDeltaLayer
+from peft.tuners._validation import check_positive_int
 
 INIT_WEIGHTS = (True, False, "gaussian", "kaiming_uniform", "xavier_uniform")
 
@@ -59,7 +60,7 @@ class C3ALayer(DenseDeltaLayer):
                 unknown ``init_weights``.
         """
         owner = type(self).__name__
-        check_positive_int(owner, "block_size", block_size)
+        check_positive_int(f"{owner}: `block_size`", block_size)
         if self.in_features % block_size or self.out_features % block_size:
             raise _block_size_error(owner, block_size, self.in_features, self.out_features)
         if not any(init_weights is mode or (isinstance(mode, str) and init_weights == mode) for mode in INIT_WEIGHTS):

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from peft.tuners._dense_delta import DenseDeltaLayer, dense_from_locations, random_locations
-
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
+from peft.tuners.tuners_layer import HALF_PRECISION
 
 
 class FourierFTLayer(DenseDeltaLayer):
@@ -55,8 +54,9 @@ class FourierFTLayer(DenseDeltaLayer):
 
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
         spectrum = self.fourierft_spectrum[adapter_name]
-        compute = spectrum.float() if spectrum.dtype in _HALF_PRECISION else spectrum
-        dense = dense_from_locations(compute, self.indices[adapter_name], (self.out_features, self.in_features))
+        compute = spectrum.float() if spectrum.dtype in HALF_PRECISION else spectrum
+        rows, cols = self._locations_on(self.indices, adapter_name, compute.device)
+        dense = dense_from_locations(compute, rows, cols, (self.out_features, self.in_features))
         delta = torch.fft.ifft2(dense).real * self.fourierft_scaling[adapter_name]
         return delta.to(spectrum.dtype)
 

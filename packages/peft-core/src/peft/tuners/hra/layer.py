@@ -2,13 +2,13 @@
 
     R_i = I - 2 u_i u_i^T        (u_i: column i of ``hra_u``, normalised)
 
-so the forward is ``y = base(x H^T) = base(x R_r ... R_1)``: each reflection is applied to the input rows in
-``O(d)`` and ``H`` is never built (``d = in_features``, ``in_channels * kh * kw`` for a convolution). With
-``apply_GS`` the vectors are orthonormalised first (``Q``, Gram-Schmidt order) and ``H = I - 2 Q Q^T``, one
-reflection through their span. Stored per adapter: ``hra_u`` ``(d, r)`` (the reference checkpoint format).
-``init_weights=True`` repeats each random column once (``u_1, u_1, u_2, u_2, ...``): equal neighbours cancel, so an
-even ``r`` starts as the identity. Forward, merging and several adapters are the shared orthogonal-family mechanics
-(``peft.tuners._orthogonal``).
+so the forward is ``y = base(x H^T) = base(x R_r ... R_1)``: the chain is applied to the input rows at once, in
+compact WY form (``HouseholderChain``, ``O(d * r)`` per row), and ``H`` is never built (``d = in_features``,
+``in_channels * kh * kw`` for a convolution). With ``apply_GS`` the vectors are orthonormalised first (``Q``,
+Gram-Schmidt order) and ``H = I - 2 Q Q^T``, one reflection through their span. Stored per adapter: ``hra_u``
+``(d, r)`` (the reference checkpoint format). ``init_weights=True`` repeats each random column once (``u_1, u_1, u_2,
+u_2, ...``): equal neighbours cancel, so an even ``r`` starts as the identity. Forward, merging and several adapters
+are the shared orthogonal-family mechanics (``peft.tuners._orthogonal``).
 """
 
 from __future__ import annotations
@@ -19,19 +19,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._orthogonal import OrthogonalLayer, Reflection
+from peft.tuners._orthogonal import HouseholderChain, OrthogonalLayer, Reflection
+from peft.tuners.tuners_layer import HALF_PRECISION
 from peft.utils.warnings import warn
-
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def orthonormal_columns(vectors: torch.Tensor) -> torch.Tensor:
     """An orthonormal basis of the span of ``vectors``' columns in Gram-Schmidt order (column ``i`` spans what the
     first ``i + 1`` columns span); computed as a reduced QR, in float32 for half precision."""
     dtype = vectors.dtype
-    work = vectors.float() if dtype in _HALF_PRECISION else vectors
+    work = vectors.float() if dtype in HALF_PRECISION else vectors
     basis, _ = torch.linalg.qr(work, mode="reduced")
     return basis.to(dtype)
+
+
+def _unit_columns(vectors: torch.Tensor) -> torch.Tensor:
+    return vectors / vectors.norm(dim=0)
 
 
 class HRALayer(OrthogonalLayer):
@@ -87,13 +90,14 @@ class HRALayer(OrthogonalLayer):
     def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
         return self.hra_u[adapter_name].dtype
 
-    def _rotation_factors(self, adapter_name: str, dtype: torch.dtype, dropout: bool) -> list[Reflection]:
+    def _rotation_factors(
+        self, adapter_name: str, dtype: torch.dtype, dropout: bool
+    ) -> list[Reflection | HouseholderChain]:
         vectors = self.hra_u[adapter_name].to(dtype)
         if self.hra_apply_GS[adapter_name]:
             return [Reflection(orthonormal_columns(vectors))]
-        unit = vectors / vectors.norm(dim=0)
-        # x M = x H^T applies the last reflection first
-        return [Reflection(unit[:, i : i + 1]) for i in reversed(range(unit.shape[1]))]
+        # M = H^T = R_r ... R_1: the chain of the columns in reverse order
+        return [HouseholderChain(_unit_columns(vectors).flip(-1))]
 
     def get_delta_weight(self, adapter_name: str, reverse: bool = False) -> torch.Tensor:
         """The dense ``(d, d)`` orthogonal ``H`` of ``adapter_name`` (merging gives ``W H``); ``reverse``: its inverse
@@ -104,8 +108,7 @@ class HRALayer(OrthogonalLayer):
     def orthogonality_loss(self, adapter_name: str) -> torch.Tensor:
         """``||U^T U - I||_F^2`` for the normalised vectors ``U`` of ``adapter_name``: zero when the reflections are
         mutually orthogonal (the HRA paper's regulariser)."""
-        vectors = self.hra_u[adapter_name]
-        unit = vectors / vectors.norm(dim=0)
+        unit = _unit_columns(self.hra_u[adapter_name])
         eye = torch.eye(unit.shape[1], dtype=unit.dtype, device=unit.device)
         return ((unit.T @ unit - eye) ** 2).sum()
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import Embedding, LoraLayer, LoraVariant
+from peft.tuners.tuners_layer import HALF_PRECISION
 
 
 class DoraMagnitude(nn.Module):
@@ -40,7 +41,7 @@ def _combined_and_norm(module: LoraLayer, adapter_name: str) -> tuple[torch.Tens
         weight = _oriented(module, module.get_base_weight())
         delta = _oriented(module, module.get_delta_weight(adapter_name))
         combined = weight.to(delta.dtype) + delta
-        compute = combined.float() if combined.dtype in (torch.float16, torch.bfloat16) else combined
+        compute = combined.float() if combined.dtype in HALF_PRECISION else combined
         norm = compute.flatten(1).norm(p=2, dim=1).to(combined.dtype)
     return combined, norm
 

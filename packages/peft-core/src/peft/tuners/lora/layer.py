@@ -17,6 +17,7 @@ from torch.nn.utils import skip_init
 
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
+    HALF_PRECISION,
     BaseTunerLayer,
     LazyAdapterContainer,
     MixedBatch,
@@ -242,7 +243,7 @@ class LoraLayer(BaseTunerLayer):
         """``scaling * B @ A`` for linear-like factors, computed in fp32 on CPU for half precision."""
         weight_a, weight_b = self.lora_A[adapter_name].weight, self.lora_B[adapter_name].weight
         dtype = weight_b.dtype
-        if weight_a.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+        if weight_a.device.type == "cpu" and dtype in HALF_PRECISION:
             weight_a, weight_b = weight_a.float(), weight_b.float()
         return (weight_b @ weight_a * self.scaling[adapter_name]).to(dtype)
 
@@ -403,8 +404,7 @@ class Embedding(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
-        update = self._adapter_update(x, adapter_name).to(result.dtype)
-        return result.add_(update) if self._owns_base_output() else result + update
+        return super()._adapter_output(x, result, adapter_name)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``scaling * B`` applied to the rows of ``A`` looked up by ``x`` (times the base's ``embed_scale``)."""
@@ -469,7 +469,7 @@ class _ConvNd(LoraLayer, nn.Module):
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         weight_a, weight_b = self.lora_A[adapter].weight, self.lora_B[adapter].weight
         dtype = weight_b.dtype
-        if weight_a.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+        if weight_a.device.type == "cpu" and dtype in HALF_PRECISION:
             weight_a, weight_b = weight_a.float(), weight_b.float()
         if all(k == 1 for k in weight_a.shape[2:]):
             flat = weight_b.flatten(1) @ weight_a.flatten(1)
@@ -483,8 +483,7 @@ class _ConvNd(LoraLayer, nn.Module):
         variant = self.lora_variant.get(adapter_name)
         if variant is not None:
             return variant.forward(self, adapter_name, x, result)
-        update = self._adapter_update(x, adapter_name).to(result.dtype)
-        return result.add_(update) if self._owns_base_output() else result + update
+        return super()._adapter_output(x, result, adapter_name)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.tuners_layer import HALF_PRECISION
 from peft.utils import merge_utils
 from peft.utils.other import ModulesToSaveWrapper
 from peft.utils.peft_types import PeftType
@@ -73,7 +74,6 @@ COMBINATION_TYPES: tuple[str, ...] = (
 _WITH_DENSITY = frozenset(t for t in (*_FACTOR_MERGES, *_SVD_MERGES) if t not in ("linear", "svd"))
 _WITH_SIGN = frozenset({"ties", "dare_ties", "ties_svd", "dare_ties_svd"})
 _SVD_DRIVERS = (None, "gesvd", "gesvdj", "gesvda")
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 class HalfPrecisionSVDError(ValueError, NotImplementedError):
@@ -261,7 +261,7 @@ def _check_layers(source_layers: list[tuple[str, LoraLayer]], adapters: list[str
                 half = [
                     name
                     for name, (a, b) in zip(present, factors)
-                    if a.dtype in _HALF_DTYPES or b.dtype in _HALF_DTYPES
+                    if a.dtype in HALF_PRECISION or b.dtype in HALF_PRECISION
                 ]
                 if half:
                     raise HalfPrecisionSVDError(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from peft.config import PeftConfig
+from peft.tuners._validation import check_probability
 from peft.utils.peft_types import PeftType
 
 
@@ -90,6 +91,4 @@ class MissConfig(PeftConfig):
         check_fragment_config(owner, self.r, self.init_weights, (True, False, "bat", "mini"), self.bias, "miss")
         if not isinstance(self.mini_r, int) or isinstance(self.mini_r, bool) or self.mini_r <= 0:
             raise ValueError(f"{owner}.mini_r must be a positive integer, got {self.mini_r!r}.")
-        dropout = self.miss_dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"{owner}.miss_dropout must be a probability in [0, 1], got {dropout!r}.")
+        check_probability(owner, "miss_dropout", self.miss_dropout)

@@ -22,10 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.tuners.miss.config import is_init_mode
-from peft.tuners.tuners_layer import BaseTunerLayer, current_mixed_batch
+from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, current_mixed_batch
 from peft.utils.warnings import warn
-
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def fold_features(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -137,11 +135,15 @@ class FragmentLayer(BaseTunerLayer):
             block = block.repeat(1, self.out_features // block.shape[1])
         return block
 
+    def _bat_blocks(self, adapter_name: str) -> torch.Tensor:
+        """Bat's blocks in the dtype its updates are computed in: float32 for half precision."""
+        blocks = self.blocks[adapter_name]
+        return blocks.float() if blocks.dtype in HALF_PRECISION else blocks
+
     def _bat_delta(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         """Bat's ``delta W`` against ``weight``, in float32 for half precision (the blocks' dtype otherwise)."""
-        blocks = self.blocks[adapter_name]
-        dtype = torch.float32 if blocks.dtype in _HALF_PRECISION else blocks.dtype
-        return bat_delta(weight.to(dtype), blocks.to(dtype))
+        blocks = self._bat_blocks(adapter_name)
+        return bat_delta(weight.to(blocks.dtype), blocks)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """What the adapter adds to the base output."""
@@ -152,9 +154,6 @@ class FragmentLayer(BaseTunerLayer):
         fragment = self._fragment(adapter_name)
         x = self._dropout(self._cast_input_dtype(x, fragment.dtype), adapter_name)
         return fold_features(x, fragment.shape[0]) @ fragment.to(x.dtype)
-
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """``base(x)`` plus the active adapters' updates; with several active adapters of which one is bat, the
@@ -172,7 +171,7 @@ class FragmentLayer(BaseTunerLayer):
         result = self.base_layer(x, *args, **kwargs)
         base_weight = self.get_base_weight()
         # composed in float32 for half-precision weights: the difference below would lose the update otherwise
-        weight = base_weight.float() if base_weight.dtype in _HALF_PRECISION else base_weight
+        weight = base_weight.float() if base_weight.dtype in HALF_PRECISION else base_weight
         for name in names:
             weight = self._merged_weight(name, weight)
         delta = weight - base_weight.to(weight.dtype)
@@ -191,16 +190,15 @@ class FragmentLayer(BaseTunerLayer):
         return fragment.T.repeat(1, repeats)[:, : self.in_features]
 
     def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
-        if self._is_bat(adapter_name):
+        if self._is_bat(adapter_name):  # against the weight given, which may hold earlier adapters
             return (weight + self._bat_delta(adapter_name, weight)).to(weight.dtype)
-        return weight + self.get_delta_weight(adapter_name).to(weight.dtype)
+        return super()._merged_weight(adapter_name, weight)
 
     def _unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         if not self._is_bat(adapter_name):
-            return weight - self.get_delta_weight(adapter_name).to(weight.dtype)
-        blocks = self.blocks[adapter_name]
-        dtype = torch.float32 if blocks.dtype in _HALF_PRECISION else blocks.dtype
-        return bat_unmerge(weight.to(dtype), blocks.to(dtype)).to(weight.dtype)
+            return super()._unmerged_weight(adapter_name, weight)
+        blocks = self._bat_blocks(adapter_name)
+        return bat_unmerge(weight.to(blocks.dtype), blocks).to(weight.dtype)
 
     # ---------------------------------------------------------------------------------------------- scaling
     def scale_layer(self, scale: float | int) -> None:

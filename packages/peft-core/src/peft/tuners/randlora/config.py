@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.tuners._orthogonal import check_probability
 from peft.tuners._shared_projections import SharedProjectionConfig
+from peft.tuners._validation import check_probability
 from peft.utils.peft_types import PeftType
 
 

@@ -47,7 +47,6 @@ class RandLoraLayer(SharedProjectionLayer):
 
     adapter_layer_names = ("randlora_lambda", "randlora_gamma")
     other_param_names = ("r", "scaling", "randlora_dropout")
-    projection_names = ("randlora_A", "randlora_B")
     dropout_name = "randlora_dropout"
 
     randlora_A = projection_property("randlora_A")

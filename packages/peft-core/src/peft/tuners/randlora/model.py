@@ -57,7 +57,6 @@ class RandLoraModel(SharedProjectionTuner):
 
     prefix: str = "randlora_"
     tuner_layer_cls = RandLoraLayer
-    linear_layer_cls = Linear
     layers_mapping = {nn.Linear: Linear}
     projection_names = ("randlora_A", "randlora_B")
     bias_only_value = "randlora_only"

@@ -21,9 +21,7 @@ import torch
 from torch import nn
 
 from peft.tuners.road.config import ROAD_VARIANTS
-from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, MixedBatch
-
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
+from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, HALF_PRECISION, BaseTunerLayer, MixedBatch
 
 
 def rotate_half(y: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -169,7 +167,7 @@ class RoadLayer(BaseTunerLayer):
     def _merge_columns(
         self, adapter_name: str, dtype: torch.dtype, inverse: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
-        compute_dtype = torch.float32 if dtype in _HALF_PRECISION else dtype
+        compute_dtype = torch.float32 if dtype in HALF_PRECISION else dtype
         first, second = self._columns(adapter_name, compute_dtype)
         if inverse:
             first, second = inverse_columns(first, second, self.group_size[adapter_name])
@@ -199,10 +197,10 @@ class RoadLayer(BaseTunerLayer):
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The dense ``(out, out)`` matrix ``R`` of ``adapter_name``: merging turns ``W`` into ``R W``."""
-        identity = torch.eye(self.out_features, dtype=self.road_theta[adapter_name].dtype)
         first, second = self._columns(adapter_name)
+        identity = torch.eye(self.out_features, dtype=first.dtype, device=first.device)
         # each row e_k of the identity becomes R e_k, the k-th column of R
-        return apply_rotation(identity.to(first.device), first, second, self.group_size[adapter_name]).T
+        return apply_rotation(identity, first, second, self.group_size[adapter_name]).T
 
     def __repr__(self) -> str:
         return "road." + super().__repr__()

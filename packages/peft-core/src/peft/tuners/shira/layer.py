@@ -104,13 +104,6 @@ class ShiraLayer(BaseTunerLayer):
         if adapter in self.scaling:
             self.scaling[adapter] = scale
 
-    def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: torch.device | None = None) -> None:
-        super()._move_adapter_to_device_of_base_layer(adapter_name, device)
-        weight = self.shira_weight.get(adapter_name)
-        indices = self.shira_indices[adapter_name] if adapter_name in self.shira_indices else None
-        if weight is not None and indices is not None and weight.device.type != "meta":
-            self.shira_indices[adapter_name] = indices.to(weight.device)  # the indices keep their int dtype
-
     # ---------------------------------------------------------------------------------------------- update
     def _sparse_positions(self, adapter_name: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         indices = self.shira_indices[adapter_name]
@@ -136,9 +129,6 @@ class ShiraLayer(BaseTunerLayer):
         """``x S^T``: the dense update as a linear map (what the reference's forward adds to the base weight)."""
         delta = self.get_delta_weight(adapter_name)
         return F.linear(self._cast_input_dtype(x, delta.dtype), delta)
-
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
 
     def __repr__(self) -> str:
         return "shira." + super().__repr__()

@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners.tuners_layer import BaseTunerLayer
-
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
+from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer
 
 
 def mix_bank_vectors(logits: torch.Tensor, vector_bank: torch.Tensor, topk: int) -> torch.Tensor:
@@ -121,7 +119,7 @@ class VBLoRALayer(BaseTunerLayer):
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """``B @ A`` of ``adapter_name`` in the base weight's layout; half precision on CPU is computed in float32."""
         logits = self.vblora_logits_A[adapter_name]
-        upcast = logits.device.type == "cpu" and logits.dtype in _HALF_PRECISION
+        upcast = logits.device.type == "cpu" and logits.dtype in HALF_PRECISION
         lora_a, lora_b = self._lora_matrices(adapter_name, torch.float32 if upcast else None)
         delta = (lora_b @ lora_a).to(logits.dtype)
         return delta.T if self.fan_in_fan_out else delta
@@ -138,9 +136,6 @@ class VBLoRALayer(BaseTunerLayer):
         lora_a, lora_b = self._lora_matrices(adapter_name)
         x = self._cast_input_dtype(x, lora_a.dtype)
         return F.linear(F.linear(self.vblora_dropout[adapter_name](x), lora_a), lora_b)
-
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        return result + self._adapter_update(x, adapter_name).to(result.dtype)
 
     def __repr__(self) -> str:
         return "vblora." + super().__repr__()

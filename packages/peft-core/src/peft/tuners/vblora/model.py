@@ -24,6 +24,7 @@ from peft.utils.warnings import warn
 VECTOR_BANK_FILE_KEY = "base_model.vblora_vector_bank"
 _LOGITS = ("vblora_logits_A", "vblora_logits_B")
 _BANK = "vblora_vector_bank"
+_TOPK_INDICES = tuple(f"{name}_topk_indices" for name in _LOGITS)
 
 
 def topk_indices_dtype(num_vectors: int) -> torch.dtype:
@@ -70,12 +71,9 @@ class VBLoRAModel(BaseTuner):
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         if "vblora_vector_bank" not in self._modules:
             self.vblora_vector_bank = nn.ParameterDict()
-        try:
-            super().inject_adapter(model, adapter_name, *args, **kwargs)
-        except Exception:
-            if adapter_name in self.vblora_vector_bank:  # no bank without layers
-                del self.vblora_vector_bank[adapter_name]
-            raise
+        # a failed injection needs no cleanup here: deleting the adapter from the layers created so far (the base
+        # class does) removes its bank, one of their adapter containers
+        super().inject_adapter(model, adapter_name, *args, **kwargs)
 
     def _layer_kwargs(self, config: VBLoRAConfig, current_key: str) -> dict[str, Any]:
         return {
@@ -160,7 +158,7 @@ class VBLoRAModel(BaseTuner):
         weights and indices become full logits (``-inf`` outside the top-k, so forward and merge are unchanged)."""
         from peft.utils.save_and_load import _adapter_key_map
 
-        topk_files = [key for key in state_dict if _split_key(key)[1] in {f"{n}_topk_indices" for n in _LOGITS}]
+        topk_files = [key for key in state_dict if _split_key(key)[1] in _TOPK_INDICES]
         if topk_files and not config.inference_mode:
             warn(
                 "This VB-LoRA checkpoint was saved with save_only_topk_weights=True: it can be used for inference and "

@@ -21,7 +21,6 @@ class VeraLayer(SharedProjectionLayer):
 
     adapter_layer_names = ("vera_lambda_b", "vera_lambda_d")
     other_param_names = ("r", "vera_dropout")
-    projection_names = ("vera_A", "vera_B")
     dropout_name = "vera_dropout"
 
     vera_A = projection_property("vera_A")

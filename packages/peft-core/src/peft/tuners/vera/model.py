@@ -33,7 +33,6 @@ class VeraModel(SharedProjectionTuner):
 
     prefix: str = "vera_lambda_"
     tuner_layer_cls = VeraLayer
-    linear_layer_cls = Linear
     layers_mapping = {nn.Linear: Linear}
     projection_names = ("vera_A", "vera_B")
     bias_only_value = "vera_only"

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from peft.tuners._dense_delta import DenseDeltaLayer, dense_from_locations, random_locations
+from peft.tuners.tuners_layer import HALF_PRECISION
 from peft.tuners.waveft.wavelets import filter_length, inverse_dwt2d, scaling_filter
 
-_HALF_PRECISION = (torch.float16, torch.bfloat16)
 _INIT_STD = 0.01  # random init (init_weights=False) stays small: the inverse transform adds up many coefficients
 
 
@@ -72,20 +72,22 @@ class WaveFTLayer(DenseDeltaLayer):
 
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
         spectrum = self.waveft_spectrum[adapter_name]
-        values = spectrum.float() if spectrum.dtype in _HALF_PRECISION else spectrum
-        locations, shape = self.waveft_indices[adapter_name], (self.out_features, self.in_features)
+        values = spectrum.float() if spectrum.dtype in HALF_PRECISION else spectrum
+        rows, cols = self._locations_on(self.waveft_indices, adapter_name, values.device)
         if not self.waveft_use_idwt[adapter_name]:
-            delta = dense_from_locations(values, locations, shape)
+            delta = dense_from_locations(values, rows, cols, (self.out_features, self.in_features))
         else:
-            delta = self._wavelet_delta(values, locations, self.waveft_wavelet_family[adapter_name])
+            delta = self._wavelet_delta(values, rows, cols, self.waveft_wavelet_family[adapter_name])
         return (delta * self.waveft_scaling[adapter_name]).to(spectrum.dtype)
 
-    def _wavelet_delta(self, values: torch.Tensor, locations: torch.Tensor, family: str) -> torch.Tensor:
+    def _wavelet_delta(
+        self, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, family: str
+    ) -> torch.Tensor:
         shape = (self.out_features, self.in_features)
         lost = filter_length(family) - 2  # samples the reconstruction drops
         padded = tuple(size + lost + (size + lost) % 2 for size in shape)
-        offsets = torch.tensor([(p - s) // 2 for p, s in zip(padded, shape)]).unsqueeze(1)
-        full = inverse_dwt2d(dense_from_locations(values, locations + offsets, padded), family)
+        top, left = ((p - s) // 2 for p, s in zip(padded, shape))  # the positions go to the centre
+        full = inverse_dwt2d(dense_from_locations(values, rows + top, cols + left, padded), family)
         top, left = ((f - s) // 2 for f, s in zip(full.shape, shape))
         return full[top : top + shape[0], left : left + shape[1]]
 

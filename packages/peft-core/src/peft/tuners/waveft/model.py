@@ -42,7 +42,7 @@ class WaveFTModel(DenseDeltaTuner):
 
     def _layer_kwargs(self, config: WaveFTConfig, current_key: str) -> dict[str, Any]:
         kwargs = super()._layer_kwargs(config, current_key)
-        if config.proportional_parameters and current_key in self._proportional_n_frequency:
+        if current_key in self._proportional_n_frequency:
             kwargs["n_frequency"] = self._proportional_n_frequency[current_key]
         return kwargs
 
