@@ -213,7 +213,10 @@ def test_method_adalora_1_transformers_conv1d_switches_fan_in_fan_out() -> None:
 
 def test_method_adalora_1_unsupported_layer_type() -> None:
     base = nn.Sequential(nn.Embedding(10, 4))
-    with pytest.raises(ValueError, match="only `torch.nn.Linear`, `Conv1D`, and `torch.nn.Conv2d`"):
+    supported = r"torch\.nn\.Conv2d, torch\.nn\.Linear, transformers\.pytorch_utils\.Conv1D"
+    with pytest.raises(
+        ValueError, match=rf"Embedding is not supported by AdaLoraModel; supported modules: {supported}"
+    ):
         get_peft_model(base, _config(target_modules=["0"]))
 
 

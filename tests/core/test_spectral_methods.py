@@ -314,7 +314,7 @@ def test_method_c3a_1_uniform_inits_are_bounded(mode):
 
 
 def test_method_c3a_1_conv1d_is_not_supported():
-    with pytest.raises(TypeError, match="c3a does not support target modules of type Conv1D"):
+    with pytest.raises(TypeError, match="Conv1D is not supported by C3AModel; supported modules: torch.nn.Linear\\."):
         get_peft_model(_Conv1DNet(), C3AConfig(block_size=2, target_modules=["proj"]))
 
 
@@ -452,7 +452,8 @@ def test_bf16_base_keeps_fp32_adapter_and_computes(config_cls):
 
 @pytest.mark.parametrize("config_cls", ALL_CONFIGS)
 def test_unsupported_layer_type_raises(config_cls):
-    with pytest.raises(TypeError, match="does not support target modules of type Conv2d.*torch.nn.Linear"):
+    message = r"'conv': Conv2d is not supported by \w+Model; supported modules: torch\.nn\.Linear"
+    with pytest.raises(TypeError, match=message):
         get_peft_model(_model(), config_cls(**{**_RANDOM[config_cls], "target_modules": ["conv"]}))
 
 

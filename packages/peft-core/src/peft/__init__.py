@@ -7,22 +7,16 @@ Example:
 
 from typing import Any
 
-__version__ = "1.0.0.dev0"
-
-from peft import tuners  # noqa: E402
-from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig  # noqa: E402
-from peft.helpers import disable_input_dtype_casting  # noqa: E402
-from peft.mapping import (  # noqa: E402
-    PEFT_TYPE_TO_CONFIG_MAPPING,
-    PEFT_TYPE_TO_PREFIX_MAPPING,
-    PEFT_TYPE_TO_TUNER_MAPPING,
-    get_peft_config,
-    inject_adapter_in_model,
-)
-from peft.mapping_func import get_peft_model  # noqa: E402
-from peft.mixed_model import PeftMixedModel  # noqa: E402
-from peft.peft_model import PeftModel  # noqa: E402
-from peft.utils import (  # noqa: E402
+from peft import registry, tuners
+from peft._version import __version__
+from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig
+from peft.helpers import disable_input_dtype_casting
+from peft.mapping import get_peft_config, inject_adapter_in_model
+from peft.mapping_func import get_peft_model
+from peft.mixed_model import PeftMixedModel
+from peft.peft_model import PeftModel
+from peft.registry import register_peft_method
+from peft.utils import (
     PeftType,
     PeftWarning,
     TaskType,
@@ -30,98 +24,53 @@ from peft.utils import (  # noqa: E402
     get_peft_model_state_dict,
     load_peft_weights,
     prepare_model_for_kbit_training,
-    register_peft_method,
     set_peft_model_state_dict,
 )
-from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
+from peft.utils.peft_types import EXPORTS
+from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status
 
-__all__ = [
-    "AdaLoraConfig",
-    "AdaLoraModel",
-    "BOFTConfig",
-    "BOFTModel",
-    "BoneConfig",
-    "BoneModel",
-    "C3AConfig",
-    "C3AModel",
-    "CPTConfig",
-    "CPTEmbedding",
-    "FourierFTConfig",
-    "FourierFTModel",
-    "HRAConfig",
-    "HRAModel",
-    "IA3Config",
-    "IA3Model",
-    "LNTuningConfig",
-    "LNTuningModel",
+# the reference's complete method registries (peft.registry), resolved on first access
+_REGISTRY_VIEWS = (
     "PEFT_TYPE_TO_CONFIG_MAPPING",
     "PEFT_TYPE_TO_PREFIX_MAPPING",
     "PEFT_TYPE_TO_TUNER_MAPPING",
-    "LoHaConfig",
-    "LoHaModel",
-    "LoKrConfig",
-    "LoKrModel",
-    "LoraConfig",
-    "LoraModel",
-    "LoraRuntimeConfig",
-    "MissConfig",
-    "MissModel",
-    "MultitaskPromptEmbedding",
-    "MultitaskPromptTuningConfig",
-    "MultitaskPromptTuningInit",
-    "OFTConfig",
-    "OFTModel",
+)
+
+__all__ = [
+    "__version__",
     "PeftConfig",
     "PeftConfigMixin",
     "PeftMixedModel",
     "PeftModel",
     "PeftType",
     "PeftWarning",
-    "PrefixEncoder",
-    "PrefixTuningConfig",
-    "PromptEmbedding",
-    "PromptEncoder",
-    "PromptEncoderConfig",
-    "PromptEncoderReparameterizationType",
-    "PromptTuningConfig",
-    "PromptTuningInit",
     "PromptLearningConfig",
-    "RandLoraConfig",
-    "RandLoraModel",
-    "RoadConfig",
-    "RoadModel",
-    "ShiraConfig",
-    "ShiraModel",
     "TaskType",
-    "TrainableTokensConfig",
-    "TrainableTokensModel",
     "TunerLayerStatus",
     "TunerModelStatus",
-    "VBLoRAConfig",
-    "VBLoRAModel",
-    "VeraConfig",
-    "VeraModel",
-    "WaveFTConfig",
-    "WaveFTModel",
+    "cast_mixed_precision_params",
+    "disable_input_dtype_casting",
     "get_layer_status",
     "get_model_status",
-    "disable_input_dtype_casting",
     "get_peft_config",
     "get_peft_model",
     "get_peft_model_state_dict",
     "inject_adapter_in_model",
-    "cast_mixed_precision_params",
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
     "set_peft_model_state_dict",
+    *_REGISTRY_VIEWS,
+    *EXPORTS,
 ]
 
 
 def __getattr__(name: str) -> Any:
     # the methods' names import their package on first use (peft.tuners), keeping `import peft` light
-    if name in tuners._EXPORTS:
+    if name in EXPORTS:
         return getattr(tuners, name)
+    if name in _REGISTRY_VIEWS:
+        return getattr(registry, name)
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
     from peft.hosts import get_host_registry
 

@@ -1,4 +1,5 @@
-"""Config base classes: fields shared by every method, (de)serialisation, and forward-compatible loading."""
+"""Config base classes: fields shared by every method, (de)serialisation, forward-compatible loading, and the
+targeting fields of methods that put adapter layers on a model's modules."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from peft import registry
+from peft._version import __version__
 from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
@@ -36,8 +39,6 @@ def _get_commit_hash(pkg_name: str) -> str | None:
 
 def _get_peft_version() -> str:
     """The version written into saved configs; dev versions carry the commit (or ``@UNKNOWN``)."""
-    from peft import __version__
-
     if "dev" not in __version__:
         return __version__
     try:
@@ -74,8 +75,12 @@ class PeftConfigMixin:
     peft_version: str | None = field(default=None, metadata={"help": "The peft version that saved this config."})
 
     _inert_fields: ClassVar[dict[str, Any]] = {}
+    # set by register_peft_method: the peft_type every config of this class has
+    _peft_type: ClassVar[PeftType | str | None] = None
 
     def __post_init__(self) -> None:
+        if self._peft_type is not None:
+            self.peft_type = self._peft_type
         valid_tasks = [t.value for t in TaskType]
         if self.task_type is not None and str(self.task_type) not in valid_tasks:
             raise ValueError(f"Invalid task_type {self.task_type!r}; valid values are {valid_tasks} or None.")
@@ -92,6 +97,11 @@ class PeftConfigMixin:
     def is_prompt_learning(self) -> bool:
         """Whether this is a soft-prompt method (prompt tuning, prefix tuning, ...)."""
         return False
+
+    @classmethod
+    def has_field(cls, name: str) -> bool:
+        """Whether ``name`` is a field of this config (saved with it), not only a class attribute."""
+        return name in cls.__dataclass_fields__
 
     def _register_custom_module(self, mapping: dict[type, type]) -> None:
         """Experimental: adapt base layers of your own types with your own layer classes,
@@ -128,22 +138,13 @@ class PeftConfigMixin:
 
     @classmethod
     def _config_class_for(cls, peft_type: Any) -> type[PeftConfigMixin]:
-        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-
         if peft_type is None:
             return cls
-        key = str(peft_type.value if isinstance(peft_type, enum.Enum) else peft_type)
-        if key not in PEFT_TYPE_TO_CONFIG_MAPPING:
-            from peft.hosts import get_host_registry
-
-            get_host_registry()  # host packages may register methods of their own
-        if key not in PEFT_TYPE_TO_CONFIG_MAPPING:
-            raise ValueError(
-                f"Unknown peft_type {key!r}; known PEFT methods are {sorted(PEFT_TYPE_TO_CONFIG_MAPPING)}."
-            )
-        config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[key]
+        config_cls = registry.config_class(peft_type)
         if cls not in (PeftConfigMixin, PeftConfig) and not issubclass(config_cls, cls):
-            raise TypeError(f"{cls.__name__} cannot load a config of peft_type {key!r} ({config_cls.__name__}).")
+            raise TypeError(
+                f"{cls.__name__} cannot load a config of peft_type {str(peft_type)!r} ({config_cls.__name__})."
+            )
         return config_cls
 
     @classmethod
@@ -220,25 +221,6 @@ class PeftConfig(PeftConfigMixin):
     revision: str | None = field(default=None, metadata={"help": "The base model's revision."})
     inference_mode: bool = field(default=False, metadata={"help": "Whether to use the adapter for inference only."})
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("target_modules", "exclude_modules"):
-            value = getattr(self, name, None)
-            if isinstance(value, (list, tuple)):
-                setattr(self, name, set(value))
-        layers_pattern = getattr(self, "layers_pattern", None)
-        layers_to_transform = getattr(self, "layers_to_transform", None)
-        if layers_pattern and layers_to_transform is None:
-            raise ValueError(
-                f"layers_pattern={layers_pattern!r} is only used together with layers_to_transform; set "
-                "layers_to_transform to the layer indices to adapt, or drop layers_pattern."
-            )
-        if layers_to_transform is not None and isinstance(getattr(self, "target_modules", None), str):
-            raise ValueError(
-                "layers_to_transform cannot be used when target_modules is a str (a regex); list the module names "
-                "instead, or encode the layer indices in the regex."
-            )
-
 
 @dataclass
 class PromptLearningConfig(PeftConfig):
@@ -254,3 +236,81 @@ class PromptLearningConfig(PeftConfig):
     @property
     def is_prompt_learning(self) -> bool:
         return True
+
+
+@dataclass
+class BaseTargetingConfig(PeftConfig):
+    """Base of the configs of methods that put adapter layers on a model's modules: ``target_modules``, the checks
+    of the targeting fields, and the neutral values of the fields a method may lack (class attributes, so that
+    shared code reads any of these configs alike). See ``TargetingConfig`` for the fields."""
+
+    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
+
+    modules_to_save = None
+    exclude_modules = None
+    layers_to_transform = None
+    layers_pattern = None
+    bias = "none"
+    target_parameters = None
+    trainable_token_indices = None
+    ensure_weight_tying = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("target_modules", "exclude_modules"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                setattr(self, name, set(value))
+        if self.layers_pattern and self.layers_to_transform is None:
+            raise ValueError(
+                f"layers_pattern={self.layers_pattern!r} is only used together with layers_to_transform; set "
+                "layers_to_transform to the layer indices to adapt, or drop layers_pattern."
+            )
+        if self.layers_to_transform is not None and isinstance(self.target_modules, str):
+            raise ValueError(
+                "layers_to_transform cannot be used when target_modules is a str (a regex); list the module names "
+                "instead, or encode the layer indices in the regex."
+            )
+
+
+@dataclass
+class ModulesToSave:
+    """The ``modules_to_save`` field (see ``TargetingConfig``)."""
+
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
+
+
+@dataclass
+class ExcludeModules:
+    """The ``exclude_modules`` field (see ``TargetingConfig``)."""
+
+    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
+
+
+@dataclass
+class LayerSelection:
+    """The ``layers_to_transform`` / ``layers_pattern`` fields (see ``TargetingConfig``)."""
+
+    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
+    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
+
+
+@dataclass
+class TargetingConfig(LayerSelection, ExcludeModules, ModulesToSave, BaseTargetingConfig):
+    """Base of most methods' configs: where the adapter goes.
+
+    Args:
+        target_modules: the modules to adapt: a list of names (a module matches an entry equal to its full name or
+            to a whole-segment suffix of it: ``"q_proj"`` matches ``"layers.0.self_attn.q_proj"``), a regex ``str``
+            matched against the whole name, ``"all-linear"`` (every linear layer but the output layer), or None for
+            the defaults of the model type.
+        modules_to_save: modules, besides the adapter layers, that are trained in full and saved with the adapter
+            (e.g. a classification head).
+        exclude_modules: modules never adapted, in the same forms as ``target_modules``.
+        layers_to_transform / layers_pattern: adapt only the layers with these indices, found in module names after
+            the ``layers_pattern`` segment (e.g. ``"layers"``) or, without it, after any segment.
+
+    The checkpoint format gives a few methods only some of these fields: their configs derive from
+    ``BaseTargetingConfig`` and the field groups they have (``ModulesToSave``, ``ExcludeModules``,
+    ``LayerSelection``).
+    """

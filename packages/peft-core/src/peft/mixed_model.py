@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from peft import registry
 from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import BaseTunerLayer
@@ -29,15 +30,7 @@ MIXED_CONFIG_NAME = "mixed_config.json"
 
 
 def _compatible_tuner(peft_config: PeftConfig) -> type[BaseTuner]:
-    from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
-
-    peft_type = str(peft_config.peft_type)
-    if peft_type not in PEFT_TYPE_TO_MIXED_MODEL_MAPPING:
-        raise ValueError(
-            f"PEFT type {peft_type!r} cannot be used in a mixed model; compatible types: "
-            f"{sorted(PEFT_TYPE_TO_MIXED_MODEL_MAPPING)}."
-        )
-    return PEFT_TYPE_TO_MIXED_MODEL_MAPPING[peft_type]
+    return registry.mixed_tuner_class(peft_config.peft_type)
 
 
 class MixedModel(BaseTuner):

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft import registry
 from peft.config import PeftConfig
-from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
 from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs
 from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
@@ -53,10 +53,7 @@ class PeftModel(nn.Module):
         if self._is_prompt_learning:
             self._init_prompt_learning(model, peft_config, adapter_name)
             return
-        peft_type = str(peft_config.peft_type)
-        if peft_type not in PEFT_TYPE_TO_TUNER_MAPPING:
-            raise ValueError(f"Unknown peft_type {peft_type!r}; known: {sorted(PEFT_TYPE_TO_TUNER_MAPPING)}.")
-        tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING[peft_type]
+        tuner_cls = registry.tuner_class(peft_config.peft_type)
         self.base_model = tuner_cls(
             model,
             {adapter_name: peft_config},

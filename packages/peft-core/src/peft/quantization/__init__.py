@@ -71,6 +71,18 @@ def resolve_quantization_backend(base_layer: nn.Module) -> QuantizationBackend |
     return None
 
 
+class _QuantizedCheck(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, nn.Module) and resolve_quantization_backend(instance) is not None
+
+
+class QuantizedLayer(metaclass=_QuantizedCheck):
+    """Stands for every layer whose weight a registered quantization backend reads, in ``isinstance`` checks and in a
+    tuner's ``layers_mapping``."""
+
+    display_name = "quantized layers with a registered backend"
+
+
 def get_backend(base_layer: nn.Module) -> QuantizationBackend:
     """Like :func:`resolve_quantization_backend` but returns the plain backend for float layers."""
     return resolve_quantization_backend(base_layer) or PLAIN_BACKEND

@@ -1,7 +1,8 @@
-"""PEFT methods, one package each.
+"""PEFT methods, one package each, and the base classes they build on.
 
-A method registers when its package is imported: on first use of one of its names (``peft.LoraConfig``) or of its
-peft_type in a registry (``peft.mapping.MethodRegistry``), not at ``import peft``.
+A method registers when its package is imported, which happens on first use: through one of its names
+(``peft.tuners.LoraConfig``) or its peft_type (``peft.registry.load_method``), not at ``import peft``. The methods
+and the names they export are listed in ``peft.utils.peft_types.METHODS``.
 """
 
 from __future__ import annotations
@@ -9,97 +10,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# packages under peft.tuners that register a method of the same name (peft_type = name.upper())
-BUILTIN_METHODS = (
-    "adalora",
-    "boft",
-    "bone",
-    "c3a",
-    "cpt",
-    "fourierft",
-    "hra",
-    "ia3",
-    "ln_tuning",
-    "loha",
-    "lokr",
-    "lora",
-    "miss",
-    "multitask_prompt_tuning",
-    "oft",
-    "p_tuning",
-    "prefix_tuning",
-    "prompt_tuning",
-    "randlora",
-    "road",
-    "shira",
-    "trainable_tokens",
-    "vblora",
-    "vera",
-    "waveft",
-)
+from peft.utils.peft_types import BUILTIN_METHODS, EXPORTS
 
-# public name -> the method package that defines it
-_EXPORTS = {
-    "AdaLoraConfig": "adalora",
-    "AdaLoraModel": "adalora",
-    "BOFTConfig": "boft",
-    "BOFTModel": "boft",
-    "BoneConfig": "bone",
-    "BoneModel": "bone",
-    "C3AConfig": "c3a",
-    "C3AModel": "c3a",
-    "CPTConfig": "cpt",
-    "CPTEmbedding": "cpt",
-    "FourierFTConfig": "fourierft",
-    "FourierFTModel": "fourierft",
-    "HRAConfig": "hra",
-    "HRAModel": "hra",
-    "IA3Config": "ia3",
-    "IA3Model": "ia3",
-    "LNTuningConfig": "ln_tuning",
-    "LNTuningModel": "ln_tuning",
-    "LoHaConfig": "loha",
-    "LoHaModel": "loha",
-    "LoKrConfig": "lokr",
-    "LoKrModel": "lokr",
-    "LoraConfig": "lora",
-    "LoraModel": "lora",
-    "LoraRuntimeConfig": "lora",
-    "MissConfig": "miss",
-    "MissModel": "miss",
-    "MultitaskPromptEmbedding": "multitask_prompt_tuning",
-    "MultitaskPromptTuningConfig": "multitask_prompt_tuning",
-    "MultitaskPromptTuningInit": "multitask_prompt_tuning",
-    "OFTConfig": "oft",
-    "OFTModel": "oft",
-    "PrefixEncoder": "prefix_tuning",
-    "PrefixTuningConfig": "prefix_tuning",
-    "PromptEmbedding": "prompt_tuning",
-    "PromptEncoder": "p_tuning",
-    "PromptEncoderConfig": "p_tuning",
-    "PromptEncoderReparameterizationType": "p_tuning",
-    "PromptTuningConfig": "prompt_tuning",
-    "PromptTuningInit": "prompt_tuning",
-    "RandLoraConfig": "randlora",
-    "RandLoraModel": "randlora",
-    "RoadConfig": "road",
-    "RoadModel": "road",
-    "ShiraConfig": "shira",
-    "ShiraModel": "shira",
-    "TrainableTokensConfig": "trainable_tokens",
-    "TrainableTokensModel": "trainable_tokens",
-    "VBLoRAConfig": "vblora",
-    "VBLoRAModel": "vblora",
-    "VeraConfig": "vera",
-    "VeraModel": "vera",
-    "WaveFTConfig": "waveft",
-    "WaveFTModel": "waveft",
-}
-
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
+    if name not in EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    return getattr(importlib.import_module(f"{__name__}.{EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *EXPORTS, *BUILTIN_METHODS})

@@ -3,8 +3,7 @@
 Such a layer computes ``y = base(x) + x @ delta_W^T`` with ``delta_W`` of the base weight's ``(out, in)`` shape,
 derived from a few trainable numbers per adapter (spectral coefficients, circulant kernels). A method supplies the
 formula (``_delta_weight``) and ``update_layer``; forward, merging (through the quantization backend), mixed batches,
-transformers' ``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once, as is the
-tuner that wraps ``nn.Linear``/``Conv1D`` targets and reads a per-module size from a ``<size>_pattern`` dict.
+transformers' ``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once.
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.config import PeftConfig
 from peft.quantization import PLAIN_BACKEND, resolve_quantization_backend
-from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
+from peft.tuners._targeting import is_transformers_conv1d
 from peft.tuners._validation import check_positive_int
 from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.tuners.tuners_utils import BaseTuner
 
 
 def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
@@ -56,22 +53,17 @@ class DenseDeltaLayer(BaseTunerLayer):
     """
 
     method_name: ClassVar[str] = ""
+
+    @property
+    def repr_prefix(self) -> str:
+        return self.method_name
+
     # whether transformers' Conv1D (GPT-2 style, weight stored as (in, out)) can be wrapped
     supports_conv1d: ClassVar[bool] = True
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs: Any):
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         check_base_layer(type(self), self.get_base_layer())
-        for name in self.adapter_layer_names:
-            self._modules[name] = nn.ParameterDict()
-        self.__dict__.update({name: {} for name in self.other_param_names})
-        self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _active_adapter=adapter_name)
-        self.update_layer(adapter_name, **kwargs)
-
-    def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer."""
-        raise NotImplementedError
+        super()._init_adapter_state()
 
     def _store_adapter_tensor(self, adapter_name: str, tensor: torch.Tensor) -> None:
         """Keep ``tensor`` as the adapter's trainable parameter, on the base layer's device and dtype."""
@@ -105,9 +97,6 @@ class DenseDeltaLayer(BaseTunerLayer):
         x = self._cast_input_dtype(x, delta.dtype)
         return F.linear(x, delta)
 
-    def __repr__(self) -> str:
-        return f"{self.method_name}." + super().__repr__()
-
 
 def random_locations(out_features: int, in_features: int, count: int, seed: Any, owner: str) -> torch.Tensor:
     """``count`` distinct ``(row, column)`` positions of an ``(out, in)`` matrix as a ``(2, count)`` tensor, drawn by
@@ -139,59 +128,3 @@ def dense_from_locations(
     """The ``shape`` matrix holding ``values`` at ``(rows, cols)`` and zeros elsewhere."""
     dense = torch.zeros(shape, dtype=values.dtype, device=values.device)
     return dense.index_put((rows, cols), values)
-
-
-class DenseDeltaTuner(BaseTuner):
-    """Injects a dense-delta method's ``layers_mapping[nn.Linear]`` into ``nn.Linear`` (and ``Conv1D``) targets.
-
-    The layer's ``update_layer`` gets the config's ``size_option`` (overridden per module by the config's
-    ``<size_option>_pattern``) and the fields in ``layer_option_names``.
-    """
-
-    size_option: ClassVar[str] = ""
-    layer_option_names: ClassVar[tuple[str, ...]] = ()
-
-    def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
-        pattern = getattr(config, f"{self.size_option}_pattern", None) or {}
-        size = pattern.get(get_pattern_key(pattern.keys(), current_key), getattr(config, self.size_option))
-        return {self.size_option: size, **{name: getattr(config, name) for name in self.layer_option_names}}
-
-    def _create_and_replace(
-        self,
-        peft_config: PeftConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            super()._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key, **kwargs)
-        except (ValueError, TypeError) as error:  # say which module the value did not fit
-            raise type(error)(f"Target module {current_key!r}: {error}") from error
-
-    @classmethod
-    def _create_new_module(
-        cls, peft_config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
-            if isinstance(base, base_cls):
-                return layer_cls(target, adapter_name, **kwargs)
-        if hasattr(peft_config, "fan_in_fan_out"):
-            kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
-        return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
-
-    def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
-        # these methods document "<name>_only" values that differ from their prefix ("fourier_only" for
-        # "fourierft_"); like the reference, any "*_only" trains the biases of the adapted layers
-        bias = getattr(peft_config, "bias", "none")
-        if not (isinstance(bias, str) and bias.endswith("_only")):
-            super()._set_bias_trainable(model, peft_config)
-            return
-        for module in model.modules():
-            is_layer = isinstance(module, self.tuner_layer_cls)
-            base_bias = getattr(module.get_base_layer(), "bias", None) if is_layer else None
-            if base_bias is not None:
-                base_bias.requires_grad_(True)

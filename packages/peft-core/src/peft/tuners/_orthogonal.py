@@ -31,9 +31,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from peft.tuners._targeting import fit_fan_in_fan_out
-from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, NonAdditiveTunerLayer
-from peft.tuners.tuners_utils import BaseTuner
+from peft.tuners.tuners_layer import HALF_PRECISION, NonAdditiveTunerLayer
 from peft.utils.warnings import warn
 
 
@@ -188,8 +186,8 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
     # whether M acts on the base layer's output (embeddings) instead of its input
     _rotates_output: ClassVar[bool] = False
 
-    def _init_orthogonal_layer(self, base_layer: nn.Module) -> None:
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
         base = self.get_base_layer()
         kernel_size: tuple[int, ...] = ()
         if isinstance(base, nn.modules.conv._ConvNd):
@@ -337,17 +335,3 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
         """Rotations have no scale: warns (unless resetting, or ``scale`` is 1), changes nothing."""
         if scale not in (None, 1) and any(self._has_adapter(name) for name in self.active_adapters):
             self._warn_no_scaling()
-
-
-class OrthogonalTuner(BaseTuner):
-    """Injects an orthogonal method's layers (``layers_mapping`` and ``_layer_kwargs`` drive ``BaseTuner``'s
-    default ``_create_and_replace``)."""
-
-    tuner_layer_cls = OrthogonalLayer
-
-    @classmethod
-    def _create_new_module(cls, config: Any, adapter_name: str, target: nn.Module, **kwargs: Any) -> OrthogonalLayer:
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if isinstance(base, nn.Linear):
-            fit_fan_in_fan_out(config, base)
-        return super()._create_new_module(config, adapter_name, target, **kwargs)

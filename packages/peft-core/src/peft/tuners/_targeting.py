@@ -170,6 +170,18 @@ def is_transformers_conv1d(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
 
 
+class _Conv1DCheck(type):
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return is_transformers_conv1d(instance)
+
+
+class TransformersConv1D(metaclass=_Conv1DCheck):
+    """Stands for transformers' ``Conv1D`` in ``isinstance`` checks and in a tuner's ``layers_mapping``, without
+    importing transformers."""
+
+    display_name = "transformers.pytorch_utils.Conv1D"
+
+
 def fit_fan_in_fan_out(config: Any, base: nn.Module) -> bool:
     """The ``fan_in_fan_out`` a linear ``base`` needs: True for transformers' ``Conv1D`` (weight stored as
     ``in x out``), else False. A config that says otherwise is corrected in place with a warning, as the reference

@@ -222,11 +222,13 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
 
 
 class BaseTunerLayer:
-    """Mixin for adapter layers: ``class Linear(LoraLayer, nn.Module)`` (this mixin first, so its ``forward`` wins).
+    """Mixin for adapter layers: ``class Linear(MyLayer, nn.Module)`` (the mixin first, so its ``forward`` wins).
 
-    Subclasses set ``adapter_layer_names`` / ``other_param_names`` and implement ``update_layer``; additive
-    methods implement ``_adapter_output`` (what the adapter adds to the base output) and, if mergeable,
-    ``get_delta_weight``. Everything else comes from here.
+    A method's layer sets ``adapter_layer_names`` (its trainable per-adapter containers, ``nn.ParameterDict``s unless
+    the class declares them otherwise) and ``other_param_names`` (per-adapter settings, plain dicts), and implements
+    ``update_layer(adapter_name, **options)``, which creates an adapter. Additive methods implement
+    ``_adapter_update(x, adapter_name)`` (what the adapter adds to the base output) and, to be mergeable,
+    ``get_delta_weight(adapter_name)``; others override ``_adapter_output``. Everything else comes from here.
     """
 
     adapter_layer_names: tuple[str, ...] = ()
@@ -242,6 +244,17 @@ class BaseTunerLayer:
     cast_input_dtype_enabled: bool = True
     # False: autocast_adapter_dtype leaves this layer's adapters in their dtype (LN Tuning's copies of base modules)
     upcast_adapter_dtype: bool = True
+    # the method's name, shown before the class name in repr ("lora.Linear(...)", as in the reference)
+    repr_prefix: str = ""
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
+        """Wrap ``base_layer`` and create the adapter ``adapter_name`` on it: ``update_layer(adapter_name,
+        **kwargs)``."""
+        super().__init__()
+        self._init_tuner_layer(base_layer)
+        self._init_adapter_state()
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, **kwargs)
 
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
@@ -253,7 +266,28 @@ class BaseTunerLayer:
             merged_adapters=[],
             in_features=in_features,
             out_features=out_features,
+            # transformers' Conv1D stores its weight as (in, out): deltas are transposed for it
+            fan_in_fan_out=is_transformers_conv1d(self.get_base_layer()),
         )
+
+    def _init_adapter_state(self) -> None:
+        """Create the empty per-adapter state: an ``nn.ParameterDict`` for each of ``adapter_layer_names`` and a
+        dict for each of ``other_param_names``, except the containers the class declares itself."""
+        cls = type(self)
+        for name in self.adapter_layer_names:
+            if not hasattr(cls, name):
+                self._modules[name] = nn.ParameterDict()
+        for name in self.other_param_names:
+            if not hasattr(cls, name):
+                self.__dict__[name] = {}
+
+    def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
+        """Create (or replace) the adapter ``adapter_name`` on this layer."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement update_layer.")
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        return f"{self.repr_prefix}.{text}" if self.repr_prefix else text
 
     # ---------------------------------------------------------------------------------------------- base layer
     def get_base_layer(self) -> nn.Module:

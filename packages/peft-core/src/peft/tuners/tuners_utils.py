@@ -1,8 +1,9 @@
 """``BaseTuner``: injects a method's adapter layers into a model and runs their lifecycle, once for every method.
 
-A method subclasses it with three class attributes (``prefix``, ``tuner_layer_cls``, ``target_module_mapping``) and
-either ``layers_mapping`` (layer class per base layer type) with ``_layer_kwargs``, or its own ``_create_and_replace``
-(plus ``_create_and_replace_parameter`` if it adapts raw parameters). REQUIREMENTS ARCH-6/7.
+A method's tuner is declarative: ``tuner_layer_cls`` (the method's layer base class), ``layers_mapping`` (the adapter
+layer class for each supported base layer type) and ``layer_options`` / ``option_patterns`` (which config fields
+become the arguments of the layer's ``update_layer``, and which of them a per-module pattern overrides). Each module
+to adapt is described by one ``TargetModule``; hooks that a method overrides receive it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,9 +25,12 @@ from peft.tuners._targeting import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     MIN_TARGET_MODULES_FOR_OPTIMIZATION,
     TargetSelector,
+    TransformersConv1D,
     check_target_module_exists,
     closest_names,
     find_minimal_target_modules,
+    fit_fan_in_fan_out,
+    get_pattern_key,
 )
 from peft.tuners._tying import plan_weight_tying, tie_modules_to_save
 from peft.tuners.tuners_layer import (
@@ -42,6 +47,8 @@ from peft.utils.warnings import warn
 __all__ = [
     "BaseTuner",
     "BaseTunerLayer",
+    "TargetModule",
+    "UnsupportedTargetError",
     "check_target_module_exists",
     "get_in_out_features",
     "mixed_batch",
@@ -66,6 +73,44 @@ def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     ]
 
 
+class UnsupportedTargetError(ValueError, TypeError):
+    """A targeted module has a type the method has no layer for (a ``ValueError`` as in the reference, and a
+    ``TypeError`` as it is about the module's type)."""
+
+
+@dataclass
+class TargetModule:
+    """One module an adapter is being put on: what the injection hooks of ``BaseTuner`` receive.
+
+    Attributes:
+        config: the adapter's config.
+        adapter_name: the adapter's name.
+        key: the module's full name in the model (``"layers.0.self_attn.q_proj"``).
+        parent: the module holding it.
+        name: its attribute name in ``parent``.
+        module: the module there now: the original one, or an adapter layer already wrapping it.
+        parameter_names: for ``target_parameters``, the names of the module's parameters to adapt.
+    """
+
+    config: PeftConfig
+    adapter_name: str
+    key: str
+    parent: nn.Module
+    name: str
+    module: nn.Module
+    parameter_names: tuple[str, ...] = ()
+
+    @property
+    def base_layer(self) -> nn.Module:
+        """The innermost module that is not an adapter layer."""
+        return self.module.get_base_layer() if isinstance(self.module, BaseTunerLayer) else self.module
+
+    def replace(self, new_module: nn.Module) -> None:
+        """Put ``new_module`` in the module's place."""
+        setattr(self.parent, self.name, new_module)
+        self.module = new_module
+
+
 class BaseTuner(nn.Module):
     """Wraps ``model`` and injects the adapter layers of one PEFT method into it.
 
@@ -78,11 +123,18 @@ class BaseTuner(nn.Module):
         autocast_adapter_dtype: upcast fp16/bf16 adapter weights to fp32.
     """
 
+    # the prefix of the method's parameter names; register_peft_method fills it in from the method's name
     prefix: str = ""
+    # the base class of the method's layers
     tuner_layer_cls: type[BaseTunerLayer] = BaseTunerLayer
+    # {base layer type: adapter layer class}, tried in order (TransformersConv1D stands for transformers' Conv1D)
+    layers_mapping: dict[type, type[BaseTunerLayer]] = {}
+    # config fields passed by name to the layer's update_layer (and its constructor)
+    layer_options: tuple[str, ...] = ()
+    # {layer option: config field holding its per-module values, e.g. {"r": "rank_pattern"}}
+    option_patterns: dict[str, str] = {}
+    # default target_modules per model type (host packages register most defaults)
     target_module_mapping: dict[str, list[str]] = {}
-    # {base layer type: adapter layer class} for the default _create_and_replace (tried in order)
-    layers_mapping: dict[type[nn.Module], type[BaseTunerLayer]] = {}
 
     def __init__(
         self,
@@ -187,66 +239,58 @@ class BaseTuner(nn.Module):
         return check_target_module_exists(peft_config, key)
 
     # ------------------------------------------------------------------------------------------ injection
-    def _create_and_replace(
-        self,
-        peft_config: PeftConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
-        """Add the adapter to ``target`` if it is a layer of this method, else wrap ``target`` in the layer class
-        ``layers_mapping`` names for its base type; the layer gets ``_layer_kwargs`` as arguments. Methods without a
-        ``layers_mapping`` override this."""
-        if not self.layers_mapping:
-            raise NotImplementedError(f"{type(self).__name__} must implement _create_and_replace.")
-        layer_kwargs = self._layer_kwargs(peft_config, current_key)
-        if isinstance(target, self.tuner_layer_cls):
-            target.update_layer(adapter_name, **layer_kwargs)
+    def _create_and_replace(self, target: TargetModule, layer_kwargs: dict[str, Any] | None = None) -> None:
+        """Add the adapter to ``target.module`` if it already is one of this method's layers, else replace it by a
+        new layer of the class ``layers_mapping`` names for its base layer's type; ``layer_kwargs`` (default:
+        :meth:`_layer_kwargs`) are the arguments of the layer's ``update_layer``."""
+        if layer_kwargs is None:
+            layer_kwargs = self._layer_kwargs(target)
+        if isinstance(target.module, self._layer_classes(target.config)):
+            target.module.update_layer(target.adapter_name, **layer_kwargs)
             return
-        new_module = self._create_new_module(peft_config, adapter_name, target, **layer_kwargs)
-        self._replace_module(parent, target_name, new_module, target)
+        target.replace(self._new_layer(target, layer_kwargs))
 
-    def _layer_kwargs(self, peft_config: PeftConfig, current_key: str) -> dict[str, Any]:
-        """The arguments of the layer's ``update_layer`` for the module ``current_key``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _layer_kwargs.")
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        """The arguments of the layer's ``update_layer`` for ``target``: the config fields named in
+        ``layer_options``, each overridden by its per-module pattern (``option_patterns``) where one matches."""
+        config = target.config
+        kwargs = {name: getattr(config, name) for name in self.layer_options}
+        for option, pattern_field in self.option_patterns.items():
+            pattern = getattr(config, pattern_field) or {}
+            key = get_pattern_key(pattern.keys(), target.key)
+            if key in pattern:
+                kwargs[option] = pattern[key]
+        return kwargs
 
-    @classmethod
-    def _create_new_module(
-        cls, peft_config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        """The layer class for ``target``'s base type (custom modules first), built around ``target``.
+    def _layer_classes(self, config: PeftConfig) -> tuple[type, ...]:
+        """The layer classes this method creates (the config's custom ones included)."""
+        custom = getattr(config, "_custom_modules", None) or {}
+        return (*custom.values(), *self.layers_mapping.values())
+
+    def _new_layer(self, target: TargetModule, layer_kwargs: dict[str, Any]) -> BaseTunerLayer:
+        """A new layer around ``target.module``: the class the config's custom modules or ``layers_mapping`` give
+        for its base layer's type (tried in that order). A config with ``fan_in_fan_out`` is corrected, with a
+        warning, to what a linear base layer needs.
 
         Raises:
-            TypeError: if the base type is not supported, naming the supported ones.
+            UnsupportedTargetError: if no layer class fits, naming the supported base layer types.
         """
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        custom = getattr(peft_config, "_custom_modules", None) or {}
-        for base_cls, layer_cls in [*custom.items(), *cls.layers_mapping.items()]:
+        base = target.base_layer
+        custom = getattr(target.config, "_custom_modules", None) or {}
+        for base_cls, layer_cls in [*custom.items(), *self.layers_mapping.items()]:
             if isinstance(base, base_cls):
-                return layer_cls(target, adapter_name, **kwargs)
-        supported = ", ".join(f"torch.nn.{base_cls.__name__}" for base_cls in cls.layers_mapping)
-        raise TypeError(
-            f"Target module {type(base).__name__} is not supported by {cls.__name__}; supported modules: {supported}."
-            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+                if isinstance(base, (nn.Linear, TransformersConv1D)) and target.config.has_field("fan_in_fan_out"):
+                    fit_fan_in_fan_out(target.config, base)
+                return layer_cls(target.module, target.adapter_name, **layer_kwargs)
+        supported = ", ".join(_display_name(cls) for cls in self.layers_mapping)
+        raise UnsupportedTargetError(
+            f"{type(base).__name__} is not supported by {type(self).__name__}; supported modules: {supported}. "
+            "Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
         )
 
-    def _create_and_replace_parameter(
-        self,
-        peft_config: PeftConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        parameter_names: list[str],
-    ) -> None:
+    def _create_and_replace_parameter(self, target: TargetModule) -> None:
+        """Adapt the parameters ``target.parameter_names`` of ``target.module`` (``target_parameters``)."""
         raise ValueError(f"{type(self).__name__} does not support target_parameters.")
-
-    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
-        setattr(parent, child_name, new_module)
 
     def inject_adapter(
         self,
@@ -323,24 +367,28 @@ class BaseTuner(nn.Module):
                 parent = parents.get(parent_name)
                 if parent is None:
                     parent = parents[parent_name] = model.get_submodule(parent_name)
-                target = getattr(parent, target_name)
-                self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
+                module = getattr(parent, target_name)
+                try:
+                    self._create_and_replace(TargetModule(peft_config, adapter_name, key, parent, target_name, module))
+                except (ValueError, TypeError) as error:
+                    _name_module_in(error, key)
+                    raise
                 parents.pop(key, None)  # a replaced module is no longer the parent of its children
                 self.targeted_module_names.append(key)
             for key in tied_targets:
-                self._tie_target(model, peft_config, adapter_name, key, tying.embedding_name)
+                parent, module, target_name = _get_submodules(model, key)
+                target = TargetModule(peft_config, adapter_name, key, parent, target_name, module)
+                self._tie_target(target, tying.embedding_name)
                 self.targeted_module_names.append(key)
             self._add_auxiliary_modules(model, peft_config, adapter_name)
             if tying is not None and tying.mode == "modules_to_save":
                 tie_modules_to_save(model, tying, adapter_name)
 
-    def _tie_target(
-        self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, key: str, embedding_name: str
-    ) -> None:
-        """Adapt ``key``, a layer tied to the input embedding ``embedding_name``, with the embedding's adapter
+    def _tie_target(self, target: TargetModule, embedding_name: str) -> None:
+        """Adapt ``target``, a layer tied to the input embedding ``embedding_name``, with the embedding's adapter
         (``ensure_weight_tying``); methods that can tie adapters override this."""
         raise ValueError(
-            f"{type(self).__name__} cannot tie the adapter of {key!r} to the one of {embedding_name!r}; set "
+            f"{type(self).__name__} cannot tie the adapter of {target.key!r} to the one of {embedding_name!r}; set "
             "ensure_weight_tying=False."
         )
 
@@ -489,10 +537,10 @@ class BaseTuner(nn.Module):
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         with context:
             for module_name in sorted(by_module):
-                parent, target, target_name = _get_submodules(model, module_name)
-                self._create_and_replace_parameter(
-                    peft_config, adapter_name, target, target_name, parent, module_name, by_module[module_name]
-                )
+                parent, module, target_name = _get_submodules(model, module_name)
+                target = TargetModule(peft_config, adapter_name, module_name, parent, target_name, module)
+                target.parameter_names = tuple(by_module[module_name])
+                self._create_and_replace_parameter(target)
                 self.targeted_parameter_names.extend(f"{module_name}.{p}" for p in by_module[module_name])
 
     @staticmethod
@@ -558,19 +606,18 @@ class BaseTuner(nn.Module):
                 stack.extend(child for child in module._modules.values() if child is not None)
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
-        bias = getattr(peft_config, "bias", "none")
+        """Make biases trainable as ``bias`` says: ``"all"`` every bias of the model, ``"<method>_only"`` (e.g.
+        ``"lora_only"``; methods document their own spelling) the biases of the layers this method adapts."""
+        bias = peft_config.bias
         if bias == "none":
             return
         if bias == "all":
             for name, param in model.named_parameters():
                 if name.endswith("bias"):
                     param.requires_grad_(True)
-        elif bias == self.prefix + "only":
+        elif isinstance(bias, str) and bias.lower().endswith("_only"):
             for module in model.modules():
-                if (
-                    isinstance(module, self.tuner_layer_cls)
-                    and getattr(module.get_base_layer(), "bias", None) is not None
-                ):
+                if isinstance(module, self.tuner_layer_cls) and module.bias is not None:
                     module.get_base_layer().bias.requires_grad_(True)
         else:
             raise NotImplementedError(f"Requested bias: {bias!r}, is not implemented.")
@@ -731,6 +778,20 @@ def _gc_paused() -> Iterator[None]:
             gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+def _name_module_in(error: Exception, key: str) -> None:
+    """Prefix ``error``'s message with the module it is about (the type and traceback stay)."""
+    if error.args and isinstance(error.args[0], str) and not error.args[0].startswith("Target module "):
+        error.args = (f"Target module {key!r}: {error.args[0]}", *error.args[1:])
+
+
+def _display_name(cls: type) -> str:
+    """``torch.nn.Linear`` for torch's layers, the class's ``display_name`` for stand-ins, else its full name."""
+    if hasattr(cls, "display_name"):
+        return cls.display_name
+    module = "torch.nn" if cls.__module__.startswith("torch.nn.") else cls.__module__
+    return f"{module}.{cls.__qualname__}"
 
 
 def _describe(value: Any) -> Any:

@@ -533,12 +533,12 @@ def hotswap_adapter(
         torch_device = str(_adapter_device(layer, adapter_name)) if layer is not None else "cpu"
     state_dict = load_peft_weights(model_name_or_path, device=torch_device, subfolder=subfolder, **hub_kwargs)
 
-    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
+    from peft import registry
 
     hotswap_adapter_from_state_dict(
         model,
         state_dict,
         adapter_name=adapter_name,
         config=config,
-        parameter_prefix=PEFT_TYPE_TO_PREFIX_MAPPING.get(_peft_type_name(config), "lora_"),
+        parameter_prefix=registry.parameter_prefix(config.peft_type),
     )

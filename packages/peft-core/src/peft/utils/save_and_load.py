@@ -34,9 +34,9 @@ def _peft_config_of(model: nn.Module, adapter_name: str) -> Any:
 def _tuner_class(config: Any) -> Any:
     """The tuner of ``config``'s method if it can change the checkpoint layout (``BaseTuner`` subclasses), else
     None."""
-    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+    from peft import registry
 
-    tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(str(getattr(config, "peft_type", None)))
+    tuner_cls = registry.tuner_class(config.peft_type)
     return tuner_cls if hasattr(tuner_cls, "_adapter_state_dict_to_file") else None
 
 

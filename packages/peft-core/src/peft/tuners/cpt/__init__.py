@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
-from peft.utils.peft_types import PeftType, register_peft_method
+from peft.registry import register_peft_method
 from peft.utils.warnings import warn
 
 _WEIGHTED_LOSS_TYPES = ("none", "decay")
@@ -63,7 +63,6 @@ class CPTConfig(PromptLearningConfig):
     tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Tokenizer of cpt_token_ids."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.CPT
         super().__post_init__()
         if str(self.task_type) != "CAUSAL_LM":
             # METHOD-CPT-1: a warning for now (an error in a later version), and the task type is left as given

@@ -26,17 +26,14 @@ from peft.utils.warnings import warn
 class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
     """Wraps a module and holds one trainable copy of it per adapter (``ln_tuning_layers``, keyed by adapter name)."""
 
+    repr_prefix = "ln_tuning"
     adapter_layer_names = ("ln_tuning_layers",)
     upcast_adapter_dtype = False
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         self.ln_tuning_layers = nn.ModuleDict()
         # the base module's own tensors while an adapter is merged into it
-        self.__dict__["_unmerged_state"] = None
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name)
+        self._unmerged_state: dict | None = None
 
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
         """Create (or replace) adapter ``adapter_name``: a copy of the base module (of its original values when
@@ -104,6 +101,3 @@ class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
         if adapter_name in self.merged_adapters:
             self.__dict__["_unmerged_state"] = None
         super().delete_adapter(adapter_name, new_active_adapters)
-
-    def __repr__(self) -> str:
-        return "ln_tuning." + super().__repr__()

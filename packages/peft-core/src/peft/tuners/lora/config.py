@@ -1,12 +1,11 @@
-"""``LoraConfig``: the settings of a LoRA adapter (REQUIREMENTS METHOD-LORA-1)."""
+"""``LoraConfig``: the settings of a LoRA adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import TargetingConfig
 
 _SUPPORTED_INITS = (True, False, "gaussian")
 _BIAS_MODES = ("none", "all", "lora_only")
@@ -25,23 +24,20 @@ class LoraRuntimeConfig:
 
 
 @dataclass
-class LoraConfig(PeftConfig):
+class LoraConfig(TargetingConfig):
     """Configuration of a LoRA adapter: ``W x + (lora_alpha / r) * B A x``.
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         r: rank of the update (``A`` is ``r x in_features``, ``B`` is ``out_features x r``).
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         lora_alpha: scaling numerator; the update is scaled by ``lora_alpha / r`` (``/ sqrt(r)`` with rsLoRA).
         lora_dropout: dropout on the adapter's input.
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"lora_only"``.
         use_rslora: scale by ``lora_alpha / sqrt(r)`` (rank-stabilised LoRA).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_lora_weights: ``True`` (A Kaiming-uniform, B zero: identity at start), ``False`` (both random: for
             tests), or ``"gaussian"`` (A normal with std ``1/r``, B zero).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         rank_pattern / alpha_pattern: per-module ``r`` / ``lora_alpha`` by name or regex (suffix match, ``$``
             implied, ``^`` anchors at the start).
         use_dora: weight-decomposed LoRA (DoRA): a learned magnitude per output feature.
@@ -57,17 +53,12 @@ class LoraConfig(PeftConfig):
     """
 
     r: int = field(default=8, metadata={"help": "LoRA attention dimension (the rank)."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     lora_alpha: int = field(default=8, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: Literal["none", "all", "lora_only"] = field(default="none", metadata={"help": "Bias type for LoRA."})
     use_rslora: bool = field(default=False, metadata={"help": "Use rank-stabilised scaling alpha/sqrt(r)."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_lora_weights: bool | str = field(default=True, metadata={"help": "How to initialise the LoRA weights."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     rank_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module ranks."})
     alpha_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
     megatron_config: dict | None = field(default=None, metadata={"help": "Megatron parallel-linear config."})
@@ -115,7 +106,6 @@ class LoraConfig(PeftConfig):
     }
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.LORA
         super().__post_init__()
         if isinstance(self.runtime_config, dict):
             self.runtime_config = LoraRuntimeConfig(**self.runtime_config)

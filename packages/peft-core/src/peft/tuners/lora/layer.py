@@ -1,20 +1,24 @@
 """LoRA layers: ``y = base(x) + (alpha / r) * B(A(dropout(x)))`` for each active adapter.
 
 ``A`` maps ``in_features -> r`` and ``B`` maps ``r -> out_features``; with the default init ``B = 0``, so a new
-adapter leaves the output unchanged. Variants (DoRA) change the formula through ``LoraVariant``.
+adapter leaves the output unchanged. Variants (DoRA) change the formula through ``LoraVariant``. Every layer type
+is built by the same constructor (``BaseTunerLayer``'s: wrap the base layer, create the first adapter with
+``update_layer``); the types differ in the factors they create and in how they apply them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
+from peft.tuners.lora.dora import DoraVariant
+from peft.tuners.lora.variant import LoraVariant
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
     HALF_PRECISION,
@@ -25,6 +29,8 @@ from peft.tuners.tuners_layer import (
     store_adapter_module,
 )
 from peft.utils.warnings import warn
+
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "Embedding", "Linear", "LoraLayer", "LoraVariant", "is_lora_layer"]
 
 
 def linear_factor(
@@ -43,47 +49,24 @@ def linear_factor(
     return layer
 
 
-class LoraVariant:
-    """A change to the LoRA formula (e.g. DoRA). Stateless: static methods acting on the layer.
-
-    ``init`` adds the variant's per-adapter state; ``merge_safe``/``unmerge`` return the weight with the adapter
-    merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied.
-    """
-
-    @staticmethod
-    def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
-        orig_weight.data = LoraVariant.merge_safe(module, active_adapter, orig_weight)
-
-    @staticmethod
-    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
 class LoraLayer(BaseTunerLayer):
     """State and lifecycle shared by all LoRA layer types."""
 
     adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
     other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
+    repr_prefix = "lora"
+    # LoRA-wide code (injection updates, hotswap, weighted adapters) may treat the layer as holding plain LoRA factors;
+    # AdaLoRA's layers, LoRA layers in SVD form, say False
+    holds_plain_lora_factors: ClassVar[bool] = True
+    # the base weight is stored (in, out) whatever fan_in_fan_out says (nn.Embedding: (vocab, dim))
+    is_embedding: ClassVar[bool] = False
     # the reference checkpoint format stores the DoRA magnitude without the ".weight" of its module
     _file_key_aliases = {"lora_magnitude_vector.weight": "lora_magnitude_vector"}
     lora_embedding_A = LazyAdapterContainer(nn.ParameterDict)
     lora_embedding_B = LazyAdapterContainer(nn.ParameterDict)
     lora_magnitude_vector = LazyAdapterContainer(nn.ModuleDict)
 
-    def _init_lora_layer(self, base_layer: nn.Module, ephemeral_gpu_offload: bool = False, **kwargs: Any) -> None:
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         # written straight into the module's tables: nn.Module.__init__/__setattr__ cost more than the rest of a
         # LoRA layer when thousands are created, and a fresh layer has nothing __setattr__ would need to clean up
         self._modules.update(
@@ -99,8 +82,7 @@ class LoraLayer(BaseTunerLayer):
             use_rslora={},
             lora_bias={},
             lora_variant={},
-            ephemeral_gpu_offload=ephemeral_gpu_offload,
-            fan_in_fan_out=False,
+            ephemeral_gpu_offload=False,
         )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
@@ -109,11 +91,7 @@ class LoraLayer(BaseTunerLayer):
 
     def resolve_lora_variant(self, *, use_dora: bool = False, **kwargs: Any) -> type[LoraVariant] | None:
         """The variant this layer type uses for the given options (None: plain LoRA)."""
-        if not use_dora:
-            return None
-        from peft.tuners.lora.dora import DoraVariant
-
-        return DoraVariant
+        return DoraVariant if use_dora else None
 
     def update_layer(
         self,
@@ -125,11 +103,23 @@ class LoraLayer(BaseTunerLayer):
         use_rslora: bool = False,
         use_dora: bool = False,
         lora_bias: bool = False,
+        ephemeral_gpu_offload: bool | None = None,
+        fan_in_fan_out: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer."""
+        """Create (or replace) adapter ``adapter_name`` on this layer.
+
+        ``ephemeral_gpu_offload`` and ``fan_in_fan_out`` are settings of the layer, not of the adapter: when given,
+        they replace the layer's (``fan_in_fan_out`` defaults to what the base layer's type says).
+        """
+        if ephemeral_gpu_offload is not None:
+            self.ephemeral_gpu_offload = ephemeral_gpu_offload
+        if fan_in_fan_out is not None:
+            self.fan_in_fan_out = fan_in_fan_out
         if r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
+        if lora_bias and self.is_embedding:
+            raise ValueError("lora_bias=True is not supported for LoRA on nn.Embedding.")
         if lora_bias and getattr(self.get_base_layer(), "bias", None) is None:
             warn(
                 f"`lora_bias=True` was passed but the targeted layer of type {type(self.get_base_layer()).__name__} "
@@ -247,35 +237,27 @@ class LoraLayer(BaseTunerLayer):
             weight_a, weight_b = weight_a.float(), weight_b.float()
         return (weight_b @ weight_a * self.scaling[adapter_name]).to(dtype)
 
+    # forward ---------------------------------------------------------------------------------------------------
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        variant = self.lora_variant.get(adapter_name)
+        if variant is not None:
+            return variant.forward(self, adapter_name, x, result)
+        return super()._adapter_output(x, result, adapter_name)
+
+    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include variants)."""
+        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
+        x = self._cast_input_dtype(x, lora_a.weight.dtype)
+        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
+
 
 class Linear(LoraLayer, nn.Module):
-    """LoRA on ``nn.Linear`` (and transformers' ``Conv1D`` with ``fan_in_fan_out=True``)."""
+    """LoRA on ``nn.Linear`` (and transformers' ``Conv1D``, whose weight is stored ``(in, out)``)."""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        r: int = 0,
-        lora_alpha: int = 1,
-        lora_dropout: float = 0.0,
-        fan_in_fan_out: bool = False,
-        is_target_conv_1d_layer: bool = False,
-        init_lora_weights: bool | str = True,
-        use_rslora: bool = False,
-        use_dora: bool = False,
-        lora_bias: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        self.__dict__.update(
-            fan_in_fan_out=fan_in_fan_out,
-            is_target_conv_1d_layer=is_target_conv_1d_layer,
-            _active_adapter=adapter_name,
-        )
-        self.update_layer(
-            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
-        )
+    @property
+    def is_target_conv_1d_layer(self) -> bool:
+        """Whether the base layer is transformers' ``Conv1D`` (its weight stored ``(in, out)``)."""
+        return self.fan_in_fan_out
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
         store_adapter_module(self.lora_A, adapter_name, linear_factor(self.in_features, r, False, **factory))
@@ -343,42 +325,12 @@ class Linear(LoraLayer, nn.Module):
         )
         return out.view(result.shape)
 
-    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
-        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
-        x = self._cast_input_dtype(x, lora_a.weight.dtype)
-        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
-
 
 class Embedding(LoraLayer, nn.Module):
     """LoRA on ``nn.Embedding``: the update's rows are looked up from ``A`` and projected by ``B``."""
 
     _primary_adapter_layer_name = "lora_embedding_A"
-
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        r: int = 0,
-        lora_alpha: int = 1,
-        lora_dropout: float = 0.0,
-        init_lora_weights: bool | str = True,
-        use_rslora: bool = False,
-        use_dora: bool = False,
-        lora_bias: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        if lora_bias:
-            raise ValueError("lora_bias=True is not supported for LoRA on nn.Embedding.")
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        self._active_adapter = adapter_name
-        self.update_layer(
-            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
-        )
+    is_embedding = True
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
         self.lora_embedding_A[adapter_name] = nn.Parameter(torch.randn(r, self.in_features, **factory))
@@ -400,12 +352,6 @@ class Embedding(LoraLayer, nn.Module):
             sparse=base.sparse,
         )
 
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        variant = self.lora_variant.get(adapter_name)
-        if variant is not None:
-            return variant.forward(self, adapter_name, x, result)
-        return super()._adapter_output(x, result, adapter_name)
-
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``scaling * B`` applied to the rows of ``A`` looked up by ``x`` (times the base's ``embed_scale``)."""
         after_a = self._embed(x, self.lora_embedding_A[adapter_name].T)
@@ -415,42 +361,22 @@ class Embedding(LoraLayer, nn.Module):
             update = update * torch.as_tensor(embed_scale, dtype=update.dtype, device=update.device)
         return update
 
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
-
 
 class _ConvNd(LoraLayer, nn.Module):
     """LoRA on ``nn.Conv1d/2d/3d``: ``A`` is a conv with the base kernel, ``B`` a 1x1 conv."""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        r: int = 0,
-        lora_alpha: int = 1,
-        lora_dropout: float = 0.0,
-        init_lora_weights: bool | str = True,
-        use_rslora: bool = False,
-        use_dora: bool = False,
-        lora_bias: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        if base_layer.groups > 1:
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
+        if self.get_base_layer().groups > 1:
             warn("LoRA adapter added to ConvNd layer with groups > 1. Merging is not supported.")
-        if r % base_layer.groups != 0:
-            raise ValueError(
-                f"Targeting a {type(base_layer).__name__} with groups={base_layer.groups} and rank {r}: the rank must "
-                "be divisible by groups."
-            )
-        self._active_adapter = adapter_name
-        self.update_layer(
-            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
-        )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
         base = self.get_base_layer()
+        if r % base.groups != 0:
+            raise ValueError(
+                f"Targeting a {type(base).__name__} with groups={base.groups} and rank {r}: the rank must be "
+                "divisible by groups."
+            )
         conv_cls = type(base) if type(base) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) else _CONV_BY_DIM[base.weight.dim()]
         ones = (1,) * (base.weight.dim() - 2)
         # uninitialised, like the Linear factors: reset_lora_parameters draws each factor once
@@ -479,21 +405,6 @@ class _ConvNd(LoraLayer, nn.Module):
             delta = conv_fn(weight_a.transpose(0, 1), weight_b).transpose(0, 1)
         return (delta * self.scaling[adapter]).to(dtype)
 
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        variant = self.lora_variant.get(adapter_name)
-        if variant is not None:
-            return variant.forward(self, adapter_name, x, result)
-        return super()._adapter_output(x, result, adapter_name)
-
-    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
-        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
-        x = self._cast_input_dtype(x, lora_a.weight.dtype)
-        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
-
 
 class Conv1d(_ConvNd):
     """LoRA on ``nn.Conv1d``."""
@@ -512,9 +423,5 @@ _CONV_BY_DIM = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}
 
 def is_lora_layer(module: object) -> bool:
     """Whether LoRA-wide code (injection updates, hotswap) may treat ``module`` as a LoRA layer: AdaLoRA's SVD layers
-    subclass ``LoraLayer`` but hold differently shaped factors and are left to AdaLoRA (METHOD-ADALORA-4)."""
-    if not isinstance(module, LoraLayer):
-        return False
-    from peft.tuners.adalora.layer import AdaLoraLayer
-
-    return not isinstance(module, AdaLoraLayer)
+    subclass ``LoraLayer`` but hold differently shaped factors and are left to AdaLoRA."""
+    return isinstance(module, LoraLayer) and module.holds_plain_lora_factors

@@ -35,17 +35,9 @@ class _OutProjLinear(Linear):
 class MultiheadAttention(LoraLayer, nn.Module):
     """LoRA on ``nn.MultiheadAttention`` with equal query/key/value sizes."""
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, r: int = 0, lora_alpha: int = 1, **kwargs: Any):
-        if not getattr(base_layer, "_qkv_same_embed_dim", True):
-            raise ValueError(f"Only same dim for query/key/value is supported as of now for {type(self).__name__}.")
+    def update_layer(self, adapter_name: str, r: int, lora_alpha: float, **kwargs: Any) -> None:
         if kwargs.get("use_dora"):
             raise ValueError(f"{type(self).__name__} does not support DoRA (yet), please set use_dora to False")
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, r, lora_alpha, **kwargs)
-
-    def update_layer(self, adapter_name: str, r: int, lora_alpha: float, **kwargs: Any) -> None:
         base = self.get_base_layer()
         if isinstance(base.out_proj, LoraLayer):
             base.out_proj.update_layer(adapter_name, r, lora_alpha, **kwargs)
@@ -127,6 +119,3 @@ class MultiheadAttention(LoraLayer, nn.Module):
         if not weights:
             return base(query, *args, **kwargs)
         return torch.func.functional_call(base, weights, (query, *args), kwargs, strict=False)
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()

@@ -34,12 +34,12 @@ class ParamWrapper(LoraLayer, nn.Module):
             raise ValueError("lora.ParamWrapper does not support DoRA; set use_dora=False.")
         if kwargs.get("lora_dropout"):
             raise ValueError("lora.ParamWrapper does not support lora_dropout; set lora_dropout=0.")
-        super().__init__()
-        self.parameter_name = parameter_name
-        self._init_lora_layer(base_layer, **kwargs)
+        self.__dict__["parameter_name"] = parameter_name  # before the constructor below: its update_layer needs it
+        super().__init__(base_layer, adapter_name, r=r, lora_alpha=lora_alpha, **kwargs)
+
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
         self.in_features, self.out_features, self.num_experts = self._param_geometry()
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, r, lora_alpha, **kwargs)
 
     def _param(self) -> nn.Parameter:
         return getattr(self.get_base_layer(), self.parameter_name)
@@ -95,9 +95,6 @@ class ParamWrapper(LoraLayer, nn.Module):
             adapted = adapted + self.get_delta_weight(name).to(param.dtype)
         path = base_parameter_path(self, self.parameter_name)
         return torch.func.functional_call(self.base_layer, {path: adapted}, (x, *args), kwargs, strict=False)
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
 
     def extra_repr(self) -> str:
         return f"parameter_name={self.parameter_name!r}"

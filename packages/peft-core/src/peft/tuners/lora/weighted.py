@@ -450,7 +450,7 @@ def _combine(
     deltas = [(b @ a) * float(layer.scaling[name]) for (a, b), (name, _) in zip(factors, present)]
     # merge in the orientation of the base weight (what get_delta_weight returns), so that the random masks of the
     # DARE types are drawn in the same element order as the reference draws them
-    transposed = present[0][0] in layer.lora_embedding_A or bool(getattr(layer, "fan_in_fan_out", False))
+    transposed = layer.is_embedding or layer.fan_in_fan_out
     if transposed:
         deltas = [d.T for d in deltas]
     delta = merge(deltas, torch.tensor([w for _, w in present], device=device), **merge_kwargs).to(dtype)

@@ -13,8 +13,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from peft.registry import register_peft_method
 from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig
-from peft.utils.peft_types import PeftType, register_peft_method
 
 _SOURCE_INITS = ("AVERAGE_SOURCE_TASKS", "EXACT_SOURCE_TASK", "ONLY_SOURCE_SHARED")
 
@@ -51,7 +51,6 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.peft_type = PeftType.MULTITASK_PROMPT_TUNING
         if self.prompt_tuning_init.value in _SOURCE_INITS and not self.prompt_tuning_init_state_dict_path:
             raise ValueError(
                 f"prompt_tuning_init={self.prompt_tuning_init.value!r} needs prompt_tuning_init_state_dict_path."

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
-from peft.utils.peft_types import PeftType, register_peft_method
+from peft.registry import register_peft_method
 from peft.utils.warnings import warn
 
 
@@ -41,7 +41,6 @@ class PromptEncoderConfig(PromptLearningConfig):
     encoder_dropout: float = field(default=0.0)
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.P_TUNING
         super().__post_init__()
         kind = getattr(self.encoder_reparameterization_type, "value", self.encoder_reparameterization_type)
         valid = [t.value for t in PromptEncoderReparameterizationType]

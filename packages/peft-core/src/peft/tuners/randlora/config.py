@@ -1,4 +1,4 @@
-"""``RandLoraConfig``: the settings of a RandLoRA adapter (REQUIREMENTS METHOD-RANDLORA-1)."""
+"""``RandLoraConfig``: the settings of a RandLoRA adapter."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from peft.tuners._shared_projections import SharedProjectionConfig
 from peft.tuners._validation import check_probability
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
@@ -55,6 +54,5 @@ class RandLoraConfig(SharedProjectionConfig):
     _projection_names = ("randlora_A", "randlora_B")
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.RANDLORA
         super().__post_init__()
         check_probability("RandLoraConfig", "randlora_dropout", self.randlora_dropout)

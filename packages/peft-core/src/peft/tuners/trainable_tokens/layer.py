@@ -21,6 +21,7 @@ from peft.tuners.tuners_layer import BaseTunerLayer, base_parameter_path
 class TrainableTokensLayer(BaseTunerLayer, nn.Module):
     """Trainable rows of an ``nn.Embedding`` (or of an ``nn.Linear`` output layer tied to one)."""
 
+    repr_prefix = "trainable_tokens"
     adapter_layer_names = ("trainable_tokens_delta",)
     other_param_names = ("token_indices", "trainable_tokens_original")
 
@@ -31,11 +32,13 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
         token_indices: Sequence[int],
         init_weights: bool = True,
         tied_adapter: TrainableTokensLayer | None = None,
-        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
-        self._tied_adapter = [tied_adapter] if tied_adapter is not None else []
+        # a plain list, so that the tied layer is not registered as a submodule; set first: the state depends on it
+        self.__dict__["_tied_adapter"] = [tied_adapter] if tied_adapter is not None else []
+        super().__init__(base_layer, adapter_name, token_indices=token_indices, init_weights=init_weights)
+
+    def _init_adapter_state(self) -> None:
+        tied_adapter = self.tied_adapter
         if tied_adapter is not None:
             # a tied output layer shares the embedding adapter's tensors and merge state (the weight is one tensor);
             # only the embedding's adapter saves and merges them
@@ -47,8 +50,6 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
             self.trainable_tokens_delta = nn.ParameterDict()
             self.trainable_tokens_original = BufferDict(persistent=False)
             self.token_indices: dict[str, list[int]] = {}
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, token_indices=token_indices, init_weights=init_weights)
 
     @property
     def tied_adapter(self) -> TrainableTokensLayer | None:
@@ -122,6 +123,3 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
             return self._forward_with(rows, self.get_merged_weights(active), *args, **kwargs)
 
         return forward_rows_by_adapter(adapter_names, x, rows_forward)
-
-    def __repr__(self) -> str:
-        return "trainable_tokens." + super().__repr__()

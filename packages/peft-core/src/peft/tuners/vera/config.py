@@ -1,4 +1,4 @@
-"""``VeraConfig``: the settings of a VeRA adapter (REQUIREMENTS METHOD-VERA-1/2)."""
+"""``VeraConfig``: the settings of a VeRA adapter."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from peft.tuners._shared_projections import SharedProjectionConfig
 from peft.tuners._validation import check_probability
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
@@ -46,6 +45,5 @@ class VeraConfig(SharedProjectionConfig):
     _projection_names = ("vera_A", "vera_B")
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.VERA
         super().__post_init__()
         check_probability("VeraConfig", "vera_dropout", self.vera_dropout)
