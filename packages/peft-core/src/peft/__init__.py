@@ -11,23 +11,23 @@ from peft import registry, tuners
 from peft._version import __version__
 from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig
 from peft.helpers import disable_input_dtype_casting
+from peft.hosts import get_host_registry
 from peft.mapping import get_peft_config, inject_adapter_in_model
 from peft.mapping_func import get_peft_model
 from peft.mixed_model import PeftMixedModel
 from peft.peft_model import PeftModel
 from peft.registry import register_peft_method
+from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status
 from peft.utils import (
     PeftType,
     PeftWarning,
     TaskType,
     cast_mixed_precision_params,
-    get_peft_model_state_dict,
     load_peft_weights,
     prepare_model_for_kbit_training,
-    set_peft_model_state_dict,
 )
 from peft.utils.peft_types import EXPORTS
-from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status
 
 # the reference's complete method registries (peft.registry), resolved on first access
 _REGISTRY_VIEWS = (
@@ -72,8 +72,6 @@ def __getattr__(name: str) -> Any:
     if name in _REGISTRY_VIEWS:
         return getattr(registry, name)
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
-    from peft.hosts import get_host_registry
-
     exports = get_host_registry().exports
     if name in exports:
         return exports[name]()

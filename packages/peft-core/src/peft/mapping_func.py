@@ -5,6 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.hosts import get_host_registry
+from peft.mixed_model import PeftMixedModel
+from peft.peft_model import PeftModel
 from peft.utils.warnings import warn
 
 
@@ -31,10 +34,6 @@ def get_peft_model(
     Example:
         >>> peft_model = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     """
-    from peft.hosts import get_host_registry
-    from peft.mixed_model import PeftMixedModel
-    from peft.peft_model import PeftModel
-
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a PeftConfig, got {type(peft_config).__name__}.")
     model_config = getattr(model, "config", None)

@@ -1,10 +1,10 @@
 """``PeftMixedModel``: adapters of different compatible types on one model, stacked in the order they are added.
 
 Mixing needs no per-pair code: every adapter layer wraps its base layer and calls its forward, so a LoRA layer on top
-of a trainable-tokens layer (or any other type) composes (REQUIREMENTS ARCH-17/18). ``MixedModel`` injects each
+of a trainable-tokens layer (or any other type) composes. ``MixedModel`` injects each
 adapter with its own method's tuner logic and runs the shared lifecycle over all layers.
 
-Unlike the reference, a mixed model saves and loads as one unit (OPEN-6): each adapter goes to a sub-folder in the
+Unlike the reference, a mixed model saves and loads as one unit: each adapter goes to a sub-folder in the
 single-adapter format, and ``mixed_config.json`` records their names, types and order.
 """
 
@@ -21,10 +21,10 @@ from torch import nn
 from peft import registry
 from peft.config import PeftConfig
 from peft.peft_model import PeftModel
+from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.files import atomic_write_text
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.files import atomic_write_text, load_peft_weights, save_adapter_weights
 
 MIXED_CONFIG_NAME = "mixed_config.json"
 
@@ -127,8 +127,6 @@ class PeftMixedModel(nn.Module):
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any):
         """Save every adapter to ``save_directory/<name>`` and their order and types to ``mixed_config.json``."""
-        from peft.peft_model import _save_weights
-
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
@@ -136,7 +134,7 @@ class PeftMixedModel(nn.Module):
             state_dict = get_peft_model_state_dict(self, adapter_name=name)
             output_dir = os.path.join(save_directory, name)
             os.makedirs(output_dir, exist_ok=True)
-            _save_weights(state_dict, output_dir, safe_serialization)
+            save_adapter_weights(state_dict, output_dir, safe_serialization)
             config = self.peft_config[name]
             saved = type(config)(**{**config.to_dict(), "inference_mode": True})
             saved.save_pretrained(output_dir)

@@ -18,9 +18,13 @@ from torch import nn
 
 from peft import registry
 from peft.config import PeftConfig
+from peft.hosts import get_host_registry
+from peft.lifecycle import cast_adapter_dtype
+from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.status import TunerModelStatus, get_layer_status, get_model_status
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
-from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.files import load_peft_weights, save_adapter_weights, split_hub_kwargs
+from peft.utils.model_card import update_model_card
 from peft.utils.warnings import warn
 
 
@@ -212,14 +216,10 @@ class PeftModel(nn.Module):
 
     def get_layer_status(self) -> list:
         """The state of every adapter layer and auxiliary module (see ``peft.get_layer_status``)."""
-        from peft.utils.status import get_layer_status
-
         return get_layer_status(self)
 
-    def get_model_status(self):
+    def get_model_status(self) -> TunerModelStatus:
         """The state of the model's adapters aggregated over layers (see ``peft.get_model_status``)."""
-        from peft.utils.status import get_model_status
-
         return get_model_status(self)
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
@@ -280,13 +280,11 @@ class PeftModel(nn.Module):
             )
             output_dir = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
             os.makedirs(output_dir, exist_ok=True)
-            _save_weights(state_dict, output_dir, safe_serialization)
+            save_adapter_weights(state_dict, output_dir, safe_serialization)
             self._saved_config(config).save_pretrained(output_dir)
         self._write_model_card(save_directory)
 
     def _write_model_card(self, save_directory: str) -> None:
-        from peft.utils.model_card import update_model_card
-
         base = self.get_base_model()
         configs = list(self.peft_config.values())
         base_name = configs[0].base_model_name_or_path if configs else None
@@ -344,8 +342,6 @@ class PeftModel(nn.Module):
             config.runtime_config.ephemeral_gpu_offload = True
         model_cls = cls
         if cls is PeftModel and config.task_type is not None:
-            from peft.hosts import get_host_registry
-
             model_cls = get_host_registry().task_models.get(str(config.task_type), PeftModel)
         peft_model = model_cls(
             model,
@@ -406,8 +402,6 @@ class PeftModel(nn.Module):
         if result.unexpected_keys:
             warn(f"Found unexpected keys in the checkpoint that fit no adapter: {result.unexpected_keys[:20]}.")
         self._set_trainable(adapter_name, is_trainable)
-        from peft.functional import cast_adapter_dtype
-
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         return result
 
@@ -427,23 +421,3 @@ class PeftModel(nn.Module):
                     break
             renamed[(prefix if key.startswith(prefix) else "") + inner] = value
         return renamed
-
-
-def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_serialization: bool) -> None:
-    if safe_serialization:
-        from safetensors.torch import save_file
-
-        seen: set[tuple[int, int]] = set()
-        tensors = {}
-        for key in sorted(state_dict):
-            tensor = state_dict[key].detach()
-            storage = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-            # safetensors refuses tensors sharing memory: give repeats their own copy
-            tensors[key] = tensor.clone().contiguous() if storage in seen else tensor.contiguous()
-            seen.add(storage)
-        atomic_write(
-            os.path.join(output_dir, SAFETENSORS_WEIGHTS_NAME),
-            lambda path: save_file(tensors, path, metadata={"format": "pt"}),
-        )
-    else:
-        atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))

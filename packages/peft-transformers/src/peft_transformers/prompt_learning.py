@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.auxiliary import add_auxiliary_modules
 from peft.config import PeftConfig
-from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
 from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder

@@ -116,8 +116,8 @@ def _is_peft_model(model: nn.Module) -> bool:
 
 def _adapter_modules(model: nn.Module) -> list[nn.Module]:
     """Adapter layers and auxiliary modules (modules_to_save, trainable tokens) of an injected model."""
+    from peft.auxiliary import AuxiliaryTrainingWrapper
     from peft.tuners.tuners_utils import BaseTunerLayer
-    from peft.utils.other import AuxiliaryTrainingWrapper
 
     return [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
 

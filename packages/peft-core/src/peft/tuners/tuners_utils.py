@@ -18,9 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft import lifecycle
+from peft.auxiliary import add_auxiliary_modules
+from peft.auxiliary.tying import plan_weight_tying, tie_modules_to_save
+from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.config import PeftConfig
+from peft.hosts import get_host_registry
 from peft.tuners import _targeting
-from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners._targeting import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     MIN_TARGET_MODULES_FOR_OPTIMIZATION,
@@ -32,7 +36,6 @@ from peft.tuners._targeting import (
     fit_fan_in_fan_out,
     get_pattern_key,
 )
-from peft.tuners._tying import plan_weight_tying, tie_modules_to_save
 from peft.tuners.tuners_layer import (
     BaseTunerLayer,
     _as_list,
@@ -41,7 +44,8 @@ from peft.tuners.tuners_layer import (
     mixed_batch,
     walk_modules,
 )
-from peft.utils.other import AuxiliaryTrainingWrapper, _get_submodules
+from peft.utils.constants import EMBEDDING_LAYER_NAMES
+from peft.utils.other import _get_submodules
 from peft.utils.warnings import warn
 
 __all__ = [
@@ -62,15 +66,6 @@ _get_in_out_features = get_in_out_features
 def onload_layer(layer: nn.Module) -> nn.Module:
     """Kept for API compatibility: layers are used where they are (offloading hooks move weights themselves)."""
     return layer
-
-
-def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Adapter layers and auxiliary wrappers of ``model``, in module order."""
-    return [
-        (name, module)
-        for name, module in walk_modules(model)
-        if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
-    ]
 
 
 class UnsupportedTargetError(ValueError, TypeError):
@@ -212,8 +207,6 @@ class BaseTuner(nn.Module):
     def _default_target_modules(self, peft_config: PeftConfig, model_type: str | None) -> list[str] | None:
         if model_type in self.target_module_mapping:
             return self.target_module_mapping[model_type]
-        from peft.hosts import get_host_registry
-
         defaults = get_host_registry().default_target_modules.get(str(peft_config.peft_type), {})
         if model_type in defaults:
             return defaults[model_type]
@@ -310,8 +303,6 @@ class BaseTuner(nn.Module):
             check_adapter_name(adapter_name)
             self._check_new_adapter_config(peft_config)
             # configs written for an older layout of the model (e.g. per-expert MoE layers) target the current one
-            from peft.hosts import get_host_registry
-
             for convert in get_host_registry().config_converters:
                 convert(peft_config, model)
         except Exception:
@@ -335,9 +326,9 @@ class BaseTuner(nn.Module):
         except Exception:
             # no half-initialised model: remove what this adapter created, then report the error
             self.peft_config.pop(adapter_name, None)
-            for _, module in _lifecycle_modules(model):
+            for _, module in lifecycle.adapter_modules(model):
                 module.delete_adapter(adapter_name, new_active_adapters=module.active_adapters)
-            purge_empty_adapter_modules(model)
+            lifecycle.purge_empty_adapter_modules(model)
             raise
         with _gc_paused():
             self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
@@ -545,9 +536,7 @@ class BaseTuner(nn.Module):
 
     @staticmethod
     def _warn_tied_targets(model_config: dict[str, Any], targets: list[str], action: str) -> None:
-        """Tied input/output embeddings share one weight: adapting or merging one changes both (TGT-14)."""
-        from peft.utils.constants import EMBEDDING_LAYER_NAMES
-
+        """Tied input/output embeddings share one weight: adapting or merging one changes both."""
         if not model_config.get("tie_word_embeddings"):
             return
         tied = sorted({t for t in targets if t.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES})
@@ -573,7 +562,7 @@ class BaseTuner(nn.Module):
         self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, autocast_adapter_dtype: bool
     ) -> None:
         """Freeze the base model, sync activation on all layers, set the new adapter's trainability, cast dtypes."""
-        modules = [module for _, module in _lifecycle_modules(model)]
+        modules = [module for _, module in lifecycle.adapter_modules(model)]
         self._mark_only_adapters_as_trainable(model, modules)
         trainable = not peft_config.inference_mode and adapter_name in self.active_adapters
         for module in modules:
@@ -582,9 +571,7 @@ class BaseTuner(nn.Module):
         if trainable:
             self._set_bias_trainable(model, peft_config)
         if autocast_adapter_dtype:
-            from peft.functional import _upcast_adapter
-
-            _upcast_adapter(modules, adapter_name)
+            lifecycle.upcast_adapter(modules, adapter_name)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module, modules: list[nn.Module] | None = None) -> None:
         """Freeze every parameter that does not belong to an adapter or auxiliary copy.
@@ -650,20 +637,15 @@ class BaseTuner(nn.Module):
         unknown = [n for n in names if n not in self.peft_config]
         if unknown:
             raise ValueError(f"Adapter(s) {unknown} not found; available adapters: {sorted(self.peft_config)}.")
-        from peft.functional import set_adapter
-
-        set_adapter(self.model, adapter_name, inference_mode=inference_mode)
+        lifecycle.set_adapter(self.model, adapter_name, inference_mode=inference_mode)
         self.active_adapter = adapter_name
 
     def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
         """Make the parameters of ``adapter_names`` trainable (or frozen), auxiliary modules included."""
-        from peft.functional import set_requires_grad
-
-        set_requires_grad(self.model, adapter_names, requires_grad=requires_grad)
+        lifecycle.set_requires_grad(self.model, adapter_names, requires_grad=requires_grad)
 
     def _set_adapter_layers(self, enabled: bool) -> None:
-        for _, module in _lifecycle_modules(self.model):
-            module.enable_adapters(enabled)
+        lifecycle.enable_adapters(self.model, enabled)
 
     def enable_adapter_layers(self) -> None:
         """Turn adapters back on (and re-apply the active adapters' trainability)."""
@@ -703,24 +685,18 @@ class BaseTuner(nn.Module):
         """
         if adapter_name not in self.peft_config:
             raise ValueError(f"Adapter {adapter_name} does not exist")
-        from peft.functional import delete_adapter
-
         del self.peft_config[adapter_name]
-        new_active = delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
+        new_active = lifecycle.delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
         self.active_adapter = new_active if new_active is not None else []
 
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
         self._warn_tied_targets(self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of")
-        for _, module in _lifecycle_modules(self.model):
-            if isinstance(module, BaseTunerLayer) and not getattr(module, "merged_by_parent", False):
-                module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        lifecycle.merge_adapters(self.model, adapter_names, safe_merge)
 
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter`."""
-        for _, module in _lifecycle_modules(self.model):
-            if isinstance(module, BaseTunerLayer) and module.merged and not getattr(module, "merged_by_parent", False):
-                module.unmerge()
+        lifecycle.unmerge_adapters(self.model)
 
     def _unload_and_optionally_merge(
         self,
@@ -733,17 +709,7 @@ class BaseTuner(nn.Module):
             self._warn_tied_targets(
                 self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of"
             )
-        modules = _lifecycle_modules(self.model)
-        # deepest first, so adapters nested inside other adapters or inside auxiliary copies go first
-        modules.sort(key=lambda item: item[0].count("."), reverse=True)
-        if progressbar:
-            from tqdm.auto import tqdm
-
-            modules = tqdm(modules, desc="Unloading " + ("and merging " if merge else "") + "model")
-        for key, module in modules:
-            parent, _, target_name = _get_submodules(self.model, key)
-            replacement = module.unload_and_optionally_merge_module(merge, safe_merge, adapter_names)
-            setattr(parent, target_name, replacement)
+        lifecycle.unload_adapters(self.model, merge, safe_merge, adapter_names, progressbar)
         if hasattr(self.model, "peft_config"):
             del self.model.peft_config
         return self.model
@@ -810,17 +776,3 @@ def _modules_to_save_matcher(peft_config: PeftConfig) -> Callable[[str], bool] |
         return any(listed(".".join(parts[: i + 1])) for i in range(len(parts)))
 
     return is_protected
-
-
-def purge_empty_adapter_modules(model: nn.Module) -> None:
-    """Replace adapter layers and auxiliary wrappers that hold no adapter any more by the modules they wrap."""
-    modules = _lifecycle_modules(model)
-    modules.sort(key=lambda item: item[0].count("."), reverse=True)
-    for key, module in modules:
-        if isinstance(module, BaseTunerLayer):
-            empty, inner = not module._all_available_adapter_names(), module.base_layer
-        else:
-            empty, inner = not module._available_adapters(), module.original_module
-        if empty:
-            parent, _, target_name = _get_submodules(model, key)
-            setattr(parent, target_name, inner)

@@ -1,37 +1,37 @@
-"""Utilities: types, state dicts, module helpers, auxiliary wrappers."""
+"""Leaf helpers (types, files, constants, module-tree helpers) that import nothing above them.
 
-from peft.utils.other import (
-    AuxiliaryTrainingWrapper,
-    ModulesToSaveWrapper,
-    TrainableTokensWrapper,
-    _get_submodules,
-    cast_mixed_precision_params,
-    prepare_model_for_kbit_training,
-)
+Names of the reference's ``peft.utils`` that live in higher layers resolve on first access
+(``peft.utils.reference_paths``).
+"""
+
+from typing import Any
+
+from peft.utils.files import load_peft_weights
+from peft.utils.other import _get_submodules, cast_mixed_precision_params, prepare_model_for_kbit_training
 from peft.utils.peft_types import PeftType, TaskType
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.reference_paths import reference_path_attribute
 from peft.utils.warnings import PeftWarning
 
+_MOVED = {
+    "AuxiliaryTrainingWrapper": "peft.auxiliary",
+    "ModulesToSaveWrapper": "peft.auxiliary",
+    "TrainableTokensWrapper": "peft.auxiliary",
+    "get_peft_model_state_dict": "peft.state_dict",
+    "set_peft_model_state_dict": "peft.state_dict",
+    "register_peft_method": "peft.registry",
+}
+
 __all__ = [
-    "AuxiliaryTrainingWrapper",
-    "ModulesToSaveWrapper",
     "PeftType",
     "PeftWarning",
     "TaskType",
-    "TrainableTokensWrapper",
     "_get_submodules",
     "cast_mixed_precision_params",
-    "prepare_model_for_kbit_training",
-    "get_peft_model_state_dict",
     "load_peft_weights",
-    "set_peft_model_state_dict",
+    "prepare_model_for_kbit_training",
+    *_MOVED,
 ]
 
 
-def __getattr__(name: str):  # noqa: ANN202
-    # the reference's import path of register_peft_method, which lives with the registry it fills
-    if name == "register_peft_method":
-        from peft.utils import peft_types
-
-        return peft_types.register_peft_method
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    return reference_path_attribute(__name__, name, _MOVED)

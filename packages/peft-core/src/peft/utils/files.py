@@ -1,10 +1,13 @@
-"""Locating adapter files (local folders or the Hub) and writing files atomically."""
+"""Adapter files: locating them (local folders or the Hub), reading and writing weights, writing atomically."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from collections.abc import Callable
+from typing import Any
+
+import torch
 
 CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -78,3 +81,56 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+def save_adapter_weights(
+    state_dict: dict[str, torch.Tensor], output_dir: str, safe_serialization: bool = True
+) -> None:
+    """Write ``state_dict`` into ``output_dir`` as ``adapter_model.safetensors`` (or ``adapter_model.bin``),
+    atomically; tensors that share memory are saved as copies (safetensors refuses shared tensors)."""
+    if safe_serialization:
+        from safetensors.torch import save_file
+
+        seen: set[tuple[int, int]] = set()
+        tensors = {}
+        for key in sorted(state_dict):
+            tensor = state_dict[key].detach()
+            storage = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+            tensors[key] = tensor.clone().contiguous() if storage in seen else tensor.contiguous()
+            seen.add(storage)
+        atomic_write(
+            os.path.join(output_dir, SAFETENSORS_WEIGHTS_NAME),
+            lambda path: save_file(tensors, path, metadata={"format": "pt"}),
+        )
+    else:
+        atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))
+
+
+def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **hub_kwargs: Any) -> dict:
+    """Read an adapter's weight file (safetensors preferred, ``.bin`` with ``weights_only=True``).
+
+    Raises:
+        ValueError: if no weight file is found, or it cannot be read.
+    """
+    subfolder = hub_kwargs.pop("subfolder", None)
+    device = device or "cpu"
+    path = resolve_file(model_id, SAFETENSORS_WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
+    if path is not None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device=device)
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
+    path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
+    if path is not None:
+        try:
+            return torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
+    where = os.path.join(os.fspath(model_id), subfolder or "")
+    raise ValueError(
+        f"Can't find weights for {model_id}: neither {SAFETENSORS_WEIGHTS_NAME} nor {WEIGHTS_NAME} is present in "
+        f"{where!r} (locally or on the Hub)."
+    )

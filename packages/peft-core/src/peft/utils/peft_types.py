@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from peft.utils.reference_paths import reference_path_attribute
+
 # Every method of the checkpoint format, in the reference's order of peft_types. A method's name is its package
 # under peft.tuners and, upper-cased, its peft_type. The tuple lists the public names the package exports (through
 # ``peft.<Name>`` and ``peft.tuners.<Name>``); None marks a method another package implements (a host) or this
@@ -79,8 +81,4 @@ class TaskType(_StrEnum):
 
 def __getattr__(name: str) -> Any:
     # the reference's import path of register_peft_method, which lives with the registry it fills
-    if name == "register_peft_method":
-        from importlib import import_module
-
-        return import_module("peft.registry").register_peft_method
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return reference_path_attribute(__name__, name, {"register_peft_method": "peft.registry"})

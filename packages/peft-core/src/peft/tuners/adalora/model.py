@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.adapter_keys import adapter_key_map
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.adalora.allocator import RankAllocator, _param_name, adalora_layers, lookup_rank_mask
 from peft.tuners.adalora.config import AdaLoraConfig
@@ -162,10 +163,8 @@ class AdaLoraModel(LoraModel):
         (as peft 0.21.2 writes it)."""
         if config.rank_pattern is None:
             return state_dict
-        from peft.utils.save_and_load import _adapter_key_map
-
         config.rank_pattern = {_without_adapter_name(k, adapter_name): v for k, v in config.rank_pattern.items()}
-        file_keys = {live: file for file, live in _adapter_key_map(model, adapter_name).items()}
+        file_keys = {live: file for file, live in adapter_key_map(model, adapter_name).items()}
         inner, prefix = _tuner_model(model)
         return _pruned_state_dict(
             inner, config.rank_pattern, adapter_name, state_dict, lambda live: file_keys.get(prefix + live)

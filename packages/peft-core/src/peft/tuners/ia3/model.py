@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.auxiliary.wrappers import copy_modules_to_save, modules_to_save_sources
 from peft.config import PeftConfig
+from peft.hosts import get_host_registry
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.ia3.config import IA3Config, check_feedforward_subset
 from peft.tuners.ia3.layer import Conv1d, Conv2d, Conv3d, IA3Layer, Linear
@@ -54,8 +56,6 @@ class IA3Model(BaseTuner):
         """
         peft_config = super()._prepare_adapter_config(peft_config, model_config)
         if peft_config.feedforward_modules is None:
-            from peft.hosts import get_host_registry
-
             model_type = model_config.get("model_type")
             defaults = get_host_registry().default_target_modules.get(FEEDFORWARD_DEFAULTS_KEY, {})
             if model_type not in defaults:
@@ -101,9 +101,7 @@ class IA3Model(BaseTuner):
             return
         adapters, weights = list(adapters), [float(w) for w in weights]
         configs = self._check_weighted_sources(adapters, weights)
-        from peft.tuners.lora.weighted import _copy_modules_to_save, _modules_to_save_sources
-
-        held_copies = _modules_to_save_sources(self.model, adapters)
+        held_copies = modules_to_save_sources(self.model, adapters)
         self.peft_config[adapter_name] = dataclasses.replace(
             configs[0],
             target_modules=_union(config.target_modules for config in configs),
@@ -114,7 +112,7 @@ class IA3Model(BaseTuner):
             for key, layer in self.model.named_modules():
                 if isinstance(layer, IA3Layer) and adapter_name in layer.ia3_l:
                     _fill_weighted(key, layer, adapter_name, adapters, weights)
-            _copy_modules_to_save(self.model, adapter_name, held_copies)
+            copy_modules_to_save(self.model, adapter_name, held_copies)
         except BaseException:
             if adapter_name in self.peft_config:
                 self.delete_adapter(adapter_name)

@@ -19,6 +19,7 @@ from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, Lo
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.lora.tied import tie_to_embedding
+from peft.tuners.lora.weighted import add_weighted_adapter
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
 
 
@@ -69,8 +70,6 @@ class LoraModel(BaseTuner):
         negative. ``svd_*`` options apply to the SVD types, ``density`` to the pruning types (fraction kept),
         ``majority_sign_method`` (``"total"``/``"frequency"``) to the TIES types. The new adapter is not activated.
         """
-        from peft.tuners.lora.weighted import add_weighted_adapter
-
         add_weighted_adapter(
             self,
             adapters,

@@ -6,26 +6,11 @@ from typing import Any
 
 from torch import nn
 
+from peft.auxiliary.trainable_tokens import TrainableTokensLayer
+from peft.auxiliary.tying import input_embedding_name
 from peft.config import PeftConfig
 from peft.tuners.trainable_tokens.config import TrainableTokensConfig
-from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
-
-
-def input_embedding_name(model: nn.Module) -> str:
-    """Name of the model's input embedding (``get_input_embeddings()``), else ``"embed_tokens"``."""
-    getter = getattr(model, "get_input_embeddings", None)
-    embedding = None
-    if callable(getter):
-        try:
-            embedding = getter()
-        except (AttributeError, NotImplementedError):
-            embedding = None
-    if embedding is not None:
-        for name, module in model.named_modules():
-            if module is embedding or getattr(module, "base_layer", None) is embedding:
-                return name
-    return "embed_tokens"
 
 
 class TrainableTokensModel(BaseTuner):

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.adapter_keys import adapter_key_map
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.tuners.vblora.config import VBLoRAConfig
@@ -143,8 +144,6 @@ class VBLoRAModel(BaseTuner):
     ) -> dict[str, torch.Tensor]:
         """The inverse of :meth:`_adapter_state_dict_to_file`: the bank goes to every layer's view of it, top-k
         weights and indices become full logits (``-inf`` outside the top-k, so forward and merge are unchanged)."""
-        from peft.utils.save_and_load import _adapter_key_map
-
         topk_files = [key for key in state_dict if _split_key(key)[1] in _TOPK_INDICES]
         if topk_files and not config.inference_mode:
             warn(
@@ -157,7 +156,7 @@ class VBLoRAModel(BaseTuner):
             state_dict[logits_key] = logits_from_topk(weights, state_dict.pop(key), config.num_vectors)
         bank = state_dict.pop(VECTOR_BANK_FILE_KEY, None)
         if bank is not None:
-            for file_key in _adapter_key_map(model, adapter_name):
+            for file_key in adapter_key_map(model, adapter_name):
                 if _split_key(file_key)[1] == _BANK:
                     state_dict[file_key] = bank
         return state_dict

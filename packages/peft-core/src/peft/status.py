@@ -1,4 +1,4 @@
-"""``get_layer_status`` / ``get_model_status``: what adapters a model holds and in which state (LIFE-31).
+"""``get_layer_status`` / ``get_model_status``: what adapters a model holds and in which state.
 
 Works on a ``PeftModel`` and on any model holding adapter layers (e.g. a diffusers UNet). Values that differ between
 layers are reported as ``"irregular"``.
@@ -12,8 +12,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
-from peft.utils.other import AuxiliaryTrainingWrapper
+from peft.tuners.tuners_utils import BaseTuner
 
 Irregular = Literal["irregular"]
 
@@ -53,12 +54,11 @@ class TunerModelStatus:
 
 
 def _unwrap(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
-    """``(module tree to inspect, tuner or None)``."""
-    from peft.peft_model import PeftModel
-    from peft.tuners.tuners_utils import BaseTuner
-
-    if isinstance(model, PeftModel):
-        model = model.base_model
+    """``(module tree to inspect, tuner or None)`` for a ``PeftModel`` or ``PeftMixedModel`` (what
+    ``get_base_model()`` returns; the tuner is their ``base_model``), a tuner, or any other model."""
+    if callable(getattr(model, "get_base_model", None)):  # a PeftModel, without importing it (a higher layer)
+        tuner = model.base_model
+        return model.get_base_model(), tuner if isinstance(tuner, BaseTuner) else None
     if isinstance(model, BaseTuner):
         return model.model, model
     return model, None

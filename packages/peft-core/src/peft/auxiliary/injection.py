@@ -1,16 +1,18 @@
 """Wrapping the auxiliary modules an adapter config lists: ``modules_to_save`` copies and trainable tokens
 (``trainable_token_indices``), including layers tied to a wrapped embedding. Shared by every tuner and by
-prompt-learning models (REQUIREMENTS AUX)."""
+prompt-learning models."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from peft.auxiliary.tying import input_embedding, input_embedding_name, modules_tied_to_input_embedding
+from peft.auxiliary.wrappers import ModulesToSaveWrapper, TrainableTokensWrapper
 from peft.config import PeftConfig
 from peft.tuners import _targeting
 from peft.tuners._targeting import closest_names
 from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.utils.other import ModulesToSaveWrapper, _get_submodules
+from peft.utils.other import _get_submodules
 from peft.utils.warnings import warn
 
 
@@ -65,9 +67,6 @@ def _add_trainable_tokens(model: nn.Module, peft_config: PeftConfig, adapter_nam
     indices = getattr(peft_config, "trainable_token_indices", None)
     if not indices:
         return
-    from peft.tuners.trainable_tokens.model import input_embedding_name
-    from peft.utils.other import TrainableTokensWrapper
-
     by_name = indices if isinstance(indices, dict) else {input_embedding_name(model): list(indices)}
     by_name, tie = _drop_entries_tied_to_the_embedding(model, peft_config, by_name)
     for entry, token_indices in sorted(by_name.items()):
@@ -102,8 +101,6 @@ def _drop_entries_tied_to_the_embedding(
     """``(entries to wrap, whether layers tied to a wrapped embedding share its rows)``. Entries for layers tied to
     the input embedding are covered by the embedding's when they list the same tokens; different tokens untie
     them, which ``ensure_weight_tying`` refuses."""
-    from peft.tuners._tying import input_embedding, modules_tied_to_input_embedding
-
     ensure = getattr(peft_config, "ensure_weight_tying", False)
     tied = modules_tied_to_input_embedding(model)
     if not tied:
@@ -130,8 +127,6 @@ def _drop_entries_tied_to_the_embedding(
 
 
 def _wrap_tied_layers(model: nn.Module, wrapper: nn.Module, adapter_name: str, token_indices: list[int]) -> None:
-    from peft.utils.other import TrainableTokensWrapper
-
     weight = wrapper.original_module.weight
     for key, module in list(model.named_modules(remove_duplicate=False)):
         if module is wrapper.original_module or isinstance(module, (TrainableTokensWrapper, BaseTunerLayer)):

@@ -1,0 +1,287 @@
+"""Adapter state dicts in the reference checkpoint format: ``get_peft_model_state_dict`` (an adapter's tensors under
+their file keys, see ``peft.adapter_keys``) and ``set_peft_model_state_dict`` (loading them into a model)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.module import _IncompatibleKeys
+
+from peft import registry
+from peft.adapter_keys import adapter_key_map, auxiliary_key_map
+from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
+from peft.hosts import get_host_registry
+from peft.tuners._targeting import TargetSelector
+from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.utils.constants import EMBEDDING_LAYER_NAMES
+from peft.utils.files import load_peft_weights, resolve_file
+from peft.utils.warnings import warn
+
+__all__ = ["get_peft_model_state_dict", "load_peft_weights", "set_peft_model_state_dict"]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "_orig_mod", model)
+
+
+def _peft_config_of(model: nn.Module, adapter_name: str) -> Any:
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict) or adapter_name not in configs:
+        known = sorted(configs) if isinstance(configs, dict) else []
+        raise ValueError(f"Adapter {adapter_name!r} not found in the model; available adapters: {known}.")
+    return configs[adapter_name]
+
+
+def _tuner_class(config: Any) -> Any:
+    """The tuner of ``config``'s method if it can change the checkpoint layout (``BaseTuner`` subclasses), else
+    None."""
+    tuner_cls = registry.tuner_class(config.peft_type)
+    return tuner_cls if hasattr(tuner_cls, "_adapter_state_dict_to_file") else None
+
+
+def _bias_keys(model: nn.Module, config: Any, state_dict: dict[str, torch.Tensor]) -> list[str]:
+    bias = getattr(config, "bias", "none")
+    if bias == "all":
+        return [k for k in state_dict if k.endswith("bias") and "lora_" not in k.rsplit(".", 2)[0]]
+    if bias.endswith("_only"):
+        keys = []
+        for path, module in model.named_modules():
+            if isinstance(module, BaseTunerLayer) and getattr(module.get_base_layer(), "bias", None) is not None:
+                key = f"{path}.base_layer.bias"
+                if key in state_dict:
+                    keys.append(key)
+        return keys
+    return []
+
+
+def get_peft_model_state_dict(
+    model: nn.Module,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    adapter_name: str = "default",
+    unwrap_compiled: bool = False,
+    save_embedding_layers: str | bool = "auto",
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``adapter_name`` with their checkpoint (file) keys.
+
+    Args:
+        model: a ``PeftModel`` or any model with injected adapters.
+        state_dict: an already gathered state dict of ``model`` (e.g. from a distributed wrapper); default
+            ``model.state_dict()``.
+        adapter_name: the adapter to export.
+        unwrap_compiled: use the original module of a ``torch.compile``d model.
+        save_embedding_layers: whether full embedding matrices are saved too ("auto": when embeddings are adapted
+            or the vocabulary was resized relative to the base checkpoint's ``config.json``, with a warning).
+    """
+    if save_embedding_layers not in ("auto", True, False):
+        raise ValueError(f"save_embedding_layers must be 'auto', True or False, got {save_embedding_layers!r}.")
+    if unwrap_compiled:
+        model = _unwrap(model)
+    config = _peft_config_of(model, adapter_name)
+    if state_dict is None:
+        state_dict = model.state_dict()
+    result: dict[str, torch.Tensor] = {}
+    if getattr(config, "is_prompt_learning", False):
+        result.update(_prompt_learning_state_dict(model, state_dict, adapter_name))
+    layer_tensors = {}
+    for file_key, live_key in adapter_key_map(model, adapter_name).items():
+        if live_key in state_dict:
+            layer_tensors[file_key] = state_dict[live_key]
+    tuner_cls = _tuner_class(config)
+    if tuner_cls is not None:
+        layer_tensors = tuner_cls._adapter_state_dict_to_file(model, config, adapter_name, layer_tensors)
+    result.update(layer_tensors)
+    for key in _bias_keys(model, config, state_dict):
+        result[key] = state_dict[key]
+    if _should_save_embeddings(model, config, save_embedding_layers):
+        adapter_live_keys = set(adapter_key_map(model, adapter_name).values())
+        for key in _embedding_weight_keys(model, state_dict):
+            if key not in adapter_live_keys:
+                result[key] = state_dict[key]
+    for path, module in model.named_modules():
+        if isinstance(module, AuxiliaryTrainingWrapper):
+            prefix = f"{path}." if path else ""
+            own = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            for key, value in module.adapter_state_dict(adapter_name, own).items():
+                result[prefix + key] = value
+    return result
+
+
+def _embedding_module_names(model: nn.Module) -> list[str]:
+    """Names of the input/output embeddings: by the model's getters, else by the usual names."""
+    found = []
+    for getter_name in ("get_input_embeddings", "get_output_embeddings"):
+        getter = getattr(model, getter_name, None)
+        try:
+            module = getter() if callable(getter) else None
+        except (AttributeError, NotImplementedError):
+            module = None
+        if module is not None:
+            found.append(module)
+    names = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        base = getattr(module, "base_layer", None)
+        if any(module is m or base is m for m in found) or name.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES:
+            names.append(name)
+    return names
+
+
+def _should_save_embeddings(model: nn.Module, config: Any, save_embedding_layers: str | bool) -> bool:
+    """ "auto" saves the full embeddings when they are adapted (not with trainable tokens, whose trained rows
+    are the adapter) or when the vocabulary was resized since the base checkpoint."""
+    if save_embedding_layers != "auto":
+        return bool(save_embedding_layers)
+    trainable_tokens = str(getattr(config, "peft_type", "")) == "TRAINABLE_TOKENS" or bool(
+        getattr(config, "trainable_token_indices", None)
+    )
+    if not trainable_tokens:
+        selector = TargetSelector(config)
+        targeted = [n for n in _embedding_module_names(model) if selector.is_target(n)]
+        if targeted:
+            warn(f"Setting save_embedding_layers to True as embedding layers {sorted(set(targeted))} are adapted.")
+            return True
+    resized = _resized_vocabulary(model, getattr(config, "base_model_name_or_path", None))
+    if resized is not None:
+        warn(
+            f"Setting save_embedding_layers to True as the embedding layer has been resized during finetuning: the "
+            f"vocabulary has {resized[1]} tokens, the base model {resized[0]}."
+        )
+        return True
+    return False
+
+
+def _vocab_size(config: Any) -> int | None:
+    """``vocab_size`` of a model config (object or dict), looked up in ``text_config`` for multimodal models."""
+    get = config.get if isinstance(config, dict) else lambda name: getattr(config, name, None)
+    size = get("vocab_size")
+    if size is None and get("text_config") is not None:
+        return _vocab_size(get("text_config"))
+    return size
+
+
+def _resized_vocabulary(model: nn.Module, base_model_name_or_path: str | None) -> tuple[int, int] | None:
+    """``(base vocabulary size, current size)`` if ``model``'s vocabulary differs from the one in the base
+    checkpoint's ``config.json`` (a local folder or a Hub repo), else None; also None when that file cannot be read
+    (with a warning if the lookup itself failed)."""
+    current = _vocab_size(getattr(model, "config", None))
+    if not current or not base_model_name_or_path:
+        return None
+    try:
+        path = resolve_file(base_model_name_or_path, "config.json")
+    except Exception as exc:  # offline, no network, private repo: the check is best effort
+        warn(
+            f"Could not find a config file in {base_model_name_or_path} ({type(exc).__name__}) - will assume that "
+            "the vocabulary was not modified."
+        )
+        return None
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as file:
+        base = _vocab_size(json.load(file))
+    return (base, current) if base and base != current else None
+
+
+def _embedding_weight_keys(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
+    prefixes = tuple(f"{name}." for name in _embedding_module_names(model))
+    return [k for k in state_dict if k.startswith(prefixes) and k.endswith("weight") and ".lora_" not in k]
+
+
+def _prompt_learning_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], adapter_name: str
+) -> dict[str, torch.Tensor]:
+    getter = getattr(model, "_prompt_learning_state_dict", None)
+    if getter is None:
+        raise ValueError("Prompt-learning adapters are saved through their PeftModel.")
+    return getter(state_dict, adapter_name)
+
+
+def set_peft_model_state_dict(
+    model: nn.Module,
+    peft_model_state_dict: dict[str, torch.Tensor],
+    adapter_name: str = "default",
+    ignore_mismatched_sizes: bool = False,
+    low_cpu_mem_usage: bool = False,
+) -> _IncompatibleKeys:
+    """Load checkpoint tensors (file keys) into adapter ``adapter_name`` of ``model``.
+
+    Returns:
+        An object with ``missing_keys`` (adapter tensors the checkpoint lacks, live keys) and ``unexpected_keys``
+        (checkpoint keys that fit nothing).
+
+    Raises:
+        ValueError: if a tensor's shape does not fit (naming the key and both shapes), unless
+            ``ignore_mismatched_sizes``.
+    """
+    config = _peft_config_of(model, adapter_name)
+    for convert in get_host_registry().state_dict_converters:
+        peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
+    tuner_cls = _tuner_class(config)
+    if tuner_cls is not None:
+        peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
+            model, config, adapter_name, dict(peft_model_state_dict)
+        )
+    if getattr(config, "is_prompt_learning", False):
+        used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
+        peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}
+    key_map = adapter_key_map(model, adapter_name) | auxiliary_key_map(model, adapter_name)
+    loaded: set[str] = set()
+    unexpected: list[str] = []
+    with torch.no_grad():
+        for file_key, tensor in peft_model_state_dict.items():
+            key = file_key.replace("_orig_mod.", "")
+            live_key = key_map.get(key)
+            owner, name = _owner_of(model, live_key if live_key is not None else key)
+            if owner is None:
+                unexpected.append(file_key)
+                continue
+            # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
+            live_key = live_key if live_key is not None else key
+            current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+            if tensor.shape != current.shape:
+                if ignore_mismatched_sizes:
+                    continue
+                raise ValueError(
+                    f"Size mismatch for {file_key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
+                    f"expects {tuple(current.shape)}. Check that r and the targeted modules match the adapter's "
+                    "config."
+                )
+            _write_tensor(owner, name, current, tensor, assign=low_cpu_mem_usage or current.device.type == "meta")
+            loaded.add(live_key)
+    if low_cpu_mem_usage:
+        _place_loaded_adapter(model, adapter_name)
+    missing = sorted(live for live in key_map.values() if live not in loaded)
+    return _IncompatibleKeys(missing, unexpected)
+
+
+def _owner_of(model: nn.Module, live_key: str) -> tuple[nn.Module | None, str]:
+    """The module holding the tensor ``live_key`` and its local name, without walking the model."""
+    path, _, name = live_key.rpartition(".")
+    try:
+        owner = model.get_submodule(path) if path else model
+    except AttributeError:
+        return None, name
+    if name in owner._parameters and owner._parameters[name] is not None:
+        return owner, name
+    if name in owner._buffers and owner._buffers[name] is not None:
+        return owner, name
+    return None, name
+
+
+def _write_tensor(owner: nn.Module, name: str, current: torch.Tensor, tensor: torch.Tensor, assign: bool) -> None:
+    """Copy ``tensor`` into ``current``, or put it in place (meta tensors, ``low_cpu_mem_usage``)."""
+    if not assign:
+        current.copy_(tensor)
+        return
+    value = tensor.to(dtype=current.dtype) if current.is_floating_point() else tensor
+    if name in owner._parameters:
+        owner._parameters[name] = nn.Parameter(value, requires_grad=current.requires_grad)
+    else:
+        owner._buffers[name] = value
+
+
+def _place_loaded_adapter(model: nn.Module, adapter_name: str) -> None:
+    for _, module in walk_modules(model):
+        if isinstance(module, BaseTunerLayer):
+            module._move_adapter_to_device_of_base_layer(adapter_name)
