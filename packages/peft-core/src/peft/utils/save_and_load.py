@@ -56,6 +56,8 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
             container = module.adapter_container(attr)
             if container is None or adapter_name not in container:
                 continue
+            if adapter_name in getattr(container, "_non_persistent_buffers_set", ()):
+                continue  # a frozen tensor that is drawn again when loading is not part of the checkpoint
             item = container[adapter_name]
             sub_keys = list(item.state_dict().keys()) if isinstance(item, nn.Module) else [""]
             for sub_key in sub_keys:

@@ -1,0 +1,64 @@
+"""``HiraModel``: injects HiRA layers; the lifecycle is the shared ``BaseTuner`` one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from peft.quantization import resolve_quantization_backend
+from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
+from peft.tuners.hira.config import HiraConfig
+from peft.tuners.hira.layer import Conv1d, Conv2d, Conv3d, Embedding, HiraLayer, Linear
+from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner
+
+_SUPPORTED = (
+    "torch.nn.Linear (optionally quantized), transformers.pytorch_utils.Conv1D, torch.nn.Embedding, "
+    "torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d"
+)
+
+
+class HiraModel(BaseTuner):
+    """Creates HiRA adapters on a model (see ``HiraConfig``; paper: https://openreview.net/pdf?id=TwJrTz9cRS).
+
+    Example:
+        >>> from peft import HiraConfig, get_peft_model
+        >>> model = get_peft_model(model, HiraConfig(r=32, target_modules=["q_proj", "v_proj"]))
+    """
+
+    prefix: str = "hira_"
+    tuner_layer_cls = HiraLayer
+    layers_mapping = {nn.Embedding: Embedding, nn.Conv1d: Conv1d, nn.Conv2d: Conv2d, nn.Conv3d: Conv3d}
+
+    def _layer_kwargs(self, config: HiraConfig, current_key: str) -> dict[str, Any]:
+        rank_pattern = config.rank_pattern or {}
+        return {
+            "r": rank_pattern.get(get_pattern_key(rank_pattern.keys(), current_key), config.r),
+            "hira_dropout": config.hira_dropout,
+            "init_weights": config.init_weights,
+        }
+
+    @classmethod
+    def _create_new_module(
+        cls, peft_config: HiraConfig, adapter_name: str, target: nn.Module, **kwargs: Any
+    ) -> BaseTunerLayer:
+        """The HiRA layer for ``target``'s type: custom modules first, then embeddings and convolutions, then linear
+        layers (``nn.Linear``, quantized linear layers, ``Conv1D``; ``fan_in_fan_out`` corrected with a warning).
+
+        Raises:
+            TypeError: for other layer types, naming the supported ones.
+        """
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
+            if isinstance(base, base_cls):
+                return layer_cls(target, adapter_name, **kwargs)
+        for base_cls, layer_cls in cls.layers_mapping.items():
+            if isinstance(base, base_cls):
+                return layer_cls(target, adapter_name, **kwargs)
+        if isinstance(base, nn.Linear) or is_transformers_conv1d(base) or resolve_quantization_backend(base):
+            return Linear(target, adapter_name, fan_in_fan_out=fit_fan_in_fan_out(peft_config, base), **kwargs)
+        raise TypeError(
+            f"Target module {type(base).__name__} is not supported by HiRA; supported modules: {_SUPPORTED}. Register "
+            "a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+        )
