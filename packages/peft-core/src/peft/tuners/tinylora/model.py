@@ -73,7 +73,8 @@ class TinyLoraModel(DenseDeltaTuner):
         try:
             super()._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
         except Exception:
-            self.tinylora_v.pop(adapter_name, None)
+            if adapter_name in self.tinylora_v:
+                del self.tinylora_v[adapter_name]
             raise
 
     def _layer_kwargs(self, config: TinyLoraConfig, current_key: str) -> dict[str, Any]:

@@ -75,7 +75,8 @@ class UniLoraModel(DenseDeltaTuner):
             super()._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
             self._assign_indices(peft_config, adapter_name)
         except Exception:
-            self.unilora_theta_d.pop(adapter_name, None)
+            if adapter_name in self.unilora_theta_d:
+                del self.unilora_theta_d[adapter_name]
             raise
 
     @staticmethod
