@@ -257,3 +257,15 @@ def test_glora_config_validation():
         GloraConfig(config_D_E="lora")
     with pytest.raises(ValueError, match="Invalid config_C value: 'constant'"):
         GloraConfig(config_C="constant")
+
+
+def test_hira_reference_file_whose_ranks_ignore_its_rank_pattern_loads_with_the_files_ranks():
+    """The reference's HiRA ignores ``rank_pattern`` for new layers, so its file holds r=2 where the config says 3."""
+    case = FIXTURES / "hira_mlp_rank_pattern_ignored_by_the_reference"
+    base = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 2))
+    base.load_state_dict(load_file(case / "base.safetensors"))
+    with pytest.warns(UserWarning, match=r"other ranks than its config gives \(\['base_model.model.2: 3 -> 2'\]\)"):
+        model = PeftModel.from_pretrained(base, case / "adapter")
+    layer = model.base_model.model[2]
+    assert layer.r["default"] == 2 and layer.hira_A["default"].shape == (2, 20)
+    assert not layer.hira_A["default"].requires_grad

@@ -264,6 +264,20 @@ CASES = {
         True,
         True,
     ),
+    # the reference ignores rank_pattern when it creates a layer: its file holds r=2 everywhere
+    "hira_mlp_rank_pattern_ignored_by_the_reference": (
+        MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "HiraConfig",
+                {"r": 2, "rank_pattern": {"2": 3}, "target_modules": ["0", "2"], "init_weights": False},
+            )
+        ],
+        True,
+        False,
+    ),
     "delora_mlp_patterns_two_adapters": (
         MLP,
         X_MLP,

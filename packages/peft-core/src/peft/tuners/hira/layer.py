@@ -66,6 +66,19 @@ class HiraLayer(BaseWeightDependentLayer):
         getattr(self, name_a)[adapter_name] = nn.Parameter(factor_a.to(**factory))
         getattr(self, name_b)[adapter_name] = nn.Parameter(factor_b.to(**factory))
 
+    def resize_adapter(self, adapter_name: str, r: int) -> None:
+        """Re-create ``adapter_name``'s factors with rank ``r``, keeping their dtype, trainability and dropout (for
+        checkpoints whose ranks differ from the config's; loading then fills them)."""
+        name_a, name_b = self._factor_names
+        before = getattr(self, name_a)[adapter_name]
+        dropout = getattr(self.hira_dropout[adapter_name], "p", 0.0)
+        self.update_layer(adapter_name, r, hira_dropout=dropout)
+        for name in (name_a, name_b):
+            container = getattr(self, name)
+            container[adapter_name] = nn.Parameter(
+                container[adapter_name].detach().to(before.dtype), requires_grad=before.requires_grad
+            )
+
     # ---------------------------------------------------------------------------------------------- per layer type
     def _factor_shapes(self, r: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return (r, self.in_features), (self.out_features, r)
