@@ -94,6 +94,14 @@ class TinyLoraModel(DenseDeltaTuner):
             "tinylora_dropout": config.tinylora_dropout,
         }
 
+    def _init_tinylora_v(self, config: TinyLoraConfig, adapter_name: str) -> None:
+        """Draw all of ``adapter_name``'s vectors again, uniformly in ``[-init_v_bound, init_v_bound]`` (the
+        reference's name for it)."""
+        if adapter_name in self.tinylora_v:
+            with torch.no_grad():
+                for vector in self.tinylora_v[adapter_name].values():
+                    vector.uniform_(-config.init_v_bound, config.init_v_bound)
+
     @staticmethod
     def _new_vector(config: TinyLoraConfig) -> torch.Tensor:
         """``v``: zeros for ``init_weights=True``, else uniform in ``[-init_v_bound, init_v_bound]``."""
