@@ -27,6 +27,7 @@ from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_trans
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.save_and_load import shared_tensors_from_file, shared_tensors_to_file
 
 
 def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
@@ -194,6 +195,9 @@ class DenseDeltaTuner(BaseTuner):
 
     size_option: ClassVar[str] = ""
     layer_option_names: ClassVar[tuple[str, ...]] = ()
+    # a container that every layer refers to (owned by the model, e.g. UniLoRA's theta_d): saved once, as
+    # ``base_model.<name>``, instead of under every layer
+    shared_container_name: ClassVar[str] = ""
 
     def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
         pattern = getattr(config, f"{self.size_option}_pattern", None) or {}
@@ -229,6 +233,22 @@ class DenseDeltaTuner(BaseTuner):
         if hasattr(peft_config, "fan_in_fan_out"):
             kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
         return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
+
+    @classmethod
+    def _adapter_state_dict_to_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if not cls.shared_container_name:
+            return state_dict
+        return shared_tensors_to_file(state_dict, cls.shared_container_name)
+
+    @classmethod
+    def _adapter_state_dict_from_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if not cls.shared_container_name:
+            return state_dict
+        return shared_tensors_from_file(model, adapter_name, state_dict, cls.shared_container_name)
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
         # these methods document "<name>_only" values that differ from their prefix ("fourier_only" for

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from peft.tuners._dense_delta import DenseDeltaTuner
-from peft.tuners.gralora.config import GraloraConfig
 from peft.tuners.gralora.layer import GraloraLayer, Linear
 
 
@@ -22,7 +19,5 @@ class GraloraModel(DenseDeltaTuner):
     prefix: str = "gralora_"
     tuner_layer_cls = GraloraLayer
     layers_mapping = {nn.Linear: Linear}
-
-    def _layer_kwargs(self, config: GraloraConfig, current_key: str) -> dict[str, Any]:
-        names = ("r", "alpha", "gralora_k", "hybrid_r", "gralora_dropout", "init_weights")
-        return {name: getattr(config, name) for name in names}
+    size_option = "r"
+    layer_option_names = ("alpha", "gralora_k", "hybrid_r", "gralora_dropout", "init_weights")

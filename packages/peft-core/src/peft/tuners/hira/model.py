@@ -20,6 +20,7 @@ from peft.tuners.hira.config import HiraConfig
 from peft.tuners.hira.layer import Conv1d, Conv2d, Conv3d, Embedding, HiraLayer, Linear
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.save_and_load import _adapter_key_map
 from peft.utils.warnings import warn
 
 _SUPPORTED = (
@@ -78,8 +79,6 @@ class HiraModel(BaseTuner):
     ) -> dict[str, torch.Tensor]:
         """Give layers whose checkpoint rank differs from the config's the checkpoint's rank (see the module
         docstring)."""
-        from peft.utils.save_and_load import _adapter_key_map
-
         resized = []
         for file_key, live_key in _adapter_key_map(model, adapter_name).items():
             for name in ("hira_A", "hira_embedding_A"):

@@ -25,6 +25,7 @@ from peft.tuners.lily.config import LilyConfig
 from peft.tuners.lily.layer import LilyLayer, Linear
 from peft.tuners.tuners_layer import walk_modules
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.save_and_load import _adapter_key_map
 from peft.utils.warnings import warn
 
 _SHARED = ("lily_A", "lily_B")
@@ -78,8 +79,6 @@ class LilyModel(BaseTuner):
         cls, model: nn.Module, config: LilyConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Give a layer its own copy of a shared projector when the checkpoint holds a different one for it."""
-        from peft.utils.save_and_load import _adapter_key_map
-
         users: dict[int, list[tuple[LilyLayer, str, str]]] = {}  # shared module -> (layer, container, file key)
         for file_key, live_key in _adapter_key_map(model, adapter_name).items():
             for name in _SHARED:

@@ -18,7 +18,6 @@ from peft.tuners.tinylora.config import TinyLoraConfig
 from peft.tuners.tinylora.layer import Embedding, Linear, TinyLoraLayer
 
 _VECTORS = "tinylora_v"
-VECTOR_FILE_PREFIX = "base_model.tinylora_v."
 
 
 def group_of(layer_index: int, num_layers: int, weight_tying: float) -> int:
@@ -42,6 +41,7 @@ class TinyLoraModel(DenseDeltaTuner):
     prefix: str = "tinylora_"
     tuner_layer_cls = TinyLoraLayer
     layers_mapping = {nn.Linear: Linear, nn.Embedding: Embedding}
+    shared_container_name = _VECTORS
 
     def _check_new_adapter_config(self, config: TinyLoraConfig) -> None:
         """All adapters of a model save their projections, or none does (the reference's rule)."""
@@ -108,36 +108,3 @@ class TinyLoraModel(DenseDeltaTuner):
         if config.init_weights is True:
             return torch.zeros(config.u)
         return torch.empty(config.u).uniform_(-config.init_v_bound, config.init_v_bound)
-
-    # ------------------------------------------------------------------------------------------ checkpoint layout
-    @classmethod
-    def _adapter_state_dict_to_file(
-        cls, model: nn.Module, config: TinyLoraConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Every layer's view of the shared vectors becomes one ``base_model.tinylora_v.<group>`` per group."""
-        result: dict[str, torch.Tensor] = {}
-        for key, tensor in state_dict.items():
-            path, _, group = key.rpartition(".")
-            if path.rpartition(".")[2] == _VECTORS:
-                result[VECTOR_FILE_PREFIX + group] = tensor
-            else:
-                result[key] = tensor
-        return result
-
-    @classmethod
-    def _adapter_state_dict_from_file(
-        cls, model: nn.Module, config: TinyLoraConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """The inverse of :meth:`_adapter_state_dict_to_file`: each group's vector goes to every layer's view."""
-        from peft.utils.save_and_load import _adapter_key_map
-
-        vectors = {
-            key[len(VECTOR_FILE_PREFIX) :]: state_dict.pop(key)
-            for key in list(state_dict)
-            if key.startswith(VECTOR_FILE_PREFIX)
-        }
-        for file_key in _adapter_key_map(model, adapter_name):
-            path, _, group = file_key.rpartition(".")
-            if path.rpartition(".")[2] == _VECTORS and group in vectors:
-                state_dict[file_key] = vectors[group]
-        return state_dict

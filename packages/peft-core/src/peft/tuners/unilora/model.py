@@ -18,7 +18,6 @@ from peft.tuners.tuners_layer import walk_modules
 from peft.tuners.unilora.config import UniLoraConfig
 from peft.tuners.unilora.layer import Linear, UniLoraLayer
 
-THETA_D_FILE_KEY = "base_model.unilora_theta_d"
 _THETA_D = "unilora_theta_d"
 
 
@@ -46,6 +45,7 @@ class UniLoraModel(DenseDeltaTuner):
     prefix: str = "unilora_"
     tuner_layer_cls = UniLoraLayer
     layers_mapping = {nn.Linear: Linear}
+    shared_container_name = _THETA_D
 
     def _layer_kwargs(self, config: UniLoraConfig, current_key: str) -> dict[str, Any]:
         return {
@@ -129,31 +129,3 @@ class UniLoraModel(DenseDeltaTuner):
                 start += size
             scales = {factor: inverse_sqrt_uses[values] for factor, values in layer_indices.items()}
             layer.assign_indices(adapter_name, layer_indices, scales)
-
-    # ------------------------------------------------------------------------------------------ checkpoint layout
-    @classmethod
-    def _adapter_state_dict_to_file(
-        cls, model: nn.Module, config: UniLoraConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """Every layer's view of the shared ``theta_d`` becomes one ``base_model.unilora_theta_d``."""
-        result: dict[str, torch.Tensor] = {}
-        for key, tensor in state_dict.items():
-            if key.rpartition(".")[2] == _THETA_D:
-                result[THETA_D_FILE_KEY] = tensor
-            else:
-                result[key] = tensor
-        return result
-
-    @classmethod
-    def _adapter_state_dict_from_file(
-        cls, model: nn.Module, config: UniLoraConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """The inverse of :meth:`_adapter_state_dict_to_file`: ``theta_d`` goes to every layer's view of it."""
-        from peft.utils.save_and_load import _adapter_key_map
-
-        theta_d = state_dict.pop(THETA_D_FILE_KEY, None)
-        if theta_d is not None:
-            for file_key in _adapter_key_map(model, adapter_name):
-                if file_key.rpartition(".")[2] == _THETA_D:
-                    state_dict[file_key] = theta_d
-        return state_dict
