@@ -352,3 +352,29 @@ def test_mixed_model_stacks_lora_and_the_method_additively(method):
     assert not torch.allclose(only_method, plain, atol=1e-4)
     torch.testing.assert_close(both, only_lora + only_method - plain, atol=ATOL, rtol=1e-4)
     assert keys == set(mixed.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        ("pvera", ["Linear", "PveraConfig", "PveraLayer", "PveraModel"]),
+        ("unilora", ["Linear", "UniLoraConfig", "UniLoraLayer", "UniLoraModel"]),
+        ("tinylora", ["Embedding", "Linear", "TinyLoraConfig", "TinyLoraLayer", "TinyLoraModel"]),
+        ("gralora", ["GraloraConfig", "GraloraLayer", "GraloraModel"]),
+        ("hira", ["Conv2d", "Conv3d", "Embedding", "HiraConfig", "HiraLayer", "HiraModel", "Linear"]),
+        ("lily", ["LilyConfig", "LilyLayer", "LilyModel", "Linear"]),
+        ("delora", ["DeloraConfig", "DeloraLayer", "DeloraLinear", "DeloraModel"]),
+        ("glora", ["GloraConfig", "GloraLayer", "GloraLinear", "GloraModel"]),
+    ],
+)
+def test_the_references_public_classes_are_exported(module, names):
+    import importlib
+
+    import peft
+
+    package = importlib.import_module(f"peft.tuners.{module}")
+    assert set(names) <= set(package.__all__)
+    for name in names:
+        assert getattr(package, name) is not None
+        if name.endswith(("Config", "Model")):
+            assert getattr(peft, name) is getattr(package, name)
