@@ -14,6 +14,21 @@ VALID_C = ("lora", "vector", "none")
 VALID_D_E = ("vector", "constant", "none")
 
 
+def check_parameterisations(config_A_B: str, config_C: str, config_D_E: str) -> None:
+    """Each support's parameterisation must be one it accepts.
+
+    Raises:
+        ValueError: naming the field, its value and the valid values.
+    """
+    for name, value, valid in (
+        ("config_A_B", config_A_B, VALID_A_B),
+        ("config_C", config_C, VALID_C),
+        ("config_D_E", config_D_E, VALID_D_E),
+    ):
+        if value not in valid:
+            raise ValueError(f"Invalid {name} value: {value!r}. Valid values are: {', '.join(sorted(valid))}.")
+
+
 @dataclass
 class GloraConfig(PeftConfig):
     """Configuration of a GLoRA adapter (generalized LoRA, https://arxiv.org/abs/2306.07967): a frozen linear layer
@@ -61,8 +76,4 @@ class GloraConfig(PeftConfig):
         self.peft_type = PeftType.GLORA
         super().__post_init__()
         check_positive_int("GloraConfig.r", self.r)
-        for name, valid in (("config_A_B", VALID_A_B), ("config_C", VALID_C), ("config_D_E", VALID_D_E)):
-            if getattr(self, name) not in valid:
-                raise ValueError(
-                    f"Invalid {name} value: {getattr(self, name)!r}. Valid values are: {', '.join(sorted(valid))}."
-                )
+        check_parameterisations(self.config_A_B, self.config_C, self.config_D_E)

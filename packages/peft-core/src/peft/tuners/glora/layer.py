@@ -17,7 +17,7 @@ from torch import nn
 
 from peft.tuners._base_weight_dependent import BaseWeightDependentLayer, check_readable_weight
 from peft.tuners._validation import check_positive_int
-from peft.tuners.glora.config import VALID_A_B, VALID_C, VALID_D_E
+from peft.tuners.glora.config import check_parameterisations
 from peft.tuners.tuners_layer import HALF_PRECISION
 
 _SUPPORTS = ("glora_A", "glora_B", "glora_C", "glora_D", "glora_E")
@@ -96,11 +96,7 @@ class GloraLayer(BaseWeightDependentLayer):
             ValueError: for a non-positive ``r`` or an unknown parameterisation.
         """
         check_positive_int(f"{type(self).__name__}.r", r)
-        for name, value, valid in (("config_A_B", config_A_B, VALID_A_B), ("config_C", config_C, VALID_C)):
-            if value not in valid:
-                raise ValueError(f"Invalid {name} value: {value!r}. Valid values are: {', '.join(sorted(valid))}.")
-        if config_D_E not in VALID_D_E:
-            raise ValueError(f"Invalid config_D_E value: {config_D_E!r}. Valid values are: {sorted(VALID_D_E)}.")
+        check_parameterisations(config_A_B, config_C, config_D_E)
         self.r[adapter_name] = r
         out_features, in_features = self.out_features, self.in_features
         has_bias = self.bias is not None
