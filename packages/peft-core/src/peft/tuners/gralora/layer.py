@@ -5,7 +5,8 @@ With ``k`` blocks per side, ``I = in / k``, ``O = out / k`` and ``s = r / k``, a
 (``r`` values, ``k`` groups of ``s``); output block ``m`` is ``[h_0[m], ..., h_{k-1}[m]] B_m``, so the ``(m, n)`` block
 of ``delta W`` (``O x I``) is ``B_m[n s:(n+1) s]^T A_n[:, m s:(m+1) s]^T``, of rank ``s``. An optional plain LoRA
 (``gralora_A_general``: ``in -> hybrid_r``, ``gralora_B_general``: ``hybrid_r -> out``) is added, and the sum is
-scaled by ``alpha / (r + hybrid_r)``.
+scaled by ``alpha / (r + hybrid_r)``. Both parts see the same dropout of the input (the reference draws a second
+dropout mask for the hybrid part; this only matters in training).
 """
 
 from __future__ import annotations
