@@ -27,7 +27,13 @@ _PREFIXES: dict[str, str] = {}
 
 # reference methods whose parameter prefix predates the "prefix = name + '_'" rule (checkpoint keys depend on it);
 # AdaLoRA's layers are LoRA layers in SVD form, saved under LoRA's "lora_" keys
-_LEGACY_PREFIXES = {"adalora": "lora_", "adaption_prompt": "adaption_", "loha": "hada_", "vera": "vera_lambda_"}
+_LEGACY_PREFIXES = {
+    "adalora": "lora_",
+    "adaption_prompt": "adaption_",
+    "loha": "hada_",
+    "pvera": "pvera_lambda_",
+    "vera": "vera_lambda_",
+}
 
 _COMPLETE_VIEWS = {
     "PEFT_TYPE_TO_CONFIG_MAPPING": _CONFIGS,

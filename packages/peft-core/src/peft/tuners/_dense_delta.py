@@ -1,9 +1,13 @@
-"""Adapters whose update is a dense ``delta W`` built from a compact parameterisation (FourierFT, WaveFT, C3A).
+"""Adapters whose update is a ``delta W`` of the base weight's shape built from a compact parameterisation:
+spectral coefficients (FourierFT, WaveFT), circulant kernels (C3A), and low-rank products (GraLoRA's block-wise
+factors, TinyLoRA's frozen SVD factors around a tiny mixing matrix, DeLoRA's normalised factors, UniLoRA's factors
+drawn from one shared vector).
 
 Such a layer computes ``y = base(x) + x @ delta_W^T`` with ``delta_W`` of the base weight's ``(out, in)`` shape,
-derived from a few trainable numbers per adapter (spectral coefficients, circulant kernels). A method supplies the
-formula (``_delta_weight``) and ``update_layer``; forward, merging (through the quantization backend), mixed batches,
-transformers' ``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once.
+derived from a few trainable numbers per adapter. A method supplies the formula (``_delta_weight``) and
+``update_layer``; low-rank methods also override ``_adapter_update`` to apply their factors one after the other
+instead of forming ``delta_W``. Forward, merging (through the quantization backend), mixed batches, transformers'
+``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.quantization import PLAIN_BACKEND, resolve_quantization_backend
+from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._targeting import is_transformers_conv1d
-from peft.tuners._validation import check_positive_int
+from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import BaseTunerLayer
 
 
@@ -28,9 +33,14 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
         TypeError: naming the layer type (and, for quantized layers, the weight's dtype).
     """
     method = layer_cls.method_name
-    allowed = isinstance(base_layer, nn.Linear) or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
+    allowed = (
+        isinstance(base_layer, nn.Linear)
+        or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
+        or (layer_cls.supports_embedding and isinstance(base_layer, nn.Embedding))
+    )
     if not allowed:
         supported = "torch.nn.Linear" + (", transformers.pytorch_utils.Conv1D" if layer_cls.supports_conv1d else "")
+        supported += ", torch.nn.Embedding" if layer_cls.supports_embedding else ""
         raise TypeError(
             f"{method} does not support target modules of type {type(base_layer).__name__}; supported: {supported}."
         )
@@ -48,22 +58,52 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
 class DenseDeltaLayer(BaseTunerLayer):
     """State and forward of a dense-delta adapter layer; concrete layers are ``(MethodLayer, nn.Module)``.
 
-    Subclasses set ``method_name``, ``adapter_layer_names`` (one ``nn.ParameterDict`` of trainable tensors),
-    ``other_param_names`` (plain per-adapter dicts) and implement ``update_layer`` and ``_delta_weight``.
+    Subclasses set ``method_name``, ``adapter_layer_names`` (``nn.ParameterDict`` of trainable tensors, or
+    ``nn.ModuleDict`` for those in ``module_container_names``), ``other_param_names`` (plain per-adapter dicts, except
+    ``adapter_buffer_names``: a ``BufferDict`` each, and ``dropout_name``: an ``nn.ModuleDict``) and implement
+    ``update_layer`` and ``_delta_weight``.
     """
 
     method_name: ClassVar[str] = ""
+    # whether transformers' Conv1D (GPT-2 style, weight stored as (in, out)) can be wrapped
+    supports_conv1d: ClassVar[bool] = True
+    # whether nn.Embedding can be wrapped (its delta W has the embedding matrix's (num_embeddings, dim) layout)
+    supports_embedding: ClassVar[bool] = False
+    # adapter_layer_names whose entries are modules (e.g. nn.Linear factors) rather than parameters
+    module_container_names: ClassVar[tuple[str, ...]] = ()
+    # the per-adapter input dropout container, if the method has one (one of other_param_names)
+    dropout_name: ClassVar[str] = ""
 
     @property
     def repr_prefix(self) -> str:
         return self.method_name
 
-    # whether transformers' Conv1D (GPT-2 style, weight stored as (in, out)) can be wrapped
-    supports_conv1d: ClassVar[bool] = True
-
     def _init_adapter_state(self) -> None:
         check_base_layer(type(self), self.get_base_layer())
-        super()._init_adapter_state()
+        for name in self.module_container_names:
+            self._modules[name] = nn.ModuleDict()
+        for name in self.adapter_buffer_names:
+            self._modules[name] = BufferDict(persistent=True)
+        if self.dropout_name:
+            self._modules[self.dropout_name] = nn.ModuleDict()
+        super()._init_adapter_state()  # ParameterDicts and dicts for the other names
+
+    def _store_dropout(self, adapter_name: str, dropout: float) -> None:
+        """The adapter's input dropout (``nn.Identity`` for 0) in the ``dropout_name`` container.
+
+        Raises:
+            ValueError: if ``dropout`` is not a probability.
+        """
+        check_probability(type(self).__name__, self.dropout_name, dropout)
+        container = getattr(self, self.dropout_name)
+        container[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+
+    def _store_buffer(self, name: str, adapter_name: str, tensor: torch.Tensor, persistent: bool = True) -> None:
+        """Keep the frozen ``tensor`` in the ``BufferDict`` ``name``; ``persistent=False`` leaves it out of the state
+        dict and checkpoints (for tensors drawn again from a seed when loading)."""
+        container = getattr(self, name)
+        container.persistent = persistent
+        container[adapter_name] = tensor
 
     def _store_adapter_tensor(self, adapter_name: str, tensor: torch.Tensor) -> None:
         """Keep ``tensor`` as the adapter's trainable parameter, on the base layer's device and dtype."""
@@ -83,7 +123,8 @@ class DenseDeltaLayer(BaseTunerLayer):
         return locations
 
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one)."""
+        """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one; an embedding's own
+        ``(num_embeddings, dim)`` layout for ``nn.Embedding``)."""
         raise NotImplementedError
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:

@@ -272,13 +272,14 @@ class BaseTunerLayer:
 
     def _init_adapter_state(self) -> None:
         """Create the empty per-adapter state: an ``nn.ParameterDict`` for each of ``adapter_layer_names`` and a
-        dict for each of ``other_param_names``, except the containers the class declares itself."""
-        cls = type(self)
+        dict for each of ``other_param_names``, except the containers the class declares itself or a subclass
+        created before calling this."""
+        cls, modules = type(self), self._modules
         for name in self.adapter_layer_names:
-            if not hasattr(cls, name):
-                self._modules[name] = nn.ParameterDict()
+            if name not in modules and not hasattr(cls, name):
+                modules[name] = nn.ParameterDict()
         for name in self.other_param_names:
-            if not hasattr(cls, name):
+            if name not in modules and name not in self.__dict__ and not hasattr(cls, name):
                 self.__dict__[name] = {}
 
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:

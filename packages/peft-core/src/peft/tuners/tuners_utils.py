@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from peft import lifecycle
+from peft.adapter_keys import shared_tensors_from_file, shared_tensors_to_file
 from peft.auxiliary import add_auxiliary_modules
 from peft.auxiliary.tying import plan_weight_tying, tie_modules_to_save
 from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
@@ -130,6 +131,9 @@ class BaseTuner(nn.Module):
     option_patterns: dict[str, str] = {}
     # default target_modules per model type (host packages register most defaults)
     target_module_mapping: dict[str, list[str]] = {}
+    # containers that every layer refers to, owned by the model (UniLoRA's theta_d): checkpoints hold them once, as
+    # ``base_model.<name>``, instead of under every layer
+    shared_containers: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -615,8 +619,11 @@ class BaseTuner(nn.Module):
         cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """The adapter's tensors as the method's checkpoint stores them. ``state_dict`` holds them under the generic
-        file keys (``<module>.<container>``); methods whose files differ (state shared across layers, compressed
-        tensors) override this and :meth:`_adapter_state_dict_from_file`, its inverse."""
+        file keys (``<module>.<container>``), except that the ``shared_containers`` are saved once; methods whose
+        files differ otherwise (compressed tensors) override this and :meth:`_adapter_state_dict_from_file`, its
+        inverse."""
+        for name in cls.shared_containers:
+            state_dict = shared_tensors_to_file(state_dict, name)
         return state_dict
 
     @classmethod
@@ -624,6 +631,8 @@ class BaseTuner(nn.Module):
         cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Checkpoint tensors (file keys) in the generic layout that loading maps onto the layers."""
+        for name in cls.shared_containers:
+            state_dict = shared_tensors_from_file(model, adapter_name, state_dict, name)
         return state_dict
 
     # ------------------------------------------------------------------------------------------ lifecycle

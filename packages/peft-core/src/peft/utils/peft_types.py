@@ -49,6 +49,14 @@ METHODS: dict[str, tuple[str, ...] | None] = {
     "c3a": ("C3AConfig", "C3AModel"),
     "road": ("RoadConfig", "RoadModel"),
     "waveft": ("WaveFTConfig", "WaveFTModel"),
+    "pvera": ("PveraConfig", "PveraModel"),
+    "unilora": ("UniLoraConfig", "UniLoraModel"),
+    "tinylora": ("TinyLoraConfig", "TinyLoraModel"),
+    "gralora": ("GraloraConfig", "GraloraModel"),
+    "hira": ("HiraConfig", "HiraModel"),
+    "lily": ("LilyConfig", "LilyModel"),
+    "delora": ("DeloraConfig", "DeloraModel"),
+    "glora": ("GloraConfig", "GloraModel"),
 }
 
 # the methods with a package under peft.tuners
