@@ -25,6 +25,7 @@ from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.files import atomic_write_text, load_peft_weights, save_adapter_weights
+from peft.utils.torch_internals import new_module
 
 MIXED_CONFIG_NAME = "mixed_config.json"
 
@@ -42,8 +43,7 @@ class MixedModel(BaseTuner):
     def inject_adapter(self, model: nn.Module, adapter_name: str, **kwargs: Any) -> None:
         tuner_cls = _compatible_tuner(self.peft_config[adapter_name])
         # run the method's own injection on a view sharing this tuner's model and configs
-        view = tuner_cls.__new__(tuner_cls)
-        nn.Module.__init__(view)
+        view = new_module(tuner_cls)  # a tuner that has injected nothing yet
         view.model = model
         view.peft_config = self.peft_config
         view.active_adapter = self.active_adapter

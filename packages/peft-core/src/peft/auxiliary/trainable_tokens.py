@@ -41,29 +41,41 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
         init_weights: bool = True,
         tied_adapter: TrainableTokensLayer | None = None,
     ) -> None:
-        # a plain list, so that the tied layer is not registered as a submodule; set first: the state depends on it
-        self.__dict__["_tied_adapter"] = [tied_adapter] if tied_adapter is not None else []
-        super().__init__(base_layer, adapter_name, token_indices=token_indices, init_weights=init_weights)
+        kwargs = {"token_indices": token_indices, "init_weights": init_weights, "tied_adapter": tied_adapter}
+        super().__init__(base_layer, adapter_name, **kwargs)
 
     def _init_adapter_state(self) -> None:
-        tied_adapter = self.tied_adapter
-        if tied_adapter is not None:
-            # a tied output layer shares the embedding adapter's tensors and merge state (the weight is one tensor);
-            # only the embedding's adapter saves and merges them
-            self.trainable_tokens_delta = tied_adapter.trainable_tokens_delta
-            self.trainable_tokens_original = tied_adapter.trainable_tokens_original
-            self.token_indices = tied_adapter.token_indices
-            self.merged_adapters = tied_adapter.merged_adapters
-        else:
-            self.trainable_tokens_delta = nn.ParameterDict()
-            self.trainable_tokens_original = BufferDict(persistent=False)
-            self.token_indices: dict[str, list[int]] = {}
+        self.trainable_tokens_delta = nn.ParameterDict()
+        self.trainable_tokens_original = BufferDict(persistent=False)
+        self.token_indices: dict[str, list[int]] = {}
+        # a plain list, so that the tied layer is not registered as a submodule
+        self._tied_adapter: list[TrainableTokensLayer] = []
 
     @property
     def tied_adapter(self) -> TrainableTokensLayer | None:
         return self._tied_adapter[0] if self._tied_adapter else None
 
-    def update_layer(self, adapter_name: str, token_indices: Sequence[int], init_weights: bool = True, **kwargs: Any):
+    def _tie_to(self, embedding_adapter: TrainableTokensLayer) -> None:
+        """Share the tensors and merge state of the embedding's adapter (the weight is one tensor): only the
+        embedding's adapter saves and merges them."""
+        self._tied_adapter = [embedding_adapter]
+        self.trainable_tokens_delta = embedding_adapter.trainable_tokens_delta
+        self.trainable_tokens_original = embedding_adapter.trainable_tokens_original
+        self.token_indices = embedding_adapter.token_indices
+        self.merged_adapters = embedding_adapter.merged_adapters
+
+    def update_layer(
+        self,
+        adapter_name: str,
+        token_indices: Sequence[int],
+        init_weights: bool = True,
+        tied_adapter: TrainableTokensLayer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Create (or replace) the adapter ``adapter_name``: trainable copies of the rows ``token_indices``; with
+        ``tied_adapter`` (an output layer tied to the embedding), the embedding adapter's rows instead."""
+        if tied_adapter is not None:
+            self._tie_to(tied_adapter)
         if self.tied_adapter is not None:
             return  # the tied embedding layer owns the tensors
         weight = self.get_base_layer().weight

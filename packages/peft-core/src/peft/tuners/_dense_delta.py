@@ -81,11 +81,11 @@ class DenseDeltaLayer(BaseTunerLayer):
     def _init_adapter_state(self) -> None:
         check_base_layer(type(self), self.get_base_layer())
         for name in self.module_container_names:
-            self._modules[name] = nn.ModuleDict()
+            setattr(self, name, nn.ModuleDict())
         for name in self.adapter_buffer_names:
-            self._modules[name] = BufferDict(persistent=True)
+            setattr(self, name, BufferDict(persistent=True))
         if self.dropout_name:
-            self._modules[self.dropout_name] = nn.ModuleDict()
+            setattr(self, self.dropout_name, nn.ModuleDict())
         super()._init_adapter_state()  # ParameterDicts and dicts for the other names
 
     def _store_dropout(self, adapter_name: str, dropout: float) -> None:

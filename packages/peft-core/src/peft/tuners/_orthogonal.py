@@ -198,12 +198,10 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
                 )
             kernel_size = tuple(base.kernel_size)
         if self._rotates_output:  # the rotated (input) features are the embedding dimension
-            self.__dict__.update(in_features=self.out_features, out_features=self.in_features)
-        self.__dict__.update(
-            kernel_size=kernel_size,
-            # the dimension M acts on: the features of each input row, or the flattened patch of a filter
-            rotation_features=self.in_features * math.prod(kernel_size),
-        )
+            self.in_features, self.out_features = self.out_features, self.in_features
+        self.kernel_size = kernel_size
+        # the dimension M acts on: the features of each input row, or the flattened patch of a filter
+        self.rotation_features = self.in_features * math.prod(kernel_size)
 
     # ---------------------------------------------------------------------------------------------- per method
     def _rotation_factors(

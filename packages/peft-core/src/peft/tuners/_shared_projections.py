@@ -99,7 +99,7 @@ class SharedProjectionLayer(BaseTunerLayer):
         setattr(self, self.dropout_name, nn.ModuleDict())
         # the projections are a plain attribute, set by update_layer: they belong to the model, not to each layer's
         # state dict
-        self.__dict__["_projections"] = None
+        self._projections: dict[str, SharedBufferDict] | None = None
 
     # ---------------------------------------------------------------------------------------------- per method
     def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
@@ -122,7 +122,7 @@ class SharedProjectionLayer(BaseTunerLayer):
         check_positive_int(f"{type(self).__name__}.r", r)
         check_probability(type(self).__name__, self.dropout_name, dropout)
         if projections is not None:
-            self.__dict__["_projections"] = projections
+            self._projections = projections
         self.r[adapter_name] = r
         getattr(self, self.dropout_name)[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
 
@@ -242,7 +242,7 @@ class SharedProjectionTuner(BaseTuner):
     def _load_projections(self, adapter_name: str, loaded: dict[str, torch.Tensor]) -> None:
         """Use checkpoint projections for ``adapter_name``: equal ones keep sharing the model's tensors, others
         become this adapter's own (so loading never changes another adapter's projections)."""
-        current = {name: self._modules[name][adapter_name] for name in self.projection_names}
+        current = {name: getattr(self, name)[adapter_name] for name in self.projection_names}
         new = dict(current)
         for name, tensor in loaded.items():
             tensor = tensor.to(device=current[name].device, dtype=current[name].dtype)
@@ -252,7 +252,7 @@ class SharedProjectionTuner(BaseTuner):
             return
         self._check_fit(adapter_name, new, self._layers_of(adapter_name))
         for name in self.projection_names:
-            self._modules[name][adapter_name] = new[name]
+            getattr(self, name)[adapter_name] = new[name]
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def _check_new_adapter_config(self, config: SharedProjectionConfig) -> None:
@@ -328,7 +328,7 @@ class SharedProjectionTuner(BaseTuner):
             return state_dict
         prefix, tuner = cls._find_tuner(model)
         for name in cls.projection_names:
-            state_dict[prefix + name] = tuner._modules[name][adapter_name]
+            state_dict[prefix + name] = getattr(tuner, name)[adapter_name]
         return state_dict
 
     @classmethod

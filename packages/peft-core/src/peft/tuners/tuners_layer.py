@@ -11,14 +11,19 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules import module as _torch_module
 
 from peft.quantization import QuantizationBackend, get_backend, resolve_quantization_backend
 from peft.tuners._targeting import is_transformers_conv1d
+from peft.utils.torch_internals import (
+    default_device_is_meta,
+    forward_is_hooked,
+    set_plain_attributes,
+    set_submodules,
+)
 from peft.utils.warnings import warn
 
 BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
@@ -129,39 +134,6 @@ def check_adapter_name(adapter_name: str) -> None:
         raise ValueError(f"Invalid adapter name {adapter_name!r}: use a non-empty str without '.'.")
 
 
-def store_adapter_module(container: nn.ModuleDict, adapter_name: str, module: nn.Module) -> None:
-    """``container[adapter_name] = module`` without ``ModuleDict``'s per-insert attribute probing, which costs more
-    than building the adapter itself when thousands of layers are injected (names are checked once, on entry)."""
-    container._modules[adapter_name] = module
-
-
-_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
-_module_state: tuple[dict[str, Any], tuple[tuple[str, type], ...]] | None = None
-
-
-def new_module(cls: type[_ModuleT]) -> _ModuleT:
-    """An instance of ``cls`` holding only ``nn.Module``'s empty state, made without calling ``__init__``.
-
-    For classes whose ``__init__`` adds nothing the caller does not set itself (containers, ``nn.Identity``, adapter
-    factors): a third of the cost of ``nn.Module.__init__``, which adds up over thousands of adapter layers. The state
-    is copied from a real ``nn.Module()``, so it follows torch's version (tests compare both for the classes used).
-    """
-    global _module_state
-    if _module_state is None:
-        prototype = nn.Module().__dict__
-        _module_state = (
-            {key: value for key, value in prototype.items() if not isinstance(value, (dict, set))},
-            tuple((key, type(value)) for key, value in prototype.items() if isinstance(value, (dict, set))),
-        )
-    constants, fresh = _module_state
-    module = cls.__new__(cls)
-    state = module.__dict__
-    state.update(constants)
-    for key, factory in fresh:
-        state[key] = factory()
-    return module
-
-
 class LazyAdapterContainer:
     """Class attribute of an adapter layer: a per-adapter container (a module) created on first access.
 
@@ -181,7 +153,8 @@ class LazyAdapterContainer:
             return self
         container = layer._modules.get(self.name)
         if container is None:
-            container = layer._modules[self.name] = self.factory()
+            container = self.factory()
+            set_submodules(layer, **{self.name: container})
         return container
 
 
@@ -253,21 +226,23 @@ class BaseTunerLayer:
         super().__init__()
         self._init_tuner_layer(base_layer)
         self._init_adapter_state()
-        self._active_adapter = adapter_name
+        self._activate(adapter_name)
         self.update_layer(adapter_name, **kwargs)
 
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
-        self._modules["base_layer"] = base_layer  # a fresh layer: nothing for nn.Module.__setattr__ to clean up
+        set_submodules(self, base_layer=base_layer)
         in_features, out_features = get_in_out_features(base_layer)
-        self.__dict__.update(
+        inner = base_layer.get_base_layer() if isinstance(base_layer, BaseTunerLayer) else base_layer
+        set_plain_attributes(
+            self,
             _active_adapter=[],
             _disable_adapters=False,
             merged_adapters=[],
             in_features=in_features,
             out_features=out_features,
             # transformers' Conv1D stores its weight as (in, out): deltas are transposed for it
-            fan_in_fan_out=is_transformers_conv1d(self.get_base_layer()),
+            fan_in_fan_out=not isinstance(inner, nn.Linear) and is_transformers_conv1d(inner),
         )
 
     def _init_adapter_state(self) -> None:
@@ -277,10 +252,10 @@ class BaseTunerLayer:
         cls, modules = type(self), self._modules
         for name in self.adapter_layer_names:
             if name not in modules and not hasattr(cls, name):
-                modules[name] = nn.ParameterDict()
+                set_submodules(self, **{name: nn.ParameterDict()})
         for name in self.other_param_names:
             if name not in modules and name not in self.__dict__ and not hasattr(cls, name):
-                self.__dict__[name] = {}
+                set_plain_attributes(self, **{name: {}})
 
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
         """Create (or replace) the adapter ``adapter_name`` on this layer."""
@@ -374,8 +349,10 @@ class BaseTunerLayer:
 
     def _activate(self, adapter_names: str | Sequence[str]) -> None:
         """Choose which adapters compute; trainability is left as it is."""
-        # a plain attribute: no need for nn.Module.__setattr__'s checks, run for every layer on each switch
-        self.__dict__["_active_adapter"] = adapter_names if isinstance(adapter_names, str) else list(adapter_names)
+        # runs for every layer on each switch: a plain attribute set without nn.Module.__setattr__'s checks
+        set_plain_attributes(
+            self, _active_adapter=adapter_names if isinstance(adapter_names, str) else list(adapter_names)
+        )
 
     def set_adapter(self, adapter_names: str | Sequence[str], inference_mode: bool = False) -> None:
         """Activate ``adapter_names``; they become trainable unless ``inference_mode``, all others are frozen."""
@@ -418,7 +395,7 @@ class BaseTunerLayer:
         """``device``/``dtype`` for new adapter tensors: the base layer's device and floating dtype (meta inside a
         ``torch.device("meta")`` block), so new adapters never need moving."""
         reference = _first_tensor(self.get_base_layer())
-        if _default_device_is_meta():
+        if default_device_is_meta():
             device = torch.device("meta")
         else:
             device = reference.device if reference is not None else None
@@ -493,12 +470,7 @@ class BaseTunerLayer:
         in place (saving an output-sized buffer per layer): a plain torch layer whose forward no hook observes or
         replaces. Its backward never needs its own output, so in-place updates are safe under autograd too."""
         base = self.base_layer
-        return (
-            type(base) in _FRESH_OUTPUT_LAYERS
-            and not base._forward_hooks
-            and "forward" not in base.__dict__  # accelerate/diffusers hooks replace forward on the instance
-            and not _torch_module._global_forward_hooks
-        )
+        return type(base) in _FRESH_OUTPUT_LAYERS and not forward_is_hooked(base)
 
     def _check_mixed_batch_state(self, adapter_names: Sequence[str], x: torch.Tensor) -> None:
         if self.training:
@@ -658,12 +630,6 @@ def _set_requires_grad(item: nn.Module | torch.Tensor, requires_grad: bool) -> N
         for param in item._parameters.values():
             if param is not None:
                 param.requires_grad_(requires_grad)
-
-
-def _default_device_is_meta() -> bool:
-    # torch.get_default_device() walks the torch-function mode stack, microseconds per adapter layer; a default
-    # device (torch.set_default_device, `with torch.device(...)`) is always a mode on that stack
-    return torch._C._len_torch_function_stack() > 0 and torch.get_default_device().type == "meta"
 
 
 def _first_tensor(module: nn.Module) -> torch.Tensor | None:

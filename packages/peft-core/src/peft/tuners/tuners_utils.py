@@ -9,7 +9,6 @@ to adapt is described by one ``TargetModule``; hooks that a method overrides rec
 from __future__ import annotations
 
 import dataclasses
-import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from peft.tuners.tuners_layer import (
 )
 from peft.utils.constants import EMBEDDING_LAYER_NAMES
 from peft.utils.other import _get_submodules
+from peft.utils.torch_internals import collection_paused
 from peft.utils.warnings import warn
 
 __all__ = [
@@ -74,7 +74,7 @@ class UnsupportedTargetError(ValueError, TypeError):
     ``TypeError`` as it is about the module's type)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class TargetModule:
     """One module an adapter is being put on: what the injection hooks of ``BaseTuner`` receive.
 
@@ -253,16 +253,18 @@ class BaseTuner(nn.Module):
         config = target.config
         kwargs = {name: getattr(config, name) for name in self.layer_options}
         for option, pattern_field in self.option_patterns.items():
-            pattern = getattr(config, pattern_field) or {}
-            key = get_pattern_key(pattern.keys(), target.key)
-            if key in pattern:
-                kwargs[option] = pattern[key]
+            pattern = getattr(config, pattern_field)
+            if pattern:
+                key = get_pattern_key(pattern.keys(), target.key)
+                if key in pattern:
+                    kwargs[option] = pattern[key]
         return kwargs
 
     def _layer_classes(self, config: PeftConfig) -> tuple[type, ...]:
         """The layer classes this method creates (the config's custom ones included)."""
-        custom = getattr(config, "_custom_modules", None) or {}
-        return (*custom.values(), *self.layers_mapping.values())
+        custom = getattr(config, "_custom_modules", None)
+        mapped = tuple(self.layers_mapping.values())
+        return (*custom.values(), *mapped) if custom else mapped
 
     def _new_layer(self, target: TargetModule, layer_kwargs: dict[str, Any]) -> BaseTunerLayer:
         """A new layer around ``target.module``: the class the config's custom modules or ``layers_mapping`` give
@@ -273,8 +275,10 @@ class BaseTuner(nn.Module):
             UnsupportedTargetError: if no layer class fits, naming the supported base layer types.
         """
         base = target.base_layer
-        custom = getattr(target.config, "_custom_modules", None) or {}
-        for base_cls, layer_cls in [*custom.items(), *self.layers_mapping.items()]:
+        custom = getattr(target.config, "_custom_modules", None)
+        for base_cls, layer_cls in (
+            [*custom.items(), *self.layers_mapping.items()] if custom else self.layers_mapping.items()
+        ):
             if isinstance(base, base_cls):
                 if isinstance(base, (nn.Linear, TransformersConv1D)) and target.config.has_field("fan_in_fan_out"):
                     fit_fan_in_fan_out(target.config, base)
@@ -334,7 +338,7 @@ class BaseTuner(nn.Module):
                 module.delete_adapter(adapter_name, new_active_adapters=module.active_adapters)
             lifecycle.purge_empty_adapter_modules(model)
             raise
-        with _gc_paused():
+        with collection_paused():
             self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
 
     def _create_adapter_modules(
@@ -356,7 +360,7 @@ class BaseTuner(nn.Module):
             self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         parents: dict[str, nn.Module] = {}  # siblings share a parent: one lookup for each
-        with context, _gc_paused():
+        with context, collection_paused():
             for key in targets:
                 parent_name, _, target_name = key.rpartition(".")
                 parent = parents.get(parent_name)
@@ -732,27 +736,6 @@ class BaseTuner(nn.Module):
     def unload(self) -> nn.Module:
         """Return the base model without any adapter module and without merging."""
         return self._unload_and_optionally_merge(merge=False)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while thousands of modules are created, then file them as old objects.
-
-    Collections during the block would scan the whole growing model again and again. After it, the new modules
-    (long-lived by construction) go straight to the oldest generation: left young, the next collection would
-    scan all of them at once, a fifth of the injection time, and again a generation later. ``gc.freeze`` +
-    ``gc.unfreeze`` does that move in constant time; skipped when the process froze objects itself.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
-        if was_enabled:
-            gc.enable()
 
 
 def _name_module_in(error: Exception, key: str) -> None:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer
-from peft.tuners.tuners_layer import _first_tensor, new_module, store_adapter_module
+from peft.tuners.tuners_layer import _first_tensor
+from peft.utils.torch_internals import new_module, store_submodule
 
 _RANKNUM_EPS = 1e-5  # keeps the division defined for adapters pruned to rank 0
 
@@ -39,8 +40,8 @@ class AdaLoraLayer(LoraLayer):
     def _init_adapter_state(self) -> None:
         super()._init_adapter_state()
         # LoRA's factors are modules; AdaLoRA's are plain parameters (the reference checkpoint keys have no .weight)
-        self._modules.update(lora_A=nn.ParameterDict(), lora_B=nn.ParameterDict())
-        self._modules.update(lora_E=nn.ParameterDict(), ranknum=nn.ParameterDict())
+        self.lora_A, self.lora_B = nn.ParameterDict(), nn.ParameterDict()
+        self.lora_E, self.ranknum = nn.ParameterDict(), nn.ParameterDict()
 
     def _factor_shapes(self, r: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Shapes of ``A`` and ``B`` for rank ``r``."""
@@ -64,7 +65,7 @@ class AdaLoraLayer(LoraLayer):
             raise ValueError(f"`r` should be a positive integer or 0, but the value passed is {r}")
         self.r[adapter_name] = r
         self.lora_alpha[adapter_name] = lora_alpha
-        store_adapter_module(
+        store_submodule(
             self.lora_dropout,
             adapter_name,
             nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity),

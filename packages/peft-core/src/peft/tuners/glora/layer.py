@@ -72,7 +72,7 @@ class GloraLayer(BaseWeightDependentLayer):
     def _init_adapter_state(self) -> None:
         check_readable_weight("GLoRA", self.get_base_layer())
         for name in _SUPPORTS:
-            self._modules[name] = nn.ModuleDict()
+            setattr(self, name, nn.ModuleDict())
         super()._init_adapter_state()
 
     def _has_adapter(self, adapter_name: str) -> bool:

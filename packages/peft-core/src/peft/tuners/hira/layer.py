@@ -33,7 +33,7 @@ class HiraLayer(BaseWeightDependentLayer):
 
     def _init_adapter_state(self) -> None:
         check_readable_weight("HiRA", self.get_base_layer())
-        self._modules["hira_dropout"] = nn.ModuleDict()
+        self.hira_dropout = nn.ModuleDict()
         super()._init_adapter_state()
 
     def _has_adapter(self, adapter_name: str) -> bool:

@@ -33,7 +33,7 @@ class LilyLayer(BaseTunerLayer):
         if None in (self.in_features, self.out_features):
             raise TypeError(f"Lily supports only linear layers, got {type(self.get_base_layer()).__name__}.")
         for name in self.adapter_layer_names:
-            self._modules[name] = nn.ModuleDict()
+            setattr(self, name, nn.ModuleDict())
         super()._init_adapter_state()
 
     def update_layer(

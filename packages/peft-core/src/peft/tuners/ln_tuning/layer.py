@@ -81,7 +81,7 @@ class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
             warn(f"Already merged with {self.merged_adapters}. Unmerging first.")
             self.unmerge()
         base = self.base_layer
-        self.__dict__["_unmerged_state"] = {key: value.detach().clone() for key, value in base.state_dict().items()}
+        self._unmerged_state = {key: value.detach().clone() for key, value in base.state_dict().items()}
         with torch.no_grad():
             base.load_state_dict(tuned)
         self.merged_adapters.append(names[0])
@@ -93,11 +93,11 @@ class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
             return
         with torch.no_grad():
             self.base_layer.load_state_dict(self._unmerged_state)
-        self.__dict__["_unmerged_state"] = None
+        self._unmerged_state = None
         self.merged_adapters.clear()
 
     def delete_adapter(self, adapter_name: str, new_active_adapters: Sequence[str] | None = None) -> None:
         """Remove ``adapter_name``; if it is merged, its values stay in the base module (as for every method)."""
         if adapter_name in self.merged_adapters:
-            self.__dict__["_unmerged_state"] = None
+            self._unmerged_state = None
         super().delete_adapter(adapter_name, new_active_adapters)

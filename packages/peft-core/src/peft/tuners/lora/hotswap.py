@@ -63,7 +63,7 @@ def _strip_compiled(key: str) -> str:
 
 def _unwrap_compiled(model: nn.Module) -> nn.Module:
     while "_orig_mod" in model._modules:
-        model = model._modules["_orig_mod"]
+        model = model._orig_mod
     return model
 
 

@@ -25,28 +25,11 @@ from peft.tuners.tuners_layer import (
     BaseTunerLayer,
     LazyAdapterContainer,
     MixedBatch,
-    new_module,
-    store_adapter_module,
 )
+from peft.utils.torch_internals import new_linear, new_module, set_plain_attributes, set_submodules, store_submodule
 from peft.utils.warnings import warn
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "Embedding", "Linear", "LoraLayer", "LoraVariant", "is_lora_layer"]
-
-
-def linear_factor(
-    in_features: int,
-    out_features: int,
-    bias: bool,
-    device: torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> nn.Linear:
-    """An ``nn.Linear`` with uninitialised tensors, for a LoRA factor that ``reset_lora_parameters`` initialises:
-    ``nn.Linear.__init__`` would draw random weights only to have them replaced, at 5x the cost of this."""
-    layer = new_module(nn.Linear)
-    layer.__dict__.update(in_features=in_features, out_features=out_features)
-    layer._parameters["weight"] = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
-    layer._parameters["bias"] = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
-    return layer
 
 
 class LoraLayer(BaseTunerLayer):
@@ -67,14 +50,16 @@ class LoraLayer(BaseTunerLayer):
     lora_magnitude_vector = LazyAdapterContainer(nn.ModuleDict)
 
     def _init_adapter_state(self) -> None:
-        # written straight into the module's tables: nn.Module.__init__/__setattr__ cost more than the rest of a
-        # LoRA layer when thousands are created, and a fresh layer has nothing __setattr__ would need to clean up
-        self._modules.update(
+        # through peft.utils.torch_internals: nn.Module.__init__/__setattr__ cost more than the rest of a LoRA layer
+        # when thousands are created
+        set_submodules(
+            self,
             lora_dropout=new_module(nn.ModuleDict),
             lora_A=new_module(nn.ModuleDict),
             lora_B=new_module(nn.ModuleDict),
         )
-        self.__dict__.update(
+        set_plain_attributes(
+            self,
             r={},
             lora_alpha={},
             scaling={},
@@ -112,10 +97,10 @@ class LoraLayer(BaseTunerLayer):
         ``ephemeral_gpu_offload`` and ``fan_in_fan_out`` are settings of the layer, not of the adapter: when given,
         they replace the layer's (``fan_in_fan_out`` defaults to what the base layer's type says).
         """
-        if ephemeral_gpu_offload is not None:
-            self.ephemeral_gpu_offload = ephemeral_gpu_offload
+        if ephemeral_gpu_offload is not None and ephemeral_gpu_offload != self.ephemeral_gpu_offload:
+            set_plain_attributes(self, ephemeral_gpu_offload=ephemeral_gpu_offload)
         if fan_in_fan_out is not None:
-            self.fan_in_fan_out = fan_in_fan_out
+            set_plain_attributes(self, fan_in_fan_out=fan_in_fan_out)
         if r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
         if lora_bias and self.is_embedding:
@@ -127,7 +112,7 @@ class LoraLayer(BaseTunerLayer):
             )
         self.r[adapter_name] = r
         self.lora_alpha[adapter_name] = lora_alpha
-        store_adapter_module(
+        store_submodule(
             self.lora_dropout,
             adapter_name,
             nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity),
@@ -160,7 +145,7 @@ class LoraLayer(BaseTunerLayer):
                 if init_lora_weights == "gaussian":
                     weight_a.normal_(0, 1 / self.r[adapter_name])
                 else:  # Kaiming-uniform with a=sqrt(5), torch's default for Linear and Conv: bound 1/sqrt(fan_in)
-                    bound = 1 / math.sqrt(weight_a[0].numel())
+                    bound = 1 / math.sqrt(math.prod(weight_a.shape[1:]))
                     weight_a.uniform_(-bound, bound)
                 lora_b.weight.zero_()
                 if lora_b.bias is not None:
@@ -260,8 +245,8 @@ class Linear(LoraLayer, nn.Module):
         return self.fan_in_fan_out
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        store_adapter_module(self.lora_A, adapter_name, linear_factor(self.in_features, r, False, **factory))
-        store_adapter_module(self.lora_B, adapter_name, linear_factor(r, self.out_features, lora_bias, **factory))
+        store_submodule(self.lora_A, adapter_name, new_linear(self.in_features, r, False, **factory))
+        store_submodule(self.lora_B, adapter_name, new_linear(r, self.out_features, lora_bias, **factory))
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         delta = self._lora_delta(adapter)

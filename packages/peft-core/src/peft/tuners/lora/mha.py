@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import Linear, LoraLayer, linear_factor
+from peft.tuners.lora.layer import Linear, LoraLayer
+from peft.utils.torch_internals import new_linear
 
 
 class _OutProjLinear(Linear):
@@ -46,8 +47,8 @@ class MultiheadAttention(LoraLayer, nn.Module):
         super().update_layer(adapter_name, r, lora_alpha, **kwargs)
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        self.lora_A[adapter_name] = linear_factor(self.in_features, r, False, **factory)
-        self.lora_B[adapter_name] = linear_factor(r, self.out_features, lora_bias, **factory)
+        self.lora_A[adapter_name] = new_linear(self.in_features, r, False, **factory)
+        self.lora_B[adapter_name] = new_linear(r, self.out_features, lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
         return self.get_base_layer().in_proj_weight.detach()

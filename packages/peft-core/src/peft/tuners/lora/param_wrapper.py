@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import LoraLayer, linear_factor
+from peft.tuners.lora.layer import LoraLayer
 from peft.tuners.tuners_layer import base_parameter_path
+from peft.utils.torch_internals import new_linear
 
 
 class ParamWrapper(LoraLayer, nn.Module):
@@ -34,12 +35,17 @@ class ParamWrapper(LoraLayer, nn.Module):
             raise ValueError("lora.ParamWrapper does not support DoRA; set use_dora=False.")
         if kwargs.get("lora_dropout"):
             raise ValueError("lora.ParamWrapper does not support lora_dropout; set lora_dropout=0.")
-        self.__dict__["parameter_name"] = parameter_name  # before the constructor below: its update_layer needs it
-        super().__init__(base_layer, adapter_name, r=r, lora_alpha=lora_alpha, **kwargs)
+        super().__init__(base_layer, adapter_name, r=r, lora_alpha=lora_alpha, parameter_name=parameter_name, **kwargs)
 
-    def _init_adapter_state(self) -> None:
-        super()._init_adapter_state()
-        self.in_features, self.out_features, self.num_experts = self._param_geometry()
+    def update_layer(
+        self, adapter_name: str, r: int, lora_alpha: float, parameter_name: str | None = None, **kwargs: Any
+    ) -> None:
+        """Create (or replace) the adapter ``adapter_name``; the first call (from the constructor) also says which
+        parameter of the base layer the wrapper adapts."""
+        if parameter_name is not None:
+            self.parameter_name = parameter_name
+            self.in_features, self.out_features, self.num_experts = self._param_geometry()
+        super().update_layer(adapter_name, r, lora_alpha, **kwargs)
 
     def _param(self) -> nn.Parameter:
         return getattr(self.get_base_layer(), self.parameter_name)
@@ -61,8 +67,8 @@ class ParamWrapper(LoraLayer, nn.Module):
         )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        self.lora_A[adapter_name] = linear_factor(self.in_features, r * self.num_experts, False, **factory)
-        self.lora_B[adapter_name] = linear_factor(r * self.num_experts, self.out_features, lora_bias, **factory)
+        self.lora_A[adapter_name] = new_linear(self.in_features, r * self.num_experts, False, **factory)
+        self.lora_B[adapter_name] = new_linear(r * self.num_experts, self.out_features, lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
         return self._param().detach()

@@ -70,7 +70,7 @@ class FragmentLayer(BaseTunerLayer):
     @property
     def blocks(self) -> nn.ParameterDict:
         """``{adapter name: fragment D}``."""
-        return self._modules[self.adapter_layer_names[0]]
+        return getattr(self, self.adapter_layer_names[0])
 
     @property
     def _ranks(self) -> dict[str, int]:

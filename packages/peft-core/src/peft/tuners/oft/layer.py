@@ -106,7 +106,7 @@ class OFTLayer(OrthogonalLayer):
 
     def _init_adapter_state(self) -> None:
         super()._init_adapter_state()
-        self._modules[self.adapter_layer_names[0]] = nn.ModuleDict()
+        setattr(self, self.adapter_layer_names[0], nn.ModuleDict())
 
     def update_layer(
         self,
@@ -176,7 +176,7 @@ class OFTLayer(OrthogonalLayer):
     @property
     def rotations(self) -> nn.ModuleDict:
         """``{adapter name: OFTRotationModule}`` (``oft_R``, or ``oft_embedding_R`` on embeddings)."""
-        return self._modules[self.adapter_layer_names[0]]
+        return getattr(self, self.adapter_layer_names[0])
 
     def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
         return self.rotations[adapter_name].weight.dtype
