@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from peft import __version__
 from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
@@ -35,16 +36,20 @@ def _get_commit_hash(pkg_name: str) -> str | None:
 
 
 def _get_peft_version() -> str:
-    """The version written into saved configs; dev versions carry the commit (or ``@UNKNOWN``)."""
-    from peft import __version__
-
-    if "dev" not in __version__:
-        return __version__
+    """The version stamped on new configs; dev versions carry the commit (or ``@UNKNOWN``)."""
+    # read at call time (not bound at import), so that the stamp follows the module attribute
+    version = __version__
+    if "dev" not in version:
+        return version
     try:
         commit = _get_commit_hash("peft") or _get_commit_hash("peft-core")
-    except Exception:  # never let version stamping break a save
+    except Exception:  # never let version stamping break creating or saving a config
+        warn(
+            "A dev version of PEFT is used but there was an error while trying to determine the commit hash; "
+            "the config records the version as '@UNKNOWN'."
+        )
         commit = None
-    return f"{__version__}@{commit or 'UNKNOWN'}"
+    return f"{version}@{commit or 'UNKNOWN'}"
 
 
 def _to_json_value(value: Any) -> Any:
@@ -76,6 +81,9 @@ class PeftConfigMixin:
     _inert_fields: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
+        if self.peft_version is None:
+            # the version that created the config; a loaded config keeps the version that saved it
+            self.peft_version = _get_peft_version()
         valid_tasks = [t.value for t in TaskType]
         if self.task_type is not None and str(self.task_type) not in valid_tasks:
             raise ValueError(f"Invalid task_type {self.task_type!r}; valid values are {valid_tasks} or None.")
@@ -114,7 +122,7 @@ class PeftConfigMixin:
         return out
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Write ``adapter_config.json`` into ``save_directory`` (atomically), stamping ``peft_version``.
+        """Write ``adapter_config.json`` into ``save_directory`` (atomically), with ``peft_version``.
 
         Extra ``kwargs`` are written as additional top-level keys.
         """
@@ -123,7 +131,8 @@ class PeftConfigMixin:
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file.")
         output = self.to_dict()
         output.update(kwargs)
-        output["peft_version"] = _get_peft_version()
+        if output.get("peft_version") is None:
+            output["peft_version"] = _get_peft_version()
         atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
 
     @classmethod
