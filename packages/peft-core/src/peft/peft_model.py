@@ -38,6 +38,9 @@ class PeftModel(nn.Module):
         >>> model = PeftModel(base, LoraConfig(target_modules=["q_proj", "v_proj"]))
     """
 
+    # True inside ``with model.disable_adapter():``
+    _adapters_disabled: bool = False
+
     def __init__(
         self,
         model: nn.Module,
@@ -78,6 +81,14 @@ class PeftModel(nn.Module):
     def peft_config(self) -> dict[str, PeftConfig]:
         return self._peft_config if self._is_prompt_learning else self.base_model.peft_config
 
+    @peft_config.setter
+    def peft_config(self, value: dict[str, PeftConfig]) -> None:
+        # a tuner wrapping this model (PEFT applied a second time) records its configs here, as on any model
+        if self._is_prompt_learning:
+            self._peft_config = value
+        else:
+            self.base_model.peft_config = value
+
     @property
     def active_adapter(self) -> str | list[str]:
         return self._active_adapter if self._is_prompt_learning else self.base_model.active_adapter
@@ -89,7 +100,14 @@ class PeftModel(nn.Module):
 
     @property
     def active_peft_config(self) -> PeftConfig:
+        if not self.active_adapters:
+            raise ValueError(f"No adapter is active; available adapters: {sorted(self.peft_config)}.")
         return self.peft_config[self.active_adapters[0]]
+
+    @property
+    def has_active_enabled_adapter(self) -> bool:
+        """Whether an adapter computes: at least one is active and adapters are not disabled (``disable_adapter``)."""
+        return not self._adapters_disabled and bool(self.active_adapters)
 
     def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
         """Soft prompts need a model whose inputs they extend; task models from peft-transformers provide it."""
@@ -182,16 +200,12 @@ class PeftModel(nn.Module):
         self.base_model.set_adapter(adapter_name, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:
-        """Remove an adapter (see ``BaseTuner.delete_adapter``).
+        """Remove an adapter (see ``BaseTuner.delete_adapter``). After the last one is deleted no adapter is active
+        and the model computes exactly like the base model until another adapter is added and activated.
 
         Raises:
-            ValueError: for an unknown adapter, or the last one (use ``unload()`` to get the base model back).
+            ValueError: for an unknown adapter, or one that is merged (unmerge it first).
         """
-        if adapter_name in self.peft_config and len(self.peft_config) == 1:
-            raise ValueError(
-                f"Cannot delete {adapter_name!r}, the last adapter of this PeftModel; use unload() to get the base "
-                "model back (models with injected adapters drop their last one with peft.functional.delete_adapter)."
-            )
         self.base_model.delete_adapter(adapter_name)
 
     def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
@@ -201,7 +215,10 @@ class PeftModel(nn.Module):
             TypeError: on prompt-learning models (their single active prompt is trained through ``set_adapter``).
         """
         if self._is_prompt_learning:
-            raise TypeError("set_requires_grad is not supported for prompt-learning adapters; use set_adapter.")
+            raise TypeError(
+                "Setting `requires_grad` is not supported for prompt learning methods like "
+                f"{self.peft_type}; the active prompt trains through set_adapter."
+            )
         self.base_model.set_requires_grad(adapter_names, requires_grad=requires_grad)
 
     def _set_trainable(self, adapter_name: str, trainable: bool) -> None:
@@ -209,9 +226,21 @@ class PeftModel(nn.Module):
 
     @contextmanager
     def disable_adapter(self) -> Iterator[None]:
-        """Within the block the model computes exactly like the base model; everything is restored after."""
-        with self.base_model.adapters_disabled():
-            yield
+        """Within the block the model computes exactly like the base model; afterwards every adapter layer is
+        enabled or disabled as it was before, and every parameter's trainability is restored.
+
+        Blocks nest: leaving an inner block keeps adapters disabled until the outer one ends.
+        """
+        was_disabled = self._adapters_disabled
+        self._adapters_disabled = True
+        try:
+            if self._is_prompt_learning:  # the task model's forward leaves the prompt out
+                yield
+            else:
+                with self.base_model.adapters_disabled():
+                    yield
+        finally:
+            self._adapters_disabled = was_disabled
 
     def get_layer_status(self) -> list:
         """The state of every adapter layer and auxiliary module (see ``peft.get_layer_status``)."""
@@ -412,6 +441,8 @@ class PeftModel(nn.Module):
         from peft.functional import cast_adapter_dtype
 
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        if not is_trainable:
+            self.eval()  # loaded for inference: dropout off, as the reference does
         return result
 
     def _apply_key_mapping(

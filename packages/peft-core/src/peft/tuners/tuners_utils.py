@@ -510,7 +510,10 @@ class BaseTuner(nn.Module):
             )
 
     def _warn_if_already_adapted(self, model: nn.Module) -> None:
-        if len(self.peft_config) == 1 and any(isinstance(m, self.tuner_layer_cls) for m in model.modules()):
+        # layers left empty by deleting every adapter are no earlier adaptation
+        if len(self.peft_config) == 1 and any(
+            isinstance(m, self.tuner_layer_cls) and m._all_available_adapter_names() for m in model.modules()
+        ):
             warn(
                 "You are trying to modify a model with PEFT for a second time: it already contains adapter layers of "
                 "this kind, and the new ones stack on them. Call .unload() on the first PeftModel to get the base "
@@ -637,27 +640,41 @@ class BaseTuner(nn.Module):
 
     @contextmanager
     def adapters_disabled(self) -> Iterator[None]:
-        """Within the block the model computes like the base model; activation and every parameter's trainability
-        are restored afterwards exactly as they were."""
+        """Within the block the model computes like the base model. Afterwards each adapter layer and auxiliary
+        module is enabled or disabled as it was before, and every parameter's trainability is what it was.
+
+        Warns when the layers disagree on entry (some enabled, some disabled): usually a mistake.
+        """
+        modules = [module for _, module in _lifecycle_modules(self.model)]
+        was_disabled = [module.disable_adapters for module in modules]
+        if len(set(was_disabled)) > 1:
+            warn(
+                "The model contains some adapter layers that are enabled and others that are disabled. This is most "
+                "likely unintentional. After exiting the disable_adapter context, each layer is restored to the "
+                "state it had before."
+            )
         grads = [(p, p.requires_grad) for p in self.model.parameters()]
         self.disable_adapter_layers()
         try:
             yield
         finally:
-            self._set_adapter_layers(True)
+            for module, disabled in zip(modules, was_disabled):
+                module.enable_adapters(not disabled)
             for param, requires_grad in grads:
                 param.requires_grad_(requires_grad)
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.
+        Deleting the last adapter leaves none active: the model then computes like the base model.
 
         Raises:
-            ValueError: if the adapter does not exist.
+            ValueError: if the adapter does not exist, or is merged (nothing is changed then).
         """
         if adapter_name not in self.peft_config:
             raise ValueError(f"Adapter {adapter_name} does not exist")
-        from peft.functional import delete_adapter
+        from peft.functional import check_adapters_not_merged, delete_adapter
 
+        check_adapters_not_merged(self.model, [adapter_name])
         del self.peft_config[adapter_name]
         new_active = delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
         self.active_adapter = new_active if new_active is not None else []
