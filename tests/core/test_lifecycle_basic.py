@@ -517,7 +517,7 @@ def test_life_16_after_deleting_the_last_adapter_another_is_added_without_warnin
     torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)  # added, not active yet
     model.set_adapter("new")
     expected = get_peft_model(_base(), _config(), adapter_name="new")
-    expected.load_state_dict({k: v for k, v in model.state_dict().items()}, strict=True)
+    expected.load_state_dict(model.state_dict(), strict=True)
     torch.testing.assert_close(_out(model), _out(expected))
     assert not torch.allclose(_out(model), _out(_base()))
 
