@@ -554,3 +554,47 @@ def test_life_26_low_cpu_mem_usage_load_of_a_dora_adapter(tmp_path):
     loaded = PeftModel.from_pretrained(_base(), tmp_path, low_cpu_mem_usage=True)
     _assert_no_meta(loaded)
     torch.testing.assert_close(_out(loaded), _out(model), atol=0, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------- model card
+
+
+def _card_front_matter(folder) -> dict:
+    import yaml
+
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text[4:].split("\n---", 1)[0])
+
+
+def test_model_card_of_a_custom_module_names_no_base_model(tmp_path):
+    """Issue 11, item 6: a module without a (transformers) config is no Hub model, whatever name its adapter config
+    carries; the reference writes no ``base_model`` then either."""
+    model = get_peft_model(_base(), _config(base_model_name_or_path="MLP"))
+    model.save_pretrained(tmp_path)
+    front = _card_front_matter(tmp_path)
+    assert front["library_name"] == "peft"
+    assert "base_model" not in front
+    assert "lora" in front["tags"]
+
+
+def test_model_card_of_a_transformers_model_names_its_base_model(tmp_path):
+    pytest.importorskip("transformers")
+    from tiny_transformers import tiny_llama
+
+    base = tiny_llama()
+    base.config._name_or_path = "org/tiny-llama"
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    model.save_pretrained(tmp_path)
+    front = _card_front_matter(tmp_path)
+    assert front["base_model"] == "org/tiny-llama"
+    assert front["pipeline_tag"] == "text-generation"
+    assert {"lora", "transformers"} <= set(front["tags"])
+
+
+def test_model_card_keeps_an_existing_card(tmp_path):
+    (tmp_path / "README.md").write_text("---\nmeta: hello\n---\nThis is a model card\n", encoding="utf-8")
+    get_peft_model(_base(), _config()).save_pretrained(tmp_path)
+    front = _card_front_matter(tmp_path)
+    assert front["meta"] == "hello" and front["library_name"] == "peft"
+    assert "This is a model card" in (tmp_path / "README.md").read_text(encoding="utf-8")

@@ -321,7 +321,13 @@ class PeftModel(nn.Module):
 
         base = self.get_base_model()
         configs = list(self.peft_config.values())
-        base_name = configs[0].base_model_name_or_path if configs else None
+        # the card names a base model only when the model says which one it is (transformers' config); a name the
+        # user gave a custom module's config is no Hub model
+        model_config = getattr(base, "config", None)
+        if isinstance(model_config, dict):
+            base_name = model_config.get("_name_or_path")
+        else:
+            base_name = getattr(model_config, "_name_or_path", None)
         is_transformers = type(base).__module__.startswith("transformers.")
         peft_types = sorted({str(c.peft_type) for c in configs})
         model_tags = list(getattr(base, "model_tags", None) or [])
