@@ -387,7 +387,9 @@ class BaseTuner(nn.Module):
             and not getattr(peft_config, "layers_to_transform", None)
         ):
             others = sorted(set(all_names) - set(matched))
-            peft_config.target_modules = find_minimal_target_modules(matched, others)
+            minimal = find_minimal_target_modules(matched, others)
+            if len(minimal) < len(targets):
+                peft_config.target_modules = minimal
 
     def _targets_from_state_dict(
         self, state_dict: dict[str, torch.Tensor], matched: list[str], all_names: list[str]
