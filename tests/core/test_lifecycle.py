@@ -154,13 +154,43 @@ def test_life_4_added_adapter_does_not_activate_its_auxiliary_modules():
     model.add_adapter("other", _config())
     _train(model, "other", seed=0)
     base = model.get_base_model()
-    assert base.head.active_adapters == ["default"] and base.embed_tokens.active_adapters == ["default"]
+    # the wrappers hold only "other", which is not active: none of their adapters is (as in the reference)
+    assert base.head.active_adapters == [] and base.embed_tokens.active_adapters == []
     with torch.no_grad():
         torch.testing.assert_close(base.head(torch.ones(2, DIM)), _base().head(torch.ones(2, DIM)), atol=0, rtol=0)
         torch.testing.assert_close(base.embed_tokens.weight, _base().embed_tokens.weight, atol=0, rtol=0)
 
 
 # ------------------------------------------------------------------------------------------------ LIFE-7: activate
+
+
+def test_aux_3_a_wrapper_lists_only_the_active_adapters_it_holds():
+    """Issue 11, item 12: with several active adapters, each auxiliary module reports the active ones it has a copy
+    for, as in the reference."""
+    model = get_peft_model(_base(), LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["head"]))
+    model.add_adapter("other", LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["lin1"]))
+    model.base_model.set_adapter(["default", "other"])
+    base = model.get_base_model()
+    assert base.head.active_adapters == ["default"] and base.lin1.active_adapters == ["other"]
+    model.set_adapter("other")
+    assert base.head.active_adapters == [] and base.lin1.active_adapters == ["other"]
+
+
+def test_open_2_several_active_adapters_with_copies_of_one_module_add_their_changes():
+    """A deliberate difference (docs/migration.md): the reference refuses to activate two adapters holding copies
+    of one module; here their changes to the original add up."""
+    model = get_peft_model(_base(), LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["head"]))
+    model.add_adapter("other", LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["head"]))
+    head = model.get_base_model().head
+    with torch.no_grad():
+        head.modules_to_save["default"].weight.add_(1.0)
+        head.modules_to_save["other"].weight.add_(2.0)
+    model.base_model.set_adapter(["default", "other"])
+    assert head.active_adapters == ["default", "other"]
+    x = torch.ones(2, DIM)
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(x, head.original_module.weight + 3.0, head.original_module.bias)
+        torch.testing.assert_close(head(x), expected)
 
 
 def test_life_7_set_adapter_activates_one_adapter_on_every_layer_and_auxiliary_module():
