@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -418,3 +419,20 @@ def test_trainable_tokens_indices_left_open_are_checked_at_injection():
     config.token_indices = [1, 2]
     peft_model = get_peft_model(model, config)
     assert peft_model.emb.token_indices["default"] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------- sanity checks
+
+
+@pytest.mark.parametrize("config_cls", [PeftConfig, LoraConfig], ids=lambda cls: cls.__name__)
+def test_a_json_file_without_peft_type_is_no_adapter_config(config_cls, tmp_path):
+    """Issue 11, item 14: any JSON file named adapter_config.json is not accepted as a config (as in the reference)."""
+    _write_config(tmp_path, {"foo": "bar", "baz": 123})
+    msg = f"The {config_cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}."
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        config_cls.from_pretrained(tmp_path)
+
+
+def test_target_parameters_given_as_a_str_raises_a_type_error():
+    with pytest.raises(TypeError, match=re.escape("`target_parameters` must be a list of strings or None")):
+        LoraConfig(target_parameters="lin0.weight")

@@ -557,6 +557,31 @@ def test_life_16_deleting_the_last_adapter_through_the_tuner_leaves_no_active_ad
     torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)
 
 
+# ----------------------------------------------------------------------------------------------- sanity checks
+
+
+@pytest.mark.parametrize("not_a_model", ["org/some-model", None, object()])
+def test_a_model_that_is_no_module_is_refused_with_a_type_error(not_a_model, saved_adapter):
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        get_peft_model(not_a_model, _config())
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        PeftModel.from_pretrained(not_a_model, saved_adapter)
+
+
+def test_an_adapter_name_inside_the_method_prefix_warns():
+    with pytest.warns(UserWarning, match="Adapter name 'lora' should not be contained in the prefix 'lora_'"):
+        get_peft_model(_base(), _config(), adapter_name="lora")
+
+
+@pytest.mark.parametrize("error", [TypeError, ValueError])
+def test_adapter_names_given_as_a_str_raise_a_type_error_that_is_also_a_value_error(error):
+    model = get_peft_model(_base(), _config())
+    with pytest.raises(error, match="adapter_names should be a list of strings, got 'default'"):
+        model.merge_adapter(adapter_names="default")
+    with pytest.raises(error, match="adapter_names should be a list of strings"):
+        model.merge_and_unload(adapter_names="default")
+
+
 # ----------------------------------------------------------------------------------------------------- LIFE-17
 
 

@@ -216,6 +216,12 @@ class PeftConfigMixin:
             raise ValueError(f"Can't find '{CONFIG_NAME}' at '{where}'.")
         loaded = cls.from_json_file(path)
         loaded.update(overrides)
+        if "peft_type" not in loaded:
+            # any JSON file is not a PEFT config
+            raise TypeError(
+                f"The {cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}. "
+                f"{path} is not an adapter config."
+            )
         config_cls = cls._config_class_for(loaded.get("peft_type"))
         config_cls.check_kwargs(**loaded)
         return config_cls(**config_cls._filter_known_kwargs(loaded))
@@ -263,3 +269,9 @@ class PromptLearningConfig(PeftConfig):
     @property
     def is_prompt_learning(self) -> bool:
         return True
+
+    @property
+    def _checkpoint_holds_encoder_output(self) -> bool:
+        """Whether saved adapters hold the output of a reparameterising encoder (not its weights), so that a loaded
+        adapter can compute but not train further; methods with such an encoder override this."""
+        return False

@@ -49,6 +49,8 @@ class PeftModel(nn.Module):
         autocast_adapter_dtype: bool = True,
         low_cpu_mem_usage: bool = False,
     ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         super().__init__()
         self.peft_type = peft_config.peft_type
         self.special_peft_forward_args = {"adapter_names"}
@@ -377,6 +379,7 @@ class PeftModel(nn.Module):
             config = PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
         elif not isinstance(config, PeftConfig):
             raise ValueError(f"config must be a PeftConfig, got {type(config).__name__}.")
+        _check_trainable_after_loading(config, is_trainable)
         config.inference_mode = not is_trainable
         if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
             config.runtime_config.ephemeral_gpu_offload = True
@@ -421,6 +424,7 @@ class PeftModel(nn.Module):
         subfolder = rest.get("subfolder")
         if adapter_name not in self.peft_config:
             config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **hub_kwargs)
+            _check_trainable_after_loading(config, is_trainable)
             config.inference_mode = not is_trainable
             if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
                 config.runtime_config.ephemeral_gpu_offload = True
@@ -467,6 +471,15 @@ class PeftModel(nn.Module):
                     break
             renamed[(prefix if key.startswith(prefix) else "") + inner] = value
         return renamed
+
+
+def _check_trainable_after_loading(config: PeftConfig, is_trainable: bool) -> None:
+    if is_trainable and getattr(config, "_checkpoint_holds_encoder_output", False):
+        raise ValueError(
+            "Cannot set a prompt learning adapter to trainable when loading pretrained adapter: the checkpoint of a "
+            f"{type(config).__name__} holds the prompt its encoder computed, not the encoder. Load it for inference, "
+            "or train a new adapter."
+        )
 
 
 def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_serialization: bool) -> None:
