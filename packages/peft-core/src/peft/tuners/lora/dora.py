@@ -38,7 +38,9 @@ def _oriented(module: LoraLayer, weight: torch.Tensor) -> torch.Tensor:
 def _combined_and_norm(module: LoraLayer, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``W + s B A`` (oriented) and its norm per feature, without gradient."""
     with torch.no_grad():
-        weight = _oriented(module, module.get_base_weight())
+        # a grouped conv's delta covers every input channel: compare it with the base weight in that layout
+        base_weight = module.dense_base_weight() if hasattr(module, "dense_base_weight") else module.get_base_weight()
+        weight = _oriented(module, base_weight)
         delta = _oriented(module, module.get_delta_weight(adapter_name))
         combined = weight.to(delta.dtype) + delta
         compute = combined.float() if combined.dtype in HALF_PRECISION else combined
