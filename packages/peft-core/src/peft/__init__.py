@@ -27,10 +27,12 @@ from peft.utils import (  # noqa: E402
     PeftWarning,
     TaskType,
     cast_mixed_precision_params,
+    get_base_model_state_dict,
     get_peft_model_state_dict,
     load_peft_weights,
     prepare_model_for_kbit_training,
     register_peft_method,
+    set_base_model_state_dict,
     set_peft_model_state_dict,
 )
 from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
@@ -106,6 +108,7 @@ __all__ = [
     "get_layer_status",
     "get_model_status",
     "disable_input_dtype_casting",
+    "get_base_model_state_dict",
     "get_peft_config",
     "get_peft_model",
     "get_peft_model_state_dict",
@@ -114,6 +117,7 @@ __all__ = [
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
+    "set_base_model_state_dict",
     "set_peft_model_state_dict",
 ]
 

@@ -9,7 +9,13 @@ from peft.utils.other import (
     prepare_model_for_kbit_training,
 )
 from peft.utils.peft_types import PeftType, TaskType, register_peft_method
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.save_and_load import (
+    get_base_model_state_dict,
+    get_peft_model_state_dict,
+    load_peft_weights,
+    set_base_model_state_dict,
+    set_peft_model_state_dict,
+)
 from peft.utils.warnings import PeftWarning
 
 __all__ = [
@@ -22,8 +28,10 @@ __all__ = [
     "_get_submodules",
     "cast_mixed_precision_params",
     "prepare_model_for_kbit_training",
+    "get_base_model_state_dict",
     "get_peft_model_state_dict",
     "load_peft_weights",
     "register_peft_method",
+    "set_base_model_state_dict",
     "set_peft_model_state_dict",
 ]
