@@ -135,6 +135,40 @@ class PeftConfigMixin:
             output["peft_version"] = _get_peft_version()
         atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ) -> Any:
+        """Upload ``adapter_config.json`` to the Hub (see ``PeftModel.push_to_hub`` for the arguments).
+
+        Returns:
+            The ``huggingface_hub.CommitInfo`` of the commit.
+        """
+        from peft.utils.hub import push_to_hub
+
+        return push_to_hub(
+            self.save_pretrained,
+            repo_id,
+            default_commit_message="Upload config",
+            commit_message=commit_message,
+            commit_description=commit_description,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+            tags=tags,
+            update_card=False,
+        )
+
     @classmethod
     def _config_class_for(cls, peft_type: Any) -> type[PeftConfigMixin]:
         from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING

@@ -213,6 +213,8 @@ class PeftMixedModel(nn.Module):
     def unload(self) -> nn.Module:
         return self.base_model.unload()
 
+    push_to_hub = PeftModel.push_to_hub
+
     # counting and status work the same for any model holding adapters (the reference refuses status here)
     get_nb_trainable_parameters = PeftModel.get_nb_trainable_parameters
     print_trainable_parameters = PeftModel.print_trainable_parameters
