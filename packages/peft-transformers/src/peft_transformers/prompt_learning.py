@@ -21,44 +21,13 @@ from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
-from peft.utils.other import AuxiliaryTrainingWrapper
+from peft.utils.other import AuxiliaryTrainingWrapper, _prepare_prompt_learning_config
 from peft.utils.warnings import warn
-
-
-def _text_config(model: nn.Module) -> Any:
-    config = getattr(model, "config", None)
-    text_config = getattr(config, "text_config", None)  # vision-language models keep the LM's sizes here
-    return text_config if text_config is not None else config
-
-
-def _first_attr(config: Any, names: tuple[str, ...]) -> Any:
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return value
-    return None
 
 
 def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftConfig:
     """Fill the sizes a prompt config leaves open from the model's config (CFG-1)."""
-    model_config = _text_config(model)
-    if config.num_layers is None:
-        config.num_layers = _first_attr(model_config, ("num_hidden_layers", "num_layers", "n_layer"))
-    if config.token_dim is None:
-        config.token_dim = _first_attr(model_config, ("hidden_size", "n_embd", "d_model"))
-    if config.num_attention_heads is None:
-        config.num_attention_heads = _first_attr(model_config, ("num_attention_heads", "n_head", "num_heads"))
-        kv_heads = getattr(model_config, "num_key_value_heads", None)
-        if str(config.peft_type) == "PREFIX_TUNING" and kv_heads and kv_heads != config.num_attention_heads:
-            # grouped-query attention: prefixes have the key/value width
-            config.token_dim = config.token_dim // config.num_attention_heads * kv_heads
-            config.num_attention_heads = kv_heads
-    if config.num_transformer_submodules is None:
-        config.num_transformer_submodules = 2 if str(config.task_type) == "SEQ_2_SEQ_LM" else 1
-    missing = [n for n in ("num_layers", "token_dim", "num_attention_heads") if getattr(config, n) is None]
-    if missing:
-        raise ValueError(f"Cannot infer {missing} from the model's config; set them in the {type(config).__name__}.")
-    return config
+    return _prepare_prompt_learning_config(config, getattr(model, "config", None) or {})
 
 
 class PromptLearningMixin:
