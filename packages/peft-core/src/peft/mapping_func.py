@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
 from peft.utils.warnings import warn
+
+__all__ = ["PEFT_TYPE_TO_CONFIG_MAPPING", "get_peft_model"]
 
 
 def get_peft_model(
@@ -75,3 +79,11 @@ def get_peft_model(
         autocast_adapter_dtype=autocast_adapter_dtype,
         low_cpu_mem_usage=low_cpu_mem_usage,
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":  # task type -> PeftModel subclass, from host packages
+        from peft.hosts import get_host_registry
+
+        return get_host_registry().task_models
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -546,3 +546,21 @@ def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_ser
         )
     else:
         atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))
+
+
+def __getattr__(name: str) -> Any:
+    # the reference defines the task models and the status functions in this module: the task models come from host
+    # packages (peft-transformers), the status from peft.utils.status
+    if name in ("TunerLayerStatus", "TunerModelStatus", "get_layer_status", "get_model_status"):
+        from peft.utils import status
+
+        return getattr(status, name)
+    from peft.hosts import get_host_registry
+
+    registry = get_host_registry()
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
+        return registry.task_models
+    task_model = next((cls for cls in registry.task_models.values() if cls.__name__ == name), None)
+    if task_model is not None:
+        return task_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

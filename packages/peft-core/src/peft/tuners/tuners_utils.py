@@ -36,20 +36,82 @@ from peft.tuners.tuners_layer import (
     mixed_batch,
     walk_modules,
 )
+from peft.utils.constants import (
+    DUMMY_MODEL_CONFIG,
+    DUMMY_TARGET_MODULES,
+    EMBEDDING_LAYER_NAMES,
+    SEQ_CLS_HEAD_NAMES,
+    UPCAST_DTYPES,
+)
+from peft.utils.error import NoMatchingPeftModuleError
 from peft.utils.other import AuxiliaryTrainingWrapper, _get_submodules
 from peft.utils.warnings import warn
 
 __all__ = [
+    "DUMMY_MODEL_CONFIG",
+    "DUMMY_TARGET_MODULES",
+    "EMBEDDING_LAYER_NAMES",
+    "SEQ_CLS_HEAD_NAMES",
+    "UPCAST_DTYPES",
     "BaseTuner",
     "BaseTunerLayer",
+    "check_adapters_to_merge",
     "check_target_module_exists",
+    "clone_module",
     "get_in_out_features",
+    "inspect_matched_modules",
     "mixed_batch",
     "onload_layer",
 ]
 
 _find_minimal_target_modules = find_minimal_target_modules
 _get_in_out_features = get_in_out_features
+# names the reference defines here, re-exported from where they live (resolved on first use by __getattr__)
+_LAZY_NAMES = {
+    "cast_adapter_dtype": "peft.functional",
+    "delete_adapter": "peft.functional",
+    "set_adapter": "peft.functional",
+    "set_requires_grad": "peft.functional",
+    "replicate_layers": "peft.tuners.lora.model",
+    "PEFT_TYPE_TO_PREFIX_MAPPING": "peft.mapping",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_adapters_to_merge(module: BaseTunerLayer, adapter_names: list[str] | None = None) -> list[str]:
+    """The adapters of ``module`` to merge: ``adapter_names`` (default: its active adapters) that it holds and has
+    not merged yet (warning about the others).
+
+    Raises:
+        TypeError: if ``adapter_names`` is a str (the error is a ``ValueError`` too).
+    """
+    return module._adapters_to_merge(adapter_names)
+
+
+def clone_module(module: nn.Module, share_weights: bool = False) -> nn.Module:
+    """A deep copy of ``module``; with ``share_weights`` the copy uses the original's parameter objects (changing one
+    changes both, and no memory is added), buffers are copied."""
+    import copy
+
+    shared = {id(param): param for param in module.parameters()} if share_weights else {}
+    return copy.deepcopy(module, memo=shared)
+
+
+def inspect_matched_modules(tuner: BaseTuner, adapter_name: str = "default") -> dict[str, list[str]]:
+    """Which modules of the tuner's model the config of ``adapter_name`` targets: ``{"matched": [...],
+    "unmatched": [...]}`` (module names, in module order)."""
+    config = tuner.peft_config[adapter_name]
+    result: dict[str, list[str]] = {"matched": [], "unmatched": []}
+    for key, _ in tuner.model.named_modules():
+        result["matched" if tuner._check_target_module_exists(config, key) else "unmatched"].append(key)
+    return result
 
 
 def onload_layer(layer: nn.Module) -> nn.Module:
@@ -427,7 +489,7 @@ class BaseTuner(nn.Module):
                 warn(f"exclude_modules={sorted(_as_list(peft_config.exclude_modules))} excluded no module.")
             return
         if excluded:
-            raise ValueError(
+            raise NoMatchingPeftModuleError(
                 "All modules were excluded: every module matching "
                 f"target_modules={_describe(peft_config.target_modules)}"
                 f" also matches exclude_modules={_describe(peft_config.exclude_modules)}."
@@ -449,7 +511,7 @@ class BaseTuner(nn.Module):
             )
         if getattr(peft_config, "modules_to_save", None):
             extra += f"; modules listed in modules_to_save={peft_config.modules_to_save} are never targeted"
-        raise ValueError(
+        raise NoMatchingPeftModuleError(
             f"Target modules {_describe(peft_config.target_modules)} not found in the base model{extra}. {details}."
         )
 
@@ -478,7 +540,7 @@ class BaseTuner(nn.Module):
         if not by_module:
             message = f"target_parameters {sorted(wanted)} matched no parameter of the model."
             if not target_modules:
-                raise ValueError(message)
+                raise NoMatchingPeftModuleError(message)
             warn(message, RuntimeWarning)
             return
         if not target_modules and getattr(peft_config, "target_modules", None):

@@ -606,6 +606,24 @@ def set_additional_trainable_modules(
         _set_adapter(model, adapter_name, inference_mode=peft_config.inference_mode)
 
 
+def map_cache_to_layer_device_map(model: nn.Module, cache: Any) -> None:
+    """Move each layer's keys and values in ``cache`` (a transformers cache) to the device of the decoder layer that
+    reads them, for a model dispatched over devices (``hf_device_map``); does nothing for other models."""
+    if getattr(model, "hf_device_map", None) is None:
+        return
+    cache = getattr(cache, "self_attention_cache", cache)  # an encoder-decoder cache: the decoder's part
+    layers = getattr(cache, "layers", None)
+    if not layers:
+        return
+    blocks = next((m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == len(layers)), None)
+    if blocks is None:
+        return
+    for layer, block in zip(layers, blocks):
+        param = next(block.parameters(), None)
+        if param is not None and getattr(layer, "keys", None) is not None:
+            layer.keys, layer.values = layer.keys.to(param.device), layer.values.to(param.device)
+
+
 def _first_value(config: Any, names: tuple[str, ...]) -> Any:
     for name in names:
         value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)

@@ -537,3 +537,16 @@ def is_lora_layer(module: object) -> bool:
     from peft.tuners.adalora.layer import AdaLoraLayer
 
     return not isinstance(module, AdaLoraLayer)
+
+
+def __getattr__(name: str) -> Any:
+    # LoRA layers the reference defines in this module; here they have their own modules, which import this one
+    if name == "ParamWrapper":
+        from peft.tuners.lora.param_wrapper import ParamWrapper
+
+        return ParamWrapper
+    if name == "MultiheadAttention":
+        from peft.tuners.lora.mha import MultiheadAttention
+
+        return MultiheadAttention
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
