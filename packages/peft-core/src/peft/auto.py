@@ -11,11 +11,12 @@ __all__ = ["TOKENIZER_CONFIG_NAME"]
 
 
 def __getattr__(name: str) -> Any:
-    from peft.hosts import get_host_registry
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING" or name.startswith("AutoPeftModel"):
+        from peft.hosts import get_host_registry
 
-    registry = get_host_registry()
-    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
-        return registry.task_models
-    if name.startswith("AutoPeftModel") and name in registry.exports:
-        return registry.exports[name]()
+        registry = get_host_registry()
+        if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
+            return registry.task_models
+        if name in registry.exports:
+            return registry.exports[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

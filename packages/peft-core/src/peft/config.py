@@ -17,6 +17,8 @@ from peft.utils.warnings import warn
 
 # fields that exist only at runtime and never go to adapter_config.json
 _RUNTIME_FIELDS = ("runtime_config",)
+# keys without which a JSON file is not an adapter config
+MIN_EXPECTED_CONFIG_KEYS = {"peft_type"}
 
 
 def _get_commit_hash(pkg_name: str) -> str | None:
@@ -250,10 +252,10 @@ class PeftConfigMixin:
             raise ValueError(f"Can't find '{CONFIG_NAME}' at '{where}'.")
         loaded = cls.from_json_file(path)
         loaded.update(overrides)
-        if "peft_type" not in loaded:
-            # any JSON file is not a PEFT config
+        missing = MIN_EXPECTED_CONFIG_KEYS - set(loaded)
+        if missing:
             raise TypeError(
-                f"The {cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}. "
+                f"The {cls.__name__} config that is trying to be loaded is missing required keys: {missing}. "
                 f"{path} is not an adapter config."
             )
         config_cls = cls._config_class_for(loaded.get("peft_type"))

@@ -555,12 +555,13 @@ def __getattr__(name: str) -> Any:
         from peft.utils import status
 
         return getattr(status, name)
-    from peft.hosts import get_host_registry
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING" or name.startswith("PeftModelFor"):
+        from peft.hosts import get_host_registry
 
-    registry = get_host_registry()
-    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
-        return registry.task_models
-    task_model = next((cls for cls in registry.task_models.values() if cls.__name__ == name), None)
-    if task_model is not None:
-        return task_model
+        task_models = get_host_registry().task_models
+        if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
+            return task_models
+        task_model = next((cls for cls in task_models.values() if cls.__name__ == name), None)
+        if task_model is not None:
+            return task_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -104,6 +104,8 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     if name == "MixedModel":
         return importlib.import_module(f"{__name__}.mixed").MixedModel
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     # methods that host packages implement (adaption prompt)
     from peft.hosts import get_host_registry
 

@@ -85,6 +85,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _maybe_include_all_linear_layers(peft_config: PeftConfig, model: nn.Module) -> PeftConfig:
+    """``peft_config`` with ``target_modules="all-linear"`` replaced by the full names of the linear layers it stands
+    for (unchanged otherwise)."""
+    targets = getattr(peft_config, "target_modules", None)
+    if isinstance(targets, str) and targets.lower() == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        peft_config.target_modules = _targeting.expand_all_linear(model, peft_config.task_type, BaseTunerLayer)
+    return peft_config
+
+
 def check_adapters_to_merge(module: BaseTunerLayer, adapter_names: list[str] | None = None) -> list[str]:
     """The adapters of ``module`` to merge: ``adapter_names`` (default: its active adapters) that it holds and has
     not merged yet (warning about the others).

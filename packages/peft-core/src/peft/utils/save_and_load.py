@@ -374,7 +374,7 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
     path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
         try:
-            return torch.load(path, map_location=device, weights_only=True)
+            return torch_load(path, map_location=device)
         except Exception as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
     where = os.path.join(os.fspath(model_id), subfolder or "")
@@ -382,6 +382,25 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
         f"Can't find weights for {model_id}: neither {SAFETENSORS_WEIGHTS_NAME} nor {WEIGHTS_NAME} is present in "
         f"{where!r} (locally or on the Hub)."
     )
+
+
+def torch_load(*args: Any, weights_only: bool = True, **kwargs: Any) -> Any:
+    """``torch.load`` loading only tensors and plain containers by default (no arbitrary pickled code)."""
+    return torch.load(*args, weights_only=weights_only, **kwargs)
+
+
+def has_valid_embedding_base_layer(layer: nn.Module) -> bool:
+    """Whether ``layer`` is an adapter layer around an ``nn.Linear`` or ``nn.Embedding`` (an adapted embedding)."""
+    return isinstance(getattr(layer, "base_layer", None), (nn.Linear, nn.Embedding))
+
+
+def get_embedding_layer_name(model: nn.Module, layer: nn.Module, is_embedding_in_target_modules: bool) -> str | None:
+    """The name in ``model`` of the embedding ``layer`` adapts (its base layer), or of ``layer`` itself when the
+    embedding is not a target."""
+    for name, module in model.named_modules():
+        if (not is_embedding_in_target_modules and module is layer) or module is getattr(layer, "base_layer", None):
+            return name
+    return None
 
 
 def _base_model_of(model: nn.Module) -> nn.Module:
