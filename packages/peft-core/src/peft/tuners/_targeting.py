@@ -142,8 +142,9 @@ def find_minimal_target_modules(target_modules: Iterable[str], other_module_name
 
     Used to shorten long lists of full module names (as diffusers passes them): each target not yet matched gets its
     shortest suffix that no other module has, targets taken grouped by their last segments so that one suffix covers
-    as many as possible (the reference's choice, so both libraries save the same ``target_modules``). The caller
-    decides whether the result is worth using (it may have as many entries as the input).
+    as many as possible (the reference's choice, so both libraries save the same ``target_modules``). A target none
+    of whose suffixes is free of other modules gets none, so the caller checks that the result matches exactly the
+    targets, and whether it is worth using (it may have as many entries as the input).
 
     Example:
         >>> find_minimal_target_modules(["a.0.q", "a.1.q", "a.0.v"], ["a.0.k", "a.1.k"])
@@ -171,9 +172,9 @@ def find_minimal_target_modules(target_modules: Iterable[str], other_module_name
         if any(name.endswith("." + suffix) or name == suffix for suffix in chosen):
             continue
         allowed = [suffix for suffix in name_suffixes(name)[::-1] if suffix not in forbidden]
-        # a target whose every suffix names another module too cannot be told apart: keep its full name
-        chosen.add(allowed[0] if allowed else name)
-    return chosen
+        if allowed:  # a target whose every suffix is also another module's cannot be told apart by suffixes
+            chosen.add(allowed[0])
+    return chosen or targets
 
 
 def is_transformers_conv1d(module: nn.Module) -> bool:

@@ -459,7 +459,9 @@ class BaseTuner(nn.Module):
         ):
             others = sorted(set(all_names) - set(matched))
             minimal = find_minimal_target_modules(matched, others)
-            if len(minimal) < len(targets):
+            selects = _targeting.NameMatcher(minimal)
+            # used only if shorter and if it selects exactly the same modules
+            if len(minimal) < len(targets) and [n for n in all_names if selects(n)] == matched:
                 peft_config.target_modules = minimal
 
     def _targets_from_state_dict(
