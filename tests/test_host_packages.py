@@ -87,7 +87,14 @@ def test_lora_targets_name_real_modules(model_type):
 
 
 # packages the core imports only inside functions that need them and that a user installs for that purpose
-_OPTIONAL_CORE_IMPORTS = {"transformers": "the `peft demo` command builds a transformers model"}
+_OPTIONAL_CORE_IMPORTS = {
+    "transformers": "the `peft demo` command builds a transformers model",
+    # peft.import_utils reports whether these are installed, importing them only when they are
+    "bitsandbytes": "optional quantization backend",
+    "transformer_engine": "optional quantization backend",
+    "torch_npu": "optional accelerator",
+    "torch_xla": "optional accelerator",
+}
 
 
 def _third_party_imports(source_root: Path) -> dict[str, list[str]]:
