@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft import functional
+import peft.functional as functional
 from peft.config import PeftConfig
 from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
