@@ -109,6 +109,7 @@ _OPTIONAL_CORE_IMPORTS = {
     "transformer_engine": "optional quantization backend",
     "torch_npu": "optional accelerator",
     "torch_xla": "optional accelerator",
+    "numpy": "UniLoRA draws its indices with numpy's generator, imported when a UniLoRA adapter is created",
 }
 
 
