@@ -1,10 +1,13 @@
-"""Adapters whose update is a dense ``delta W`` built from a compact parameterisation (FourierFT, WaveFT, C3A).
+"""Additive adapters of linear layers whose update is a dense ``delta W`` (FourierFT, WaveFT, C3A, PEANuT,
+Super-Tuning, PSOFT, OSF, DEFT, FRoD, AdaMSS).
 
 Such a layer computes ``y = base(x) + x @ delta_W^T`` with ``delta_W`` of the base weight's ``(out, in)`` shape,
-derived from a few trainable numbers per adapter (spectral coefficients, circulant kernels). A method supplies the
-formula (``_delta_weight``) and ``update_layer``; forward, merging (through the quantization backend), mixed batches,
-transformers' ``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once, as is the
-tuner that wraps ``nn.Linear``/``Conv1D`` targets and reads a per-module size from a ``<size>_pattern`` dict.
+derived from a few trainable numbers per adapter (spectral coefficients, circulant kernels, sparse entries, factors
+of a decomposition of the base weight). A method supplies the formula (``_delta_weight``) and ``update_layer``, and,
+where the update is cheaper on activations than as a matrix (low-rank factors), its own ``_adapter_update``;
+merging (through the quantization backend), mixed batches, transformers' ``Conv1D`` (``fan_in_fan_out``), reading
+the base weight in ``(out, in)`` layout and the checks on the base layer are written here once, as is the tuner that
+wraps ``nn.Linear``/``Conv1D`` targets and reads a per-module size from a ``<size>_pattern`` dict.
 """
 
 from __future__ import annotations
@@ -58,16 +61,32 @@ class DenseDeltaLayer(BaseTunerLayer):
     method_name: ClassVar[str] = ""
     # whether transformers' Conv1D (GPT-2 style, weight stored as (in, out)) can be wrapped
     supports_conv1d: ClassVar[bool] = True
+    # containers (of adapter_layer_names / other_param_names) holding a module per adapter: nn.ModuleDict; the other
+    # adapter_layer_names are nn.ParameterDict, the other other_param_names plain dicts
+    module_containers: ClassVar[tuple[str, ...]] = ()
+    # whether the update is a function of the base weight (PEANuT, DEFT): merging then keeps a CPU copy of the
+    # unmerged weight, from which every update is computed while merged and which unmerging restores exactly
+    delta_reads_base_weight: ClassVar[bool] = False
+    _weight_before_merge: torch.Tensor | None = None
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs: Any):
         super().__init__()
         self._init_tuner_layer(base_layer)
         check_base_layer(type(self), self.get_base_layer())
-        for name in self.adapter_layer_names:
-            self._modules[name] = nn.ParameterDict()
-        self.__dict__.update({name: {} for name in self.other_param_names})
+        self._create_containers()
         self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _active_adapter=adapter_name)
         self.update_layer(adapter_name, **kwargs)
+
+    def _create_containers(self) -> None:
+        """The per-adapter containers named by ``adapter_layer_names`` and ``other_param_names``; methods with
+        buffer containers add them here."""
+        for name in self.adapter_layer_names:
+            self._modules[name] = nn.ModuleDict() if name in self.module_containers else nn.ParameterDict()
+        for name in self.other_param_names:
+            if name in self.module_containers:
+                self._modules[name] = nn.ModuleDict()
+            elif name not in self._modules:
+                self.__dict__[name] = {}
 
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
         """Create (or replace) adapter ``adapter_name`` on this layer."""
@@ -90,6 +109,16 @@ class DenseDeltaLayer(BaseTunerLayer):
                 locations_by_adapter[adapter_name] = locations
         return locations
 
+    def _weight_out_in(self, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
+        """The base weight (dequantized by its backend; the unmerged one while adapters of a method whose update
+        reads it are merged) in ``(out_features, in_features)`` layout, detached, in ``dtype`` (None: its own)."""
+        if self._weight_before_merge is not None:
+            weight = self._weight_before_merge.to(self.get_base_layer().weight.device)
+        else:
+            weight = self.get_base_weight().detach()
+        weight = weight.T if self.fan_in_fan_out else weight
+        return weight if dtype is None else weight.to(dtype)
+
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one)."""
         raise NotImplementedError
@@ -98,6 +127,25 @@ class DenseDeltaLayer(BaseTunerLayer):
         """The change adapter ``adapter_name`` makes to the base weight, in the base weight's layout."""
         delta = self._delta_weight(adapter_name)
         return delta.T if self.fan_in_fan_out else delta
+
+    def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        if self.delta_reads_base_weight and self._weight_before_merge is None:
+            self.__dict__["_weight_before_merge"] = weight.detach().to("cpu", copy=True)
+        return super()._merged_weight(adapter_name, weight)
+
+    def _unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
+        if self._weight_before_merge is not None and not self.merged_adapters:  # the last merged adapter
+            original = self._weight_before_merge
+            self.__dict__["_weight_before_merge"] = None
+            return original.to(device=weight.device, dtype=weight.dtype)
+        return super()._unmerged_weight(adapter_name, weight)
+
+    def unload_and_optionally_merge_module(
+        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
+    ) -> nn.Module:
+        base_layer = super().unload_and_optionally_merge_module(merge, safe_merge, adapter_names)
+        self.__dict__["_weight_before_merge"] = None  # never unmerged: the layer goes away
+        return base_layer
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """What the adapter adds to the base output: ``x @ delta_W^T``."""
@@ -152,9 +200,12 @@ class DenseDeltaTuner(BaseTuner):
     layer_option_names: ClassVar[tuple[str, ...]] = ()
 
     def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
+        options = {name: getattr(config, name) for name in self.layer_option_names}
+        if not self.size_option:
+            return options
         pattern = getattr(config, f"{self.size_option}_pattern", None) or {}
         size = pattern.get(get_pattern_key(pattern.keys(), current_key), getattr(config, self.size_option))
-        return {self.size_option: size, **{name: getattr(config, name) for name in self.layer_option_names}}
+        return {self.size_option: size, **options}
 
     def _create_and_replace(
         self,
@@ -179,8 +230,8 @@ class DenseDeltaTuner(BaseTuner):
         for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
             if isinstance(base, base_cls):
                 return layer_cls(target, adapter_name, **kwargs)
-        if hasattr(peft_config, "fan_in_fan_out"):
-            kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
+        # also for configs without the field: Conv1D stores its weight (in, out) whatever the config says
+        kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
         return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:

@@ -36,6 +36,14 @@ class PeftType(str, enum.Enum):
     C3A = "C3A"
     ROAD = "ROAD"
     WAVEFT = "WAVEFT"
+    ADAMSS = "ADAMSS"
+    BEFT = "BEFT"
+    DEFT = "DEFT"
+    FROD = "FROD"
+    OSF = "OSF"
+    PEANUT = "PEANUT"
+    PSOFT = "PSOFT"
+    SUPERTUNING = "SUPERTUNING"
 
     def __str__(self) -> str:
         return self.value
