@@ -1,0 +1,10 @@
+"""DEFT: decompositional efficient fine-tuning (a learned subspace of the weight is removed and re-injected)."""
+
+from peft.tuners.deft.config import DeftConfig
+from peft.tuners.deft.layer import DeftLayer, DeftLinear, Linear
+from peft.tuners.deft.model import DeftModel
+from peft.utils.peft_types import register_peft_method
+
+__all__ = ["DeftConfig", "DeftLayer", "DeftLinear", "DeftModel", "Linear"]
+
+register_peft_method(name="deft", config_cls=DeftConfig, model_cls=DeftModel, is_mixed_compatible=True)
