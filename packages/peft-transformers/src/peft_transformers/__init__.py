@@ -59,6 +59,13 @@ def register(registry: HostRegistry) -> None:
 
     registry.register_export("build_peft_weight_mapping", weight_mapping_builder)
 
+    def adamss_callback():
+        from .adamss_callback import AdamssAsaCallback
+
+        return AdamssAsaCallback
+
+    registry.register_export("AdamssAsaCallback", adamss_callback)
+
     # adapters trained on per-expert MoE layers load onto the fused experts of transformers 5
     def convert_config(peft_config, model):
         from .moe_conversion import convert_config_for_fused_experts
