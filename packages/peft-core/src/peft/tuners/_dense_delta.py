@@ -109,6 +109,11 @@ class DenseDeltaLayer(BaseTunerLayer):
                 locations_by_adapter[adapter_name] = locations
         return locations
 
+    def _derived_device(self) -> torch.device:
+        """Where state computed from the base weight lives: the base weight's device (real even inside a
+        ``torch.device("meta")`` block, since such state is never loaded from a checkpoint)."""
+        return self.get_base_layer().weight.device
+
     def _weight_out_in(self, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
         """The base weight (dequantized by its backend; the unmerged one while adapters of a method whose update
         reads it are merged) in ``(out_features, in_features)`` layout, detached, in ``dtype`` (None: its own)."""

@@ -108,7 +108,8 @@ class AdamssLayer(DenseDeltaLayer):
         self.num_subspaces[adapter_name] = len(rows)
         self.train_subspace_index[adapter_name] = list(range(len(rows)))
         self.seg_result[adapter_name] = dict(enumerate(rows))
-        self.adamss_newB[adapter_name] = right_t.to(device=factory["device"], dtype=self.get_base_layer().weight.dtype)
+        device = self._derived_device()
+        self.adamss_newB[adapter_name] = right_t.to(device=device, dtype=self.get_base_layer().weight.dtype)
         factors_a, factors_b = [], []
         for members in rows:
             block = left[members]  # (|rows_i|, R)
@@ -128,8 +129,8 @@ class AdamssLayer(DenseDeltaLayer):
         self.adamss_A[adapter_name] = nn.ParameterList(factors_a)
         self.adamss_B[adapter_name] = nn.ParameterList(factors_b)
         order = torch.cat(rows)
-        self.scatter_index[adapter_name] = order.to(factory["device"])
-        self._adamss_row_order[adapter_name] = torch.argsort(order).to(factory["device"])
+        self.scatter_index[adapter_name] = order.to(device)
+        self._adamss_row_order[adapter_name] = torch.argsort(order).to(device)
         if use_asa:
             for name in ("exp_avg_ipt_A", "exp_avg_ipt_B", "exp_avg_unc_A", "exp_avg_unc_B"):
                 getattr(self, name)[adapter_name] = [None] * len(rows)

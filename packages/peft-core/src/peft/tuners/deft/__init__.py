@@ -7,4 +7,5 @@ from peft.utils.peft_types import register_peft_method
 
 __all__ = ["DeftConfig", "DeftLayer", "DeftLinear", "DeftModel", "Linear"]
 
-register_peft_method(name="deft", config_cls=DeftConfig, model_cls=DeftModel, is_mixed_compatible=True)
+# not mixed-compatible: the update reads the base weight, which adapters merged beneath would change
+register_peft_method(name="deft", config_cls=DeftConfig, model_cls=DeftModel)

@@ -88,8 +88,11 @@ class FrodLayer(DenseDeltaLayer):
         count = self.frod_s_indices[adapter_name].shape[1]
         self.frod_lambda_s_values[adapter_name] = nn.Parameter(torch.zeros(count, **factory))
         lambda_base = self._decompose(adapter_name)
-        self.frod_lambda_l[adapter_name] = nn.Parameter(lambda_base.to(**factory))
-        self._frod_lambda_base[adapter_name] = self.frod_lambda_l[adapter_name].detach().float().clone()
+        self.frod_lambda_l[adapter_name] = nn.Parameter(lambda_base.to(**factory, copy=True))
+        # lambda_0 as lambda starts (rounded to its dtype), so that the update starts at exactly zero
+        self._frod_lambda_base[adapter_name] = lambda_base.to(factory["dtype"]).to(
+            self._derived_device(), torch.float32, copy=True
+        )
         if not init_weights and not self.frod_lambda_l[adapter_name].is_meta:
             with torch.no_grad():
                 nn.init.normal_(self.frod_lambda_s_values[adapter_name], std=0.1)
@@ -98,7 +101,7 @@ class FrodLayer(DenseDeltaLayer):
     def _decompose(self, adapter_name: str) -> torch.Tensor:
         """Rebuild ``U`` of ``adapter_name`` from the base weight and the role's ``V``; returns ``lambda_0``."""
         unit, norms = decompose(self._weight_out_in(), self.frod_V[adapter_name])
-        self.frod_U[adapter_name] = unit.to(self.get_base_layer().weight.device)
+        self.frod_U[adapter_name] = unit.to(self._derived_device())
         return norms
 
     def refresh_decomposition(self, adapter_name: str) -> None:
@@ -106,7 +109,7 @@ class FrodLayer(DenseDeltaLayer):
         ``U`` and ``lambda_0`` and fit the sparse values to the number of positions (zero if it changed)."""
         lambda_base = self._decompose(adapter_name)
         lambda_l = self.frod_lambda_l[adapter_name]
-        self._frod_lambda_base[adapter_name] = lambda_base.to(lambda_l.dtype).float().to(lambda_l.device)
+        self._frod_lambda_base[adapter_name] = lambda_base.to(lambda_l.dtype).float().to(self._derived_device())
         values = self.frod_lambda_s_values[adapter_name]
         count = self.frod_s_indices[adapter_name].shape[1]
         if values.shape[0] != count:

@@ -7,4 +7,5 @@ from peft.utils.peft_types import register_peft_method
 
 __all__ = ["Linear", "PeanutConfig", "PeanutLayer", "PeanutModel"]
 
-register_peft_method(name="peanut", config_cls=PeanutConfig, model_cls=PeanutModel, is_mixed_compatible=True)
+# not mixed-compatible: the update reads the base weight, which adapters merged beneath would change
+register_peft_method(name="peanut", config_cls=PeanutConfig, model_cls=PeanutModel)

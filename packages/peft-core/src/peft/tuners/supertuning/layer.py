@@ -76,7 +76,7 @@ class SupertuningLayer(DenseDeltaLayer):
                 "parameter would be adapted. Lower the sparsity so at least one entry is trainable."
             )
         indices = torch.topk(scores, k=count, largest=select_top).indices
-        self.supertuning_indices[adapter_name] = indices.to(device=factory["device"], dtype=torch.int32)
+        self.supertuning_indices[adapter_name] = indices.to(device=self._derived_device(), dtype=torch.int32)
         values = torch.zeros(count) if init_weights else torch.randn(count)
         self.supertuning_values[adapter_name] = nn.Parameter(values.to(**factory))
         self.supertuning_rank[adapter_name] = r or 0

@@ -38,7 +38,9 @@ class SupertuningModel(DenseDeltaTuner):
             ValueError: if the new adapter's ``save_precomputed_indices`` differs from the others'.
         """
         super()._check_new_adapter_config(config)
-        values = sorted({c.save_precomputed_indices for c in self.peft_config.values()})
+        values = sorted(
+            {c.save_precomputed_indices for c in self.peft_config.values() if isinstance(c, SupertuningConfig)}
+        )
         if len(values) > 1:
             raise ValueError(
                 "Super-Tuning indices must be saved for all adapters or none, but got multiple different values: "
