@@ -71,7 +71,8 @@ class DeftLayer(DenseDeltaLayer):
         factory = self._factory_kwargs()
         self.deft_P[adapter_name] = nn.Parameter(torch.empty(self.out_features, r, **factory))
         if para:
-            self.deft_R.pop(adapter_name, None)
+            if adapter_name in self.deft_R:  # an adapter replaced by a PaRa one
+                del self.deft_R[adapter_name]
         else:
             self.deft_R[adapter_name] = nn.Parameter(torch.empty(r, self.in_features, **factory))
         self.reset_deft_parameters(adapter_name, init_weights)
