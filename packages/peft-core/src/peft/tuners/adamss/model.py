@@ -87,13 +87,12 @@ class AdamssModel(DenseDeltaTuner):
 
     @staticmethod
     def _keep_most_important(adapter_name: str, count: int, layers: list[AdamssLayer]) -> None:
-        """Leave the ``count`` highest-scoring subspaces (over all ``layers``) trainable and freeze the others."""
+        """Leave exactly the ``count`` highest-scoring subspaces (over all ``layers``) trainable and freeze the others
+        (the reference keeps only those scoring above the ``count``-th score, one fewer than its documentation says).
+        """
         scored = [(layer, index, score) for layer in layers for index, score in layer.subspace_scores(adapter_name)]
         if not scored:
             return
-        if count >= len(scored):
-            threshold = float("-inf")
-        else:
-            threshold = torch.stack([score for _, _, score in scored]).topk(count).values[-1].item()
-        for layer, index, score in scored:
-            layer.set_subspace_trainable(adapter_name, index, float(score) > threshold)
+        kept = set(torch.stack([score for _, _, score in scored]).topk(min(count, len(scored))).indices.tolist())
+        for position, (layer, index, _) in enumerate(scored):
+            layer.set_subspace_trainable(adapter_name, index, position in kept)
