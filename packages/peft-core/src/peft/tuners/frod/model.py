@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from peft.quantization import get_backend, resolve_quantization_backend
-from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._dense_delta import DenseDeltaTuner
+from peft.tuners._shared_projections import SharedBufferDict
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.tuners.frod.config import FrodConfig
 from peft.tuners.frod.layer import FrodLayer, Linear
@@ -146,8 +146,8 @@ class FrodModel(DenseDeltaTuner):
             }
             for name, tensor in tensors.items():
                 if role not in containers[name]:
-                    containers[name][role] = BufferDict(persistent=config.save_projection)
-                containers[name][role][adapter_name] = tensor
+                    containers[name][role] = SharedBufferDict(persistent=config.save_projection)
+                containers[name][role][adapter_name] = _existing_equal(containers[name][role], tensor)
 
     def _layer_kwargs(self, config: FrodConfig, current_key: str) -> dict[str, Any]:
         role = role_of(current_key)
@@ -231,11 +231,22 @@ class FrodModel(DenseDeltaTuner):
             for role, tensor in per_role.items():
                 if role in tuner._modules[name] and adapter_name in tuner._modules[name][role]:
                     current = tuner._modules[name][role][adapter_name]
-                    tuner._modules[name][role][adapter_name] = tensor.to(device=current.device, dtype=current.dtype)
+                    tensor = tensor.to(device=current.device, dtype=current.dtype)
+                    tuner._modules[name][role][adapter_name] = _existing_equal(tuner._modules[name][role], tensor)
         for _, module in walk_modules(tuner.model):
             if isinstance(module, FrodLayer) and module._has_adapter(adapter_name):
                 module.refresh_decomposition(adapter_name)
         return state_dict
+
+
+def _existing_equal(per_adapter: SharedBufferDict, tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor another adapter already holds for this role if it equals ``tensor`` (adapters with the same key on
+    the same weights share one copy), else ``tensor``."""
+    for existing in per_adapter.values():
+        if existing.shape == tensor.shape and existing.dtype == tensor.dtype:
+            if torch.equal(existing, tensor.to(existing.device)):
+                return existing
+    return tensor
 
 
 def _weight_out_in(base: nn.Module) -> torch.Tensor | None:

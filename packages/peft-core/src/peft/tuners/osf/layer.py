@@ -21,6 +21,7 @@ from torch import nn
 
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._dense_delta import DenseDeltaLayer
+from peft.tuners.osf.utils import decompose_weight_matrix
 
 
 class _ProjectGradient(torch.autograd.Function):
@@ -82,18 +83,15 @@ class OSFLayer(DenseDeltaLayer):
         if rank <= 0:
             raise ValueError(f"`effective_rank` should be a positive integer value but the value passed is {rank}")
         self.effective_rank[adapter_name] = rank
-        weight = self._weight_out_in(dtype=None)
-        dtype = weight.dtype
-        left, values, right_t = torch.linalg.svd(weight.float(), full_matrices=False)
-        left, values, right_t = left.to(dtype), values.to(dtype), right_t.to(dtype)
-        low = (left[:, rank:], values[rank:], right_t[rank:])
+        split = decompose_weight_matrix(self._weight_out_in(dtype=None), rank)
+        low = tuple(split[name].detach() for name in ("U_low", "S_low", "V_low"))
         self._osf_U_low_init[adapter_name], self._osf_S_low_init[adapter_name], self._osf_V_low_init[adapter_name] = (
-            t.contiguous() for t in low
+            t.clone() for t in low
         )
         if self.out_features > self.in_features:  # U is not square: its high part is not the complement of U_low
-            self._osf_U_high[adapter_name] = left[:, :rank].contiguous()
+            self._osf_U_high[adapter_name] = split["U_high"]
         if self.out_features < self.in_features:
-            self._osf_V_high[adapter_name] = right_t[:rank].contiguous()
+            self._osf_V_high[adapter_name] = split["V_high"]
         trained = [torch.randn_like(t) for t in low] if init_weights is False else [t.clone() for t in low]
         factory = self._factory_kwargs()
         self.osf_svd_params[adapter_name] = nn.ParameterDict(
