@@ -28,7 +28,9 @@ from peft import (
     PsoftConfig,
     SupertuningConfig,
     get_peft_model,
+    quantization,
 )
+from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.tuners_layer import BaseTunerLayer
 
 pytest.importorskip("sklearn")  # AdaMSS's clustering
@@ -273,3 +275,76 @@ def test_arch_17_mixed_model_with_lora_adds_both_updates(config_cls):
 def test_arch_17_methods_reading_the_weight_or_holding_model_state_are_not_mixed_compatible(config_cls):
     with pytest.raises(ValueError, match="cannot be used in a mixed model"):
         get_peft_model(_mlp(), _config(config_cls), mixed=True)
+
+
+# ---------------------------------------------------------------------------------------------- quantized bases
+class _Int8Linear(nn.Linear):
+    """A linear layer storing its weight as int8 with one float scale (dequantized in forward)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__(linear.in_features, linear.out_features)
+        scale = linear.weight.detach().abs().max() / 127
+        self.weight = nn.Parameter((linear.weight.detach() / scale).round().to(torch.int8), requires_grad=False)
+        self.register_buffer("scale", scale)
+        with torch.no_grad():
+            self.bias.copy_(linear.bias)
+
+    def dequantized(self) -> torch.Tensor:
+        return self.weight.float() * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.dequantized(), self.bias)
+
+
+class _Int8Backend(QuantizationBackend):
+    name = "test-int8"
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def matches(self, module: nn.Module) -> bool:
+        return isinstance(module, _Int8Linear)
+
+    def get_weight(self, module: nn.Module) -> torch.Tensor:
+        return module.dequantized()
+
+    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
+        self.writes += 1
+        with torch.no_grad():
+            module.weight.copy_((weight / module.scale).round().clamp(-128, 127).to(torch.int8))
+
+
+@pytest.fixture
+def int8_backend():
+    backend = _Int8Backend()
+    register_quantization_backend(backend)
+    yield backend
+    quantization._BACKENDS.remove(backend)
+
+
+@pytest.mark.parametrize("config_cls", METHODS)
+def test_quant_base_weights_are_read_and_merged_through_the_backend(int8_backend, config_cls):
+    quantized = _mlp()
+    for index in (0, 2):
+        quantized[index] = _Int8Linear(quantized[index])
+    dequantized = copy.deepcopy(quantized)
+    for index in (0, 2):  # the same model with float weights equal to the dequantized ones
+        layer = nn.Linear(dequantized[index].in_features, dequantized[index].out_features)
+        with torch.no_grad():
+            layer.weight.copy_(dequantized[index].dequantized())
+            layer.bias.copy_(dequantized[index].bias)
+        dequantized[index] = layer
+    # identity initialisation moved a little: small updates, which requantize with a small error
+    config = config_cls(**IDENTITY[config_cls], target_modules=TARGETS)
+    torch.manual_seed(1)
+    on_quantized = get_peft_model(quantized, copy.deepcopy(config)).eval()
+    torch.manual_seed(1)
+    on_float = get_peft_model(dequantized, config).eval()
+    _perturb(on_quantized)
+    _perturb(on_float)
+    expected = _out(on_quantized)
+    torch.testing.assert_close(expected, _out(on_float), atol=1e-5, rtol=1e-5)
+    on_quantized.merge_adapter()
+    assert int8_backend.writes == (0 if config_cls is BeftConfig else 2)  # BEFT merges into the float bias
+    # requantizing the merged weight costs at most half a quantization step per entry
+    torch.testing.assert_close(_out(on_quantized), expected, atol=0.05, rtol=0.05)

@@ -99,6 +99,7 @@ class AdamssLayer(DenseDeltaLayer):
         """Create (or replace) adapter ``adapter_name`` (arguments as in ``AdamssConfig``)."""
         factory = self._factory_kwargs()
         weight = self._weight_out_in(dtype=None)
+        stored_dtype = weight.dtype  # the (dequantized) weight's floating dtype
         if self._has_bias_column:
             weight = torch.cat([weight, self.get_base_layer().bias.detach()[:, None].to(weight)], dim=1)
         weight = weight.float()
@@ -109,7 +110,7 @@ class AdamssLayer(DenseDeltaLayer):
         self.train_subspace_index[adapter_name] = list(range(len(rows)))
         self.seg_result[adapter_name] = dict(enumerate(rows))
         device = self._derived_device()
-        self.adamss_newB[adapter_name] = right_t.to(device=device, dtype=self.get_base_layer().weight.dtype)
+        self.adamss_newB[adapter_name] = right_t.to(device=device, dtype=stored_dtype)
         factors_a, factors_b = [], []
         for members in rows:
             block = left[members]  # (|rows_i|, R)
