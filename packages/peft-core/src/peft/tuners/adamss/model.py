@@ -69,15 +69,16 @@ class AdamssModel(DenseDeltaTuner):
             for layer in layers:
                 layer.update_importance(adapter_name, config.asa_importance_beta, config.asa_uncertainty_beta)
             if global_step % config.mask_interval == 0:
-                self._keep_most_important(adapter_name, self._scheduled_subspaces(global_step, config, layers), layers)
+                count = self._scheduled_subspaces(global_step, config, adapter_name, layers)
+                self._keep_most_important(adapter_name, count, layers)
                 for layer in layers:
                     layer.reset_importance(adapter_name)
 
     @staticmethod
-    def _scheduled_subspaces(step: int, config: AdamssConfig, layers: list[AdamssLayer]) -> int:
+    def _scheduled_subspaces(step: int, config: AdamssConfig, adapter_name: str, layers: list[AdamssLayer]) -> int:
         """How many subspaces stay trainable at ``step``: from all of the adapter's subspaces at ``init_warmup``
         down to ``asa_target_subspaces`` at ``final_warmup``, along ``progress ** asa_schedule_exponent``."""
-        total = sum(layer.num_subspaces[name] for layer in layers for name in layer.exp_avg_ipt_A)
+        total = sum(layer.num_subspaces[adapter_name] for layer in layers)
         if step > config.final_warmup:
             return config.asa_target_subspaces
         remaining = 1.0 - (step - config.init_warmup) / (config.final_warmup - config.init_warmup)
