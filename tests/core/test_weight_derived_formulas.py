@@ -460,3 +460,20 @@ def test_tgt_2_default_targets_of_transformers_models():
     for method in ("PSOFT", "PEANUT", "SUPERTUNING", "DEFT"):
         mapping = getattr(constants, f"TRANSFORMERS_MODELS_TO_{method}_TARGET_MODULES_MAPPING")
         assert mapping["llama"] == lora["llama"] and all(lora[name] == modules for name, modules in mapping.items())
+
+
+def test_frod_adapters_with_one_key_share_bases_and_deleting_one_keeps_the_others():
+    model = get_peft_model(_mlp(), FrodConfig(progressbar=False, target_modules=["0"]))
+    model.add_adapter("other", FrodConfig(progressbar=False, target_modules=["0"]))
+    bases = model.base_model.frod_V["0"]
+    assert bases["default"] is bases["other"]
+    model.delete_adapter("default")
+    assert list(bases.keys()) == ["other"] and list(model.base_model.frod_s_indices["0"].keys()) == ["other"]
+
+
+@pytest.mark.parametrize(("config_cls", "value"), [(DeftConfig, "deft_only"), (FrodConfig, "frod_only")])
+def test_life_12_method_only_bias_trains_the_adapted_layers_biases(config_cls, value):
+    extra = {"progressbar": False} if config_cls is FrodConfig else {}
+    model = get_peft_model(_mlp(), config_cls(bias=value, target_modules=["0"], **extra))
+    assert _layer(model, 0).base_layer.bias.requires_grad
+    assert not _layer(model, 2).bias.requires_grad
