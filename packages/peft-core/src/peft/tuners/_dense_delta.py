@@ -1,13 +1,17 @@
-"""Additive adapters of linear layers whose update is a dense ``delta W`` (FourierFT, WaveFT, C3A, PEANuT,
-Super-Tuning, PSOFT, OSF, DEFT, FRoD, AdaMSS).
+"""Adapters whose update is a ``delta W`` of the base weight's shape built from a compact parameterisation:
+spectral coefficients (FourierFT, WaveFT), circulant kernels (C3A), low-rank products (GraLoRA's block-wise
+factors, TinyLoRA's frozen SVD factors around a tiny mixing matrix, DeLoRA's normalised factors, UniLoRA's factors
+drawn from one shared vector), sparse entries (Super-Tuning), and factors of a decomposition of the base weight
+(PSOFT, OSF, FRoD, AdaMSS) or functions of it (PEANuT, DEFT).
 
 Such a layer computes ``y = base(x) + x @ delta_W^T`` with ``delta_W`` of the base weight's ``(out, in)`` shape,
-derived from a few trainable numbers per adapter (spectral coefficients, circulant kernels, sparse entries, factors
-of a decomposition of the base weight). A method supplies the formula (``_delta_weight``) and ``update_layer``, and,
-where the update is cheaper on activations than as a matrix (low-rank factors), its own ``_adapter_update``;
-merging (through the quantization backend), mixed batches, transformers' ``Conv1D`` (``fan_in_fan_out``), reading
-the base weight in ``(out, in)`` layout and the checks on the base layer are written here once, as is the tuner that
-wraps ``nn.Linear``/``Conv1D`` targets and reads a per-module size from a ``<size>_pattern`` dict.
+derived from a few trainable numbers per adapter. A method supplies the formula (``_delta_weight``) and
+``update_layer``; low-rank methods also override ``_adapter_update`` to apply their factors one after the other
+instead of forming ``delta_W``. Forward, merging (through the quantization backend), mixed batches, transformers'
+``Conv1D`` (``fan_in_fan_out``), reading the base weight in ``(out, in)`` layout and the checks on the base layer are
+written here once, as is the tuner that wraps
+``nn.Linear``/``Conv1D`` (and, for methods that have an embedding layer, ``nn.Embedding``) targets and reads a
+per-module size from a ``<size>_pattern`` dict.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.quantization import PLAIN_BACKEND, resolve_quantization_backend
+from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
-from peft.tuners._validation import check_positive_int
+from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.save_and_load import shared_tensors_from_file, shared_tensors_to_file
 
 
 def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
@@ -34,9 +40,14 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
         TypeError: naming the layer type (and, for quantized layers, the weight's dtype).
     """
     method = layer_cls.method_name
-    allowed = isinstance(base_layer, nn.Linear) or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
+    allowed = (
+        isinstance(base_layer, nn.Linear)
+        or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
+        or (layer_cls.supports_embedding and isinstance(base_layer, nn.Embedding))
+    )
     if not allowed:
         supported = "torch.nn.Linear" + (", transformers.pytorch_utils.Conv1D" if layer_cls.supports_conv1d else "")
+        supported += ", torch.nn.Embedding" if layer_cls.supports_embedding else ""
         raise TypeError(
             f"{method} does not support target modules of type {type(base_layer).__name__}; supported: {supported}."
         )
@@ -54,43 +65,58 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
 class DenseDeltaLayer(BaseTunerLayer):
     """State and forward of a dense-delta adapter layer; concrete layers are ``(MethodLayer, nn.Module)``.
 
-    Subclasses set ``method_name``, ``adapter_layer_names`` (one ``nn.ParameterDict`` of trainable tensors),
-    ``other_param_names`` (plain per-adapter dicts) and implement ``update_layer`` and ``_delta_weight``.
+    Subclasses set ``method_name``, ``adapter_layer_names`` (``nn.ParameterDict`` of trainable tensors, or
+    ``nn.ModuleDict`` for those in ``module_container_names``), ``other_param_names`` (plain per-adapter dicts, except
+    ``adapter_buffer_names``: a ``BufferDict`` each, and ``dropout_name``: an ``nn.ModuleDict``) and implement
+    ``update_layer`` and ``_delta_weight``.
     """
 
     method_name: ClassVar[str] = ""
     # whether transformers' Conv1D (GPT-2 style, weight stored as (in, out)) can be wrapped
     supports_conv1d: ClassVar[bool] = True
-    # containers (of adapter_layer_names / other_param_names) holding a module per adapter: nn.ModuleDict; the other
-    # adapter_layer_names are nn.ParameterDict, the other other_param_names plain dicts
-    module_containers: ClassVar[tuple[str, ...]] = ()
-    # whether the update is a function of the base weight (PEANuT, DEFT): merging then keeps a CPU copy of the
-    # unmerged weight, from which every update is computed while merged and which unmerging restores exactly
-    delta_reads_base_weight: ClassVar[bool] = False
-    _weight_before_merge: torch.Tensor | None = None
+    # whether nn.Embedding can be wrapped (its delta W has the embedding matrix's (num_embeddings, dim) layout)
+    supports_embedding: ClassVar[bool] = False
+    # adapter_layer_names whose entries are modules (e.g. nn.Linear factors) rather than parameters
+    module_container_names: ClassVar[tuple[str, ...]] = ()
+    # the per-adapter input dropout container, if the method has one (one of other_param_names)
+    dropout_name: ClassVar[str] = ""
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs: Any):
         super().__init__()
         self._init_tuner_layer(base_layer)
         check_base_layer(type(self), self.get_base_layer())
-        self._create_containers()
+        for name in self.adapter_layer_names:
+            self._modules[name] = nn.ModuleDict() if name in self.module_container_names else nn.ParameterDict()
+        for name in self.other_param_names:
+            if name in self.adapter_buffer_names:
+                self._modules[name] = BufferDict(persistent=True)
+            elif name == self.dropout_name:
+                self._modules[name] = nn.ModuleDict()
+            else:
+                self.__dict__[name] = {}
         self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _active_adapter=adapter_name)
         self.update_layer(adapter_name, **kwargs)
-
-    def _create_containers(self) -> None:
-        """The per-adapter containers named by ``adapter_layer_names`` and ``other_param_names``; methods with
-        buffer containers add them here."""
-        for name in self.adapter_layer_names:
-            self._modules[name] = nn.ModuleDict() if name in self.module_containers else nn.ParameterDict()
-        for name in self.other_param_names:
-            if name in self.module_containers:
-                self._modules[name] = nn.ModuleDict()
-            elif name not in self._modules:
-                self.__dict__[name] = {}
 
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
         """Create (or replace) adapter ``adapter_name`` on this layer."""
         raise NotImplementedError
+
+    def _store_dropout(self, adapter_name: str, dropout: float) -> None:
+        """The adapter's input dropout (``nn.Identity`` for 0) in the ``dropout_name`` container.
+
+        Raises:
+            ValueError: if ``dropout`` is not a probability.
+        """
+        check_probability(type(self).__name__, self.dropout_name, dropout)
+        container = getattr(self, self.dropout_name)
+        container[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+
+    def _store_buffer(self, name: str, adapter_name: str, tensor: torch.Tensor, persistent: bool = True) -> None:
+        """Keep the frozen ``tensor`` in the ``BufferDict`` ``name``; ``persistent=False`` leaves it out of the state
+        dict and checkpoints (for tensors drawn again from a seed when loading)."""
+        container = getattr(self, name)
+        container.persistent = persistent
+        container[adapter_name] = tensor
 
     def _store_adapter_tensor(self, adapter_name: str, tensor: torch.Tensor) -> None:
         """Keep ``tensor`` as the adapter's trainable parameter, on the base layer's device and dtype."""
@@ -114,43 +140,27 @@ class DenseDeltaLayer(BaseTunerLayer):
         ``torch.device("meta")`` block, since such state is never loaded from a checkpoint)."""
         return self.get_base_layer().weight.device
 
+    def original_base_weight(self) -> torch.Tensor:
+        """The base weight an update is computed from (dequantized): the current one here; methods whose update is a
+        function of it keep the one from before merging (``BaseWeightDependentLayer``)."""
+        return self.get_base_weight()
+
     def _weight_out_in(self, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
-        """The base weight (dequantized by its backend; the unmerged one while adapters of a method whose update
-        reads it are merged) in ``(out_features, in_features)`` layout, detached, in ``dtype`` (None: its own)."""
-        if self._weight_before_merge is not None:
-            weight = self._weight_before_merge.to(self.get_base_layer().weight.device)
-        else:
-            weight = self.get_base_weight().detach()
+        """``original_base_weight()`` in ``(out_features, in_features)`` layout, detached, in ``dtype`` (None: its
+        own)."""
+        weight = self.original_base_weight().detach()
         weight = weight.T if self.fan_in_fan_out else weight
         return weight if dtype is None else weight.to(dtype)
 
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one)."""
+        """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one; an embedding's own
+        ``(num_embeddings, dim)`` layout for ``nn.Embedding``)."""
         raise NotImplementedError
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The change adapter ``adapter_name`` makes to the base weight, in the base weight's layout."""
         delta = self._delta_weight(adapter_name)
         return delta.T if self.fan_in_fan_out else delta
-
-    def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
-        if self.delta_reads_base_weight and self._weight_before_merge is None:
-            self.__dict__["_weight_before_merge"] = weight.detach().to("cpu", copy=True)
-        return super()._merged_weight(adapter_name, weight)
-
-    def _unmerged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
-        if self._weight_before_merge is not None and not self.merged_adapters:  # the last merged adapter
-            original = self._weight_before_merge
-            self.__dict__["_weight_before_merge"] = None
-            return original.to(device=weight.device, dtype=weight.dtype)
-        return super()._unmerged_weight(adapter_name, weight)
-
-    def unload_and_optionally_merge_module(
-        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
-    ) -> nn.Module:
-        base_layer = super().unload_and_optionally_merge_module(merge, safe_merge, adapter_names)
-        self.__dict__["_weight_before_merge"] = None  # never unmerged: the layer goes away
-        return base_layer
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """What the adapter adds to the base output: ``x @ delta_W^T``."""
@@ -195,7 +205,8 @@ def dense_from_locations(
 
 
 class DenseDeltaTuner(BaseTuner):
-    """Injects a dense-delta method's ``layers_mapping[nn.Linear]`` into ``nn.Linear`` (and ``Conv1D``) targets.
+    """Injects a dense-delta method's ``layers_mapping[nn.Linear]`` into ``nn.Linear`` (and ``Conv1D``) targets, and
+    ``layers_mapping[nn.Embedding]`` into ``nn.Embedding`` targets where the method has one.
 
     The layer's ``update_layer`` gets the config's ``size_option`` (overridden per module by the config's
     ``<size_option>_pattern``) and the fields in ``layer_option_names``.
@@ -203,6 +214,9 @@ class DenseDeltaTuner(BaseTuner):
 
     size_option: ClassVar[str] = ""
     layer_option_names: ClassVar[tuple[str, ...]] = ()
+    # a container that every layer refers to (owned by the model, e.g. UniLoRA's theta_d): saved once, as
+    # ``base_model.<name>``, instead of under every layer
+    shared_container_name: ClassVar[str] = ""
 
     def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
         options = {name: getattr(config, name) for name in self.layer_option_names}
@@ -235,9 +249,28 @@ class DenseDeltaTuner(BaseTuner):
         for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
             if isinstance(base, base_cls):
                 return layer_cls(target, adapter_name, **kwargs)
+        embedding_cls = cls.layers_mapping.get(nn.Embedding)
+        if embedding_cls is not None and isinstance(base, nn.Embedding):
+            return embedding_cls(target, adapter_name, **kwargs)
         # also for configs without the field: Conv1D stores its weight (in, out) whatever the config says
         kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
         return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
+
+    @classmethod
+    def _adapter_state_dict_to_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if not cls.shared_container_name:
+            return state_dict
+        return shared_tensors_to_file(state_dict, cls.shared_container_name)
+
+    @classmethod
+    def _adapter_state_dict_from_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if not cls.shared_container_name:
+            return state_dict
+        return shared_tensors_from_file(model, adapter_name, state_dict, cls.shared_container_name)
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
         # these methods document "<name>_only" values that differ from their prefix ("fourier_only" for

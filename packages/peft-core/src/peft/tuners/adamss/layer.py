@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._dense_delta import DenseDeltaLayer
 
 # the KMeans settings of the reference (and of the paper's code): the clusters decide the shapes of saved tensors
@@ -70,14 +69,9 @@ class AdamssLayer(DenseDeltaLayer):
         "adamss_newB",
         "_adamss_row_order",
     )
-    adapter_buffer_names = ("adamss_newB",)
-    module_containers = ("adamss_A", "adamss_B")
-
-    def _create_containers(self) -> None:
-        self.adamss_newB = BufferDict(persistent=True)
-        self.scatter_index = BufferDict(persistent=False)
-        self._adamss_row_order = BufferDict(persistent=False)
-        super()._create_containers()
+    # the projection is saved; the output rows of the clusters are rebuilt from the base weight
+    adapter_buffer_names = ("adamss_newB", "scatter_index", "_adamss_row_order")
+    module_container_names = ("adamss_A", "adamss_B")
 
     @property
     def _has_bias_column(self) -> bool:
@@ -110,7 +104,7 @@ class AdamssLayer(DenseDeltaLayer):
         self.train_subspace_index[adapter_name] = list(range(len(rows)))
         self.seg_result[adapter_name] = dict(enumerate(rows))
         device = self._derived_device()
-        self.adamss_newB[adapter_name] = right_t.to(device=device, dtype=stored_dtype)
+        self._store_buffer("adamss_newB", adapter_name, right_t.to(device=device, dtype=stored_dtype))
         factors_a, factors_b = [], []
         for members in rows:
             block = left[members]  # (|rows_i|, R)
@@ -130,8 +124,8 @@ class AdamssLayer(DenseDeltaLayer):
         self.adamss_A[adapter_name] = nn.ParameterList(factors_a)
         self.adamss_B[adapter_name] = nn.ParameterList(factors_b)
         order = torch.cat(rows)
-        self.scatter_index[adapter_name] = order.to(device)
-        self._adamss_row_order[adapter_name] = torch.argsort(order).to(device)
+        self._store_buffer("scatter_index", adapter_name, order.to(device), persistent=False)
+        self._store_buffer("_adamss_row_order", adapter_name, torch.argsort(order).to(device), persistent=False)
         if use_asa:
             for name in ("exp_avg_ipt_A", "exp_avg_ipt_B", "exp_avg_unc_A", "exp_avg_unc_B"):
                 getattr(self, name)[adapter_name] = [None] * len(rows)

@@ -9,7 +9,7 @@ projector; ``s = alpha / r`` or 1. On activations: ``y = base(x) + (s dropout(x)
 Stored per adapter (the reference checkpoint format): ``deft_P`` ``(out, r)`` and ``deft_R`` ``(r, in)``.
 ``init_weights=True`` sets ``R = M^T W / s``: the update starts at zero. The projection is computed in float32. The
 update reads the base weight, so merging keeps the unmerged weight to compute updates from and to restore
-(``DenseDeltaLayer``).
+(``BaseWeightDependentLayer``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from peft.tuners._base_weight_dependent import BaseWeightDependentLayer
 from peft.tuners._dense_delta import DenseDeltaLayer
-from peft.tuners._validation import check_positive_int, check_probability
+from peft.tuners._validation import check_positive_int
 from peft.utils.warnings import warn
 
 
-class DeftLayer(DenseDeltaLayer):
+class DeftLayer(BaseWeightDependentLayer, DenseDeltaLayer):
     """State and formula of DEFT layers (per-adapter tensors keyed by adapter name)."""
 
     method_name = "deft"
@@ -38,8 +39,7 @@ class DeftLayer(DenseDeltaLayer):
         "deft_scaling",
         "deft_dropout",
     )
-    module_containers = ("deft_dropout",)
-    delta_reads_base_weight = True
+    dropout_name = "deft_dropout"
 
     def update_layer(
         self,
@@ -60,14 +60,13 @@ class DeftLayer(DenseDeltaLayer):
             ValueError: for a non-positive ``r`` or a ``deft_dropout`` outside ``[0, 1]``.
         """
         check_positive_int(f"{type(self).__name__}.r", r)
-        check_probability(type(self).__name__, "deft_dropout", deft_dropout)
         r = min(r, self.out_features)
         self.deft_r[adapter_name] = r
         self.deft_decomposition[adapter_name] = decomposition_method
         self.deft_init_scale[adapter_name] = init_scale
         self.deft_para[adapter_name] = para
         self.deft_scaling[adapter_name] = alpha / r if alpha else 1.0
-        self.deft_dropout[adapter_name] = nn.Dropout(p=deft_dropout) if deft_dropout > 0 else nn.Identity()
+        self._store_dropout(adapter_name, deft_dropout)
         factory = self._factory_kwargs()
         self.deft_P[adapter_name] = nn.Parameter(torch.empty(self.out_features, r, **factory))
         if para:

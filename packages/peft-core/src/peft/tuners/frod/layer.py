@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._dense_delta import DenseDeltaLayer
 from peft.tuners.tuners_layer import HALF_PRECISION
 from peft.utils.warnings import warn
@@ -49,17 +48,14 @@ class FrodLayer(DenseDeltaLayer):
     method_name = "frod"
     adapter_layer_names = ("frod_lambda_l", "frod_lambda_s_values")
     other_param_names = ("r", "frod_dropout", "runtime_offload_base_weight", "frod_U", "_frod_lambda_base")
-    module_containers = ("frod_dropout",)
-
-    def _create_containers(self) -> None:
-        self.frod_U = BufferDict(persistent=False)
-        self._frod_lambda_base = BufferDict(persistent=False)
-        super()._create_containers()
+    # U and lambda_0: rebuilt from the base weight and V, never saved
+    adapter_buffer_names = ("frod_U", "_frod_lambda_base")
+    dropout_name = "frod_dropout"
 
     def update_layer(
         self,
         adapter_name: str,
-        projections: dict[str, BufferDict] | None = None,
+        projections: dict[str, dict[str, torch.Tensor]] | None = None,
         frod_dropout: float = 0.0,
         init_weights: bool = True,
         runtime_offload_base_weight: bool = False,
@@ -83,16 +79,15 @@ class FrodLayer(DenseDeltaLayer):
             )
         self.r[adapter_name] = self.out_features
         self.runtime_offload_base_weight[adapter_name] = runtime_offload_base_weight
-        self.frod_dropout[adapter_name] = nn.Dropout(p=frod_dropout) if frod_dropout > 0 else nn.Identity()
+        self._store_dropout(adapter_name, frod_dropout)
         factory = self._factory_kwargs()
         count = self.frod_s_indices[adapter_name].shape[1]
         self.frod_lambda_s_values[adapter_name] = nn.Parameter(torch.zeros(count, **factory))
         lambda_base = self._decompose(adapter_name)
         self.frod_lambda_l[adapter_name] = nn.Parameter(lambda_base.to(**factory, copy=True))
         # lambda_0 as lambda starts (rounded to its dtype), so that the update starts at exactly zero
-        self._frod_lambda_base[adapter_name] = lambda_base.to(factory["dtype"]).to(
-            self._derived_device(), torch.float32, copy=True
-        )
+        lambda_0 = lambda_base.to(factory["dtype"]).to(self._derived_device(), torch.float32, copy=True)
+        self._store_buffer("_frod_lambda_base", adapter_name, lambda_0, persistent=False)
         if not init_weights and not self.frod_lambda_l[adapter_name].is_meta:
             with torch.no_grad():
                 nn.init.normal_(self.frod_lambda_s_values[adapter_name], std=0.1)
@@ -101,7 +96,7 @@ class FrodLayer(DenseDeltaLayer):
     def _decompose(self, adapter_name: str) -> torch.Tensor:
         """Rebuild ``U`` of ``adapter_name`` from the base weight and the role's ``V``; returns ``lambda_0``."""
         unit, norms = decompose(self._weight_out_in(), self.frod_V[adapter_name])
-        self.frod_U[adapter_name] = unit.to(self._derived_device())
+        self._store_buffer("frod_U", adapter_name, unit.to(self._derived_device()), persistent=False)
         return norms
 
     def refresh_decomposition(self, adapter_name: str) -> None:
@@ -109,7 +104,8 @@ class FrodLayer(DenseDeltaLayer):
         ``U`` and ``lambda_0`` and fit the sparse values to the number of positions (zero if it changed)."""
         lambda_base = self._decompose(adapter_name)
         lambda_l = self.frod_lambda_l[adapter_name]
-        self._frod_lambda_base[adapter_name] = lambda_base.to(lambda_l.dtype).float().to(self._derived_device())
+        lambda_0 = lambda_base.to(lambda_l.dtype).float().to(self._derived_device())
+        self._store_buffer("_frod_lambda_base", adapter_name, lambda_0, persistent=False)
         values = self.frod_lambda_s_values[adapter_name]
         count = self.frod_s_indices[adapter_name].shape[1]
         if values.shape[0] != count:

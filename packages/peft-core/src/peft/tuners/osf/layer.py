@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._dense_delta import DenseDeltaLayer
 from peft.tuners.osf.utils import decompose_weight_matrix
 
@@ -64,12 +63,9 @@ class OSFLayer(DenseDeltaLayer):
         "_osf_U_high",
         "_osf_V_high",
     )
-    module_containers = ("osf_svd_params",)
-
-    def _create_containers(self) -> None:
-        for name in self.other_param_names[1:]:  # frozen parts: rebuilt from the base weight, never saved
-            setattr(self, name, BufferDict(persistent=False))
-        super()._create_containers()
+    # the frozen parts: rebuilt from the base weight, never saved
+    adapter_buffer_names = other_param_names[1:]
+    module_container_names = ("osf_svd_params",)
 
     def update_layer(
         self, adapter_name: str, effective_rank: int | float | None = None, init_weights: bool = True, **kwargs: Any
@@ -85,13 +81,12 @@ class OSFLayer(DenseDeltaLayer):
         self.effective_rank[adapter_name] = rank
         split = decompose_weight_matrix(self._weight_out_in(dtype=None), rank)
         low = tuple(split[name].detach() for name in ("U_low", "S_low", "V_low"))
-        self._osf_U_low_init[adapter_name], self._osf_S_low_init[adapter_name], self._osf_V_low_init[adapter_name] = (
-            t.clone() for t in low
-        )
+        for name, tensor in zip(("_osf_U_low_init", "_osf_S_low_init", "_osf_V_low_init"), low):
+            self._store_buffer(name, adapter_name, tensor.clone(), persistent=False)
         if self.out_features > self.in_features:  # U is not square: its high part is not the complement of U_low
-            self._osf_U_high[adapter_name] = split["U_high"]
+            self._store_buffer("_osf_U_high", adapter_name, split["U_high"], persistent=False)
         if self.out_features < self.in_features:
-            self._osf_V_high[adapter_name] = split["V_high"]
+            self._store_buffer("_osf_V_high", adapter_name, split["V_high"], persistent=False)
         trained = [torch.randn_like(t) for t in low] if init_weights is False else [t.clone() for t in low]
         factory = self._factory_kwargs()
         self.osf_svd_params[adapter_name] = nn.ParameterDict(

@@ -8,7 +8,8 @@
 with ``f`` the configured activation. ``y = base(x) + x delta_W^T``. Stored per adapter (the reference checkpoint
 format): ``peanut_A.weight``, ``peanut_B.weight``, ``peanut_encoders.<i>.weight``, ``peanut_decoders.<i>.weight``
 (bias-free linear layers). ``init_weights=True`` zeroes ``B``: the adapter starts as the identity. The update reads
-the base weight, so merging keeps the unmerged weight to compute updates from and to restore (``DenseDeltaLayer``).
+the base weight, so merging keeps the unmerged weight to compute updates from and to restore
+(``BaseWeightDependentLayer``).
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.tuners._base_weight_dependent import BaseWeightDependentLayer
 from peft.tuners._dense_delta import DenseDeltaLayer
 from peft.tuners._validation import check_non_negative_int, check_positive_int
 from peft.tuners.peanut.config import activation
 
 
-class PeanutLayer(DenseDeltaLayer):
+class PeanutLayer(BaseWeightDependentLayer, DenseDeltaLayer):
     """State and formula of PEANuT layers (per-adapter networks keyed by adapter name)."""
 
     method_name = "peanut"
     adapter_layer_names = ("peanut_A", "peanut_B", "peanut_encoders", "peanut_decoders")
     other_param_names = ("r", "depth", "scaling", "act_fn")
-    module_containers = adapter_layer_names
-    delta_reads_base_weight = True
+    module_container_names = adapter_layer_names
 
     def update_layer(
         self,

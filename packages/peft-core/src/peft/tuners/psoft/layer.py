@@ -18,10 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._dense_delta import DenseDeltaLayer
 from peft.tuners._orthogonal import cayley, cayley_neumann, skew_symmetric
-from peft.tuners._validation import check_probability
 
 
 class OrthLayer(nn.Module):
@@ -135,13 +133,10 @@ class PsoftLayer(DenseDeltaLayer):
         "_psoft_A_cache",
         "_psoft_B_cache",
     )
-    module_containers = ("psoft_R", "psoft_dropout")
-
-    def _create_containers(self) -> None:
-        # A and B are rebuilt from the base weight, never saved
-        self._psoft_A_cache = BufferDict(persistent=False)
-        self._psoft_B_cache = BufferDict(persistent=False)
-        super()._create_containers()
+    # A and B: rebuilt from the base weight, never saved
+    adapter_buffer_names = ("_psoft_A_cache", "_psoft_B_cache")
+    module_container_names = ("psoft_R",)
+    dropout_name = "psoft_dropout"
 
     def update_layer(
         self,
@@ -172,11 +167,10 @@ class PsoftLayer(DenseDeltaLayer):
                 f"`r` ({r}) must be less than or equal to min(in_features, out_features) "
                 f"({self.in_features}, {self.out_features})"
             )
-        check_probability(type(self).__name__, "psoft_dropout", psoft_dropout)
         self.r[adapter_name] = r
         self.psoft_alpha[adapter_name] = psoft_alpha
         self.scaling[adapter_name] = psoft_alpha / r
-        self.psoft_dropout[adapter_name] = nn.Dropout(p=psoft_dropout) if psoft_dropout > 0 else nn.Identity()
+        self._store_dropout(adapter_name, psoft_dropout)
         self.ab_svd_init[adapter_name] = ab_svd_init
         self.psoft_svd[adapter_name] = psoft_svd
         self.psoft_svd_lowrank_niter[adapter_name] = psoft_svd_lowrank_niter
@@ -210,8 +204,8 @@ class PsoftLayer(DenseDeltaLayer):
         else:
             root = values.sqrt()
             subspace_a, subspace_b = root[:, None] * right_t, left * root
-        self._psoft_A_cache[adapter_name] = subspace_a.contiguous()
-        self._psoft_B_cache[adapter_name] = subspace_b.contiguous()
+        self._store_buffer("_psoft_A_cache", adapter_name, subspace_a.contiguous(), persistent=False)
+        self._store_buffer("_psoft_B_cache", adapter_name, subspace_b.contiguous(), persistent=False)
 
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
         subspace_a = self._psoft_A_cache[adapter_name]

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._dense_delta import DenseDeltaLayer
 
 
@@ -32,24 +31,9 @@ class SupertuningLayer(DenseDeltaLayer):
         "supertuning_lora_alpha",
         "supertuning_lora_dropout",
     )
-    module_containers = ("supertuning_lora_A", "supertuning_lora_B", "supertuning_lora_dropout")
-
-    def __init__(
-        self, base_layer: nn.Module, adapter_name: str, save_precomputed_indices: bool = True, **kwargs: Any
-    ) -> None:
-        # whether the positions are saved is fixed for the layer by its first adapter (the model checks that all
-        # adapters agree)
-        self.__dict__["_save_indices"] = save_precomputed_indices
-        super().__init__(base_layer, adapter_name, **kwargs)
-
-    def _create_containers(self) -> None:
-        super()._create_containers()
-        self.supertuning_indices = BufferDict(persistent=self._save_indices)
-
-    @property
-    def adapter_buffer_names(self) -> tuple[str, ...]:
-        """The positions are part of the checkpoint only when they are saved."""
-        return ("supertuning_indices",) if self._save_indices else ()
+    adapter_buffer_names = ("supertuning_indices",)
+    module_container_names = ("supertuning_lora_A", "supertuning_lora_B")
+    dropout_name = "supertuning_lora_dropout"
 
     def update_layer(
         self,
@@ -60,6 +44,7 @@ class SupertuningLayer(DenseDeltaLayer):
         lora_alpha: float | None = None,
         lora_dropout: float = 0.0,
         init_weights: bool = True,
+        save_precomputed_indices: bool = True,
         **kwargs: Any,
     ) -> None:
         """Create (or replace) adapter ``adapter_name`` (arguments as in ``SupertuningConfig``).
@@ -76,7 +61,8 @@ class SupertuningLayer(DenseDeltaLayer):
                 "parameter would be adapted. Lower the sparsity so at least one entry is trainable."
             )
         indices = torch.topk(scores, k=count, largest=select_top).indices
-        self.supertuning_indices[adapter_name] = indices.to(device=self._derived_device(), dtype=torch.int32)
+        indices = indices.to(device=self._derived_device(), dtype=torch.int32)
+        self._store_buffer("supertuning_indices", adapter_name, indices, persistent=save_precomputed_indices)
         values = torch.zeros(count) if init_weights else torch.randn(count)
         self.supertuning_values[adapter_name] = nn.Parameter(values.to(**factory))
         self.supertuning_rank[adapter_name] = r or 0
@@ -93,7 +79,7 @@ class SupertuningLayer(DenseDeltaLayer):
                     nn.init.kaiming_uniform_(lora_b.weight, a=math.sqrt(5))
             self.supertuning_lora_A[adapter_name] = lora_a
             self.supertuning_lora_B[adapter_name] = lora_b
-            self.supertuning_lora_dropout[adapter_name] = nn.Dropout(lora_dropout) if lora_dropout else nn.Identity()
+            self._store_dropout(adapter_name, lora_dropout)
 
     def _sparse_delta(self, adapter_name: str) -> torch.Tensor:
         values = self.supertuning_values[adapter_name]
