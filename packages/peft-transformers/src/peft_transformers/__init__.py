@@ -23,11 +23,11 @@ def register(registry: HostRegistry) -> None:
     from . import target_modules as tables
 
     # per method, model_type -> default target_modules (a list of names or a regex str); LoHa, LoKr, OFT, BOFT, HRA,
-    # MiSS and Bone adapt the same projections as LoRA (peft 0.21.2 overrides none for these). "IA3_FEEDFORWARD"
+    # MiSS, Bone and Poly adapt the same projections as LoRA (peft 0.21.2 overrides none for these). "IA3_FEEDFORWARD"
     # holds (IA)³'s default feedforward_modules.
     lora = tables.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     defaults = {
-        **dict.fromkeys(("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE"), lora),
+        **dict.fromkeys(("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE", "POLY"), lora),
         "ADALORA": tables.TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING,
         "C3A": tables.TRANSFORMERS_MODELS_TO_C3A_TARGET_MODULES_MAPPING,
         "FOURIERFT": tables.TRANSFORMERS_MODELS_TO_FOURIERFT_TARGET_MODULES_MAPPING,

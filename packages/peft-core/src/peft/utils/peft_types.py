@@ -36,6 +36,8 @@ class PeftType(str, enum.Enum):
     C3A = "C3A"
     ROAD = "ROAD"
     WAVEFT = "WAVEFT"
+    CARTRIDGE = "CARTRIDGE"
+    SHADOW = "SHADOW"
 
     def __str__(self) -> str:
         return self.value
