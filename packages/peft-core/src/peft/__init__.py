@@ -107,6 +107,8 @@ __all__ = [
     "VeraModel",
     "WaveFTConfig",
     "WaveFTModel",
+    "XLoraConfig",
+    "XLoraModel",
     "get_layer_status",
     "get_model_status",
     "disable_input_dtype_casting",

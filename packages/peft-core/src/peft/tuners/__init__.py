@@ -38,6 +38,7 @@ BUILTIN_METHODS = (
     "vblora",
     "vera",
     "waveft",
+    "xlora",
 )
 
 # public name -> the method package that defines it
@@ -100,6 +101,8 @@ _EXPORTS = {
     "VeraModel": "vera",
     "WaveFTConfig": "waveft",
     "WaveFTModel": "waveft",
+    "XLoraConfig": "xlora",
+    "XLoraModel": "xlora",
     "compose_cartridge_adapters": "cartridge.utils",
     "initialize_kv_prefix_from_past_key_values": "cartridge.utils",
     "initialize_kv_prefix_from_text": "cartridge.utils",
