@@ -415,6 +415,8 @@ class PeftModel(nn.Module):
         from peft.functional import cast_adapter_dtype
 
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        if not is_trainable:  # for inference: dropout off, new adapter modules included
+            self.eval()
         return result
 
     def _apply_key_mapping(

@@ -93,6 +93,18 @@ def register(registry: HostRegistry) -> None:
     ):
         registry.register_export(name, auto_class(name))
 
+    # ShadowPEFT's generation cache, standalone shadow model and pretrained backbones are transformers objects
+    def shadow_component(name: str):
+        def load():
+            from . import shadow
+
+            return getattr(shadow, name)
+
+        return load
+
+    for name in ("ShadowCache", "DetachedShadowModel", "load_shadow_backbone"):
+        registry.register_method_component("SHADOW", name, shadow_component(name))
+
     # adaption prompt recomputes Llama/Mistral attention queries: a transformers-specific method
     from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
     from peft.utils.peft_types import register_peft_method
