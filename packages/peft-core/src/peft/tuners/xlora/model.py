@@ -14,6 +14,7 @@ sub-folders (the paths in ``adapters`` are only used where a sub-folder is missi
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +37,8 @@ from peft.utils.save_and_load import load_peft_weights, set_peft_model_state_dic
 from peft.utils.warnings import warn
 
 _CLASSIFIER = "internal_xlora_classifier"
+# keys of the expert files peft 0.21.2 writes for an X-LoRA model (its experts sit under a second path)
+_REFERENCE_EXPERT_PREFIX = "base_model.lora_model."
 # the key prefix of a saved LoRA adapter's tensors, which the experts are loaded without (they go into self.model)
 _FILE_PREFIX = "base_model.model."
 
@@ -150,6 +153,8 @@ class XLoraModel(LoraModel):
                 f"X-LoRA experts must be LoRA adapters; {model_id!r} holds a {expert_config.peft_type} adapter."
             )
         expert_config.inference_mode = config.inference_mode or not config.use_trainable_adapters
+        if config.base_model_name_or_path:  # the experts now belong to this model
+            expert_config.base_model_name_or_path = config.base_model_name_or_path
         self.peft_config[name] = expert_config
         LoraModel.inject_adapter(self, model, name, autocast, low_cpu_mem_usage)
         weights = load_peft_weights(model_id, subfolder=subfolder, **hub_kwargs)
@@ -354,14 +359,30 @@ class XLoraModel(LoraModel):
         cls, config: PeftConfig, model_id: str, hub_kwargs: dict[str, Any], kwargs: dict[str, Any]
     ) -> PeftConfig:
         """Load the experts saved with the adapter (sub-folders ``0``, ``1``, ...); ``adapters=`` given to
-        ``from_pretrained`` replaces the config's experts instead."""
+        ``from_pretrained`` replaces the config's experts instead.
+
+        peft 0.21.2 writes incomplete expert sub-folders (the tensors whose key has a segment equal to another
+        expert's name are left out) and reloads its experts from the original paths in ``adapters``; for its saves
+        those paths are used.
+
+        Raises:
+            ValueError: for an expert of a peft 0.21.2 save whose original path does not exist.
+        """
         if "adapters" in kwargs:
             config.adapters = dict(kwargs["adapters"])
             return config
         sources = {}
-        for name in cls._expert_names(config):
-            if resolve_file(model_id, CONFIG_NAME, subfolder=name, **hub_kwargs) is not None:
+        for name, path in zip(cls._expert_names(config), config.adapters.values()):
+            if resolve_file(model_id, CONFIG_NAME, subfolder=name, **hub_kwargs) is None:
+                continue  # saved without its experts: the config's paths
+            if not _is_reference_expert_save(model_id, name, hub_kwargs):
                 sources[name] = (model_id, name)
+            elif not os.path.isdir(path):
+                raise ValueError(
+                    f"X-LoRA expert {name!r} of {model_id!r} was saved by peft 0.21.2, whose expert files are "
+                    f"incomplete, and its original folder {path!r} does not exist. Pass adapters={{'0': path, ...}} "
+                    "to from_pretrained with the experts' folders."
+                )
         config._expert_sources = sources
         config._expert_hub_kwargs = dict(hub_kwargs)
         return config
@@ -412,3 +433,9 @@ class XLoraModel(LoraModel):
                 "initial values (files saved by peft 0.21.2 with xlora_depth > 1 leave out the first layer)."
             )
         return state_dict
+
+
+def _is_reference_expert_save(model_id: str, subfolder: str, hub_kwargs: dict[str, Any]) -> bool:
+    """Whether the expert saved in ``subfolder`` is one of peft 0.21.2's incomplete X-LoRA expert files."""
+    weights = load_peft_weights(model_id, subfolder=subfolder, **hub_kwargs)
+    return any(key.startswith(_REFERENCE_EXPERT_PREFIX) or _CLASSIFIER in key for key in weights)
