@@ -162,6 +162,7 @@ class PolyLayer(BaseTunerLayer):
             weight_b = _kaiming_uniform_blocks((n_skills, n_splits, block_out, r), r).permute(1, 0, 3, 2)
         router = PolyRouter(n_tasks, n_skills, n_splits)
         router.reset()
+        router.train(self.get_base_layer().training)  # routes like the model: sampled only while training
         self.poly_lora_A[adapter_name] = nn.Parameter(weight_a.contiguous().to(**factory))
         self.poly_lora_B[adapter_name] = nn.Parameter(weight_b.contiguous().to(**factory))
         self.poly_router[adapter_name] = router.to(**factory)

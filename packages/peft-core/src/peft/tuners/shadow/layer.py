@@ -97,7 +97,8 @@ class ShadowLayer(BaseTunerLayer, nn.Module):
         # created in the reference's order, so a seed gives the same initial values
         self.shadow_down[adapter_name] = nn.Linear(d, r, bias=False, **factory)
         self.shadow_up[adapter_name] = nn.Linear(r, d, bias=False, **factory)
-        self.shadow_dropout[adapter_name] = nn.Dropout(p=shadow_dropout) if shadow_dropout else nn.Identity()
+        dropout = nn.Dropout(p=shadow_dropout) if shadow_dropout else nn.Identity()
+        self.shadow_dropout[adapter_name] = dropout.train(self.get_base_layer().training)  # off in an eval model
         if init_weights:
             nn.init.zeros_(self.shadow_up[adapter_name].weight)
         for container in (self.shadow_update_transform, self.shadow_update_gate):

@@ -244,6 +244,38 @@ class ShadowModel(BaseTuner):
             peft_config.target_modules = {f"{stack}.{i}" for i in range(len(layers))}
         return peft_config
 
+    def _select_targets(
+        self, model: nn.Module, peft_config: ShadowConfig, state_dict: dict[str, torch.Tensor] | None
+    ) -> list[str]:
+        """The targeted blocks, restricted to ``layers_to_transform``: a block's index is the last part of its name
+        (``model.layers.3``), after ``layers_pattern`` when given. (The reference ignores ``layers_to_transform`` for
+        ShadowPEFT and wraps every matched block.)
+
+        Raises:
+            ValueError: if no targeted block has one of the indices.
+        """
+        layers = peft_config.layers_to_transform
+        if layers is None:
+            return super()._select_targets(model, peft_config, state_dict)
+        unrestricted = copy.copy(peft_config)
+        unrestricted.layers_to_transform = unrestricted.layers_pattern = None
+        blocks = super()._select_targets(model, unrestricted, state_dict)
+        wanted = {layers} if isinstance(layers, int) else set(layers)
+        patterns = (
+            [peft_config.layers_pattern] if isinstance(peft_config.layers_pattern, str) else peft_config.layers_pattern
+        )
+        selected = []
+        for key in blocks:
+            parent, _, index = key.rpartition(".")
+            if index.isdigit() and int(index) in wanted and (not patterns or parent.rpartition(".")[2] in patterns):
+                selected.append(key)
+        if not selected:
+            raise ValueError(
+                f"No targeted block has an index in layers_to_transform={sorted(wanted)} (layers_pattern="
+                f"{peft_config.layers_pattern!r}); targeted blocks: {blocks[:10]}."
+            )
+        return selected
+
     def _check_new_adapter_config(self, config: ShadowConfig) -> None:
         super()._check_new_adapter_config(config)
         if len(self.peft_config) > 1 and any(str(c.task_type) == "SEQ_CLS" for c in self.peft_config.values()):
@@ -325,8 +357,10 @@ class ShadowModel(BaseTuner):
         head, head_is_lm = self._build_shadow_head(config)
         reference = next((p for p in self.model.parameters() if p.device.type != "meta"), None)
         for module in (backbone, projection, head):
-            if module is not None and reference is not None:
-                module.to(device=reference.device, dtype=reference.dtype)
+            if module is not None:
+                module.train(self.model.training)  # in the model's mode: an eval model gets no dropout
+                if reference is not None:
+                    module.to(device=reference.device, dtype=reference.dtype)
         self.shadow_backbone[adapter_name] = backbone
         self.shadow_projection[adapter_name] = projection
         if head is not None:
