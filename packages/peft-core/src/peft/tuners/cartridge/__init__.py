@@ -5,6 +5,11 @@ is the parameter: ``(num_virtual_tokens, num_layers * 2 * token_dim)``, no proje
 ``num_frozen_tokens`` rows never train (the paper keeps the first token frozen as an attention sink). The
 initialisers from text or from an existing cache, and the composition of cartridges by concatenation, are in
 ``peft.tuners.cartridge.utils``.
+
+Deliberate differences from peft 0.21.2: the frozen rows are a buffer rather than a parameter that never trains (so
+they are not counted among the model's parameters), and gradient checkpointing is refused when a training forward
+runs with it (as for prefix tuning) rather than when the adapter is created, so that a model with checkpointing
+enabled can still be used for inference.
 """
 
 from __future__ import annotations

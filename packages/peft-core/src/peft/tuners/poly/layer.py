@@ -14,6 +14,9 @@ training, the sigmoid in eval) and normalised over the skills of each block.
 The tasks of a forward pass are set for all layers at once by :func:`task_ids_of_rows` (the tuner does it for
 ``model(..., task_ids=...)`` and ``generate``). Stored per adapter (the reference checkpoint format): ``poly_lora_A``
 ``(h, n_skills, in / h, r)``, ``poly_lora_B`` ``(h, n_skills, r, out / h)`` and ``poly_router.module_logits``.
+
+A new router starts in the train/eval mode of the layer it adapts (the reference's starts in training mode, so an
+adapter added to an eval model samples its routing until ``eval()`` is called again).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class PolyModel(BaseTuner):
             return self.model(*args, **kwargs)
 
     def generate(self, *args: Any, task_ids: Any = None, **kwargs: Any) -> Any:
-        """The model's ``generate`` with input row ``i`` routed to task ``task_ids[i]`` (also its beams and returned
-        sequences)."""
+        """The model's ``generate`` with input row ``i`` routed to task ``task_ids[i]``, also its beams and returned
+        sequences (the reference fails with ``num_beams`` or ``num_return_sequences`` above 1)."""
         with task_ids_of_rows(task_ids, expanded_rows=True):
             return self.model.generate(*args, **kwargs)

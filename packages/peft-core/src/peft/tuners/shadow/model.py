@@ -16,6 +16,12 @@ backbone) is provided by the transformers host package (method components of ``p
 Checkpoints follow the reference layout, which always names the adapter ``default`` inside its keys:
 ``<block>.shadow_down.default.weight`` and ``base_model.shadow_backbone.default.<backbone key>`` (likewise
 ``shadow_projection`` and ``shadow_head``), whatever the adapter's name.
+
+Deliberate differences from peft 0.21.2: ``layers_to_transform`` selects the wrapped blocks (the reference ignores it
+and wraps every matched block); a new adapter's shadow networks and dropout start in the model's train/eval mode (the
+reference's start in training mode, so an adapter added to an eval model runs with dropout); mixed-batch inference
+(``adapter_names``) is refused with an error; the Flux2-specific diffusion backend is not implemented (diffusion
+transformers get the generic token-wise backbone).
 """
 
 from __future__ import annotations

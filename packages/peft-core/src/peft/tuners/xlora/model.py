@@ -49,6 +49,13 @@ class XLoraModel(LoraModel):
     The model's config must have ``use_cache=False``: the scalings pass has to see the whole sequence, so ``generate``
     runs without the key/value cache.
 
+    Deliberate differences from peft 0.21.2: its files are complete (see docs/checkpoint_format.md); the experts are
+    applied in the order of ``adapters`` whatever its keys (the reference activates adapters named by the keys but
+    names its experts ``"0"``, ``"1"``, ..., so other keys leave every expert unused); the classifier starts in the
+    model's train/eval mode instead of switching the whole model to eval; settings changed at runtime
+    (``set_topk_lora``, ``set_global_scaling_weight``, ...) are saved with the config (the reference saves a copy
+    taken at creation).
+
     Example:
         >>> base_model.config.use_cache = False
         >>> config = XLoraConfig(task_type="CAUSAL_LM", hidden_size=base_model.config.hidden_size,
