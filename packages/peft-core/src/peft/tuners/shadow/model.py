@@ -41,6 +41,7 @@ from peft.tuners.shadow.config import ShadowConfig
 from peft.tuners.shadow.layer import ShadowCarrier, ShadowLayer, refuse_merge
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.save_and_load import load_module_tensors
 from peft.utils.warnings import warn
 
 _MODEL_CONTAINERS = ("shadow_backbone", "shadow_projection", "shadow_head")
@@ -756,7 +757,10 @@ class ShadowModel(BaseTuner):
                 if tensors:
                     raise ValueError(f"The checkpoint holds {container} tensors but the adapter has no {container}.")
                 continue
-            _load_module_tensors(modules[adapter_name], tensors, marker)
+            hint = "Check the shadow_* fields of the adapter's config."
+            missing = load_module_tensors(modules[adapter_name], tensors, marker, hint)
+            if missing:
+                warn(f"The checkpoint lacks {missing[:10]}; they keep their initial values.")
         out = {}
         for key, tensor in state_dict.items():
             for container in _LAYER_CONTAINERS:
@@ -771,19 +775,3 @@ class ShadowModel(BaseTuner):
 def copy_module(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` (for ``unload_shadow(copy=True)``)."""
     return copy.deepcopy(module)
-
-
-def _load_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], marker: str) -> None:
-    own = module.state_dict()
-    for key, tensor in tensors.items():
-        if key not in own:
-            raise ValueError(f"The checkpoint holds {marker + key!r}, which the shadow network does not have.")
-        if tensor.shape != own[key].shape:
-            raise ValueError(
-                f"Size mismatch for {marker + key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
-                f"expects {tuple(own[key].shape)}. Check the shadow_* fields of the adapter's config."
-            )
-    module.load_state_dict(tensors, strict=False)
-    missing = sorted(set(own) - set(tensors))
-    if missing:
-        warn(f"The checkpoint lacks {[marker + k for k in missing][:10]}; they keep their initial values.")

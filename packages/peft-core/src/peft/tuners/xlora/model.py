@@ -33,7 +33,7 @@ from peft.tuners.xlora.classifier import XLoraClassifier
 from peft.tuners.xlora.config import XLoraConfig
 from peft.tuners.xlora.layer import ScalingsPass, XLoraEmbedding, XLoraLayerMixin, XLoraLinear, scalings_pass
 from peft.utils.files import CONFIG_NAME, resolve_file
-from peft.utils.save_and_load import load_peft_weights, set_peft_model_state_dict
+from peft.utils.save_and_load import load_module_tensors, load_peft_weights, set_peft_model_state_dict
 from peft.utils.warnings import warn
 
 _CLASSIFIER = "internal_xlora_classifier"
@@ -423,21 +423,13 @@ class XLoraModel(LoraModel):
         marker = f"{prefix}{_CLASSIFIER}."
         classifier = tuner.internal_xlora_classifier
         loaded = {k[len(marker) :]: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(marker)]}
-        own = classifier.state_dict()
-        for key, tensor in loaded.items():
-            if key not in own:
-                raise ValueError(f"The X-LoRA checkpoint holds {marker + key!r}, which the classifier does not have.")
-            if tensor.shape != own[key].shape:
-                raise ValueError(
-                    f"Size mismatch for {marker + key!r}: the checkpoint has shape {tuple(tensor.shape)}, the "
-                    f"classifier {tuple(own[key].shape)}. Check hidden_size, the experts and layerwise_scalings."
-                )
-        classifier.load_state_dict(loaded, strict=False)
-        missing = sorted(set(own) - set(loaded))
+        missing = load_module_tensors(
+            classifier, loaded, marker, "Check hidden_size, the experts and layerwise_scalings."
+        )
         if missing:
             warn(
-                f"The X-LoRA checkpoint lacks the classifier tensors {[marker + k for k in missing]}; they keep their "
-                "initial values (files saved by peft 0.21.2 with xlora_depth > 1 leave out the first layer)."
+                f"The X-LoRA checkpoint lacks the classifier tensors {missing}; they keep their initial values (files "
+                "saved by peft 0.21.2 leave out the first layer)."
             )
         return state_dict
 
