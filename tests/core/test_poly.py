@@ -1,7 +1,7 @@
 """Poly / Multi-Head Routing on plain torch models (REQUIREMENTS METHOD-POLY-1): the routing math against an
 independent computation, configs, task_ids, mixed batches, several adapters, save/load, what cannot be merged.
 
-Reference vectors on transformers models: tests/transformers/test_poly.py.
+Reference vectors on transformers models: tests/transformers/test_poly_transformers.py.
 """
 
 from __future__ import annotations
