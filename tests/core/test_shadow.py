@@ -1,7 +1,8 @@
 """ShadowPEFT without transformers: the block equations against an independent computation, diffusion-style
 transformers (seeded from the first wrapped block, with a token-wise MLP backbone), gradient checkpointing, configs.
 
-Transformers models (caches, generation, checkpoints, the standalone network): tests/transformers/test_shadow_transformers.py.
+Transformers models (caches, generation, checkpoints, the standalone network):
+tests/transformers/test_shadow_transformers.py.
 """
 
 from __future__ import annotations
