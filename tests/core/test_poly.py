@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from peft import PeftModel, PolyConfig, get_peft_model
+from peft import PeftModel, PolyConfig, get_peft_model, quantization
+from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.poly import Linear as PolyLinear
 from peft.tuners.poly import PolyRouter
 from peft.tuners.poly.layer import task_ids_of_rows
@@ -198,3 +199,64 @@ def test_poly_1_router_weights_of_a_block_sum_to_one():
     weights = router(torch.tensor([0, 3]))
     assert weights.shape == (2, 2, 3)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2))
+
+
+class _Int8Linear(nn.Module):
+    """A quantized linear layer: int8 weight with a per-row scale (not an nn.Linear)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        scale = linear.weight.detach().abs().amax(dim=1, keepdim=True) / 127
+        self.register_buffer("weight", torch.round(linear.weight.detach() / scale).to(torch.int8))
+        self.register_buffer("scale", scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ (self.weight.float() * self.scale).T
+
+
+class _Int8Backend(QuantizationBackend):
+    name = "int8-test"
+
+    def matches(self, module: nn.Module) -> bool:
+        return isinstance(module, _Int8Linear)
+
+    def get_weight(self, module: nn.Module) -> torch.Tensor:
+        return module.weight.float() * module.scale
+
+    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
+        raise AssertionError("Poly never writes base weights")
+
+
+class _Conv1D(nn.Module):
+    """transformers' GPT-2 ``Conv1D`` (recognised by name and attributes): ``x @ W + b`` with ``W`` (in, out)."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.1)
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias
+
+
+_Conv1D.__name__ = "Conv1D"
+
+
+def test_poly_1_quantized_and_conv1d_base_layers_are_called_not_read():
+    backend = _Int8Backend()
+    register_quantization_backend(backend)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(_Int8Linear(nn.Linear(8, 12)), nn.ReLU(), _Conv1D(4, 12))
+        peft_model = get_peft_model(model, PolyConfig(target_modules=["0", "2"], n_tasks=3, init_weights=False)).eval()
+        layers = [peft_model.base_model.model[0], peft_model.base_model.model[2]]
+        assert all(isinstance(layer, PolyLinear) for layer in layers)
+        assert [(layer.in_features, layer.out_features) for layer in layers] == [(8, 12), (12, 4)]
+        with torch.no_grad():
+            hidden = torch.relu(layers[0].base_layer(X) + _expected_update(layers[0], X, TASKS))
+            expected = layers[1].base_layer(hidden) + _expected_update(layers[1], hidden, TASKS)
+            torch.testing.assert_close(peft_model(X, task_ids=TASKS), expected)
+    finally:
+        quantization._BACKENDS.remove(backend)

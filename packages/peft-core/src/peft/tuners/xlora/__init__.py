@@ -2,12 +2,9 @@
 
 from peft.tuners.xlora.classifier import TemperatureScaledSoftmax, XLoraClassifier
 from peft.tuners.xlora.config import XLoraConfig
-from peft.tuners.xlora.layer import XLoraEmbedding, XLoraLayerMixin, XLoraLinear
+from peft.tuners.xlora.layer import XLoraEmbedding, XLoraLayer, XLoraLayerMixin, XLoraLinear
 from peft.tuners.xlora.model import XLoraModel
 from peft.utils.peft_types import register_peft_method
-
-# the reference's name of the layer base class
-XLoraLayer = XLoraLayerMixin
 
 __all__ = [
     "TemperatureScaledSoftmax",

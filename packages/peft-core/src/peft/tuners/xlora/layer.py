@@ -121,3 +121,7 @@ class XLoraEmbedding(XLoraLayerMixin, Embedding):
         if embed_scale is not None:  # the base output is scaled (e.g. Gemma), so the update is too
             update = update * torch.as_tensor(embed_scale, dtype=update.dtype, device=update.device)
         return update
+
+
+# the reference's name of the X-LoRA layer base
+XLoraLayer = XLoraLayerMixin
