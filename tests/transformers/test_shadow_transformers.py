@@ -232,3 +232,26 @@ def test_layers_to_transform_selects_blocks_and_one_block_is_entry_and_exit():
     assert not torch.allclose(out.logits, _logits(tiny_llama().eval(), input_ids=IDS), atol=1e-4)
     with pytest.raises(ValueError, match="No targeted block has an index in layers_to_transform=\\[5\\]"):
         _shadow(layers_to_transform=[5])
+
+
+def test_the_auxiliary_loss_trains_the_standalone_network_with_a_trainable_lm_head(tmp_path):
+    torch.manual_seed(1)
+    config = ShadowConfig(task_type="CAUSAL_LM", auxiliary_loss_weight=1.0, modules_to_save=["lm_head"])
+    model = get_peft_model(tiny_llama(), config)
+    assert any(p.requires_grad for p in model.get_output_embeddings().parameters())
+
+    def standalone_loss() -> float:
+        with torch.no_grad():
+            return model.base_model.unload_shadow(copy=True).eval()(input_ids=IDS, labels=IDS).loss.item()
+
+    before = standalone_loss()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(4):
+        optimizer.zero_grad()
+        model(input_ids=IDS, labels=IDS).loss.backward()
+        optimizer.step()
+    assert standalone_loss() < before - 0.5
+    model.save_pretrained(tmp_path)
+    keys = load_file(tmp_path / "adapter_model.safetensors")
+    assert "base_model.model.lm_head.weight" in keys and not any("shadow_head" in k for k in keys)
