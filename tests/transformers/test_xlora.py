@@ -214,3 +214,11 @@ def test_xlora_1_unload_returns_the_base_model():
     assert not any("lora" in n for n, _ in base.named_parameters())
     with torch.no_grad():
         torch.testing.assert_close(base(input_ids=IDS).logits, _base().eval()(input_ids=IDS).logits)
+
+
+def test_xlora_1_an_expert_that_cannot_load_leaves_the_model_as_it_was():
+    base = _base()
+    experts = {**_experts("xlora_llama"), "2": "/nonexistent/expert"}
+    with pytest.raises(ValueError, match="Can't find 'adapter_config.json'"):
+        get_peft_model(base, XLoraConfig(hidden_size=32, adapters=experts))
+    assert not any("lora" in name for name, _ in base.named_modules())

@@ -23,12 +23,14 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.functional import delete_adapter
 from peft.functional import set_adapter as set_layers_adapter
 from peft.quantization import resolve_quantization_backend
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name, current_mixed_batch, walk_modules
+from peft.tuners.tuners_utils import purge_empty_adapter_modules
 from peft.tuners.xlora.classifier import XLoraClassifier
 from peft.tuners.xlora.config import XLoraConfig
 from peft.tuners.xlora.layer import ScalingsPass, XLoraEmbedding, XLoraLayerMixin, XLoraLinear, scalings_pass
@@ -95,8 +97,11 @@ class XLoraModel(LoraModel):
             self._check_new_adapter_config(config)
             self._build_xlora(model, adapter_name, config, autocast_adapter_dtype, low_cpu_mem_usage)
         except Exception:
+            # no half-built model: the experts loaded so far go again
             for name in [adapter_name, *self._expert_names(config)]:
-                self.peft_config.pop(name, None)
+                if self.peft_config.pop(name, None) is not None and name != adapter_name:
+                    delete_adapter(model, adapter_name=name, prefix=self.prefix)
+            purge_empty_adapter_modules(model)
             raise
 
     @staticmethod
