@@ -39,7 +39,6 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.tuners.shadow.config import ShadowConfig
 from peft.tuners.shadow.layer import ShadowCarrier, ShadowLayer, refuse_merge
-from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.save_and_load import load_module_tensors
 from peft.utils.warnings import warn
@@ -310,17 +309,6 @@ class ShadowModel(BaseTuner):
     def _layer_kwargs(self, config: ShadowConfig, current_key: str) -> dict[str, Any]:
         names = ("r", "shadow_alpha", "shadow_dropout", "init_weights", "update_hidden_size")
         return {"hidden_size": self._base_hidden_size(), **{name: getattr(config, name) for name in names}}
-
-    @classmethod
-    def _create_new_module(
-        cls, peft_config: ShadowConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        """A ``ShadowLayer`` around ``target`` (a decoder block of any type; custom layers first)."""
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
-            if isinstance(base, base_cls):
-                return layer_cls(target, adapter_name, **kwargs)
-        return ShadowLayer(target, adapter_name, **kwargs)
 
     # ------------------------------------------------------------------------------------------ shadow networks
     def _init_shadow_backbone(self, adapter_name: str, config: ShadowConfig) -> None:
