@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_spectral_methods import Conv1D  # transformers' GPT-2 Conv1D, recognised by name
 from torch import nn
 
 from peft import PeftModel, PolyConfig, get_peft_model, quantization
@@ -228,28 +229,12 @@ class _Int8Backend(QuantizationBackend):
         raise AssertionError("Poly never writes base weights")
 
 
-class _Conv1D(nn.Module):
-    """transformers' GPT-2 ``Conv1D`` (recognised by name and attributes): ``x @ W + b`` with ``W`` (in, out)."""
-
-    def __init__(self, nf: int, nx: int) -> None:
-        super().__init__()
-        self.nf = nf
-        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.1)
-        self.bias = nn.Parameter(torch.zeros(nf))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.weight + self.bias
-
-
-_Conv1D.__name__ = "Conv1D"
-
-
 def test_poly_1_quantized_and_conv1d_base_layers_are_called_not_read():
     backend = _Int8Backend()
     register_quantization_backend(backend)
     try:
         torch.manual_seed(0)
-        model = nn.Sequential(_Int8Linear(nn.Linear(8, 12)), nn.ReLU(), _Conv1D(4, 12))
+        model = nn.Sequential(_Int8Linear(nn.Linear(8, 12)), nn.ReLU(), Conv1D(4, 12))
         peft_model = get_peft_model(model, PolyConfig(target_modules=["0", "2"], n_tasks=3, init_weights=False)).eval()
         layers = [peft_model.base_model.model[0], peft_model.base_model.model[2]]
         assert all(isinstance(layer, PolyLinear) for layer in layers)
