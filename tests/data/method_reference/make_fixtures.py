@@ -1,228 +1,483 @@
-"""Regenerate the fixtures in this folder with the reference peft 0.21.2 (not this repository's peft).
+"""Make reference test vectors for PVeRA, UniLoRA, TinyLoRA, GraLoRA, HiRA, Lily, DeLoRA and GLoRA on more layer types
+and with two adapters; run with the reference's interpreter (peft 0.21.2):
 
-    /work/venv-ref/bin/python -I tests/data/method_reference/make_fixtures.py   # or any env with peft==0.21.2
+    /work/venv-ref/bin/python tests/data/method_reference/make_fixtures.py
 
-Poly and X-LoRA have no case in the shared fixtures; these are their reference vectors. ``base_<arch>/`` are the tiny
-base models (built from configs with fixed seeds, saved with ``save_pretrained``). Each case folder holds the
-reference's ``save_pretrained`` output (``adapter/``) and ``io.safetensors`` with the inputs and the reference's
-outputs, all computed in eval mode:
-
-- ``poly_llama``: Poly on a tiny Llama (``CAUSAL_LM``, 3 tasks, 2 skills, 2 splits: Multi-Head Routing) with a
-  second adapter ``other`` (``adapter/other``: 3 skills, 1 split, on all attention projections); every parameter,
-  the routing logits included, moved by seeded noise. ``logits`` (``default`` active) and ``logits_other`` for
-  ``input_ids``/``attention_mask``/``task_ids``; ``generated``: greedy ids (4 new tokens) with ``task_ids``.
-- ``poly_t5``: Poly on a tiny T5 (``SEQ_2_SEQ_LM``, 2 tasks, 2 skills, 4 splits); ``logits_labels`` and ``loss`` of
-  a forward with ``labels`` and ``task_ids``; ``generated``: greedy ids (4 new tokens) with ``task_ids``.
-- ``xlora_llama``: X-LoRA over two LoRA experts (one with an embedding) on a tiny Llama with ``use_cache=False``:
-  dense, layer-wise scalings, a 2-layer classifier (its weights moved by seeded noise). ``logits``, ``scalings``
-  (``get_latest_scalings()`` after that forward) and ``generated`` (4 new tokens).
-- ``xlora_llama_topk``: three experts, a 1-layer classifier, ``top_k_lora=2`` with the top-k softmax,
-  ``global_scaling_weight=1.5`` and ``scaling_pass_value=0.5``; same outputs.
-
-The X-LoRA cases keep the experts as made (``experts/expert_<i>``, LoRA adapters saved by the reference) next to the
-reference's X-LoRA save, because that save is incomplete: the reference leaves out of every file of an X-LoRA model
-the tensors whose key has a segment equal to an expert's name (``layers.0.weight`` next to expert ``"0"``), so
-``adapter/adapter_model.safetensors`` lacks the classifier's first layer (all of it with one layer), and the experts
-it writes into ``adapter/0``, ``adapter/1``, ... hold only some layers' LoRA weights (under ``base_model.lora_model.``
-keys, with base weights and classifier tensors mixed in). The reference itself reloads the experts from the original
-paths in ``adapter_config.json`` (here absolute paths of the machine that made the fixtures); load with
-``adapters={"0": "<case>/experts/expert_0", ...}``. ``classifier.safetensors`` holds the complete classifier under the
-file's keys.
+Each case directory has the layout of the shared fixtures (tests/data/fixtures/README.md): `case.json`,
+`base.safetensors`, `adapter/` (`default`, and `other` in `adapter/other/`) and `io.safetensors` with `out_base`,
+`out_adapter` (default active), `out_adapter.other`, `out_merged` (default merged, where the method merges). Cases with
+`"both"` also hold `out_adapter.both` (both adapters active) and, where the method merges, `out_merged.both` (both
+merged). Every adapter starts non-trivial (`init_weights` not the identity) and is perturbed further by a seeded
+amount, so an adapter that fails to load shows.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import shutil
-import warnings
+import sys
 from pathlib import Path
 
 import torch
-import transformers
 from safetensors.torch import save_file
+from torch import nn
 
 import peft
+from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 
 HERE = Path(__file__).resolve().parent
-warnings.filterwarnings("ignore")
 
-LLAMA_INPUTS = {
-    "input_ids": torch.tensor([[3, 4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14], [15, 16, 17, 18, 19, 20]]),
-    "attention_mask": torch.ones(3, 6, dtype=torch.long),
+MLP = {"kind": "sequential", "layers": [["Linear", 10, 20], ["ReLU"], ["Linear", 20, 20], ["ReLU"], ["Linear", 20, 2]]}
+MLP_NO_BIAS = {
+    "kind": "sequential",
+    "layers": [["Linear", 10, 20, {"bias": False}], ["ReLU"], ["Linear", 20, 20, {"bias": False}], ["ReLU"]],
 }
-POLY_TASK_IDS = torch.tensor([0, 2, 1])
-T5_INPUTS = {
-    "input_ids": torch.tensor([[3, 4, 5, 6, 7], [8, 9, 10, 11, 0]]),
-    "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]),
-    "labels": torch.tensor([[12, 13, 14], [15, 16, 17]]),
+DEEP_MLP = {
+    "kind": "sequential",
+    "layers": [["Linear", 10, 16], ["ReLU"]] + [["Linear", 16, 16], ["ReLU"]] * 3 + [["Linear", 16, 2]],
 }
-T5_TASK_IDS = torch.tensor([1, 0])
-XLORA_INPUTS = {"input_ids": torch.tensor([[3, 4, 5, 6, 7, 8], [20, 21, 22, 23, 24, 25]])}
-NEW_TOKENS = 4
+CONV2D = {
+    "kind": "sequential",
+    "layers": [["Conv2d", 3, 8, 3, {"padding": 1}], ["ReLU"], ["Conv2d", 8, 4, 3], ["Flatten"], ["Linear", 144, 3]],
+}
+CONV1D = {
+    "kind": "sequential",
+    "layers": [["Conv1d", 4, 8, 3], ["ReLU"], ["Conv1d", 8, 6, 3], ["Flatten"], ["Linear", 36, 3]],
+}
+CONV3D = {
+    "kind": "sequential",
+    "layers": [["Conv3d", 2, 4, 3, {"padding": 1}], ["ReLU"], ["Flatten"], ["Linear", 256, 3]],
+}
+EMB = {"kind": "sequential", "layers": [["Embedding", 50, 16], ["Linear", 16, 16], ["ReLU"], ["Linear", 16, 4]]}
+GPT2 = {
+    "kind": "transformers",
+    "class": "GPT2LMHeadModel",
+    "config": {"model_type": "gpt2", "vocab_size": 64, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64},
+}
+X_MLP = {"x": ("float", [4, 10])}
+TOKENS = {"input_ids": ("int", 64, [2, 9])}
+
+# name -> (model, inputs, [(adapter name, config class, config kwargs)], merges, both adapters active)
+CASES = {
+    "pvera_gpt2_conv1d": (
+        GPT2,
+        TOKENS,
+        [
+            ("default", "PveraConfig", {"r": 8, "target_modules": ["c_attn", "c_proj"], "init_weights": False}),
+            ("other", "PveraConfig", {"r": 8, "target_modules": ["c_attn"], "init_weights": False}),
+        ],
+        True,
+        True,
+    ),
+    "pvera_mlp_projection_from_seed": (
+        MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "PveraConfig",
+                {
+                    "r": 4,
+                    "save_projection": False,
+                    "projection_prng_key": 3,
+                    "target_modules": ["0", "2", "4"],
+                    "init_weights": False,
+                },
+            ),
+            (
+                "other",
+                "PveraConfig",
+                {
+                    "r": 4,
+                    "save_projection": False,
+                    "projection_prng_key": 3,
+                    "target_modules": ["2"],
+                    "init_weights": False,
+                    "pvera_dropout": 0.1,
+                },
+            ),
+        ],
+        True,
+        True,
+    ),
+    "unilora_gpt2_two_adapters": (
+        GPT2,
+        TOKENS,
+        [
+            (
+                "default",
+                "UniLoraConfig",
+                {"r": 2, "theta_d_length": 64, "target_modules": ["c_attn"], "init_weights": False},
+            ),
+            (
+                "other",
+                "UniLoraConfig",
+                {
+                    "r": 3,
+                    "theta_d_length": 32,
+                    "proj_seed": 7,
+                    "save_indices": True,
+                    "target_modules": ["c_attn", "c_fc"],
+                    "init_weights": False,
+                },
+            ),
+        ],
+        True,
+        True,
+    ),
+    "tinylora_emb_weight_tying": (
+        EMB,
+        {"x": ("int", 50, [2, 7])},
+        [
+            (
+                "default",
+                "TinyLoraConfig",
+                {
+                    "r": 2,
+                    "u": 8,
+                    "weight_tying": 0.5,
+                    "save_projection": False,
+                    "target_modules": ["0", "1", "3"],
+                    "init_weights": "uniform",
+                },
+            ),
+            # the same targets as "default": the reference seeds a layer's projections by its position among the
+            # targets of the adapter that first wrapped it, this version by its position among the adapter's own
+            (
+                "other",
+                "TinyLoraConfig",
+                {
+                    "r": 3,
+                    "u": 5,
+                    "weight_tying": 1.0,
+                    "projection_seed": 5,
+                    "save_projection": False,
+                    "target_modules": ["0", "1", "3"],
+                    "init_weights": "uniform",
+                },
+            ),
+        ],
+        True,
+        True,
+    ),
+    "tinylora_gpt2_conv1d": (
+        GPT2,
+        TOKENS,
+        [
+            (
+                "default",
+                "TinyLoraConfig",
+                {"r": 2, "u": 4, "target_modules": ["c_attn", "c_fc"], "init_weights": "uniform"},
+            )
+        ],
+        True,
+        False,
+    ),
+    "gralora_mlp_hybrid_two_adapters": (
+        MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "GraloraConfig",
+                {
+                    "r": 4,
+                    "gralora_k": 2,
+                    "hybrid_r": 2,
+                    "alpha": 8,
+                    "target_modules": ["0", "2", "4"],
+                    "init_weights": False,
+                },
+            ),
+            (
+                "other",
+                "GraloraConfig",
+                {"r": 3, "gralora_k": 1, "alpha": 6, "target_modules": ["0", "2"], "init_weights": False},
+            ),
+        ],
+        True,
+        True,
+    ),
+    "gralora_gpt2_conv1d": (
+        GPT2,
+        TOKENS,
+        [
+            (
+                "default",
+                "GraloraConfig",
+                {"r": 8, "gralora_k": 4, "alpha": 16, "target_modules": ["c_attn"], "init_weights": False},
+            )
+        ],
+        True,
+        False,
+    ),
+    "hira_conv2d": (
+        CONV2D,
+        {"x": ("float", [2, 3, 8, 8])},
+        [("default", "HiraConfig", {"r": 2, "target_modules": ["0", "2", "4"], "init_weights": False})],
+        True,
+        False,
+    ),
+    "hira_conv1d": (
+        CONV1D,
+        {"x": ("float", [2, 4, 10])},
+        [("default", "HiraConfig", {"r": 2, "target_modules": ["0", "2"], "init_weights": False})],
+        True,
+        False,
+    ),
+    "hira_conv3d": (
+        CONV3D,
+        {"x": ("float", [2, 2, 4, 4, 4])},
+        [("default", "HiraConfig", {"r": 2, "target_modules": ["0"], "init_weights": False})],
+        True,
+        False,
+    ),
+    "hira_emb_two_adapters": (
+        EMB,
+        {"x": ("int", 50, [2, 7])},
+        [
+            ("default", "HiraConfig", {"r": 2, "target_modules": ["0", "1", "3"], "init_weights": False}),
+            ("other", "HiraConfig", {"r": 3, "target_modules": ["1", "3"], "init_weights": "gaussian"}),
+        ],
+        True,
+        True,
+    ),
+    "hira_gpt2_conv1d": (
+        GPT2,
+        TOKENS,
+        [("default", "HiraConfig", {"r": 4, "target_modules": ["c_attn", "c_proj"], "init_weights": False})],
+        True,
+        False,
+    ),
+    "hira_mlp_two_adapters": (
+        MLP,
+        X_MLP,
+        [
+            ("default", "HiraConfig", {"r": 4, "target_modules": ["0", "2", "4"], "init_weights": False}),
+            (
+                "other",
+                "HiraConfig",
+                {"r": 2, "rank_pattern": {"2": 3}, "target_modules": ["0", "2"], "init_weights": False},
+            ),
+        ],
+        True,
+        True,
+    ),
+    # the reference ignores rank_pattern when it creates a layer: its file holds r=2 everywhere
+    "hira_mlp_rank_pattern_ignored_by_the_reference": (
+        MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "HiraConfig",
+                {"r": 2, "rank_pattern": {"2": 3}, "target_modules": ["0", "2"], "init_weights": False},
+            )
+        ],
+        True,
+        False,
+    ),
+    "delora_mlp_patterns_two_adapters": (
+        MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "DeloraConfig",
+                {
+                    "r": 4,
+                    "rank_pattern": {"2": 2},
+                    "lambda_pattern": {"4": 3},
+                    "target_modules": ["0", "2", "4"],
+                    "init_weights": False,
+                },
+            ),
+            (
+                "other",
+                "DeloraConfig",
+                {"r": 2, "delora_lambda": 5, "target_modules": ["0", "2"], "init_weights": False},
+            ),
+        ],
+        True,
+        True,
+    ),
+    "glora_mlp_vector_two_adapters": (
+        MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "GloraConfig",
+                {
+                    "config_A_B": "vector",
+                    "config_C": "vector",
+                    "config_D_E": "vector",
+                    "target_modules": ["0", "2", "4"],
+                    "init_weights": False,
+                },
+            ),
+            (
+                "other",
+                "GloraConfig",
+                {
+                    "r": 2,
+                    "config_A_B": "constant",
+                    "config_C": "none",
+                    "config_D_E": "none",
+                    "target_modules": ["0", "2"],
+                    "init_weights": False,
+                },
+            ),
+        ],
+        True,
+        True,
+    ),
+    "glora_mlp_none_supports": (
+        MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "GloraConfig",
+                {
+                    "r": 3,
+                    "config_A_B": "none",
+                    "config_C": "lora",
+                    "config_D_E": "vector",
+                    "target_modules": ["0", "2"],
+                    "init_weights": False,
+                },
+            )
+        ],
+        True,
+        False,
+    ),
+    "glora_mlp_no_bias": (
+        MLP_NO_BIAS,
+        X_MLP,
+        [("default", "GloraConfig", {"r": 4, "target_modules": ["0", "2"], "init_weights": False})],
+        True,
+        False,
+    ),
+    "lily_deep_mlp_stride_two_adapters": (
+        DEEP_MLP,
+        X_MLP,
+        [
+            (
+                "default",
+                "LilyConfig",
+                {"r": 4, "stride_A": 2, "num_B": 3, "target_modules": ["2", "4", "6", "0"], "init_weights": False},
+            ),
+            (
+                "other",
+                "LilyConfig",
+                {"r": 2, "num_B": 2, "scaling": 0.5, "target_modules": r".*[246]", "init_weights": False},
+            ),
+        ],
+        False,
+        True,
+    ),
+}
 
 
-def tiny_llama() -> torch.nn.Module:
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(config)
+def build_model(spec: dict) -> nn.Module:
+    if spec["kind"] == "sequential":
+        layers = []
+        for class_name, *args in spec["layers"]:
+            kwargs = args.pop() if args and isinstance(args[-1], dict) else {}
+            layers.append(getattr(nn, class_name)(*args, **kwargs))
+        return nn.Sequential(*layers).eval()
+    import transformers
+
+    config = dict(spec["config"])
+    auto_config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+    return getattr(transformers, spec["class"])(auto_config).eval()
 
 
-def tiny_t5() -> torch.nn.Module:
-    config = transformers.T5Config(
-        vocab_size=48, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
-    )
-    return transformers.T5ForConditionalGeneration(config)
-
-
-def save_base(name: str, build) -> Path:
-    torch.manual_seed(0)
-    model = build().eval()
-    with torch.no_grad():  # larger weights than the default init: greedy generation then varies from step to step
-        for _, param in sorted(model.named_parameters()):
-            param.normal_(0.0, 0.5)
-    model.generation_config.eos_token_id = None  # generate exactly max_new_tokens
-    model.generation_config.forced_eos_token_id = None
-    path = HERE / f"base_{name}"
-    shutil.rmtree(path, ignore_errors=True)
-    model.save_pretrained(path)
-    return path
-
-
-def load_base(auto_class, base_dir: Path, **config_overrides) -> torch.nn.Module:
-    model = auto_class.from_pretrained(base_dir, **config_overrides).eval()
-    model.config._name_or_path = model.name_or_path = base_dir.name  # saved as the adapter's base_model_name_or_path
-    return model
-
-
-def perturb(parameters, seed: int, scale: float) -> None:
-    generator = torch.Generator().manual_seed(seed)
+def forward(model: nn.Module, spec: dict, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     with torch.no_grad():
-        for _, param in sorted(parameters, key=lambda item: item[0]):
-            param.add_(scale * torch.randn(param.shape, generator=generator))
+        if spec["kind"] == "transformers":
+            return model(**inputs).logits.float()
+        return model(inputs["x"]).float()
 
 
-def save_adapter(model, folder: Path) -> None:
-    model.save_pretrained(folder)
-    for readme in folder.rglob("README.md"):
-        readme.unlink()
+def make_inputs(specs: dict) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    inputs = {}
+    for name, (kind, *rest) in sorted(specs.items()):
+        if kind == "int":
+            high, shape = rest
+            inputs[name] = torch.randint(0, high, shape, generator=generator)
+        else:
+            inputs[name] = torch.randn(*rest[0], generator=generator)
+    return inputs
 
 
-def poly_llama_case(base_dir: Path) -> None:
-    torch.manual_seed(1)
-    model = peft.get_peft_model(
-        load_base(transformers.AutoModelForCausalLM, base_dir),
-        peft.PolyConfig(task_type="CAUSAL_LM", r=4, n_tasks=3, n_skills=2, n_splits=2, init_weights=False),
-    )
-    other = peft.PolyConfig(
-        task_type="CAUSAL_LM",
-        r=2,
-        n_tasks=3,
-        n_skills=3,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-        init_weights=False,
-    )
-    model.add_adapter("other", other)
-    perturb([(n, p) for n, p in model.named_parameters() if "poly_" in n], seed=2, scale=0.5)
-    model.eval()
+def perturb(model: nn.Module, prefix: str) -> None:
+    generator = torch.Generator().manual_seed(2)
     with torch.no_grad():
-        logits = model(**LLAMA_INPUTS, task_ids=POLY_TASK_IDS).logits
-        generated = model.generate(**LLAMA_INPUTS, task_ids=POLY_TASK_IDS, max_new_tokens=NEW_TOKENS, do_sample=False)
-        model.set_adapter("other")
-        logits_other = model(**LLAMA_INPUTS, task_ids=POLY_TASK_IDS).logits
-        model.set_adapter("default")
-    case_dir = HERE / "poly_llama"
-    shutil.rmtree(case_dir, ignore_errors=True)
-    save_adapter(model, case_dir / "adapter")
-    outputs = {"logits": logits, "logits_other": logits_other, "generated": generated}
-    save_file({**LLAMA_INPUTS, "task_ids": POLY_TASK_IDS, **outputs}, case_dir / "io.safetensors")
+        for name, param in sorted(model.named_parameters()):
+            if prefix in name:
+                param.add_(0.1 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
 
 
-def poly_t5_case(base_dir: Path) -> None:
-    torch.manual_seed(1)
-    model = peft.get_peft_model(
-        load_base(transformers.AutoModelForSeq2SeqLM, base_dir),
-        peft.PolyConfig(task_type="SEQ_2_SEQ_LM", r=4, n_tasks=2, n_skills=2, n_splits=4, init_weights=False),
-    )
-    perturb([(n, p) for n, p in model.named_parameters() if "poly_" in n], seed=2, scale=0.5)
-    model.eval()
-    encoder_inputs = {"input_ids": T5_INPUTS["input_ids"], "attention_mask": T5_INPUTS["attention_mask"]}
-    with torch.no_grad():
-        with_labels = model(**T5_INPUTS, task_ids=T5_TASK_IDS)
-        generated = model.generate(**encoder_inputs, task_ids=T5_TASK_IDS, max_new_tokens=NEW_TOKENS, do_sample=False)
-    case_dir = HERE / "poly_t5"
-    shutil.rmtree(case_dir, ignore_errors=True)
-    save_adapter(model, case_dir / "adapter")
-    outputs = {"logits_labels": with_labels.logits, "loss": with_labels.loss.reshape(1), "generated": generated}
-    save_file({**T5_INPUTS, "task_ids": T5_TASK_IDS, **outputs}, case_dir / "io.safetensors")
-
-
-def save_experts(base_dir: Path, folder: Path, targets: list[list[str]]) -> dict[str, str]:
-    """LoRA experts (random, non-identity) of the base model, one per target list; ``{"0": path, ...}``."""
-    adapters = {}
-    for i, target_modules in enumerate(targets):
-        torch.manual_seed(10 + i)
-        config = peft.LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=target_modules, init_lora_weights=False)
-        expert = peft.get_peft_model(load_base(transformers.AutoModelForCausalLM, base_dir), config)
-        save_adapter(expert, folder / f"expert_{i}")
-        adapters[str(i)] = str(folder / f"expert_{i}")
-    return adapters
-
-
-def xlora_case(base_dir: Path, name: str, targets: list[list[str]], **config_kwargs) -> None:
+def make_case(name: str) -> None:
+    spec, input_specs, adapters, merges, both = CASES[name]
     case_dir = HERE / name
     shutil.rmtree(case_dir, ignore_errors=True)
-    adapters = save_experts(base_dir, case_dir / "experts", targets)
-    base = load_base(transformers.AutoModelForCausalLM, base_dir, use_cache=False)
-    torch.manual_seed(5)
-    config = peft.XLoraConfig(task_type="CAUSAL_LM", hidden_size=32, adapters=adapters, **config_kwargs)
-    model = peft.get_peft_model(base, config)
-    classifier = model.base_model.internal_xlora_classifier
-    perturb(classifier.named_parameters(), seed=3, scale=1.0)
+    case_dir.mkdir()
+    torch.manual_seed(0)
+    base = build_model(spec)
+    save_file(
+        {k: v.detach().clone().contiguous() for k, v in base.state_dict().items()}, case_dir / "base.safetensors"
+    )
+    inputs = make_inputs(input_specs)
+    io = {f"input.{k}": v.contiguous() for k, v in inputs.items()}
+    io["out_base"] = forward(base, spec, inputs)
+    (first, first_cls, first_kwargs), *others = adapters
+    model = peft.get_peft_model(base, getattr(peft, first_cls)(**first_kwargs))
+    for other, other_cls, other_kwargs in others:
+        model.add_adapter(other, getattr(peft, other_cls)(**other_kwargs))
+    perturb(model, PEFT_TYPE_TO_PREFIX_MAPPING[model.peft_config["default"].peft_type])
     model.eval()
-    with torch.no_grad():
-        logits = model(**XLORA_INPUTS).logits
-        scalings = model.get_latest_scalings()
-        generated = model.generate(**XLORA_INPUTS, max_new_tokens=NEW_TOKENS, do_sample=False)
-    save_adapter(model, case_dir / "adapter")
-    tensors = {**XLORA_INPUTS, "logits": logits, "scalings": scalings, "generated": generated}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, case_dir / "io.safetensors")
-    full = {f"base_model.internal_xlora_classifier.{k}": v for k, v in classifier.state_dict().items()}
-    save_file(full, case_dir / "classifier.safetensors")
+    io["out_adapter"] = forward(model, spec, inputs)
+    compare = ["out_adapter"]
+    for other, _, _ in others:
+        model.set_adapter(other)
+        io[f"out_adapter.{other}"] = forward(model, spec, inputs)
+        compare.append(f"out_adapter.{other}")
+    if both:
+        model.base_model.set_adapter([a for a, _, _ in adapters])
+        io["out_adapter.both"] = forward(model, spec, inputs)
+        if merges:
+            io["out_merged.both"] = forward(copy.deepcopy(model).merge_and_unload(), spec, inputs)
+    model.set_adapter("default")
+    if merges:
+        io["out_merged"] = forward(copy.deepcopy(model).merge_and_unload(), spec, inputs)
+        compare.append("out_merged")
+    model.save_pretrained(str(case_dir / "adapter"))
+    save_file({k: v.contiguous() for k, v in io.items()}, case_dir / "io.safetensors")
+    meta = {
+        "name": name,
+        "model": spec,
+        "peft_type": str(model.peft_config["default"].peft_type.value),
+        "task_type": None,
+        "adapters": [a for a, _, _ in adapters],
+        "compare": compare,
+        "both": both,
+        "atol": 1e-5,
+        "rtol": 1e-4,
+        "reference": {"peft": peft.__version__, "torch": torch.__version__},
+    }
+    (case_dir / "case.json").write_text(json.dumps(meta, indent=1))
 
 
-def main() -> None:
-    assert peft.__version__ == "0.21.2", f"run this with the reference peft 0.21.2, not {peft.__version__}"
-    llama_dir = save_base("llama", tiny_llama)
-    poly_llama_case(llama_dir)
-    poly_t5_case(save_base("t5", tiny_t5))
-    two_experts = [["q_proj", "v_proj"], ["k_proj", "v_proj", "embed_tokens"]]
-    xlora_case(
-        llama_dir,
-        "xlora_llama",
-        two_experts,
-        xlora_depth=2,
-        xlora_size=16,
-        layerwise_scalings=True,
-        xlora_dropout_p=0.2,
-    )
-    three_experts = [*two_experts, ["q_proj", "o_proj", "down_proj"]]
-    xlora_case(
-        llama_dir,
-        "xlora_llama_topk",
-        three_experts,
-        top_k_lora=2,
-        enable_softmax=False,
-        enable_softmax_topk=True,
-        global_scaling_weight=1.5,
-        scaling_pass_value=0.5,
-    )
+def main(names: list[str]) -> None:
+    for name in names or sorted(CASES):
+        make_case(name)
+        print("made", name)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
