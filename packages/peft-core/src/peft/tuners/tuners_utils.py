@@ -579,7 +579,8 @@ class BaseTuner(nn.Module):
     @classmethod
     def _find_tuner(cls, model: nn.Module) -> tuple[str, BaseTuner]:
         """The tuner of this class inside ``model`` and its key prefix (``"base_model."`` in a ``PeftModel``), for
-        methods whose checkpoints hold state the tuner owns.
+        methods whose checkpoints hold state the tuner owns (shared projections, X-LoRA's classifier, ShadowPEFT's
+        networks).
 
         Raises:
             ValueError: if ``model`` holds no such tuner.
@@ -591,7 +592,7 @@ class BaseTuner(nn.Module):
         for path, module in model.named_modules():
             if isinstance(module, cls):
                 return f"{path}.", module
-        raise ValueError(f"No {cls.__name__} found in the model; its adapters need state that tuner holds.")
+        raise ValueError(f"No {cls.__name__} found in the model; its adapters need state held by that tuner.")
 
     @classmethod
     def _prepare_config_for_loading(
