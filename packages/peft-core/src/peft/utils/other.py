@@ -652,7 +652,9 @@ def _prepare_prompt_learning_config(peft_config: Any, model_config: Any) -> Any:
         )
         kv_heads = _first_value(config, ("num_key_value_heads",))
         heads = peft_config.num_attention_heads
-        if str(peft_config.peft_type) == "PREFIX_TUNING" and kv_heads and heads and kv_heads != heads:
+        # prompts that are key/value prefixes of the attention layers have the key/value width
+        kv_prefix = str(peft_config.peft_type) in ("PREFIX_TUNING", "CARTRIDGE")
+        if kv_prefix and kv_heads and heads and kv_heads != heads:
             peft_config.token_dim = peft_config.token_dim // heads * kv_heads
             peft_config.num_attention_heads = kv_heads
     if peft_config.num_transformer_submodules is None:
