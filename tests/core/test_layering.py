@@ -14,7 +14,7 @@ SOURCE = Path(peft.__file__).parent
 # bottom to top; a module is in the layer of the longest prefix (a whole dotted segment) it matches
 LAYERS = (
     # leaf helpers: names and enums, files, constants, module-tree helpers; the host and version lookups
-    ("peft._version", "peft.hosts", "peft.utils"),
+    ("peft._version", "peft.hosts", "peft.import_utils", "peft.utils"),
     # which methods exist (their configs, tuners, prefixes)
     ("peft.registry",),
     ("peft.config", "peft.quantization"),
@@ -25,13 +25,15 @@ LAYERS = (
     # modules_to_save, trainable tokens, weight tying
     ("peft.auxiliary",),
     # the lifecycle loops over a model's adapters, and where their tensors are
-    ("peft.lifecycle", "peft.adapter_keys", "peft.helpers"),
+    ("peft.lifecycle", "peft.adapter_keys"),
     # the tuner base class
     ("peft.tuners.tuners_utils",),
+    # adapter state dicts in the checkpoint format
+    ("peft.state_dict",),
     # the methods and their families
     ("peft.tuners.",),
     # functions on whole models
-    ("peft.state_dict", "peft.status", "peft.mapping", "peft.functional"),
+    ("peft.status", "peft.mapping", "peft.functional", "peft.helpers"),
     ("peft.peft_model", "peft.mixed_model"),
     ("peft", "peft.mapping_func", "peft.auto", "peft.cli"),
 )

@@ -28,7 +28,7 @@ from peft import (
 )
 from peft.tuners.loha import LoHaLayer
 from peft.tuners.lokr import LoKrLayer
-from peft.tuners.lycoris_utils import LYCORIS_LAYER_OPTIONS, LycorisConfig, LycorisLayer
+from peft.tuners.lycoris_utils import LycorisConfig, LycorisLayer, LycorisTuner
 
 R, ALPHA = 2, 6
 S = ALPHA / R  # the scaling every hand computation uses
@@ -478,8 +478,9 @@ def test_method_lycoris_1_unsupported_layer_types_raise_naming_the_supported_one
 def test_method_lycoris_1_shared_base_classes():
     assert issubclass(LoHaConfig, LycorisConfig) and issubclass(LoKrConfig, LycorisConfig)
     assert issubclass(LoHaLayer, LycorisLayer) and issubclass(LoKrLayer, LycorisLayer)
-    assert LoHaModel.layer_options == LYCORIS_LAYER_OPTIONS
-    assert LoKrModel.layer_options[: len(LYCORIS_LAYER_OPTIONS)] == LYCORIS_LAYER_OPTIONS
+    assert issubclass(LoHaModel, LycorisTuner) and issubclass(LoKrModel, LycorisTuner)
+    assert LoHaModel.layer_options == LycorisTuner.layer_options
+    assert LoKrModel.layer_options[: len(LycorisTuner.layer_options)] == LycorisTuner.layer_options
     assert (LoHaModel.prefix, LoKrModel.prefix) == ("hada_", "lokr_")
 
 

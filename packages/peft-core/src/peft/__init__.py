@@ -17,39 +17,56 @@ from peft.mapping_func import get_peft_model
 from peft.mixed_model import PeftMixedModel
 from peft.peft_model import PeftModel
 from peft.registry import register_peft_method
-from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.state_dict import (
+    get_base_model_state_dict,
+    get_peft_model_state_dict,
+    set_base_model_state_dict,
+    set_peft_model_state_dict,
+)
 from peft.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status
 from peft.utils import (
+    TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING,
+    NoMatchingPeftModuleError,
+    PeftError,
     PeftType,
     PeftWarning,
     TaskType,
+    bloom_model_postprocess_past_key_value,
     cast_mixed_precision_params,
     load_peft_weights,
     prepare_model_for_kbit_training,
+    shift_tokens_right,
 )
 from peft.utils.peft_types import EXPORTS
 
 # the reference's complete method registries (peft.registry), resolved on first access
 _REGISTRY_VIEWS = (
     "PEFT_TYPE_TO_CONFIG_MAPPING",
+    "PEFT_TYPE_TO_MIXED_MODEL_MAPPING",
     "PEFT_TYPE_TO_PREFIX_MAPPING",
     "PEFT_TYPE_TO_TUNER_MAPPING",
 )
 
 __all__ = [
     "__version__",
+    "MODEL_TYPE_TO_PEFT_MODEL_MAPPING",
+    "NoMatchingPeftModuleError",
     "PeftConfig",
     "PeftConfigMixin",
+    "PeftError",
     "PeftMixedModel",
     "PeftModel",
     "PeftType",
     "PeftWarning",
     "PromptLearningConfig",
+    "TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING",
     "TaskType",
     "TunerLayerStatus",
     "TunerModelStatus",
+    "bloom_model_postprocess_past_key_value",
     "cast_mixed_precision_params",
     "disable_input_dtype_casting",
+    "get_base_model_state_dict",
     "get_layer_status",
     "get_model_status",
     "get_peft_config",
@@ -59,7 +76,9 @@ __all__ = [
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
+    "set_base_model_state_dict",
     "set_peft_model_state_dict",
+    "shift_tokens_right",
     *_REGISTRY_VIEWS,
     *EXPORTS,
 ]
@@ -72,6 +91,8 @@ def __getattr__(name: str) -> Any:
     if name in _REGISTRY_VIEWS:
         return getattr(registry, name)
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
+        return get_host_registry().task_models
     exports = get_host_registry().exports
     if name in exports:
         return exports[name]()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
+from peft import registry
 from peft.config import PeftConfig
 from peft.hosts import get_host_registry
 from peft.mixed_model import PeftMixedModel
@@ -36,6 +39,14 @@ def get_peft_model(
     """
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a PeftConfig, got {type(peft_config).__name__}.")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    prefix = registry.parameter_prefix(peft_config.peft_type) if registry.load_method(peft_config.peft_type) else None
+    if prefix and adapter_name in prefix:
+        warn(
+            f"Adapter name {adapter_name!r} should not be contained in the prefix {prefix!r}. This may lead to "
+            "reinitialization of the adapter weights during loading."
+        )
     model_config = getattr(model, "config", None)
     name_or_path = getattr(model_config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     if name_or_path:
@@ -65,3 +76,12 @@ def get_peft_model(
         autocast_adapter_dtype=autocast_adapter_dtype,
         low_cpu_mem_usage=low_cpu_mem_usage,
     )
+
+
+def __getattr__(name: str) -> Any:
+    # the reference's names in this module
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":  # task type -> PeftModel subclass, from host packages
+        return get_host_registry().task_models
+    if name in ("PEFT_TYPE_TO_CONFIG_MAPPING", "PEFT_TYPE_TO_PREFIX_MAPPING"):
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

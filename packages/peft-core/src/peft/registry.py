@@ -71,8 +71,8 @@ def register_peft_method(
     if peft_type in _CONFIGS or (name in BUILTIN_METHODS and not _is_builtin_registration(name, config_cls)):
         raise ValueError(f"There is already a PEFT method called {name!r}; choose another name.")
     model_prefix = getattr(model_cls, "prefix", None)
-    if model_prefix == "" and "prefix" not in vars(model_cls):
-        model_cls.prefix = model_prefix = prefix  # a tuner that does not set its prefix gets the method's
+    if model_prefix is not None and "prefix" not in vars(model_cls):
+        model_cls.prefix = model_prefix = prefix  # a tuner that does not set its own prefix gets the method's
     if model_prefix is not None and model_prefix != prefix:
         raise ValueError(f"{model_cls.__name__}.prefix is {model_prefix!r} but PEFT method {name!r} needs {prefix!r}.")
     config_cls._peft_type = PeftType(peft_type) if name in METHODS else peft_type

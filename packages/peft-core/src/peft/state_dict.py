@@ -16,11 +16,21 @@ from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.hosts import get_host_registry
 from peft.tuners._targeting import TargetSelector
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.constants import EMBEDDING_LAYER_NAMES
 from peft.utils.files import load_peft_weights, resolve_file
 from peft.utils.warnings import warn
 
-__all__ = ["get_peft_model_state_dict", "load_peft_weights", "set_peft_model_state_dict"]
+__all__ = [
+    "get_base_model_state_dict",
+    "get_embedding_layer_name",
+    "get_peft_model_state_dict",
+    "has_valid_embedding_base_layer",
+    "load_module_tensors",
+    "load_peft_weights",
+    "set_base_model_state_dict",
+    "set_peft_model_state_dict",
+]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -285,3 +295,115 @@ def _place_loaded_adapter(model: nn.Module, adapter_name: str) -> None:
     for _, module in walk_modules(model):
         if isinstance(module, BaseTunerLayer):
             module._move_adapter_to_device_of_base_layer(adapter_name)
+
+
+def load_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], key_prefix: str, hint: str) -> list[str]:
+    """Load checkpoint ``tensors`` (keyed relative to ``module``) into ``module``, a module an adapter owns whole
+    (X-LoRA's classifier, a ShadowPEFT backbone). ``key_prefix`` gives the file keys in errors.
+
+    Returns:
+        The file keys of ``module``'s tensors the checkpoint lacks (they keep their values).
+
+    Raises:
+        ValueError: for a tensor ``module`` does not have or whose shape differs (``hint`` says what to check).
+    """
+    own = module.state_dict()
+    for key, tensor in tensors.items():
+        if key not in own:
+            raise ValueError(
+                f"The checkpoint holds {key_prefix + key!r}, which {type(module).__name__} does not have."
+            )
+        if tensor.shape != own[key].shape:
+            raise ValueError(
+                f"Size mismatch for {key_prefix + key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
+                f"expects {tuple(own[key].shape)}. {hint}"
+            )
+    module.load_state_dict(tensors, strict=False)
+    return [key_prefix + key for key in sorted(set(own) - set(tensors))]
+
+
+def has_valid_embedding_base_layer(layer: nn.Module) -> bool:
+    """Whether ``layer`` is an adapter layer around an ``nn.Linear`` or ``nn.Embedding`` (an adapted embedding)."""
+    return isinstance(getattr(layer, "base_layer", None), (nn.Linear, nn.Embedding))
+
+
+def get_embedding_layer_name(model: nn.Module, layer: nn.Module, is_embedding_in_target_modules: bool) -> str | None:
+    """The name in ``model`` of the embedding ``layer`` adapts (its base layer), or of ``layer`` itself when the
+    embedding is not a target."""
+    for name, module in model.named_modules():
+        if (not is_embedding_in_target_modules and module is layer) or module is getattr(layer, "base_layer", None):
+            return name
+    return None
+
+
+def _base_model_of(model: nn.Module) -> nn.Module:
+    """The module tree whose keys are the base model's: the model a ``PeftModel`` or a tuner wraps, else ``model``."""
+    if isinstance(model, BaseTuner):
+        return model.model
+    get_base_model = getattr(model, "get_base_model", None)  # a PeftModel or PeftMixedModel
+    return get_base_model() if callable(get_base_model) else model
+
+
+def _base_key_map(model: nn.Module) -> dict[str, str]:
+    """``{key in the adapted model's state dict: the key the base model had}`` for every base tensor. Adapter layers
+    and auxiliary wrappers add a segment before the module they wrap (``base_layer``, ``original_module``); their own
+    tensors (adapters, trainable copies) have no base key and are left out."""
+    key_map: dict[str, str] = {}
+    for key in model.state_dict(keep_vars=True):
+        module, kept = model, []
+        *path, tensor_name = key.split(".")
+        for part in path:
+            if isinstance(module, BaseTunerLayer):
+                if part != "base_layer":
+                    break  # inside the adapter's containers
+            elif isinstance(module, AuxiliaryTrainingWrapper):
+                if part != "original_module":
+                    break  # a trainable copy or the token adapter
+            else:
+                kept.append(part)
+            module = module._modules[part]
+        else:
+            if not isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper)):
+                key_map[key] = ".".join([*kept, tensor_name])
+    return key_map
+
+
+def get_base_model_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The base model's state dict under the keys it had before adapters were added, without adapter tensors.
+
+    Works on a ``PeftModel``, a ``PeftMixedModel`` and any model with injected adapter layers. Useful to save or
+    shard the base weights alone (e.g. before wrapping with FSDP).
+
+    Example:
+        >>> base_weights = get_base_model_state_dict(peft_model)  # keys like "lin0.weight", not "...base_layer..."
+    """
+    base = _base_model_of(model)
+    state_dict = base.state_dict()
+    return {base_key: state_dict[key] for key, base_key in _base_key_map(base).items()}
+
+
+def set_base_model_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], strict: bool = True
+) -> _IncompatibleKeys:
+    """Load base-model weights given under the base model's own keys into a model with adapters (the inverse of
+    :func:`get_base_model_state_dict`); adapter tensors are not touched.
+
+    Returns:
+        The ``missing_keys`` and ``unexpected_keys`` (base-model keys).
+
+    Raises:
+        RuntimeError: with ``strict``, if keys are missing or unexpected (nothing is loaded then).
+    """
+    base = _base_model_of(model)
+    to_live = {base_key: key for key, base_key in _base_key_map(base).items()}
+    missing = [base_key for base_key in to_live if base_key not in state_dict]
+    unexpected = [key for key in state_dict if key not in to_live]
+    if strict and (missing or unexpected):
+        errors = []
+        if missing:
+            errors.append(f"Missing key(s) in state_dict: {missing}")
+        if unexpected:
+            errors.append(f"Unexpected key(s) in state_dict: {unexpected}")
+        raise RuntimeError("Error(s) in loading state_dict:\n\t" + "\n\t".join(errors))
+    base.load_state_dict({to_live[key]: value for key, value in state_dict.items() if key in to_live}, strict=False)
+    return _IncompatibleKeys(missing, unexpected)

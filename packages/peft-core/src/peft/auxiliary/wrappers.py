@@ -74,7 +74,9 @@ class AuxiliaryTrainingWrapper(nn.Module):
                     container[name].requires_grad_(requires_grad)
 
     def _activate(self, adapter_names: str | Sequence[str]) -> None:
-        self._active_adapter = _as_list(adapter_names)
+        # a wrapper's active adapters are those of the activated ones it holds state for (none: the original runs)
+        available = self._available_adapters()
+        self._active_adapter = [name for name in _as_list(adapter_names) if name in available]
 
     def set_adapter(self, adapter_names: str | Sequence[str], inference_mode: bool = False) -> None:
         """Activate ``adapter_names`` (those this wrapper holds state for); trainable unless ``inference_mode``."""

@@ -22,6 +22,7 @@ from torch import nn
 from peft.config import TargetingConfig
 from peft.tuners._validation import check_positive_int
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner
 
 
 def _check_init_weights(value: Any, valid: Iterable[bool | str], owner: str) -> None:
@@ -263,6 +264,10 @@ def tucker_core_shape(r: int, kernel_size: tuple[int, ...]) -> tuple[int, int, i
     return (r, r, *kernel_size) if len(kernel_size) == 2 else (r, r, kernel_size[0], 1)
 
 
-# the tuner recipe of every LyCORIS method: the config fields its layers get, r and alpha per module from the patterns
-LYCORIS_LAYER_OPTIONS = ("r", "alpha", "rank_dropout", "module_dropout", "init_weights", "use_effective_conv2d")
-LYCORIS_OPTION_PATTERNS = {"r": "rank_pattern", "alpha": "alpha_pattern"}
+class LycorisTuner(BaseTuner):
+    """The tuner recipe of every LyCORIS method: the config fields its layers get, ``r`` and ``alpha`` per module
+    from the patterns; a method adds its ``layers_mapping`` (and options of its own)."""
+
+    tuner_layer_cls = LycorisLayer
+    layer_options = ("r", "alpha", "rank_dropout", "module_dropout", "init_weights", "use_effective_conv2d")
+    option_patterns = {"r": "rank_pattern", "alpha": "alpha_pattern"}

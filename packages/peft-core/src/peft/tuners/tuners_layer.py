@@ -128,6 +128,11 @@ def current_mixed_batch() -> Sequence[str] | None:
     return _mixed_batch_adapter_names.get()
 
 
+class AdapterNamesTypeError(TypeError, ValueError):
+    """``adapter_names`` given as one str where a list is expected. A ``TypeError`` as in the reference, and a
+    ``ValueError`` for code written against earlier versions of this library."""
+
+
 def check_adapter_name(adapter_name: str) -> None:
     """Adapter names become state_dict key segments: a non-empty str without dots."""
     if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
@@ -210,6 +215,9 @@ class BaseTunerLayer:
     adapter_buffer_names: tuple[str, ...] = ()
     # which of adapter_layer_names tells whether this layer holds an adapter
     _primary_adapter_layer_name: str | None = None
+    # False for methods whose merge changes only state beyond the weight (``_merge_extra``, e.g. a bias): the
+    # weight is then neither read nor written back (no requantization of an unchanged quantized weight)
+    merges_base_weight: bool = True
 
     _active_adapter: str | list[str] = "default"
     _disable_adapters: bool = False
@@ -524,7 +532,7 @@ class BaseTunerLayer:
 
     def _adapters_to_merge(self, adapter_names: Sequence[str] | None) -> list[str]:
         if isinstance(adapter_names, str):
-            raise ValueError(f"adapter_names should be a list of str, got a str: {adapter_names!r}.")
+            raise AdapterNamesTypeError(f"adapter_names should be a list of strings, got {adapter_names!r}.")
         if adapter_names is None:
             adapter_names = self.active_adapters
         if self.merged:
@@ -551,11 +559,12 @@ class BaseTunerLayer:
             return
         self._check_merge_allowed(names)
         for name in names:
-            weight = self.get_base_weight()
-            merged = self._merged_weight(name, weight.clone() if safe_merge else weight)
-            if safe_merge and not torch.isfinite(merged).all():
-                raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken.")
-            self.set_base_weight(merged)
+            if self.merges_base_weight:
+                weight = self.get_base_weight()
+                merged = self._merged_weight(name, weight.clone() if safe_merge else weight)
+                if safe_merge and not torch.isfinite(merged).all():
+                    raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken.")
+                self.set_base_weight(merged)
             self._merge_extra(name, 1)
             self.merged_adapters.append(name)
 
@@ -567,7 +576,8 @@ class BaseTunerLayer:
         while self.merged_adapters:
             name = self.merged_adapters.pop()
             if self._has_adapter(name):
-                self.set_base_weight(self._unmerged_weight(name, self.get_base_weight()))
+                if self.merges_base_weight:
+                    self.set_base_weight(self._unmerged_weight(name, self.get_base_weight()))
                 self._merge_extra(name, -1)
 
     def unload_and_optionally_merge_module(

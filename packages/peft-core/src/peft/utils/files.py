@@ -38,7 +38,8 @@ def split_hub_kwargs(kwargs: dict) -> tuple[dict, dict]:
 def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | None = None, **hub_kwargs) -> str | None:
     """Return the local path of ``filename`` in ``model_id`` (a folder, or a Hub repo id), or None if absent.
 
-    A local folder is used as it is; otherwise the file is fetched with ``huggingface_hub`` (imported only then).
+    A local folder is used as it is; otherwise the file is fetched with ``huggingface_hub`` (a dependency, imported
+    only then, so that ``import peft`` stays light).
     """
     model_id = os.fspath(model_id)
     folder = os.path.join(model_id, subfolder) if subfolder else model_id
@@ -47,11 +48,9 @@ def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | No
         return path if os.path.isfile(path) else None
     if os.path.isdir(model_id) or os.path.isabs(model_id) or model_id.startswith((".", "~")):
         return None  # a local path that does not exist is never a Hub id
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
-    except ImportError:
-        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
     try:
         return hf_hub_download(model_id, filename, subfolder=subfolder or None, **hub_kwargs)
     except EntryNotFoundError:
@@ -106,6 +105,11 @@ def save_adapter_weights(
         atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))
 
 
+def torch_load(*args: Any, weights_only: bool = True, **kwargs: Any) -> Any:
+    """``torch.load`` loading only tensors and plain containers by default (no arbitrary pickled code)."""
+    return torch.load(*args, weights_only=weights_only, **kwargs)
+
+
 def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **hub_kwargs: Any) -> dict:
     """Read an adapter's weight file (safetensors preferred, ``.bin`` with ``weights_only=True``).
 
@@ -126,7 +130,7 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
     path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
         try:
-            return torch.load(path, map_location=device, weights_only=True)
+            return torch_load(path, map_location=device)
         except Exception as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
     where = os.path.join(os.fspath(model_id), subfolder or "")

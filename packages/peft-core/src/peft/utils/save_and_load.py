@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from peft.utils.files import load_peft_weights  # noqa: F401 (the reference's path of this name)
+from peft.utils.files import (  # noqa: F401 (the reference's path of these names)
+    SAFETENSORS_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    load_peft_weights,
+    torch_load,
+)
 from peft.utils.reference_paths import reference_path_attribute
 
-_MOVED = {"get_peft_model_state_dict": "peft.state_dict", "set_peft_model_state_dict": "peft.state_dict"}
+_MOVED = dict.fromkeys(
+    (
+        "get_base_model_state_dict",
+        "get_embedding_layer_name",
+        "get_peft_model_state_dict",
+        "has_valid_embedding_base_layer",
+        "load_module_tensors",
+        "set_base_model_state_dict",
+        "set_peft_model_state_dict",
+    ),
+    "peft.state_dict",
+)
 
 
 def __getattr__(name: str) -> Any:

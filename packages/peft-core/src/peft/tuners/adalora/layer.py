@@ -18,6 +18,7 @@ from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer
 from peft.tuners.tuners_layer import _first_tensor
+from peft.utils.reference_paths import reference_path_attribute
 from peft.utils.torch_internals import new_module, store_submodule
 
 _RANKNUM_EPS = 1e-5  # keeps the division defined for adapters pruned to rank 0
@@ -177,3 +178,8 @@ class SVDConv2d(AdaLoraLayer, nn.Module):
         base = self.get_base_layer()
         kernel = self.get_delta_weight(adapter_name)
         return base._conv_forward(self.lora_dropout[adapter_name](x), kernel, None)
+
+
+def __getattr__(name: str) -> Any:
+    # the reference defines the rank allocator in this module; it has its own here (it imports this one)
+    return reference_path_attribute(__name__, name, {"RankAllocator": "peft.tuners.adalora.allocator"})

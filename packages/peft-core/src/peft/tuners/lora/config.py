@@ -46,7 +46,7 @@ class LoraConfig(TargetingConfig):
         target_parameters: names of raw ``nn.Parameter``s (2-D, or 3-D expert stacks) to adapt.
         ensure_weight_tying: keep adapters of tied input/output embeddings tied: a ``modules_to_save`` copy of the
             embedding is shared by the tied output layer, LoRA on either one adapts the embedding and the output
-            layer reuses it transposed (see ``peft.tuners._tying``).
+            layer reuses it transposed (see ``peft.auxiliary.tying``).
 
     Example:
         >>> config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -125,7 +125,9 @@ class LoraConfig(TargetingConfig):
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}.")
         if self.target_parameters is not None:
             if isinstance(self.target_parameters, str) or not all(isinstance(p, str) for p in self.target_parameters):
-                raise ValueError(f"target_parameters must be a list of str, got {self.target_parameters!r}.")
+                raise TypeError(
+                    f"`target_parameters` must be a list of strings or None, got {self.target_parameters!r}."
+                )
             self.target_parameters = list(self.target_parameters)
         if self.layer_replication is not None:
             self._check_layer_replication()

@@ -9,7 +9,7 @@ from torch import nn
 from peft.auxiliary.trainable_tokens import TrainableTokensLayer
 from peft.auxiliary.tying import input_embedding_name
 from peft.config import PeftConfig
-from peft.tuners.trainable_tokens.config import TrainableTokensConfig
+from peft.tuners.trainable_tokens.config import TrainableTokensConfig, check_token_indices
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
 
 
@@ -20,6 +20,10 @@ class TrainableTokensModel(BaseTuner):
     # embeddings, and linear output layers tied to one
     layers_mapping = {nn.Embedding: TrainableTokensLayer, nn.Linear: TrainableTokensLayer}
     layer_options = ("token_indices", "init_weights")
+
+    def _check_new_adapter_config(self, config: TrainableTokensConfig) -> None:
+        super()._check_new_adapter_config(config)
+        check_token_indices(config.token_indices)
 
     def _prepare_adapter_config(self, peft_config: PeftConfig, model_config: dict[str, Any]) -> PeftConfig:
         if peft_config.target_modules is None:
