@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import Linear, LoraLayer, linear_factor
+from peft.tuners.tuners_layer import call_with_tensors
 
 
 class _OutProjLinear(Linear):
@@ -126,7 +127,7 @@ class MultiheadAttention(LoraLayer, nn.Module):
     def _call_base(base: nn.Module, weights: dict[str, torch.Tensor], query: torch.Tensor, *args: Any, **kwargs: Any):
         if not weights:
             return base(query, *args, **kwargs)
-        return torch.func.functional_call(base, weights, (query, *args), kwargs, strict=False)
+        return call_with_tensors(base, weights, query, *args, **kwargs)
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()

@@ -1,0 +1,225 @@
+"""One torchrun process of the distributed tests: trains every requested case under one engine, saves each adapter
+by the documented recipe, and writes what the pytest process compares.
+
+    torchrun --nproc_per_node 2 distributed_worker.py ENGINE OUTPUT_DIR CASE [CASE ...]
+
+ENGINE: ddp, fsdp1 (``use_orig_params=True``), fsdp1_flat (``use_orig_params=False``), fsdp2, zero2, zero3, zero3_init
+(the base model built under ``deepspeed.zero.Init``). For each case, OUTPUT_DIR/CASE/ receives the saved adapter and
+``result.pt`` (losses averaged over the ranks, eval logits of the trained sharded model) from rank 0, or
+``error-rank<N>.txt`` from each rank that failed. Engine-wide checks (merging refused, merging inside a gather) go to
+OUTPUT_DIR/checks.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import distributed_cases as cases  # noqa: E402
+
+from peft.utils.other import fsdp_auto_wrap_policy  # noqa: E402
+
+ENGINES = ("ddp", "fsdp1", "fsdp1_flat", "fsdp2", "zero2", "zero3", "zero3_init")
+
+
+@dataclass
+class Run:
+    """A model wrapped by an engine: how to step it, evaluate it and get the state dict to save from."""
+
+    peft_model: torch.nn.Module
+    forward: Callable[..., object]
+    backward_and_step: Callable[[torch.Tensor], None]
+    full_state_dict: Callable[[], dict[str, torch.Tensor] | None]
+
+
+def _sgd(parameters) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in parameters if p.requires_grad], lr=cases.LEARNING_RATE)
+
+
+def _plain_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[torch.Tensor], None]:
+    def backward_and_step(loss: torch.Tensor) -> None:
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return backward_and_step
+
+
+def ddp(case: str) -> Run:
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = cases.peft_model(case)
+    wrapped = DistributedDataParallel(model)
+    return Run(model, wrapped, _plain_step(wrapped, _sgd(wrapped.parameters())), lambda: None)
+
+
+def fsdp1(case: str, use_orig_params: bool = True) -> Run:
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    model = cases.peft_model(case)
+    wrapped = FSDP(
+        model,
+        auto_wrap_policy=fsdp_auto_wrap_policy(model),
+        use_orig_params=use_orig_params,
+        device_id=torch.device("cpu"),
+    )
+
+    def full_state_dict() -> dict[str, torch.Tensor]:
+        # offload_to_cpu=True fails in torch on a CPU-only run; the tensors are on the CPU anyway
+        config = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+        with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT, config):
+            return wrapped.state_dict()
+
+    return Run(model, wrapped, _plain_step(wrapped, _sgd(wrapped.parameters())), full_state_dict)
+
+
+def fsdp2(case: str) -> Run:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.fsdp import fully_shard
+
+    model = cases.peft_model(case)
+    for layer in model.get_base_model().model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+
+    def full_state_dict() -> dict[str, torch.Tensor]:
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(model, options=options)
+
+    return Run(model, model, _plain_step(model, _sgd(model.parameters())), full_state_dict)
+
+
+def deepspeed_config(stage: int) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": cases.BATCH // dist.get_world_size(),
+        "gradient_accumulation_steps": 1,
+        # threshold 0: every parameter is partitioned, however small, as large ones are in real models
+        "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
+        "zero_allow_untested_optimizer": True,
+        "gradient_clipping": 0.0,  # DeepSpeed clips at norm 1.0 by default; the single-process run does not clip
+        "steps_per_print": 10**9,
+    }
+
+
+def zero(case: str, stage: int, base_dir: str | None = None) -> Run:
+    """``base_dir``: load the base model from there under ``deepspeed.zero.Init``, as transformers does with a ZeRO-3
+    config, so that it is partitioned from the start."""
+    import deepspeed
+
+    config = deepspeed_config(stage)
+    if base_dir is not None:
+        from transformers import AutoModelForCausalLM
+        from transformers.integrations import HfDeepSpeedConfig
+
+        zero3_config = HfDeepSpeedConfig(config)  # noqa: F841  (transformers reads it while it exists)
+        model = cases.peft_model(case, AutoModelForCausalLM.from_pretrained(base_dir))
+    else:
+        model = cases.peft_model(case)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=_sgd(model.parameters()), config=config)
+
+    def backward_and_step(loss: torch.Tensor) -> None:
+        engine.backward(loss)
+        engine.step()
+
+    if stage < 3:
+        full_state_dict = lambda: None  # noqa: E731
+    elif base_dir is not None:
+        full_state_dict = lambda: _gathered_adapter_state_dict(model)  # noqa: E731
+    else:
+        full_state_dict = engine._zero3_consolidated_16bit_state_dict  # what accelerate's get_state_dict calls
+    return Run(model, engine, backward_and_step, full_state_dict)
+
+
+def _gathered_adapter_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The other ZeRO-3 recipe: gather only the trainable parameters, and read the state dict inside."""
+    import deepspeed
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    with deepspeed.zero.GatheredParameters(trainable):
+        return {k: v.clone() for k, v in model.state_dict().items() if v.numel()}
+
+
+def build(engine: str, case: str, output_dir: str) -> Run:
+    return {
+        "ddp": lambda: ddp(case),
+        "fsdp1": lambda: fsdp1(case, use_orig_params=True),
+        "fsdp1_flat": lambda: fsdp1(case, use_orig_params=False),
+        "fsdp2": lambda: fsdp2(case),
+        "zero2": lambda: zero(case, 2),
+        "zero3": lambda: zero(case, 3),
+        "zero3_init": lambda: zero(case, 3, base_dir=os.path.join(output_dir, "base")),
+    }[engine]()
+
+
+def run_case(engine: str, case: str, output_dir: str) -> None:
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    run = build(engine, case, output_dir)
+    losses = []
+    for batch in cases.batches():
+        rows = cases.rows_of_rank(batch, rank, world_size)
+        loss = run.forward(input_ids=rows, labels=rows).loss
+        run.backward_and_step(loss)
+        mean = loss.detach().clone()
+        dist.all_reduce(mean)
+        losses.append(mean.item() / world_size)
+    run.peft_model.eval()
+    with torch.no_grad():
+        logits = run.forward(input_ids=cases.eval_batch()).logits
+    state_dict = run.full_state_dict()
+    case_dir = os.path.join(output_dir, case)
+    if rank == 0:
+        # saving happens on rank 0 alone: nothing in it may wait for the other ranks
+        run.peft_model.save_pretrained(case_dir, state_dict=state_dict)
+        torch.save({"losses": losses, "logits": logits}, os.path.join(case_dir, "result.pt"))
+    dist.barrier()
+
+
+@contextlib.contextmanager
+def _recorded(output_dir: str, name: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        os.makedirs(os.path.join(output_dir, name), exist_ok=True)
+        path = os.path.join(output_dir, name, f"error-rank{dist.get_rank()}.txt")
+        with open(path, "w") as file:
+            file.write(traceback.format_exc())
+
+
+def main() -> None:
+    engine, output_dir, *case_names = sys.argv[1:]
+    if engine not in ENGINES:
+        raise SystemExit(f"unknown engine {engine!r}; valid: {ENGINES}")
+    if engine.startswith("zero"):
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo", timeout=datetime.timedelta(seconds=60))
+    else:
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    if engine == "zero3_init" and dist.get_rank() == 0:
+        cases.base_model().save_pretrained(os.path.join(output_dir, "base"))
+    dist.barrier()
+    for case in case_names:
+        with _recorded(output_dir, case):
+            run_case(engine, case, output_dir)
+    checks = {}
+    if dist.get_rank() == 0:
+        with open(os.path.join(output_dir, "checks.json"), "w") as file:
+            json.dump(checks, file)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
