@@ -55,7 +55,7 @@ CASES: dict[str, Callable[[], peft.PeftConfig]] = {
 
 def base_model() -> torch.nn.Module:
     """The seeded tiny Llama every run starts from."""
-    return tiny_llama()
+    return tiny_llama(initializer_range=0.2)
 
 
 def peft_model(case: str, base: torch.nn.Module | None = None) -> peft.PeftModel:

@@ -1,25 +1,27 @@
-"""One torchrun process of the distributed tests: trains every requested case under one engine, saves each adapter
-by the documented recipe, and writes what the pytest process compares.
+"""One torchrun process of the distributed tests: trains every requested case under each requested engine, in one
+process group, saves each adapter by the documented recipe, and writes what the pytest process compares.
 
-    torchrun --nproc_per_node 2 distributed_worker.py ENGINE OUTPUT_DIR CASE [CASE ...]
+    torchrun --nproc_per_node 2 distributed_worker.py OUTPUT_DIR ENGINE=CASE,CASE,... [ENGINE=CASE,...]
 
 ENGINE: ddp, fsdp1 (``use_orig_params=True``), fsdp1_flat (``use_orig_params=False``), fsdp2, zero2, zero3, zero3_init
-(the base model built under ``deepspeed.zero.Init``). For each case, OUTPUT_DIR/CASE/ receives the saved adapter and
-``result.pt`` (losses averaged over the ranks, eval logits of the trained sharded model) from rank 0, or
+(the base model loaded under ``deepspeed.zero.Init``). For each case, OUTPUT_DIR/ENGINE/CASE/ receives the saved
+adapter and ``result.pt`` (losses averaged over the ranks, eval logits of the trained sharded model) from rank 0, or
 ``error-rank<N>.txt`` from each rank that failed. Engine-wide checks (merging refused, merging inside a gather) go to
-OUTPUT_DIR/checks.json.
+OUTPUT_DIR/ENGINE/checks.json.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -41,6 +43,7 @@ class Run:
     forward: Callable[..., object]
     backward_and_step: Callable[[torch.Tensor], None]
     full_state_dict: Callable[[], dict[str, torch.Tensor] | None]
+    facts: dict = field(default_factory=dict)  # what the test checks about the engine's state
 
 
 def _sgd(parameters) -> torch.optim.Optimizer:
@@ -124,10 +127,15 @@ def zero(case: str, stage: int, base_dir: str | None = None) -> Run:
         from transformers.integrations import HfDeepSpeedConfig
 
         zero3_config = HfDeepSpeedConfig(config)  # noqa: F841  (transformers reads it while it exists)
-        model = cases.peft_model(case, AutoModelForCausalLM.from_pretrained(base_dir))
+        base = AutoModelForCausalLM.from_pretrained(base_dir)
+        facts = {"base_partitioned_before_injection": all(p.numel() == 0 for p in base.parameters())}
+        model = cases.peft_model(case, base)
     else:
+        facts = {}
         model = cases.peft_model(case)
     engine, *_ = deepspeed.initialize(model=model, optimizer=_sgd(model.parameters()), config=config)
+    if stage == 3:
+        facts["adapter_partitioned"] = all(p.numel() == 0 for p in model.parameters() if p.requires_grad)
 
     def backward_and_step(loss: torch.Tensor) -> None:
         engine.backward(loss)
@@ -139,7 +147,7 @@ def zero(case: str, stage: int, base_dir: str | None = None) -> Run:
         full_state_dict = lambda: _gathered_adapter_state_dict(model)  # noqa: E731
     else:
         full_state_dict = engine._zero3_consolidated_16bit_state_dict  # what accelerate's get_state_dict calls
-    return Run(model, engine, backward_and_step, full_state_dict)
+    return Run(model, engine, backward_and_step, full_state_dict, facts)
 
 
 def _gathered_adapter_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -182,8 +190,46 @@ def run_case(engine: str, case: str, output_dir: str) -> None:
     if rank == 0:
         # saving happens on rank 0 alone: nothing in it may wait for the other ranks
         run.peft_model.save_pretrained(case_dir, state_dict=state_dict)
-        torch.save({"losses": losses, "logits": logits}, os.path.join(case_dir, "result.pt"))
+        result = {"losses": losses, "logits": logits, "facts": run.facts}
+        torch.save(result, os.path.join(case_dir, "result.pt"))
     dist.barrier()
+
+
+def merge_checks(engine: str, output_dir: str) -> dict:
+    """Merging where the base weights are whole (DDP, ZeRO-2) and inside a ZeRO-3 gather keeps the logits; merging
+    sharded weights is refused; under ZeRO-3, saving partitioned tensors is refused."""
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    run = build(engine, "dora", output_dir)
+    checks = {}
+    if engine.startswith("zero3") and rank == 0:
+        # right after deepspeed.initialize every parameter is partitioned (later, ZeRO-3 may keep some gathered)
+        not_gathered = os.path.join(output_dir, "not_gathered")
+        try:
+            run.peft_model.save_pretrained(not_gathered)
+            checks["save_error"] = None
+        except ValueError as error:
+            checks["save_error"] = str(error)
+        checks["save_left_files"] = os.listdir(not_gathered) if os.path.isdir(not_gathered) else []
+    batch = cases.rows_of_rank(cases.batches()[0], rank, world_size)
+    run.backward_and_step(run.forward(input_ids=batch, labels=batch).loss)
+    run.peft_model.eval()
+    with torch.no_grad():
+        unmerged = run.forward(input_ids=cases.eval_batch()).logits
+    try:
+        run.peft_model.merge_adapter()
+        checks["merge_error"] = None
+    except ValueError as error:
+        checks["merge_error"] = str(error)
+    if engine.startswith("zero3"):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(run.peft_model.parameters()), modifier_rank=0):
+            run.peft_model.merge_adapter()
+    if checks["merge_error"] is None or engine.startswith("zero3"):
+        with torch.no_grad():
+            merged = run.forward(input_ids=cases.eval_batch()).logits
+        checks["merged_logits_difference"] = (merged - unmerged).abs().max().item()
+    return checks
 
 
 @contextlib.contextmanager
@@ -197,27 +243,43 @@ def _recorded(output_dir: str, name: str) -> Iterator[None]:
             file.write(traceback.format_exc())
 
 
-def main() -> None:
-    engine, output_dir, *case_names = sys.argv[1:]
-    if engine not in ENGINES:
-        raise SystemExit(f"unknown engine {engine!r}; valid: {ENGINES}")
-    if engine.startswith("zero"):
-        import deepspeed
-
-        deepspeed.init_distributed(dist_backend="gloo", timeout=datetime.timedelta(seconds=60))
-    else:
-        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+def run_engine(engine: str, case_names: list[str], output_dir: str) -> None:
     if engine == "zero3_init" and dist.get_rank() == 0:
         cases.base_model().save_pretrained(os.path.join(output_dir, "base"))
     dist.barrier()
     for case in case_names:
+        start = time.perf_counter()
         with _recorded(output_dir, case):
             run_case(engine, case, output_dir)
+        if os.environ.get("PEFT_TEST_TIMING") and dist.get_rank() == 0:
+            print(f"timing: {engine} {case} {time.perf_counter() - start:.2f} s", flush=True)
     checks = {}
+    with _recorded(output_dir, "merge_checks"):
+        checks = merge_checks(engine, output_dir)
     if dist.get_rank() == 0:
         with open(os.path.join(output_dir, "checks.json"), "w") as file:
             json.dump(checks, file)
     dist.barrier()
+
+
+def main() -> None:
+    output_dir, *requests = sys.argv[1:]
+    runs = [(engine, names.split(",")) for engine, _, names in (request.partition("=") for request in requests)]
+    unknown = [engine for engine, _ in runs if engine not in ENGINES]
+    if unknown:
+        raise SystemExit(f"unknown engines {unknown}; valid: {ENGINES}")
+    timeout = datetime.timedelta(seconds=60)  # a collective some rank never joins fails instead of hanging
+    if any(engine.startswith("zero") for engine, _ in runs):
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo", timeout=timeout)
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
+    # what is alive now lives to the end: collections (DeepSpeed runs one per model) need not walk it again
+    gc.collect()
+    gc.freeze()
+    for engine, case_names in runs:
+        run_engine(engine, case_names, os.path.join(output_dir, engine))
     dist.destroy_process_group()
 
 

@@ -92,13 +92,25 @@ def check_whole(
     """
     tensor = getattr(module, name, None)
     sharding = sharding_of(module, name)
-    if sharding is None and not allow_zero3 and isinstance(tensor, torch.Tensor) and is_zero3_partitioned(tensor):
-        sharding = "partitioned by DeepSpeed ZeRO-3"
+    if sharding is None and not allow_zero3 and hasattr(tensor, "ds_id") and not _gathered_by_caller(tensor):
+        sharding = "partitioned by DeepSpeed ZeRO-3 (outside a GatheredParameters block)"
     if sharding is not None:
         raise ValueError(
             f"Cannot {what}: the {name} of {type(module).__name__} is {sharding}, and this needs it whole. "
             f"{workaround}"
         )
+
+
+def _gathered_by_caller(tensor: torch.Tensor) -> bool:
+    """Whether ZeRO-3 parameter ``tensor`` is inside a ``GatheredParameters`` block, the only place where writing it
+    reaches its partitions (with ``modifier_rank``). Being available is not enough: ZeRO-3 may keep parameters
+    gathered after a forward for reuse, and writes to those are lost."""
+    from deepspeed.runtime.zero import partition_parameters
+
+    marker = getattr(partition_parameters, "DS_Z3_GATHERED_PARAM_CONTEXT_DEPTH_ATTR", None)
+    if marker is None:  # DeepSpeed versions that do not mark gathered blocks: availability is the best sign left
+        return not is_zero3_partitioned(tensor)
+    return getattr(tensor, marker, 0) > 0
 
 
 def read_whole(module: nn.Module, name: str, read: Callable[[], torch.Tensor]) -> torch.Tensor:
