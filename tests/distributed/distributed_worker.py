@@ -4,9 +4,11 @@ process group, saves each adapter by the documented recipe, and writes what the 
     torchrun --nproc_per_node 2 distributed_worker.py OUTPUT_DIR ENGINE=CASE,CASE,... [ENGINE=CASE,...]
 
 ENGINE: ddp, fsdp1 (``use_orig_params=True``), fsdp1_flat (``use_orig_params=False``), fsdp2, zero2, zero3, zero3_init
-(the base model loaded under ``deepspeed.zero.Init``). For each case, OUTPUT_DIR/ENGINE/CASE/ receives the saved
-adapter and ``result.pt`` (losses averaged over the ranks, eval logits of the trained sharded model) from rank 0, or
-``error-rank<N>.txt`` from each rank that failed. Engine-wide checks (merging refused, merging inside a gather) go to
+(the base model loaded under ``deepspeed.zero.Init``), trainer_zero3 (transformers' Trainer with a ZeRO-3 config,
+saving with ``trainer.save_model``; one case only, accelerate allows one DeepSpeed Accelerator per process; no losses
+to compare with one process). For each case, OUTPUT_DIR/ENGINE/CASE/ receives the saved adapter and ``result.pt``
+(losses averaged over the ranks, eval logits of the trained sharded model) from rank 0, or ``error-rank<N>.txt`` from
+each rank that failed. Engine-wide checks (merging refused, merging inside a gather) go to
 OUTPUT_DIR/ENGINE/checks.json.
 """
 
@@ -32,7 +34,7 @@ import distributed_cases as cases  # noqa: E402
 
 from peft.utils.other import fsdp_auto_wrap_policy  # noqa: E402
 
-ENGINES = ("ddp", "fsdp1", "fsdp1_flat", "fsdp2", "zero2", "zero3", "zero3_init")
+ENGINES = ("ddp", "fsdp1", "fsdp1_flat", "fsdp2", "zero2", "zero3", "zero3_init", "trainer_zero3")
 
 
 @dataclass
@@ -195,6 +197,55 @@ def run_case(engine: str, case: str, output_dir: str) -> None:
     dist.barrier()
 
 
+class _Sequences(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        ids = torch.randint(0, 64, (cases.SEQUENCE,), generator=torch.Generator().manual_seed(index))
+        return {"input_ids": ids, "labels": ids}
+
+
+def run_trainer_case(case: str, output_dir: str) -> None:
+    """transformers' Trainer with DeepSpeed ZeRO-3 on the CPU; a run on CPU needs accelerate told to use DeepSpeed
+    and gloo, and the Trainer told to keep that state (host-side settings, not peft's)."""
+    import transformers
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    PartialState(backend="gloo")
+    config = deepspeed_config(3)
+    config.update(
+        train_micro_batch_size_per_gpu="auto",
+        gradient_clipping="auto",
+        optimizer={"type": "AdamW", "params": {"lr": "auto", "torch_adam": True}},
+    )
+    config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = True
+    args = transformers.TrainingArguments(
+        output_dir=os.path.join(output_dir, "trainer"),
+        per_device_train_batch_size=2,
+        max_steps=cases.STEPS,
+        learning_rate=1e-2,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        deepspeed=config,
+        accelerator_config={"use_configured_state": True},
+    )
+    model = cases.peft_model(case)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Sequences())
+    trainer.train()
+    model.eval()
+    with torch.no_grad():
+        logits = trainer.model_wrapped(input_ids=cases.eval_batch()).logits
+    case_dir = os.path.join(output_dir, case)
+    trainer.save_model(case_dir)  # every rank: the ZeRO-3 state dict is gathered
+    if dist.get_rank() == 0:
+        torch.save({"losses": None, "logits": logits, "facts": {}}, os.path.join(case_dir, "result.pt"))
+    dist.barrier()
+
+
 def merge_checks(engine: str, output_dir: str) -> dict:
     """Merging where the base weights are whole (DDP, ZeRO-2) and inside a ZeRO-3 gather keeps the logits; merging
     sharded weights is refused; under ZeRO-3, saving partitioned tensors is refused."""
@@ -250,12 +301,15 @@ def run_engine(engine: str, case_names: list[str], output_dir: str) -> None:
     for case in case_names:
         start = time.perf_counter()
         with _recorded(output_dir, case):
-            run_case(engine, case, output_dir)
+            if engine == "trainer_zero3":
+                run_trainer_case(case, output_dir)
+            else:
+                run_case(engine, case, output_dir)
         if os.environ.get("PEFT_TEST_TIMING") and dist.get_rank() == 0:
             print(f"timing: {engine} {case} {time.perf_counter() - start:.2f} s", flush=True)
     checks = {}
     with _recorded(output_dir, "merge_checks"):
-        checks = merge_checks(engine, output_dir)
+        checks = merge_checks(engine, output_dir) if engine != "trainer_zero3" else {}
     if dist.get_rank() == 0:
         with open(os.path.join(output_dir, "checks.json"), "w") as file:
             json.dump(checks, file)

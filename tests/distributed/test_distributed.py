@@ -46,20 +46,21 @@ ENGINE_CASES = {
     "zero2": [*CORE, "loha"],
     "zero3": ALL,
     "zero3_init": [*CORE, "ln_tuning", "miss_bat", "prompt_tuning"],
+    "trainer_zero3": ["trainable_tokens"],
 }
 SHARDED = {"fsdp1", "fsdp1_flat", "fsdp2", "zero3", "zero3_init"}
 
 
 def _needs_deepspeed(engine: str) -> list:
-    if not engine.startswith("zero"):
+    if "zero" not in engine:
         return []
     missing = importlib.util.find_spec("deepspeed") is None
     return [pytest.mark.skipif(missing, reason="deepspeed is not installed (scripts/setup.sh installs it)")]
 
 
 LAUNCHES = {
-    "torch": [engine for engine in ENGINE_CASES if not engine.startswith("zero")],
-    "deepspeed": [engine for engine in ENGINE_CASES if engine.startswith("zero")],
+    "torch": [engine for engine in ENGINE_CASES if "zero" not in engine],
+    "deepspeed": [engine for engine in ENGINE_CASES if "zero" in engine],
 }
 
 
@@ -124,29 +125,30 @@ PAIRS = [
 def test_sharded_training_matches_one_process_and_the_saved_adapter_reloads(engine_output, engine, case):
     output_dir = engine_output(engine)
     result = _case_result(output_dir, case)
-    losses, logits = _single_process(case)
-    # the same loss at every step: the ranks' halves of each batch add up to the whole batch
-    torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(losses), rtol=0, atol=1e-5)
-
     reloaded = PeftModel.from_pretrained(cases.base_model(), os.path.join(output_dir, case)).eval()
     with torch.no_grad():
         reloaded_logits = reloaded(input_ids=cases.eval_batch()).logits
     # the file holds exactly what the sharded model computed with ...
     torch.testing.assert_close(reloaded_logits, result["logits"], rtol=0, atol=1e-5)
-    # ... which is what one process trains (up to the order of gradient reductions)
-    torch.testing.assert_close(reloaded_logits, logits, rtol=0, atol=1e-4)
+    if result["losses"] is not None:  # the Trainer samples and schedules its own way: no one-process twin
+        losses, logits = _single_process(case)
+        # the same loss at every step: the ranks' halves of each batch add up to the whole batch
+        torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(losses), rtol=0, atol=1e-5)
+        # ... which is what one process trains (up to the order of gradient reductions)
+        torch.testing.assert_close(reloaded_logits, logits, rtol=0, atol=1e-4)
     base_logits = _base_logits()
-    trained = (logits[:, -base_logits.shape[1] :] - base_logits).abs().max()
+    trained = (reloaded_logits[:, -base_logits.shape[1] :] - base_logits).abs().max()
     assert trained > 1e-2, f"{case}: training changed the logits by only {trained}; the comparison would be vacuous"
 
     facts = result["facts"]
-    if engine.startswith("zero3"):
+    if engine in ("zero3", "zero3_init"):
         assert facts["adapter_partitioned"], "ZeRO-3 must hold every parameter partitioned for this test to mean much"
     if engine == "zero3_init":
         assert facts["base_partitioned_before_injection"], "the base model must be partitioned when adapters are added"
 
 
-ENGINES = [pytest.param(engine, marks=_needs_deepspeed(engine)) for engine in ENGINE_CASES]
+# the Trainer run has no merge checks
+ENGINES = [pytest.param(e, marks=_needs_deepspeed(e)) for e in ENGINE_CASES if e != "trainer_zero3"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
