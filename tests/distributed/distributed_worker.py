@@ -39,12 +39,13 @@ ENGINES = ("ddp", "fsdp1", "fsdp1_flat", "fsdp2", "zero2", "zero3", "zero3_init"
 
 @dataclass
 class Run:
-    """A model wrapped by an engine: how to step it, evaluate it and get the state dict to save from."""
+    """A model wrapped by an engine: how to step it, and how to save its adapter (called on every rank: the recipes
+    of docs/distributed.md)."""
 
     peft_model: torch.nn.Module
     forward: Callable[..., object]
     backward_and_step: Callable[[torch.Tensor], None]
-    full_state_dict: Callable[[], dict[str, torch.Tensor] | None]
+    save: Callable[[str], None]
     facts: dict = field(default_factory=dict)  # what the test checks about the engine's state
 
 
@@ -52,7 +53,7 @@ def _sgd(parameters) -> torch.optim.Optimizer:
     return torch.optim.SGD([p for p in parameters if p.requires_grad], lr=cases.LEARNING_RATE)
 
 
-def _plain_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[torch.Tensor], None]:
+def _plain_step(optimizer: torch.optim.Optimizer) -> Callable[[torch.Tensor], None]:
     def backward_and_step(loss: torch.Tensor) -> None:
         loss.backward()
         optimizer.step()
@@ -61,12 +62,22 @@ def _plain_step(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Ca
     return backward_and_step
 
 
+def _save_on_rank0(model: torch.nn.Module) -> Callable[[str], None]:
+    """Where every rank holds the whole adapter (DDP, ZeRO-2): rank 0 saves, alone."""
+
+    def save(directory: str) -> None:
+        if dist.get_rank() == 0:
+            model.save_pretrained(directory)
+
+    return save
+
+
 def ddp(case: str) -> Run:
     from torch.nn.parallel import DistributedDataParallel
 
     model = cases.peft_model(case)
     wrapped = DistributedDataParallel(model)
-    return Run(model, wrapped, _plain_step(wrapped, _sgd(wrapped.parameters())), lambda: None)
+    return Run(model, wrapped, _plain_step(_sgd(wrapped.parameters())), _save_on_rank0(model))
 
 
 def fsdp1(case: str, use_orig_params: bool = True) -> Run:
@@ -81,13 +92,15 @@ def fsdp1(case: str, use_orig_params: bool = True) -> Run:
         device_id=torch.device("cpu"),
     )
 
-    def full_state_dict() -> dict[str, torch.Tensor]:
+    def save(directory: str) -> None:
         # offload_to_cpu=True fails in torch on a CPU-only run; the tensors are on the CPU anyway
         config = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
         with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT, config):
-            return wrapped.state_dict()
+            state_dict = wrapped.state_dict()
+        if dist.get_rank() == 0:  # rank 0 alone: nothing in saving may wait for the other ranks
+            model.save_pretrained(directory, state_dict=state_dict)
 
-    return Run(model, wrapped, _plain_step(wrapped, _sgd(wrapped.parameters())), full_state_dict)
+    return Run(model, wrapped, _plain_step(_sgd(wrapped.parameters())), save)
 
 
 def fsdp2(case: str) -> Run:
@@ -99,11 +112,12 @@ def fsdp2(case: str) -> Run:
         fully_shard(layer)
     fully_shard(model)
 
-    def full_state_dict() -> dict[str, torch.Tensor]:
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(model, options=options)
+    def save(directory: str) -> None:
+        state_dict = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if dist.get_rank() == 0:
+            model.save_pretrained(directory, state_dict=state_dict)
 
-    return Run(model, model, _plain_step(model, _sgd(model.parameters())), full_state_dict)
+    return Run(model, model, _plain_step(_sgd(model.parameters())), save)
 
 
 def deepspeed_config(stage: int) -> dict:
@@ -143,22 +157,19 @@ def zero(case: str, stage: int, base_dir: str | None = None) -> Run:
         engine.backward(loss)
         engine.step()
 
-    if stage < 3:
-        full_state_dict = lambda: None  # noqa: E731
-    elif base_dir is not None:
-        full_state_dict = lambda: _gathered_adapter_state_dict(model)  # noqa: E731
-    else:
-        full_state_dict = engine._zero3_consolidated_16bit_state_dict  # what accelerate's get_state_dict calls
-    return Run(model, engine, backward_and_step, full_state_dict, facts)
+    def save_gathered(directory: str) -> None:
+        # docs/distributed.md: gather the trainable parameters on every rank, save on rank 0 inside
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        with deepspeed.zero.GatheredParameters(trainable):
+            model.save_pretrained(directory, is_main_process=dist.get_rank() == 0)
 
+    def save_consolidated(directory: str) -> None:
+        state_dict = engine._zero3_consolidated_16bit_state_dict()  # what accelerate's get_state_dict returns
+        if dist.get_rank() == 0:
+            model.save_pretrained(directory, state_dict=state_dict)
 
-def _gathered_adapter_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The other ZeRO-3 recipe: gather only the trainable parameters, and read the state dict inside."""
-    import deepspeed
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    with deepspeed.zero.GatheredParameters(trainable):
-        return {k: v.clone() for k, v in model.state_dict().items() if v.numel()}
+    save = _save_on_rank0(model) if stage < 3 else save_gathered if base_dir is None else save_consolidated
+    return Run(model, engine, backward_and_step, save, facts)
 
 
 def build(engine: str, case: str, output_dir: str) -> Run:
@@ -187,11 +198,9 @@ def run_case(engine: str, case: str, output_dir: str) -> None:
     run.peft_model.eval()
     with torch.no_grad():
         logits = run.forward(input_ids=cases.eval_batch()).logits
-    state_dict = run.full_state_dict()
     case_dir = os.path.join(output_dir, case)
+    run.save(case_dir)
     if rank == 0:
-        # saving happens on rank 0 alone: nothing in it may wait for the other ranks
-        run.peft_model.save_pretrained(case_dir, state_dict=state_dict)
         result = {"losses": losses, "logits": logits, "facts": run.facts}
         torch.save(result, os.path.join(case_dir, "result.pt"))
     dist.barrier()
