@@ -95,10 +95,7 @@ def check_whole(
     if sharding is None and not allow_zero3 and hasattr(tensor, "ds_id") and not _gathered_by_caller(tensor):
         sharding = "partitioned by DeepSpeed ZeRO-3 (outside a GatheredParameters block)"
     if sharding is not None:
-        raise ValueError(
-            f"Cannot {what}: the {name} of {type(module).__name__} is {sharding}, and this needs it whole. "
-            f"{workaround}"
-        )
+        raise ValueError(f"Cannot {what}: the {name} of this {type(module).__name__} is {sharding}. {workaround}")
 
 
 def _gathered_by_caller(tensor: torch.Tensor) -> bool:
@@ -120,7 +117,7 @@ def read_whole(module: nn.Module, name: str, read: Callable[[], torch.Tensor]) -
     Raises:
         ValueError: if FSDP holds only a shard of the tensor here.
     """
-    check_whole(module, f"read {name} of {type(module).__name__}", name)
+    check_whole(module, "read a base weight", name)
     tensor = getattr(module, name)
     if not is_zero3_partitioned(tensor):
         return read()
