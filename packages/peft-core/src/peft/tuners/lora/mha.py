@@ -2,7 +2,7 @@
 
 The attention module reads ``in_proj_weight`` and ``out_proj.weight`` directly instead of calling submodules, so
 the adapter cannot act on activations. Forward therefore calls the base module with both weights replaced by
-``W + delta`` through ``torch.func.functional_call`` (gradients reach the adapter; the base weights stay as they
+``W + delta`` through ``call_with_tensors`` (gradients reach the adapter; the base weights stay as they
 are). The in-projection adapter lives on this layer; the out-projection gets a ``lora.Linear`` in its place.
 
 Checkpoint compatibility: the reference applies the out-projection update twice (its merge adds the delta and then

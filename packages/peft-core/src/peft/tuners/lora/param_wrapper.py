@@ -1,7 +1,7 @@
 """LoRA on a raw ``nn.Parameter`` (``target_parameters``), e.g. the fused expert weights of MoE layers.
 
 The module owning the parameter is called with the parameter replaced by ``W + delta`` through
-``torch.func.functional_call``, so any code reading the parameter in forward sees the adapted value and gradients
+``call_with_tensors``, so any code reading the parameter in forward sees the adapted value and gradients
 reach the adapter. A 2-D parameter is ``(out, in)``; a 3-D one is a stack of experts ``(experts, out, in)``, or
 ``(experts, in, out)`` when the owning module sets ``is_transposed``. Several parameters of one module nest one
 wrapper per parameter, the first registered innermost (the reference key layout).
