@@ -30,7 +30,7 @@ def _lora(**kwargs) -> peft.PeftConfig:
 
 
 # name -> the adapter config; one entry per family (LoRA and what rides on it, LyCORIS, orthogonal, scaling, norm
-# tuning, shared projections, spectral, MiSS, rotations, prompt learning)
+# tuning, shared projections, spectral, MiSS, rotations, prompt learning, updates computed from the base weight)
 CASES: dict[str, Callable[[], peft.PeftConfig]] = {
     "lora": _lora,
     "dora": lambda: _lora(use_dora=True),
@@ -50,6 +50,9 @@ CASES: dict[str, Callable[[], peft.PeftConfig]] = {
     "miss_bat": lambda: peft.MissConfig(r=4, init_weights="bat", target_modules=ATTENTION, task_type="CAUSAL_LM"),
     "road": lambda: peft.RoadConfig(group_size=8, target_modules=ATTENTION, task_type="CAUSAL_LM"),
     "prompt_tuning": lambda: peft.PromptTuningConfig(num_virtual_tokens=4, task_type="CAUSAL_LM"),
+    # the update is a function of the base weight: an SVD of it at creation (PiSSA-like), or W0 in every forward
+    "psoft": lambda: peft.PsoftConfig(r=4, target_modules=ATTENTION, task_type="CAUSAL_LM"),
+    "hira": lambda: peft.HiraConfig(r=4, target_modules=ATTENTION, task_type="CAUSAL_LM"),
 }
 
 

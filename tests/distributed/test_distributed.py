@@ -37,7 +37,9 @@ ALL = list(cases.CASES)
 # FSDP1 with use_orig_params=False flattens each unit's parameters into one tensor, which must be all trainable or
 # all frozen: the wrap policy gives adapter modules their own units, but methods whose trainable tensors are not
 # modules of their own (LoHa, IA3, VeRA, trainable tokens, ...) share a unit with frozen weights
-FLAT_PARAM_CASES = ["lora", "dora", "modules_to_save", "target_parameters", "oft", "ln_tuning", "prompt_tuning"]
+FLAT_PARAM_CASES = [
+    *("lora", "dora", "modules_to_save", "target_parameters", "oft", "ln_tuning", "prompt_tuning", "psoft")
+]
 ENGINE_CASES = {
     "ddp": ALL,
     "fsdp1": ALL,
@@ -45,7 +47,7 @@ ENGINE_CASES = {
     "fsdp2": ALL,
     "zero2": [*CORE, "loha"],
     "zero3": ALL,
-    "zero3_init": [*CORE, "ln_tuning", "miss_bat", "prompt_tuning"],
+    "zero3_init": [*CORE, "ln_tuning", "miss_bat", "prompt_tuning", "psoft", "hira"],
     "trainer_zero3": ["trainable_tokens"],
 }
 SHARDED = {"fsdp1", "fsdp1_flat", "fsdp2", "zero3", "zero3_init"}
