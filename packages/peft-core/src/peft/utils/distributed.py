@@ -56,7 +56,7 @@ def gathered(tensors: Iterable[torch.Tensor]) -> Iterator[None]:
         yield
 
 
-def sharding_of(module: nn.Module, name: str = "weight") -> str | None:
+def _sharding_of(module: nn.Module, name: str = "weight") -> str | None:
     """How tensor ``name`` of ``module`` is sharded right now, in words, or None when it is whole (or partitioned by
     ZeRO-3, which :func:`gathered` can undo on any rank)."""
     tensor = getattr(module, name, None)
@@ -64,7 +64,7 @@ def sharding_of(module: nn.Module, name: str = "weight") -> str | None:
         return None
     if any(type(p).__name__ in ("Shard", "_StridedShard") for p in getattr(tensor, "placements", ())):
         return "a DTensor shard (FSDP2 or tensor parallelism)"
-    if getattr(tensor, "_fsdp_flattened", False) and tensor.dim() < 2 and module_weight_ndim(module) >= 2:
+    if getattr(tensor, "_fsdp_flattened", False) and tensor.dim() < 2 and _weight_ndim(module) >= 2:
         return "a flat shard of an FSDP unit (use_orig_params=True), outside the unit's forward"
     registered = name in module._parameters or name in module._buffers
     if not registered and tensor.untyped_storage().size() == 0:
@@ -72,7 +72,7 @@ def sharding_of(module: nn.Module, name: str = "weight") -> str | None:
     return None
 
 
-def module_weight_ndim(module: nn.Module) -> int:
+def _weight_ndim(module: nn.Module) -> int:
     """How many dimensions the weight of a torch layer of ``module``'s type has (0 when unknown)."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         return 2
@@ -91,7 +91,7 @@ def check_whole(
         ValueError: naming how the tensor is sharded and the documented way around it.
     """
     tensor = getattr(module, name, None)
-    sharding = sharding_of(module, name)
+    sharding = _sharding_of(module, name)
     if sharding is None and not allow_zero3 and hasattr(tensor, "ds_id") and not _gathered_by_caller(tensor):
         sharding = "partitioned by DeepSpeed ZeRO-3 (outside a GatheredParameters block)"
     if sharding is not None:
