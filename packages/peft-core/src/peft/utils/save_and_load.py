@@ -48,7 +48,8 @@ def _adapter_key_map(
 
     With ``state_dict`` (a state dict of ``model``), an adapter module's tensor names are read from it rather than
     from the module: a module that FSDP wraps answers ``state_dict()`` only together with every other rank. An adapter
-    module none of whose tensors are in ``state_dict`` maps its own name, which the caller then finds missing.
+    module that holds tensors none of which are in ``state_dict`` maps its own name, which the caller then finds
+    missing.
     """
     from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
 
@@ -71,7 +72,7 @@ def _adapter_key_map(
             item = container[adapter_name]
             live_item = f"{live_prefix}{attr}.{adapter_name}"
             if sorted_keys is not None:
-                sub_keys = _sub_keys(sorted_keys, live_item) or [""]
+                sub_keys = _sub_keys(sorted_keys, live_item) or ([""] if _holds_tensors(item) else [])
             else:
                 sub_keys = list(item.state_dict().keys()) if isinstance(item, nn.Module) else [""]
             for sub_key in sub_keys:
@@ -91,6 +92,13 @@ def _without_wrappers(path: str) -> str:
     if "_wrapped_module" not in path:
         return path
     return ".".join(part for part in path.split(".") if part not in _WRAPPER_ATTRIBUTES)
+
+
+def _holds_tensors(item: nn.Module | torch.Tensor) -> bool:
+    """Whether an adapter's entry has tensors to save (some modules of an adapter may be empty)."""
+    if isinstance(item, torch.Tensor):
+        return True
+    return next(item.parameters(), None) is not None or next(item.buffers(), None) is not None
 
 
 def _sub_keys(sorted_keys: list[str], name: str) -> list[str]:
