@@ -186,7 +186,7 @@ class PromptLearningMixin:
                 "prefix_task_rows": tensor("prefix_task_rows"),
             }
         if isinstance(encoder, CartridgeEncoder):
-            return {"prompt_embeddings": tensor("weight")}
+            return {"prompt_embeddings": encoder.weight.detach()}
         if config.inference_mode or isinstance(encoder, PromptEmbedding):
             return {"prompt_embeddings": tensor("embedding.weight")}
         with torch.no_grad():
