@@ -27,6 +27,7 @@ from torch.nn.modules import module as torch_module
 from peft import LoraConfig, get_peft_model
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.torch_internals import (
+    call_with_tensors,
     collection_paused,
     default_device_is_meta,
     forward_is_hooked,
@@ -116,15 +117,20 @@ def test_default_device_probe_agrees_with_torch():
 
 
 def test_forward_hook_probe_sees_every_kind_of_hook():
-    assert hasattr(torch_module, "_global_forward_hooks")  # what the probe reads for hooks on all modules
+    # what the probe reads for hooks on all modules
+    assert hasattr(torch_module, "_global_forward_hooks") and hasattr(torch_module, "_global_forward_pre_hooks")
     layer = nn.Linear(2, 2)
     assert not forward_is_hooked(layer)
-    handle = layer.register_forward_hook(lambda *args: None)
-    assert forward_is_hooked(layer)
-    handle.remove()
-    handle = torch_module.register_module_forward_hook(lambda *args: None)
-    assert forward_is_hooked(layer)
-    handle.remove()
+    for register in (
+        layer.register_forward_hook,
+        layer.register_forward_pre_hook,
+        torch_module.register_module_forward_hook,
+        torch_module.register_module_forward_pre_hook,
+    ):
+        handle = register(lambda *args: None)
+        assert forward_is_hooked(layer), register
+        handle.remove()
+        assert not forward_is_hooked(layer)
     layer.forward = lambda x: x  # what accelerate's and diffusers' hooks do
     assert forward_is_hooked(layer)
 
@@ -272,3 +278,48 @@ def test_method_lora_5_conv_factors_are_initialised(init):
     bound = 1 / math.sqrt(3 * 3 * 3)
     assert torch.isfinite(weight_a).all() and 0 < weight_a.abs().max() <= bound
     assert bool(weight_b.any()) is (not init)
+
+
+# ------------------------------------------------------------------------------------------------- call_with_tensors
+def test_call_with_tensors_uses_the_values_for_one_call_and_keeps_the_module_tensors():
+    layer = nn.Linear(4, 3)
+    original = layer.weight
+    replacement = torch.randn(3, 4, requires_grad=True)
+    x = torch.randn(2, 4)
+    out = call_with_tensors(layer, {"weight": replacement}, x)
+    torch.testing.assert_close(out, torch.nn.functional.linear(x, replacement, layer.bias))
+    out.sum().backward()
+    assert replacement.grad is not None and original.grad is None
+    assert layer.weight is original and layer._parameters["weight"] is original and "weight" not in vars(layer)
+
+
+def test_call_with_tensors_restores_an_instance_attribute_the_engine_had_set():
+    """FSDP1 (use_orig_params=True) keeps a unit's parameters as instance attributes as well."""
+    layer = nn.Linear(4, 3)
+    engine_view = layer.weight.detach().clone()
+    vars(layer)["weight"] = engine_view
+    x = torch.randn(2, 4)
+    replacement = torch.zeros(3, 4)
+    torch.testing.assert_close(call_with_tensors(layer, {"weight": replacement}, x), layer.bias.expand(2, 3))
+    assert vars(layer)["weight"] is engine_view
+
+
+def test_call_with_tensors_plain_path_gives_the_same_result():
+    code = textwrap.dedent(
+        """
+        import torch
+        from torch import nn
+        from peft.utils import torch_internals
+        assert not torch_internals.SHORTCUTS
+        layer = nn.Linear(4, 3)
+        replacement = torch.randn(3, 4, requires_grad=True)
+        x = torch.randn(2, 4)
+        out = torch_internals.call_with_tensors(layer, {"weight": replacement}, x)
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, replacement, layer.bias))
+        out.sum().backward()
+        assert replacement.grad is not None and layer.weight.grad is None
+        """
+    )
+    env = {**os.environ, "PEFT_TORCH_SHORTCUTS": "0"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from peft import registry
-from peft.adapter_keys import adapter_key_map, auxiliary_key_map
+from peft.adapter_keys import adapter_key_map, auxiliary_key_map, without_wrappers
 from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.hosts import get_host_registry
 from peft.tuners._targeting import TargetSelector
@@ -60,7 +60,7 @@ def _bias_keys(model: nn.Module, config: Any, state_dict: dict[str, torch.Tensor
         keys = []
         for path, module in model.named_modules():
             if isinstance(module, BaseTunerLayer) and getattr(module.get_base_layer(), "bias", None) is not None:
-                key = f"{path}.base_layer.bias"
+                key = f"{without_wrappers(path)}.base_layer.bias"
                 if key in state_dict:
                     keys.append(key)
         return keys
@@ -95,10 +95,9 @@ def get_peft_model_state_dict(
     result: dict[str, torch.Tensor] = {}
     if getattr(config, "is_prompt_learning", False):
         result.update(_prompt_learning_state_dict(model, state_dict, adapter_name))
-    layer_tensors = {}
-    for file_key, live_key in adapter_key_map(model, adapter_name).items():
-        if live_key in state_dict:
-            layer_tensors[file_key] = state_dict[live_key]
+    key_map = adapter_key_map(model, adapter_name, state_dict)
+    missing = [live for live in key_map.values() if live not in state_dict]
+    layer_tensors = {file_key: state_dict[live] for file_key, live in key_map.items() if live in state_dict}
     tuner_cls = _tuner_class(config)
     if tuner_cls is not None:
         layer_tensors = tuner_cls._adapter_state_dict_to_file(model, config, adapter_name, layer_tensors)
@@ -106,17 +105,62 @@ def get_peft_model_state_dict(
     for key in _bias_keys(model, config, state_dict):
         result[key] = state_dict[key]
     if _should_save_embeddings(model, config, save_embedding_layers):
-        adapter_live_keys = set(adapter_key_map(model, adapter_name).values())
+        adapter_live_keys = set(key_map.values())
         for key in _embedding_weight_keys(model, state_dict):
             if key not in adapter_live_keys:
                 result[key] = state_dict[key]
     for path, module in model.named_modules():
         if isinstance(module, AuxiliaryTrainingWrapper):
+            path = without_wrappers(path)
             prefix = f"{path}." if path else ""
             own = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            for key, value in module.adapter_state_dict(adapter_name, own).items():
+            entries = module.adapter_state_dict(adapter_name, own)
+            if not entries and module.saves_adapter(adapter_name):
+                missing.append(f"{prefix}{module.adapter_layer_names[0]}.{adapter_name}")
+            for key, value in entries.items():
                 result[prefix + key] = value
+    _check_complete(adapter_name, missing, result)
     return result
+
+
+def _check_complete(adapter_name: str, missing: list[str], result: dict[str, torch.Tensor]) -> None:
+    """Refuse to export an adapter whose tensors the state dict lacks or holds only a shard of: saved, it would be an
+    adapter that silently does nothing or cannot be loaded."""
+    if missing:
+        shown = ", ".join(repr(key) for key in missing[:3])
+        if len(missing) > 3:
+            shown += f" and {len(missing) - 3} more"
+        raise ValueError(
+            f"The state dict has no tensors for {len(missing)} parts of adapter {adapter_name!r}: {shown}. Pass the "
+            f"model's full state dict, keyed as its own state_dict() keys them: {_FULL_STATE_DICT_RECIPES}"
+        )
+    partial = [key for key, tensor in result.items() if _is_shard(tensor)]
+    if partial:
+        raise ValueError(
+            f"The state dict holds only shards of adapter {adapter_name!r} (e.g. {partial[0]!r}: "
+            f"{_describe_shard(result[partial[0]])}). Pass a gathered, full state dict: {_FULL_STATE_DICT_RECIPES}"
+        )
+
+
+_FULL_STATE_DICT_RECIPES = (
+    "under FSDP1, `FullyShardedDataParallel.state_dict()` inside `FSDP.state_dict_type(model, "
+    "StateDictType.FULL_STATE_DICT)`; under FSDP2, `torch.distributed.checkpoint.state_dict.get_model_state_dict("
+    "model, options=StateDictOptions(full_state_dict=True))`; under DeepSpeed ZeRO-3, "
+    "`accelerator.get_state_dict(model)` or a `deepspeed.zero.GatheredParameters` block around the save (all ranks "
+    "call these; see docs/distributed.md)."
+)
+
+
+def _is_shard(tensor: torch.Tensor) -> bool:
+    """A DTensor or ShardedTensor, or an empty tensor: no adapter tensor is empty, but a ZeRO-3 parameter read
+    outside a gather is."""
+    return hasattr(tensor, "placements") or hasattr(tensor, "local_shards") or tensor.numel() == 0
+
+
+def _describe_shard(tensor: torch.Tensor) -> str:
+    if tensor.numel() == 0:
+        return "an empty tensor, as ZeRO-3 partitions are outside a gather"
+    return f"a {type(tensor).__name__}"
 
 
 def _embedding_module_names(model: nn.Module) -> list[str]:
@@ -134,7 +178,7 @@ def _embedding_module_names(model: nn.Module) -> list[str]:
     for name, module in model.named_modules(remove_duplicate=False):
         base = getattr(module, "base_layer", None)
         if any(module is m or base is m for m in found) or name.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES:
-            names.append(name)
+            names.append(without_wrappers(name))
     return names
 
 

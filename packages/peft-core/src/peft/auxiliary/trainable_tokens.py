@@ -22,6 +22,8 @@ from peft.tuners.tuners_layer import (
     current_mixed_batch,
     forward_rows_by_adapter,
 )
+from peft.utils.distributed import is_zero3_partitioned
+from peft.utils.torch_internals import call_with_tensors
 
 __all__ = ["TrainableTokensLayer"]
 
@@ -78,7 +80,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
             self._tie_to(tied_adapter)
         if self.tied_adapter is not None:
             return  # the tied embedding layer owns the tensors
-        weight = self.get_base_layer().weight
+        weight = self._base_weight()
         rows = sorted(set(token_indices))
         if rows and rows[-1] >= weight.shape[0]:
             raise ValueError(
@@ -99,8 +101,13 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
         if self.tied_adapter is None:
             super().unmerge()
 
-    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+    def _base_weight(self) -> torch.Tensor:
+        """The base weight itself (gradients reach it if it trains), or a gathered copy under ZeRO-3."""
         weight = self.get_base_layer().weight
+        return self.get_base_weight() if is_zero3_partitioned(weight) else weight
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        weight = self._base_weight()
         delta = torch.zeros_like(weight)
         index = torch.tensor(self.token_indices[adapter_name], device=weight.device)
         change = self.trainable_tokens_delta[adapter_name] - self.trainable_tokens_original[adapter_name]
@@ -108,7 +115,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
 
     def get_merged_weights(self, active_adapters: Sequence[str]) -> torch.Tensor:
         """The base weight with the adapters' rows applied (their changes add up on shared rows)."""
-        weight = self.get_base_layer().weight
+        weight = self._base_weight()
         for name in active_adapters:
             if name not in self.trainable_tokens_delta:
                 continue
@@ -119,8 +126,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
 
     def _forward_with(self, x: torch.Tensor, weight: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The base layer's forward (any scaling it applies included) with its weight replaced by ``weight``."""
-        path = base_parameter_path(self, "weight")
-        return torch.func.functional_call(self.base_layer, {path: weight}, (x, *args), kwargs, strict=False)
+        return call_with_tensors(self.base_layer, {base_parameter_path(self, "weight"): weight}, x, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         adapter_names = kwargs.pop("adapter_names", None) or current_mixed_batch()

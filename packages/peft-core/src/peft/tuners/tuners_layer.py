@@ -18,6 +18,7 @@ from torch import nn
 
 from peft.quantization import QuantizationBackend, get_backend, resolve_quantization_backend
 from peft.tuners._targeting import is_transformers_conv1d
+from peft.utils.distributed import MERGE_WORKAROUND, check_whole, full_shape, read_whole
 from peft.utils.torch_internals import (
     default_device_is_meta,
     forward_is_hooked,
@@ -176,14 +177,14 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
     if isinstance(module, nn.Linear):
         weight = module.weight
         # tensor-parallel weights: the local shard's shape
-        shape = weight.to_local().shape if hasattr(weight, "to_local") else weight.shape
+        shape = weight.to_local().shape if hasattr(weight, "to_local") else full_shape(weight)
         return shape[1], shape[0]
     if isinstance(module, nn.modules.conv._ConvNd):
         return module.in_channels, module.out_channels
     if isinstance(module, nn.Embedding):
         return module.num_embeddings, module.embedding_dim
     if is_transformers_conv1d(module):
-        shape = getattr(module.weight, "ds_shape", module.weight.shape)
+        shape = full_shape(module.weight)
         return shape[0], shape[1]
     if isinstance(module, nn.MultiheadAttention):
         if not module._qkv_same_embed_dim:
@@ -296,14 +297,28 @@ class BaseTunerLayer:
         return resolve_quantization_backend(self.get_base_layer())
 
     def get_base_weight(self) -> torch.Tensor:
-        """The base layer's weight, dequantized; reading it never changes the layer."""
+        """The base layer's weight, dequantized and whole (gathered under DeepSpeed ZeRO-3, so every rank must read
+        it); reading it never changes the layer.
+
+        Raises:
+            ValueError: if FSDP holds only a shard of the weight here (outside the forward of its unit).
+        """
         base_layer = self.get_base_layer()
-        return get_backend(base_layer).get_weight(base_layer)
+        return read_whole(base_layer, "weight", lambda: get_backend(base_layer).get_weight(base_layer))
 
     def set_base_weight(self, weight: torch.Tensor) -> None:
-        """Write ``weight`` into the base layer (requantizing as needed), keeping its dtype."""
+        """Write ``weight`` into the base layer (requantizing as needed), keeping its dtype.
+
+        Raises:
+            ValueError: if the weight is sharded (FSDP) or partitioned (ZeRO-3) here.
+        """
         base_layer = self.get_base_layer()
+        self._check_base_weight_writable()
         get_backend(base_layer).set_weight(base_layer, weight)
+
+    def _check_base_weight_writable(self) -> None:
+        """Raise unless the base weight is whole here, so that merging can write it."""
+        check_whole(self.get_base_layer(), "merge an adapter", allow_zero3=False, workaround=MERGE_WORKAROUND)
 
     # ---------------------------------------------------------------------------------------------- adapters
     def adapter_container(self, name: str) -> Any:
@@ -558,6 +573,7 @@ class BaseTunerLayer:
         if not names:
             return
         self._check_merge_allowed(names)
+        self._check_base_weight_writable()  # before reading: a read may be a collective the other ranks never join
         for name in names:
             if self.merges_base_weight:
                 weight = self.get_base_weight()
@@ -573,6 +589,7 @@ class BaseTunerLayer:
         if not self.merged:
             warn("Already unmerged. Nothing to do.")
             return
+        self._check_base_weight_writable()
         while self.merged_adapters:
             name = self.merged_adapters.pop()
             if self._has_adapter(name):
@@ -623,7 +640,7 @@ class NonAdditiveTunerLayer(BaseTunerLayer):
 
 def base_parameter_path(layer: nn.Module, parameter_name: str) -> str:
     """Path of ``parameter_name`` of the innermost base module, relative to ``layer.base_layer`` (through nested
-    adapter layers), for ``torch.func.functional_call`` on the base layer."""
+    adapter layers), for ``call_with_tensors`` (``peft.utils.torch_internals``) on the base layer."""
     path, module = [], layer.base_layer
     while isinstance(module, BaseTunerLayer):
         path.append("base_layer")

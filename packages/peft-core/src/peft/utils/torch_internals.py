@@ -5,10 +5,13 @@ bookkeeping costs more than the adapter's tensors. Each function below says why 
 ``tests/core/test_torch_internals.py`` checks each against torch's own behaviour (the test fails if a torch release
 changes what a shortcut relies on). Each has a plain path through the public API: taken when the shortcut's
 precondition is missing from the installed torch, or everywhere when the environment variable
-``PEFT_TORCH_SHORTCUTS=0`` is set. Results are the same either way; only speed differs.
+``PEFT_TORCH_SHORTCUTS=0`` is set. Results are the same either way (outside sharded training engines, see
+:func:`call_with_tensors`); only speed differs.
 
 Nothing here reaches beyond the modules peft builds, except :func:`collection_paused`, which pauses the garbage
-collector while an injection runs and leaves every object that existed before as the collector would have.
+collector while an injection runs and leaves every object that existed before as the collector would have, and
+:func:`call_with_tensors`, which shadows a base layer's tensors for the length of one call (for adapters that change
+a base weight in forward under sharded training engines).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch.nn.modules import module as _torch_module
 from torch.nn.utils import skip_init
 
 __all__ = [
+    "call_with_tensors",
     "collection_paused",
     "default_device_is_meta",
     "forward_is_hooked",
@@ -41,8 +45,10 @@ SHORTCUTS = os.environ.get("PEFT_TORCH_SHORTCUTS", "1") != "0"
 # torch.get_default_device() is a mode on the torch-function mode stack; this private counter says if the stack is
 # empty without walking it (present since torch 2.1)
 _HAS_MODE_STACK_LENGTH = SHORTCUTS and hasattr(torch._C, "_len_torch_function_stack")
-# the registry of global module hooks (torch.nn.modules.module.register_module_forward_hook)
-_HAS_GLOBAL_HOOKS = hasattr(_torch_module, "_global_forward_hooks")
+# the registries of global module hooks (torch.nn.modules.module.register_module_forward_hook and _pre_hook)
+_HAS_GLOBAL_HOOKS = hasattr(_torch_module, "_global_forward_hooks") and hasattr(
+    _torch_module, "_global_forward_pre_hooks"
+)
 
 _empty_module_state: tuple[dict[str, Any], tuple[tuple[str, type], ...]] | None = None
 
@@ -146,16 +152,54 @@ def default_device_is_meta() -> bool:
 
 
 def forward_is_hooked(module: nn.Module) -> bool:
-    """Whether anything besides ``module`` itself may see or replace its output: forward hooks on it, hooks on all
-    modules (``register_module_forward_hook``), or a ``forward`` replaced on the instance (accelerate's and
-    diffusers' hooks do that). Read from the hook tables ``register_forward_hook`` fills; without the global table
-    the answer is "yes", which only costs the in-place update it would allow."""
+    """Whether a hook or wrapper watches calls of ``module``: forward or pre-forward hooks on it or on all modules
+    (``register_module_forward_hook``), or a ``forward`` replaced on the instance (accelerate's and diffusers' hooks do
+    that). Code may use an unwatched module's output in place, or read its tensors without calling it; FSDP and
+    DeepSpeed ZeRO-3 make a module's sharded parameters whole only around its forward (in hooks, or in a wrapper
+    that replaces it), so a watched module is used only by calling it. Read from the hook tables
+    ``register_forward_hook`` fills; without the global tables the answer is "yes", which only costs the shortcut it
+    would allow."""
     return (
         bool(module._forward_hooks)
+        or bool(module._forward_pre_hooks)
         or "forward" in module.__dict__
         or not _HAS_GLOBAL_HOOKS
         or bool(_torch_module._global_forward_hooks)
+        or bool(_torch_module._global_forward_pre_hooks)
     )
+
+
+def call_with_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+    """``module(*args, **kwargs)`` with the tensors at the paths of ``tensors`` replaced by their values for the call:
+    gradients reach the values, and the module keeps its own tensors.
+
+    Each value is set as an instance attribute of the module owning the path, which attribute lookup finds before
+    the registered parameters and buffers (``nn.Module.__getattr__``, which reads those tables, is consulted only
+    when the instance has no such attribute); the instance attribute is removed (or, where the owner had one, put
+    back) after the call. Unlike ``torch.func.functional_call`` the registered tensors stay in place: DeepSpeed
+    ZeRO-3 gathers them in hooks around the owner's forward and fails on a plain tensor in their place, and FSDP1
+    keeps its parameters as instance attributes too (which would shadow a functional_call replacement). Plain path:
+    ``torch.func.functional_call``, the same result except under those two engines.
+    """
+    if not SHORTCUTS:
+        return torch.func.functional_call(module, tensors, args, kwargs)
+    replaced = []
+    for path, value in tensors.items():
+        owner_path, _, name = path.rpartition(".")
+        owner = module.get_submodule(owner_path)
+        replaced.append((owner, name, owner.__dict__.get(name, _ABSENT)))
+        owner.__dict__[name] = value
+    try:
+        return module(*args, **kwargs)
+    finally:
+        for owner, name, previous in reversed(replaced):
+            if previous is _ABSENT:
+                del owner.__dict__[name]
+            else:
+                owner.__dict__[name] = previous
+
+
+_ABSENT = object()
 
 
 @contextmanager

@@ -71,7 +71,7 @@ class MultitaskPromptEmbedding(PromptEmbedding):
             self._init_from_source(config)
 
     def _init_from_source(self, config: MultitaskPromptTuningConfig) -> None:
-        from peft.utils.save_and_load import load_peft_weights
+        from peft.utils.files import load_peft_weights
 
         source = load_peft_weights(config.prompt_tuning_init_state_dict_path)
         state = {"embedding.weight": source["prompt_embeddings"]}
