@@ -9,7 +9,8 @@ active after a deletion).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -20,6 +21,7 @@ from peft.utils.warnings import warn
 
 __all__ = [
     "adapter_modules",
+    "adapters_disabled",
     "check_adapters_not_merged",
     "cast_adapter_dtype",
     "delete_adapter",
@@ -75,6 +77,36 @@ def enable_adapters(model: nn.Module, enabled: bool) -> None:
     """Turn every adapter of ``model`` on or off (off also freezes them)."""
     for _, module in adapter_modules(model):
         module.enable_adapters(enabled)
+
+
+@contextmanager
+def adapters_disabled(model: nn.Module, disable: Callable[[], None] | None = None) -> Iterator[None]:
+    """Within the block ``model`` computes like its base model. Afterwards each adapter layer and auxiliary module is
+    enabled or disabled as it was before, and every parameter's trainability is what it was.
+
+    Warns when the layers disagree on entry (some enabled, some disabled): usually a mistake. ``disable`` replaces
+    the default way of turning the adapters off (``enable_adapters(model, False)``), for tuners that do more.
+    """
+    modules = [module for _, module in adapter_modules(model)]
+    was_disabled = [module.disable_adapters for module in modules]
+    if len(set(was_disabled)) > 1:
+        warn(
+            "The model contains some adapter layers that are enabled and others that are disabled. This is most "
+            "likely unintentional. After exiting the disable_adapter context, each layer is restored to the "
+            "state it had before."
+        )
+    grads = [(param, param.requires_grad) for param in model.parameters()]
+    if disable is None:
+        enable_adapters(model, False)
+    else:
+        disable()
+    try:
+        yield
+    finally:
+        for module, disabled in zip(modules, was_disabled):
+            module.enable_adapters(not disabled)
+        for param, requires_grad in grads:
+            param.requires_grad_(requires_grad)
 
 
 def check_adapters_not_merged(model: nn.Module, adapter_names: Sequence[str]) -> None:

@@ -35,7 +35,7 @@ def is_kv_prefix(config: PeftConfig) -> bool:
 
 
 def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftConfig:
-    """Fill the sizes a prompt config leaves open from the model's config (CFG-1)."""
+    """Fill the sizes a prompt config leaves open from the model's config: a config may omit what the model says."""
     return _prepare_prompt_learning_config(config, getattr(model, "config", None) or {})
 
 
@@ -410,8 +410,9 @@ def _self_attention_cache(cache: Any) -> Any:
 
 
 def _layer_devices(model: nn.Module, num_layers: int) -> list[torch.device | None]:
-    """The device each of the ``num_layers`` attention layers that read the prefix cache runs on (METHOD-PREFIX-3),
-    ``None`` where unknown: the execution device of an accelerate dispatch hook, else the layer's parameters' device.
+    """The device each of the ``num_layers`` attention layers that read the prefix cache runs on (each layer's prefix
+    is placed there, so a model dispatched over devices works), ``None`` where unknown: the execution device of an
+    accelerate dispatch hook, else the layer's parameters' device.
 
     The layers are the first ``ModuleList`` of ``num_layers`` blocks in the decoder (``model.get_decoder()``)."""
     get_decoder = getattr(model, "get_decoder", None)

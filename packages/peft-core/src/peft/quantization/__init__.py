@@ -2,7 +2,7 @@
 
 A backend knows one storage format (plain float tensors, bitsandbytes 4/8-bit, GPTQ, ...). Adapter layers call
 ``get_base_weight`` / ``set_base_weight`` on their layer, which go through the backend of the base layer, so every
-method works on every backend: M methods and N backends cost M + N code (REQUIREMENTS ARCH-22..25, QUANT-1).
+method works on every backend: M methods and N backends cost M + N code.
 Backends for optional libraries register themselves and import those libraries only when a matching layer is seen.
 """
 

@@ -1,5 +1,4 @@
-"""The orthogonal family (OFT, BOFT, HRA): the layer's input is rotated before the base layer (METHOD-OFT-1,
-METHOD-BOFT-1, METHOD-HRA-1).
+"""The orthogonal family (OFT, BOFT, HRA): the layer's input is rotated before the base layer.
 
 For an input ``x`` of ``d`` features (``in_channels * kh * kw`` for a convolution), an adapter computes
 
@@ -10,7 +9,7 @@ with ``M = F_1 F_2 ... F_n`` a product of *factors* ``F = P B P^T``: ``B`` block
 has one factor per butterfly level; HRA's factor is a chain of Householder reflections (``HouseholderChain``) or one
 reflection ``I - 2 Q Q^T`` (``Reflection``), ``O(d * k)`` per row for ``k`` vectors. ``M`` is never materialised:
 applying a block factor to ``x`` is a gather and a batched block product, ``O(d * block_size)`` per row, and the base
-layer is called on the rotated input (ARCH-24).
+layer is called on the rotated input (its weight is never rewritten in forward, so it works on every backend).
 Only a convolution with a kernel larger than 1 cannot be rotated on its input (``M`` mixes positions of a patch); it
 runs the base convolution with the rotated weight, which is what merging produces. An embedding is rotated on its
 output, ``y = base(x) M``, and merges as ``W' = W M``.

@@ -1,5 +1,5 @@
 """Methods built on frozen random projections that every adapted layer shares (VeRA, RandLoRA): the config fields,
-layer plumbing and tuner lifecycle they have in common (REQUIREMENTS METHOD-VERA-1/2, METHOD-RANDLORA-1).
+layer plumbing and tuner lifecycle they have in common.
 
 The model (tuner) owns one ``SharedBufferDict`` per projection (``vera_A``, ``vera_B``, ...) keyed by adapter name.
 The first adapter's projections are drawn from ``projection_prng_key`` at the size the largest adapted layer needs;
@@ -133,7 +133,7 @@ class SharedProjectionLayer(BaseTunerLayer):
 
     def _projection(self, name: str, adapter_name: str, index: tuple[slice, ...], like: torch.Tensor) -> torch.Tensor:
         """The part ``index`` of the shared projection ``name``, on ``like``'s device and dtype (only the slice
-        moves, METHOD-VERA-2)."""
+        moves: the projections stay where they were drawn)."""
         return self._projections[name][adapter_name][index].to(device=like.device, dtype=like.dtype)
 
     def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
@@ -214,7 +214,7 @@ class SharedProjectionTuner(BaseTuner):
 
     def _attach_projections(self, config: SharedProjectionConfig, adapter_name: str) -> None:
         """Give ``adapter_name`` the model's projections: drawn for its largest layer if it is the first adapter,
-        else the existing ones, which must be large enough for each of its layers (METHOD-VERA-2)."""
+        else the existing ones, which must be large enough for each of its layers (all adapters share one set)."""
         layers = self._layers_of(adapter_name)
         if not layers:
             return

@@ -204,7 +204,7 @@ class LycorisLayer(BaseTunerLayer):
         """``scaling * delta W`` of ``adapter_name`` in the base weight's shape.
 
         Half-precision factors are combined in float32 on every device (the result has the factors' dtype), so a
-        merge gives the same weight on CPU and GPU (OPEN-12).
+        merge gives the same weight on CPU and GPU.
         """
         dtype = self._adapter_dtype(adapter_name)
         compute_dtype = torch.float32 if dtype in HALF_PRECISION else None

@@ -1,6 +1,6 @@
 """``BaseTunerLayer``: the lifecycle every adapter layer shares.
 
-An adapter layer wraps its original module as ``base_layer`` and calls its forward (REQUIREMENTS ARCH-11). Per-adapter
+An adapter layer wraps its original module as ``base_layer`` and calls its forward (never copies it). Per-adapter
 state lives in dicts keyed by adapter name, named by the class attributes ``adapter_layer_names`` (trainable, saved)
 and ``other_param_names`` (per-adapter settings). Activation, enabling, trainability, deletion, device placement,
 merging (through the quantization backend) and mixed-batch dispatch are written here once.

@@ -466,7 +466,8 @@ class BaseTuner(nn.Module):
         protected = _modules_to_save_matcher(peft_config)
         inside_wrapper: tuple[str, ...] = ()
         matched, excluded, all_names = [], [], []
-        # modules inside adapter layers are never targets (TGT-8): the walk does not enter them
+        # modules inside adapter layers (their factors, their base layer) are never targets: the walk does not enter
+        # them
         for key, module in walk_modules(model, into_adapters=False):
             if not key:
                 continue
@@ -492,7 +493,8 @@ class BaseTuner(nn.Module):
     @staticmethod
     def _compress_target_modules(peft_config: PeftConfig, matched: list[str], all_names: list[str]) -> None:
         """Replace a long list of targets (e.g. diffusers' full module paths) by the fewest name suffixes that
-        match exactly the same modules (TGT-9); kept in the config and in saved files."""
+        match exactly the same modules, as the reference does from 20 targets on; kept in the config and in saved
+        files."""
         targets = getattr(peft_config, "target_modules", None)
         if (
             isinstance(targets, (set, list, tuple))
@@ -784,23 +786,8 @@ class BaseTuner(nn.Module):
 
         Warns when the layers disagree on entry (some enabled, some disabled): usually a mistake.
         """
-        modules = [module for _, module in lifecycle.adapter_modules(self.model)]
-        was_disabled = [module.disable_adapters for module in modules]
-        if len(set(was_disabled)) > 1:
-            warn(
-                "The model contains some adapter layers that are enabled and others that are disabled. This is most "
-                "likely unintentional. After exiting the disable_adapter context, each layer is restored to the "
-                "state it had before."
-            )
-        grads = [(p, p.requires_grad) for p in self.model.parameters()]
-        self.disable_adapter_layers()
-        try:
+        with lifecycle.adapters_disabled(self.model, disable=self.disable_adapter_layers):
             yield
-        finally:
-            for module, disabled in zip(modules, was_disabled):
-                module.enable_adapters(not disabled)
-            for param, requires_grad in grads:
-                param.requires_grad_(requires_grad)
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.

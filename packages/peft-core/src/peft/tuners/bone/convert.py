@@ -1,4 +1,4 @@
-"""Convert a saved Bone adapter into the equivalent MiSS adapter (REQUIREMENTS METHOD-BONE-1, SAVE-18).
+"""Convert a saved Bone adapter into the equivalent MiSS adapter (Bone is deprecated in favour of MiSS).
 
 Bone's two variants are MiSS's ``init_weights=True`` and ``"bat"`` with the same tensors, so converting renames
 ``bone_block`` to ``miss_block`` and sets ``peft_type`` to ``MISS``; outputs are unchanged. Adapters saved in

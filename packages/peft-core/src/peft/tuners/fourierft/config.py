@@ -23,8 +23,8 @@ class FourierFTConfig(TargetingConfig):
             warning when it does not fit the target.
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"fourier_only"`` (adapted layers).
         n_frequency_pattern: per-module ``n_frequency`` by name or regex (suffix match), e.g. ``{"k_proj": 500}``.
-        init_weights: ``False`` (default: coefficients ~ N(0, 1), the adapter changes the model from the start,
-            METHOD-INIT-1) or ``True`` (zeros: the adapter starts as the identity).
+        init_weights: ``False`` (default: coefficients ~ N(0, 1), the adapter changes the model from the start, as
+            in the reference) or ``True`` (zeros: the adapter starts as the identity).
 
     Example:
         >>> config = FourierFTConfig(n_frequency=1000, scaling=150.0, target_modules=["query", "value"])

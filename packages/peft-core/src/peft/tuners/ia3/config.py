@@ -1,4 +1,4 @@
-"""``IA3Config``: the settings of an (IA)³ adapter (REQUIREMENTS METHOD-IA3-1/2)."""
+"""``IA3Config``: the settings of an (IA)³ adapter."""
 
 from __future__ import annotations
 

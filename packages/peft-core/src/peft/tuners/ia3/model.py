@@ -69,7 +69,8 @@ class IA3Model(BaseTuner):
 
     @staticmethod
     def _compress_target_modules(peft_config: PeftConfig, matched: list[str], all_names: list[str]) -> None:
-        """(IA)³ keeps its target list as given, so that ``feedforward_modules`` stays a subset of it (TGT-9)."""
+        """(IA)³ keeps its target list as given, so that ``feedforward_modules`` stays a subset of it (no compression
+        of long target lists)."""
 
     @staticmethod
     def _is_feedforward(config: IA3Config, key: str) -> bool:

@@ -1,4 +1,4 @@
-"""``add_weighted_adapter``: build a new LoRA adapter from a weighted combination of existing ones (LIFE-23).
+"""``add_weighted_adapter``: build a new LoRA adapter from a weighted combination of existing ones.
 
 Every supported layer stores an adapter as two factors that flatten to matrices ``A`` (``r x n_in``) and ``B``
 (``n_out x r``) with ``delta = scaling * B @ A`` (Linear/Conv1D: ``lora_A``/``lora_B`` weights; Embedding:

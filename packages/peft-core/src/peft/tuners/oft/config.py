@@ -75,7 +75,8 @@ class OFTConfig(TargetingConfig):
 
     @classmethod
     def check_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
-        """Refuse a saved config of the pre-0.14 OFT format (SAVE-17) and warn about Cayley-Neumann adapters saved
+        """Refuse a saved config of the pre-0.14 OFT format (its blocks are laid out differently) and warn about
+        Cayley-Neumann adapters saved
         before 0.18 (the series changed then).
 
         Raises:

@@ -30,7 +30,7 @@ class ShiraConfig(ModulesToSave, BaseTargetingConfig):
         fan_in_fan_out: the base weight is stored ``(in, out)``; only ``nn.Linear`` is supported, so this is reset
             to False with a warning.
         init_weights: ``True``: the sparse values start at zero (the adapter is the identity); ``False``: standard
-            normal (for tests). Note (METHOD-INIT-1): SHiRA's default is the identity here, as in the reference.
+            normal (for tests). SHiRA's default is the identity, as in the reference.
 
     Example:
         >>> config = ShiraConfig(r=32, random_seed=42, target_modules=["q_proj", "v_proj"])
