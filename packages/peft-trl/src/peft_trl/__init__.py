@@ -45,4 +45,3 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'peft_trl' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
-
