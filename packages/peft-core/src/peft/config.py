@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from peft import registry
 from peft._version import __version__
 from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs
+from peft.utils.hub import PushToHubMixin
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
 
@@ -68,13 +69,16 @@ def _to_json_value(value: Any) -> Any:
 
 
 @dataclass
-class PeftConfigMixin:
+class PeftConfigMixin(PushToHubMixin):
     """Fields and (de)serialisation common to every PEFT config.
 
     Subclasses may declare ``_inert_fields``: fields this version knows by name but does not implement, mapped to
     the value under which they change nothing. Any other value is refused, so an adapter is never silently
     computed differently from the way it was trained.
     """
+
+    _hub_commit_message = "Upload config"
+    _hub_updates_card = False  # a config alone writes no model card
 
     task_type: TaskType | str | None = field(default=None, metadata={"help": "The type of task."})
     peft_type: PeftType | str | None = field(default=None, metadata={"help": "The type of PEFT method."})
@@ -146,40 +150,6 @@ class PeftConfigMixin:
         if output.get("peft_version") is None:
             output["peft_version"] = _get_peft_version()
         atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: bool | str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        max_shard_size: int | str | None = "50GB",
-        tags: list[str] | None = None,
-    ) -> Any:
-        """Upload ``adapter_config.json`` to the Hub (see ``PeftModel.push_to_hub`` for the arguments).
-
-        Returns:
-            The ``huggingface_hub.CommitInfo`` of the commit.
-        """
-        from peft.utils.hub import push_to_hub
-
-        return push_to_hub(
-            self.save_pretrained,
-            repo_id,
-            default_commit_message="Upload config",
-            commit_message=commit_message,
-            commit_description=commit_description,
-            private=private,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-            tags=tags,
-            update_card=False,
-        )
 
     @classmethod
     def _config_class_for(cls, peft_type: Any) -> type[PeftConfigMixin]:

@@ -25,6 +25,8 @@ from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.files import atomic_write_text, load_peft_weights, save_adapter_weights
+from peft.utils.hub import PushToHubMixin
+from peft.utils.other import delegated_getattr
 from peft.utils.torch_internals import new_module
 
 MIXED_CONFIG_NAME = "mixed_config.json"
@@ -56,7 +58,7 @@ class MixedModel(BaseTuner):
         """Stacking adapters is what a mixed model is for."""
 
 
-class PeftMixedModel(nn.Module):
+class PeftMixedModel(PushToHubMixin, nn.Module):
     """A model holding adapters of several PEFT types (e.g. LoRA and trainable tokens), stacked in order added.
 
     Only the first adapter is active until ``set_adapter`` is called; several can be active at once.
@@ -74,12 +76,7 @@ class PeftMixedModel(nn.Module):
         self._adapter_order = [adapter_name]
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("base_model", "_modules", "_parameters", "_buffers"):
-                raise
-            return getattr(self.base_model, name)
+        return delegated_getattr(self, name, "base_model")
 
     @property
     def peft_config(self) -> dict[str, PeftConfig]:
@@ -203,8 +200,6 @@ class PeftMixedModel(nn.Module):
 
     def unload(self) -> nn.Module:
         return self.base_model.unload()
-
-    push_to_hub = PeftModel.push_to_hub
 
     # counting and status work the same for any model holding adapters (the reference refuses status here)
     get_nb_trainable_parameters = PeftModel.get_nb_trainable_parameters

@@ -36,11 +36,13 @@ from peft.utils.files import (  # noqa: F401 (the weight file names: the referen
     save_adapter_weights,
     split_hub_kwargs,
 )
+from peft.utils.hub import PushToHubMixin
 from peft.utils.model_card import update_model_card
+from peft.utils.other import delegated_getattr
 from peft.utils.warnings import warn
 
 
-class PeftModel(nn.Module):
+class PeftModel(PushToHubMixin, nn.Module):
     """A model with adapters of one PEFT method.
 
     Args:
@@ -85,12 +87,7 @@ class PeftModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ access
     def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("base_model", "_modules", "_parameters", "_buffers"):
-                raise
-            return getattr(self.base_model, name)
+        return delegated_getattr(self, name, "base_model")
 
     @property
     def peft_config(self) -> dict[str, PeftConfig]:
@@ -316,52 +313,6 @@ class PeftModel(nn.Module):
             save_adapter_weights(state_dict, output_dir, safe_serialization)
             self._saved_config(config).save_pretrained(output_dir)
         self._write_model_card(save_directory)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: bool | str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        max_shard_size: int | str | None = "50GB",
-        tags: list[str] | None = None,
-    ) -> Any:
-        """Upload every adapter (as ``save_pretrained`` writes it) and the model card to the Hub, in one commit.
-
-        Args:
-            repo_id: ``"name"`` or ``"organization/name"``; created if it does not exist.
-            commit_message: defaults to ``"Upload model"``.
-            private: visibility of a newly created repository.
-            token: the Hub token (None: the stored one).
-            revision: the branch to commit to (created if needed).
-            create_pr: open a pull request instead of committing.
-            max_shard_size: accepted for compatibility; adapter files are never sharded.
-            tags: tags to add to the model card.
-
-        Returns:
-            The ``huggingface_hub.CommitInfo`` of the commit.
-
-        Example:
-            >>> peft_model.push_to_hub("my-org/my-lora", private=True)
-        """
-        from peft.utils.hub import push_to_hub
-
-        return push_to_hub(
-            self.save_pretrained,
-            repo_id,
-            default_commit_message="Upload model",
-            commit_message=commit_message,
-            commit_description=commit_description,
-            private=private,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-            tags=tags,
-        )
 
     def _write_model_card(self, save_directory: str) -> None:
         base = self.get_base_model()

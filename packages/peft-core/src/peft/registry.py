@@ -113,33 +113,25 @@ def load_all_methods() -> None:
 
 
 def config_class(peft_type: Any) -> type:
-    """The config class of ``peft_type``.
-
-    Raises:
-        ValueError: for an unknown peft_type, naming the known ones.
-    """
-    load_method(peft_type)
-    return _CONFIGS.get(_key(peft_type)) or _unknown(peft_type)
+    """The config class of ``peft_type``; a ``ValueError`` naming the known ones for an unknown peft_type."""
+    return _lookup(_CONFIGS, peft_type)
 
 
 def tuner_class(peft_type: Any) -> type:
-    """The tuner class of ``peft_type`` (a ``BaseTuner`` subclass; a module for prompt learning).
-
-    Raises:
-        ValueError: for an unknown peft_type, naming the known ones.
-    """
-    load_method(peft_type)
-    return _TUNERS.get(_key(peft_type)) or _unknown(peft_type)
+    """The tuner class of ``peft_type`` (a ``BaseTuner`` subclass; a module for prompt learning); a ``ValueError``
+    naming the known ones for an unknown peft_type."""
+    return _lookup(_TUNERS, peft_type)
 
 
 def parameter_prefix(peft_type: Any) -> str:
-    """The prefix of the names of ``peft_type``'s adapter parameters (``"lora_"``).
+    """The prefix of the names of ``peft_type``'s adapter parameters (``"lora_"``); a ``ValueError`` naming the known
+    ones for an unknown peft_type."""
+    return _lookup(_PREFIXES, peft_type)
 
-    Raises:
-        ValueError: for an unknown peft_type, naming the known ones.
-    """
+
+def _lookup(table: dict[str, Any], peft_type: Any) -> Any:
     load_method(peft_type)
-    return _PREFIXES.get(_key(peft_type)) or _unknown(peft_type)
+    return table.get(_key(peft_type)) or _unknown(peft_type)
 
 
 def mixed_tuner_class(peft_type: Any) -> type:

@@ -54,7 +54,7 @@ from peft.utils.constants import (
     UPCAST_DTYPES,
 )
 from peft.utils.error import NoMatchingPeftModuleError
-from peft.utils.other import _get_submodules
+from peft.utils.other import _get_submodules, delegated_getattr
 from peft.utils.reference_paths import reference_path_attribute
 from peft.utils.torch_internals import collection_paused
 from peft.utils.warnings import warn
@@ -233,12 +233,7 @@ class BaseTuner(nn.Module):
 
     # ------------------------------------------------------------------------------------------ attribute access
     def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("model", "_modules", "_parameters", "_buffers"):
-                raise
-            return getattr(self.model, name)
+        return delegated_getattr(self, name, "model")
 
     @property
     def active_adapters(self) -> list[str]:

@@ -35,6 +35,17 @@ def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, s
     return model.get_submodule(parent_name), model.get_submodule(key), target_name
 
 
+def delegated_getattr(module: nn.Module, name: str, inner: str) -> Any:
+    """Attribute lookup for a module that stands in for the module it wraps, its submodule ``inner``: ``nn.Module``'s
+    own (parameters, buffers, submodules), then the wrapped module's attribute."""
+    try:
+        return nn.Module.__getattr__(module, name)
+    except AttributeError:
+        if name in (inner, "_modules", "_parameters", "_buffers"):
+            raise
+        return getattr(nn.Module.__getattr__(module, inner), name)
+
+
 def _no_split_module_names(model: nn.Module) -> set[str]:
     """``_no_split_modules`` declared anywhere in the model (nested models declare their own)."""
     names: set[str] = set()

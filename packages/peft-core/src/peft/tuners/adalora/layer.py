@@ -19,7 +19,6 @@ from torch import nn
 from peft.tuners.lora.layer import LoraLayer
 from peft.tuners.tuners_layer import _first_tensor
 from peft.utils.reference_paths import reference_path_attribute
-from peft.utils.torch_internals import new_module, store_submodule
 
 _RANKNUM_EPS = 1e-5  # keeps the division defined for adapters pruned to rank 0
 
@@ -64,13 +63,7 @@ class AdaLoraLayer(LoraLayer):
         """
         if r < 0:
             raise ValueError(f"`r` should be a positive integer or 0, but the value passed is {r}")
-        self.r[adapter_name] = r
-        self.lora_alpha[adapter_name] = lora_alpha
-        store_submodule(
-            self.lora_dropout,
-            adapter_name,
-            nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity),
-        )
+        self._store_rank(adapter_name, r, lora_alpha, lora_dropout)
         a_shape, b_shape = self._factor_shapes(r)
         # drawn in the order and amount peft 0.21.2 draws them (A, E, B, one value for ranknum), so a seeded model
         # gets the same adapter; created where the default device says (meta under low_cpu_mem_usage)

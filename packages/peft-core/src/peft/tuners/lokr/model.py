@@ -1,5 +1,3 @@
-"""The reference's module path of this name; it is defined in the package itself."""
+"""The reference's module path of this name, defined in the package itself."""
 
-from peft.tuners.lokr import LoKrModel
-
-__all__ = ["LoKrModel"]
+from peft.tuners.lokr import LoKrModel as LoKrModel

@@ -86,6 +86,13 @@ class LoraLayer(BaseTunerLayer):
         """The variant this layer type uses for the given options (None: plain LoRA)."""
         return DoraVariant if use_dora else None
 
+    def _store_rank(self, adapter_name: str, r: int, lora_alpha: float, lora_dropout: float) -> None:
+        """Keep the adapter's rank, alpha and input dropout (``nn.Identity`` for 0)."""
+        self.r[adapter_name] = r
+        self.lora_alpha[adapter_name] = lora_alpha
+        dropout = nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity)
+        store_submodule(self.lora_dropout, adapter_name, dropout)
+
     def update_layer(
         self,
         adapter_name: str,
@@ -118,13 +125,7 @@ class LoraLayer(BaseTunerLayer):
                 f"`lora_bias=True` was passed but the targeted layer of type {type(self.get_base_layer()).__name__} "
                 "has no bias. This means that merging LoRA weights won't be possible."
             )
-        self.r[adapter_name] = r
-        self.lora_alpha[adapter_name] = lora_alpha
-        store_submodule(
-            self.lora_dropout,
-            adapter_name,
-            nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity),
-        )
+        self._store_rank(adapter_name, r, lora_alpha, lora_dropout)
         self._create_adapter_weights(adapter_name, r, lora_bias, **self._factory_kwargs())
         self.use_rslora[adapter_name] = use_rslora
         self.scaling[adapter_name] = self._default_scaling(adapter_name)

@@ -50,39 +50,9 @@ class LoraModel(BaseTuner):
                 "target_modules for the others."
             )
 
-    def add_weighted_adapter(
-        self,
-        adapters: list[str],
-        weights: list[float],
-        adapter_name: str,
-        combination_type: str = "svd",
-        svd_rank: int | None = None,
-        svd_clamp: float | None = None,
-        svd_full_matrices: bool = True,
-        svd_driver: str | None = None,
-        density: float | None = None,
-        majority_sign_method: str = "total",
-    ) -> None:
-        """Add ``adapter_name``, a weighted combination of ``adapters`` (see ``peft.tuners.lora.weighted``).
-
-        ``combination_type``: ``svd``, ``linear``, ``cat``, ``ties``, ``ties_svd``, ``dare_linear``, ``dare_ties``,
-        ``dare_linear_svd``, ``dare_ties_svd``, ``magnitude_prune`` or ``magnitude_prune_svd``. Weights may be
-        negative. ``svd_*`` options apply to the SVD types, ``density`` to the pruning types (fraction kept),
-        ``majority_sign_method`` (``"total"``/``"frequency"``) to the TIES types. The new adapter is not activated.
-        """
-        add_weighted_adapter(
-            self,
-            adapters,
-            weights,
-            adapter_name,
-            combination_type=combination_type,
-            svd_rank=svd_rank,
-            svd_clamp=svd_clamp,
-            svd_full_matrices=svd_full_matrices,
-            svd_driver=svd_driver,
-            density=density,
-            majority_sign_method=majority_sign_method,
-        )
+    # adapter_name, a weighted combination of adapters (see peft.tuners.lora.weighted): svd, linear, cat, ties,
+    # ties_svd, dare_linear, dare_ties, dare_linear_svd, dare_ties_svd, magnitude_prune or magnitude_prune_svd
+    add_weighted_adapter = add_weighted_adapter
 
     def _prepare_model(self, peft_config: LoraConfig, model: nn.Module) -> None:
         if peft_config.layer_replication:
