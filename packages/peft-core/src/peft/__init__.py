@@ -23,6 +23,7 @@ from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
 from peft.utils import (  # noqa: E402
+    CheckpointMismatchError,
     PeftType,
     PeftWarning,
     TaskType,
@@ -45,6 +46,7 @@ __all__ = [
     "C3AConfig",
     "C3AModel",
     "CPTConfig",
+    "CheckpointMismatchError",
     "CPTEmbedding",
     "FourierFTConfig",
     "FourierFTModel",

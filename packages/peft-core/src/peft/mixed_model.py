@@ -22,8 +22,9 @@ from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.files import atomic_write_text
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.errors import checkpoint_file
+from peft.utils.files import atomic_write_text, split_hub_kwargs
+from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 
 MIXED_CONFIG_NAME = "mixed_config.json"
 
@@ -190,7 +191,7 @@ class PeftMixedModel(nn.Module):
         config = config or PeftConfig.from_pretrained(path, **kwargs)
         config.inference_mode = not is_trainable
         peft_model = cls(model, config, adapter_name)
-        peft_model._load_weights(path, adapter_name, is_trainable)
+        peft_model._load_weights(path, adapter_name, is_trainable, **kwargs)
         return peft_model
 
     def load_adapter(self, model_id: str | os.PathLike, adapter_name: str, is_trainable: bool = False, **kwargs: Any):
@@ -198,10 +199,13 @@ class PeftMixedModel(nn.Module):
         config = PeftConfig.from_pretrained(model_id, **kwargs)
         config.inference_mode = not is_trainable
         self.add_adapter(adapter_name, config)
-        return self._load_weights(model_id, adapter_name, is_trainable)
+        return self._load_weights(model_id, adapter_name, is_trainable, **kwargs)
 
-    def _load_weights(self, path: str | os.PathLike, adapter_name: str, is_trainable: bool) -> Any:
-        result = set_peft_model_state_dict(self, load_peft_weights(path), adapter_name=adapter_name)
+    def _load_weights(self, model_id: str | os.PathLike, adapter_name: str, is_trainable: bool, **kwargs: Any) -> Any:
+        hub_kwargs, rest = split_hub_kwargs(kwargs)
+        path, state_dict = read_adapter_weights(model_id, subfolder=rest.get("subfolder"), **hub_kwargs)
+        with checkpoint_file(path):
+            result = set_peft_model_state_dict(self, state_dict, adapter_name=adapter_name)
         self.base_model.set_requires_grad(adapter_name, is_trainable)
         return result
 

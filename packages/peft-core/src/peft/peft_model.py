@@ -19,8 +19,9 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
+from peft.utils.errors import checkpoint_file
 from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 from peft.utils.warnings import warn
 
 
@@ -381,10 +382,17 @@ class PeftModel(nn.Module):
         **kwargs: Any,
     ) -> Any:
         """Load a saved adapter as ``adapter_name`` (not activated). Returns the load result (missing and
-        unexpected keys)."""
+        unexpected keys).
+
+        Raises:
+            ValueError: if the adapter's files are missing or invalid.
+            CheckpointMismatchError: if the weights do not fit the model (naming the file and each tensor); an
+                adapter this call added is removed again.
+        """
         hub_kwargs, rest = split_hub_kwargs(kwargs)
         subfolder = rest.get("subfolder")
-        if adapter_name not in self.peft_config:
+        added = adapter_name not in self.peft_config
+        if added:
             config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **hub_kwargs)
             config.inference_mode = not is_trainable
             if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
@@ -395,15 +403,21 @@ class PeftModel(nn.Module):
                 low_cpu_mem_usage=low_cpu_mem_usage,
                 autocast_adapter_dtype=autocast_adapter_dtype,
             )
-        state_dict = load_peft_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
-        state_dict = self._apply_key_mapping(state_dict, key_mapping)
-        result = set_peft_model_state_dict(
-            self,
-            state_dict,
-            adapter_name=adapter_name,
-            low_cpu_mem_usage=low_cpu_mem_usage,
-            ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
-        )
+        try:
+            path, state_dict = read_adapter_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
+            state_dict = self._apply_key_mapping(state_dict, key_mapping)
+            with checkpoint_file(path):
+                result = set_peft_model_state_dict(
+                    self,
+                    state_dict,
+                    adapter_name=adapter_name,
+                    low_cpu_mem_usage=low_cpu_mem_usage,
+                    ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
+                )
+        except Exception:
+            if added and len(self.peft_config) > 1:
+                self.delete_adapter(adapter_name)  # a refused checkpoint leaves no half-loaded adapter behind
+            raise
         if result.missing_keys:
             warn(f"Found missing adapter keys while loading the checkpoint: {result.missing_keys}.")
         if result.unexpected_keys:

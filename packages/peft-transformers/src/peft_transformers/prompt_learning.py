@@ -22,6 +22,7 @@ from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
+from peft.utils.errors import CheckpointMismatchError, SizeMismatch, size_mismatch_error
 from peft.utils.warnings import warn
 
 
@@ -174,20 +175,41 @@ class PromptLearningMixin:
             return {"prompt_embeddings": encoder(tokens).detach()}
 
     def _load_prompt_learning_state_dict(self, state_dict: dict[str, torch.Tensor], adapter_name: str) -> set[str]:
-        """Load the prompt tensors of ``state_dict``; returns the keys used."""
+        """Load the prompt tensors of ``state_dict``; returns the keys used.
+
+        Raises:
+            CheckpointMismatchError: if a tensor is missing or its shape does not fit (nothing is loaded then).
+        """
         encoder = self.prompt_encoder[adapter_name]
-        targets = {"prompt_embeddings": encoder.embedding.weight}
+        live_prefix = f"prompt_encoder.{adapter_name}."
+        targets = {"prompt_embeddings": ("embedding.weight", encoder.embedding.weight)}
         if isinstance(encoder, MultitaskPromptEmbedding):
-            targets |= {"prefix_task_cols": encoder.prefix_task_cols, "prefix_task_rows": encoder.prefix_task_rows}
-        for key, param in targets.items():
-            if key not in state_dict:
-                raise ValueError(f"The checkpoint has no {key!r}, which a {type(encoder).__name__} needs.")
-            if param.shape != state_dict[key].shape:
-                raise ValueError(
-                    f"Size mismatch for {key!r}: the checkpoint has shape {tuple(state_dict[key].shape)}, the model "
-                    f"expects {tuple(param.shape)}."
+            targets |= {
+                "prefix_task_cols": ("prefix_task_cols", encoder.prefix_task_cols),
+                "prefix_task_rows": ("prefix_task_rows", encoder.prefix_task_rows),
+            }
+        missing = sorted(live_prefix + live for key, (live, _) in targets.items() if key not in state_dict)
+        if missing:
+            absent = sorted(key for key in targets if key not in state_dict)
+            raise CheckpointMismatchError(
+                f"The checkpoint has no {' or '.join(map(repr, absent))}, which a {type(encoder).__name__} needs.",
+                missing_keys=missing,
+            )
+        mismatches = [
+            SizeMismatch(key, live_prefix + live, tuple(state_dict[key].shape), tuple(param.shape))
+            for key, (live, param) in targets.items()
+            if state_dict[key].shape != param.shape
+        ]
+        if mismatches:
+            hint = ""
+            if not self._peft_config[adapter_name].inference_mode and not isinstance(encoder, PromptEmbedding):
+                hint = (
+                    "A checkpoint saved from a trainable prompt encoder holds the encoder's output, which loads only "
+                    "for inference: load it with is_trainable=False (PeftModel.from_pretrained(base_model, path))."
                 )
-            with torch.no_grad():
+            raise size_mismatch_error(mismatches, adapter_name, hint)
+        with torch.no_grad():
+            for key, (_, param) in targets.items():
                 param.copy_(state_dict[key])
         return set(targets)
 

@@ -28,6 +28,7 @@ from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.errors import CheckpointMismatchError
 from peft.utils.warnings import warn
 
 _SUPPORTED = "torch.nn.Linear (optionally quantized), transformers.pytorch_utils.Conv1D"
@@ -275,7 +276,10 @@ class SharedProjectionTuner(BaseTuner):
                 new[name] = tensor
         if all(new[name] is current[name] for name in self.projection_names):
             return
-        self._check_fit(adapter_name, new, self._layers_of(adapter_name))
+        try:
+            self._check_fit(adapter_name, new, self._layers_of(adapter_name))
+        except ValueError as exc:
+            raise CheckpointMismatchError(f"The checkpoint's projections do not fit: {exc}") from None
         for name in self.projection_names:
             self._modules[name][adapter_name] = new[name]
 
@@ -392,7 +396,8 @@ class SharedProjectionTuner(BaseTuner):
         are the same tensor and are dropped.
 
         Raises:
-            ValueError: if ``save_projection`` is set but the checkpoint holds no projections.
+            CheckpointMismatchError: if ``save_projection`` is set but the checkpoint holds no projections, or they
+                are too small for the adapter's layers.
         """
         prefix, tuner = cls._find_tuner(model)
         loaded: dict[str, torch.Tensor] = {}
@@ -406,9 +411,10 @@ class SharedProjectionTuner(BaseTuner):
         names = " and ".join(cls.projection_names)
         if config.save_projection:
             if len(loaded) != len(cls.projection_names):
-                raise ValueError(
+                raise CheckpointMismatchError(
                     f"The adapter config has save_projection=True but the checkpoint does not hold {names}; set "
-                    "save_projection=False in its adapter_config.json to draw them from projection_prng_key."
+                    "save_projection=False in its adapter_config.json to draw them from projection_prng_key.",
+                    missing_keys=[prefix + name for name in cls.projection_names if name not in loaded],
                 )
             tuner._load_projections(adapter_name, loaded)
         elif loaded:

@@ -36,6 +36,7 @@ from peft.tuners.tuners_layer import (
     mixed_batch,
     walk_modules,
 )
+from peft.utils.errors import CheckpointMismatchError
 from peft.utils.other import AuxiliaryTrainingWrapper, _get_submodules
 from peft.utils.warnings import warn
 
@@ -393,12 +394,17 @@ class BaseTuner(nn.Module):
         self, state_dict: dict[str, torch.Tensor], matched: list[str], all_names: list[str]
     ) -> list[str]:
         marker = "." + self.prefix
-        from_state_dict = {key.rsplit(marker, 1)[0].replace("_orig_mod.", "") for key in state_dict if marker in key}
+
+        def _module_of(key: str) -> str:
+            return key.rsplit(marker, 1)[0].replace("_orig_mod.", "")
+
+        from_state_dict = {_module_of(key) for key in state_dict if marker in key}
         known = set(all_names)
-        unknown = sorted(from_state_dict - known)
+        unknown = from_state_dict - known
         if unknown:
-            raise ValueError(
-                f"The state_dict has adapter weights for modules the model does not have: {unknown[:10]}."
+            raise CheckpointMismatchError(
+                f"The state_dict has adapter weights for modules the model does not have: {sorted(unknown)[:10]}.",
+                unexpected_keys=[k for k in sorted(state_dict) if marker in k and _module_of(k) in unknown],
             )
         only_config, only_sd = sorted(set(matched) - from_state_dict), sorted(from_state_dict - set(matched))
         if only_config or only_sd:

@@ -1,5 +1,6 @@
 """Utilities: types, state dicts, module helpers, auxiliary wrappers."""
 
+from peft.utils.errors import CheckpointMismatchError
 from peft.utils.other import (
     AuxiliaryTrainingWrapper,
     ModulesToSaveWrapper,
@@ -14,6 +15,7 @@ from peft.utils.warnings import PeftWarning
 
 __all__ = [
     "AuxiliaryTrainingWrapper",
+    "CheckpointMismatchError",
     "ModulesToSaveWrapper",
     "PeftType",
     "PeftWarning",

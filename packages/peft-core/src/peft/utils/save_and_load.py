@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
+from peft.utils.errors import SizeMismatch, size_mismatch_error
 from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
 
 
@@ -274,8 +275,8 @@ def set_peft_model_state_dict(
         (checkpoint keys that fit nothing).
 
     Raises:
-        ValueError: if a tensor's shape does not fit (naming the key and both shapes), unless
-            ``ignore_mismatched_sizes``.
+        CheckpointMismatchError: if tensors' shapes do not fit (naming each key and both shapes), unless
+            ``ignore_mismatched_sizes``; no tensor of the adapter's layers is written then.
     """
     config = _peft_config_of(model, adapter_name)
     from peft.hosts import get_host_registry
@@ -291,27 +292,31 @@ def set_peft_model_state_dict(
         used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
         peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}
     key_map = _adapter_key_map(model, adapter_name) | _auxiliary_key_map(model, adapter_name)
-    loaded: set[str] = set()
+    # every key and shape is checked before anything is written: a refused checkpoint leaves the adapter unchanged
+    writes: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor, str]] = []
+    mismatches: list[SizeMismatch] = []
     unexpected: list[str] = []
+    for file_key, tensor in peft_model_state_dict.items():
+        key = file_key.replace("_orig_mod.", "")
+        live_key = key_map.get(key)
+        owner, name = _owner_of(model, live_key if live_key is not None else key)
+        if owner is None:
+            unexpected.append(file_key)
+            continue
+        # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
+        live_key = live_key if live_key is not None else key
+        current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+        if tensor.shape != current.shape:
+            mismatches.append(SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape)))
+            continue
+        writes.append((owner, name, current, tensor, live_key))
+    if mismatches and not ignore_mismatched_sizes:
+        raise size_mismatch_error(
+            mismatches, adapter_name, "Check that r and the targeted modules match the adapter's config."
+        )
+    loaded: set[str] = set()
     with torch.no_grad():
-        for file_key, tensor in peft_model_state_dict.items():
-            key = file_key.replace("_orig_mod.", "")
-            live_key = key_map.get(key)
-            owner, name = _owner_of(model, live_key if live_key is not None else key)
-            if owner is None:
-                unexpected.append(file_key)
-                continue
-            # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
-            live_key = live_key if live_key is not None else key
-            current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
-            if tensor.shape != current.shape:
-                if ignore_mismatched_sizes:
-                    continue
-                raise ValueError(
-                    f"Size mismatch for {file_key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
-                    f"expects {tuple(current.shape)}. Check that r and the targeted modules match the adapter's "
-                    "config."
-                )
+        for owner, name, current, tensor, live_key in writes:
             _write_tensor(owner, name, current, tensor, assign=low_cpu_mem_usage or current.device.type == "meta")
             loaded.add(live_key)
     if low_cpu_mem_usage:
@@ -361,6 +366,13 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
         ValueError: if no weight file is found, or it cannot be read.
     """
     subfolder = hub_kwargs.pop("subfolder", None)
+    return read_adapter_weights(model_id, device=device, subfolder=subfolder, **hub_kwargs)[1]
+
+
+def read_adapter_weights(
+    model_id: str | os.PathLike, device: str | None = None, subfolder: str | None = None, **hub_kwargs: Any
+) -> tuple[str, dict[str, torch.Tensor]]:
+    """``(path of the file read, its tensors)``: :func:`load_peft_weights` that also says which file it read."""
     device = device or "cpu"
     path = resolve_file(model_id, SAFETENSORS_WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
@@ -368,13 +380,13 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
         from safetensors.torch import load_file
 
         try:
-            return load_file(path, device=device)
+            return path, load_file(path, device=device)
         except (SafetensorError, OSError) as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
     path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
         try:
-            return torch.load(path, map_location=device, weights_only=True)
+            return path, torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
     where = os.path.join(os.fspath(model_id), subfolder or "")

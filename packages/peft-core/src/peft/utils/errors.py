@@ -1,0 +1,105 @@
+"""The exceptions peft raises when saved adapter files cannot be used as they are.
+
+Every error a load raises because of what is in the files is one of these or a plain ``ValueError`` naming the file
+and the field; ``docs/troubleshooting.md`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SizeMismatch:
+    """One checkpoint tensor whose shape differs from the model tensor it is loaded into."""
+
+    checkpoint_key: str
+    live_key: str
+    checkpoint_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+
+    def torch_line(self) -> str:
+        """The line ``torch.nn.Module.load_state_dict`` writes for this mismatch (hosts match on its text)."""
+        return (
+            f"size mismatch for {self.live_key}: copying a param with shape {torch.Size(self.checkpoint_shape)} from "
+            f"checkpoint, the shape in current model is {torch.Size(self.model_shape)}."
+        )
+
+
+class CheckpointMismatchError(RuntimeError, ValueError):
+    """A checkpoint does not fit the model it is loaded into: tensors of the wrong shape, or keys missing or left over
+    where the load cannot go on without them.
+
+    A ``RuntimeError`` like the one ``torch.nn.Module.load_state_dict`` raises (its message contains torch's own
+    ``size mismatch for <key>: ...`` lines, with the live key, adapter name included), and a ``ValueError`` like
+    peft's other errors about bad input, so code written against either keeps working.
+
+    Attributes:
+        size_mismatches: the tensors whose shapes differ.
+        missing_keys / unexpected_keys: live keys the checkpoint lacks / checkpoint keys that fit nothing, where
+            they caused the error.
+        file: the file the checkpoint was read from, when known.
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        size_mismatches: Sequence[SizeMismatch] = (),
+        missing_keys: Sequence[str] = (),
+        unexpected_keys: Sequence[str] = (),
+        file: str | None = None,
+    ) -> None:
+        self.summary = summary
+        self.size_mismatches = tuple(size_mismatches)
+        self.missing_keys = tuple(missing_keys)
+        self.unexpected_keys = tuple(unexpected_keys)
+        self.file = file
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        lines = [f"{self.file}: {self.summary}" if self.file else self.summary]
+        if self.missing_keys:
+            lines.append("Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in self.missing_keys) + ".")
+        if self.unexpected_keys:
+            lines.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in self.unexpected_keys) + ".")
+        lines.extend(mismatch.torch_line() for mismatch in self.size_mismatches)
+        return "\n\t".join(lines)
+
+    def in_file(self, file: str) -> CheckpointMismatchError:
+        """The same error, naming ``file`` as the checkpoint it comes from."""
+        return CheckpointMismatchError(
+            self.summary, self.size_mismatches, self.missing_keys, self.unexpected_keys, file=file
+        )
+
+    def __reduce__(self):  # picklable across processes (multiprocessing, torch.distributed)
+        return (
+            type(self),
+            (self.summary, self.size_mismatches, self.missing_keys, self.unexpected_keys, self.file),
+        )
+
+
+def size_mismatch_error(mismatches: Sequence[SizeMismatch], adapter_name: str, hint: str) -> CheckpointMismatchError:
+    """The error for tensors of ``adapter_name`` whose shapes do not fit, worded for a reader first."""
+    first = mismatches[0]
+    summary = (
+        f"Size mismatch for {first.checkpoint_key!r}: the checkpoint has shape {tuple(first.checkpoint_shape)}, the "
+        f"model expects {tuple(first.model_shape)}"
+    )
+    more = len(mismatches) - 1
+    summary += f" ({more} more tensor{'s' if more > 1 else ''} of adapter {adapter_name!r} too)." if more else "."
+    return CheckpointMismatchError(f"{summary} {hint}".rstrip(), size_mismatches=mismatches)
+
+
+@contextmanager
+def checkpoint_file(path: str) -> Iterator[None]:
+    """Within the block, a :class:`CheckpointMismatchError` is re-raised naming ``path`` as its checkpoint."""
+    try:
+        yield
+    except CheckpointMismatchError as exc:
+        if exc.file is not None:
+            raise
+        raise exc.in_file(path).with_traceback(exc.__traceback__) from None
