@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs
+from peft.utils.files import CONFIG_NAME, atomic_write_text, read_json_object, resolve_file, split_hub_kwargs
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
 
@@ -176,13 +176,7 @@ class PeftConfigMixin:
     @classmethod
     def from_json_file(cls, path_json_file: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
         """Read a config JSON file into a dict. ``runtime_config`` entries are dropped (they are never saved)."""
-        with open(path_json_file, encoding="utf-8") as f:
-            try:
-                loaded = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path_json_file} is not valid JSON: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path_json_file} must hold a JSON object, got {type(loaded).__name__}.")
+        loaded = read_json_object(os.fspath(path_json_file))
         for name in _RUNTIME_FIELDS:
             loaded.pop(name, None)
         return loaded

@@ -20,10 +20,10 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.peft_model import PeftModel
-from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.errors import checkpoint_file
-from peft.utils.files import atomic_write_text, split_hub_kwargs
+from peft.utils.files import atomic_write_text, read_json_object, split_hub_kwargs, subdirectory
 from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 
 MIXED_CONFIG_NAME = "mixed_config.json"
@@ -142,7 +142,7 @@ class PeftMixedModel(nn.Module):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
         for name in self._adapter_order:
             state_dict = get_peft_model_state_dict(self, adapter_name=name)
-            output_dir = os.path.join(save_directory, name)
+            output_dir = subdirectory(save_directory, name)
             os.makedirs(output_dir, exist_ok=True)
             _save_weights(state_dict, output_dir, safe_serialization)
             config = self.peft_config[name]
@@ -168,13 +168,12 @@ class PeftMixedModel(nn.Module):
         model_id = os.fspath(model_id)
         mixed_path = os.path.join(model_id, MIXED_CONFIG_NAME)
         if config is None and os.path.isfile(mixed_path):
-            with open(mixed_path, encoding="utf-8") as f:
-                mixed = json.load(f)
-            first, *rest = mixed["adapters"]
-            peft_model = cls._load_single(model, os.path.join(model_id, first["name"]), first["name"], is_trainable)
-            for entry in rest:
-                peft_model.load_adapter(os.path.join(model_id, entry["name"]), entry["name"], is_trainable)
-            peft_model.set_adapter(mixed["active_adapters"], inference_mode=not is_trainable)
+            names, active = _read_mixed_config(mixed_path)
+            first, *rest = names
+            peft_model = cls._load_single(model, subdirectory(model_id, first), first, is_trainable)
+            for name in rest:
+                peft_model.load_adapter(subdirectory(model_id, name), name, is_trainable)
+            peft_model.set_adapter(active, inference_mode=not is_trainable)
             return peft_model
         return cls._load_single(model, model_id, adapter_name, is_trainable, config, **kwargs)
 
@@ -218,3 +217,24 @@ class PeftMixedModel(nn.Module):
     # counting works the same for any model holding adapters
     get_nb_trainable_parameters = PeftModel.get_nb_trainable_parameters
     print_trainable_parameters = PeftModel.print_trainable_parameters
+
+
+def _read_mixed_config(path: str) -> tuple[list[str], list[str]]:
+    """``(adapter names in stacking order, active adapter names)`` from a ``mixed_config.json``.
+
+    Raises:
+        ValueError: naming the file and the field if it does not have that layout.
+    """
+    mixed = read_json_object(path)
+    adapters, active = mixed.get("adapters"), mixed.get("active_adapters")
+    if not isinstance(adapters, list) or not adapters or not all(isinstance(a, dict) for a in adapters):
+        raise ValueError(f"{path}: 'adapters' must be a non-empty list of {{'name': ..., 'peft_type': ...}}.")
+    names = [entry.get("name") for entry in adapters]
+    for name in names:
+        try:
+            check_adapter_name(name)
+        except ValueError as exc:
+            raise ValueError(f"{path}: 'adapters': {exc}") from None
+    if not isinstance(active, list) or not all(name in names for name in active):
+        raise ValueError(f"{path}: 'active_adapters' must list names from 'adapters' ({names}), got {active!r}.")
+    return names, active

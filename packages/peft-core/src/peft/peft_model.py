@@ -20,7 +20,7 @@ from peft.config import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
 from peft.utils.errors import checkpoint_file
-from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs
+from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs, subdirectory
 from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 from peft.utils.warnings import warn
 
@@ -269,6 +269,8 @@ class PeftModel(nn.Module):
             raise ValueError("path_initial_model_for_weight_conversion needs PiSSA/OLoRA, not in this version.")
         if selected_adapters is None:
             selected_adapters = list(self.peft_config)
+        if isinstance(selected_adapters, str) or not all(isinstance(n, str) for n in selected_adapters):
+            raise ValueError(f"selected_adapters must be a list of adapter names, got {selected_adapters!r}.")
         unknown = sorted(set(selected_adapters) - set(self.peft_config))
         if unknown:
             raise ValueError(f"Cannot save unknown adapters {unknown}; available: {sorted(self.peft_config)}.")
@@ -282,7 +284,7 @@ class PeftModel(nn.Module):
                 adapter_name=adapter_name,
                 save_embedding_layers=save_embedding_layers,
             )
-            output_dir = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
+            output_dir = save_directory if adapter_name == "default" else subdirectory(save_directory, adapter_name)
             os.makedirs(output_dir, exist_ok=True)
             _save_weights(state_dict, output_dir, safe_serialization)
             self._saved_config(config).save_pretrained(output_dir)

@@ -22,6 +22,7 @@ from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
+from peft.tuners.tuners_layer import check_adapter_name
 from peft.utils.errors import CheckpointMismatchError, SizeMismatch, size_mismatch_error
 from peft.utils.warnings import warn
 
@@ -83,6 +84,7 @@ class PromptLearningMixin:
         self._add_prompt_adapter(adapter_name, peft_config)
 
     def _add_prompt_adapter(self, adapter_name: str, config: PeftConfig) -> None:
+        check_adapter_name(adapter_name)
         config = fill_prompt_learning_config(config, self.base_model)
         word_embeddings = self.base_model.get_input_embeddings()
         peft_type = str(config.peft_type)

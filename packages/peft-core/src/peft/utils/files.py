@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import ntpath
 import os
+import posixpath
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -32,11 +36,54 @@ def split_hub_kwargs(kwargs: dict) -> tuple[dict, dict]:
     return hub, rest
 
 
+def check_path_segment(name: object, what: str) -> None:
+    """``name`` must be usable as one folder name inside another folder, on any OS: a non-empty str that is not
+    ``.``/``..`` and has no path separator, drive or NUL, so joining it to a folder never leaves that folder.
+
+    Raises:
+        ValueError: naming ``what`` and the value.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Invalid {what} {name!r}: it must be a non-empty str.")
+    if name in (".", "..") or any(c in name for c in ("/", "\\", "\0")) or ntpath.splitdrive(name)[0]:
+        raise ValueError(
+            f"Invalid {what} {name!r}: it becomes a folder name, so it must not contain '/', '\\', a drive ('C:') "
+            "or NUL, and must not be '.' or '..'."
+        )
+
+
+def check_subfolder(subfolder: object) -> None:
+    """``subfolder`` (of a local folder or a Hub repo) must be a relative path that stays inside it: segments
+    separated by '/', each a valid folder name (:func:`check_path_segment`).
+
+    Raises:
+        ValueError: naming the value and what would be valid.
+    """
+    if subfolder is None or subfolder == "":
+        return
+    if not isinstance(subfolder, str):
+        raise ValueError(f"subfolder must be a str (a relative path such as 'adapters/a') or None, got {subfolder!r}.")
+    if posixpath.isabs(subfolder) or ntpath.isabs(subfolder):
+        raise ValueError(f"Invalid subfolder {subfolder!r}: it must be a path relative to the adapter's folder.")
+    for segment in subfolder.rstrip("/").split("/"):
+        check_path_segment(segment, f"subfolder {subfolder!r}: segment")
+
+
+def subdirectory(root: str, name: str, what: str = "adapter name") -> str:
+    """``root/name`` for a single folder ``name`` checked with :func:`check_path_segment`."""
+    check_path_segment(name, what)
+    return os.path.join(root, name)
+
+
 def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | None = None, **hub_kwargs) -> str | None:
     """Return the local path of ``filename`` in ``model_id`` (a folder, or a Hub repo id), or None if absent.
 
     A local folder is used as it is; otherwise the file is fetched with ``huggingface_hub`` (imported only then).
+
+    Raises:
+        ValueError: if ``subfolder`` is not a relative path inside ``model_id`` (:func:`check_subfolder`).
     """
+    check_subfolder(subfolder)
     model_id = os.fspath(model_id)
     folder = os.path.join(model_id, subfolder) if subfolder else model_id
     if os.path.isdir(folder):
@@ -78,3 +125,21 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+def read_json_object(path: str) -> dict[str, Any]:
+    """The JSON object (a dict) stored in ``path``.
+
+    Raises:
+        ValueError: naming ``path`` if it cannot be read as UTF-8 JSON (malformed, nested too deeply, numbers too
+            long) or holds something other than an object.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = json.load(f)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValueError(f"{path} is not a valid JSON file: {reason}.") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} must hold a JSON object ({{...}}), got a {type(loaded).__name__}.")
+    return loaded
