@@ -172,7 +172,7 @@ def test_method_shira_1_bad_custom_mask_raises(mask: torch.Tensor, match: str) -
         get_peft_model(_mlp(), config)
 
 
-@pytest.mark.parametrize(("r", "match"), [(0, "positive integer"), (7, "more shira params")])
+@pytest.mark.parametrize(("r", "match"), [(0, "r=0 is invalid: expected an int >= 1"), (7, "more shira params")])
 def test_method_shira_1_invalid_r_raises(r: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):  # r=7 on Linear(10, 20): 210 values for a 200-entry weight
         get_peft_model(_mlp(), _shira(r=r, target_modules=["0"]))
@@ -424,8 +424,8 @@ def test_method_vblora_1_transformers_conv1d_uses_fan_in_fan_out() -> None:
     [
         ({"vector_length": 3}, "must be divisible by `vector_length` 3"),
         ({"topk": 9}, "cannot exceed `num_vectors`"),
-        ({"r": 0}, "positive integer"),
-        ({"topk": 0}, "positive integer"),
+        ({"r": 0}, "r=0 is invalid: expected an int >= 1"),
+        ({"topk": 0}, "topk=0 is invalid: expected an int >= 1"),
     ],
 )
 def test_method_vblora_1_invalid_layer_settings_raise(kwargs: dict, match: str) -> None:

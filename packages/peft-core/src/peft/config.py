@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from peft.utils.config_fields import PositiveInt, check_config_fields
 from peft.utils.files import CONFIG_NAME, atomic_write_text, read_json_object, resolve_file, split_hub_kwargs
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
@@ -76,6 +77,7 @@ class PeftConfigMixin:
     _inert_fields: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
+        check_config_fields(self)
         valid_tasks = [t.value for t in TaskType]
         if self.task_type is not None and str(self.task_type) not in valid_tasks:
             raise ValueError(f"Invalid task_type {self.task_type!r}; valid values are {valid_tasks} or None.")
@@ -192,7 +194,7 @@ class PeftConfigMixin:
         file; other kwargs override loaded values.
 
         Raises:
-            ValueError: if no config file is found, or it is not a valid config.
+            ValueError: if no config file is found, or it is not a valid config (naming the file and the field).
         """
         hub_kwargs, overrides = split_hub_kwargs(kwargs)
         path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, subfolder=subfolder, **hub_kwargs)
@@ -201,9 +203,16 @@ class PeftConfigMixin:
             raise ValueError(f"Can't find '{CONFIG_NAME}' at '{where}'.")
         loaded = cls.from_json_file(path)
         loaded.update(overrides)
-        config_cls = cls._config_class_for(loaded.get("peft_type"))
-        config_cls.check_kwargs(**loaded)
-        return config_cls(**config_cls._filter_known_kwargs(loaded))
+        try:
+            config_cls = cls._config_class_for(loaded.get("peft_type"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        try:
+            config_cls.check_kwargs(**loaded)
+            return config_cls(**config_cls._filter_known_kwargs(loaded))
+        except (ValueError, TypeError) as exc:
+            # the message names the field and the value; say which file they come from
+            raise ValueError(f"{path}: {exc}") from exc
 
 
 @dataclass
@@ -238,11 +247,15 @@ class PeftConfig(PeftConfigMixin):
 class PromptLearningConfig(PeftConfig):
     """Base of soft-prompt configs; missing sizes are filled from the model's config."""
 
-    num_virtual_tokens: int = field(default=None, metadata={"help": "Number of virtual tokens."})
-    token_dim: int = field(default=None, metadata={"help": "The hidden embedding dimension of the base model."})
-    num_transformer_submodules: int | None = field(default=None, metadata={"help": "Number of transformer parts."})
-    num_attention_heads: int | None = field(default=None, metadata={"help": "Number of attention heads."})
-    num_layers: int | None = field(default=None, metadata={"help": "Number of transformer layers."})
+    num_virtual_tokens: PositiveInt = field(default=None, metadata={"help": "Number of virtual tokens."})
+    token_dim: PositiveInt = field(
+        default=None, metadata={"help": "The hidden embedding dimension of the base model."}
+    )
+    num_transformer_submodules: PositiveInt | None = field(
+        default=None, metadata={"help": "Number of transformer parts."}
+    )
+    num_attention_heads: PositiveInt | None = field(default=None, metadata={"help": "Number of attention heads."})
+    num_layers: PositiveInt | None = field(default=None, metadata={"help": "Number of transformer layers."})
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     @property

@@ -59,7 +59,7 @@ class LoraConfig(PeftConfig):
     r: int = field(default=8, metadata={"help": "LoRA attention dimension (the rank)."})
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
-    lora_alpha: int = field(default=8, metadata={"help": "LoRA alpha."})
+    lora_alpha: float = field(default=8, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: Literal["none", "all", "lora_only"] = field(default="none", metadata={"help": "Bias type for LoRA."})
@@ -69,7 +69,7 @@ class LoraConfig(PeftConfig):
     layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
     layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     rank_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module ranks."})
-    alpha_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
+    alpha_pattern: dict[str, float] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
     megatron_config: dict | None = field(default=None, metadata={"help": "Megatron parallel-linear config."})
     megatron_core: str | None = field(default="megatron.core", metadata={"help": "Megatron core module."})
     trainable_token_indices: list[int] | dict[str, list[int]] | None = field(
