@@ -243,3 +243,16 @@ def test_a_prompt_checkpoint_that_does_not_fit_raises_checkpoint_mismatch_error(
     with pytest.raises(CheckpointMismatchError, match="has no 'prompt_embeddings'") as excinfo:
         PeftModel.from_pretrained(_tiny_llama(), tmp_path)
     assert excinfo.value.missing_keys == ("prompt_encoder.default.embedding.weight",)
+
+
+def test_an_integer_prompt_embedding_is_refused(tmp_path):
+    """Issue #14: the reference casts integer prompt embeddings to float silently."""
+    from safetensors.torch import load_file, save_file
+
+    from peft import CheckpointMismatchError
+
+    get_peft_model(_tiny_llama(), CONFIGS["prompt_tuning"]()).save_pretrained(tmp_path)
+    weights_path = tmp_path / "adapter_model.safetensors"
+    save_file({"prompt_embeddings": (load_file(weights_path)["prompt_embeddings"] * 10).long()}, weights_path)
+    with pytest.raises(CheckpointMismatchError, match="dtype mismatch for prompt_encoder.default.embedding.weight"):
+        PeftModel.from_pretrained(_tiny_llama(), tmp_path)

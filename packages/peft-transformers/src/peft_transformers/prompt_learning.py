@@ -23,7 +23,13 @@ from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
 from peft.tuners.tuners_layer import check_adapter_name
-from peft.utils.errors import CheckpointMismatchError, SizeMismatch, size_mismatch_error
+from peft.utils.errors import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    dtype_mismatch_error,
+    size_mismatch_error,
+)
 from peft.utils.warnings import warn
 
 
@@ -210,6 +216,12 @@ class PromptLearningMixin:
                     "for inference: load it with is_trainable=False (PeftModel.from_pretrained(base_model, path))."
                 )
             raise size_mismatch_error(mismatches, adapter_name, hint)
+        dtype_mismatches = [
+            DtypeMismatch.between(key, live_prefix + live, state_dict[key], param)
+            for key, (live, param) in targets.items()
+        ]
+        if any(dtype_mismatches):
+            raise dtype_mismatch_error([m for m in dtype_mismatches if m is not None])
         with torch.no_grad():
             for key, (_, param) in targets.items():
                 param.copy_(state_dict[key])

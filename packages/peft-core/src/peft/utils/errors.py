@@ -30,9 +30,44 @@ class SizeMismatch:
         )
 
 
+@dataclass(frozen=True)
+class DtypeMismatch:
+    """One checkpoint tensor whose dtype cannot hold the values of the model tensor it is loaded into (integers or
+    bools for float weights, floats for integer indices): loading would cast them silently."""
+
+    checkpoint_key: str
+    live_key: str
+    checkpoint_dtype: torch.dtype
+    model_dtype: torch.dtype
+
+    @classmethod
+    def between(
+        cls, checkpoint_key: str, live_key: str, checkpoint: torch.Tensor, model: torch.Tensor
+    ) -> DtypeMismatch | None:
+        """The mismatch of ``checkpoint`` loaded into ``model``, or None if its dtype is of the same kind (floating,
+        complex, or integer/bool); widths may differ, as loading casts them."""
+        if _dtype_kind(checkpoint.dtype) == _dtype_kind(model.dtype):
+            return None
+        return cls(checkpoint_key, live_key, checkpoint.dtype, model.dtype)
+
+    def line(self) -> str:
+        return (
+            f"dtype mismatch for {self.live_key}: the checkpoint holds {self.checkpoint_dtype}, which cannot stand "
+            f"for the model's {self.model_dtype} values without changing them."
+        )
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype.is_complex:
+        return "complex"
+    return "floating" if dtype.is_floating_point else "integer"
+
+
 class CheckpointMismatchError(RuntimeError, ValueError):
     """A checkpoint does not fit the model it is loaded into: tensors of the wrong shape, or keys missing or left over
     where the load cannot go on without them.
+
+    Also raised for tensors whose dtype cannot hold the model's values (an integer tensor for float weights).
 
     A ``RuntimeError`` like the one ``torch.nn.Module.load_state_dict`` raises (its message contains torch's own
     ``size mismatch for <key>: ...`` lines, with the live key, adapter name included), and a ``ValueError`` like
@@ -40,6 +75,7 @@ class CheckpointMismatchError(RuntimeError, ValueError):
 
     Attributes:
         size_mismatches: the tensors whose shapes differ.
+        dtype_mismatches: the tensors whose dtypes cannot hold the model's values.
         missing_keys / unexpected_keys: live keys the checkpoint lacks / checkpoint keys that fit nothing, where
             they caused the error.
         file: the file the checkpoint was read from, when known.
@@ -52,9 +88,11 @@ class CheckpointMismatchError(RuntimeError, ValueError):
         missing_keys: Sequence[str] = (),
         unexpected_keys: Sequence[str] = (),
         file: str | None = None,
+        dtype_mismatches: Sequence[DtypeMismatch] = (),
     ) -> None:
         self.summary = summary
         self.size_mismatches = tuple(size_mismatches)
+        self.dtype_mismatches = tuple(dtype_mismatches)
         self.missing_keys = tuple(missing_keys)
         self.unexpected_keys = tuple(unexpected_keys)
         self.file = file
@@ -67,19 +105,37 @@ class CheckpointMismatchError(RuntimeError, ValueError):
         if self.unexpected_keys:
             lines.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in self.unexpected_keys) + ".")
         lines.extend(mismatch.torch_line() for mismatch in self.size_mismatches)
+        lines.extend(mismatch.line() for mismatch in self.dtype_mismatches)
         return "\n\t".join(lines)
 
     def in_file(self, file: str) -> CheckpointMismatchError:
         """The same error, naming ``file`` as the checkpoint it comes from."""
         return CheckpointMismatchError(
-            self.summary, self.size_mismatches, self.missing_keys, self.unexpected_keys, file=file
+            self.summary, self.size_mismatches, self.missing_keys, self.unexpected_keys, file, self.dtype_mismatches
         )
 
     def __reduce__(self):  # picklable across processes (multiprocessing, torch.distributed)
         return (
             type(self),
-            (self.summary, self.size_mismatches, self.missing_keys, self.unexpected_keys, self.file),
+            (
+                self.summary,
+                self.size_mismatches,
+                self.missing_keys,
+                self.unexpected_keys,
+                self.file,
+                self.dtype_mismatches,
+            ),
         )
+
+
+def dtype_mismatch_error(mismatches: Sequence[DtypeMismatch]) -> CheckpointMismatchError:
+    """The error for checkpoint tensors whose dtypes cannot hold the model's values."""
+    first = mismatches[0]
+    return CheckpointMismatchError(
+        f"Tensor {first.checkpoint_key!r} of the checkpoint has dtype {first.checkpoint_dtype}, which cannot hold "
+        f"adapter values of dtype {first.model_dtype}; the file was not written by peft or was changed since.",
+        dtype_mismatches=mismatches,
+    )
 
 
 def size_mismatch_error(mismatches: Sequence[SizeMismatch], adapter_name: str, hint: str) -> CheckpointMismatchError:

@@ -26,7 +26,13 @@ from peft.config import PeftConfig
 from peft.tuners._targeting import get_pattern_key
 from peft.tuners.lora.layer import Embedding, Linear, LoraLayer, _ConvNd, is_lora_layer
 from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.utils.errors import CheckpointMismatchError, SizeMismatch, checkpoint_file
+from peft.utils.errors import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    checkpoint_file,
+    dtype_mismatch_error,
+)
 from peft.utils.files import split_hub_kwargs
 from peft.utils.save_and_load import read_adapter_weights
 
@@ -453,6 +459,9 @@ def _swap_mode(slot: _Slot, value: torch.Tensor, key: str, compiled: bool) -> st
     Raises:
         CheckpointMismatchError: if ``value`` cannot take the place of the slot's tensor.
     """
+    dtype_mismatch = DtypeMismatch.between(key, slot.live_key, value, slot.tensor)
+    if dtype_mismatch is not None:
+        raise dtype_mismatch_error([dtype_mismatch])
     old_shape, new_shape = tuple(slot.tensor.shape), tuple(value.shape)
     if old_shape == new_shape:
         return "copy"

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
-from peft.utils.errors import SizeMismatch, size_mismatch_error
+from peft.utils.errors import DtypeMismatch, SizeMismatch, dtype_mismatch_error, size_mismatch_error
 from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
 
 
@@ -276,7 +276,8 @@ def set_peft_model_state_dict(
 
     Raises:
         CheckpointMismatchError: if tensors' shapes do not fit (naming each key and both shapes), unless
-            ``ignore_mismatched_sizes``; no tensor of the adapter's layers is written then.
+            ``ignore_mismatched_sizes``, or their dtypes cannot hold the adapter's values (integers for float
+            weights); no tensor of the adapter's layers is written then.
     """
     config = _peft_config_of(model, adapter_name)
     from peft.hosts import get_host_registry
@@ -295,6 +296,7 @@ def set_peft_model_state_dict(
     # every key and shape is checked before anything is written: a refused checkpoint leaves the adapter unchanged
     writes: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor, str]] = []
     mismatches: list[SizeMismatch] = []
+    dtype_mismatches: list[DtypeMismatch] = []
     unexpected: list[str] = []
     for file_key, tensor in peft_model_state_dict.items():
         key = file_key.replace("_orig_mod.", "")
@@ -309,7 +311,12 @@ def set_peft_model_state_dict(
         if tensor.shape != current.shape:
             mismatches.append(SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape)))
             continue
+        dtype_mismatch = DtypeMismatch.between(file_key, live_key, tensor, current)
+        if dtype_mismatch is not None:
+            dtype_mismatches.append(dtype_mismatch)
         writes.append((owner, name, current, tensor, live_key))
+    if dtype_mismatches:
+        raise dtype_mismatch_error(dtype_mismatches)
     if mismatches and not ignore_mismatched_sizes:
         raise size_mismatch_error(
             mismatches, adapter_name, "Check that r and the targeted modules match the adapter's config."
@@ -386,11 +393,32 @@ def read_adapter_weights(
     path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
         try:
-            return path, torch.load(path, map_location=device, weights_only=True)
+            loaded = torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
+        return path, _tensor_mapping(loaded, path)
     where = os.path.join(os.fspath(model_id), subfolder or "")
     raise ValueError(
         f"Can't find weights for {model_id}: neither {SAFETENSORS_WEIGHTS_NAME} nor {WEIGHTS_NAME} is present in "
         f"{where!r} (locally or on the Hub)."
     )
+
+
+def _tensor_mapping(loaded: Any, path: str) -> dict[str, torch.Tensor]:
+    """``loaded`` (what ``torch.load`` read from ``path``) if it is a dict of str -> tensor.
+
+    Raises:
+        ValueError: naming the file and what it holds instead.
+    """
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"{path} must hold a dict of tensor names (str) to tensors, as torch.save(state_dict) writes; it holds "
+            f"a {type(loaded).__name__}."
+        )
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"{path} must hold a dict of tensor names (str) to tensors; its entry {key!r} is a "
+                f"{type(value).__name__}."
+            )
+    return loaded
