@@ -13,6 +13,7 @@ import pickle
 
 import pytest
 import torch
+from saved_adapters import as_reference_saved
 from torch import nn
 
 from peft import (
@@ -105,6 +106,7 @@ def test_set_peft_model_state_dict_lists_every_mismatch_like_torch():
 
 def test_from_pretrained_names_the_weights_file(tmp_path):
     get_peft_model(_base(), _config(r=4)).save_pretrained(tmp_path)
+    as_reference_saved(tmp_path)  # weights without the config they were saved with
     config_path = tmp_path / "adapter_config.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "r": 8}))
     with pytest.raises(CheckpointMismatchError) as excinfo:
@@ -116,6 +118,7 @@ def test_from_pretrained_names_the_weights_file(tmp_path):
 
 def test_load_adapter_removes_the_adapter_it_added_when_the_weights_do_not_fit(tmp_path):
     get_peft_model(_base(), _config(r=4)).save_pretrained(tmp_path)
+    as_reference_saved(tmp_path)  # weights without the config they were saved with
     config_path = tmp_path / "adapter_config.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "r": 2}))
     model = get_peft_model(_base(), _config())
@@ -157,6 +160,7 @@ def test_hotswap_from_a_folder_names_the_file_and_unexpected_keys_stay_a_runtime
 
 def test_mixed_model_load_names_the_file(tmp_path):
     get_peft_model(_base(), _config(r=4)).save_pretrained(tmp_path)
+    as_reference_saved(tmp_path)  # weights without the config they were saved with
     config_path = tmp_path / "adapter_config.json"
     config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "r": 2}))
     with pytest.raises(CheckpointMismatchError) as excinfo:

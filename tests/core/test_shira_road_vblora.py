@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from saved_adapters import as_reference_saved
 from torch import nn
 
 from peft import (
@@ -186,6 +187,7 @@ def test_method_shira_1_mask_without_function_comes_from_the_checkpoint(tmp_path
     with pytest.raises(ValueError, match="has no mask"):
         untrained(_input(2, 10))
     # the adapter's config names a mask type without a function: the positions are the saved ones
+    as_reference_saved(tmp_path)  # a reference-saved adapter of a custom mask type
     (tmp_path / "adapter_config.json").write_text(
         json.dumps({**json.loads((tmp_path / "adapter_config.json").read_text()), "mask_type": "custom"})
     )

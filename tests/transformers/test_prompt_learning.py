@@ -226,10 +226,12 @@ def test_a_prompt_checkpoint_that_does_not_fit_raises_checkpoint_mismatch_error(
     import json
 
     from safetensors.torch import load_file, save_file
+    from saved_adapters import as_reference_saved
 
     from peft import CheckpointMismatchError
 
     get_peft_model(_tiny_llama(), CONFIGS["prompt_tuning"]()).save_pretrained(tmp_path)
+    as_reference_saved(tmp_path)  # weights without the config they were saved with
     config_path, weights_path = tmp_path / "adapter_config.json", tmp_path / "adapter_model.safetensors"
     saved = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**saved, "num_virtual_tokens": 5}))

@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name
@@ -135,19 +136,14 @@ class PeftMixedModel(nn.Module):
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any):
         """Save every adapter to ``save_directory/<name>`` and their order and types to ``mixed_config.json``."""
-        from peft.peft_model import _save_weights
-
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
         for name in self._adapter_order:
             state_dict = get_peft_model_state_dict(self, adapter_name=name)
-            output_dir = subdirectory(save_directory, name)
-            os.makedirs(output_dir, exist_ok=True)
-            _save_weights(state_dict, output_dir, safe_serialization)
             config = self.peft_config[name]
             saved = type(config)(**{**config.to_dict(), "inference_mode": True})
-            saved.save_pretrained(output_dir)
+            save_adapter_files(subdirectory(save_directory, name), name, state_dict, saved, safe_serialization)
         mixed = {
             "adapters": [{"name": n, "peft_type": str(self.peft_config[n].peft_type)} for n in self._adapter_order],
             "active_adapters": list(self.active_adapters),
@@ -187,7 +183,7 @@ class PeftMixedModel(nn.Module):
         config: PeftConfig | None = None,
         **kwargs: Any,
     ) -> PeftMixedModel:
-        config = config or PeftConfig.from_pretrained(path, **kwargs)
+        config = config or load_adapter_config(path, **kwargs)
         config.inference_mode = not is_trainable
         peft_model = cls(model, config, adapter_name)
         peft_model._load_weights(path, adapter_name, is_trainable, **kwargs)
@@ -195,7 +191,7 @@ class PeftMixedModel(nn.Module):
 
     def load_adapter(self, model_id: str | os.PathLike, adapter_name: str, is_trainable: bool = False, **kwargs: Any):
         """Load a saved single adapter (of any compatible type) as ``adapter_name`` (not activated)."""
-        config = PeftConfig.from_pretrained(model_id, **kwargs)
+        config = load_adapter_config(model_id, **kwargs)
         config.inference_mode = not is_trainable
         self.add_adapter(adapter_name, config)
         return self._load_weights(model_id, adapter_name, is_trainable, **kwargs)

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
 from peft.utils.errors import checkpoint_file
-from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs, subdirectory
+from peft.utils.files import split_hub_kwargs, subdirectory
 from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 from peft.utils.warnings import warn
 
@@ -285,9 +286,7 @@ class PeftModel(nn.Module):
                 save_embedding_layers=save_embedding_layers,
             )
             output_dir = save_directory if adapter_name == "default" else subdirectory(save_directory, adapter_name)
-            os.makedirs(output_dir, exist_ok=True)
-            _save_weights(state_dict, output_dir, safe_serialization)
-            self._saved_config(config).save_pretrained(output_dir)
+            save_adapter_files(output_dir, adapter_name, state_dict, self._saved_config(config), safe_serialization)
         self._write_model_card(save_directory)
 
     def _write_model_card(self, save_directory: str) -> None:
@@ -342,7 +341,7 @@ class PeftModel(nn.Module):
         """
         hub_kwargs, _ = split_hub_kwargs(kwargs)
         if config is None:
-            config = PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
+            config = load_adapter_config(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
         elif not isinstance(config, PeftConfig):
             raise ValueError(f"config must be a PeftConfig, got {type(config).__name__}.")
         config.inference_mode = not is_trainable
@@ -395,7 +394,7 @@ class PeftModel(nn.Module):
         subfolder = rest.get("subfolder")
         added = adapter_name not in self.peft_config
         if added:
-            config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **hub_kwargs)
+            config = load_adapter_config(model_id, subfolder=subfolder, **hub_kwargs)
             config.inference_mode = not is_trainable
             if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
                 config.runtime_config.ephemeral_gpu_offload = True
@@ -446,23 +445,3 @@ class PeftModel(nn.Module):
                     break
             renamed[(prefix if key.startswith(prefix) else "") + inner] = value
         return renamed
-
-
-def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_serialization: bool) -> None:
-    if safe_serialization:
-        from safetensors.torch import save_file
-
-        seen: set[tuple[int, int]] = set()
-        tensors = {}
-        for key in sorted(state_dict):
-            tensor = state_dict[key].detach()
-            storage = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-            # safetensors refuses tensors sharing memory: give repeats their own copy
-            tensors[key] = tensor.clone().contiguous() if storage in seen else tensor.contiguous()
-            seen.add(storage)
-        atomic_write(
-            os.path.join(output_dir, SAFETENSORS_WEIGHTS_NAME),
-            lambda path: save_file(tensors, path, metadata={"format": "pt"}),
-        )
-    else:
-        atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))

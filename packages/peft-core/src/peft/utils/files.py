@@ -6,6 +6,8 @@ import json
 import ntpath
 import os
 import posixpath
+import re
+import socket
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -102,19 +104,70 @@ def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | No
         return None
 
 
+def _this_host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())
+
+
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` in one step, so ``path`` is never half-written."""
+    """Call ``write(tmp_path)`` and move the result to ``path`` in one step, so ``path`` is never half-written.
+
+    The data reaches the disk (fsync) before the rename, and the rename before this returns, so after a crash
+    ``path`` holds either the old or the new content. Temporary files that a killed process left for ``path`` are
+    removed first.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    prefix = f".{os.path.basename(path)}."
+    _remove_stale_temporaries(folder, prefix)
+    # named after the writing process, so that a later save can tell the leftovers of a killed one
+    fd, tmp_path = tempfile.mkstemp(prefix=f"{prefix}{_this_host()}-{os.getpid()}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
         write(tmp_path)
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+    _fsync(folder)
+
+
+def _fsync(path: str) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk; folders cannot be opened for that on Windows."""
+    if os.path.isdir(path) and os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(folder: str, prefix: str) -> None:
+    """Remove ``folder``'s temporary files named ``<prefix><host>-<pid>.*.tmp`` whose writer, a process of this
+    machine, no longer runs. Files of live processes and of other machines (a shared file system) are left alone."""
+    if os.name != "posix":
+        return
+    for entry in os.scandir(folder):
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        host, _, pid = entry.name[len(prefix) :].split(".", 1)[0].rpartition("-")
+        if host == _this_host() and pid.isdigit() and not _process_exists(int(pid)):
+            try:
+                os.remove(entry.path)
+            except FileNotFoundError:  # removed by another save meanwhile
+                pass
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
 
 
 def atomic_write_text(path: str, text: str) -> None:

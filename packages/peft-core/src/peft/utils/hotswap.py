@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from peft.adapter_files import load_adapter_config
 from peft.config import PeftConfig
 from peft.tuners._targeting import get_pattern_key
 from peft.tuners.lora.layer import Embedding, Linear, LoraLayer, _ConvNd, is_lora_layer
@@ -548,7 +549,7 @@ def hotswap_adapter(
         raise ValueError(f"Adapter {adapter_name!r} not found in the model; available adapters: {known}.")
     hub_kwargs, rest = split_hub_kwargs(kwargs)
     subfolder = rest.get("subfolder")
-    config = PeftConfig.from_pretrained(model_name_or_path, subfolder=subfolder, **hub_kwargs)
+    config = load_adapter_config(model_name_or_path, subfolder=subfolder, **hub_kwargs)
     check_hotswap_configs_compatible(configs[adapter_name], config)
 
     if torch_device is None:
