@@ -258,3 +258,10 @@ def test_an_integer_prompt_embedding_is_refused(tmp_path):
     save_file({"prompt_embeddings": (load_file(weights_path)["prompt_embeddings"] * 10).long()}, weights_path)
     with pytest.raises(CheckpointMismatchError, match="dtype mismatch for prompt_encoder.default.embedding.weight"):
         PeftModel.from_pretrained(_tiny_llama(), tmp_path)
+
+
+def test_a_prompt_encoder_larger_than_the_memory_bound_is_refused():
+    """Issue #14: the reference allocates whatever num_virtual_tokens asks for."""
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=10**9)
+    with pytest.raises(ValueError, match="for the prompt encoder"):
+        get_peft_model(_tiny_llama(), config)

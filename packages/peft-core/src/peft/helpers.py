@@ -7,10 +7,11 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from peft.tuners._memory_bound import adapter_memory_limit
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.other import cast_mixed_precision_params
 
-__all__ = ["cast_mixed_precision_params", "disable_input_dtype_casting"]
+__all__ = ["adapter_memory_limit", "cast_mixed_precision_params", "disable_input_dtype_casting"]
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners._memory_bound import allocation_budget, watched_all
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
 from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
@@ -92,6 +93,17 @@ class PromptLearningMixin:
     def _add_prompt_adapter(self, adapter_name: str, config: PeftConfig) -> None:
         check_adapter_name(adapter_name)
         config = fill_prompt_learning_config(config, self.base_model)
+        what = f"adapter {adapter_name!r} ({type(config).__name__})"
+        with allocation_budget(self.base_model, what), watched_all("the prompt encoder"):
+            encoder = self._new_prompt_encoder(config)
+        word_embeddings = self.base_model.get_input_embeddings()
+        encoder.to(word_embeddings.weight.device)
+        encoder.requires_grad_(not config.inference_mode)
+        self.prompt_encoder[adapter_name] = encoder
+        self._peft_config[adapter_name] = config
+        add_auxiliary_modules(self.base_model, config, adapter_name)
+
+    def _new_prompt_encoder(self, config: PeftConfig) -> nn.Module:
         word_embeddings = self.base_model.get_input_embeddings()
         peft_type = str(config.peft_type)
         if peft_type in ("PROMPT_TUNING", "MULTITASK_PROMPT_TUNING"):
@@ -107,11 +119,7 @@ class PromptLearningMixin:
             encoder = PrefixEncoder(config)
         else:
             raise ValueError(f"Prompt-learning method {peft_type!r} is not supported by this version.")
-        encoder.to(word_embeddings.weight.device)
-        encoder.requires_grad_(not config.inference_mode)
-        self.prompt_encoder[adapter_name] = encoder
-        self._peft_config[adapter_name] = config
-        add_auxiliary_modules(self.base_model, config, adapter_name)
+        return encoder
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False, **kw: Any):

@@ -24,6 +24,7 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.quantization import resolve_quantization_backend
 from peft.tuners._buffer_dict import BufferDict
+from peft.tuners._memory_bound import watched_all
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
@@ -309,7 +310,8 @@ class SharedProjectionTuner(BaseTuner):
         super()._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
         # after the layers exist: they tell the size the projections need (a failure here is cleaned up by the
         # caller like any other injection error)
-        self._attach_projections(peft_config, adapter_name)
+        with watched_all("the shared projections"):
+            self._attach_projections(peft_config, adapter_name)
 
     def _finish_injection(
         self, model: nn.Module, peft_config: SharedProjectionConfig, adapter_name: str, autocast_adapter_dtype: bool

@@ -19,6 +19,7 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.tuners import _targeting
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners._memory_bound import allocation_budget, watched, watched_all
 from peft.tuners._targeting import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     MIN_TARGET_MODULES_FOR_OPTIMIZATION,
@@ -287,8 +288,11 @@ class BaseTuner(nn.Module):
             raise ValueError("Injecting from a state_dict cannot be combined with target_parameters.")
 
         self._warn_if_already_adapted(model)
+        what = f"adapter {adapter_name!r} ({type(peft_config).__name__})"
         try:
-            self._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
+            # on the meta device nothing is allocated; loading brings tensors of the checkpoint's size
+            with allocation_budget(model, what, enabled=not low_cpu_mem_usage):
+                self._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
         except Exception:
             # no half-initialised model: remove what this adapter created, then report the error
             self.peft_config.pop(adapter_name, None)
@@ -315,7 +319,8 @@ class BaseTuner(nn.Module):
             tied_targets = [name for name, _ in model.named_modules() if tying.is_tied(name)]
             targets = tying.retarget(targets, [name for name, _ in model.named_modules()])
         if getattr(peft_config, "target_parameters", None):
-            self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
+            with watched_all("the adapted parameters"):
+                self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         parents: dict[str, nn.Module] = {}  # siblings share a parent: one lookup for each
         with context, _gc_paused():
@@ -325,7 +330,8 @@ class BaseTuner(nn.Module):
                 if parent is None:
                     parent = parents[parent_name] = model.get_submodule(parent_name)
                 target = getattr(parent, target_name)
-                self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
+                with watched(key, target, peft_config):
+                    self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
                 parents.pop(key, None)  # a replaced module is no longer the parent of its children
                 self.targeted_module_names.append(key)
             for key in tied_targets:
