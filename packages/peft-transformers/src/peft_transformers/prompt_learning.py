@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.tuners._adapter_lock import switches_adapters
 from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners._memory_bound import allocation_budget, watched_all
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
@@ -135,6 +136,7 @@ class PromptLearningMixin:
         self._add_prompt_adapter(adapter_name, peft_config)
         self.prompt_encoder[adapter_name].requires_grad_(False)  # not active yet
 
+    @switches_adapters(lambda self: self.get_base_model())
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
         if not self._is_prompt_learning:
             return super().set_adapter(adapter_name, inference_mode=inference_mode)
@@ -146,6 +148,7 @@ class PromptLearningMixin:
         for name, encoder in self.prompt_encoder.items():
             encoder.requires_grad_(name == adapter_name and not inference_mode)
 
+    @switches_adapters(lambda self: self.get_base_model())
     def delete_adapter(self, adapter_name: str) -> None:
         if not self._is_prompt_learning:
             return super().delete_adapter(adapter_name)

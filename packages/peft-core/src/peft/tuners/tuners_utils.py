@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners import _targeting
+from peft.tuners._adapter_lock import adapter_lock, switches_adapters
 from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners._memory_bound import allocation_budget, watched, watched_all
 from peft.tuners._targeting import (
@@ -66,6 +68,10 @@ def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         for name, module in walk_modules(model)
         if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
     ]
+
+
+# lifecycle methods that change what the adapter layers compute hold the model's adapter lock
+_switches_adapters = switches_adapters(operator.attrgetter("model"))
 
 
 class BaseTuner(nn.Module):
@@ -250,6 +256,7 @@ class BaseTuner(nn.Module):
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         setattr(parent, child_name, new_module)
 
+    @_switches_adapters
     def inject_adapter(
         self,
         model: nn.Module,
@@ -605,6 +612,7 @@ class BaseTuner(nn.Module):
         return state_dict
 
     # ------------------------------------------------------------------------------------------ lifecycle
+    @_switches_adapters
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
         """Activate ``adapter_name`` (one or several) on every adapter layer and auxiliary module.
 
@@ -630,12 +638,14 @@ class BaseTuner(nn.Module):
         for _, module in _lifecycle_modules(self.model):
             module.enable_adapters(enabled)
 
+    @_switches_adapters
     def enable_adapter_layers(self) -> None:
         """Turn adapters back on (and re-apply the active adapters' trainability)."""
         self._set_adapter_layers(True)
         inference = all(self.peft_config[n].inference_mode for n in self.active_adapters if n in self.peft_config)
         self.set_adapter(self.active_adapter, inference_mode=inference)
 
+    @_switches_adapters
     def disable_adapter_layers(self) -> None:
         """Turn adapters off: the model computes like the base model."""
         for name in self.active_adapters:
@@ -656,10 +666,12 @@ class BaseTuner(nn.Module):
         try:
             yield
         finally:
-            self._set_adapter_layers(True)
+            with adapter_lock(self.model).exclusive():
+                self._set_adapter_layers(True)
             for param, requires_grad in grads:
                 param.requires_grad_(requires_grad)
 
+    @_switches_adapters
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.
 
@@ -674,6 +686,7 @@ class BaseTuner(nn.Module):
         new_active = delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
         self.active_adapter = new_active if new_active is not None else []
 
+    @_switches_adapters
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
         self._warn_tied_targets(self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of")
@@ -681,12 +694,14 @@ class BaseTuner(nn.Module):
             if isinstance(module, BaseTunerLayer) and not getattr(module, "merged_by_parent", False):
                 module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
 
+    @_switches_adapters
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter`."""
         for _, module in _lifecycle_modules(self.model):
             if isinstance(module, BaseTunerLayer) and module.merged and not getattr(module, "merged_by_parent", False):
                 module.unmerge()
 
+    @_switches_adapters
     def _unload_and_optionally_merge(
         self,
         merge: bool = True,
