@@ -29,7 +29,7 @@ from peft.utils.files import (
 CONFIG_METADATA_KEY = "peft_adapter_config"
 # fields that do not change what an adapter computes: editing them in adapter_config.json is fine
 _DESCRIPTIVE_FIELDS = frozenset(
-    {"auto_mapping", "base_model_name_or_path", "inference_mode", "peft_version", "revision", "task_type"}
+    {"auto_mapping", "base_model_name_or_path", "inference_mode", "peft_version", "revision"}
 )
 
 

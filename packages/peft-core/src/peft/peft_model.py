@@ -420,9 +420,9 @@ class PeftModel(nn.Module):
                 self.delete_adapter(adapter_name)  # a refused checkpoint leaves no half-loaded adapter behind
             raise
         if result.missing_keys:
-            warn(f"Found missing adapter keys while loading the checkpoint: {result.missing_keys}.")
+            warn(f"Found missing adapter keys while loading the checkpoint {path}: {result.missing_keys}.")
         if result.unexpected_keys:
-            warn(f"Found unexpected keys in the checkpoint that fit no adapter: {result.unexpected_keys[:20]}.")
+            warn(f"Found unexpected keys in the checkpoint {path} that fit no adapter: {result.unexpected_keys[:20]}.")
         self._set_trainable(adapter_name, is_trainable)
         from peft.functional import cast_adapter_dtype
 

@@ -29,7 +29,7 @@ from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.errors import CheckpointMismatchError
+from peft.utils.errors import CheckpointMismatchError, DtypeMismatch, dtype_mismatch_error
 from peft.utils.warnings import warn
 
 _SUPPORTED = "torch.nn.Linear (optionally quantized), transformers.pytorch_utils.Conv1D"
@@ -266,10 +266,16 @@ class SharedProjectionTuner(BaseTuner):
         for name in self.projection_names:
             dicts[name][adapter_name] = projections[name]
 
-    def _load_projections(self, adapter_name: str, loaded: dict[str, torch.Tensor]) -> None:
+    def _load_projections(self, adapter_name: str, loaded: dict[str, torch.Tensor], file_prefix: str = "") -> None:
         """Use checkpoint projections for ``adapter_name``: equal ones keep sharing the model's tensors, others
         become this adapter's own (so loading never changes another adapter's projections)."""
         current = {name: self._modules[name][adapter_name] for name in self.projection_names}
+        dtype_mismatches = [
+            DtypeMismatch.between(file_prefix + name, f"{name}.{adapter_name}", tensor, current[name])
+            for name, tensor in sorted(loaded.items())
+        ]
+        if any(dtype_mismatches):
+            raise dtype_mismatch_error([m for m in dtype_mismatches if m is not None])
         new = dict(current)
         for name, tensor in loaded.items():
             tensor = tensor.to(device=current[name].device, dtype=current[name].dtype)
@@ -280,7 +286,8 @@ class SharedProjectionTuner(BaseTuner):
         try:
             self._check_fit(adapter_name, new, self._layers_of(adapter_name))
         except ValueError as exc:
-            raise CheckpointMismatchError(f"The checkpoint's projections do not fit: {exc}") from None
+            keys = ", ".join(repr(file_prefix + name) for name in sorted(loaded))
+            raise CheckpointMismatchError(f"The checkpoint's projections ({keys}) do not fit: {exc}") from None
         for name in self.projection_names:
             self._modules[name][adapter_name] = new[name]
 
@@ -418,7 +425,7 @@ class SharedProjectionTuner(BaseTuner):
                     "save_projection=False in its adapter_config.json to draw them from projection_prng_key.",
                     missing_keys=[prefix + name for name in cls.projection_names if name not in loaded],
                 )
-            tuner._load_projections(adapter_name, loaded)
+            tuner._load_projections(adapter_name, loaded, file_prefix=prefix)
         elif loaded:
             warn(
                 f"The checkpoint holds {names} but its config has save_projection=False: they are ignored and drawn "

@@ -45,7 +45,7 @@ class DtypeMismatch:
         cls, checkpoint_key: str, live_key: str, checkpoint: torch.Tensor, model: torch.Tensor
     ) -> DtypeMismatch | None:
         """The mismatch of ``checkpoint`` loaded into ``model``, or None if its dtype is of the same kind (floating,
-        complex, or integer/bool); widths may differ, as loading casts them."""
+        complex, integer or bool); widths may differ, as loading casts them."""
         if _dtype_kind(checkpoint.dtype) == _dtype_kind(model.dtype):
             return None
         return cls(checkpoint_key, live_key, checkpoint.dtype, model.dtype)
@@ -60,6 +60,8 @@ class DtypeMismatch:
 def _dtype_kind(dtype: torch.dtype) -> str:
     if dtype.is_complex:
         return "complex"
+    if dtype == torch.bool:
+        return "bool"
     return "floating" if dtype.is_floating_point else "integer"
 
 

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
-from peft.utils.errors import DtypeMismatch, SizeMismatch, dtype_mismatch_error, size_mismatch_error
+from peft.utils.errors import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    dtype_mismatch_error,
+    size_mismatch_error,
+)
 from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
 
 
@@ -282,13 +288,22 @@ def set_peft_model_state_dict(
     config = _peft_config_of(model, adapter_name)
     from peft.hosts import get_host_registry
 
-    for convert in get_host_registry().state_dict_converters:
-        peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
-    tuner_cls = _tuner_class(config)
-    if tuner_cls is not None:
-        peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
-            model, config, adapter_name, dict(peft_model_state_dict)
-        )
+    try:
+        for convert in get_host_registry().state_dict_converters:
+            peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
+        tuner_cls = _tuner_class(config)
+        if tuner_cls is not None:
+            peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
+                model, config, adapter_name, dict(peft_model_state_dict)
+            )
+    except (KeyError, IndexError, TypeError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointMismatchError):
+            raise
+        # converting a method's file layout failed on what the file holds
+        raise CheckpointMismatchError(
+            f"The checkpoint does not have the layout a {type(config).__name__} adapter is saved in: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     if getattr(config, "is_prompt_learning", False):
         used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
         peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}

@@ -19,6 +19,13 @@ from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.tuners.vblora.config import VBLoRAConfig
 from peft.tuners.vblora.layer import Linear, VBLoRALayer
+from peft.utils.errors import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    dtype_mismatch_error,
+    size_mismatch_error,
+)
 from peft.utils.warnings import warn
 
 VECTOR_BANK_FILE_KEY = "base_model.vblora_vector_bank"
@@ -166,11 +173,25 @@ class VBLoRAModel(BaseTuner):
             )
         for key in topk_files:
             logits_key = key.removesuffix("_topk_indices")
-            weights = state_dict.pop(f"{logits_key}_topk_weights")
-            state_dict[logits_key] = logits_from_topk(weights, state_dict.pop(key), config.num_vectors)
+            weights, indices = state_dict.pop(f"{logits_key}_topk_weights", None), state_dict.pop(key)
+            if weights is None:
+                raise CheckpointMismatchError(
+                    f"The checkpoint has {key!r} but not {logits_key + '_topk_weights'!r}, written with it.",
+                    missing_keys=[f"{logits_key}_topk_weights"],
+                )
+            state_dict[logits_key] = logits_from_topk(weights, indices, config.num_vectors)
         bank = state_dict.pop(VECTOR_BANK_FILE_KEY, None)
         if bank is not None:
-            for file_key in _adapter_key_map(model, adapter_name):
-                if _split_key(file_key)[1] == _BANK:
-                    state_dict[file_key] = bank
+            key_map = _adapter_key_map(model, adapter_name)
+            views = [file_key for file_key in key_map if _split_key(file_key)[1] == _BANK]
+            if views:  # the one bank is checked here, where its own key is known
+                current = model.get_parameter(key_map[views[0]])
+                if bank.shape != current.shape:
+                    mismatch = SizeMismatch(VECTOR_BANK_FILE_KEY, key_map[views[0]], tuple(bank.shape), current.shape)
+                    raise size_mismatch_error([mismatch], adapter_name, "Check num_vectors and vector_length.")
+                dtype_mismatch = DtypeMismatch.between(VECTOR_BANK_FILE_KEY, key_map[views[0]], bank, current)
+                if dtype_mismatch is not None:
+                    raise dtype_mismatch_error([dtype_mismatch])
+            for file_key in views:
+                state_dict[file_key] = bank
         return state_dict
