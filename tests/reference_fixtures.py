@@ -1,5 +1,8 @@
-"""The reference fixtures (tests/data/fixtures, see its README): building a case's base model, loading its inputs
-and expected outputs, running it."""
+"""The reference fixtures: tests/data/fixtures (see its README) and tests/data/method_reference (made by its
+make_fixtures.py). Building a case's base model, loading its inputs and expected outputs, running it.
+
+Cases are named ``<root>/<case>``: ``reference/lora_mlp``, ``method_reference/hira_conv2d``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from torch import nn
 from peft import PEFT_TYPE_TO_CONFIG_MAPPING
 from peft.hosts import get_host_registry
 
-FIXTURES = Path(__file__).parent / "data" / "fixtures" / "reference"
+DATA = Path(__file__).parent / "data"
+FIXTURE_ROOTS = (DATA / "fixtures" / "reference", DATA / "method_reference")
 
 
 def _peft_type(case_dir: Path) -> str:
@@ -22,7 +26,12 @@ def _peft_type(case_dir: Path) -> str:
 
 get_host_registry()  # host packages register methods of their own (e.g. adaption prompt)
 # cases whose methods this version implements; the others belong to later issues
-IMPLEMENTED = sorted(p.name for p in FIXTURES.iterdir() if _peft_type(p) in PEFT_TYPE_TO_CONFIG_MAPPING)
+IMPLEMENTED = sorted(
+    f"{root.name}/{case.name}"
+    for root in FIXTURE_ROOTS
+    for case in root.iterdir()
+    if (case / "case.json").is_file() and _peft_type(case) in PEFT_TYPE_TO_CONFIG_MAPPING
+)
 
 
 class _MHAModel(nn.Module):
@@ -37,6 +46,7 @@ class _MHAModel(nn.Module):
 
 
 def build_model(spec: dict) -> nn.Module:
+    """The base model a case's ``case.json["model"]`` describes (random weights)."""
     if spec["kind"] == "sequential":
         layers = []
         for kind, *args in spec["layers"]:
@@ -58,11 +68,17 @@ def run_case(model: nn.Module, io: dict, is_transformers: bool) -> torch.Tensor:
         return (model(**inputs).logits if is_transformers else model(inputs["x"])).float()
 
 
+def case_dir(name: str) -> Path:
+    root, case = name.split("/")
+    return DATA.joinpath("fixtures", "reference", case) if root == "reference" else DATA.joinpath(root, case)
+
+
 def load_case(name: str) -> tuple[dict, dict, nn.Module]:
-    case_dir = FIXTURES / name
-    meta = json.loads((case_dir / "case.json").read_text())
-    io = load_file(case_dir / "io.safetensors")
+    """``(case.json, inputs and outputs, base model with the case's weights)``."""
+    folder = case_dir(name)
+    meta = json.loads((folder / "case.json").read_text())
+    io = load_file(folder / "io.safetensors")
     base = build_model(meta["model"])
-    base.load_state_dict(load_file(case_dir / "base.safetensors"), strict=False)
+    base.load_state_dict(load_file(folder / "base.safetensors"), strict=False)
     base.eval()
     return meta, io, base

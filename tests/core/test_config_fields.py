@@ -142,13 +142,14 @@ def test_numbers_from_code_keep_working():
 
 def _reference_configs() -> list[Path]:
     found = sorted((DATA / "fixtures" / "reference").glob("*/adapter/**/adapter_config.json"))
+    found += sorted((DATA / "method_reference").glob("*/adapter/**/adapter_config.json"))
     return found + sorted((DATA / "reference_configs").glob("*/adapter/**/adapter_config.json"))
 
 
 @pytest.mark.parametrize("path", _reference_configs(), ids=lambda p: str(p.parent.relative_to(DATA)))
 def test_configs_saved_by_the_reference_still_load(path):
-    """All 57 reference cases: a config loads where its method exists, or is refused only for a feature this
-    version does not implement (never for a field type)."""
+    """All 57 reference cases (and the method fixtures): a config loads where its method exists, or is refused only
+    for a feature this version does not implement (never for a field type)."""
     peft_type = json.loads(path.read_text())["peft_type"]
     if peft_type not in PEFT_TYPE_TO_CONFIG_MAPPING:
         pytest.skip(f"{peft_type} is not implemented yet")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reference_fixtures import FIXTURES, IMPLEMENTED, build_model, run_case
+from reference_fixtures import IMPLEMENTED, build_model, case_dir, run_case
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -46,14 +46,14 @@ class Case:
     """A reference case saved again by this version, with what loading it must give."""
 
     def __init__(self, name: str, root: Path) -> None:
-        case_dir = FIXTURES / name
+        source = case_dir(name)
         self.name = name
-        self.meta = json.loads((case_dir / "case.json").read_text())
-        self.io = load_file(case_dir / "io.safetensors")
-        self.base_state = load_file(case_dir / "base.safetensors")
+        self.meta = json.loads((source / "case.json").read_text())
+        self.io = load_file(source / "io.safetensors")
+        self.base_state = load_file(source / "base.safetensors")
         self.is_transformers = self.meta["model"]["kind"] == "transformers"
-        self.folder = root / name
-        model = self.load(case_dir / "adapter")
+        self.folder = root / name.replace("/", "-")
+        model = self.load(source / "adapter")
         model.save_pretrained(self.folder)
         self.expected = run_case(model, self.io, self.is_transformers)
 
