@@ -104,11 +104,17 @@ def test_set_peft_model_state_dict_lists_every_mismatch_like_torch():
     _assert_torch_line(excinfo.value, "base_model.model.lin1.lora_B.default.weight", (20, 2), (20, 4))
 
 
+def _save_rank_4_with_config_rank(folder, r: int) -> None:
+    """A rank-4 adapter whose adapter_config.json says ``r`` (weights without the config they were saved with, as
+    the reference writes them, so only the shapes can tell)."""
+    get_peft_model(_base(), _config(r=4)).save_pretrained(folder)
+    as_reference_saved(folder)
+    config_path = folder / "adapter_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "r": r}))
+
+
 def test_from_pretrained_names_the_weights_file(tmp_path):
-    get_peft_model(_base(), _config(r=4)).save_pretrained(tmp_path)
-    as_reference_saved(tmp_path)  # weights without the config they were saved with
-    config_path = tmp_path / "adapter_config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "r": 8}))
+    _save_rank_4_with_config_rank(tmp_path, 8)
     with pytest.raises(CheckpointMismatchError) as excinfo:
         PeftModel.from_pretrained(_base(), tmp_path)
     assert excinfo.value.file == str(tmp_path / "adapter_model.safetensors")
@@ -117,10 +123,7 @@ def test_from_pretrained_names_the_weights_file(tmp_path):
 
 
 def test_load_adapter_removes_the_adapter_it_added_when_the_weights_do_not_fit(tmp_path):
-    get_peft_model(_base(), _config(r=4)).save_pretrained(tmp_path)
-    as_reference_saved(tmp_path)  # weights without the config they were saved with
-    config_path = tmp_path / "adapter_config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "r": 2}))
+    _save_rank_4_with_config_rank(tmp_path, 2)
     model = get_peft_model(_base(), _config())
     with pytest.raises(RuntimeError, match=r"size mismatch for base_model\.model\.lin0\.lora_A\.other\.weight"):
         model.load_adapter(tmp_path, adapter_name="other")
@@ -159,10 +162,7 @@ def test_hotswap_from_a_folder_names_the_file_and_unexpected_keys_stay_a_runtime
 
 
 def test_mixed_model_load_names_the_file(tmp_path):
-    get_peft_model(_base(), _config(r=4)).save_pretrained(tmp_path)
-    as_reference_saved(tmp_path)  # weights without the config they were saved with
-    config_path = tmp_path / "adapter_config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "r": 2}))
+    _save_rank_4_with_config_rank(tmp_path, 2)
     with pytest.raises(CheckpointMismatchError) as excinfo:
         PeftMixedModel.from_pretrained(_base(), tmp_path)
     assert excinfo.value.file == str(tmp_path / "adapter_model.safetensors")

@@ -40,6 +40,7 @@ from peft import PeftModel
 SECONDS = float(os.environ.get("PEFT_FUZZ_SECONDS", "20"))
 SEED = int(os.environ.get("PEFT_FUZZ_SEED", "0"))
 CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+NEUTRAL = "neutral change: "  # descriptions of changes after which the load must reproduce the outputs
 
 
 class Case:
@@ -132,7 +133,7 @@ def _config_neutral(rng: random.Random, folder: Path) -> tuple[str, str | None, 
     else:
         config = dict(reversed(list(config.items())))
     path.write_text(json.dumps(config))
-    return CONFIG, None, f"neutral change: {change}"
+    return CONFIG, None, NEUTRAL + change
 
 
 def _config_file(rng: random.Random, folder: Path) -> tuple[str, str | None, str]:
@@ -206,7 +207,7 @@ def _weights_file(rng: random.Random, folder: Path) -> tuple[str, str | None, st
         if change == "garbage metadata":
             metadata["peft_adapter_config"] = rng.choice(['{"r": ', "[1, 2]", "null", '{"r": "x"}'])
         save_file(tensors, str(path), metadata=metadata)
-        return WEIGHTS, None, f"file: {change}"
+        return WEIGHTS, None, NEUTRAL + change
     else:
         data = bytearray()
     path.write_bytes(bytes(data))
@@ -236,6 +237,7 @@ def _outcome(case: Case, folder: Path, changed: str, named: str | None, what: st
             output = run_case(model, case.io, case.is_transformers)
         except ValueError as exc:
             message = str(exc)
+            assert not what.startswith(NEUTRAL), f"{context}: refused: {message[:500]}"
             names_file = changed_path in message or str(folder / CONFIG) in message
             assert names_file, f"{context}: {type(exc).__name__} does not name the file: {message[:500]}"
             if named is not None:
@@ -243,6 +245,9 @@ def _outcome(case: Case, folder: Path, changed: str, named: str | None, what: st
             return "refused"
         except Exception as exc:  # noqa: BLE001 - any other type is the failure this test looks for
             pytest.fail(f"{context}: {type(exc).__name__} escaped: {str(exc)[:500]}")
+    if what.startswith(NEUTRAL):
+        assert torch.allclose(output, case.expected, atol=case.meta["atol"], rtol=case.meta["rtol"]), context
+        return "reproduced"
     key_warnings = [str(w.message) for w in caught if "keys" in str(w.message) and "checkpoint" in str(w.message)]
     if key_warnings:
         assert all(changed_path in message for message in key_warnings), f"{context}: {key_warnings}"
@@ -260,16 +265,19 @@ def test_changed_adapter_files_load_correctly_or_raise_a_documented_error(cases,
     tried: dict[str, set[str]] = collections.defaultdict(set)
     deadline = time.monotonic() + SECONDS
     rounds = 0
-    # round-robin over the cases until every case had a change of the config and of the weights, then until the
-    # time is up
-    while time.monotonic() < deadline or any(len(tried[case.name]) < 2 for case in cases):
+    # round-robin over the cases: each once unchanged, then until every case had a change of the config and of the
+    # weights, then until the time is up
+    while time.monotonic() < deadline or any(len(tried[case.name]) < 2 for case in cases) or rounds < len(cases):
         case = cases[rounds % len(cases)]
         rounds += 1
         folder = tmp_path / f"round-{rounds}"
         shutil.copytree(case.folder, folder)
-        change = rng.choice(CHANGES)
-        changed, named, what = change(rng, folder)
-        tried[case.name].add(changed)
+        if rounds <= len(cases):  # first, every case as saved: it must load and reproduce the outputs
+            changed, named, what = CONFIG, None, NEUTRAL + "none"
+        else:
+            changed, named, what = rng.choice(CHANGES)(rng, folder)
+        if not what.startswith(NEUTRAL):
+            tried[case.name].add(changed)
         outcomes[_outcome(case, folder, changed, named, what)] += 1
         shutil.rmtree(folder)
     print(f"\nfuzz: seed {SEED}, {rounds} changed adapters over {len(cases)} cases: {dict(outcomes)}")

@@ -98,11 +98,27 @@ def shared_tensors_from_file(
     view of it."""
     prefix = f"base_model.{container}"
     shared = {key: state_dict.pop(key) for key in list(state_dict) if key == prefix or key.startswith(prefix + ".")}
-    for file_key in _adapter_key_map(model, adapter_name):
+    checked: set[str] = set()
+    for file_key, live_key in _adapter_key_map(model, adapter_name).items():
         shared_key = _shared_file_key(file_key, container)
         if shared_key in shared:
+            owner, name = _owner_of(model, live_key)
+            if shared_key not in checked and owner is not None:  # checked here, where the file's own key is known
+                current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+                _check_fits(shared_key, live_key, shared[shared_key], current, adapter_name)
+                checked.add(shared_key)
             state_dict[file_key] = shared[shared_key]
     return state_dict
+
+
+def _check_fits(file_key: str, live_key: str, tensor: torch.Tensor, current: torch.Tensor, adapter_name: str) -> None:
+    """Raise the error loading ``tensor`` into ``current`` would raise, naming ``file_key``."""
+    if tensor.shape != current.shape:
+        mismatch = SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape))
+        raise size_mismatch_error([mismatch], adapter_name, "Check the sizes in the adapter's config.")
+    dtype_mismatch = DtypeMismatch.between(file_key, live_key, tensor, current)
+    if dtype_mismatch is not None:
+        raise dtype_mismatch_error([dtype_mismatch])
 
 
 def _file_path(path: str, adapter_name: str, modules: dict[str, nn.Module]) -> str:

@@ -19,13 +19,8 @@ from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.tuners.vblora.config import VBLoRAConfig
 from peft.tuners.vblora.layer import Linear, VBLoRALayer
-from peft.utils.errors import (
-    CheckpointMismatchError,
-    DtypeMismatch,
-    SizeMismatch,
-    dtype_mismatch_error,
-    size_mismatch_error,
-)
+from peft.utils.errors import CheckpointMismatchError
+from peft.utils.save_and_load import shared_tensors_from_file
 from peft.utils.warnings import warn
 
 VECTOR_BANK_FILE_KEY = "base_model.vblora_vector_bank"
@@ -163,8 +158,6 @@ class VBLoRAModel(BaseTuner):
     ) -> dict[str, torch.Tensor]:
         """The inverse of :meth:`_adapter_state_dict_to_file`: the bank goes to every layer's view of it, top-k
         weights and indices become full logits (``-inf`` outside the top-k, so forward and merge are unchanged)."""
-        from peft.utils.save_and_load import _adapter_key_map
-
         topk_files = [key for key in state_dict if _split_key(key)[1] in _TOPK_INDICES]
         if topk_files and not config.inference_mode:
             warn(
@@ -180,18 +173,4 @@ class VBLoRAModel(BaseTuner):
                     missing_keys=[f"{logits_key}_topk_weights"],
                 )
             state_dict[logits_key] = logits_from_topk(weights, indices, config.num_vectors)
-        bank = state_dict.pop(VECTOR_BANK_FILE_KEY, None)
-        if bank is not None:
-            key_map = _adapter_key_map(model, adapter_name)
-            views = [file_key for file_key in key_map if _split_key(file_key)[1] == _BANK]
-            if views:  # the one bank is checked here, where its own key is known
-                current = model.get_parameter(key_map[views[0]])
-                if bank.shape != current.shape:
-                    mismatch = SizeMismatch(VECTOR_BANK_FILE_KEY, key_map[views[0]], tuple(bank.shape), current.shape)
-                    raise size_mismatch_error([mismatch], adapter_name, "Check num_vectors and vector_length.")
-                dtype_mismatch = DtypeMismatch.between(VECTOR_BANK_FILE_KEY, key_map[views[0]], bank, current)
-                if dtype_mismatch is not None:
-                    raise dtype_mismatch_error([dtype_mismatch])
-            for file_key in views:
-                state_dict[file_key] = bank
-        return state_dict
+        return shared_tensors_from_file(model, adapter_name, state_dict, _BANK)
