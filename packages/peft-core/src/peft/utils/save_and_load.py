@@ -105,17 +105,29 @@ def shared_tensors_from_file(
             owner, name = _owner_of(model, live_key)
             if shared_key not in checked and owner is not None:  # checked here, where the file's own key is known
                 current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
-                _check_fits(shared_key, live_key, shared[shared_key], current, adapter_name)
+                check_tensor_fits(shared_key, live_key, shared[shared_key], current, adapter_name)
                 checked.add(shared_key)
             state_dict[file_key] = shared[shared_key]
     return state_dict
 
 
-def _check_fits(file_key: str, live_key: str, tensor: torch.Tensor, current: torch.Tensor, adapter_name: str) -> None:
-    """Raise the error loading ``tensor`` into ``current`` would raise, naming ``file_key``."""
+def check_tensor_fits(
+    file_key: str,
+    live_key: str,
+    tensor: torch.Tensor,
+    current: torch.Tensor,
+    adapter_name: str = "",
+    hint: str = "Check the sizes in the adapter's config.",
+) -> None:
+    """Raise the error loading ``tensor`` into ``current`` would raise (shape or dtype), naming ``file_key``; for
+    tensors a method's file-layout conversion takes out of the checkpoint before the generic loading checks them.
+
+    Raises:
+        CheckpointMismatchError: with the mismatch.
+    """
     if tensor.shape != current.shape:
         mismatch = SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape))
-        raise size_mismatch_error([mismatch], adapter_name, "Check the sizes in the adapter's config.")
+        raise size_mismatch_error([mismatch], adapter_name, hint)
     dtype_mismatch = DtypeMismatch.between(file_key, live_key, tensor, current)
     if dtype_mismatch is not None:
         raise dtype_mismatch_error([dtype_mismatch])
@@ -345,13 +357,13 @@ def set_peft_model_state_dict(
             peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
                 model, config, adapter_name, dict(peft_model_state_dict)
             )
-    except (KeyError, IndexError, TypeError, RuntimeError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         if isinstance(exc, CheckpointMismatchError):
             raise
         # converting a method's file layout failed on what the file holds
+        summary = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         raise CheckpointMismatchError(
-            f"The checkpoint does not have the layout a {type(config).__name__} adapter is saved in: "
-            f"{type(exc).__name__}: {exc}"
+            f"The checkpoint does not have the layout a {type(config).__name__} adapter is saved in: {summary}"
         ) from exc
     if getattr(config, "is_prompt_learning", False):
         used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
@@ -404,19 +416,18 @@ def load_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], key
         The file keys of ``module``'s tensors the checkpoint lacks (they keep their values).
 
     Raises:
-        ValueError: for a tensor ``module`` does not have or whose shape differs (``hint`` says what to check).
+        CheckpointMismatchError: for a tensor ``module`` does not have, or whose shape or dtype differs (``hint``
+            says what to check); nothing is loaded then.
     """
     own = module.state_dict()
+    unexpected = [key_prefix + key for key in tensors if key not in own]
+    if unexpected:
+        raise CheckpointMismatchError(
+            f"The checkpoint holds {unexpected[0]!r}, which {type(module).__name__} does not have.",
+            unexpected_keys=unexpected,
+        )
     for key, tensor in tensors.items():
-        if key not in own:
-            raise ValueError(
-                f"The checkpoint holds {key_prefix + key!r}, which {type(module).__name__} does not have."
-            )
-        if tensor.shape != own[key].shape:
-            raise ValueError(
-                f"Size mismatch for {key_prefix + key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
-                f"expects {tuple(own[key].shape)}. {hint}"
-            )
+        check_tensor_fits(key_prefix + key, key_prefix + key, tensor, own[key], hint=hint)
     module.load_state_dict(tensors, strict=False)
     return [key_prefix + key for key in sorted(set(own) - set(tensors))]
 
