@@ -253,7 +253,8 @@ def _outcome(case: Case, folder: Path, changed: str, named: str | None, what: st
             assert not what.startswith(NEUTRAL), f"{context}: refused: {message[:500]}"
             names_file = changed_path in message or str(folder / CONFIG) in message
             assert names_file, f"{context}: {type(exc).__name__} does not name the file: {message[:500]}"
-            if named is not None:
+            # a tensor taken away can make another one not fit (a rank read from it), which the error then names
+            if named is not None and not what.endswith((": drop", ": rename")):
                 assert named in message, f"{context}: {type(exc).__name__} does not name {named!r}: {message[:500]}"
             return "refused"
         except Exception as exc:  # noqa: BLE001 - any other type is the failure this test looks for
