@@ -26,7 +26,7 @@ from peft import (
     inject_adapter_in_model,
     set_peft_model_state_dict,
 )
-from peft.utils.errors import CheckpointMismatchError, SizeMismatch
+from peft.utils.error import CheckpointMismatchError, SizeMismatch
 from peft.utils.hotswap import hotswap_adapter, hotswap_adapter_from_state_dict
 
 

@@ -23,7 +23,7 @@ from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.errors import checkpoint_file
+from peft.utils.error import checkpoint_file
 from peft.utils.files import atomic_write_text, read_json_object, split_hub_kwargs, subdirectory
 from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 
@@ -202,6 +202,8 @@ class PeftMixedModel(nn.Module):
         with checkpoint_file(path):
             result = set_peft_model_state_dict(self, state_dict, adapter_name=adapter_name)
         self.base_model.set_requires_grad(adapter_name, is_trainable)
+        if not is_trainable:
+            self.eval()  # loaded for inference: dropout off, as PeftModel does
         return result
 
     def merge_and_unload(self, *args: Any, **kwargs: Any) -> nn.Module:
@@ -210,9 +212,13 @@ class PeftMixedModel(nn.Module):
     def unload(self) -> nn.Module:
         return self.base_model.unload()
 
-    # counting works the same for any model holding adapters
+    push_to_hub = PeftModel.push_to_hub
+
+    # counting and status work the same for any model holding adapters (the reference refuses status here)
     get_nb_trainable_parameters = PeftModel.get_nb_trainable_parameters
     print_trainable_parameters = PeftModel.print_trainable_parameters
+    get_layer_status = PeftModel.get_layer_status
+    get_model_status = PeftModel.get_model_status
 
 
 def _read_mixed_config(path: str) -> tuple[list[str], list[str]]:

@@ -29,7 +29,7 @@ from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.errors import CheckpointMismatchError, DtypeMismatch, dtype_mismatch_error
+from peft.utils.error import CheckpointMismatchError, DtypeMismatch, dtype_mismatch_error
 from peft.utils.warnings import warn
 
 _SUPPORTED = "torch.nn.Linear (optionally quantized), transformers.pytorch_utils.Conv1D"

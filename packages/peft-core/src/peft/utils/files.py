@@ -80,7 +80,8 @@ def subdirectory(root: str, name: str, what: str = "adapter name") -> str:
 def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | None = None, **hub_kwargs) -> str | None:
     """Return the local path of ``filename`` in ``model_id`` (a folder, or a Hub repo id), or None if absent.
 
-    A local folder is used as it is; otherwise the file is fetched with ``huggingface_hub`` (imported only then).
+    A local folder is used as it is; otherwise the file is fetched with ``huggingface_hub`` (a dependency, imported
+    only then, so that ``import peft`` stays light).
 
     Raises:
         ValueError: if ``subfolder`` is not a relative path inside ``model_id`` (:func:`check_subfolder`).
@@ -93,11 +94,9 @@ def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | No
         return path if os.path.isfile(path) else None
     if os.path.isdir(model_id) or os.path.isabs(model_id) or model_id.startswith((".", "~")):
         return None  # a local path that does not exist is never a Hub id
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
-    except ImportError:
-        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
     try:
         return hf_hub_download(model_id, filename, subfolder=subfolder or None, **hub_kwargs)
     except EntryNotFoundError:

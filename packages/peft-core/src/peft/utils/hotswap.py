@@ -27,7 +27,7 @@ from peft.config import PeftConfig
 from peft.tuners._targeting import get_pattern_key
 from peft.tuners.lora.layer import Embedding, Linear, LoraLayer, _ConvNd, is_lora_layer
 from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.utils.errors import (
+from peft.utils.error import (
     CheckpointMismatchError,
     DtypeMismatch,
     SizeMismatch,

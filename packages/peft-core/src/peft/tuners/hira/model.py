@@ -20,7 +20,7 @@ from peft.tuners.hira.config import HiraConfig
 from peft.tuners.hira.layer import Conv1d, Conv2d, Conv3d, Embedding, HiraLayer, Linear
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.errors import SizeMismatch, size_mismatch_error
+from peft.utils.error import SizeMismatch, size_mismatch_error
 from peft.utils.save_and_load import _adapter_key_map
 from peft.utils.warnings import warn
 

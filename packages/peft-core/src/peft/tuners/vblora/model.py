@@ -19,7 +19,7 @@ from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.tuners.vblora.config import VBLoRAConfig
 from peft.tuners.vblora.layer import Linear, VBLoRALayer
-from peft.utils.errors import CheckpointMismatchError
+from peft.utils.error import CheckpointMismatchError
 from peft.utils.save_and_load import shared_tensors_from_file
 from peft.utils.warnings import warn
 

@@ -1,7 +1,7 @@
-"""The exceptions peft raises when saved adapter files cannot be used as they are.
+"""The exception classes of this library.
 
-Every error a load raises because of what is in the files is one of these or a plain ``ValueError`` naming the file
-and the field; ``docs/troubleshooting.md`` lists them.
+Every error a load raises because of what is in the adapter's files is a ``CheckpointMismatchError`` or a
+``ValueError`` naming the file and the field; ``docs/troubleshooting.md`` lists them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+
+
+class PeftError(Exception):
+    """Base of PEFT's own errors."""
+
+
+class NoMatchingPeftModuleError(PeftError, ValueError):
+    """The adapter being injected matched no module (or parameter) of the base model.
+
+    Usually a misconfigured ``target_modules``; code that adds such an adapter on purpose can catch this error.
+    A ``ValueError`` too, like the error raised before this class existed.
+    """
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ def _dtype_kind(dtype: torch.dtype) -> str:
     return "floating" if dtype.is_floating_point else "integer"
 
 
-class CheckpointMismatchError(RuntimeError, ValueError):
+class CheckpointMismatchError(PeftError, RuntimeError, ValueError):
     """A checkpoint does not fit the model it is loaded into: tensors of the wrong shape, or keys missing or left over
     where the load cannot go on without them.
 
