@@ -26,6 +26,7 @@ DATA = Path(__file__).parents[1] / "data"
 REQUIRED = {
     "ADALORA": {"total_step": 10},
     "ADAPTION_PROMPT": {"adapter_len": 4, "adapter_layers": 1},
+    "CPT": {"task_type": "CAUSAL_LM"},
     "TRAINABLE_TOKENS": {"token_indices": [0]},
 }
 

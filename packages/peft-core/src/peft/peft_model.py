@@ -21,7 +21,9 @@ from peft.config import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
 from peft.utils.error import checkpoint_file
-from peft.utils.files import split_hub_kwargs, subdirectory
+
+# the file names are unused here, but the reference's peft.peft_model has them and code imports them from there
+from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, split_hub_kwargs, subdirectory  # noqa: F401
 from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 from peft.utils.warnings import warn
 

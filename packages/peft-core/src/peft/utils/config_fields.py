@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal, Union
 
 import torch
 
+from peft.utils.error import ConfigFieldError
+
 
 @dataclass(frozen=True)
 class Range:
@@ -63,13 +65,13 @@ def check_config_fields(config: Any) -> None:
     """Check every field of the dataclass ``config`` against its annotation.
 
     Raises:
-        ValueError: naming the first invalid field, its value and what it accepts.
+        ConfigFieldError: naming the first invalid field, its value and what it accepts.
     """
     for name, hint, default in _field_specs(type(config)):
         value = getattr(config, name, default)
         if _is_default(value, default) or _conforms(value, hint):
             continue
-        raise ValueError(_message(type(config).__name__, name, value, hint))
+        raise ConfigFieldError(_message(type(config).__name__, name, value, hint))
 
 
 def _is_default(value: Any, default: Any) -> bool:

@@ -25,6 +25,12 @@ class NoMatchingPeftModuleError(PeftError, ValueError):
     """
 
 
+class ConfigFieldError(PeftError, ValueError, TypeError):
+    """A config field holds a value of the wrong type or out of range (the message names the field, the value and
+    what is valid). A ``ValueError``, like peft's other errors about bad values, and a ``TypeError``, what a wrong
+    type raises in Python and in the reference for some fields."""
+
+
 @dataclass(frozen=True)
 class SizeMismatch:
     """One checkpoint tensor whose shape differs from the model tensor it is loaded into."""
