@@ -413,20 +413,20 @@ def test_the_allocation_watch_sees_the_factories_torch_layers_use():
 
 # ------------------------------------------------------------------------------------ threads
 def _two_adapters() -> tuple[PeftModel, torch.Tensor, torch.Tensor, torch.Tensor]:
-    model = get_peft_model(_base(), _config(), adapter_name="a")
-    model.add_adapter("b", _config(lora_alpha=40))
+    model = get_peft_model(_base(), _config(), adapter_name="one")
+    model.add_adapter("two", _config(lora_alpha=40))
     model.eval()
     x = torch.randn(4, 10, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        model.set_adapter("b")
+        model.set_adapter("two")
         out_b = model(x)
-        model.set_adapter("a")
+        model.set_adapter("one")
         out_a = model(x)
     return model, x, out_a, out_b
 
 
 def _forward_while_switching(model, x, guarded: bool) -> torch.Tensor:
-    """One forward in a thread, paused after the first layer while another thread switches to adapter 'b'."""
+    """One forward in a thread, paused after the first layer while another thread switches to adapter 'two'."""
     import threading
 
     from peft.helpers import adapters_in_use
@@ -439,7 +439,7 @@ def _forward_while_switching(model, x, guarded: bool) -> torch.Tensor:
 
     def switch():
         paused.wait()
-        model.set_adapter("b")
+        model.set_adapter("two")
         switched.set()
 
     hook = model.base_model.model.lin0.register_forward_hook(pause)
@@ -459,14 +459,14 @@ def test_a_forward_inside_adapters_in_use_never_sees_half_switched_layers():
     forward. Inside adapters_in_use() the switch waits for the forward."""
     model, x, out_a, out_b = _two_adapters()
     torch.testing.assert_close(_forward_while_switching(model, x, guarded=True), out_a)
-    assert model.active_adapters == ["b"]  # the switch happened after the block
+    assert model.active_adapters == ["two"]  # the switch happened after the block
     with torch.no_grad():
         torch.testing.assert_close(model(x), out_b)
 
 
 def test_without_the_block_a_switch_can_land_in_the_middle_of_a_forward():
     """What adapters_in_use() is for (docs/troubleshooting.md): unsynchronised, the first layer computed with
-    adapter 'a' and the second with 'b', an output of neither."""
+    adapter 'one' and the second with 'two', an output of neither."""
     model, x, out_a, out_b = _two_adapters()
     output = _forward_while_switching(model, x, guarded=False)
     assert not torch.allclose(output, out_a) and not torch.allclose(output, out_b)
@@ -485,16 +485,16 @@ def test_many_threads_forwarding_while_one_switches_see_only_whole_adapters():
             with torch.no_grad(), adapters_in_use(model):
                 output = model(x)
             if torch.allclose(output, out_a):
-                seen.add("a")
+                seen.add("one")
             elif torch.allclose(output, out_b):
-                seen.add("b")
+                seen.add("two")
             else:
                 bad.append(output)
 
     def switch():
         for i in range(60):
-            model.set_adapter("b" if i % 2 == 0 else "a")
-        model.set_adapter("b")
+            model.set_adapter("two" if i % 2 == 0 else "one")
+        model.set_adapter("two")
 
     threads = [threading.Thread(target=serve) for _ in range(3)] + [threading.Thread(target=switch)]
     for thread in threads:
@@ -513,6 +513,6 @@ def test_switching_inside_ones_own_block_is_an_error_not_a_deadlock():
 
     model, x, _, _ = _two_adapters()
     with adapters_in_use(model), pytest.raises(RuntimeError, match="inside adapters_in_use"):
-        model.set_adapter("b")
-    model.set_adapter("b")  # fine outside
+        model.set_adapter("two")
+    model.set_adapter("two")  # fine outside
     copy.deepcopy(model)  # the lock is kept beside the model, not in it
