@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.quantization import PLAIN_BACKEND, resolve_quantization_backend
+from peft.quantization import is_quantized_linear
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int
 from peft.tuners.tuners_layer import BaseTunerLayer
@@ -24,27 +24,19 @@ from peft.tuners.tuners_utils import BaseTuner
 
 
 def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
-    """Refuse base layers a dense-delta method cannot wrap: anything but ``nn.Linear`` (or transformers' ``Conv1D``
-    where the method allows it), and quantized layers no quantization backend covers.
+    """Refuse base layers a dense-delta method cannot wrap: anything but ``nn.Linear`` or a quantized linear layer
+    (or transformers' ``Conv1D`` where the method allows it). Quantized storage no backend reads is refused for
+    every method when the adapter layer is created.
 
     Raises:
-        TypeError: naming the layer type (and, for quantized layers, the weight's dtype).
+        TypeError: naming the layer type.
     """
     method = layer_cls.method_name
-    allowed = isinstance(base_layer, nn.Linear) or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
-    if not allowed:
+    allowed = isinstance(base_layer, nn.Linear) or is_quantized_linear(base_layer)
+    if not (allowed or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))):
         supported = "torch.nn.Linear" + (", transformers.pytorch_utils.Conv1D" if layer_cls.supports_conv1d else "")
         raise TypeError(
             f"{method} does not support target modules of type {type(base_layer).__name__}; supported: {supported}."
-        )
-    if resolve_quantization_backend(base_layer) is not None:
-        return  # a backend dequantizes and requantizes the weight for merging
-    if hasattr(base_layer, "qweight") or not PLAIN_BACKEND.matches(base_layer):
-        dtype = getattr(getattr(base_layer, "weight", None), "dtype", None)
-        raise TypeError(
-            f"{method} does not support quantized base layers ({type(base_layer).__name__} with weight dtype {dtype}):"
-            " its update is a dense float matrix merged into the weight. Use an unquantized model, or a method that "
-            "supports quantized layers such as LoRA."
         )
 
 

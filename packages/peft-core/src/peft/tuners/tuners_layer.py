@@ -17,7 +17,12 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _torch_module
 
-from peft.quantization import QuantizationBackend, get_backend, resolve_quantization_backend
+from peft.quantization import (
+    QuantizationBackend,
+    check_weight_storage,
+    get_backend,
+    resolve_quantization_backend,
+)
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.utils.warnings import warn
 
@@ -192,9 +197,14 @@ def _as_list(adapter_names: str | Sequence[str]) -> list[str]:
 def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
     """``(in_features, out_features)`` of a base layer, for every layer type adapters support.
 
+    Quantized layers report the features of their dequantized weight (a packed tensor's shape tells nothing).
+
     Raises:
         ValueError: for ``nn.MultiheadAttention`` whose query, key and value sizes differ.
     """
+    backend = resolve_quantization_backend(module)
+    if backend is not None:
+        return backend.in_out_features(module)
     if isinstance(module, nn.Linear):
         weight = module.weight
         # tensor-parallel weights: the local shard's shape
@@ -245,6 +255,7 @@ class BaseTunerLayer:
 
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
+        check_weight_storage(base_layer)
         self._modules["base_layer"] = base_layer  # a fresh layer: nothing for nn.Module.__setattr__ to clean up
         in_features, out_features = get_in_out_features(base_layer)
         self.__dict__.update(
@@ -276,6 +287,10 @@ class BaseTunerLayer:
     def quantization_backend(self) -> QuantizationBackend | None:
         """The backend of the base layer's weight format (None for plain float layers)."""
         return resolve_quantization_backend(self.get_base_layer())
+
+    def extra_repr(self) -> str:
+        backend = self.quantization_backend
+        return f"quantization_backend={backend.name!r}" if backend is not None else ""
 
     def get_base_weight(self) -> torch.Tensor:
         """The base layer's weight, dequantized; reading it never changes the layer."""

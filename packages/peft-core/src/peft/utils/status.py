@@ -6,7 +6,7 @@ layers are reported as ``"irregular"``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -30,7 +30,8 @@ class TunerLayerStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
-    quantization_backend: str = "plain"
+    # the backend's name (e.g. "bnb 4bit"), None for plain float layers
+    quantization_backend: str | None = None
 
 
 @dataclass
@@ -49,7 +50,7 @@ class TunerModelStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
-    quantization_backend: str | Irregular = field(default="plain")
+    quantization_backend: str | None | Irregular = None
 
 
 def _unwrap(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
@@ -81,9 +82,9 @@ def _layer_status(name: str, module: nn.Module) -> TunerLayerStatus:
         available = module._all_available_adapter_names()
         merged = list(module.merged_adapters)
         backend = module.quantization_backend
-        backend_name = backend.name if backend is not None else "plain"
+        backend_name = backend.name if backend is not None else None
     else:
-        available, merged, backend_name = module._available_adapters(), [], "plain"
+        available, merged, backend_name = module._available_adapters(), [], None
     requires_grad: dict[str, bool | Irregular] = {}
     devices: dict[str, list[str]] = {}
     for adapter in available:
