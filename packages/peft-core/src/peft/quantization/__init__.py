@@ -43,6 +43,9 @@ class QuantizationBackend:
         """Whether ``module`` stores its weight in this backend's format."""
         raise NotImplementedError
 
+    def check_adaptable(self, module: nn.Module) -> None:
+        """Raise (or warn) when adapters on ``module`` cannot work (or train) as expected; called at injection."""
+
     def in_out_features(self, module: nn.Module) -> tuple[int, int]:
         """The logical ``(in_features, out_features)`` of the layer (those of its dequantized weight)."""
         for in_name, out_name in (("in_features", "out_features"), ("infeatures", "outfeatures")):
@@ -171,18 +174,26 @@ def is_quantized_linear(module: nn.Module) -> bool:
     return backend is not None and backend.is_linear
 
 
-def check_weight_storage(base_layer: nn.Module) -> None:
-    """Refuse a base layer whose weight is stored in a format no backend reads (an integer ``weight``, a
-    ``qweight``): adapters on it could neither size themselves nor merge correctly.
+def is_linear_layer(module: nn.Module) -> bool:
+    """Whether methods written for ``nn.Linear`` apply to ``module``: an ``nn.Linear`` or a quantized linear layer."""
+    return isinstance(module, nn.Linear) or is_quantized_linear(module)
+
+
+def check_base_layer(base_layer: nn.Module) -> None:
+    """Check, when an adapter layer is created, that adapters can work on ``base_layer``: its backend's own checks,
+    and refusal of a weight stored in a format no backend reads (an integer ``weight``, a ``qweight``), on which
+    adapters could neither size themselves nor merge correctly.
 
     Raises:
         TypeError: naming the layer class, the weight's dtype and the libraries whose layers are supported.
     """
+    backend = resolve_quantization_backend(base_layer)
+    if backend is not None:
+        backend.check_adaptable(base_layer)
+        return
     weight = base_layer._parameters.get("weight", base_layer._buffers.get("weight"))
     packed = weight is not None and not weight.is_floating_point()
     if not packed and not hasattr(base_layer, "qweight"):
-        return
-    if resolve_quantization_backend(base_layer) is not None:
         return
     dtype = weight.dtype if weight is not None else getattr(getattr(base_layer, "qweight", None), "dtype", None)
     raise TypeError(

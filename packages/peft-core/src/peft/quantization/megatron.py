@@ -26,7 +26,7 @@ class MegatronBackend(ForwardOnlyBackend):
     def matches(self, module: nn.Module) -> bool:
         return type(module).__name__ in _PARALLEL_LINEAR and type(module).__module__.startswith("megatron.")
 
-    def in_out_features(self, module: nn.Module) -> tuple[int, int]:
+    def check_adaptable(self, module: nn.Module) -> None:
         raise TypeError(
             f"Adapters on Megatron tensor-parallel layers ({type(module).__name__}) are not supported: the update "
             "would need the layer's parallel layout and communication. Target the model before it is sharded by "

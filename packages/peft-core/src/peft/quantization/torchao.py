@@ -18,6 +18,7 @@ from torchao.quantization.quant_primitives import MappingType
 from torchao.utils import TorchAOBaseTensor
 
 from peft.quantization import QuantizationBackend
+from peft.utils.warnings import warn
 
 _SUPPORTED = "Int8Tensor (Int8WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig)"
 
@@ -42,6 +43,16 @@ class TorchaoBackend(QuantizationBackend):
 
     def matches(self, module: nn.Module) -> bool:
         return isinstance(module._parameters.get("weight"), TorchAOBaseTensor)
+
+    def check_adaptable(self, module: nn.Module) -> None:
+        weight = module.weight
+        if isinstance(weight, Int8Tensor) and weight.act_quant_kwargs is not None:
+            warn(
+                f"The torchao layer {type(module).__name__} quantizes its input dynamically, and torchao passes no "
+                "gradient through that quantization: adapters on earlier layers get only part of their gradient, "
+                "and adapters that transform this layer's input (OFT, BOFT, HRA, IA3 feed-forward, RoAd) get none. "
+                "Inference is unaffected; for training, quantize with Int8WeightOnlyConfig."
+            )
 
     def in_out_features(self, module: nn.Module) -> tuple[int, int]:
         out_features, in_features = module.weight.shape  # torchao tensors report the logical shape

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.quantization import is_quantized_linear
+from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int
 from peft.tuners.tuners_layer import BaseTunerLayer
@@ -32,8 +32,7 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
         TypeError: naming the layer type.
     """
     method = layer_cls.method_name
-    allowed = isinstance(base_layer, nn.Linear) or is_quantized_linear(base_layer)
-    if not (allowed or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))):
+    if not (is_linear_layer(base_layer) or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))):
         supported = "torch.nn.Linear" + (", transformers.pytorch_utils.Conv1D" if layer_cls.supports_conv1d else "")
         raise TypeError(
             f"{method} does not support target modules of type {type(base_layer).__name__}; supported: {supported}."

@@ -19,7 +19,7 @@ from torch.nn.modules import module as _torch_module
 
 from peft.quantization import (
     QuantizationBackend,
-    check_weight_storage,
+    check_base_layer,
     get_backend,
     resolve_quantization_backend,
 )
@@ -255,7 +255,7 @@ class BaseTunerLayer:
 
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
-        check_weight_storage(base_layer)
+        check_base_layer(base_layer)
         self._modules["base_layer"] = base_layer  # a fresh layer: nothing for nn.Module.__setattr__ to clean up
         in_features, out_features = get_in_out_features(base_layer)
         self.__dict__.update(

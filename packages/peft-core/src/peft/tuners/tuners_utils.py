@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.quantization import is_quantized_linear
+from peft.quantization import is_linear_layer
 from peft.tuners import _targeting
 from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners._targeting import (
@@ -226,7 +226,7 @@ class BaseTuner(nn.Module):
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
         custom = getattr(peft_config, "_custom_modules", None) or {}
         for base_cls, layer_cls in [*custom.items(), *cls.layers_mapping.items()]:
-            if isinstance(base, base_cls) or (base_cls is nn.Linear and is_quantized_linear(base)):
+            if isinstance(base, base_cls) or (base_cls is nn.Linear and is_linear_layer(base)):
                 return layer_cls(target, adapter_name, **kwargs)
         supported = ", ".join(f"torch.nn.{base_cls.__name__}" for base_cls in cls.layers_mapping)
         raise TypeError(

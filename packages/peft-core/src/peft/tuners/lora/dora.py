@@ -56,7 +56,8 @@ class DoraVariant(LoraVariant):
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
-        is_conv = module.get_base_layer().weight.dim() >= 3
+        base_layer = module.get_base_layer()
+        is_conv = isinstance(base_layer, nn.modules.conv._ConvNd)
         reference = (
             module.lora_A[adapter_name].weight
             if adapter_name in module.lora_A
@@ -67,7 +68,7 @@ class DoraVariant(LoraVariant):
         else:
             _, magnitude = _combined_and_norm(module, adapter_name)
         if is_conv:
-            magnitude = magnitude.reshape(1, -1, *([1] * (module.get_base_layer().weight.dim() - 2)))
+            magnitude = magnitude.reshape(1, -1, *([1] * (base_layer.weight.dim() - 2)))
         module.lora_magnitude_vector[adapter_name] = DoraMagnitude(magnitude.clone())
         if not hasattr(module, "_dora_merge_norms"):
             module._dora_merge_norms = {}
@@ -108,7 +109,7 @@ class DoraVariant(LoraVariant):
         dropout = module.lora_dropout[active_adapter]
         base_layer = module.get_base_layer()
         x = module._cast_input_dtype(x, lora_a.weight.dtype)
-        is_conv = base_layer.weight.dim() >= 3
+        is_conv = isinstance(base_layer, nn.modules.conv._ConvNd)
         view = (lambda t: t.reshape(1, -1, *([1] * (result.dim() - 2)))) if is_conv else (lambda t: t)
         if isinstance(dropout, nn.Identity) or not module.training:
             base_result = result
@@ -116,8 +117,9 @@ class DoraVariant(LoraVariant):
         else:
             dropped = dropout(x)
             base_result = base_layer(dropped.to(result.dtype))
-        if base_layer.bias is not None:
-            base_result = base_result - view(base_layer.bias)
+        bias = getattr(base_layer, "bias", None)
+        if bias is not None:
+            base_result = base_result - view(bias)
         lora_result = lora_b(lora_a(dropped)) * scaling
         scale = view(scale)
         return result + ((scale - 1) * base_result + scale * lora_result).to(result.dtype)
