@@ -6,6 +6,7 @@ from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.utils.peft_types import register_peft_method
+from peft.utils.warnings import deprecated_aliases
 
 __all__ = [
     "Conv1d",
@@ -23,3 +24,23 @@ __all__ = [
 ]
 
 register_peft_method(name="lora", config_cls=LoraConfig, model_cls=LoraModel, is_mixed_compatible=True)
+
+# per-backend LoRA classes of earlier versions: every backend now uses the ordinary layers
+__getattr__ = deprecated_aliases(
+    __name__,
+    dict.fromkeys(
+        (
+            "Linear4bit",
+            "Linear8bitLt",
+            "GPTQLoraLinear",
+            "AwqLoraLinear",
+            "AqlmLoraLinear",
+            "EetqLoraLinear",
+            "HqqLoraLinear",
+            "TorchaoLoraLinear",
+            "IncLoraLinear",
+            "TELoraLinear",
+        ),
+        ("peft.tuners.lora.layer", "Linear"),
+    ),
+)
