@@ -49,7 +49,7 @@ def _methods() -> list[str]:
         for peft_type, config_cls in sorted(PEFT_TYPE_TO_CONFIG_MAPPING.items())
         if not issubclass(config_cls, PromptLearningConfig) and peft_type not in NOT_LINEAR_METHODS
     ]
-    return [*names, "LORA+DORA"]  # QDoRA
+    return [*names, "LORA+DORA", "LORA+QALORA"]  # QDoRA, QA-LoRA
 
 
 METHODS = _methods()
@@ -70,6 +70,8 @@ def _config(method: str, **overrides):
     kwargs = {"target_modules": TARGETS, **CONFIG_OVERRIDES.get(peft_type, {}), **overrides}
     if variant == "DORA":
         kwargs["use_dora"] = True
+    elif variant == "QALORA":
+        kwargs.update(use_qalora=True, qalora_group_size=16)
     return PEFT_TYPE_TO_CONFIG_MAPPING[peft_type](**kwargs)
 
 
@@ -226,3 +228,19 @@ def test_two_adapters_mixed_batch_and_save_load(method: str, kind: str, tmp_path
     torch.testing.assert_close(_out(loaded), outputs["default"], atol=1e-5, rtol=1e-5)
     loaded.set_adapter("other")
     torch.testing.assert_close(_out(loaded), outputs["other"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", QUANTIZED_KINDS)
+def test_prepare_model_for_kbit_training_upcasts_float_weights_and_leaves_quantized_ones(kind: str) -> None:
+    from peft import prepare_model_for_kbit_training
+
+    model = _base(kind)
+    model.add_module("norm", nn.LayerNorm(DIM).to(torch.bfloat16))
+    quantized = {name: (type(p), p.dtype) for name, p in model.named_parameters() if not name.startswith("norm")}
+    prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    assert model.norm.weight.dtype == torch.float32
+    for name, param in model.named_parameters():
+        assert not param.requires_grad
+        if name in quantized and name.endswith("weight") or name.endswith("W_q"):
+            assert (type(param), param.dtype) == quantized[name], name
+    _out(model)  # still computes

@@ -66,9 +66,13 @@ def test_qlora_user_flow_trains_and_merges(case: str) -> None:
         optimizer.zero_grad()
     trained = fixtures.logits(model, input_ids)
     with model.disable_adapter():
-        assert _max_diff(trained, fixtures.logits(model, input_ids)) > 1e-3  # training moved the adapter
+        training_effect = _max_diff(trained, fixtures.logits(model, input_ids))
     merged = model.merge_and_unload()
-    assert _max_diff(fixtures.logits(merged, input_ids), trained) < 0.1 * _max_diff(trained, 0 * trained)
+    merge_error = _max_diff(fixtures.logits(merged, input_ids), trained)
+    # within the reference's own merge error on this base, and far from dropping what training learned
+    io = load_file(FIXTURES / case / "io.safetensors")
+    assert merge_error <= 1.5 * _max_diff(io["out_merged"], io["out_adapter"])
+    assert training_effect > 3 * merge_error, (training_effect, merge_error)
 
 
 def test_merging_after_an_inference_forward_reads_the_cpu_packed_weight() -> None:

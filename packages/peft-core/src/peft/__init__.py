@@ -61,6 +61,7 @@ __all__ = [
     "LoHaModel",
     "LoKrConfig",
     "LoKrModel",
+    "LoftQConfig",
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",
@@ -114,6 +115,7 @@ __all__ = [
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
+    "replace_lora_weights_loftq",
     "set_peft_model_state_dict",
 ]
 

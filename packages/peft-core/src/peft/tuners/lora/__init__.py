@@ -2,6 +2,7 @@
 
 from peft.tuners.lora.config import LoraConfig, LoraRuntimeConfig
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
+from peft.tuners.lora.loftq import LoftQConfig, replace_lora_weights_loftq
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
@@ -14,6 +15,7 @@ __all__ = [
     "Conv3d",
     "Embedding",
     "Linear",
+    "LoftQConfig",
     "LoraConfig",
     "LoraLayer",
     "LoraModel",
@@ -21,6 +23,7 @@ __all__ = [
     "LoraVariant",
     "MultiheadAttention",
     "ParamWrapper",
+    "replace_lora_weights_loftq",
 ]
 
 register_peft_method(name="lora", config_cls=LoraConfig, model_cls=LoraModel, is_mixed_compatible=True)

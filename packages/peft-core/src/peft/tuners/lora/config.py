@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from peft.config import PeftConfig
 from peft.utils.peft_types import PeftType
 
-_SUPPORTED_INITS = (True, False, "gaussian")
+_SUPPORTED_INITS = (True, False, "gaussian", "loftq")
 _BIAS_MODES = ("none", "all", "lora_only")
 
 
@@ -106,11 +106,9 @@ class LoraConfig(PeftConfig):
         "eva_config": None,
         "kasa_config": None,
         "lora_ga_config": None,
-        "loftq_config": {},
         "megatron_config": None,
         "monteclora_config": None,
         "use_bdlora": None,
-        "use_qalora": False,
         "velora_config": None,
     }
 
@@ -139,6 +137,16 @@ class LoraConfig(PeftConfig):
             self.target_parameters = list(self.target_parameters)
         if self.layer_replication is not None:
             self._check_layer_replication()
+        if self.loftq_config and not isinstance(self.loftq_config, dict):
+            self.loftq_config = dict(vars(self.loftq_config))  # stored as a dict, as in adapter_config.json
+        if self.init_lora_weights == "loftq":
+            from peft.tuners.lora.loftq import check_loftq_config
+
+            if not self.loftq_config:
+                raise ValueError("init_lora_weights='loftq' needs loftq_config, e.g. LoftQConfig(loftq_bits=4).")
+            check_loftq_config(self.loftq_config)
+        if self.use_qalora and (not isinstance(self.qalora_group_size, int) or self.qalora_group_size <= 0):
+            raise ValueError(f"qalora_group_size must be a positive int, got {self.qalora_group_size!r}.")
         if self.use_dora and self.target_parameters:
             raise ValueError("use_dora=True cannot be combined with target_parameters.")
 

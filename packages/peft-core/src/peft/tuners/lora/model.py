@@ -90,6 +90,9 @@ class LoraModel(BaseTuner):
             "init_lora_weights": config.init_lora_weights,
             "use_rslora": config.use_rslora,
             "use_dora": config.use_dora,
+            "use_qalora": config.use_qalora,
+            "qalora_group_size": config.qalora_group_size,
+            "loftq_config": config.loftq_config,
             "lora_bias": config.lora_bias,
             "ephemeral_gpu_offload": config.runtime_config.ephemeral_gpu_offload,
         }
