@@ -154,6 +154,17 @@ def _import_backends(module_name: str, library: str) -> tuple[QuantizationBacken
         return ()
 
 
+# torch layers that, holding a plain float Parameter, no quantization library produces: injection skips the backend
+# lookup for them (thousands of layers per model)
+_PLAIN_TORCH_LAYERS = frozenset({nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding})
+
+
+def is_plain_torch_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a torch ``Linear``/``Conv``/``Embedding`` with a plain float ``nn.Parameter`` weight."""
+    weight = module._parameters.get("weight") if type(module) in _PLAIN_TORCH_LAYERS else None
+    return type(weight) is nn.Parameter and weight.is_floating_point()
+
+
 def resolve_quantization_backend(base_layer: nn.Module) -> QuantizationBackend | None:
     """The backend for ``base_layer``'s weight format, or None for plain floating-point layers."""
     for backend in _backends_in_use():
@@ -187,6 +198,8 @@ def check_base_layer(base_layer: nn.Module) -> None:
     Raises:
         TypeError: naming the layer class, the weight's dtype and the libraries whose layers are supported.
     """
+    if is_plain_torch_layer(base_layer):
+        return
     backend = resolve_quantization_backend(base_layer)
     if backend is not None:
         backend.check_adaptable(base_layer)

@@ -21,6 +21,7 @@ from peft.quantization import (
     QuantizationBackend,
     check_base_layer,
     get_backend,
+    is_plain_torch_layer,
     resolve_quantization_backend,
 )
 from peft.tuners._targeting import is_transformers_conv1d
@@ -202,7 +203,7 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
     Raises:
         ValueError: for ``nn.MultiheadAttention`` whose query, key and value sizes differ.
     """
-    backend = resolve_quantization_backend(module)
+    backend = None if is_plain_torch_layer(module) else resolve_quantization_backend(module)
     if backend is not None:
         return backend.in_out_features(module)
     if isinstance(module, nn.Linear):
