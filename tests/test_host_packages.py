@@ -64,6 +64,21 @@ def test_arch_5_transformers_host_registers_default_lora_targets():
     assert LORA_TARGETS["llama"] == ["q_proj", "v_proj"]
 
 
+@pytest.mark.parametrize("peft_type", ["DELORA", "GLORA", "GRALORA", "HIRA", "LILY", "TINYLORA", "UNILORA"])
+def test_methods_that_adapt_what_lora_adapts_register_its_defaults(peft_type):
+    registry = HostRegistry()
+    peft_transformers.register(registry)
+    assert registry.default_target_modules[peft_type] == LORA_TARGETS
+
+
+def test_pvera_defaults_are_veras_with_dinov2():
+    registry = HostRegistry()
+    peft_transformers.register(registry)
+    pvera, vera = registry.default_target_modules["PVERA"], registry.default_target_modules["VERA"]
+    assert pvera["dinov2"] == ["query", "value"]
+    assert {k: v for k, v in pvera.items() if k != "dinov2"} == vera
+
+
 def test_lora_target_table_is_sorted_and_non_empty():
     assert list(LORA_TARGETS) == sorted(LORA_TARGETS)
     assert all(modules and all(isinstance(name, str) for name in modules) for modules in LORA_TARGETS.values())

@@ -96,6 +96,10 @@ def _base(kind: str) -> nn.Module:
     return _float_base() if kind == "float" else quantize(_float_base(), kind).eval()
 
 
+# methods whose training-mode forward samples noise
+SAMPLING_IN_TRAINING = {"PVERA"}
+# methods whose output for a row depends on the other rows of the batch: no mixed batches, no merging (on any base)
+BATCH_DEPENDENT = {"LILY"}
 # OFT's Cayley-Neumann rotation is only near-orthogonal for small parameters: larger ones make unmerging (its inverse)
 # amplify the requantization error
 PERTURBATION = {"OFT": 0.05}
@@ -131,10 +135,11 @@ def _out(model: nn.Module, **kwargs) -> torch.Tensor:
         return model(_x(), **kwargs)
 
 
-def _train_mode_out(model: nn.Module) -> torch.Tensor:
+def _train_mode_out(model: nn.Module, method: str) -> torch.Tensor:
     """The output in training mode (no dropout is configured): bitsandbytes then computes 4-bit layers in float32
-    from the dequantized weight, instead of its CPU inference kernel's bfloat16."""
-    return _out(model.train())
+    from the dequantized weight, instead of its CPU inference kernel's bfloat16. Methods that sample in training
+    (a merged adapter does not) are compared in inference mode."""
+    return _out(model.eval() if method in SAMPLING_IN_TRAINING else model.train())
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -151,6 +156,7 @@ def _float_twin(model: PeftModel, method: str, kind: str) -> PeftModel:
 
 def _gradients(model: nn.Module) -> dict[str, torch.Tensor | None]:
     model.train()
+    torch.manual_seed(5)  # methods that sample in training (PVeRA) draw the same noise on both sides
     model(_x()).pow(2).sum().backward()
     return {
         name: param.grad for name, param in model.named_parameters() if param.requires_grad or param.grad is not None
@@ -184,30 +190,35 @@ def test_training_step_matches_the_float_twin_on_adapter_parameters_only(method:
 def test_merge_and_unmerge_match_an_ideal_requantization(method: str, kind: str) -> None:
     model = _adapted(kind, method)
     twin = _float_twin(model, method, kind)
-    expected = _train_mode_out(twin)
+    expected = _train_mode_out(twin, method)
     scale = expected.abs().max().item()
     with model.disable_adapter(), twin.disable_adapter():
-        base = _train_mode_out(twin)
+        base = _train_mode_out(twin, method)
         # same weights on both sides: what remains is the kernels' own rounding, relative to the output's size
-        relative_compute_error = _max_diff(_train_mode_out(model), base) / base.abs().max().item()
-    tolerance = (3 * relative_compute_error + 1e-6) * scale
+        relative_compute_error = _max_diff(_train_mode_out(model, method), base) / base.abs().max().item()
+    # inference mode (sampling methods) goes through bitsandbytes' bfloat16 CPU kernel: more rounding per layer
+    tolerance = ((5 if method in SAMPLING_IN_TRAINING else 3) * relative_compute_error + 1e-6) * scale
     effect = _max_diff(expected, base)
     assert effect > 5 * tolerance, f"adapter effect {effect:.3g} too small to tell from tolerance {tolerance:.3g}"
-    unmerged = _train_mode_out(model)
+    unmerged = _train_mode_out(model, method)
     assert _max_diff(unmerged, expected) <= tolerance
+    if method in BATCH_DEPENDENT:
+        with pytest.raises(NotImplementedError, match="cannot be merged"):
+            model.merge_adapter()
+        return
 
     # the ideal merge: the float twin's merged weights, quantized and dequantized by the library itself
-    ideal = _train_mode_out(dequantized_copy(copy.deepcopy(twin).merge_and_unload(), kind))
+    ideal = _train_mode_out(dequantized_copy(copy.deepcopy(twin).merge_and_unload(), kind), method)
     requantization_error = _max_diff(ideal, expected)
     model.merge_adapter()
-    assert _max_diff(_train_mode_out(model), ideal) <= tolerance
+    assert _max_diff(_train_mode_out(model, method), ideal) <= tolerance
     # unmerging requantizes again (and multiplicative methods scale the error on the way back)
     model.unmerge_adapter()
-    assert _max_diff(_train_mode_out(model), unmerged) <= 3 * requantization_error + tolerance
+    assert _max_diff(_train_mode_out(model, method), unmerged) <= 3 * requantization_error + tolerance
     quantized_class = type(model.base_model.model.lin0.get_base_layer())
     merged = model.merge_and_unload()
     assert type(merged.lin0) is quantized_class  # the base layers stay quantized
-    assert _max_diff(_train_mode_out(merged), ideal) <= 3 * requantization_error + tolerance
+    assert _max_diff(_train_mode_out(merged, method), ideal) <= 3 * requantization_error + tolerance
 
 
 @pytest.mark.parametrize(("method", "kind"), PAIRS)
@@ -220,7 +231,8 @@ def test_two_adapters_mixed_batch_and_save_load(method: str, kind: str, tmp_path
         outputs[BASE_ADAPTER_NAME] = _out(model)
     assert _max_diff(outputs["default"], outputs["other"]) > 1e-3
 
-    if method != "LORA+DORA":  # mixed batches do not support DoRA adapters (as in the reference)
+    # mixed batches do not support DoRA adapters (as in the reference), nor methods whose rows depend on each other
+    if method != "LORA+DORA" and method not in BATCH_DEPENDENT:
         rows = ["default", "other", BASE_ADAPTER_NAME, "other", "default"]
         mixed = _out(model, adapter_names=rows)
         for row, name in enumerate(rows):

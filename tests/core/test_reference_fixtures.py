@@ -1,7 +1,8 @@
 """Adapters saved by the reference peft 0.21.2 load here and reproduce its outputs (REQUIREMENTS SAVE-15).
 
-The fixtures (tests/data/fixtures, see its README) hold the base weights, the adapter files, the inputs and the
-reference's outputs: adapter active, each further adapter active, and after ``merge_and_unload()``.
+The fixtures (tests/data/fixtures, see its README; tests/data/method_reference, made by its make_fixtures.py) hold the
+base weights, the adapter files, the inputs and the reference's outputs: adapter active, each further adapter active,
+and after ``merge_and_unload()``; cases marked ``both`` also with all adapters active, unmerged and merged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from torch import nn
 from peft import PEFT_TYPE_TO_CONFIG_MAPPING, PeftModel
 from peft.hosts import get_host_registry
 
-FIXTURES = Path(__file__).parents[1] / "data" / "fixtures" / "reference"
+DATA = Path(__file__).parents[1] / "data"
+FIXTURE_ROOTS = (DATA / "fixtures" / "reference", DATA / "method_reference")
 
 
 def _peft_type(case_dir: Path) -> str:
@@ -27,7 +29,12 @@ def _peft_type(case_dir: Path) -> str:
 
 get_host_registry()  # host packages register methods of their own (e.g. adaption prompt)
 # cases whose methods this version implements; the others belong to later issues
-IMPLEMENTED = sorted(p.name for p in FIXTURES.iterdir() if _peft_type(p) in PEFT_TYPE_TO_CONFIG_MAPPING)
+IMPLEMENTED = sorted(
+    f"{root.name}/{case.name}"
+    for root in FIXTURE_ROOTS
+    for case in root.iterdir()
+    if (case / "case.json").is_file() and _peft_type(case) in PEFT_TYPE_TO_CONFIG_MAPPING
+)
 
 
 class _MHAModel(nn.Module):
@@ -63,8 +70,13 @@ def _run(model: nn.Module, io: dict, is_transformers: bool) -> torch.Tensor:
         return (model(**inputs).logits if is_transformers else model(inputs["x"])).float()
 
 
+def _case_path(name: str) -> tuple[str, ...]:
+    root, case = name.split("/")
+    return ("fixtures", "reference", case) if root == "reference" else (root, case)
+
+
 def _load_case(name: str) -> tuple[dict, dict, nn.Module]:
-    case_dir = FIXTURES / name
+    case_dir = DATA.joinpath(*_case_path(name))
     meta = json.loads((case_dir / "case.json").read_text())
     io = load_file(case_dir / "io.safetensors")
     base = _build(meta["model"])
@@ -80,9 +92,10 @@ def test_save_15_reference_adapter_reproduces_outputs(name: str) -> None:
     tol = {"atol": meta["atol"], "rtol": meta["rtol"]}
     assert torch.allclose(_run(base, io, is_tf), io["out_base"], **tol), "fixture environment differs"
 
-    model = PeftModel.from_pretrained(base, FIXTURES / name / "adapter")
+    adapter_dir = DATA.joinpath(*_case_path(name), "adapter")
+    model = PeftModel.from_pretrained(base, adapter_dir)
     for other in meta["adapters"][1:]:
-        model.load_adapter(FIXTURES / name / "adapter" / other, adapter_name=other)
+        model.load_adapter(adapter_dir / other, adapter_name=other)
     model.eval()
     # the adapter really changes the output, so matching it is not a coincidence
     same_shape = io["out_adapter"].shape == io["out_base"].shape  # soft prompts add positions
@@ -92,15 +105,20 @@ def test_save_15_reference_adapter_reproduces_outputs(name: str) -> None:
         model.set_adapter(other)
         torch.testing.assert_close(_run(model, io, is_tf), io[f"out_adapter.{other}"], **tol)
         model.set_adapter("default")
+    merged_tol = {"atol": meta["atol"] * 10, "rtol": meta["rtol"] * 10}
     if "out_merged" in meta["compare"]:
         merged = copy.deepcopy(model).merge_and_unload()
-        torch.testing.assert_close(
-            _run(merged, io, is_tf), io["out_merged"], atol=meta["atol"] * 10, rtol=meta["rtol"] * 10
-        )
+        torch.testing.assert_close(_run(merged, io, is_tf), io["out_merged"], **merged_tol)
+    if meta.get("both"):
+        model.base_model.set_adapter(meta["adapters"])
+        torch.testing.assert_close(_run(model, io, is_tf), io["out_adapter.both"], **tol)
+        if "out_merged.both" in io:
+            merged = copy.deepcopy(model).merge_and_unload()
+            torch.testing.assert_close(_run(merged, io, is_tf), io["out_merged.both"], **merged_tol)
 
 
 @pytest.mark.parametrize("name", IMPLEMENTED)
 def test_life_11_loaded_reference_adapter_is_not_trainable(name: str) -> None:
     _, _, base = _load_case(name)
-    model = PeftModel.from_pretrained(base, FIXTURES / name / "adapter")
+    model = PeftModel.from_pretrained(base, DATA.joinpath(*_case_path(name), "adapter"))
     assert not any(p.requires_grad for p in model.parameters())

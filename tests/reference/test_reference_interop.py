@@ -173,6 +173,46 @@ C3A_LINEAR = {
     "target_modules": ["0", "2", "4"],
 }
 
+# PVeRA, UniLoRA, TinyLoRA, GraLoRA, HiRA, Lily, DeLoRA, GLoRA: MLPs, GPT-2's Conv1D, embeddings and convolutions;
+# seeded state (projections, indices) drawn again from the seed where the files leave it out
+DEEP_MLP = {
+    "kind": "sequential",
+    "layers": [["Linear", 10, 16], ["ReLU"]] + [["Linear", 16, 16], ["ReLU"]] * 3 + [["Linear", 16, 2]],
+}
+PVERA_LINEAR = {"config_class": "PveraConfig", "r": 4, "target_modules": ["0", "2", "4"]}
+UNILORA_LINEAR = {"config_class": "UniLoraConfig", "r": 2, "theta_d_length": 32, "target_modules": ["0", "2", "4"]}
+TINYLORA_LINEAR = {"config_class": "TinyLoraConfig", "r": 2, "u": 4, "target_modules": ["0", "2", "4"]}
+TINYLORA_EMB_TYING = {
+    "config_class": "TinyLoraConfig",
+    "r": 2,
+    "u": 3,
+    "weight_tying": 0.5,
+    "save_projection": False,
+    "target_modules": ["0", "1", "3"],
+}
+GRALORA_HYBRID = {
+    "config_class": "GraloraConfig",
+    "r": 4,
+    "gralora_k": 2,
+    "hybrid_r": 2,
+    "alpha": 8,
+    "target_modules": ["0", "2", "4"],
+}
+# no rank_pattern: the reference's HiRA ignores it when it creates layers, so it cannot load files that use one (its
+# own such files load here: tests/data/method_reference/hira_mlp_rank_pattern_ignored_by_the_reference)
+HIRA_LINEAR = {"config_class": "HiraConfig", "r": 2, "target_modules": ["0", "2", "4"]}
+HIRA_CONV2D = {"config_class": "HiraConfig", "r": 2, "target_modules": ["0", "2"]}
+HIRA_EMBEDDING = {"config_class": "HiraConfig", "r": 2, "target_modules": ["0", "1"]}
+LILY_DEEP = {"config_class": "LilyConfig", "r": 2, "stride_A": 2, "num_B": 3, "target_modules": ["2", "4", "6"]}
+DELORA_PATTERNS = {
+    "config_class": "DeloraConfig",
+    "r": 4,
+    "rank_pattern": {"2": 2},
+    "lambda_pattern": {"4": 3},
+    "target_modules": ["0", "2", "4"],
+}
+GLORA_LINEAR = {"config_class": "GloraConfig", "r": 2, "target_modules": ["0", "2", "4"]}
+
 # name -> (model spec, inputs {name: ("float", shape) | ("int", high, shape)}, config kwargs); "config_class" names
 # the config (default LoraConfig); every adapter starts random (RANDOM_INIT) and is perturbed further
 CASES: dict[str, tuple[dict, dict, dict]] = {
@@ -341,6 +381,51 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
     ),
     "c3a_linear_pattern": (MLP, {"x": ("float", [4, 10])}, C3A_LINEAR),
     "c3a_llama_defaults": (LLAMA, TOKENS, {"config_class": "C3AConfig", "block_size": 16, "task_type": "CAUSAL_LM"}),
+    "pvera_linear": (MLP, {"x": ("float", [4, 10])}, PVERA_LINEAR),
+    "pvera_linear_projection_from_seed": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**PVERA_LINEAR, "save_projection": False, "projection_prng_key": 5},
+    ),
+    "pvera_gpt2_conv1d": (
+        GPT2,
+        TOKENS,
+        {"config_class": "PveraConfig", "r": 8, "target_modules": ["c_attn", "c_proj"]},
+    ),
+    "unilora_linear": (MLP, {"x": ("float", [4, 10])}, UNILORA_LINEAR),
+    "unilora_linear_save_indices": (MLP, {"x": ("float", [4, 10])}, {**UNILORA_LINEAR, "save_indices": True}),
+    "unilora_gpt2_conv1d": (GPT2, TOKENS, {"config_class": "UniLoraConfig", "r": 2, "target_modules": ["c_attn"]}),
+    "tinylora_linear": (MLP, {"x": ("float", [4, 10])}, TINYLORA_LINEAR),
+    "tinylora_embedding_tying_from_seed": (EMB, {"x": ("int", 50, [2, 7])}, TINYLORA_EMB_TYING),
+    "tinylora_gpt2_conv1d": (GPT2, TOKENS, {"config_class": "TinyLoraConfig", "u": 4, "target_modules": ["c_attn"]}),
+    "gralora_linear_hybrid": (MLP, {"x": ("float", [4, 10])}, GRALORA_HYBRID),
+    "gralora_gpt2_conv1d": (
+        GPT2,
+        TOKENS,
+        {"config_class": "GraloraConfig", "r": 8, "gralora_k": 4, "target_modules": ["c_attn"]},
+    ),
+    "gralora_llama_defaults": (LLAMA, TOKENS, {"config_class": "GraloraConfig", "r": 4, "task_type": "CAUSAL_LM"}),
+    "hira_linear": (MLP, {"x": ("float", [4, 10])}, HIRA_LINEAR),
+    "hira_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, HIRA_CONV2D),
+    "hira_conv1d": (CONV1D, {"x": ("float", [2, 4, 10])}, {**HIRA_CONV2D, "r": 3}),
+    "hira_embedding": (EMB, {"x": ("int", 50, [2, 7])}, HIRA_EMBEDDING),
+    "hira_gpt2_conv1d": (GPT2, TOKENS, {"config_class": "HiraConfig", "r": 4, "target_modules": ["c_attn", "c_proj"]}),
+    "hira_llama_defaults": (LLAMA, TOKENS, {"config_class": "HiraConfig", "r": 4, "task_type": "CAUSAL_LM"}),
+    "lily_deep_mlp_shared": (DEEP_MLP, {"x": ("float", [4, 10])}, LILY_DEEP),
+    "delora_linear_patterns": (MLP, {"x": ("float", [4, 10])}, DELORA_PATTERNS),
+    "delora_llama_defaults": (LLAMA, TOKENS, {"config_class": "DeloraConfig", "r": 4, "task_type": "CAUSAL_LM"}),
+    "glora_linear": (MLP, {"x": ("float", [4, 10])}, GLORA_LINEAR),
+    "glora_linear_vector": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**GLORA_LINEAR, "config_A_B": "vector", "config_C": "vector", "config_D_E": "vector"},
+    ),
+    # our file has no buffer of zeros for the "none" supports (the reference's own files do): they stay zero there
+    "glora_linear_none_supports": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**GLORA_LINEAR, "config_A_B": "none", "config_C": "lora", "config_D_E": "vector"},
+    ),
 }
 # adapters the reference makes and we load: name -> (model spec, inputs, config kwargs)
 REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
@@ -365,6 +450,19 @@ REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
     "reference_fourierft_linear_pattern": (MLP, {"x": ("float", [4, 10])}, FOURIERFT_LINEAR),
     "reference_waveft_linear_sym4_proportional": (MLP, {"x": ("float", [4, 10])}, WAVEFT_SYM4_PROPORTIONAL),
     "reference_c3a_linear_pattern": (MLP, {"x": ("float", [4, 10])}, C3A_LINEAR),
+    "reference_pvera_linear": (MLP, {"x": ("float", [4, 10])}, PVERA_LINEAR),
+    "reference_unilora_linear_save_indices": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**UNILORA_LINEAR, "save_indices": True},
+    ),
+    "reference_tinylora_linear": (MLP, {"x": ("float", [4, 10])}, TINYLORA_LINEAR),
+    "reference_gralora_linear_hybrid": (MLP, {"x": ("float", [4, 10])}, GRALORA_HYBRID),
+    "reference_hira_conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, HIRA_CONV2D),
+    "reference_hira_embedding": (EMB, {"x": ("int", 50, [2, 7])}, HIRA_EMBEDDING),
+    "reference_lily_deep_mlp_shared": (DEEP_MLP, {"x": ("float", [4, 10])}, LILY_DEEP),
+    "reference_delora_linear_patterns": (MLP, {"x": ("float", [4, 10])}, DELORA_PATTERNS),
+    "reference_glora_linear": (MLP, {"x": ("float", [4, 10])}, GLORA_LINEAR),
 }
 RANDOM_INIT = {
     "LoraConfig": {"init_lora_weights": False},
@@ -385,6 +483,14 @@ RANDOM_INIT = {
     "FourierFTConfig": {"init_weights": False},
     "WaveFTConfig": {"init_weights": False},
     "C3AConfig": {"init_weights": False},
+    "PveraConfig": {"init_weights": False},
+    "UniLoraConfig": {"init_weights": False},
+    "TinyLoraConfig": {"init_weights": "uniform"},  # the reference leaves v uninitialised memory for False
+    "GraloraConfig": {"init_weights": False},
+    "HiraConfig": {"init_weights": False},
+    "LilyConfig": {"init_weights": False},
+    "DeloraConfig": {"init_weights": False},
+    "GloraConfig": {"init_weights": False},
 }
 
 

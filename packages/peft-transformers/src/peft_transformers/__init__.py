@@ -23,17 +23,20 @@ def register(registry: HostRegistry) -> None:
     from . import target_modules as tables
 
     # per method, model_type -> default target_modules (a list of names or a regex str); LoHa, LoKr, OFT, BOFT, HRA,
-    # MiSS and Bone adapt the same projections as LoRA (peft 0.21.2 overrides none for these). "IA3_FEEDFORWARD"
-    # holds (IA)³'s default feedforward_modules.
+    # MiSS, Bone, DeLoRA, GLoRA, GraLoRA, HiRA, Lily, TinyLoRA and UniLoRA adapt the same projections as LoRA (peft
+    # 0.21.2 overrides none for these). "IA3_FEEDFORWARD" holds (IA)³'s default feedforward_modules.
     lora = tables.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+    like_lora = ("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE")
+    like_lora += ("DELORA", "GLORA", "GRALORA", "HIRA", "LILY", "TINYLORA", "UNILORA")
     defaults = {
-        **dict.fromkeys(("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE"), lora),
+        **dict.fromkeys(like_lora, lora),
         "ADALORA": tables.TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING,
         "C3A": tables.TRANSFORMERS_MODELS_TO_C3A_TARGET_MODULES_MAPPING,
         "FOURIERFT": tables.TRANSFORMERS_MODELS_TO_FOURIERFT_TARGET_MODULES_MAPPING,
         "IA3": tables.TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
         "IA3_FEEDFORWARD": tables.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
         "LN_TUNING": tables.TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING,
+        "PVERA": tables.TRANSFORMERS_MODELS_TO_PVERA_TARGET_MODULES_MAPPING,
         "RANDLORA": tables.TRANSFORMERS_MODELS_TO_RANDLORA_TARGET_MODULES_MAPPING,
         "ROAD": tables.TRANSFORMERS_MODELS_TO_ROAD_TARGET_MODULES_MAPPING,
         "SHIRA": tables.TRANSFORMERS_MODELS_TO_SHIRA_TARGET_MODULES_MAPPING,

@@ -277,6 +277,12 @@ TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
     "phi": ["q_proj", "v_proj"],
 }
 
+#: ``model_type -> default PVeRA target_modules`` (VeRA's, with DINOv2's query/value projections).
+TRANSFORMERS_MODELS_TO_PVERA_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    **{name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING.items()},
+    "dinov2": ["query", "value"],
+}
+
 #: ``model_type -> default RandLoRA target_modules``.
 TRANSFORMERS_MODELS_TO_RANDLORA_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
     name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()

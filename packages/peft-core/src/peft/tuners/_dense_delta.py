@@ -1,10 +1,15 @@
-"""Adapters whose update is a dense ``delta W`` built from a compact parameterisation (FourierFT, WaveFT, C3A).
+"""Adapters whose update is a ``delta W`` of the base weight's shape built from a compact parameterisation:
+spectral coefficients (FourierFT, WaveFT), circulant kernels (C3A), and low-rank products (GraLoRA's block-wise
+factors, TinyLoRA's frozen SVD factors around a tiny mixing matrix, DeLoRA's normalised factors, UniLoRA's factors
+drawn from one shared vector).
 
 Such a layer computes ``y = base(x) + x @ delta_W^T`` with ``delta_W`` of the base weight's ``(out, in)`` shape,
-derived from a few trainable numbers per adapter (spectral coefficients, circulant kernels). A method supplies the
-formula (``_delta_weight``) and ``update_layer``; forward, merging (through the quantization backend), mixed batches,
-transformers' ``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once, as is the
-tuner that wraps ``nn.Linear``/``Conv1D`` targets and reads a per-module size from a ``<size>_pattern`` dict.
+derived from a few trainable numbers per adapter. A method supplies the formula (``_delta_weight``) and
+``update_layer``; low-rank methods also override ``_adapter_update`` to apply their factors one after the other
+instead of forming ``delta_W``. Forward, merging (through the quantization backend), mixed batches, transformers'
+``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once, as is the tuner that wraps
+``nn.Linear``/``Conv1D`` (and, for methods that have an embedding layer, ``nn.Embedding``) targets and reads a
+per-module size from a ``<size>_pattern`` dict.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.quantization import is_linear_layer
+from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
-from peft.tuners._validation import check_positive_int
+from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.save_and_load import shared_tensors_from_file, shared_tensors_to_file
 
 
 def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
@@ -32,8 +39,14 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
         TypeError: naming the layer type.
     """
     method = layer_cls.method_name
-    if not (is_linear_layer(base_layer) or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))):
+    allowed = (
+        is_linear_layer(base_layer)
+        or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
+        or (layer_cls.supports_embedding and isinstance(base_layer, nn.Embedding))
+    )
+    if not allowed:
         supported = "torch.nn.Linear" + (", transformers.pytorch_utils.Conv1D" if layer_cls.supports_conv1d else "")
+        supported += ", torch.nn.Embedding" if layer_cls.supports_embedding else ""
         raise TypeError(
             f"{method} does not support target modules of type {type(base_layer).__name__}; supported: {supported}."
         )
@@ -42,27 +55,58 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
 class DenseDeltaLayer(BaseTunerLayer):
     """State and forward of a dense-delta adapter layer; concrete layers are ``(MethodLayer, nn.Module)``.
 
-    Subclasses set ``method_name``, ``adapter_layer_names`` (one ``nn.ParameterDict`` of trainable tensors),
-    ``other_param_names`` (plain per-adapter dicts) and implement ``update_layer`` and ``_delta_weight``.
+    Subclasses set ``method_name``, ``adapter_layer_names`` (``nn.ParameterDict`` of trainable tensors, or
+    ``nn.ModuleDict`` for those in ``module_container_names``), ``other_param_names`` (plain per-adapter dicts, except
+    ``adapter_buffer_names``: a ``BufferDict`` each, and ``dropout_name``: an ``nn.ModuleDict``) and implement
+    ``update_layer`` and ``_delta_weight``.
     """
 
     method_name: ClassVar[str] = ""
     # whether transformers' Conv1D (GPT-2 style, weight stored as (in, out)) can be wrapped
     supports_conv1d: ClassVar[bool] = True
+    # whether nn.Embedding can be wrapped (its delta W has the embedding matrix's (num_embeddings, dim) layout)
+    supports_embedding: ClassVar[bool] = False
+    # adapter_layer_names whose entries are modules (e.g. nn.Linear factors) rather than parameters
+    module_container_names: ClassVar[tuple[str, ...]] = ()
+    # the per-adapter input dropout container, if the method has one (one of other_param_names)
+    dropout_name: ClassVar[str] = ""
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs: Any):
         super().__init__()
         self._init_tuner_layer(base_layer)
         check_base_layer(type(self), self.get_base_layer())
         for name in self.adapter_layer_names:
-            self._modules[name] = nn.ParameterDict()
-        self.__dict__.update({name: {} for name in self.other_param_names})
+            self._modules[name] = nn.ModuleDict() if name in self.module_container_names else nn.ParameterDict()
+        for name in self.other_param_names:
+            if name in self.adapter_buffer_names:
+                self._modules[name] = BufferDict(persistent=True)
+            elif name == self.dropout_name:
+                self._modules[name] = nn.ModuleDict()
+            else:
+                self.__dict__[name] = {}
         self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _active_adapter=adapter_name)
         self.update_layer(adapter_name, **kwargs)
 
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
         """Create (or replace) adapter ``adapter_name`` on this layer."""
         raise NotImplementedError
+
+    def _store_dropout(self, adapter_name: str, dropout: float) -> None:
+        """The adapter's input dropout (``nn.Identity`` for 0) in the ``dropout_name`` container.
+
+        Raises:
+            ValueError: if ``dropout`` is not a probability.
+        """
+        check_probability(type(self).__name__, self.dropout_name, dropout)
+        container = getattr(self, self.dropout_name)
+        container[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+
+    def _store_buffer(self, name: str, adapter_name: str, tensor: torch.Tensor, persistent: bool = True) -> None:
+        """Keep the frozen ``tensor`` in the ``BufferDict`` ``name``; ``persistent=False`` leaves it out of the state
+        dict and checkpoints (for tensors drawn again from a seed when loading)."""
+        container = getattr(self, name)
+        container.persistent = persistent
+        container[adapter_name] = tensor
 
     def _store_adapter_tensor(self, adapter_name: str, tensor: torch.Tensor) -> None:
         """Keep ``tensor`` as the adapter's trainable parameter, on the base layer's device and dtype."""
@@ -82,7 +126,8 @@ class DenseDeltaLayer(BaseTunerLayer):
         return locations
 
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
-        """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one)."""
+        """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one; an embedding's own
+        ``(num_embeddings, dim)`` layout for ``nn.Embedding``)."""
         raise NotImplementedError
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
@@ -133,7 +178,8 @@ def dense_from_locations(
 
 
 class DenseDeltaTuner(BaseTuner):
-    """Injects a dense-delta method's ``layers_mapping[nn.Linear]`` into ``nn.Linear`` (and ``Conv1D``) targets.
+    """Injects a dense-delta method's ``layers_mapping[nn.Linear]`` into ``nn.Linear`` (and ``Conv1D``) targets, and
+    ``layers_mapping[nn.Embedding]`` into ``nn.Embedding`` targets where the method has one.
 
     The layer's ``update_layer`` gets the config's ``size_option`` (overridden per module by the config's
     ``<size_option>_pattern``) and the fields in ``layer_option_names``.
@@ -141,6 +187,9 @@ class DenseDeltaTuner(BaseTuner):
 
     size_option: ClassVar[str] = ""
     layer_option_names: ClassVar[tuple[str, ...]] = ()
+    # a container that every layer refers to (owned by the model, e.g. UniLoRA's theta_d): saved once, as
+    # ``base_model.<name>``, instead of under every layer
+    shared_container_name: ClassVar[str] = ""
 
     def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
         pattern = getattr(config, f"{self.size_option}_pattern", None) or {}
@@ -170,9 +219,28 @@ class DenseDeltaTuner(BaseTuner):
         for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
             if isinstance(base, base_cls):
                 return layer_cls(target, adapter_name, **kwargs)
+        embedding_cls = cls.layers_mapping.get(nn.Embedding)
+        if embedding_cls is not None and isinstance(base, nn.Embedding):
+            return embedding_cls(target, adapter_name, **kwargs)
         if hasattr(peft_config, "fan_in_fan_out"):
             kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
         return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
+
+    @classmethod
+    def _adapter_state_dict_to_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if not cls.shared_container_name:
+            return state_dict
+        return shared_tensors_to_file(state_dict, cls.shared_container_name)
+
+    @classmethod
+    def _adapter_state_dict_from_file(
+        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if not cls.shared_container_name:
+            return state_dict
+        return shared_tensors_from_file(model, adapter_name, state_dict, cls.shared_container_name)
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
         # these methods document "<name>_only" values that differ from their prefix ("fourier_only" for

@@ -36,6 +36,14 @@ class PeftType(str, enum.Enum):
     C3A = "C3A"
     ROAD = "ROAD"
     WAVEFT = "WAVEFT"
+    PVERA = "PVERA"
+    UNILORA = "UNILORA"
+    TINYLORA = "TINYLORA"
+    GRALORA = "GRALORA"
+    HIRA = "HIRA"
+    LILY = "LILY"
+    DELORA = "DELORA"
+    GLORA = "GLORA"
 
     def __str__(self) -> str:
         return self.value
@@ -57,7 +65,13 @@ class TaskType(str, enum.Enum):
 
 # reference methods whose parameter prefix predates the "prefix = name + '_'" rule (checkpoint keys depend on it);
 # AdaLoRA's layers are LoRA layers in SVD form, saved under LoRA's "lora_" keys
-_LEGACY_PREFIXES = {"adalora": "lora_", "adaption_prompt": "adaption_", "loha": "hada_", "vera": "vera_lambda_"}
+_LEGACY_PREFIXES = {
+    "adalora": "lora_",
+    "adaption_prompt": "adaption_",
+    "loha": "hada_",
+    "pvera": "pvera_lambda_",
+    "vera": "vera_lambda_",
+}
 
 
 def register_peft_method(

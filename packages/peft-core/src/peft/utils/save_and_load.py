@@ -56,6 +56,8 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
             container = module.adapter_container(attr)
             if container is None or adapter_name not in container:
                 continue
+            if adapter_name in getattr(container, "_non_persistent_buffers_set", ()):
+                continue  # a frozen tensor that is drawn again when loading is not part of the checkpoint
             item = container[adapter_name]
             sub_keys = list(item.state_dict().keys()) if isinstance(item, nn.Module) else [""]
             for sub_key in sub_keys:
@@ -63,6 +65,37 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
                 live = f"{live_prefix}{attr}.{adapter_name}" + (f".{sub_key}" if sub_key else "")
                 key_map[prefix + aliases.get(relative, relative)] = live
     return key_map
+
+
+def _shared_file_key(file_key: str, container: str) -> str | None:
+    """``base_model.<container>[.<rest>]`` for a layer's file key ``<path>.<container>[.<rest>]``, else None."""
+    segments = file_key.split(".")
+    if container not in segments:
+        return None
+    return ".".join(["base_model", *segments[segments.index(container) :]])
+
+
+def shared_tensors_to_file(state_dict: dict[str, torch.Tensor], container: str) -> dict[str, torch.Tensor]:
+    """File keys with every layer's view of a tensor the model shares (``<path>.<container>[.<key>]``, e.g. UniLoRA's
+    ``theta_d``) replaced by one ``base_model.<container>[.<key>]``."""
+    result: dict[str, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        result[_shared_file_key(key, container) or key] = tensor
+    return result
+
+
+def shared_tensors_from_file(
+    model: nn.Module, adapter_name: str, state_dict: dict[str, torch.Tensor], container: str
+) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`shared_tensors_to_file`: each ``base_model.<container>[.<key>]`` goes to every layer's
+    view of it."""
+    prefix = f"base_model.{container}"
+    shared = {key: state_dict.pop(key) for key in list(state_dict) if key == prefix or key.startswith(prefix + ".")}
+    for file_key in _adapter_key_map(model, adapter_name):
+        shared_key = _shared_file_key(file_key, container)
+        if shared_key in shared:
+            state_dict[file_key] = shared[shared_key]
+    return state_dict
 
 
 def _file_path(path: str, adapter_name: str, modules: dict[str, nn.Module]) -> str:

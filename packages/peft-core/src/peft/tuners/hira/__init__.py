@@ -1,0 +1,10 @@
+"""HiRA: Hadamard high-rank adaptation, the frozen weight times a low-rank matrix, element by element."""
+
+from peft.tuners.hira.config import HiraConfig
+from peft.tuners.hira.layer import Conv1d, Conv2d, Conv3d, Embedding, HiraLayer, Linear
+from peft.tuners.hira.model import HiraModel
+from peft.utils.peft_types import register_peft_method
+
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "Embedding", "HiraConfig", "HiraLayer", "HiraModel", "Linear"]
+
+register_peft_method(name="hira", config_cls=HiraConfig, model_cls=HiraModel, is_mixed_compatible=True)

@@ -1,0 +1,10 @@
+"""PVeRA: probabilistic VeRA (frozen shared random projections, trainable scaling vectors, a sampled latent)."""
+
+from peft.tuners.pvera.config import PveraConfig
+from peft.tuners.pvera.layer import Linear, PveraLayer
+from peft.tuners.pvera.model import PveraModel
+from peft.utils.peft_types import register_peft_method
+
+__all__ = ["Linear", "PveraConfig", "PveraLayer", "PveraModel"]
+
+register_peft_method(name="pvera", config_cls=PveraConfig, model_cls=PveraModel, prefix="pvera_lambda_")

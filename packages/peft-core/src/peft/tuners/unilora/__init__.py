@@ -1,0 +1,10 @@
+"""UniLoRA: the LoRA factors of every layer drawn from one shared trainable vector."""
+
+from peft.tuners.unilora.config import UniLoraConfig
+from peft.tuners.unilora.layer import Linear, UniLoraLayer
+from peft.tuners.unilora.model import UniLoraModel
+from peft.utils.peft_types import register_peft_method
+
+__all__ = ["Linear", "UniLoraConfig", "UniLoraLayer", "UniLoraModel"]
+
+register_peft_method(name="unilora", config_cls=UniLoraConfig, model_cls=UniLoraModel)
