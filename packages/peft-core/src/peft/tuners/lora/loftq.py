@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from peft.tuners.tuners_layer import BaseTunerLayer
+
 LOFTQ_BITS = (4, 8)
 
 
@@ -175,8 +177,6 @@ def replace_lora_weights_loftq(
     Raises:
         ValueError: if the model has no LoRA layer on a bitsandbytes 4-bit base, or the checkpoint is missing.
     """
-    from peft.tuners.lora.layer import LoraLayer
-
     base = getattr(peft_model, "base_model", peft_model)
     model = getattr(base, "model", base)
     if model_path is None:
@@ -187,8 +187,11 @@ def replace_lora_weights_loftq(
     weights = _SafetensorsWeights(model_path)
     replaced = 0
     for name, layer in model.named_modules():
-        backend = layer.quantization_backend if isinstance(layer, LoraLayer) else None
-        if backend is None or backend.name != "bnb 4bit" or adapter_name not in layer.lora_A:
+        factors = getattr(layer, "lora_A", None) if isinstance(layer, BaseTunerLayer) else None
+        # LoRA factors are linear modules (AdaLoRA's SVD layers keep raw tensors and are left alone)
+        lora = factors is not None and adapter_name in factors and hasattr(factors[adapter_name], "weight")
+        backend = layer.quantization_backend if lora else None
+        if backend is None or backend.name != "bnb 4bit":
             continue
         original = weights.get(f"{name}.weight").to(layer.lora_A[adapter_name].weight.device)
         quantized = layer.get_base_weight().float()
