@@ -44,6 +44,16 @@ class PeftType(str, enum.Enum):
     LILY = "LILY"
     DELORA = "DELORA"
     GLORA = "GLORA"
+    ADAMSS = "ADAMSS"
+    BEFT = "BEFT"
+    DEFT = "DEFT"
+    FROD = "FROD"
+    OSF = "OSF"
+    PEANUT = "PEANUT"
+    PSOFT = "PSOFT"
+    SUPERTUNING = "SUPERTUNING"
+    CARTRIDGE = "CARTRIDGE"
+    SHADOW = "SHADOW"
 
     def __str__(self) -> str:
         return self.value
