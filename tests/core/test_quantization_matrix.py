@@ -27,8 +27,10 @@ from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer
 
 DIM = 64  # bitsandbytes' CPU 4-bit kernel needs in_features >= its block size (64)
 TARGETS = ["lin0", "lin1"]
-# methods that do not adapt linear weights
-NOT_LINEAR_METHODS = {"ADAPTION_PROMPT", "LN_TUNING", "TRAINABLE_TOKENS"}
+# methods that do not adapt single linear layers the way this harness drives them: adaption prompts, layer norms,
+# trainable tokens; Shadow wraps whole decoder blocks, X-LoRA routes between LoRA adapters loaded from files, Poly
+# needs task ids per row (their own tests cover quantized bases)
+NOT_LINEAR_METHODS = {"ADAPTION_PROMPT", "LN_TUNING", "TRAINABLE_TOKENS", "SHADOW", "XLORA", "POLY"}
 # how far (relative to its norm) a gradient may move when the base weights are quantized: 4-bit weights are coarse
 GRADIENT_TOLERANCE = {"bnb-nf4": 0.5, "bnb-fp4-bf16-storage": 0.5, "hqq-4bit": 0.5}
 INT8_GRADIENT_TOLERANCE = 0.2  # bitsandbytes 8-bit computes in float16

@@ -39,15 +39,10 @@ class BaseWeightDependentLayer(BaseTunerLayer):
 
     _weights_before_merge: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
-    def _base_device(self) -> torch.device:
-        # quantized layers need not have a `weight` (HQQ): any of the base layer's tensors tells the device
-        base = self.get_base_layer()
-        return next(iter([*base.parameters(), *base.buffers()])).device
-
     def original_base_weight(self) -> torch.Tensor:
         """``W0``: the base weight before any adapter of this layer was merged (dequantized)."""
         if self._weights_before_merge is not None:
-            return self._weights_before_merge[0].to(self._base_device())
+            return self._weights_before_merge[0].to(self.base_layer_device())
         return self.get_base_weight()
 
     def original_base_bias(self) -> torch.Tensor | None:
@@ -73,7 +68,7 @@ class BaseWeightDependentLayer(BaseTunerLayer):
             warn("Already unmerged. Nothing to do.")
             return
         weight, bias = self._weights_before_merge
-        self.set_base_weight(weight.to(self._base_device()))
+        self.set_base_weight(weight.to(self.base_layer_device()))
         if bias is not None:
             with torch.no_grad():
                 self.bias.copy_(bias)

@@ -130,7 +130,7 @@ class DenseDeltaLayer(BaseTunerLayer):
     def _derived_device(self) -> torch.device:
         """Where state computed from the base weight lives: the base weight's device (real even inside a
         ``torch.device("meta")`` block, since such state is never loaded from a checkpoint)."""
-        return self.get_base_layer().weight.device
+        return self.base_layer_device()
 
     def original_base_weight(self) -> torch.Tensor:
         """The base weight an update is computed from (dequantized): the current one here; methods whose update is a

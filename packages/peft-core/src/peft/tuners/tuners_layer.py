@@ -292,6 +292,14 @@ class BaseTunerLayer:
         """The backend of the base layer's weight format (None for plain float layers)."""
         return resolve_quantization_backend(self.get_base_layer())
 
+    def base_layer_device(self) -> torch.device:
+        """The device of the base layer's tensors (read from any of them: quantized layers need not have a
+        ``weight``)."""
+        tensor = _first_tensor(self.get_base_layer())
+        if tensor is None:
+            raise ValueError(f"The base layer {type(self.get_base_layer()).__name__} holds no tensor.")
+        return tensor.device
+
     def extra_repr(self) -> str:
         backend = self.quantization_backend
         return f"quantization_backend={backend.name!r}" if backend is not None else ""
