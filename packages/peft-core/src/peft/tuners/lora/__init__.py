@@ -1,8 +1,8 @@
 """LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
 
-from peft.tuners.lora.config import LoraConfig, LoraRuntimeConfig
+from peft.tuners.lora.config import LoftQConfig, LoraConfig, LoraRuntimeConfig
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
-from peft.tuners.lora.loftq import LoftQConfig, replace_lora_weights_loftq
+from peft.tuners.lora.loftq import replace_lora_weights_loftq
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper

@@ -18,40 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from peft.tuners.lora.config import check_loftq_config
 from peft.tuners.tuners_layer import BaseTunerLayer
-
-LOFTQ_BITS = (4, 8)
-
-
-@dataclass
-class LoftQConfig:
-    """LoftQ settings for ``LoraConfig(init_lora_weights="loftq", loftq_config=...)``.
-
-    Args:
-        loftq_bits: bits of the simulated quantization, 4 (NF4) or 8 (int8).
-        loftq_iter: alternating quantization / SVD steps.
-    """
-
-    loftq_bits: int = field(default=4, metadata={"help": "Quantization bits for LoftQ"})
-    loftq_iter: int = field(default=1, metadata={"help": "Alternating iterations for LoftQ"})
-
-    def __post_init__(self) -> None:
-        check_loftq_config(vars(self))
-
-
-def check_loftq_config(config: dict) -> None:
-    """Raise for LoftQ settings that cannot be honoured, naming the value."""
-    if config.get("loftq_bits", 4) not in LOFTQ_BITS:
-        raise ValueError(f"loftq_bits={config['loftq_bits']!r} is not supported; valid: {list(LOFTQ_BITS)}.")
-    iterations = config.get("loftq_iter", 1)
-    if not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"loftq_iter must be a positive int, got {iterations!r}.")
 
 
 def _quantize_dequantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
