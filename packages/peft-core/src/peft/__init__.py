@@ -80,6 +80,7 @@ __all__ = [
     "LoHaModel",
     "LoKrConfig",
     "LoKrModel",
+    "LoftQConfig",
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",
@@ -160,6 +161,7 @@ __all__ = [
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
+    "replace_lora_weights_loftq",
     "set_base_model_state_dict",
     "set_peft_model_state_dict",
 ]
