@@ -103,7 +103,7 @@ class LoraConfig(PeftConfig):
     trainable_token_indices: list[int] | dict[str, list[int]] | None = field(
         default=None, metadata={"help": "Token indices of the embedding to train (without full fine-tuning)."}
     )
-    loftq_config: dict = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
+    loftq_config: dict | LoftQConfig = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
     eva_config: Any = field(default=None, metadata={"help": "EVA initialisation settings."})
     corda_config: Any = field(default=None, metadata={"help": "CorDA initialisation settings."})
     use_dora: bool = field(default=False, metadata={"help": "Use weight-decomposed LoRA (DoRA)."})
