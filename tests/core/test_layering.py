@@ -18,10 +18,21 @@ LAYERS = (
     # which methods exist (their configs, tuners, prefixes)
     ("peft.registry",),
     ("peft.config", "peft.quantization"),
-    # targeting rules and small helpers of the tuners (peft.tuners itself only lists the methods)
-    ("peft.tuners", "peft.tuners._targeting", "peft.tuners._validation", "peft.tuners._buffer_dict"),
+    # an adapter's folder (weights and config) as one unit
+    ("peft.adapter_files",),
+    # targeting rules and small helpers of the tuners (peft.tuners itself only lists the methods), the lock that
+    # keeps adapter switches apart from forward passes
+    (
+        "peft.tuners",
+        "peft.tuners._targeting",
+        "peft.tuners._validation",
+        "peft.tuners._buffer_dict",
+        "peft.tuners._adapter_lock",
+    ),
     # the adapter layer base class
     ("peft.tuners.tuners_layer",),
+    # the bound on the memory a new adapter may take
+    ("peft.tuners._memory_bound",),
     # modules_to_save, trainable tokens, weight tying
     ("peft.auxiliary",),
     # the lifecycle loops over a model's adapters, and where their tensors are

@@ -26,6 +26,7 @@ from peft.state_dict import (
 from peft.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status
 from peft.utils import (
     TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING,
+    CheckpointMismatchError,
     NoMatchingPeftModuleError,
     PeftError,
     PeftType,
@@ -49,6 +50,7 @@ _REGISTRY_VIEWS = (
 
 __all__ = [
     "__version__",
+    "CheckpointMismatchError",
     "MODEL_TYPE_TO_PEFT_MODEL_MAPPING",
     "NoMatchingPeftModuleError",
     "PeftConfig",

@@ -15,6 +15,7 @@ from torch import nn
 
 from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.utils.error import check_tensor_fits
 
 __all__ = [
     "adapter_key_map",
@@ -147,8 +148,28 @@ def shared_tensors_from_file(
     view of it."""
     prefix = f"base_model.{container}"
     shared = {key: state_dict.pop(key) for key in list(state_dict) if key == prefix or key.startswith(prefix + ".")}
-    for file_key in adapter_key_map(model, adapter_name):
+    checked: set[str] = set()
+    for file_key, live_key in adapter_key_map(model, adapter_name).items():
         shared_key = _shared_file_key(file_key, container)
         if shared_key in shared:
+            owner, name = tensor_owner(model, live_key)
+            if shared_key not in checked and owner is not None:  # checked here, where the file's own key is known
+                current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+                check_tensor_fits(shared_key, live_key, shared[shared_key], current, adapter_name)
+                checked.add(shared_key)
             state_dict[file_key] = shared[shared_key]
     return state_dict
+
+
+def tensor_owner(model: nn.Module, live_key: str) -> tuple[nn.Module | None, str]:
+    """The module holding the tensor ``live_key`` and its local name, without walking the model."""
+    path, _, name = live_key.rpartition(".")
+    try:
+        owner = model.get_submodule(path) if path else model
+    except AttributeError:
+        return None, name
+    if name in owner._parameters and owner._parameters[name] is not None:
+        return owner, name
+    if name in owner._buffers and owner._buffers[name] is not None:
+        return owner, name
+    return None, name

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from torch import nn
 
 from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
+from peft.tuners._adapter_lock import adapter_lock
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
 from peft.utils.other import _get_submodules
 from peft.utils.warnings import warn
@@ -103,8 +104,9 @@ def adapters_disabled(model: nn.Module, disable: Callable[[], None] | None = Non
     try:
         yield
     finally:
-        for module, disabled in zip(modules, was_disabled):
-            module.enable_adapters(not disabled)
+        with adapter_lock(model).exclusive():
+            for module, disabled in zip(modules, was_disabled):
+                module.enable_adapters(not disabled)
         for param, requires_grad in grads:
             param.requires_grad_(requires_grad)
 

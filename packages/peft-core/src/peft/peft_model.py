@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from peft import registry
+from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.hosts import get_host_registry
 from peft.lifecycle import cast_adapter_dtype
@@ -29,12 +30,13 @@ from peft.status import (  # noqa: F401 (TunerLayerStatus: the reference's path 
     get_model_status,
 )
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
+from peft.utils.error import checkpoint_file
 from peft.utils.files import (  # noqa: F401 (the weight file names: the reference's path of these names)
     SAFETENSORS_WEIGHTS_NAME,
     WEIGHTS_NAME,
-    load_peft_weights,
-    save_adapter_weights,
+    read_adapter_weights,
     split_hub_kwargs,
+    subdirectory,
 )
 from peft.utils.hub import PushToHubMixin
 from peft.utils.model_card import update_model_card
@@ -295,6 +297,8 @@ class PeftModel(PushToHubMixin, nn.Module):
             raise ValueError("path_initial_model_for_weight_conversion needs PiSSA/OLoRA, not in this version.")
         if selected_adapters is None:
             selected_adapters = list(self.peft_config)
+        if isinstance(selected_adapters, str) or not all(isinstance(n, str) for n in selected_adapters):
+            raise ValueError(f"selected_adapters must be a list of adapter names, got {selected_adapters!r}.")
         unknown = sorted(set(selected_adapters) - set(self.peft_config))
         if unknown:
             raise ValueError(f"Cannot save unknown adapters {unknown}; available: {sorted(self.peft_config)}.")
@@ -308,10 +312,8 @@ class PeftModel(PushToHubMixin, nn.Module):
                 adapter_name=adapter_name,
                 save_embedding_layers=save_embedding_layers,
             )
-            output_dir = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
-            os.makedirs(output_dir, exist_ok=True)
-            save_adapter_weights(state_dict, output_dir, safe_serialization)
-            self._saved_config(config).save_pretrained(output_dir)
+            output_dir = save_directory if adapter_name == "default" else subdirectory(save_directory, adapter_name)
+            save_adapter_files(output_dir, adapter_name, state_dict, self._saved_config(config), safe_serialization)
         self._write_model_card(save_directory)
 
     def _write_model_card(self, save_directory: str) -> None:
@@ -370,7 +372,7 @@ class PeftModel(PushToHubMixin, nn.Module):
         """
         hub_kwargs, _ = split_hub_kwargs(kwargs)
         if config is None:
-            config = PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
+            config = load_adapter_config(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
         elif not isinstance(config, PeftConfig):
             raise ValueError(f"config must be a PeftConfig, got {type(config).__name__}.")
         _check_trainable_after_loading(config, is_trainable)
@@ -414,11 +416,18 @@ class PeftModel(PushToHubMixin, nn.Module):
         **kwargs: Any,
     ) -> Any:
         """Load a saved adapter as ``adapter_name`` (not activated). Returns the load result (missing and
-        unexpected keys)."""
+        unexpected keys).
+
+        Raises:
+            ValueError: if the adapter's files are missing or invalid.
+            CheckpointMismatchError: if the weights do not fit the model (naming the file and each tensor); an
+                adapter this call added is removed again.
+        """
         hub_kwargs, rest = split_hub_kwargs(kwargs)
         subfolder = rest.get("subfolder")
-        if adapter_name not in self.peft_config:
-            config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **hub_kwargs)
+        added = adapter_name not in self.peft_config
+        if added:
+            config = load_adapter_config(model_id, subfolder=subfolder, **hub_kwargs)
             _check_trainable_after_loading(config, is_trainable)
             config.inference_mode = not is_trainable
             if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
@@ -429,19 +438,25 @@ class PeftModel(PushToHubMixin, nn.Module):
                 low_cpu_mem_usage=low_cpu_mem_usage,
                 autocast_adapter_dtype=autocast_adapter_dtype,
             )
-        state_dict = load_peft_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
-        state_dict = self._apply_key_mapping(state_dict, key_mapping)
-        result = set_peft_model_state_dict(
-            self,
-            state_dict,
-            adapter_name=adapter_name,
-            low_cpu_mem_usage=low_cpu_mem_usage,
-            ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
-        )
+        try:
+            path, state_dict = read_adapter_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
+            state_dict = self._apply_key_mapping(state_dict, key_mapping)
+            with checkpoint_file(path):
+                result = set_peft_model_state_dict(
+                    self,
+                    state_dict,
+                    adapter_name=adapter_name,
+                    low_cpu_mem_usage=low_cpu_mem_usage,
+                    ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
+                )
+        except Exception:
+            if added and len(self.peft_config) > 1:
+                self.delete_adapter(adapter_name)  # a refused checkpoint leaves no half-loaded adapter behind
+            raise
         if result.missing_keys:
-            warn(f"Found missing adapter keys while loading the checkpoint: {result.missing_keys}.")
+            warn(f"Found missing adapter keys while loading the checkpoint {path}: {result.missing_keys}.")
         if result.unexpected_keys:
-            warn(f"Found unexpected keys in the checkpoint that fit no adapter: {result.unexpected_keys[:20]}.")
+            warn(f"Found unexpected keys in the checkpoint {path} that fit no adapter: {result.unexpected_keys[:20]}.")
         self._set_trainable(adapter_name, is_trainable)
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         if not is_trainable:  # for inference: dropout off, new adapter modules included (as the reference does)

@@ -11,13 +11,21 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from peft import registry
-from peft.adapter_keys import adapter_key_map, auxiliary_key_map, without_wrappers
+from peft.adapter_keys import adapter_key_map, auxiliary_key_map, tensor_owner, without_wrappers
 from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.hosts import get_host_registry
 from peft.tuners._targeting import TargetSelector
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.constants import EMBEDDING_LAYER_NAMES
+from peft.utils.error import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    check_tensor_fits,
+    dtype_mismatch_error,
+    size_mismatch_error,
+)
 from peft.utils.files import load_peft_weights, resolve_file
 from peft.utils.warnings import warn
 
@@ -265,62 +273,68 @@ def set_peft_model_state_dict(
         (checkpoint keys that fit nothing).
 
     Raises:
-        ValueError: if a tensor's shape does not fit (naming the key and both shapes), unless
-            ``ignore_mismatched_sizes``.
+        CheckpointMismatchError: if tensors' shapes do not fit (naming each key and both shapes), unless
+            ``ignore_mismatched_sizes``, or their dtypes cannot hold the adapter's values (integers for float
+            weights); no tensor of the adapter's layers is written then.
     """
     config = _peft_config_of(model, adapter_name)
-    for convert in get_host_registry().state_dict_converters:
-        peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
-    tuner_cls = _tuner_class(config)
-    if tuner_cls is not None:
-        peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
-            model, config, adapter_name, dict(peft_model_state_dict)
-        )
+    try:
+        for convert in get_host_registry().state_dict_converters:
+            peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
+        tuner_cls = _tuner_class(config)
+        if tuner_cls is not None:
+            peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
+                model, config, adapter_name, dict(peft_model_state_dict)
+            )
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointMismatchError):
+            raise
+        # converting a method's file layout failed on what the file holds
+        summary = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise CheckpointMismatchError(
+            f"The checkpoint does not have the layout a {type(config).__name__} adapter is saved in: {summary}"
+        ) from exc
     if getattr(config, "is_prompt_learning", False):
         used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
         peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}
     key_map = adapter_key_map(model, adapter_name) | auxiliary_key_map(model, adapter_name)
-    loaded: set[str] = set()
+    # every key and shape is checked before anything is written: a refused checkpoint leaves the adapter unchanged
+    writes: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor, str]] = []
+    mismatches: list[SizeMismatch] = []
+    dtype_mismatches: list[DtypeMismatch] = []
     unexpected: list[str] = []
+    for file_key, tensor in peft_model_state_dict.items():
+        key = file_key.replace("_orig_mod.", "")
+        live_key = key_map.get(key)
+        owner, name = tensor_owner(model, live_key if live_key is not None else key)
+        if owner is None:
+            unexpected.append(file_key)
+            continue
+        # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
+        live_key = live_key if live_key is not None else key
+        current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+        if tensor.shape != current.shape:
+            mismatches.append(SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape)))
+            continue
+        dtype_mismatch = DtypeMismatch.between(file_key, live_key, tensor, current)
+        if dtype_mismatch is not None:
+            dtype_mismatches.append(dtype_mismatch)
+        writes.append((owner, name, current, tensor, live_key))
+    if dtype_mismatches:
+        raise dtype_mismatch_error(dtype_mismatches)
+    if mismatches and not ignore_mismatched_sizes:
+        raise size_mismatch_error(
+            mismatches, adapter_name, "Check that r and the targeted modules match the adapter's config."
+        )
+    loaded: set[str] = set()
     with torch.no_grad():
-        for file_key, tensor in peft_model_state_dict.items():
-            key = file_key.replace("_orig_mod.", "")
-            live_key = key_map.get(key)
-            owner, name = _owner_of(model, live_key if live_key is not None else key)
-            if owner is None:
-                unexpected.append(file_key)
-                continue
-            # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
-            live_key = live_key if live_key is not None else key
-            current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
-            if tensor.shape != current.shape:
-                if ignore_mismatched_sizes:
-                    continue
-                raise ValueError(
-                    f"Size mismatch for {file_key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
-                    f"expects {tuple(current.shape)}. Check that r and the targeted modules match the adapter's "
-                    "config."
-                )
+        for owner, name, current, tensor, live_key in writes:
             _write_tensor(owner, name, current, tensor, assign=low_cpu_mem_usage or current.device.type == "meta")
             loaded.add(live_key)
     if low_cpu_mem_usage:
         _place_loaded_adapter(model, adapter_name)
     missing = sorted(live for live in key_map.values() if live not in loaded)
     return _IncompatibleKeys(missing, unexpected)
-
-
-def _owner_of(model: nn.Module, live_key: str) -> tuple[nn.Module | None, str]:
-    """The module holding the tensor ``live_key`` and its local name, without walking the model."""
-    path, _, name = live_key.rpartition(".")
-    try:
-        owner = model.get_submodule(path) if path else model
-    except AttributeError:
-        return None, name
-    if name in owner._parameters and owner._parameters[name] is not None:
-        return owner, name
-    if name in owner._buffers and owner._buffers[name] is not None:
-        return owner, name
-    return None, name
 
 
 def _write_tensor(owner: nn.Module, name: str, current: torch.Tensor, tensor: torch.Tensor, assign: bool) -> None:
@@ -349,19 +363,18 @@ def load_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], key
         The file keys of ``module``'s tensors the checkpoint lacks (they keep their values).
 
     Raises:
-        ValueError: for a tensor ``module`` does not have or whose shape differs (``hint`` says what to check).
+        CheckpointMismatchError: for a tensor ``module`` does not have, or whose shape or dtype differs (``hint``
+            says what to check); nothing is loaded then.
     """
     own = module.state_dict()
+    unexpected = [key_prefix + key for key in tensors if key not in own]
+    if unexpected:
+        raise CheckpointMismatchError(
+            f"The checkpoint holds {unexpected[0]!r}, which {type(module).__name__} does not have.",
+            unexpected_keys=unexpected,
+        )
     for key, tensor in tensors.items():
-        if key not in own:
-            raise ValueError(
-                f"The checkpoint holds {key_prefix + key!r}, which {type(module).__name__} does not have."
-            )
-        if tensor.shape != own[key].shape:
-            raise ValueError(
-                f"Size mismatch for {key_prefix + key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
-                f"expects {tuple(own[key].shape)}. {hint}"
-            )
+        check_tensor_fits(key_prefix + key, key_prefix + key, tensor, own[key], hint=hint)
     module.load_state_dict(tensors, strict=False)
     return [key_prefix + key for key in sorted(set(own) - set(tensors))]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.config import PeftConfig
 from peft.hosts import get_host_registry
 from peft.lifecycle import cast_adapter_dtype, delete_adapter, set_adapter, set_requires_grad
+from peft.quantization import check_base_layer, is_linear_layer
 from peft.tuners import _targeting
+from peft.tuners._adapter_lock import switches_adapters
+from peft.tuners._memory_bound import allocation_budget, watched, watched_all
 from peft.tuners._targeting import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     MIN_TARGET_MODULES_FOR_OPTIMIZATION,
@@ -53,7 +57,7 @@ from peft.utils.constants import (
     SEQ_CLS_HEAD_NAMES,
     UPCAST_DTYPES,
 )
-from peft.utils.error import NoMatchingPeftModuleError
+from peft.utils.error import CheckpointMismatchError, NoMatchingPeftModuleError
 from peft.utils.other import _get_submodules, delegated_getattr
 from peft.utils.reference_paths import reference_path_attribute
 from peft.utils.torch_internals import collection_paused
@@ -169,6 +173,10 @@ class TargetModule:
         """Put ``new_module`` in the module's place."""
         setattr(self.parent, self.name, new_module)
         self.module = new_module
+
+
+# lifecycle methods that change what the adapter layers compute hold the model's adapter lock
+_switches_adapters = switches_adapters(operator.attrgetter("model"))
 
 
 class BaseTuner(nn.Module):
@@ -341,8 +349,10 @@ class BaseTuner(nn.Module):
         for base_cls, layer_cls in (
             [*custom.items(), *self.layers_mapping.items()] if custom else self.layers_mapping.items()
         ):
-            if isinstance(base, base_cls):
-                if isinstance(base, (nn.Linear, TransformersConv1D)) and target.config.has_field("fan_in_fan_out"):
+            # quantized linear layers (HQQ, GPTQ, ...) need not subclass nn.Linear
+            if isinstance(base, base_cls) or (base_cls is nn.Linear and is_linear_layer(base)):
+                linear = isinstance(base, (nn.Linear, TransformersConv1D)) or is_linear_layer(base)
+                if linear and target.config.has_field("fan_in_fan_out"):
                     fit_fan_in_fan_out(target.config, base)
                 return layer_cls(target.module, target.adapter_name, **layer_kwargs)
         supported = ", ".join(_display_name(cls) for cls in self.layers_mapping)
@@ -355,6 +365,7 @@ class BaseTuner(nn.Module):
         """Adapt the parameters ``target.parameter_names`` of ``target.module`` (``target_parameters``)."""
         raise ValueError(f"{type(self).__name__} does not support target_parameters.")
 
+    @_switches_adapters
     def inject_adapter(
         self,
         model: nn.Module,
@@ -391,8 +402,11 @@ class BaseTuner(nn.Module):
             raise ValueError("Injecting from a state_dict cannot be combined with target_parameters.")
 
         self._warn_if_already_adapted(model)
+        what = f"adapter {adapter_name!r} ({type(peft_config).__name__})"
         try:
-            self._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
+            # on the meta device nothing is allocated; loading brings tensors of the checkpoint's size
+            with allocation_budget(model, what, enabled=not low_cpu_mem_usage):
+                self._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
         except Exception:
             # no half-initialised model: remove what this adapter created, then report the error
             self.peft_config.pop(adapter_name, None)
@@ -419,7 +433,8 @@ class BaseTuner(nn.Module):
             tied_targets = [name for name, _ in model.named_modules() if tying.is_tied(name)]
             targets = tying.retarget(targets, [name for name, _ in model.named_modules()])
         if getattr(peft_config, "target_parameters", None):
-            self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
+            with watched_all("the adapted parameters"):
+                self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         parents: dict[str, nn.Module] = {}  # siblings share a parent: one lookup for each
         with context, collection_paused():
@@ -429,9 +444,13 @@ class BaseTuner(nn.Module):
                 if parent is None:
                     parent = parents[parent_name] = model.get_submodule(parent_name)
                 module = getattr(parent, target_name)
+                target = TargetModule(peft_config, adapter_name, key, parent, target_name, module)
                 try:
-                    self._create_and_replace(TargetModule(peft_config, adapter_name, key, parent, target_name, module))
+                    with watched(key, target.module, peft_config):
+                        self._create_and_replace(target)
                 except (ValueError, TypeError) as error:
+                    # a quantized layer no backend handles: say that, rather than "unsupported module type"
+                    check_base_layer(target.base_layer)
                     _name_module_in(error, key)
                     raise
                 parents.pop(key, None)  # a replaced module is no longer the parent of its children
@@ -508,12 +527,17 @@ class BaseTuner(nn.Module):
         self, state_dict: dict[str, torch.Tensor], matched: list[str], all_names: list[str]
     ) -> list[str]:
         marker = "." + self.prefix
-        from_state_dict = {key.rsplit(marker, 1)[0].replace("_orig_mod.", "") for key in state_dict if marker in key}
+
+        def _module_of(key: str) -> str:
+            return key.rsplit(marker, 1)[0].replace("_orig_mod.", "")
+
+        from_state_dict = {_module_of(key) for key in state_dict if marker in key}
         known = set(all_names)
-        unknown = sorted(from_state_dict - known)
+        unknown = from_state_dict - known
         if unknown:
-            raise ValueError(
-                f"The state_dict has adapter weights for modules the model does not have: {unknown[:10]}."
+            raise CheckpointMismatchError(
+                f"The state_dict has adapter weights for modules the model does not have: {sorted(unknown)[:10]}.",
+                unexpected_keys=[k for k in sorted(state_dict) if marker in k and _module_of(k) in unknown],
             )
         only_config, only_sd = sorted(set(matched) - from_state_dict), sorted(from_state_dict - set(matched))
         if only_config or only_sd:
@@ -737,6 +761,7 @@ class BaseTuner(nn.Module):
         return state_dict
 
     # ------------------------------------------------------------------------------------------ lifecycle
+    @_switches_adapters
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
         """Activate ``adapter_name`` (one or several) on every adapter layer and auxiliary module.
 
@@ -757,12 +782,14 @@ class BaseTuner(nn.Module):
     def _set_adapter_layers(self, enabled: bool) -> None:
         lifecycle.enable_adapters(self.model, enabled)
 
+    @_switches_adapters
     def enable_adapter_layers(self) -> None:
         """Turn adapters back on (and re-apply the active adapters' trainability)."""
         self._set_adapter_layers(True)
         inference = all(self.peft_config[n].inference_mode for n in self.active_adapters if n in self.peft_config)
         self.set_adapter(self.active_adapter, inference_mode=inference)
 
+    @_switches_adapters
     def disable_adapter_layers(self) -> None:
         """Turn adapters off: the model computes like the base model."""
         for name in self.active_adapters:
@@ -784,6 +811,7 @@ class BaseTuner(nn.Module):
         with lifecycle.adapters_disabled(self.model, disable=self.disable_adapter_layers):
             yield
 
+    @_switches_adapters
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.
         Deleting the last adapter leaves none active: the model then computes like the base model.
@@ -798,15 +826,18 @@ class BaseTuner(nn.Module):
         new_active = lifecycle.delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
         self.active_adapter = new_active if new_active is not None else []
 
+    @_switches_adapters
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
         self._warn_tied_targets(self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of")
         lifecycle.merge_adapters(self.model, adapter_names, safe_merge)
 
+    @_switches_adapters
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter`."""
         lifecycle.unmerge_adapters(self.model)
 
+    @_switches_adapters
     def _unload_and_optionally_merge(
         self,
         merge: bool = True,

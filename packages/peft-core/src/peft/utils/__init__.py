@@ -17,7 +17,7 @@ from peft.utils.constants import (
     WEIGHTS_NAME,
     bloom_model_postprocess_past_key_value,
 )
-from peft.utils.error import NoMatchingPeftModuleError, PeftError
+from peft.utils.error import CheckpointMismatchError, NoMatchingPeftModuleError, PeftError
 from peft.utils.files import load_peft_weights
 from peft.utils.other import (
     _freeze_adapter,
@@ -61,6 +61,7 @@ __all__ = [
     "TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING",
     "UPCAST_DTYPES",
     "WEIGHTS_NAME",
+    "CheckpointMismatchError",
     "NoMatchingPeftModuleError",
     "PeftError",
     "PeftType",

@@ -25,7 +25,7 @@ METHODS: dict[str, tuple[str, ...] | None] = {
     ),
     "p_tuning": ("PromptEncoder", "PromptEncoderConfig", "PromptEncoderReparameterizationType"),
     "prefix_tuning": ("PrefixEncoder", "PrefixTuningConfig"),
-    "lora": ("LoraConfig", "LoraModel", "LoraRuntimeConfig"),
+    "lora": ("LoftQConfig", "LoraConfig", "LoraModel", "LoraRuntimeConfig", "replace_lora_weights_loftq"),
     "adalora": ("AdaLoraConfig", "AdaLoraModel"),
     "boft": ("BOFTConfig", "BOFTModel"),
     "adaption_prompt": None,  # peft-transformers: it rewrites Llama/Mistral attention

@@ -48,7 +48,7 @@ class AdamssConfig(LayerSelection, ModulesToSave, BaseTargetingConfig):
     r: int = field(default=100, metadata={"help": "Rank of the SVD of each weight."})
     num_subspaces: int = field(default=5, metadata={"help": "Number of clusters of output rows."})
     subspace_rank: int = field(default=1, metadata={"help": "Rank of each subspace's update."})
-    init_weights: Literal["orthogonal"] | None = field(
+    init_weights: Literal["orthogonal", False] | None = field(
         default="orthogonal", metadata={"help": "'orthogonal' (identity at start) or None (random B)."}
     )
     use_asa: bool = field(default=False, metadata={"help": "Prune subspaces by importance during training."})

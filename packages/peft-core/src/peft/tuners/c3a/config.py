@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from peft.config import BaseTargetingConfig, LayerSelection, ModulesToSave
+from peft.utils.config_fields import PositiveInt
 
 
 @dataclass
@@ -31,7 +32,9 @@ class C3AConfig(LayerSelection, ModulesToSave, BaseTargetingConfig):
         >>> config = C3AConfig(block_size=64, target_modules=["q_proj", "v_proj"])
     """
 
-    block_size: int = field(default=256, metadata={"help": "Size of the circulant blocks (divides in and out)."})
+    block_size: PositiveInt = field(
+        default=256, metadata={"help": "Size of the circulant blocks (divides in and out)."}
+    )
     bias: str = field(default="none", metadata={"help": "Bias type: 'none', 'all' or 'c3a_only'."})
     block_size_pattern: dict | None = field(default_factory=dict, metadata={"help": "Per-module block_size."})
     init_weights: bool | Literal["gaussian", "kaiming_uniform", "xavier_uniform"] | None = field(

@@ -7,7 +7,35 @@ from typing import Any, ClassVar, Literal
 
 from peft.config import TargetingConfig
 
-_SUPPORTED_INITS = (True, False, "gaussian")
+_SUPPORTED_INITS = (True, False, "gaussian", "loftq")
+LOFTQ_BITS = (4, 8)
+
+
+@dataclass
+class LoftQConfig:
+    """LoftQ settings for ``LoraConfig(init_lora_weights="loftq", loftq_config=...)``.
+
+    Args:
+        loftq_bits: bits of the simulated quantization, 4 (NF4) or 8 (int8).
+        loftq_iter: alternating quantization / SVD steps.
+    """
+
+    loftq_bits: int = field(default=4, metadata={"help": "Quantization bits for LoftQ"})
+    loftq_iter: int = field(default=1, metadata={"help": "Alternating iterations for LoftQ"})
+
+    def __post_init__(self) -> None:
+        check_loftq_config(vars(self))
+
+
+def check_loftq_config(config: dict) -> None:
+    """Raise for LoftQ settings that cannot be honoured, naming the value."""
+    if config.get("loftq_bits", 4) not in LOFTQ_BITS:
+        raise ValueError(f"loftq_bits={config['loftq_bits']!r} is not supported; valid: {list(LOFTQ_BITS)}.")
+    iterations = config.get("loftq_iter", 1)
+    if not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"loftq_iter must be a positive int, got {iterations!r}.")
+
+
 _BIAS_MODES = ("none", "all", "lora_only")
 
 
@@ -53,20 +81,20 @@ class LoraConfig(TargetingConfig):
     """
 
     r: int = field(default=8, metadata={"help": "LoRA attention dimension (the rank)."})
-    lora_alpha: int = field(default=8, metadata={"help": "LoRA alpha."})
+    lora_alpha: float = field(default=8, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: Literal["none", "all", "lora_only"] = field(default="none", metadata={"help": "Bias type for LoRA."})
     use_rslora: bool = field(default=False, metadata={"help": "Use rank-stabilised scaling alpha/sqrt(r)."})
     init_lora_weights: bool | str = field(default=True, metadata={"help": "How to initialise the LoRA weights."})
     rank_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module ranks."})
-    alpha_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
+    alpha_pattern: dict[str, float] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
     megatron_config: dict | None = field(default=None, metadata={"help": "Megatron parallel-linear config."})
     megatron_core: str | None = field(default="megatron.core", metadata={"help": "Megatron core module."})
     trainable_token_indices: list[int] | dict[str, list[int]] | None = field(
         default=None, metadata={"help": "Token indices of the embedding to train (without full fine-tuning)."}
     )
-    loftq_config: dict = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
+    loftq_config: dict | LoftQConfig = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
     eva_config: Any = field(default=None, metadata={"help": "EVA initialisation settings."})
     corda_config: Any = field(default=None, metadata={"help": "CorDA initialisation settings."})
     use_dora: bool = field(default=False, metadata={"help": "Use weight-decomposed LoRA (DoRA)."})
@@ -97,11 +125,9 @@ class LoraConfig(TargetingConfig):
         "eva_config": None,
         "kasa_config": None,
         "lora_ga_config": None,
-        "loftq_config": {},
         "megatron_config": None,
         "monteclora_config": None,
         "use_bdlora": None,
-        "use_qalora": False,
         "velora_config": None,
     }
 
@@ -131,6 +157,14 @@ class LoraConfig(TargetingConfig):
             self.target_parameters = list(self.target_parameters)
         if self.layer_replication is not None:
             self._check_layer_replication()
+        if self.loftq_config and not isinstance(self.loftq_config, dict):
+            self.loftq_config = dict(vars(self.loftq_config))  # stored as a dict, as in adapter_config.json
+        if self.init_lora_weights == "loftq":
+            if not self.loftq_config:
+                raise ValueError("init_lora_weights='loftq' needs loftq_config, e.g. LoftQConfig(loftq_bits=4).")
+            check_loftq_config(self.loftq_config)
+        if self.use_qalora and (not isinstance(self.qalora_group_size, int) or self.qalora_group_size <= 0):
+            raise ValueError(f"qalora_group_size must be a positive int, got {self.qalora_group_size!r}.")
         if self.use_dora and self.target_parameters:
             raise ValueError("use_dora=True cannot be combined with target_parameters.")
 

@@ -36,7 +36,18 @@ class LoraModel(BaseTuner):
         nn.Linear: Linear,
         TransformersConv1D: Linear,
     }
-    layer_options = ("r", "lora_alpha", "lora_dropout", "init_lora_weights", "use_rslora", "use_dora", "lora_bias")
+    layer_options = (
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "init_lora_weights",
+        "use_rslora",
+        "use_dora",
+        "use_qalora",
+        "qalora_group_size",
+        "loftq_config",
+        "lora_bias",
+    )
     option_patterns = {"r": "rank_pattern", "lora_alpha": "alpha_pattern"}
 
     def _check_new_adapter_config(self, config: LoraConfig) -> None:

@@ -116,4 +116,4 @@ class ParamWrapper(LoraLayer, nn.Module):
         return call_with_tensors(self.base_layer, {path: adapted}, x, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"parameter_name={self.parameter_name!r}"
+        return ", ".join(filter(None, [f"parameter_name={self.parameter_name!r}", super().extra_repr()]))

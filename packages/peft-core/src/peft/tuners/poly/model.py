@@ -10,7 +10,6 @@ from typing import Any
 
 from torch import nn
 
-from peft.quantization import QuantizedLayer
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.poly.layer import Linear, PolyLayer, task_ids_of_rows
 from peft.tuners.tuners_utils import BaseTuner
@@ -27,7 +26,7 @@ class PolyModel(BaseTuner):
     """
 
     tuner_layer_cls = PolyLayer
-    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear, QuantizedLayer: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
     layer_options = ("r", "n_tasks", "n_skills", "n_splits", "poly_type", "init_weights")
 
     def forward(self, *args: Any, task_ids: Any = None, **kwargs: Any) -> Any:

@@ -14,6 +14,7 @@ from torch import nn
 
 from peft.config import PromptLearningConfig
 from peft.registry import register_peft_method
+from peft.utils.config_fields import PositiveInt
 
 
 @dataclass
@@ -25,7 +26,7 @@ class PrefixTuningConfig(PromptLearningConfig):
         prefix_projection: produce the prefixes through an MLP (training only; saved adapters store the output).
     """
 
-    encoder_hidden_size: int = field(default=None, metadata={"help": "The hidden size of the encoder."})
+    encoder_hidden_size: PositiveInt = field(default=None, metadata={"help": "The hidden size of the encoder."})
     prefix_projection: bool = field(default=False, metadata={"help": "Whether to project the prefix tokens."})
     init_weights: str | None = field(default=None, metadata={"help": "Prefix initialisation scheme."})
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from peft.quantization import QuantizedLayer
 from peft.tuners._shared_projections import SharedProjectionTuner
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.pvera.config import PveraConfig
@@ -30,7 +29,7 @@ class PveraModel(SharedProjectionTuner):
     """
 
     tuner_layer_cls = PveraLayer
-    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear, QuantizedLayer: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
     projection_names = ("pvera_A", "pvera_B")
     layer_options = ("r", "pvera_dropout", "d_initial", "init_weights", "sample_at_inference", "generator_seed")
 

@@ -12,7 +12,6 @@ import math
 import torch
 from torch import nn
 
-from peft.quantization import QuantizedLayer
 from peft.tuners._shared_projections import SharedProjectionTuner
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.randlora.config import RandLoraConfig
@@ -58,7 +57,7 @@ class RandLoraModel(SharedProjectionTuner):
     """
 
     tuner_layer_cls = RandLoraLayer
-    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear, QuantizedLayer: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
     projection_names = ("randlora_A", "randlora_B")
     layer_options = ("r", "randlora_alpha", "randlora_dropout", "init_weights")
 

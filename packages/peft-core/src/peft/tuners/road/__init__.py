@@ -6,6 +6,7 @@ from peft.registry import register_peft_method
 from peft.tuners.road.config import RoadConfig
 from peft.tuners.road.layer import Linear, RoadLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.warnings import deprecated_aliases
 
 __all__ = ["Linear", "RoadConfig", "RoadLayer", "RoadModel"]
 
@@ -22,3 +23,9 @@ class RoadModel(BaseTuner):
 
 
 register_peft_method(name="road", config_cls=RoadConfig, model_cls=RoadModel, is_mixed_compatible=True)
+
+# per-backend classes of earlier versions: every backend now uses the ordinary layers
+__getattr__ = deprecated_aliases(
+    __name__,
+    {"Linear4bit": ("peft.tuners.road.layer", "Linear"), "Linear8bitLt": ("peft.tuners.road.layer", "Linear")},
+)

@@ -8,6 +8,7 @@ from typing import Any
 
 from peft.config import BaseTargetingConfig, ModulesToSave
 from peft.tuners.shira.mask_functions import random_mask
+from peft.utils.config_fields import PositiveInt
 from peft.utils.warnings import warn
 
 
@@ -36,7 +37,9 @@ class ShiraConfig(ModulesToSave, BaseTargetingConfig):
         >>> config = ShiraConfig(r=32, random_seed=42, target_modules=["q_proj", "v_proj"])
     """
 
-    r: int = field(default=32, metadata={"help": "Trainable entries per layer: r * (out_features + in_features)."})
+    r: PositiveInt = field(
+        default=32, metadata={"help": "Trainable entries per layer: r * (out_features + in_features)."}
+    )
     mask_type: str = field(default="random", metadata={"help": "'random', or the name of your own config.mask_fn."})
     random_seed: int | None = field(default=None, metadata={"help": "Seed of the random mask."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})

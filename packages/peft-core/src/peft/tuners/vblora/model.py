@@ -14,11 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.adapter_keys import adapter_key_map
+from peft.adapter_keys import shared_tensors_from_file
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.tuners.vblora.config import VBLoRAConfig
 from peft.tuners.vblora.layer import Linear, VBLoRALayer
+from peft.utils.error import CheckpointMismatchError
 from peft.utils.warnings import warn
 
 VECTOR_BANK_FILE_KEY = "base_model.vblora_vector_bank"
@@ -152,11 +153,11 @@ class VBLoRAModel(BaseTuner):
             )
         for key in topk_files:
             logits_key = key.removesuffix("_topk_indices")
-            weights = state_dict.pop(f"{logits_key}_topk_weights")
-            state_dict[logits_key] = logits_from_topk(weights, state_dict.pop(key), config.num_vectors)
-        bank = state_dict.pop(VECTOR_BANK_FILE_KEY, None)
-        if bank is not None:
-            for file_key in adapter_key_map(model, adapter_name):
-                if _split_key(file_key)[1] == _BANK:
-                    state_dict[file_key] = bank
-        return state_dict
+            weights, indices = state_dict.pop(f"{logits_key}_topk_weights", None), state_dict.pop(key)
+            if weights is None:
+                raise CheckpointMismatchError(
+                    f"The checkpoint has {key!r} but not {logits_key + '_topk_weights'!r}, written with it.",
+                    missing_keys=[f"{logits_key}_topk_weights"],
+                )
+            state_dict[logits_key] = logits_from_topk(weights, indices, config.num_vectors)
+        return shared_tensors_from_file(model, adapter_name, state_dict, _BANK)

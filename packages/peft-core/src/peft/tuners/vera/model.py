@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from peft.quantization import QuantizedLayer
 from peft.tuners._shared_projections import SharedProjectionTuner
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.vera.config import VeraConfig
@@ -34,7 +33,7 @@ class VeraModel(SharedProjectionTuner):
     """
 
     tuner_layer_cls = VeraLayer
-    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear, QuantizedLayer: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
     projection_names = ("vera_A", "vera_B")
     layer_options = ("r", "vera_dropout", "d_initial", "init_weights")
 

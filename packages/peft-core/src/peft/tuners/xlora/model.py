@@ -25,7 +25,6 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.lifecycle import delete_adapter, purge_empty_adapter_modules
 from peft.lifecycle import set_adapter as set_layers_adapter
-from peft.quantization import QuantizedLayer
 from peft.state_dict import load_module_tensors, set_peft_model_state_dict
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.lora.config import LoraConfig
@@ -71,7 +70,6 @@ class XLoraModel(LoraModel):
         nn.Embedding: XLoraEmbedding,
         nn.Linear: XLoraLinear,
         TransformersConv1D: XLoraLinear,
-        QuantizedLayer: XLoraLinear,
     }
     # the classifier lives on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep it
     uses_shared_state = True
