@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from peft.config import TargetingConfig
-from peft.tuners._validation import check_positive_int
+from peft.utils.config_fields import PositiveInt, Range
 
 
 @dataclass
@@ -30,26 +31,14 @@ class LilyConfig(TargetingConfig):
         init_weights: ``True`` (``B`` zero: the adapter starts as the identity) or ``False`` (``B`` random too: for
             tests).
 
-    Raises:
-        ValueError: for a non-positive ``r``, a ``stride_A`` below 1 or a ``num_B`` below 2.
-
     Example:
         >>> config = LilyConfig(r=32, stride_A=2, num_B=4, target_modules=["q_proj", "v_proj"])
     """
 
-    r: int = field(default=32, metadata={"help": "Rank of the A and B projectors."})
-    stride_A: int = field(default=1, metadata={"help": "Number of consecutive layers sharing one A."})
-    num_B: int = field(default=2, metadata={"help": "Number of B projectors shared by all layers of a kind."})
+    r: PositiveInt = field(default=32, metadata={"help": "Rank of the A and B projectors."})
+    stride_A: PositiveInt = field(default=1, metadata={"help": "Number of consecutive layers sharing one A."})
+    num_B: Annotated[int, Range(min=2)] = field(
+        default=2, metadata={"help": "Number of B projectors shared by all layers of a kind."}
+    )
     scaling: float = field(default=1.0, metadata={"help": "Multiplies the update."})
     init_weights: bool = field(default=True, metadata={"help": "True: B starts at zero (identity)."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive_int("LilyConfig.r", self.r)
-        if isinstance(self.stride_A, bool) or not isinstance(self.stride_A, int) or self.stride_A < 1:
-            raise ValueError(f"LilyConfig.stride_A must be an integer of at least 1, got {self.stride_A!r}.")
-        if isinstance(self.num_B, bool) or not isinstance(self.num_B, int) or self.num_B < 2:
-            raise ValueError(
-                f"LilyConfig.num_B must be an integer of at least 2 (the router mixes the B projectors), got "
-                f"{self.num_B!r}."
-            )
