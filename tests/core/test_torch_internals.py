@@ -31,6 +31,7 @@ from peft.utils.torch_internals import (
     collection_paused,
     default_device_is_meta,
     forward_is_hooked,
+    keep_unregistered,
     new_linear,
     new_module,
     set_plain_attributes,
@@ -98,6 +99,17 @@ def test_table_writes_equal_setattr():
         assert repr(copied) == repr(plain) and copied.settings == {"a": 1}
     fast.to(torch.float64)
     assert fast.child.weight.dtype == torch.float64  # registered children follow module-wide conversions
+
+
+def test_unregistered_references_read_as_attributes_and_stay_out_of_parameters_and_state_dict():
+    owner, shared = nn.Linear(2, 2), nn.Linear(2, 2)
+    holder = nn.Module()
+    holder.owner = owner
+    keep_unregistered(holder, shared=shared, blocks=[owner])
+    assert holder.shared is shared and holder.blocks[0] is owner
+    assert [n for n, _ in holder.named_modules()] == ["", "owner"]
+    assert set(holder.state_dict()) == {"owner.weight", "owner.bias"}
+    assert len(list(holder.parameters())) == 2
 
 
 def test_default_device_probe_agrees_with_torch():

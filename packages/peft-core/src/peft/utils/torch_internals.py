@@ -32,6 +32,7 @@ __all__ = [
     "collection_paused",
     "default_device_is_meta",
     "forward_is_hooked",
+    "keep_unregistered",
     "new_linear",
     "new_module",
     "set_plain_attributes",
@@ -139,6 +140,15 @@ store_submodule = _store_submodule_fast if SHORTCUTS else _store_submodule_plain
 # nn.Module.__setattr__ routes such values to the instance __dict__ after checking they are not parameters, buffers or
 # submodules; the names set here never are.
 set_plain_attributes = _set_plain_attributes_fast if SHORTCUTS else _set_plain_attributes_plain
+
+
+def keep_unregistered(module: nn.Module, **values: Any) -> None:
+    """Give ``module`` attributes that refer to modules or tensors another module owns (projections the model
+    shares, hooked blocks of the wrapped model), without registering them: registered, they would be counted again
+    in ``parameters()`` and saved again in the state dict. Safe: ``nn.Module.__getattr__`` is only asked for names
+    missing from the instance ``__dict__``, so these read as plain attributes. No shortcut, so no plain path:
+    ``setattr`` would register them."""
+    module.__dict__.update(values)
 
 
 def default_device_is_meta() -> bool:

@@ -47,6 +47,7 @@ from peft.tuners.shadow.backbone import (
 from peft.tuners.shadow.config import ShadowConfig
 from peft.tuners.shadow.layer import ShadowCarrier, ShadowLayer, refuse_merge
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
+from peft.utils.torch_internals import keep_unregistered
 from peft.utils.warnings import warn
 
 _MODEL_CONTAINERS = ("shadow_backbone", "shadow_projection", "shadow_head")
@@ -120,7 +121,8 @@ class ShadowModel(BaseTuner):
             setattr(self, name, nn.ModuleDict())
         # plain attributes: the hooked blocks already belong to self.model (registering them again would duplicate
         # their parameters)
-        self.__dict__.update(
+        keep_unregistered(
+            self,
             _hook_handles=[],
             _boundary_layers=[],
             _seed_shadow_state=None,
@@ -291,7 +293,7 @@ class ShadowModel(BaseTuner):
             handle.remove()
         self._hook_handles.clear()
         wrapped = [module for module in self.model.modules() if isinstance(module, ShadowLayer)]
-        self.__dict__["_boundary_layers"] = [wrapped[0], wrapped[-1]] if wrapped else []
+        keep_unregistered(self, _boundary_layers=[wrapped[0], wrapped[-1]] if wrapped else [])
         if not wrapped:
             return
         self._hook_handles.extend(
@@ -308,7 +310,7 @@ class ShadowModel(BaseTuner):
             handle.remove()
         if "_hook_handles" in self.__dict__:
             self._hook_handles.clear()
-            self.__dict__["_boundary_layers"] = []
+            keep_unregistered(self, _boundary_layers=[])
 
     def _shadow_path_active(self) -> bool:
         if not self._boundary_layers:
@@ -320,7 +322,8 @@ class ShadowModel(BaseTuner):
     def _seed_shadow_pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """Compute ``s0`` from the model's raw inputs, and give the base model only its own part of a
         ``ShadowCache``."""
-        self.__dict__.update(
+        keep_unregistered(
+            self,
             _seed_shadow_state=None,
             _shadow_past_out=None,
             _should_pack_shadow_cache=False,
@@ -356,8 +359,8 @@ class ShadowModel(BaseTuner):
             past_key_values=shadow_past,
             use_cache=use_cache,
         )
-        self.__dict__.update(
-            _seed_shadow_state=seed, _shadow_past_out=shadow_past_out, _should_pack_shadow_cache=bool(use_cache)
+        keep_unregistered(
+            self, _seed_shadow_state=seed, _shadow_past_out=shadow_past_out, _should_pack_shadow_cache=bool(use_cache)
         )
         return args, kwargs
 

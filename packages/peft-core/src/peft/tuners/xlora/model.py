@@ -35,6 +35,7 @@ from peft.tuners.xlora.classifier import XLoraClassifier
 from peft.tuners.xlora.config import XLoraConfig
 from peft.tuners.xlora.layer import ScalingsPass, XLoraEmbedding, XLoraLayerMixin, XLoraLinear, scalings_pass
 from peft.utils.files import CONFIG_NAME, load_peft_weights, resolve_file
+from peft.utils.torch_internals import keep_unregistered
 from peft.utils.warnings import warn
 
 _CLASSIFIER = "internal_xlora_classifier"
@@ -135,7 +136,7 @@ class XLoraModel(LoraModel):
         layers = [module for _, module in walk_modules(model) if isinstance(module, XLoraLayerMixin)]
         for index, layer in enumerate(layers):
             layer.xlora_layer_index = index
-        self.__dict__.update(disabled=False, internal_xlora_scalings=None, _xlora_adapter=adapter_name)
+        keep_unregistered(self, disabled=False, internal_xlora_scalings=None, _xlora_adapter=adapter_name)
         reference = next((p for p in model.parameters() if p.device.type != "meta"), None)
         classifier = XLoraClassifier(config, n_classes=len(names), n_layers=len(layers))
         if reference is not None:
