@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import deepcopy
 from functools import update_wrapper
@@ -107,14 +107,8 @@ def rescale_adapter_scale(model: nn.Module, multiplier: float | int) -> Iterator
     layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
     if not layers:
         raise ValueError("scaling is only supported for models with `LoraLayer`s")
-    originals = [dict(layer.scaling) for layer in layers]
-    for layer in layers:
-        layer.scaling = {name: value * multiplier for name, value in layer.scaling.items()}
-    try:
+    with _attribute_replaced(layers, "scaling", lambda layer: {n: v * multiplier for n, v in layer.scaling.items()}):
         yield
-    finally:
-        for layer, scaling in zip(layers, originals):
-            layer.scaling = scaling
 
 
 @contextmanager
@@ -125,14 +119,21 @@ def disable_input_dtype_casting(model: nn.Module, active: bool = True) -> Iterat
         yield
         return
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    previous = [layer.cast_input_dtype_enabled for layer in layers]
+    with _attribute_replaced(layers, "cast_input_dtype_enabled", lambda layer: False):
+        yield
+
+
+@contextmanager
+def _attribute_replaced(layers: list[nn.Module], name: str, value_for: Callable[[nn.Module], Any]) -> Iterator[None]:
+    """Within the block each layer's attribute ``name`` is ``value_for(layer)``; afterwards it is what it was."""
+    originals = [getattr(layer, name) for layer in layers]
     for layer in layers:
-        layer.cast_input_dtype_enabled = False
+        setattr(layer, name, value_for(layer))
     try:
         yield
     finally:
-        for layer, value in zip(layers, previous):
-            layer.cast_input_dtype_enabled = value
+        for layer, value in zip(layers, originals):
+            setattr(layer, name, value)
 
 
 @contextmanager
