@@ -11,7 +11,7 @@ __version__ = "1.0.0.dev0"
 
 from peft import tuners  # noqa: E402
 from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig  # noqa: E402
-from peft.helpers import disable_input_dtype_casting  # noqa: E402
+from peft.helpers import disable_input_dtype_casting, find_kappa_target_modules  # noqa: E402
 from peft.mapping import (  # noqa: E402
     PEFT_TYPE_TO_CONFIG_MAPPING,
     PEFT_TYPE_TO_PREFIX_MAPPING,
@@ -62,8 +62,10 @@ __all__ = [
     "LoKrConfig",
     "LoKrModel",
     "LoraConfig",
+    "LoraGAConfig",
     "LoraModel",
     "LoraRuntimeConfig",
+    "EvaConfig",
     "MissConfig",
     "MissModel",
     "MultitaskPromptEmbedding",
@@ -122,6 +124,12 @@ __all__ = [
     "get_layer_status",
     "get_model_status",
     "disable_input_dtype_casting",
+    "convert_to_lora",
+    "find_kappa_target_modules",
+    "get_eva_state_dict",
+    "initialize_lora_eva_weights",
+    "preprocess_loraga",
+    "save_as_lora",
     "get_peft_config",
     "get_peft_model",
     "get_peft_model_state_dict",

@@ -50,6 +50,10 @@ def _get_peft_version() -> str:
 def _to_json_value(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # sub-configs (EvaConfig, ...)
+        return _to_json_value(dataclasses.asdict(value))
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     if isinstance(value, dict):

@@ -8,9 +8,15 @@ from contextlib import contextmanager
 from torch import nn
 
 from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.utils.kappatune import KappaTuneSelector, find_kappa_target_modules
 from peft.utils.other import cast_mixed_precision_params
 
-__all__ = ["cast_mixed_precision_params", "disable_input_dtype_casting"]
+__all__ = [
+    "KappaTuneSelector",
+    "cast_mixed_precision_params",
+    "disable_input_dtype_casting",
+    "find_kappa_target_modules",
+]
 
 
 @contextmanager

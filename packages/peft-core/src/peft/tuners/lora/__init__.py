@@ -1,7 +1,10 @@
 """LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
 
-from peft.tuners.lora.config import LoraConfig, LoraRuntimeConfig
+from peft.tuners.lora.config import CordaConfig, EvaConfig, LoraConfig, LoraGAConfig, LoraRuntimeConfig
+from peft.tuners.lora.conversion import convert_to_lora, save_as_lora
+from peft.tuners.lora.eva import get_eva_state_dict, initialize_lora_eva_weights
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
+from peft.tuners.lora.loraga import preprocess_loraga
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
@@ -11,15 +14,23 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "Conv3d",
+    "CordaConfig",
     "Embedding",
+    "EvaConfig",
     "Linear",
     "LoraConfig",
+    "LoraGAConfig",
     "LoraLayer",
     "LoraModel",
     "LoraRuntimeConfig",
     "LoraVariant",
     "MultiheadAttention",
     "ParamWrapper",
+    "convert_to_lora",
+    "get_eva_state_dict",
+    "initialize_lora_eva_weights",
+    "preprocess_loraga",
+    "save_as_lora",
 ]
 
 register_peft_method(name="lora", config_cls=LoraConfig, model_cls=LoraModel, is_mixed_compatible=True)

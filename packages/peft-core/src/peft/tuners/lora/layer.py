@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
+from peft.tuners.lora.initialization import lora_initialiser
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
     HALF_PRECISION,
@@ -147,7 +148,11 @@ class LoraLayer(BaseTunerLayer):
         self.scaling[adapter_name] = self._default_scaling(adapter_name)
         self.use_dora[adapter_name] = use_dora
         self.lora_bias[adapter_name] = lora_bias
-        self.reset_lora_parameters(adapter_name, init_lora_weights)
+        initialiser = lora_initialiser(init_lora_weights)
+        if initialiser is None:
+            self.reset_lora_parameters(adapter_name, init_lora_weights)
+        else:  # PiSSA, OLoRA, CorDA, ...: see peft.tuners.lora.initialization
+            initialiser(self, adapter_name, init_lora_weights, **kwargs)
         variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
         if variant is not None:
             variant.init(self, adapter_name=adapter_name, **kwargs)
@@ -222,6 +227,11 @@ class LoraLayer(BaseTunerLayer):
                 "Cannot merge an adapter with lora_bias=True into a base layer without bias: the base layer has no "
                 "bias to add the adapter's bias to. Use the adapter unmerged, or train it with lora_bias=False."
             )
+
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """A LoRA adapter is a LoRA adapter already, unless a variant (DoRA) or a trained bias is part of it."""
+        plain = adapter_name not in self.lora_variant and not self.lora_bias.get(adapter_name)
+        return plain and self.has_linear_base()
 
     def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         if adapter_name in self.lora_variant:
