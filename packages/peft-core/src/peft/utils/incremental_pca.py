@@ -100,8 +100,8 @@ class IncrementalPCA:
             X = self._validate_data(X)
         n_samples, n_features = X.shape
         if first:
-            self.mean_ = torch.zeros(n_features, dtype=X.dtype, device=X.device)
-            self.var_ = torch.zeros(n_features, dtype=X.dtype, device=X.device)
+            self.mean_ = torch.zeros(n_features, dtype=torch.float64, device=X.device)
+            self.var_ = torch.zeros(n_features, dtype=torch.float64, device=X.device)
             self.n_samples_seen_ = 0
             self.n_features_ = n_features
             if self.n_components is None:
@@ -141,8 +141,8 @@ class IncrementalPCA:
         return self
 
     def transform(self, X: torch.Tensor) -> torch.Tensor:
-        """``X`` projected on the components (after subtracting the mean)."""
-        return (X - self.mean_) @ self.components_.T
+        """``X`` projected on the components (after subtracting the mean), in ``X``'s dtype."""
+        return ((X.double() - self.mean_) @ self.components_.T.double()).to(X.dtype)
 
     # ----------------------------------------------------------------------------------------------- helpers
     def _svd(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -178,21 +178,24 @@ class IncrementalPCA:
         X: torch.Tensor, last_mean: torch.Tensor, last_variance: torch.Tensor, last_sample_count: Any
     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Mean and (biased) variance of all rows seen so far, updated with ``X`` (Chan et al.'s pairwise
-        formula); returns them with the new row count."""
+        formula, accumulated in float64 as scikit-learn does: many streamed rows would lose precision in float32);
+        returns them with the new row count."""
         new_count = X.shape[0]
         last_count = int(last_sample_count)
         total = last_count + new_count
-        new_sum = X.sum(dim=0)
-        last_sum = last_mean * last_count
+        new_sum = X.sum(dim=0, dtype=torch.float64)
+        last_sum = last_mean.double() * last_count
         mean = (last_sum + new_sum) / total
-        centred = X - new_sum / new_count
+        centred = X.double() - new_sum / new_count
         new_unnormalised = (centred**2).sum(dim=0) - centred.sum(dim=0) ** 2 / new_count
         if last_count == 0:
             unnormalised = new_unnormalised
         else:
             ratio = last_count / new_count
             unnormalised = (
-                last_variance * last_count + new_unnormalised + ratio / total * (last_sum / ratio - new_sum) ** 2
+                last_variance.double() * last_count
+                + new_unnormalised
+                + ratio / total * (last_sum / ratio - new_sum) ** 2
             )
         return mean, unnormalised / total, total
 

@@ -55,6 +55,7 @@ def reduce_intruder_dimension(
     for name, layer in peft_model.named_modules():
         if not is_lora_layer(layer) or not layer._has_adapter(old_adapter_name):
             continue
+        _match_dtypes(layer, old_adapter_name, new_adapter_name)
         factors = _factors(layer, old_adapter_name)
         if factors is None:
             log(f"{name}: not supported (only linear and embedding layers), adapter copied unchanged")
@@ -127,6 +128,20 @@ def _copy_adapter(layer: LoraLayer, old: str, new: str) -> None:
         source, target = container[old], container[new]
         for target_tensor, source_tensor in zip(_tensors(target), _tensors(source)):
             target_tensor.copy_(source_tensor)
+
+
+def _match_dtypes(layer: LoraLayer, old: str, new: str) -> None:
+    """Give the new adapter's tensors the dtypes of the old adapter's (which may differ from the new adapter's
+    default, e.g. bf16 factors kept with ``autocast_adapter_dtype=False``)."""
+    for container_name in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
+        container = layer.adapter_container(container_name)
+        if container is None or old not in container or new not in container:
+            continue
+        dtype = _tensors(container[old])[0].dtype
+        if isinstance(container[new], nn.Module):
+            container[new].to(dtype)
+        elif container[new].dtype != dtype:
+            container[new] = nn.Parameter(container[new].to(dtype), requires_grad=container[new].requires_grad)
 
 
 def _tensors(item: nn.Module | torch.Tensor) -> list[torch.Tensor]:

@@ -91,15 +91,19 @@ def preprocess_loraga(
 def _estimate_gradients(model: nn.Module, targets: list[tuple[str, nn.Module]], train_step: Callable[[], Any]) -> None:
     """Run ``train_step`` with only the target weights requiring grad; store each mean gradient on its module.
 
-    A module's backward calls are counted by a hook, so gradients accumulated over several backward passes are
-    averaged; a module the steps never reached gets no gradient (it starts as ``init_lora_weights=True``).
+    The backward passes reaching a weight are counted by a hook on it, so gradients accumulated over several
+    backward passes are averaged; a module the steps never reached gets no gradient (it starts as
+    ``init_lora_weights=True``).
     """
     was_training = model.training
     requires_grad = {param: param.requires_grad for param in model.parameters()}
     counts = dict.fromkeys((module for _, module in targets), 0)
 
-    def count(module: nn.Module, grad_input: Any, grad_output: Any) -> None:
-        counts[module] += 1
+    def counter(module: nn.Module) -> Callable[[torch.Tensor], None]:
+        def count(grad: torch.Tensor) -> None:
+            counts[module] += 1
+
+        return count
 
     previous_grads = {module: module.weight.grad for _, module in targets}
     handles = []
@@ -109,7 +113,7 @@ def _estimate_gradients(model: nn.Module, targets: list[tuple[str, nn.Module]], 
         for _, module in targets:
             module.weight.grad = None
             module.weight.requires_grad_(True)
-            handles.append(module.register_full_backward_hook(count))
+            handles.append(module.weight.register_hook(counter(module)))
         model.train()
         with torch.enable_grad():
             train_step()
