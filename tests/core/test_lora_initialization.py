@@ -501,3 +501,23 @@ def test_decomposition_inits_show_progress_over_the_layers(monkeypatch):
     get_peft_model(_MLP(), _config("pissa"))
     get_peft_model(_MLP(), _config(True))  # cheap inits show nothing
     assert len(bars) == 1 and bars[0].count == 2 and bars[0].kwargs["delay"] > 0
+
+
+def test_subtract_mutated_init_extends_the_factors_by_the_loaded_initial_adapter(tmp_path):
+    from peft.utils.save_and_load import get_peft_model_state_dict
+
+    peft_model = get_peft_model(_MLP(), _config("olora"))
+    layer = peft_model.base_model.model.lin0
+    initial_delta = _delta(layer)
+    peft_model.peft_config["default"].init_lora_weights = True
+    peft_model.save_pretrained(tmp_path)
+    peft_model.peft_config["default"].init_lora_weights = "olora"
+    _train(peft_model)
+    trained_delta = _delta(layer)
+    with pytest.warns(PeftWarning, match="OLoRA changes the base weights"):
+        peft_model.load_adapter(tmp_path, adapter_name="initial")
+    state_dict = get_peft_model_state_dict(peft_model, adapter_name="default")
+    converted = peft_model.base_model.subtract_mutated_init(state_dict, "initial")
+    b = converted["base_model.model.lin0.lora_B.weight"].double().numpy()
+    a = converted["base_model.model.lin0.lora_A.weight"].double().numpy()
+    np.testing.assert_allclose(S * b @ a, trained_delta - initial_delta, atol=1e-5)

@@ -15,8 +15,9 @@ from peft.tuners.lora.initialization import initialisation_progress
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, is_lora_layer
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
-from peft.tuners.lora.residual_conversion import convert_to_original_base
+from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils.save_and_load import get_peft_model_state_dict
 from peft.utils.warnings import warn
 
 _SUPPORTED = "torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, "
@@ -91,6 +92,18 @@ class LoraModel(BaseTuner):
         LoRA-GA), for ``save_pretrained(path_initial_model_for_weight_conversion=...)``; see
         ``peft.tuners.lora.residual_conversion``."""
         return convert_to_original_base(config, state_dict, path_initial_model)
+
+    def subtract_mutated_init(
+        self, output_state_dict: dict[str, Any], adapter_name: str, kwargs: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``output_state_dict`` (file keys of an adapter trained from a PiSSA/OLoRA/CorDA/LoRA-GA start) as a
+        plain LoRA of twice the rank for the original base, its start taken from the loaded adapter
+        ``adapter_name`` (the initial adapter): ``A' = [A; A0]``, ``B' = [B, -B0]``."""
+        initial = get_peft_model_state_dict(
+            self.model, state_dict=(kwargs or {}).get("state_dict"), adapter_name=adapter_name
+        )
+        initial = {f"base_model.model.{key}": value for key, value in initial.items()}
+        return subtract_initial_adapter(output_state_dict, initial, f"adapter {adapter_name!r}")
 
     def _prepare_model(self, peft_config: LoraConfig, model: nn.Module) -> None:
         if peft_config.layer_replication:

@@ -48,6 +48,19 @@ def convert_to_original_base(
             f"to a LoRA adapter; this adapter has init_lora_weights={config.init_lora_weights!r}."
         )
     initial = load_peft_weights(os.fspath(path_initial_model))
+    where = f"the initial adapter at {os.fspath(path_initial_model)!r}"
+    return _doubled_rank_config(config), subtract_initial_adapter(state_dict, initial, where)
+
+
+def subtract_initial_adapter(
+    state_dict: dict[str, torch.Tensor], initial: dict[str, torch.Tensor], where: str = "the initial adapter"
+) -> dict[str, torch.Tensor]:
+    """``state_dict`` with its LoRA factors extended so that ``B' A' = B A - B0 A0`` (``A' = [A; A0]``,
+    ``B' = [B, -B0]``), ``A0, B0`` taken from ``initial`` (same keys); other entries are kept.
+
+    Raises:
+        ValueError: if ``initial`` lacks a factor of ``state_dict`` or has another shape for it.
+    """
     converted = dict(state_dict)
     for key, value in state_dict.items():
         factor = _factor_of(key)
@@ -55,18 +68,17 @@ def convert_to_original_base(
             continue
         if key not in initial:
             raise ValueError(
-                f"The initial adapter at {os.fspath(path_initial_model)!r} has no {key!r}; it must be the adapter "
-                "saved from this model right after initialisation (before training)."
+                f"{where} has no {key!r}; it must be the adapter saved from this model right after initialisation "
+                "(before training)."
             )
         start = initial[key].to(value.device, value.dtype)
-        expected = value.shape
-        if start.shape != expected:
+        if start.shape != value.shape:
             raise ValueError(
-                f"{key!r} has shape {tuple(start.shape)} in the initial adapter but {tuple(expected)} now; the "
-                "initial adapter must come from the same model and config."
+                f"{key!r} has shape {tuple(start.shape)} in {where} but {tuple(value.shape)} now; the initial adapter "
+                "must come from the same model and config."
             )
         converted[key] = torch.cat([value, start], dim=0) if factor == "A" else torch.cat([value, -start], dim=1)
-    return _doubled_rank_config(config), converted
+    return converted
 
 
 def _factor_of(key: str) -> str | None:
