@@ -21,16 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
+from _harness import default_reference_python, describe, run_worker  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NEUTRAL_CWD = tempfile.gettempdir()
 INITS = ("pissa", "pissa_niter_4", "olora")
 
 
@@ -97,34 +94,12 @@ def _worker_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _run_worker(python: str, worker_args: list[str]) -> dict:
-    cmd = [python, str(Path(__file__).resolve()), "--worker", *worker_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=NEUTRAL_CWD)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"worker {' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-
-
 def _measure(python: str, name: str, args: argparse.Namespace) -> dict:
     worker_args = [name, "--blocks", str(args.blocks), "--hidden", str(args.hidden)]
     worker_args += ["--eva-batches", str(args.eva_batches), "--eva-rows", str(args.eva_rows)]
     worker_args += ["--threads", str(args.threads)]
-    runs = [_run_worker(python, worker_args) for _ in range(args.repeat)]
+    runs = [run_worker(__file__, python, worker_args) for _ in range(args.repeat)]
     return {"seconds": statistics.median(run["seconds"] for run in runs), "runs": runs}
-
-
-def _default_reference_python() -> str | None:
-    for candidate in (REPO_ROOT / ".venv-reference" / "bin" / "python", Path("/work/venv-ref/bin/python")):
-        if candidate.exists():
-            return str(candidate)
-    return None
-
-
-def _describe(python: str) -> str:
-    code = "import peft, torch; print(peft.__version__, 'torch', torch.__version__)"
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=NEUTRAL_CWD)
-    return proc.stdout.strip() if proc.returncode == 0 else f"<peft not importable: {proc.stderr.strip()[-200:]}>"
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -156,11 +131,11 @@ def main(argv: list[str] | None = None) -> None:
         _worker_main(args)
         return
     pythons = {"ours": args.ours_python}
-    reference = args.reference_python or _default_reference_python()
+    reference = args.reference_python or default_reference_python()
     if not args.no_reference and reference is not None:
         pythons["reference"] = reference
     for label, python in pythons.items():
-        print(f"{label:>9}: {python}  (peft {_describe(python)})")
+        print(f"{label:>9}: {python}  (peft {describe(python)})")
     results: dict = {"pythons": pythons}
     for name in (*INITS, "eva"):
         if name not in args.skip:

@@ -448,13 +448,15 @@ def test_saving_with_the_initial_adapter_writes_a_plain_lora_for_the_original_ba
     torch.testing.assert_close(loaded(x), trained, atol=1e-5, rtol=0)
 
 
-def test_saving_a_pissa_adapter_without_conversion_reloads_on_the_original_base(tmp_path):
+@pytest.mark.parametrize("low_cpu_mem_usage", [False, True])
+def test_saving_a_pissa_adapter_without_conversion_reloads_on_the_original_base(tmp_path, low_cpu_mem_usage):
     base = _MLP()
     x = torch.randn(5, 12)
     peft_model = get_peft_model(copy.deepcopy(base), _config("pissa"))
     _train(peft_model)
     peft_model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path)  # the init runs again on load
+    # the init runs again on load (also with the factors on the meta device), giving the base its residual
+    loaded = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
     torch.testing.assert_close(loaded(x), peft_model(x), atol=1e-5, rtol=0)
 
 

@@ -236,7 +236,8 @@ def _warn_base_changing_init_with_other_adapters(configs: list[LoraConfig]) -> N
     """PiSSA, CorDA, OLoRA and LoRA-GA change the base weight: other adapters on the same model see that change."""
     if len(configs) < 2:
         return
-    methods = [init_method(c.init_lora_weights) for c in configs if isinstance(c.init_lora_weights, str)]
+    inits = [getattr(config, "init_lora_weights", None) for config in configs]
+    methods = [init_method(init) for init in inits if isinstance(init, str)]
     for method in BASE_CHANGING_INITS:
         if method in methods:
             name, guide = _CONVERSION_GUIDES[method]
