@@ -14,6 +14,7 @@ from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig  # noq
 from peft.helpers import disable_input_dtype_casting, find_kappa_target_modules  # noqa: E402
 from peft.mapping import (  # noqa: E402
     PEFT_TYPE_TO_CONFIG_MAPPING,
+    PEFT_TYPE_TO_MIXED_MODEL_MAPPING,
     PEFT_TYPE_TO_PREFIX_MAPPING,
     PEFT_TYPE_TO_TUNER_MAPPING,
     get_peft_config,
@@ -23,15 +24,22 @@ from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
 from peft.utils import (  # noqa: E402
+    TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING,
+    NoMatchingPeftModuleError,
+    PeftError,
     PeftType,
     PeftWarning,
     TaskType,
+    bloom_model_postprocess_past_key_value,
     cast_mixed_precision_params,
+    get_base_model_state_dict,
     get_peft_model_state_dict,
     load_peft_weights,
     prepare_model_for_kbit_training,
     register_peft_method,
+    set_base_model_state_dict,
     set_peft_model_state_dict,
+    shift_tokens_right,
 )
 from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
 
@@ -44,6 +52,8 @@ __all__ = [
     "BoneModel",
     "C3AConfig",
     "C3AModel",
+    "CartridgeConfig",
+    "CartridgeEncoder",
     "CPTConfig",
     "CPTEmbedding",
     "FourierFTConfig",
@@ -54,9 +64,16 @@ __all__ = [
     "IA3Model",
     "LNTuningConfig",
     "LNTuningModel",
+    "MODEL_TYPE_TO_PEFT_MODEL_MAPPING",
+    "NoMatchingPeftModuleError",
     "PEFT_TYPE_TO_CONFIG_MAPPING",
+    "PEFT_TYPE_TO_MIXED_MODEL_MAPPING",
     "PEFT_TYPE_TO_PREFIX_MAPPING",
     "PEFT_TYPE_TO_TUNER_MAPPING",
+    "PeftError",
+    "TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING",
+    "bloom_model_postprocess_past_key_value",
+    "shift_tokens_right",
     "LoHaConfig",
     "LoHaModel",
     "LoKrConfig",
@@ -79,6 +96,8 @@ __all__ = [
     "PeftModel",
     "PeftType",
     "PeftWarning",
+    "PolyConfig",
+    "PolyModel",
     "PrefixEncoder",
     "PrefixTuningConfig",
     "PromptEmbedding",
@@ -92,6 +111,8 @@ __all__ = [
     "RandLoraModel",
     "RoadConfig",
     "RoadModel",
+    "ShadowConfig",
+    "ShadowModel",
     "ShiraConfig",
     "ShiraModel",
     "TaskType",
@@ -105,6 +126,8 @@ __all__ = [
     "VeraModel",
     "WaveFTConfig",
     "WaveFTModel",
+    "XLoraConfig",
+    "XLoraModel",
     "DeloraConfig",
     "DeloraModel",
     "GloraConfig",
@@ -126,6 +149,7 @@ __all__ = [
     "disable_input_dtype_casting",
     "convert_to_lora",
     "find_kappa_target_modules",
+    "get_base_model_state_dict",
     "get_eva_state_dict",
     "initialize_lora_eva_weights",
     "preprocess_loraga",
@@ -135,9 +159,14 @@ __all__ = [
     "get_peft_model_state_dict",
     "inject_adapter_in_model",
     "cast_mixed_precision_params",
+    "compose_cartridge_adapters",
+    "initialize_kv_prefix_from_past_key_values",
+    "initialize_kv_prefix_from_text",
+    "prompt_embeddings_from_past_key_values",
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
+    "set_base_model_state_dict",
     "set_peft_model_state_dict",
 ]
 
@@ -149,6 +178,8 @@ def __getattr__(name: str) -> Any:
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
     from peft.hosts import get_host_registry
 
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
+        return get_host_registry().task_models
     exports = get_host_registry().exports
     if name in exports:
         return exports[name]()

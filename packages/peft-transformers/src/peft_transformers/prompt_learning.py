@@ -1,6 +1,6 @@
 """Soft prompts on transformers models: prompt tuning, p-tuning, multitask prompt tuning and CPT (virtual tokens
-prepended to the input embeddings) and prefix tuning (key/value prefixes given to every attention layer as a
-``DynamicCache``, each layer's on that layer's device).
+prepended to the input embeddings) and prefix tuning and cartridges (key/value prefixes given to every attention
+layer as a ``DynamicCache``, each layer's on that layer's device).
 
 ``PromptLearningMixin`` is mixed into the task models; with a non-prompt config it defers to ``PeftModel``.
 Encoder-decoder models add their own forward and generate (``prompt_learning_seq2seq``).
@@ -8,57 +8,35 @@ Encoder-decoder models add their own forward and generate (``prompt_learning_seq
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
+import peft.functional as functional
 from peft.config import PeftConfig
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners.cartridge import CartridgeEncoder
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
 from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
+from peft.utils.other import AuxiliaryTrainingWrapper, _prepare_prompt_learning_config
 from peft.utils.warnings import warn
 
-
-def _text_config(model: nn.Module) -> Any:
-    config = getattr(model, "config", None)
-    text_config = getattr(config, "text_config", None)  # vision-language models keep the LM's sizes here
-    return text_config if text_config is not None else config
+# methods whose prompt is a key/value prefix of every attention layer (served through the cache)
+_KV_PREFIX_METHODS = ("PREFIX_TUNING", "CARTRIDGE")
 
 
-def _first_attr(config: Any, names: tuple[str, ...]) -> Any:
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return value
-    return None
+def is_kv_prefix(config: PeftConfig) -> bool:
+    """Whether ``config``'s prompt goes into the attention layers' key/value cache rather than before the input."""
+    return str(config.peft_type) in _KV_PREFIX_METHODS
 
 
 def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftConfig:
     """Fill the sizes a prompt config leaves open from the model's config (CFG-1)."""
-    model_config = _text_config(model)
-    if config.num_layers is None:
-        config.num_layers = _first_attr(model_config, ("num_hidden_layers", "num_layers", "n_layer"))
-    if config.token_dim is None:
-        config.token_dim = _first_attr(model_config, ("hidden_size", "n_embd", "d_model"))
-    if config.num_attention_heads is None:
-        config.num_attention_heads = _first_attr(model_config, ("num_attention_heads", "n_head", "num_heads"))
-        kv_heads = getattr(model_config, "num_key_value_heads", None)
-        if str(config.peft_type) == "PREFIX_TUNING" and kv_heads and kv_heads != config.num_attention_heads:
-            # grouped-query attention: prefixes have the key/value width
-            config.token_dim = config.token_dim // config.num_attention_heads * kv_heads
-            config.num_attention_heads = kv_heads
-    if config.num_transformer_submodules is None:
-        config.num_transformer_submodules = 2 if str(config.task_type) == "SEQ_2_SEQ_LM" else 1
-    missing = [n for n in ("num_layers", "token_dim", "num_attention_heads") if getattr(config, n) is None]
-    if missing:
-        raise ValueError(f"Cannot infer {missing} from the model's config; set them in the {type(config).__name__}.")
-    return config
+    return _prepare_prompt_learning_config(config, getattr(model, "config", None) or {})
 
 
 class PromptLearningMixin:
@@ -66,6 +44,8 @@ class PromptLearningMixin:
 
     #: the task model prepends prompts to the encoder of encoder-decoder models (seq2seq LM)
     _supports_encoder_decoder_prompts: bool = False
+    #: the task model passes token type ids on (zeros for the virtual tokens) instead of dropping them
+    _keeps_token_type_ids: bool = False
 
     def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
         if _is_encoder_decoder(model) and not self._supports_encoder_decoder_prompts:
@@ -76,10 +56,16 @@ class PromptLearningMixin:
         self.base_model = model
         self._peft_config: dict[str, PeftConfig] = {}
         self._active_adapter = adapter_name
-        self._prompt_disabled = False
         self.prompt_encoder = nn.ModuleDict()
         model.requires_grad_(False)
         self._add_prompt_adapter(adapter_name, peft_config)
+        # the first adapter is the active one, with its auxiliary modules (e.g. a classifier head's copy)
+        self.set_adapter(adapter_name, inference_mode=peft_config.inference_mode)
+
+    @property
+    def _prompts_off(self) -> bool:
+        """Whether forward and generate leave the prompt out: adapters disabled, or none left after deletion."""
+        return self._adapters_disabled or not self.active_adapters
 
     def _add_prompt_adapter(self, adapter_name: str, config: PeftConfig) -> None:
         config = fill_prompt_learning_config(config, self.base_model)
@@ -96,6 +82,8 @@ class PromptLearningMixin:
             encoder = PromptEncoder(config)
         elif peft_type == "PREFIX_TUNING":
             encoder = PrefixEncoder(config)
+        elif peft_type == "CARTRIDGE":
+            encoder = CartridgeEncoder(config)
         else:
             raise ValueError(f"Prompt-learning method {peft_type!r} is not supported by this version.")
         encoder.to(word_embeddings.weight.device)
@@ -128,47 +116,59 @@ class PromptLearningMixin:
         self._active_adapter = adapter_name
         for name, encoder in self.prompt_encoder.items():
             encoder.requires_grad_(name == adapter_name and not inference_mode)
+        functional.set_adapter(self.base_model, adapter_name, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:
+        """Remove a prompt adapter and its auxiliary modules. If it was active, the first remaining adapter in
+        sorted order becomes active (with a warning); after the last one the model computes like the base model."""
         if not self._is_prompt_learning:
             return super().delete_adapter(adapter_name)
         if adapter_name not in self._peft_config:
             raise ValueError(f"Adapter {adapter_name} does not exist")
+        was_active = adapter_name in self.active_adapters
         del self._peft_config[adapter_name]
         del self.prompt_encoder[adapter_name]
-        if adapter_name == self._active_adapter and self._peft_config:
-            self._active_adapter = sorted(self._peft_config)[0]
+        remaining = sorted(self._peft_config)
+        if not was_active:
+            new_active = self.active_adapters
+        elif remaining:
+            new_active = remaining[:1]
+            warn(f"Adapter {adapter_name!r} was active and is deleted; {new_active[0]!r} is now the active adapter.")
+        else:
+            new_active = []
+        for module in self.base_model.modules():
+            if isinstance(module, AuxiliaryTrainingWrapper):
+                module.delete_adapter(adapter_name, new_active_adapters=new_active)
+        self._active_adapter = new_active[0] if new_active else []
 
     def _set_trainable(self, adapter_name: str, trainable: bool) -> None:
         if not self._is_prompt_learning:
             return super()._set_trainable(adapter_name, trainable)
         self.prompt_encoder[adapter_name].requires_grad_(trainable)
-
-    @contextmanager
-    def disable_adapter(self) -> Iterator[None]:
-        if not self._is_prompt_learning:
-            with super().disable_adapter():
-                yield
-            return
-        self._prompt_disabled = True
-        try:
-            yield
-        finally:
-            self._prompt_disabled = False
+        functional.set_requires_grad(self.base_model, adapter_name, requires_grad=trainable)
 
     # -------------------------------------------------------------------------------------------- state dicts
     def _prompt_learning_state_dict(self, state_dict: dict, adapter_name: str) -> dict[str, torch.Tensor]:
-        """``{"prompt_embeddings": ...}``: the encoder's output, so loaded adapters need no encoder."""
+        """``{"prompt_embeddings": ...}``: the encoder's output, so loaded adapters need no encoder. Tensors are taken
+        from ``state_dict`` where it has them (it may be the gathered state dict of a sharded model), else from the
+        encoder."""
         config = self._peft_config[adapter_name]
         encoder = self.prompt_encoder[adapter_name]
+
+        def tensor(name: str) -> torch.Tensor:
+            key = f"prompt_encoder.{adapter_name}.{name}"
+            return state_dict[key] if key in state_dict else encoder.get_parameter(name).detach()
+
         if isinstance(encoder, MultitaskPromptEmbedding):
             return {
-                "prompt_embeddings": encoder.embedding.weight.detach(),
-                "prefix_task_cols": encoder.prefix_task_cols.detach(),
-                "prefix_task_rows": encoder.prefix_task_rows.detach(),
+                "prompt_embeddings": tensor("embedding.weight"),
+                "prefix_task_cols": tensor("prefix_task_cols"),
+                "prefix_task_rows": tensor("prefix_task_rows"),
             }
+        if isinstance(encoder, CartridgeEncoder):
+            return {"prompt_embeddings": encoder.weight.detach()}
         if config.inference_mode or isinstance(encoder, PromptEmbedding):
-            return {"prompt_embeddings": encoder.embedding.weight.detach()}
+            return {"prompt_embeddings": tensor("embedding.weight")}
         with torch.no_grad():
             tokens = torch.arange(encoder.embedding.num_embeddings, device=encoder.embedding.weight.device)
             return {"prompt_embeddings": encoder(tokens).detach()}
@@ -176,6 +176,11 @@ class PromptLearningMixin:
     def _load_prompt_learning_state_dict(self, state_dict: dict[str, torch.Tensor], adapter_name: str) -> set[str]:
         """Load the prompt tensors of ``state_dict``; returns the keys used."""
         encoder = self.prompt_encoder[adapter_name]
+        if isinstance(encoder, CartridgeEncoder):  # frozen and trainable rows are stored as one tensor
+            if "prompt_embeddings" not in state_dict:
+                raise ValueError("The checkpoint has no 'prompt_embeddings', which a CartridgeEncoder needs.")
+            encoder.load_prompt_embeddings(state_dict["prompt_embeddings"])
+            return {"prompt_embeddings"}
         targets = {"prompt_embeddings": encoder.embedding.weight}
         if isinstance(encoder, MultitaskPromptEmbedding):
             targets |= {"prefix_task_cols": encoder.prefix_task_cols, "prefix_task_rows": encoder.prefix_task_rows}
@@ -197,16 +202,16 @@ class PromptLearningMixin:
         ``DynamicCache`` holding the key/value prefixes of every layer."""
         config = self.active_peft_config
         encoder = self.prompt_encoder[self.active_adapters[0]]
-        weight = encoder.embedding.weight
+        if isinstance(encoder, CartridgeEncoder):
+            return self._prefix_cache(encoder.weight.unsqueeze(0).expand(batch_size, -1, -1), config)
+        # the embedding is only called, never read: FSDP and ZeRO-3 shard its weight outside its forward
+        embedding = encoder.embedding
+        tokens = torch.arange(embedding.num_embeddings, device=embedding.weight.device)
+        tokens = tokens.unsqueeze(0).expand(batch_size, -1)
         if isinstance(encoder, MultitaskPromptEmbedding):  # the task modulates the prompt, also for inference
-            tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
             return encoder(tokens, task_ids)
-        if config.inference_mode:
-            prompts = weight.unsqueeze(0).expand(batch_size, -1, -1)
-        else:
-            tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
-            prompts = encoder(tokens)
-        if str(config.peft_type) != "PREFIX_TUNING":
+        prompts = embedding(tokens) if config.inference_mode else encoder(tokens)
+        if not is_kv_prefix(config):
             return prompts
         return self._prefix_cache(prompts, config)
 
@@ -264,7 +269,7 @@ class PromptLearningMixin:
     ) -> Any:
         """Soft prompts go before the (encoder's) input; prefixes into the (decoder's) key/value cache, whose
         attention mask gets ones in front for them."""
-        if self._prompt_disabled:
+        if self._prompts_off:
             return self.base_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -276,10 +281,8 @@ class PromptLearningMixin:
         batch = input_ids.shape[0] if input_ids is not None else inputs_embeds.shape[0]
         num_tokens = config.num_virtual_tokens
         encoder_decoder = _is_encoder_decoder(self.base_model)
-        if kwargs.get("position_ids") is not None:
-            warn("position_ids are ignored with prompt learning: the virtual tokens shift every position.")
-            kwargs["position_ids"] = None
-        if str(config.peft_type) == "PREFIX_TUNING":
+        self._adjust_position_and_token_type_ids(kwargs, config, batch)
+        if is_kv_prefix(config):
             if encoder_decoder:  # the encoder runs unchanged
                 kwargs["decoder_attention_mask"] = _extend_attention_mask(
                     kwargs.get("decoder_attention_mask"), num_tokens
@@ -304,6 +307,32 @@ class PromptLearningMixin:
             prefix_labels = torch.full((batch, num_tokens), -100, dtype=labels.dtype, device=labels.device)
             labels = torch.cat([prefix_labels, labels], dim=1)
         return self.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    def _adjust_position_and_token_type_ids(self, kwargs: dict[str, Any], config: PeftConfig, batch: int) -> None:
+        """Fit ``position_ids`` and ``token_type_ids`` in ``kwargs`` to the virtual tokens, in place, as the
+        reference does (its adapters were trained that way).
+
+        A prefix sits in the key/value cache before the input: given positions move past it. Prompts prepended to
+        the input cannot keep given positions: they are dropped (warning). Classifiers (``_keeps_token_type_ids``)
+        give the virtual tokens token type 0; other task models drop token types (warning).
+        """
+        num_tokens = config.num_virtual_tokens
+        prefix = is_kv_prefix(config)
+        if kwargs.get("position_ids") is not None:
+            if prefix:
+                kwargs["position_ids"] = kwargs["position_ids"] + num_tokens
+            else:
+                warn("Position ids are not supported for parameter efficient tuning. Ignoring position ids.")
+                kwargs["position_ids"] = None
+        token_type_ids = kwargs.get("token_type_ids")
+        if token_type_ids is None:
+            return
+        if not self._keeps_token_type_ids:
+            warn("Token type ids are not supported for parameter efficient tuning. Ignoring token type ids.")
+            kwargs["token_type_ids"] = None
+        elif not prefix:
+            zeros = torch.zeros(batch, num_tokens, dtype=token_type_ids.dtype, device=token_type_ids.device)
+            kwargs["token_type_ids"] = torch.cat([zeros, token_type_ids], dim=1)
 
     def _embeds_with_prompt(
         self,

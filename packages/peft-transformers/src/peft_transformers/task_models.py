@@ -15,7 +15,7 @@ from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import mixed_batch
 
-from .prompt_learning import PromptLearningMixin
+from .prompt_learning import PromptLearningMixin, is_kv_prefix
 from .prompt_learning_seq2seq import Seq2SeqPromptLearningMixin
 
 
@@ -23,6 +23,7 @@ class _TaskModel(PromptLearningMixin, PeftModel):
     """A ``PeftModel`` whose task needs some modules trained and saved in full with every adapter."""
 
     task_modules_to_save: tuple[str, ...] = ()
+    _keeps_token_type_ids = True
 
     def __init__(
         self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default", **kwargs: Any
@@ -49,28 +50,31 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
     def generate(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
         """Generate with the base model's ``generate``; ``adapter_names`` selects an adapter per input row
         (``"__base__"`` for the base model) and is repeated for beams and returned sequences."""
-        base = self.get_base_model()
         if self._is_prompt_learning:
             if adapter_names is not None:
                 raise ValueError("Mixed-batch generation (adapter_names) is not supported with prompt learning.")
             return self._prompt_generate(*args, **kwargs)
+        # through the tuner: methods with generate arguments of their own (Poly's task_ids) define its generate; the
+        # others pass it on to the base model's
+        generate = self.base_model.generate
         if adapter_names is None:
-            return base.generate(*args, **kwargs)
+            return generate(*args, **kwargs)
         self._check_mixed_batch(adapter_names)
+        base = self.get_base_model()
         config = kwargs.get("generation_config") or getattr(base, "generation_config", None)
         num_beams = kwargs.get("num_beams") or getattr(config, "num_beams", 1) or 1
         num_sequences = kwargs.get("num_return_sequences") or getattr(config, "num_return_sequences", 1) or 1
         repeat = max(num_beams, num_sequences)
         per_row = [name for name in adapter_names for _ in range(repeat)]
         with mixed_batch(per_row):
-            return base.generate(*args, **kwargs)
+            return generate(*args, **kwargs)
 
     def _prompt_generate(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         """Generate after the active soft prompt; returns the input ids followed by the new tokens."""
         base = self.get_base_model()
         input_ids = kwargs.pop("input_ids", input_ids)
         attention_mask = kwargs.pop("attention_mask", None)
-        if self._prompt_disabled:
+        if self._prompts_off:
             return base.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if input_ids is None:
             raise ValueError("Generation with prompt learning needs input_ids.")
@@ -85,7 +89,7 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
             kwargs.get("num_beams") or getattr(generation_config, "num_beams", 1) or 1,
             kwargs.get("num_return_sequences") or getattr(generation_config, "num_return_sequences", 1) or 1,
         )
-        if str(config.peft_type) == "PREFIX_TUNING":
+        if is_kv_prefix(config):
             # the prefix fills cache positions 0..num_tokens-1; placeholder ids keep transformers' positions aligned
             placeholders = torch.zeros(batch, num_tokens, dtype=input_ids.dtype, device=input_ids.device)
             output = base.generate(

@@ -17,6 +17,7 @@ BUILTIN_METHODS = (
     "boft",
     "bone",
     "c3a",
+    "cartridge",
     "cpt",
     "deft",
     "delora",
@@ -38,12 +39,14 @@ BUILTIN_METHODS = (
     "osf",
     "p_tuning",
     "peanut",
+    "poly",
     "prefix_tuning",
     "prompt_tuning",
     "psoft",
     "pvera",
     "randlora",
     "road",
+    "shadow",
     "shira",
     "supertuning",
     "tinylora",
@@ -52,6 +55,7 @@ BUILTIN_METHODS = (
     "vblora",
     "vera",
     "waveft",
+    "xlora",
 )
 
 # public name -> the method package that defines it
@@ -68,6 +72,8 @@ _EXPORTS = {
     "BoneModel": "bone",
     "C3AConfig": "c3a",
     "C3AModel": "c3a",
+    "CartridgeConfig": "cartridge",
+    "CartridgeEncoder": "cartridge",
     "CPTConfig": "cpt",
     "CPTEmbedding": "cpt",
     "DeftConfig": "deft",
@@ -117,6 +123,8 @@ _EXPORTS = {
     "OSFModel": "osf",
     "PeanutConfig": "peanut",
     "PeanutModel": "peanut",
+    "PolyConfig": "poly",
+    "PolyModel": "poly",
     "PrefixEncoder": "prefix_tuning",
     "PrefixTuningConfig": "prefix_tuning",
     "PromptEmbedding": "prompt_tuning",
@@ -133,6 +141,8 @@ _EXPORTS = {
     "RandLoraModel": "randlora",
     "RoadConfig": "road",
     "RoadModel": "road",
+    "ShadowConfig": "shadow",
+    "ShadowModel": "shadow",
     "ShiraConfig": "shira",
     "ShiraModel": "shira",
     "SupertuningConfig": "supertuning",
@@ -149,12 +159,28 @@ _EXPORTS = {
     "VeraModel": "vera",
     "WaveFTConfig": "waveft",
     "WaveFTModel": "waveft",
+    "XLoraConfig": "xlora",
+    "XLoraModel": "xlora",
+    "compose_cartridge_adapters": "cartridge.utils",
+    "initialize_kv_prefix_from_past_key_values": "cartridge.utils",
+    "initialize_kv_prefix_from_text": "cartridge.utils",
+    "prompt_embeddings_from_past_key_values": "cartridge.utils",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    if name == "MixedModel":
+        return importlib.import_module(f"{__name__}.mixed").MixedModel
+    if name.startswith("__"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    # methods that host packages implement (adaption prompt)
+    from peft.hosts import get_host_registry
+
+    exports = get_host_registry().exports
+    if name in exports:
+        return exports[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

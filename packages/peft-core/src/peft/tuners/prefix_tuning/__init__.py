@@ -36,6 +36,10 @@ class PrefixTuningConfig(PromptLearningConfig):
         self.peft_type = PeftType.PREFIX_TUNING
         super().__post_init__()
 
+    @property
+    def _checkpoint_holds_encoder_output(self) -> bool:
+        return self.prefix_projection
+
 
 class PrefixEncoder(nn.Module):
     """Virtual tokens -> ``(batch, num_virtual_tokens, num_layers * 2 * token_dim)`` key/value prefixes."""
@@ -50,6 +54,24 @@ class PrefixEncoder(nn.Module):
             self.transform = nn.Sequential(nn.Linear(config.token_dim, hidden), nn.Tanh(), nn.Linear(hidden, out_dim))
         else:
             self.embedding = nn.Embedding(config.num_virtual_tokens, out_dim)
+
+    def load_prompt_embeddings(self, prompt_embeddings: torch.Tensor) -> None:
+        """Set the prefixes from a ``(num_virtual_tokens, num_layers * 2 * token_dim)`` tensor (e.g. a key/value cache,
+        see ``peft.tuners.cartridge.utils``).
+
+        Raises:
+            ValueError: with ``prefix_projection`` (the prefixes are the output of a projection, which cannot be
+                inverted), or for a tensor of another shape.
+        """
+        if self.prefix_projection:
+            raise ValueError("Cannot load prompt embeddings into a prefix encoder with prefix_projection=True.")
+        if prompt_embeddings.shape != self.embedding.weight.shape:
+            raise ValueError(
+                f"Invalid prompt_embeddings shape {tuple(prompt_embeddings.shape)}; expected "
+                f"{tuple(self.embedding.weight.shape)}."
+            )
+        with torch.no_grad():
+            self.embedding.weight.copy_(prompt_embeddings)
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         embeds = self.embedding(prefix)
