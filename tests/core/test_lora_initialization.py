@@ -523,3 +523,12 @@ def test_subtract_mutated_init_extends_the_factors_by_the_loaded_initial_adapter
     b = converted["base_model.model.lin0.lora_B.weight"].double().numpy()
     a = converted["base_model.model.lin0.lora_A.weight"].double().numpy()
     np.testing.assert_allclose(S * b @ a, trained_delta - initial_delta, atol=1e-5)
+
+
+def test_init_settings_round_trip_through_adapter_config_json(tmp_path):
+    config = _config("lora_ga", lora_ga_config=LoraGAConfig(direction="A2rBr", scale="unit"))
+    config.save_pretrained(tmp_path)
+    loaded = LoraConfig.from_pretrained(tmp_path)
+    assert loaded.lora_ga_config == LoraGAConfig(direction="A2rBr", scale="unit")
+    with pytest.raises(ValueError, match=r"lora_ga_config has unknown keys \['batch_size'\]"):
+        LoraConfig(init_lora_weights="lora_ga", lora_ga_config={"batch_size": 2})

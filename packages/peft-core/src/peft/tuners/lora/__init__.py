@@ -1,14 +1,16 @@
 """LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
 
-from peft.tuners.lora.config import CordaConfig, EvaConfig, LoraConfig, LoraGAConfig, LoraRuntimeConfig
+from peft.tuners.lora.config import CordaConfig, EvaConfig, LoftQConfig, LoraConfig, LoraGAConfig, LoraRuntimeConfig
 from peft.tuners.lora.conversion import convert_to_lora, save_as_lora
 from peft.tuners.lora.eva import get_eva_state_dict, initialize_lora_eva_weights
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
+from peft.tuners.lora.loftq import replace_lora_weights_loftq
 from peft.tuners.lora.loraga import preprocess_loraga
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.utils.peft_types import register_peft_method
+from peft.utils.warnings import deprecated_aliases
 
 __all__ = [
     "Conv1d",
@@ -18,6 +20,7 @@ __all__ = [
     "Embedding",
     "EvaConfig",
     "Linear",
+    "LoftQConfig",
     "LoraConfig",
     "LoraGAConfig",
     "LoraLayer",
@@ -30,7 +33,28 @@ __all__ = [
     "get_eva_state_dict",
     "initialize_lora_eva_weights",
     "preprocess_loraga",
+    "replace_lora_weights_loftq",
     "save_as_lora",
 ]
 
 register_peft_method(name="lora", config_cls=LoraConfig, model_cls=LoraModel, is_mixed_compatible=True)
+
+# per-backend LoRA classes of earlier versions: every backend now uses the ordinary layers
+__getattr__ = deprecated_aliases(
+    __name__,
+    dict.fromkeys(
+        (
+            "Linear4bit",
+            "Linear8bitLt",
+            "GPTQLoraLinear",
+            "AwqLoraLinear",
+            "AqlmLoraLinear",
+            "EetqLoraLinear",
+            "HqqLoraLinear",
+            "TorchaoLoraLinear",
+            "IncLoraLinear",
+            "TELoraLinear",
+        ),
+        ("peft.tuners.lora.layer", "Linear"),
+    ),
+)

@@ -9,7 +9,9 @@
 - ``"corda"``: singular triplets of ``W C`` for the input covariance ``C`` (``preprocess_corda``), taken out;
 - ``"lora_ga"``: singular vectors of the full fine-tuning gradient (``preprocess_loraga``), taken out;
 - ``"eva"``: ``B = 0``; ``A`` comes later from activations (``initialize_lora_eva_weights``);
-- ``"orthogonal"``: ``A`` and ``B`` with orthogonal rows drawn so that ``B A = 0``; the base is untouched.
+- ``"orthogonal"``: ``A`` and ``B`` with orthogonal rows drawn so that ``B A = 0``; the base is untouched;
+- ``"loftq"``: the base becomes its quantized version and the adapter the low-rank residual (``loftq_config``,
+  ``peft.tuners.lora.loftq``).
 
 The methods that take their start out of the base weight keep the layer's output unchanged at creation; their
 saved adapters need the changed base (or conversion on save, ``path_initial_model_for_weight_conversion``).
@@ -26,7 +28,7 @@ from peft.utils.warnings import warn
 
 # init_lora_weights values that change the base weight at creation: the adapter is relative to the changed base
 BASE_CHANGING_INITS = ("pissa", "olora", "corda", "lora_ga")
-_NAMED_INITS = ("gaussian", "eva", "olora", "pissa", "corda", "lora_ga", "orthogonal")
+_NAMED_INITS = ("gaussian", "eva", "olora", "pissa", "corda", "lora_ga", "loftq", "orthogonal")
 _PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
 
 
@@ -136,7 +138,8 @@ class LoraGAConfig:
 
 def init_method(init_lora_weights: bool | str) -> bool | str:
     """The initialisation ``init_lora_weights`` names: ``True``, ``False`` or one of ``"gaussian"``, ``"pissa"``
-    (also for ``"pissa_niter_<n>"``), ``"olora"``, ``"corda"``, ``"eva"``, ``"lora_ga"``, ``"orthogonal"``.
+    (also for ``"pissa_niter_<n>"``), ``"olora"``, ``"corda"``, ``"eva"``, ``"lora_ga"``, ``"loftq"``,
+    ``"orthogonal"``.
 
     Raises:
         ValueError: for any other value, listing the valid ones.
@@ -165,7 +168,8 @@ def as_subconfig(value: Any, cls: type, field_name: str) -> Any:
     """``value`` as a ``cls`` instance: kept if it is one (or None), built from a dict (as read from JSON).
 
     Raises:
-        TypeError: for any other type, or a dict with keys ``cls`` does not have.
+        ValueError: for a dict with keys ``cls`` does not have.
+        TypeError: for any other type.
     """
     if value is None or isinstance(value, cls):
         return value
@@ -173,7 +177,7 @@ def as_subconfig(value: Any, cls: type, field_name: str) -> Any:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise TypeError(f"{field_name} has unknown keys {unknown}; {cls.__name__} has {sorted(known)}.")
+            raise ValueError(f"{field_name} has unknown keys {unknown}; {cls.__name__} has {sorted(known)}.")
         return cls(**value)
     raise TypeError(f"{field_name} must be a {cls.__name__}, a dict or None, got {type(value).__name__}.")
 

@@ -1,5 +1,6 @@
-"""LoRA initialisations computed from the base weight (PiSSA, OLoRA), from data collected beforehand (CorDA, LoRA-GA)
-or drawn specially (orthogonal, EVA's placeholder); the names are described in ``peft.tuners.lora.init_configs``.
+"""LoRA initialisations computed from the base weight (PiSSA, OLoRA, LoftQ), from data collected beforehand (CorDA,
+LoRA-GA) or drawn specially (orthogonal, EVA's placeholder); the names are described in
+``peft.tuners.lora.init_configs``.
 
 Each initialiser sets ``A`` and ``B`` of one adapter on one layer. Those that start the adapter from a part of the
 base weight subtract that part, ``W_res = W - scaling * B A``, so the layer computes the same output as before.
@@ -25,6 +26,7 @@ from peft.hosts import get_host_registry
 from peft.quantization import get_backend
 from peft.tuners._targeting import check_target_module_exists, is_transformers_conv1d
 from peft.tuners.lora.init_configs import LoraGAConfig, init_method, pissa_iterations
+from peft.tuners.lora.loftq import init_loftq
 from peft.utils.linalg import top_singular_triplets
 
 if TYPE_CHECKING:
@@ -35,13 +37,8 @@ LORAGA_GRADIENT_ATTRIBUTE = "_peft_loraga_grad"
 # the attribute preprocess_corda sets on a base layer (also the key infix of its cache files)
 CORDA_EIGENS_ATTRIBUTE = "eigens"
 
-_DISPLAY_NAMES = {
-    "pissa": "PiSSA",
-    "olora": "OLoRA",
-    "corda": "CorDA",
-    "lora_ga": "LoRA-GA",
-    "orthogonal": "orthogonal",
-}
+# the inits that decompose a matrix per layer, with the progress bar's name for them
+_DISPLAY_NAMES = {"pissa": "PiSSA", "olora": "OLoRA", "corda": "CorDA", "lora_ga": "LoRA-GA", "loftq": "LoftQ"}
 _progress: contextvars.ContextVar[Any] = contextvars.ContextVar("lora_init_progress", default=None)
 
 
@@ -58,7 +55,7 @@ def initialisation_progress(init_lora_weights: bool | str) -> Iterator[None]:
     """A progress bar over the layers initialised within the block, shown once the work takes over two seconds;
     nothing for the inits that do not decompose matrices."""
     method = init_method(init_lora_weights) if isinstance(init_lora_weights, str) else init_lora_weights
-    if method not in ("pissa", "olora", "corda", "lora_ga") or _progress.get() is not None:
+    if method not in _DISPLAY_NAMES or _progress.get() is not None:
         yield
         return
     from tqdm.auto import tqdm
@@ -309,6 +306,12 @@ def init_orthogonal(layer: LoraLayer, adapter_name: str, init_lora_weights: str,
     _write_factors(layer, adapter_name, weight_a.to(device), weight_b.to(device))
 
 
+def init_loftq_from_options(layer: LoraLayer, adapter_name: str, init_lora_weights: str, **options: Any) -> None:
+    """LoftQ with the config's ``loftq_config`` (see ``peft.tuners.lora.loftq``)."""
+    init_loftq(layer, adapter_name, options.get("loftq_config") or {})
+    _advance_progress()
+
+
 def init_eva_placeholder(layer: LoraLayer, adapter_name: str, init_lora_weights: str, **_: Any) -> None:
     """EVA sets ``A`` later from activations (``initialize_lora_eva_weights``); until then ``B = 0``."""
     layer.reset_lora_parameters(adapter_name, True)
@@ -321,4 +324,5 @@ _INITIALISERS: dict[str, Callable[..., None]] = {
     "lora_ga": init_lora_ga,
     "orthogonal": init_orthogonal,
     "eva": init_eva_placeholder,
+    "loftq": init_loftq_from_options,
 }
