@@ -91,7 +91,7 @@ class LoraConfig(PeftConfig):
     r: int = field(default=8, metadata={"help": "LoRA attention dimension (the rank)."})
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
-    lora_alpha: int = field(default=8, metadata={"help": "LoRA alpha."})
+    lora_alpha: float = field(default=8, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: Literal["none", "all", "lora_only"] = field(default="none", metadata={"help": "Bias type for LoRA."})
@@ -101,15 +101,15 @@ class LoraConfig(PeftConfig):
     layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
     layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     rank_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module ranks."})
-    alpha_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
+    alpha_pattern: dict[str, float] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
     megatron_config: dict | None = field(default=None, metadata={"help": "Megatron parallel-linear config."})
     megatron_core: str | None = field(default="megatron.core", metadata={"help": "Megatron core module."})
     trainable_token_indices: list[int] | dict[str, list[int]] | None = field(
         default=None, metadata={"help": "Token indices of the embedding to train (without full fine-tuning)."}
     )
-    loftq_config: dict = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
-    eva_config: EvaConfig | None = field(default=None, metadata={"help": "EVA initialisation settings."})
-    corda_config: CordaConfig | None = field(default=None, metadata={"help": "CorDA initialisation settings."})
+    loftq_config: dict | LoftQConfig = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
+    eva_config: EvaConfig | dict | None = field(default=None, metadata={"help": "EVA initialisation settings."})
+    corda_config: CordaConfig | dict | None = field(default=None, metadata={"help": "CorDA initialisation settings."})
     use_dora: bool = field(default=False, metadata={"help": "Use weight-decomposed LoRA (DoRA)."})
     alora_invocation_tokens: list[int] | None = field(default=None, metadata={"help": "aLoRA invocation tokens."})
     use_qalora: bool = field(default=False, metadata={"help": "Use QA-LoRA."})
@@ -126,7 +126,9 @@ class LoraConfig(PeftConfig):
     arrow_config: Any = field(default=None, metadata={"help": "Arrow routing settings."})
     use_bdlora: Any = field(default=None, metadata={"help": "Block-diagonal LoRA settings."})
     kasa_config: Any = field(default=None, metadata={"help": "KaSA settings."})
-    lora_ga_config: LoraGAConfig | None = field(default=None, metadata={"help": "LoRA-GA initialisation settings."})
+    lora_ga_config: LoraGAConfig | dict | None = field(
+        default=None, metadata={"help": "LoRA-GA initialisation settings."}
+    )
     monteclora_config: Any = field(default=None, metadata={"help": "MonteCLoRA settings."})
     velora_config: Any = field(default=None, metadata={"help": "VeLoRA settings."})
 
