@@ -248,9 +248,12 @@ def _outcome(case: Case, folder: Path, changed: str, named: str | None, what: st
         try:
             model = case.load(folder)
             output = run_case(model, case.io, case.is_transformers)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             message = str(exc)
             assert not what.startswith(NEUTRAL), f"{context}: refused: {message[:500]}"
+            # the reference's documented TypeError for a config without its required keys, and no other
+            if isinstance(exc, TypeError):
+                assert "missing required keys" in message, f"{context}: TypeError escaped: {message[:500]}"
             names_file = changed_path in message or str(folder / CONFIG) in message
             assert names_file, f"{context}: {type(exc).__name__} does not name the file: {message[:500]}"
             # a tensor taken away can make another one not fit (a rank read from it), which the error then names

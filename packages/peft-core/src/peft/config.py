@@ -244,6 +244,7 @@ class PeftConfigMixin:
 
         Raises:
             ValueError: if no config file is found, or it is not a valid config (naming the file and the field).
+            TypeError: if the file lacks the keys every adapter config has (``peft_type``), as the reference does.
         """
         hub_kwargs, overrides = split_hub_kwargs(kwargs)
         path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, subfolder=subfolder, **hub_kwargs)
