@@ -1103,6 +1103,15 @@ def test_importing_the_module_paths_keeps_import_peft_light():
     assert json.loads(proc.stdout) == []
 
 
+def test_the_submodules_the_reference_imports_are_attributes_of_a_bare_import_peft():
+    """The reference's ``import peft`` imports ``peft.auto`` and ``peft.import_utils``, so code uses them as attributes
+    without importing them; here they load on that first use."""
+    script = "import peft; print(peft.auto.__name__, peft.import_utils.__name__)"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["peft.auto", "peft.import_utils"]
+
+
 _REFERENCE_SURFACE_SCRIPT = """
 import importlib, json, pkgutil, sys, warnings
 warnings.filterwarnings("ignore")
@@ -1113,9 +1122,28 @@ for info in pkgutil.iter_modules(peft.tuners.__path__, "peft.tuners."):
         module = importlib.import_module(info.name)
         surface[info.name] = list(getattr(module, "__all__", []))
 wanted = json.loads(sys.argv[1])
+def defined_in_source(m, n):
+    # a module this environment cannot import (an optional dependency it lacks): its top-level names, from the source
+    import ast, importlib.util
+    try:
+        tree = ast.parse(open(importlib.util.find_spec(m).origin).read())
+    except Exception:
+        return False
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return n in names
 def has(m, n):
     try:
         module = importlib.import_module(m)
+    except ImportError:
+        return defined_in_source(m, n)
     except Exception:
         return False
     return n == "*" or hasattr(module, n)

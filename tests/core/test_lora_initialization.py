@@ -145,9 +145,12 @@ def test_decomposition_inits_refuse_embeddings_and_convolutions(init):
 
 
 def test_unknown_init_names_are_refused_with_the_valid_ones():
-    for value in ("pissa_niter_", "pissa_niter_x", "svd", 1):
+    for value in ("pissa_niter_", "pissa_niter_x", "svd"):
         with pytest.raises(ValueError, match="valid values are True, False, 'gaussian'"):
             LoraConfig(init_lora_weights=value)
+    # a value of another type is refused by the field check, naming what the field accepts
+    with pytest.raises(ValueError, match="init_lora_weights=1 is invalid: expected a bool or a str"):
+        LoraConfig(init_lora_weights=1)
 
 
 def test_non_default_inits_cannot_have_a_lora_bias():

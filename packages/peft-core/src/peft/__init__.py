@@ -179,6 +179,11 @@ def __getattr__(name: str) -> Any:
     # the methods' names import their package on first use (peft.tuners), keeping `import peft` light
     if name in tuners._EXPORTS:
         return getattr(tuners, name)
+    # submodules the reference's `import peft` imports, so that `peft.auto.X` works without importing peft.auto
+    if name in ("auto", "import_utils"):
+        import importlib
+
+        return importlib.import_module(f"peft.{name}")
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
     from peft.hosts import get_host_registry
 
