@@ -48,7 +48,8 @@ if [ "$want" != "$have" ] || [ "${PEFT_FORCE_INSTALL:-0}" = "1" ]; then
         -e packages/peft-diffusers \
         -e packages/peft-trl \
         -e ".[all]" \
-        accelerate pytest ruff
+        accelerate pytest ruff \
+        mkdocs mkdocs-material "mkdocstrings[python]"
     # the hosts detect peft by the distribution `peft`, whose version must equal peft.__version__ (ARCH-2)
     "$PY" -c "import importlib.metadata as m; v = m.version('peft'); assert v == m.version('peft-core'), v"
     echo "$want" > "$STAMP"
