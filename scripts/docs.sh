@@ -12,6 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash scripts/setup.sh --install-only >&2
+export NO_MKDOCS_2_WARNING=1  # Material's notice about its successor, not a problem of this site
 
 if [ "${1:-}" = "serve" ]; then
     shift

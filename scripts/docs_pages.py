@@ -336,6 +336,7 @@ def example_code(capability: Any) -> str:
         with tempfile.TemporaryDirectory() as adapter_dir:
             model.save_pretrained(adapter_dir)  # adapter_config.json + adapter_model.safetensors
             loaded = PeftModel.from_pretrained(make_base(), adapter_dir)
+            loaded.eval()  # dropout and sampling off, as for `model` above
         with torch.no_grad():
             assert torch.allclose(loaded(x), expected, atol=1e-5)
         """
@@ -383,6 +384,7 @@ def _prompt_learning_example(peft_type: str, config_class: str) -> str:
         with tempfile.TemporaryDirectory() as adapter_dir:
             model.save_pretrained(adapter_dir)
             loaded = PeftModel.from_pretrained(make_base(), adapter_dir)
+            loaded.eval()  # dropout and sampling off, as for `model` above
         with torch.no_grad():
             assert torch.allclose(loaded(input_ids=input_ids{task_ids}).logits, expected, atol=1e-5)
         """
