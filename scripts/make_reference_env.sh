@@ -16,6 +16,8 @@ DIR="${1:-$REPO_ROOT/.venv-reference}"
 [[ "$DIR" = /* ]] || DIR="$PWD/$DIR"
 PY="$DIR/bin/python"
 PINS=("peft==0.21.2" "torch==2.13.0" "transformers==5.23.0")
+# AdaMSS (in both implementations) clusters with scikit-learn; the same version gives the same clusters
+EXTRAS=("scikit-learn==1.9.1")
 # Work outside the repository: its root holds the umbrella's peft.egg-info, which a python started there (cwd on
 # sys.path) would take for the installed peft.
 cd /
@@ -29,6 +31,7 @@ assert version("peft") == "0.21.2"
 assert version("torch").split("+")[0] == "2.13.0"
 assert version("transformers") == "5.23.0"
 import peft  # noqa: F401  (the import itself must work)
+import sklearn  # noqa: F401
 PYEOF
 }
 
@@ -38,7 +41,7 @@ if ! has_pins; then
   # The environment lives inside the repository by default: keep git (and the ruff/pytest walkers) out of it.
   printf '*\n' >"$DIR/.gitignore"
   # shellcheck disable=SC2086
-  "$PY" -m pip install --quiet "${PINS[@]}" safetensors ${PIP_EXTRA_ARGS:-} >&2
+  "$PY" -m pip install --quiet "${PINS[@]}" "${EXTRAS[@]}" safetensors ${PIP_EXTRA_ARGS:-} >&2
   has_pins || { echo "make_reference_env: $DIR does not have ${PINS[*]} after install" >&2; exit 1; }
 fi
 echo "$PY"

@@ -173,6 +173,57 @@ C3A_LINEAR = {
     "target_modules": ["0", "2", "4"],
 }
 
+# issue 16 part B. Linear(20, 2) has room for little: PSOFT's r and AdaMSS's clusters fit it, OSF leaves it alone.
+# FRoD and AdaMSS rebuild state from the base weights on loading (bases, clusters), so files agree only if both
+# sides compute the same decomposition from the same weights.
+ADAMSS_LINEAR = {
+    "config_class": "AdamssConfig",
+    "r": 8,
+    "num_subspaces": 3,
+    "subspace_rank": 2,
+    "target_modules": ["0", "2"],
+}
+DEFT_LINEAR_QR = {
+    "config_class": "DeftConfig",
+    "r": 4,
+    "decomposition_method": "qr",
+    "alpha": 8,
+    "target_modules": ["0", "2", "4"],
+}
+FROD_LINEAR = {
+    "config_class": "FrodConfig",
+    "sparse_rate": 0.05,
+    "progressbar": False,
+    "target_modules": ["0", "2", "4"],
+}
+OSF_RANK_PATTERN = {
+    "config_class": "OSFConfig",
+    "effective_rank": 0.5,
+    "rank_pattern": {"2": 3},
+    "target_modules": ["0", "2"],
+}
+PEANUT_LINEAR = {
+    "config_class": "PeanutConfig",
+    "r": 6,
+    "depth": 2,
+    "act_fn": "gelu",
+    "target_modules": ["0", "2", "4"],
+}
+PSOFT_FREE_PISSA = {
+    "config_class": "PsoftConfig",
+    "r": 4,
+    "psoft_orth": False,
+    "ab_svd_init": "pissa_init",
+    "psoft_mag_a": False,
+    "target_modules": ["0", "2"],
+}
+SUPERTUNING_SUPRA = {
+    "config_class": "SupertuningConfig",
+    "sparsity": 0.9,
+    "r": 2,
+    "lora_alpha": 4,
+    "target_modules": ["0", "2", "4"],
+}
 # PVeRA, UniLoRA, TinyLoRA, GraLoRA, HiRA, Lily, DeLoRA, GLoRA: MLPs, GPT-2's Conv1D, embeddings and convolutions;
 # seeded state (projections, indices) drawn again from the seed where the files leave it out
 DEEP_MLP = {
@@ -381,6 +432,65 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
     ),
     "c3a_linear_pattern": (MLP, {"x": ("float", [4, 10])}, C3A_LINEAR),
     "c3a_llama_defaults": (LLAMA, TOKENS, {"config_class": "C3AConfig", "block_size": 16, "task_type": "CAUSAL_LM"}),
+    "adamss_linear": (MLP, {"x": ("float", [4, 10])}, ADAMSS_LINEAR),
+    "adamss_linear_dynamic_rank": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**ADAMSS_LINEAR, "use_dynamic_rank": True, "subspace_rank": 3, "target_modules": ["0", "2", "4"]},
+    ),
+    "beft_linear": (MLP, {"x": ("float", [4, 10])}, {"config_class": "BeftConfig", "target_modules": ["0", "2", "4"]}),
+    "beft_llama_defaults": (LLAMA, TOKENS, {"config_class": "BeftConfig", "task_type": "CAUSAL_LM"}),
+    "deft_linear_qr": (MLP, {"x": ("float", [4, 10])}, DEFT_LINEAR_QR),
+    "deft_linear_para": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**DEFT_LINEAR_QR, "decomposition_method": "relu", "para": True},
+    ),
+    "deft_gpt2_conv1d": (GPT2, TOKENS, {"config_class": "DeftConfig", "r": 4, "target_modules": ["c_attn", "c_proj"]}),
+    "frod_linear": (MLP, {"x": ("float", [4, 10])}, FROD_LINEAR),
+    "frod_linear_bases_from_weights": (MLP, {"x": ("float", [4, 10])}, {**FROD_LINEAR, "save_projection": False}),
+    "frod_llama_defaults": (
+        LLAMA,
+        TOKENS,
+        {"config_class": "FrodConfig", "progressbar": False, "task_type": "CAUSAL_LM"},
+    ),
+    "osf_linear": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"config_class": "OSFConfig", "effective_rank": 4, "target_modules": ["0", "2"]},
+    ),
+    "osf_linear_rank_pattern": (MLP, {"x": ("float", [4, 10])}, OSF_RANK_PATTERN),
+    "peanut_linear": (MLP, {"x": ("float", [4, 10])}, PEANUT_LINEAR),
+    "psoft_linear": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"config_class": "PsoftConfig", "r": 2, "target_modules": ["0", "2", "4"]},
+    ),
+    "psoft_linear_free_pissa": (MLP, {"x": ("float", [4, 10])}, PSOFT_FREE_PISSA),
+    "psoft_linear_neumann_lowrank": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {
+            "config_class": "PsoftConfig",
+            "r": 4,
+            "use_cayley_neumann": True,
+            "cayley_neumann_eps": 0.5,
+            "psoft_svd": "lowrank",
+            "random_seed": 3,
+            "target_modules": ["0", "2"],
+        },
+    ),
+    "supertuning_linear": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"config_class": "SupertuningConfig", "sparsity": 0.9, "target_modules": ["0", "2", "4"]},
+    ),
+    "supertuning_linear_supra": (MLP, {"x": ("float", [4, 10])}, SUPERTUNING_SUPRA),
+    "supertuning_linear_bottom_recomputed_indices": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {**SUPERTUNING_SUPRA, "r": None, "lora_alpha": None, "select_top": False, "save_precomputed_indices": False},
+    ),
     "pvera_linear": (MLP, {"x": ("float", [4, 10])}, PVERA_LINEAR),
     "pvera_linear_projection_from_seed": (
         MLP,
@@ -450,6 +560,23 @@ REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
     "reference_fourierft_linear_pattern": (MLP, {"x": ("float", [4, 10])}, FOURIERFT_LINEAR),
     "reference_waveft_linear_sym4_proportional": (MLP, {"x": ("float", [4, 10])}, WAVEFT_SYM4_PROPORTIONAL),
     "reference_c3a_linear_pattern": (MLP, {"x": ("float", [4, 10])}, C3A_LINEAR),
+    "reference_adamss_linear": (MLP, {"x": ("float", [4, 10])}, ADAMSS_LINEAR),
+    "reference_beft_linear": (
+        MLP,
+        {"x": ("float", [4, 10])},
+        {"config_class": "BeftConfig", "target_modules": ["0", "2"]},
+    ),
+    "reference_deft_linear_qr": (MLP, {"x": ("float", [4, 10])}, DEFT_LINEAR_QR),
+    "reference_frod_linear": (MLP, {"x": ("float", [4, 10])}, FROD_LINEAR),
+    "reference_frod_llama_defaults": (
+        LLAMA,
+        TOKENS,
+        {"config_class": "FrodConfig", "progressbar": False, "task_type": "CAUSAL_LM"},
+    ),
+    "reference_osf_linear_rank_pattern": (MLP, {"x": ("float", [4, 10])}, OSF_RANK_PATTERN),
+    "reference_peanut_linear": (MLP, {"x": ("float", [4, 10])}, PEANUT_LINEAR),
+    "reference_psoft_linear_free_pissa": (MLP, {"x": ("float", [4, 10])}, PSOFT_FREE_PISSA),
+    "reference_supertuning_linear_supra": (MLP, {"x": ("float", [4, 10])}, SUPERTUNING_SUPRA),
     "reference_pvera_linear": (MLP, {"x": ("float", [4, 10])}, PVERA_LINEAR),
     "reference_unilora_linear_save_indices": (
         MLP,
@@ -483,6 +610,14 @@ RANDOM_INIT = {
     "FourierFTConfig": {"init_weights": False},
     "WaveFTConfig": {"init_weights": False},
     "C3AConfig": {"init_weights": False},
+    "AdamssConfig": {"init_weights": None},
+    "BeftConfig": {"init_weights": False},
+    "DeftConfig": {"init_weights": False},
+    "FrodConfig": {"init_weights": False},
+    "OSFConfig": {"init_weights": False},
+    "PeanutConfig": {"init_weights": False},
+    "PsoftConfig": {"init_weights": False},
+    "SupertuningConfig": {"init_weights": False},
     "PveraConfig": {"init_weights": False},
     "UniLoraConfig": {"init_weights": False},
     "TinyLoraConfig": {"init_weights": "uniform"},  # the reference leaves v uninitialised memory for False

@@ -23,13 +23,19 @@ def register(registry: HostRegistry) -> None:
     from . import target_modules as tables
 
     # per method, model_type -> default target_modules (a list of names or a regex str); LoHa, LoKr, OFT, BOFT, HRA,
-    # MiSS, Bone, DeLoRA, GLoRA, GraLoRA, HiRA, Lily, TinyLoRA and UniLoRA adapt the same projections as LoRA (peft
-    # 0.21.2 overrides none for these). "IA3_FEEDFORWARD" holds (IA)³'s default feedforward_modules.
+    # MiSS, Bone, DeLoRA, GLoRA, GraLoRA, HiRA, Lily, TinyLoRA, UniLoRA, PSOFT, PEANuT, Super-Tuning and DEFT adapt
+    # the same projections as LoRA (peft 0.21.2 overrides none for these). "IA3_FEEDFORWARD" holds (IA)³'s default
+    # feedforward_modules.
     lora = tables.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     like_lora = ("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE")
     like_lora += ("DELORA", "GLORA", "GRALORA", "HIRA", "LILY", "TINYLORA", "UNILORA")
+    like_lora += ("PSOFT", "PEANUT", "SUPERTUNING", "DEFT")
     defaults = {
         **dict.fromkeys(like_lora, lora),
+        "ADAMSS": tables.TRANSFORMERS_MODELS_TO_ADAMSS_TARGET_MODULES_MAPPING,
+        "BEFT": tables.TRANSFORMERS_MODELS_TO_BEFT_TARGET_MODULES_MAPPING,
+        "FROD": tables.TRANSFORMERS_MODELS_TO_FROD_TARGET_MODULES_MAPPING,
+        "OSF": tables.TRANSFORMERS_MODELS_TO_OSF_TARGET_MODULES_MAPPING,
         "ADALORA": tables.TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING,
         "C3A": tables.TRANSFORMERS_MODELS_TO_C3A_TARGET_MODULES_MAPPING,
         "FOURIERFT": tables.TRANSFORMERS_MODELS_TO_FOURIERFT_TARGET_MODULES_MAPPING,
@@ -56,6 +62,13 @@ def register(registry: HostRegistry) -> None:
         return build_peft_weight_mapping
 
     registry.register_export("build_peft_weight_mapping", weight_mapping_builder)
+
+    def adamss_callback():
+        from .adamss_callback import AdamssAsaCallback
+
+        return AdamssAsaCallback
+
+    registry.register_export("AdamssAsaCallback", adamss_callback)
 
     # adapters trained on per-expert MoE layers load onto the fused experts of transformers 5
     def convert_config(peft_config, model):

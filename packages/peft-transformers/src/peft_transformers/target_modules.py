@@ -342,3 +342,64 @@ TRANSFORMERS_MODELS_TO_WAVEFT_TARGET_MODULES_MAPPING: dict[str, list[str] | str]
     "t5": ["q", "v"],
     "xlm-roberta": ["query", "value"],
 }
+
+# ADAMSS and FRoD: LoRA's (FRoD: VeRA's) defaults plus ViT's query/value projections; PSOFT, PEANuT, Super-Tuning
+# and DEFT adapt the same projections as LoRA (as peft 0.21.2)
+#: ``model_type -> default ADAMSS target_modules``.
+TRANSFORMERS_MODELS_TO_ADAMSS_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    **{name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.items()},
+    "vit": list(_QUERY_VALUE),
+}
+
+#: ``model_type -> default FRoD target_modules``.
+TRANSFORMERS_MODELS_TO_FROD_TARGET_MODULES_MAPPING: dict[str, list[str]] = {
+    **{name: list(modules) for name, modules in TRANSFORMERS_MODELS_TO_VERA_TARGET_MODULES_MAPPING.items()},
+    "vit": list(_QUERY_VALUE),
+}
+
+# BEFT: the value projection of attention only
+_BEFT_GROUPS = {
+    ("v",): ("t5", "mt5"),
+    ("value",): ("roberta", "bert"),
+    ("value_proj",): ("deberta-v2",),
+    ("v_proj",): (
+        "opt",
+        "gptj",
+        "gpt_neo",
+        "bart",
+        "llama",
+        "llama4",
+        "mistral",
+        "mixtral",
+        "phi",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "qwen2",
+        "qwen3",
+    ),
+}
+#: ``model_type -> default BEFT target_modules``.
+TRANSFORMERS_MODELS_TO_BEFT_TARGET_MODULES_MAPPING: dict[str, list[str]] = _expand(_BEFT_GROUPS)
+
+# OSF: every projection of attention and MLP (models without an entry adapt "all-linear")
+_OSF_GROUPS = {
+    ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj"): (
+        "llama",
+        "llama4",
+        "mistral",
+        "mixtral",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "qwen2",
+        "qwen3",
+        "phi",
+    ),
+    ("c_attn", "c_proj"): ("gpt2", "gpt_bigcode"),
+    ("query_key_value", "dense_4h_to_h"): ("bloom", "gpt_neox", "falcon"),
+    ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"): ("opt",),
+    ("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"): ("gptj",),
+}
+#: ``model_type -> default OSF target_modules``.
+TRANSFORMERS_MODELS_TO_OSF_TARGET_MODULES_MAPPING: dict[str, list[str]] = _expand(_OSF_GROUPS)

@@ -1,13 +1,15 @@
 """Adapters whose update is a ``delta W`` of the base weight's shape built from a compact parameterisation:
-spectral coefficients (FourierFT, WaveFT), circulant kernels (C3A), and low-rank products (GraLoRA's block-wise
+spectral coefficients (FourierFT, WaveFT), circulant kernels (C3A), low-rank products (GraLoRA's block-wise
 factors, TinyLoRA's frozen SVD factors around a tiny mixing matrix, DeLoRA's normalised factors, UniLoRA's factors
-drawn from one shared vector).
+drawn from one shared vector), sparse entries (Super-Tuning), and factors of a decomposition of the base weight
+(PSOFT, OSF, FRoD, AdaMSS) or functions of it (PEANuT, DEFT).
 
 Such a layer computes ``y = base(x) + x @ delta_W^T`` with ``delta_W`` of the base weight's ``(out, in)`` shape,
 derived from a few trainable numbers per adapter. A method supplies the formula (``_delta_weight``) and
 ``update_layer``; low-rank methods also override ``_adapter_update`` to apply their factors one after the other
 instead of forming ``delta_W``. Forward, merging (through the quantization backend), mixed batches, transformers'
-``Conv1D`` (``fan_in_fan_out``) and the checks on the base layer are written here once, as is the tuner that wraps
+``Conv1D`` (``fan_in_fan_out``), reading the base weight in ``(out, in)`` layout and the checks on the base layer are
+written here once, as is the tuner that wraps
 ``nn.Linear``/``Conv1D`` (and, for methods that have an embedding layer, ``nn.Embedding``) targets and reads a
 per-module size from a ``<size>_pattern`` dict.
 """
@@ -133,6 +135,23 @@ class DenseDeltaLayer(BaseTunerLayer):
                 locations_by_adapter[adapter_name] = locations
         return locations
 
+    def _derived_device(self) -> torch.device:
+        """Where state computed from the base weight lives: the base weight's device (real even inside a
+        ``torch.device("meta")`` block, since such state is never loaded from a checkpoint)."""
+        return self.get_base_layer().weight.device
+
+    def original_base_weight(self) -> torch.Tensor:
+        """The base weight an update is computed from (dequantized): the current one here; methods whose update is a
+        function of it keep the one from before merging (``BaseWeightDependentLayer``)."""
+        return self.get_base_weight()
+
+    def _weight_out_in(self, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
+        """``original_base_weight()`` in ``(out_features, in_features)`` layout, detached, in ``dtype`` (None: its
+        own)."""
+        weight = self.original_base_weight().detach()
+        weight = weight.T if self.fan_in_fan_out else weight
+        return weight if dtype is None else weight.to(dtype)
+
     def _delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The adapter's update in ``(out_features, in_features)`` layout (the ``F.linear`` one; an embedding's own
         ``(num_embeddings, dim)`` layout for ``nn.Embedding``)."""
@@ -200,9 +219,12 @@ class DenseDeltaTuner(BaseTuner):
     shared_container_name: ClassVar[str] = ""
 
     def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
+        options = {name: getattr(config, name) for name in self.layer_option_names}
+        if not self.size_option:
+            return options
         pattern = getattr(config, f"{self.size_option}_pattern", None) or {}
         size = pattern.get(get_pattern_key(pattern.keys(), current_key), getattr(config, self.size_option))
-        return {self.size_option: size, **{name: getattr(config, name) for name in self.layer_option_names}}
+        return {self.size_option: size, **options}
 
     def _create_and_replace(
         self,
@@ -230,8 +252,8 @@ class DenseDeltaTuner(BaseTuner):
         embedding_cls = cls.layers_mapping.get(nn.Embedding)
         if embedding_cls is not None and isinstance(base, nn.Embedding):
             return embedding_cls(target, adapter_name, **kwargs)
-        if hasattr(peft_config, "fan_in_fan_out"):
-            kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
+        # also for configs without the field: Conv1D stores its weight (in, out) whatever the config says
+        kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
         return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
 
     @classmethod

@@ -140,6 +140,22 @@ def cayley(skew: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(eye + work, eye - work, left=False).to(dtype)
 
 
+def cayley_neumann(skew: torch.Tensor, terms: int) -> torch.Tensor:
+    """The Cayley transform with ``(I - S)^-1`` replaced by its Neumann series, as the reference computes it (for
+    ``terms >= 3`` the last power is ``max(terms - 1, 3)`` and enters once, the others twice)."""
+    eye = torch.eye(skew.shape[-1], device=skew.device, dtype=skew.dtype).expand_as(skew)
+    if terms <= 1:
+        return eye.clone()
+    result = eye + 2 * skew
+    if terms == 2:
+        return result
+    power = skew
+    for _ in range(2, max(terms - 1, 3)):
+        power = power @ skew
+        result = result + 2 * power
+    return result + power @ skew
+
+
 def drop_blocks(blocks: torch.Tensor, probability: float) -> torch.Tensor:
     """Multiplicative dropout: ``int(probability * n_blocks)`` random blocks become the identity."""
     count = int(probability * blocks.shape[0])

@@ -356,18 +356,6 @@ class SharedProjectionTuner(BaseTuner):
 
     # ------------------------------------------------------------------------------------------ checkpoints
     @classmethod
-    def _find_tuner(cls, model: nn.Module) -> tuple[str, SharedProjectionTuner]:
-        """The tuner inside ``model`` and its key prefix (``"base_model."`` in a ``PeftModel``)."""
-        if isinstance(model, cls):
-            return "", model
-        if isinstance(getattr(model, "base_model", None), cls):
-            return "base_model.", model.base_model
-        for path, module in model.named_modules():
-            if isinstance(module, cls):
-                return f"{path}.", module
-        raise ValueError(f"No {cls.__name__} found in the model; its adapters need the model's shared projections.")
-
-    @classmethod
     def _adapter_state_dict_to_file(
         cls, model: nn.Module, config: SharedProjectionConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:

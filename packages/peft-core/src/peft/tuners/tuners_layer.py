@@ -235,6 +235,9 @@ class BaseTunerLayer:
     adapter_buffer_names: tuple[str, ...] = ()
     # which of adapter_layer_names tells whether this layer holds an adapter
     _primary_adapter_layer_name: str | None = None
+    # False for methods whose merge changes only state beyond the weight (``_merge_extra``, e.g. a bias): the
+    # weight is then neither read nor written back (no requantization of an unchanged quantized weight)
+    merges_base_weight: bool = True
 
     _active_adapter: str | list[str] = "default"
     _disable_adapters: bool = False
@@ -544,11 +547,12 @@ class BaseTunerLayer:
             return
         self._check_merge_allowed(names)
         for name in names:
-            weight = self.get_base_weight()
-            merged = self._merged_weight(name, weight.clone() if safe_merge else weight)
-            if safe_merge and not torch.isfinite(merged).all():
-                raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken.")
-            self.set_base_weight(merged)
+            if self.merges_base_weight:
+                weight = self.get_base_weight()
+                merged = self._merged_weight(name, weight.clone() if safe_merge else weight)
+                if safe_merge and not torch.isfinite(merged).all():
+                    raise ValueError(f"NaNs detected in the merged weights. The adapter {name} seems to be broken.")
+                self.set_base_weight(merged)
             self._merge_extra(name, 1)
             self.merged_adapters.append(name)
 
@@ -560,7 +564,8 @@ class BaseTunerLayer:
         while self.merged_adapters:
             name = self.merged_adapters.pop()
             if self._has_adapter(name):
-                self.set_base_weight(self._unmerged_weight(name, self.get_base_weight()))
+                if self.merges_base_weight:
+                    self.set_base_weight(self._unmerged_weight(name, self.get_base_weight()))
                 self._merge_extra(name, -1)
 
     def unload_and_optionally_merge_module(

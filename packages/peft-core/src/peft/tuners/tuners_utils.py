@@ -577,6 +577,23 @@ class BaseTuner(nn.Module):
 
     # ------------------------------------------------------------------------------------------ checkpoint layout
     @classmethod
+    def _find_tuner(cls, model: nn.Module) -> tuple[str, BaseTuner]:
+        """The tuner of this class inside ``model`` and its key prefix (``"base_model."`` in a ``PeftModel``), for
+        methods whose checkpoints hold state the tuner owns (shared projections).
+
+        Raises:
+            ValueError: if ``model`` holds no such tuner.
+        """
+        if isinstance(model, cls):
+            return "", model
+        if isinstance(getattr(model, "base_model", None), cls):
+            return "base_model.", model.base_model
+        for path, module in model.named_modules():
+            if isinstance(module, cls):
+                return f"{path}.", module
+        raise ValueError(f"No {cls.__name__} found in the model; its adapters need state held by that tuner.")
+
+    @classmethod
     def _adapter_state_dict_to_file(
         cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:

@@ -44,6 +44,14 @@ class PeftType(str, enum.Enum):
     LILY = "LILY"
     DELORA = "DELORA"
     GLORA = "GLORA"
+    ADAMSS = "ADAMSS"
+    BEFT = "BEFT"
+    DEFT = "DEFT"
+    FROD = "FROD"
+    OSF = "OSF"
+    PEANUT = "PEANUT"
+    PSOFT = "PSOFT"
+    SUPERTUNING = "SUPERTUNING"
 
     def __str__(self) -> str:
         return self.value

@@ -22,27 +22,12 @@ from peft.tuners._orthogonal import (
     OrthogonalLayer,
     RotationFactor,
     cayley,
+    cayley_neumann,
     drop_blocks,
     nearest_divisor,
     skew_symmetric,
 )
 from peft.utils.warnings import warn
-
-
-def cayley_neumann(skew: torch.Tensor, terms: int) -> torch.Tensor:
-    """The Cayley transform with ``(I - S)^-1`` replaced by its Neumann series, as the reference computes it (for
-    ``terms >= 3`` the last power is ``max(terms - 1, 3)`` and enters once, the others twice)."""
-    eye = torch.eye(skew.shape[-1], device=skew.device, dtype=skew.dtype).expand_as(skew)
-    if terms <= 1:
-        return eye.clone()
-    result = eye + 2 * skew
-    if terms == 2:
-        return result
-    power = skew
-    for _ in range(2, max(terms - 1, 3)):
-        power = power @ skew
-        result = result + 2 * power
-    return result + power @ skew
 
 
 class OFTRotationModule(nn.Module):
