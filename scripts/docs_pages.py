@@ -18,8 +18,30 @@ import re
 import textwrap
 from typing import Any
 
-#: peft_type -> (display name, paper title, paper URL); URL None for methods without a paper of their own.
+#: peft_type -> (display name, paper title, paper URL); URL None where no paper is known (the page says so).
 METHODS: dict[str, tuple[str, str, str | None]] = {
+    "ADAMSS": ("AdaMSS", "no paper link recorded", None),
+    "BEFT": ("BEFT", "paper: arXiv 2509.15974", "https://arxiv.org/abs/2509.15974"),
+    "CARTRIDGE": (
+        "Cartridges",
+        "Cartridges: Lightweight and general-purpose long context representations via self-study",
+        "https://arxiv.org/abs/2506.06266",
+    ),
+    "DEFT": ("DEFT", "no paper link recorded", None),
+    "FROD": ("FRoD", "no paper link recorded", None),
+    "OSF": (
+        "OSF (orthogonal subspace fine-tuning)",
+        "Sculpting Subspaces: Constrained Full Fine-Tuning in LLMs for Continual Learning",
+        "https://arxiv.org/abs/2504.07097",
+    ),
+    "PEANUT": (
+        "PEANuT",
+        "PEANuT: Parameter-Efficient Adaptation with Weight-aware Neural Tweakers",
+        "https://arxiv.org/abs/2410.01870",
+    ),
+    "PSOFT": ("PSOFT", "paper: OpenReview FSHrinMArK", "https://openreview.net/forum?id=FSHrinMArK"),
+    "SHADOW": ("Shadow", "no paper link recorded", None),
+    "SUPERTUNING": ("Super-Tuning", "paper: arXiv 2607.09287", "https://arxiv.org/abs/2607.09287"),
     "ADALORA": (
         "AdaLoRA",
         "Adaptive Budget Allocation for Parameter-Efficient Fine-Tuning",

@@ -15,6 +15,7 @@ to be valid on such a small layer or at all (AdaLoRA's ``total_step``); those se
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import warnings
 from collections.abc import Callable
@@ -48,7 +49,8 @@ class MethodCapabilities:
         kind: ``"prompt learning"`` (virtual tokens; no layer is adapted) or ``"adapter layers"``.
         summary: the first sentence of the config's docstring.
         layer_types: the base layer types it adapts, by name.
-        merge: the layer types on which merging reproduces the unmerged outputs (and unmerging restores the base).
+        merge: the layer types on which ``merge_and_unload`` leaves a plain layer computing the adapted outputs, and
+            merging then unmerging leaves the adapter computing as before.
         mixed_batch: the layer types on which a mixed batch gives each row its own adapter's output.
         quantized_base: whether it adapts (and computes correctly on) a linear layer with an int8-quantized weight.
         mixed_adapter_types: whether ``PeftMixedModel`` combines it with other methods.
@@ -190,6 +192,8 @@ def _build(config_cls: type, peft_type: str, layer: nn.Module, adapter_name: str
 
 def _probe_layer(config_cls: type, peft_type: str, make_layer: Callable, make_input: Callable) -> dict[str, bool]:
     """Inject, then check merge and mixed batch on one layer type; raises if the method refuses the layer."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
     torch.manual_seed(0)
     model = _build(config_cls, peft_type, make_layer())
     _randomize_adapter(model, seed=1)
@@ -210,11 +214,15 @@ def _probe_layer(config_cls: type, peft_type: str, make_layer: Callable, make_in
         except (ValueError, TypeError, NotImplementedError, RuntimeError):
             pass
         try:
+            # merged for good: a model without adapter layers that computes the adapted outputs
+            unloaded = copy.deepcopy(model).merge_and_unload()
+            leftover = any(isinstance(module, BaseTunerLayer) for module in unloaded.modules())
+            merged = unloaded(x)
+            # merged and unmerged again: the adapter computes as before
             model.merge_adapter()
-            merged = model(x)
             model.unmerge_adapter()
             restored = model(x)
-            results["merge"] = _close(merged, adapted) and _close(restored, adapted)
+            results["merge"] = not leftover and _close(merged, adapted) and _close(restored, adapted)
         except (ValueError, TypeError, NotImplementedError, RuntimeError):
             pass
     return results
