@@ -7,14 +7,27 @@ command line prints as one clear line (exit code 2) instead of a traceback.
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from peft.utils.files import CONFIG_NAME
 
 
 class CommandError(Exception):
     """A problem with what the user asked for: a missing file, a file of the wrong kind, an invalid option."""
+
+
+def add_verb(commands: Any, name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """Declare the verb ``name`` on the ``peft`` parser's sub-commands, with ``--help`` ending in ``examples``."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def adapter_folders(root: str | os.PathLike) -> list[Path]:

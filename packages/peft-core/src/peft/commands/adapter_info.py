@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from peft.commands import CommandError, format_size
+from peft.commands import CommandError, add_verb, format_size
 from peft.utils.files import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 EXAMPLES = """\
@@ -31,16 +31,16 @@ _INDEX = re.compile(r"(?<=\.)\d+(?=\.)|^\d+(?=\.)")
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_verb(
+        commands,
         "inspect",
-        help="show what an adapter holds (method, targets, ranks, size) and whether this version loads it",
-        description=(
+        "show what an adapter holds (method, targets, ranks, size) and whether this version loads it",
+        (
             "Show an adapter's method, task type, base model, targeted modules (grouped by pattern) with their ranks "
             "and alphas, parameter count, file size, the peft version that wrote it and whether this version can "
             "load it. Reads the files only: no model is built."
         ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EXAMPLES,
     )
     parser.add_argument("adapter", metavar="PATH_OR_HUB_ID", help="adapter folder, or a Hub repository id")
     parser.add_argument("--subfolder", default=None, help="the adapter's sub-folder (a non-default adapter name)")

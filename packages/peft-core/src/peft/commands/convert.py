@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from peft.commands import CommandError
+from peft.commands import CommandError, add_verb
 from peft.utils.files import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 
 EXAMPLES = """\
@@ -38,16 +38,16 @@ def _formats() -> dict[str, Any]:
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_verb(
+        commands,
         "convert",
-        help="convert LoRA adapters between the PEFT format and kohya/A1111/diffusers files; Bone -> MiSS",
-        description=(
+        "convert LoRA adapters between the PEFT format and kohya/A1111/diffusers files; Bone -> MiSS",
+        (
             "Convert INPUT to OUTPUT in the format --to. Formats: 'peft' (adapter folder), 'miss' (from a Bone "
             "adapter folder), and the LoRA file formats of the installed host packages (peft-diffusers: 'kohya', "
             "'a1111', 'diffusers'; see `peft convert --list`). The input format is detected unless --from says it."
         ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EXAMPLES,
     )
     parser.add_argument("input", metavar="INPUT", nargs="?", help="adapter folder or LoRA .safetensors file")
     parser.add_argument("output", metavar="OUTPUT", nargs="?", help="folder (peft, miss) or .safetensors file")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft.commands import CommandError, format_size
+from peft.commands import CommandError, add_verb, format_size
 from peft.utils.files import CONFIG_NAME
 
 EXAMPLES = """\
@@ -41,17 +41,17 @@ _NON_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", ".index.json", ".
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_verb(
+        commands,
         "merge",
-        help="merge adapters into their base model and save a plain model",
-        description=(
+        "merge adapters into their base model and save a plain model",
+        (
             "Load BASE (a transformers model folder or a plain .safetensors state dict), apply the ADAPTER(s), merge "
             "them into the weights, check that the merged model computes what the unmerged one computes, and save "
             "the plain model to OUT (a folder for a transformers base, a .safetensors file or a folder for a state "
             "dict)."
         ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EXAMPLES,
     )
     parser.add_argument("base", metavar="BASE", help="transformers model folder, or a .safetensors state dict")
     parser.add_argument("adapters", metavar="ADAPTER", nargs="+", help="adapter folder(s), merged in this order")
@@ -280,7 +280,7 @@ def _probe_input(layer: Any, generator: Any) -> Any:
 
 
 def _adapter_layers(model: Any) -> list[tuple[str, Any]]:
-    from peft.tuners.tuners_layer import BaseTunerLayer
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     prefix = "base_model.model."
     return [

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from peft.commands import add_verb
+
 EXAMPLES = """\
 examples:
   peft methods                 # a table of every method
@@ -15,15 +17,15 @@ examples:
 
 
 def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_verb(
+        commands,
         "methods",
-        help="list the PEFT methods and what each supports (layer types, merge, mixed batch, quantized base)",
-        description=(
+        "list the PEFT methods and what each supports (layer types, merge, mixed batch, quantized base)",
+        (
             "List the registered PEFT methods with what each supports, measured by applying it to one-layer models "
             "(takes a few seconds)."
         ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EXAMPLES,
     )
     parser.add_argument("names", nargs="*", metavar="METHOD", help="peft_type names (default: all)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
