@@ -225,6 +225,7 @@ _COMMON_FIELDS = {"peft_type", "task_type", "inference_mode", "base_model_name_o
 
 #: Settings of the prompt-learning examples (which run on a tiny Llama), by peft_type.
 _PROMPT_EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {
+    "ADAPTION_PROMPT": {"adapter_len": 4, "adapter_layers": 1},
     "MULTITASK_PROMPT_TUNING": {"num_tasks": 2},
 }
 
@@ -300,7 +301,7 @@ def example_code(capability: Any) -> str:
     from peft.capabilities import EXAMPLE_OPTIONS
 
     peft_type, config_class = capability.peft_type, capability.config_class
-    if capability.kind == "prompt learning":
+    if capability.kind in ("prompt learning", "adaption prompt"):
         return _prompt_learning_example(peft_type, config_class)
     options = dict(EXAMPLE_OPTIONS.get(peft_type, {}))
     if "Linear" in capability.layer_types and peft_type != "TRAINABLE_TOKENS":
@@ -369,7 +370,7 @@ def example_code(capability: Any) -> str:
 
 def _prompt_learning_example(peft_type: str, config_class: str) -> str:
     options = {"task_type": "CAUSAL_LM", **_PROMPT_EXAMPLE_OPTIONS.get(peft_type, {})}
-    if peft_type != "CPT":
+    if peft_type not in ("CPT", "ADAPTION_PROMPT"):
         options["num_virtual_tokens"] = 4
     arguments = ", ".join(f"{key}={value!r}" for key, value in options.items())
     task_ids = ", task_ids=torch.tensor([0, 1])" if peft_type == "MULTITASK_PROMPT_TUNING" else ""
@@ -437,8 +438,8 @@ def method_table() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in capabilities():
-        layers = ", ".join(c.layer_types) if c.layer_types else "– (virtual tokens)"
-        quantized = _yes(c.quantized_base) if c.kind != "prompt learning" else "any (no layer is changed)"
+        layers = ", ".join(c.layer_types) if c.layer_types else "– (prompts)"
+        quantized = _yes(c.quantized_base) if c.layer_types else "any (no layer is changed)"
         rows.append(
             f"| [{display_name(c.peft_type)}]({c.peft_type.lower()}.md) | {c.kind} | {layers} | "
             f"{_subset(c.merge, c.layer_types)} | {_subset(c.mixed_batch, c.layer_types)} | {quantized} | "
@@ -487,6 +488,11 @@ def method_page(capability: Any) -> str:
             "A prompt-learning method: it adds trainable virtual tokens in front of the input and changes no layer "
             "of the model, so it works with any base model of a supported task type, quantized or not. It has no "
             "merge and no mixed batch."
+        )
+    elif c.kind == "adaption prompt":
+        support = (
+            "Learned prompts inside the attention of the top layers of Llama-like models (provided by the "
+            "transformers host). It has no merge and no mixed batch."
         )
     else:
         support = textwrap.dedent(

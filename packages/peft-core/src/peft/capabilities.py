@@ -27,6 +27,7 @@ from torch import nn
 #: Settings a method needs on the probes' 64-feature layers (or needs at all), by ``peft_type``.
 EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {
     "ADALORA": {"total_step": 10},
+    "ADAPTION_PROMPT": {"adapter_len": 4, "adapter_layers": 1},
     "C3A": {"block_size": 16},
     "IA3": {"feedforward_modules": []},
     "TRAINABLE_TOKENS": {"token_indices": [0, 1]},
@@ -46,7 +47,8 @@ class MethodCapabilities:
     Attributes:
         peft_type: the method's ``peft_type``, e.g. ``"LORA"``.
         config_class: the name of its config class, e.g. ``"LoraConfig"``.
-        kind: ``"prompt learning"`` (virtual tokens; no layer is adapted) or ``"adapter layers"``.
+        kind: ``"prompt learning"`` (virtual tokens; no layer is adapted), ``"adaption prompt"`` (learned prompts
+            inside the attention of Llama-like models) or ``"adapter layers"``.
         summary: the first sentence of the config's docstring.
         layer_types: the base layer types it adapts, by name.
         merge: the layer types on which ``merge_and_unload`` leaves a plain layer computing the adapted outputs, and
@@ -257,19 +259,21 @@ def method_capabilities(peft_type: str) -> MethodCapabilities:
     Raises:
         KeyError: if no method ``peft_type`` is registered.
     """
-    from peft import PromptLearningConfig
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_MIXED_MODEL_MAPPING
 
     peft_type = str(peft_type).upper()
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
+    example_config = config_cls(**EXAMPLE_OPTIONS.get(peft_type, {}))
     common = {
         "peft_type": peft_type,
         "config_class": config_cls.__name__,
         "summary": _summary(config_cls),
         "mixed_adapter_types": peft_type in PEFT_TYPE_TO_MIXED_MODEL_MAPPING,
     }
-    if issubclass(config_cls, PromptLearningConfig):
+    if example_config.is_prompt_learning:
         return MethodCapabilities(kind="prompt learning", **common)
+    if example_config.is_adaption_prompt:
+        return MethodCapabilities(kind="adaption prompt", **common)
     layer_types, merge, mixed, errors = [], [], [], {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -300,7 +304,10 @@ def method_capabilities(peft_type: str) -> MethodCapabilities:
 
 
 def all_method_capabilities() -> list[MethodCapabilities]:
-    """:func:`method_capabilities` of every registered method, sorted by ``peft_type``."""
+    """:func:`method_capabilities` of every registered method (host packages' included), sorted by ``peft_type``."""
+    from peft.hosts import get_host_registry
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    get_host_registry()  # host packages register their methods (e.g. adaption prompt) when loaded
 
     return [method_capabilities(peft_type) for peft_type in sorted(PEFT_TYPE_TO_CONFIG_MAPPING)]

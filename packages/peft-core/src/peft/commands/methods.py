@@ -47,8 +47,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps([c.to_dict() for c in found], indent=2))
         return 0
     for c in found:
-        if c.kind == "prompt learning":
-            print(f"{c.peft_type:<24} prompt learning (virtual tokens; no layer is changed)")
+        if not c.layer_types:
+            print(f"{c.peft_type:<24} {c.kind} (no layer is changed)")
             continue
         print(f"{c.peft_type:<24} {', '.join(c.layer_types)}")
         merge = "all" if c.merge == c.layer_types else (", ".join(c.merge) or "no")
