@@ -64,7 +64,7 @@ def test_arch_5_transformers_host_registers_default_lora_targets():
     assert LORA_TARGETS["llama"] == ["q_proj", "v_proj"]
 
 
-@pytest.mark.parametrize("peft_type", ["DELORA", "GLORA", "GRALORA", "HIRA", "LILY", "TINYLORA", "UNILORA"])
+@pytest.mark.parametrize("peft_type", ["DELORA", "GLORA", "GRALORA", "HIRA", "LILY", "TINYLORA", "UNILORA", "POLY"])
 def test_methods_that_adapt_what_lora_adapts_register_its_defaults(peft_type):
     registry = HostRegistry()
     peft_transformers.register(registry)

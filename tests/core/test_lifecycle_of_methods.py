@@ -365,6 +365,10 @@ def test_mixed_model_stacks_lora_and_the_method_additively(method):
         ("lily", ["LilyConfig", "LilyLayer", "LilyModel", "Linear"]),
         ("delora", ["DeloraConfig", "DeloraLayer", "DeloraLinear", "DeloraModel"]),
         ("glora", ["GloraConfig", "GloraLayer", "GloraLinear", "GloraModel"]),
+        ("poly", ["Linear", "PolyConfig", "PolyLayer", "PolyModel"]),
+        ("xlora", ["XLoraConfig", "XLoraLayer", "XLoraModel"]),
+        ("cartridge", ["CartridgeConfig", "CartridgeEncoder"]),
+        ("shadow", ["ShadowCache", "ShadowCarrier", "ShadowConfig", "ShadowLayer", "ShadowModel"]),
     ],
 )
 def test_the_references_public_classes_are_exported(module, names):

@@ -264,6 +264,30 @@ DELORA_PATTERNS = {
 }
 GLORA_LINEAR = {"config_class": "GloraConfig", "r": 2, "target_modules": ["0", "2", "4"]}
 
+# Poly routes each row by its task; X-LoRA needs a model without key/value cache and LoRA experts (made on our side,
+# "experts": one LoraConfig's kwargs each, then passed as XLoraConfig.adapters)
+POLY_LLAMA = {
+    "config_class": "PolyConfig",
+    "task_type": "CAUSAL_LM",
+    "r": 4,
+    "n_tasks": 3,
+    "n_skills": 2,
+    "n_splits": 2,
+}
+POLY_TOKENS = {"input_ids": ("int", 64, [3, 9]), "task_ids": ("int", 3, [3])}
+CARTRIDGE_LLAMA = {"config_class": "CartridgeConfig", "task_type": "CAUSAL_LM", "num_virtual_tokens": 4}
+SHADOW_LLAMA = {"config_class": "ShadowConfig", "task_type": "CAUSAL_LM"}
+LLAMA_NO_CACHE = {**LLAMA, "config": {**LLAMA_CONFIG, "use_cache": False}}
+XLORA_LLAMA = {
+    "config_class": "XLoraConfig",
+    "task_type": "CAUSAL_LM",
+    "hidden_size": 32,
+    "xlora_depth": 2,
+    "xlora_size": 8,
+    "layerwise_scalings": True,
+    "experts": [{"target_modules": ["q_proj", "v_proj"]}, {"target_modules": ["k_proj", "v_proj", "o_proj"]}],
+}
+
 # name -> (model spec, inputs {name: ("float", shape) | ("int", high, shape)}, config kwargs); "config_class" names
 # the config (default LoraConfig); every adapter starts random (RANDOM_INIT) and is perturbed further
 CASES: dict[str, tuple[dict, dict, dict]] = {
@@ -536,6 +560,15 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
         {"x": ("float", [4, 10])},
         {**GLORA_LINEAR, "config_A_B": "none", "config_C": "lora", "config_D_E": "vector"},
     ),
+    "poly_llama_mhr": (LLAMA, POLY_TOKENS, POLY_LLAMA),
+    "cartridge_llama": (LLAMA, TOKENS, CARTRIDGE_LLAMA),
+    "shadow_llama": (LLAMA, TOKENS, SHADOW_LLAMA),
+    "shadow_llama_projection": (
+        LLAMA,
+        TOKENS,
+        {**SHADOW_LLAMA, "shadow_hidden_size": 16, "shadow_num_hidden_layers": 2},
+    ),
+    "xlora_llama_layerwise": (LLAMA_NO_CACHE, TOKENS, XLORA_LLAMA),
 }
 # adapters the reference makes and we load: name -> (model spec, inputs, config kwargs)
 REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
@@ -590,6 +623,9 @@ REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
     "reference_lily_deep_mlp_shared": (DEEP_MLP, {"x": ("float", [4, 10])}, LILY_DEEP),
     "reference_delora_linear_patterns": (MLP, {"x": ("float", [4, 10])}, DELORA_PATTERNS),
     "reference_glora_linear": (MLP, {"x": ("float", [4, 10])}, GLORA_LINEAR),
+    "reference_poly_llama_mhr": (LLAMA, POLY_TOKENS, POLY_LLAMA),
+    "reference_cartridge_llama": (LLAMA, TOKENS, CARTRIDGE_LLAMA),
+    "reference_shadow_llama": (LLAMA, TOKENS, SHADOW_LLAMA),
 }
 RANDOM_INIT = {
     "LoraConfig": {"init_lora_weights": False},
@@ -626,6 +662,10 @@ RANDOM_INIT = {
     "LilyConfig": {"init_weights": False},
     "DeloraConfig": {"init_weights": False},
     "GloraConfig": {"init_weights": False},
+    "PolyConfig": {"init_weights": False},
+    "CartridgeConfig": {},  # random (normal) by default
+    "ShadowConfig": {"init_weights": False},
+    "XLoraConfig": {},  # random classifier; the experts are random LoRA adapters
 }
 
 
@@ -663,9 +703,12 @@ def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, config_kw
     from peft import get_peft_model
 
     config_class, config_kwargs = _config_class_and_kwargs(config_kwargs)
+    case_dir.mkdir(parents=True)
+    if "experts" in config_kwargs:
+        experts = config_kwargs.pop("experts")
+        config_kwargs["adapters"] = _save_experts(case_dir, model_spec, experts)
     config = getattr(peft, config_class)(**config_kwargs)
 
-    case_dir.mkdir(parents=True)
     torch.manual_seed(0)
     base = side.build_model(model_spec)
     save_file(
@@ -680,6 +723,19 @@ def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, config_kw
     model.save_pretrained(str(case_dir / "adapter"))
     tensors = {f"input.{k}": v.contiguous() for k, v in inputs.items()}
     save_file({**tensors, "out_base": out_base, "out_adapter": out_adapter}, case_dir / "io.safetensors")
+
+
+def _save_experts(case_dir: Path, model_spec: dict, experts: list[dict]) -> dict[str, str]:
+    """Random LoRA adapters of the model, saved by our side: an X-LoRA case's experts, ``{"0": path, ...}``."""
+    from peft import LoraConfig, get_peft_model
+
+    adapters = {}
+    for i, kwargs in enumerate(experts):
+        torch.manual_seed(10 + i)
+        expert = get_peft_model(side.build_model(model_spec), LoraConfig(r=4, init_lora_weights=False, **kwargs))
+        expert.save_pretrained(str(case_dir / "experts" / str(i)))
+        adapters[str(i)] = str(case_dir / "experts" / str(i))
+    return adapters
 
 
 def _find_reference_python() -> str:

@@ -54,6 +54,7 @@ class HostRegistry:
         self.config_converters: list[Callable[[Any, Any], None]] = []
         self.state_dict_converters: list[Callable[[Any, Any, dict, str], dict]] = []
         self.lora_formats: dict[str, LoraFileFormat] = {}
+        self.method_components: dict[tuple[str, str], Callable[[], Any]] = {}
 
     def register_task_model(self, task_type: str, model_cls: type) -> None:
         """``get_peft_model`` and ``PeftModel.from_pretrained`` build ``model_cls`` for configs of ``task_type``."""
@@ -80,6 +81,11 @@ class HostRegistry:
     def register_lora_format(self, lora_format: LoraFileFormat) -> None:
         """A LoRA file format that ``peft convert`` reads and writes (e.g. kohya's, from peft-diffusers)."""
         self.lora_formats[lora_format.name] = lora_format
+
+    def register_method_component(self, peft_type: str, name: str, loader: Callable[[], Any]) -> None:
+        """A part of a core method that needs the host's framework (e.g. ShadowPEFT's generation cache, a
+        transformers ``Cache``): the method gets it as ``loader()``, from ``method_components[(peft_type, name)]``."""
+        self.method_components[(str(peft_type), name)] = loader
 
     def register_export(self, name: str, loader: Callable[[], Any]) -> None:
         """Make ``peft.<name>`` resolve lazily to ``loader()`` (e.g. ``PeftModelForCausalLM``)."""

@@ -345,6 +345,9 @@ class PeftModel(nn.Module):
         config.inference_mode = not is_trainable
         if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
             config.runtime_config.ephemeral_gpu_offload = True
+        tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(str(config.peft_type))
+        if hasattr(tuner_cls, "_prepare_config_for_loading"):
+            config = tuner_cls._prepare_config_for_loading(config, os.fspath(model_id), hub_kwargs, kwargs)
         model_cls = cls
         if cls is PeftModel and config.task_type is not None:
             from peft.hosts import get_host_registry
@@ -412,6 +415,8 @@ class PeftModel(nn.Module):
         from peft.functional import cast_adapter_dtype
 
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
+        if not is_trainable:  # for inference: dropout off, new adapter modules included
+            self.eval()
         return result
 
     def _apply_key_mapping(

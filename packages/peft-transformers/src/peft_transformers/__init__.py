@@ -23,13 +23,13 @@ def register(registry: HostRegistry) -> None:
     from . import target_modules as tables
 
     # per method, model_type -> default target_modules (a list of names or a regex str); LoHa, LoKr, OFT, BOFT, HRA,
-    # MiSS, Bone, DeLoRA, GLoRA, GraLoRA, HiRA, Lily, TinyLoRA, UniLoRA, PSOFT, PEANuT, Super-Tuning and DEFT adapt
-    # the same projections as LoRA (peft 0.21.2 overrides none for these). "IA3_FEEDFORWARD" holds (IA)³'s default
-    # feedforward_modules.
+    # MiSS, Bone, DeLoRA, GLoRA, GraLoRA, HiRA, Lily, TinyLoRA, UniLoRA, PSOFT, PEANuT, Super-Tuning, DEFT and Poly
+    # adapt the same projections as LoRA (peft 0.21.2 overrides none for these). "IA3_FEEDFORWARD" holds (IA)³'s
+    # default feedforward_modules.
     lora = tables.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     like_lora = ("LORA", "LOHA", "LOKR", "OFT", "BOFT", "HRA", "MISS", "BONE")
     like_lora += ("DELORA", "GLORA", "GRALORA", "HIRA", "LILY", "TINYLORA", "UNILORA")
-    like_lora += ("PSOFT", "PEANUT", "SUPERTUNING", "DEFT")
+    like_lora += ("PSOFT", "PEANUT", "SUPERTUNING", "DEFT", "POLY")
     defaults = {
         **dict.fromkeys(like_lora, lora),
         "ADAMSS": tables.TRANSFORMERS_MODELS_TO_ADAMSS_TARGET_MODULES_MAPPING,
@@ -108,6 +108,18 @@ def register(registry: HostRegistry) -> None:
         "AutoPeftModelForFeatureExtraction",
     ):
         registry.register_export(name, auto_class(name))
+
+    # ShadowPEFT's generation cache, standalone shadow model and pretrained backbones are transformers objects
+    def shadow_component(name: str):
+        def load():
+            from . import shadow
+
+            return getattr(shadow, name)
+
+        return load
+
+    for name in ("ShadowCache", "DetachedShadowModel", "load_shadow_backbone"):
+        registry.register_method_component("SHADOW", name, shadow_component(name))
 
     # adaption prompt recomputes Llama/Mistral attention queries: a transformers-specific method
     from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING

@@ -1,6 +1,6 @@
 """Soft prompts on transformers models: prompt tuning, p-tuning, multitask prompt tuning and CPT (virtual tokens
-prepended to the input embeddings) and prefix tuning (key/value prefixes given to every attention layer as a
-``DynamicCache``, each layer's on that layer's device).
+prepended to the input embeddings) and prefix tuning and cartridges (key/value prefixes given to every attention
+layer as a ``DynamicCache``, each layer's on that layer's device).
 
 ``PromptLearningMixin`` is mixed into the task models; with a non-prompt config it defers to ``PeftModel``.
 Encoder-decoder models add their own forward and generate (``prompt_learning_seq2seq``).
@@ -17,12 +17,21 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners.cartridge import CartridgeEncoder
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
 from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
 from peft.utils.warnings import warn
+
+# methods whose prompt is a key/value prefix of every attention layer (served through the cache)
+_KV_PREFIX_METHODS = ("PREFIX_TUNING", "CARTRIDGE")
+
+
+def is_kv_prefix(config: PeftConfig) -> bool:
+    """Whether ``config``'s prompt goes into the attention layers' key/value cache rather than before the input."""
+    return str(config.peft_type) in _KV_PREFIX_METHODS
 
 
 def _text_config(model: nn.Module) -> Any:
@@ -49,7 +58,7 @@ def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftCon
     if config.num_attention_heads is None:
         config.num_attention_heads = _first_attr(model_config, ("num_attention_heads", "n_head", "num_heads"))
         kv_heads = getattr(model_config, "num_key_value_heads", None)
-        if str(config.peft_type) == "PREFIX_TUNING" and kv_heads and kv_heads != config.num_attention_heads:
+        if is_kv_prefix(config) and kv_heads and kv_heads != config.num_attention_heads:
             # grouped-query attention: prefixes have the key/value width
             config.token_dim = config.token_dim // config.num_attention_heads * kv_heads
             config.num_attention_heads = kv_heads
@@ -96,6 +105,8 @@ class PromptLearningMixin:
             encoder = PromptEncoder(config)
         elif peft_type == "PREFIX_TUNING":
             encoder = PrefixEncoder(config)
+        elif peft_type == "CARTRIDGE":
+            encoder = CartridgeEncoder(config)
         else:
             raise ValueError(f"Prompt-learning method {peft_type!r} is not supported by this version.")
         encoder.to(word_embeddings.weight.device)
@@ -167,6 +178,8 @@ class PromptLearningMixin:
                 "prefix_task_cols": encoder.prefix_task_cols.detach(),
                 "prefix_task_rows": encoder.prefix_task_rows.detach(),
             }
+        if isinstance(encoder, CartridgeEncoder):
+            return {"prompt_embeddings": encoder.weight.detach()}
         if config.inference_mode or isinstance(encoder, PromptEmbedding):
             return {"prompt_embeddings": encoder.embedding.weight.detach()}
         with torch.no_grad():
@@ -176,6 +189,11 @@ class PromptLearningMixin:
     def _load_prompt_learning_state_dict(self, state_dict: dict[str, torch.Tensor], adapter_name: str) -> set[str]:
         """Load the prompt tensors of ``state_dict``; returns the keys used."""
         encoder = self.prompt_encoder[adapter_name]
+        if isinstance(encoder, CartridgeEncoder):  # frozen and trainable rows are stored as one tensor
+            if "prompt_embeddings" not in state_dict:
+                raise ValueError("The checkpoint has no 'prompt_embeddings', which a CartridgeEncoder needs.")
+            encoder.load_prompt_embeddings(state_dict["prompt_embeddings"])
+            return {"prompt_embeddings"}
         targets = {"prompt_embeddings": encoder.embedding.weight}
         if isinstance(encoder, MultitaskPromptEmbedding):
             targets |= {"prefix_task_cols": encoder.prefix_task_cols, "prefix_task_rows": encoder.prefix_task_rows}
@@ -197,6 +215,8 @@ class PromptLearningMixin:
         ``DynamicCache`` holding the key/value prefixes of every layer."""
         config = self.active_peft_config
         encoder = self.prompt_encoder[self.active_adapters[0]]
+        if isinstance(encoder, CartridgeEncoder):
+            return self._prefix_cache(encoder.weight.unsqueeze(0).expand(batch_size, -1, -1), config)
         weight = encoder.embedding.weight
         if isinstance(encoder, MultitaskPromptEmbedding):  # the task modulates the prompt, also for inference
             tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
@@ -206,7 +226,7 @@ class PromptLearningMixin:
         else:
             tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
             prompts = encoder(tokens)
-        if str(config.peft_type) != "PREFIX_TUNING":
+        if not is_kv_prefix(config):
             return prompts
         return self._prefix_cache(prompts, config)
 
@@ -277,9 +297,12 @@ class PromptLearningMixin:
         num_tokens = config.num_virtual_tokens
         encoder_decoder = _is_encoder_decoder(self.base_model)
         if kwargs.get("position_ids") is not None:
-            warn("position_ids are ignored with prompt learning: the virtual tokens shift every position.")
-            kwargs["position_ids"] = None
-        if str(config.peft_type) == "PREFIX_TUNING":
+            if is_kv_prefix(config):  # the prefix fills the first cache positions; the input's positions follow it
+                kwargs["position_ids"] = kwargs["position_ids"] + num_tokens
+            else:
+                warn("position_ids are ignored with prompt learning: the virtual tokens shift every position.")
+                kwargs["position_ids"] = None
+        if is_kv_prefix(config):
             if encoder_decoder:  # the encoder runs unchanged
                 kwargs["decoder_attention_mask"] = _extend_attention_mask(
                     kwargs.get("decoder_attention_mask"), num_tokens

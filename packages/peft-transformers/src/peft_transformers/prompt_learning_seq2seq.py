@@ -5,8 +5,8 @@ decoder prompt; generate is here):
 - prompt tuning and p-tuning prepend the virtual tokens to the encoder's input and extend its attention mask; of the
   ``2 * num_virtual_tokens`` prompt rows a seq2seq config holds (``num_transformer_submodules=2``), the first half is
   used, the second is kept for checkpoint compatibility;
-- prefix tuning gives the decoder's self-attention key/value prefixes (an ``EncoderDecoderCache`` with an empty
-  cross-attention part) and prepends ones to ``decoder_attention_mask``; the encoder runs unchanged;
+- prefix tuning and cartridges give the decoder's self-attention key/value prefixes (an ``EncoderDecoderCache`` with
+  an empty cross-attention part) and prepend ones to ``decoder_attention_mask``; the encoder runs unchanged;
 - multitask prompt tuning prepends the first half of its (task-modulated) prompt rows to the encoder's input and, in
   forward, the second half to the decoder's input embeddings (``decoder_input_ids``, else ``labels`` shifted right),
   with ``-100`` labels and ones in ``decoder_attention_mask`` for them; generate uses only the encoder's half, as the
@@ -25,9 +25,9 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.utils.warnings import warn
 
-from .prompt_learning import PromptLearningMixin, _cache_length, _extend_attention_mask
+from .prompt_learning import PromptLearningMixin, _cache_length, _extend_attention_mask, is_kv_prefix
 
-_SEQ2SEQ_METHODS = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING")
+_SEQ2SEQ_METHODS = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "CARTRIDGE", "MULTITASK_PROMPT_TUNING")
 
 
 class Seq2SeqPromptLearningMixin(PromptLearningMixin):
@@ -104,7 +104,7 @@ class Seq2SeqPromptLearningMixin(PromptLearningMixin):
         if input_ids is None:
             raise ValueError("Generation with prompt learning needs input_ids.")
         config = self.active_peft_config
-        if str(config.peft_type) == "PREFIX_TUNING":
+        if is_kv_prefix(config):
             with _edited_generation_inputs(base, self._with_prefixes):
                 return base.generate(input_ids=input_ids, **kwargs)
         if kwargs.pop("encoder_outputs", None) is not None:

@@ -15,7 +15,7 @@ from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.tuners_layer import mixed_batch
 
-from .prompt_learning import PromptLearningMixin
+from .prompt_learning import PromptLearningMixin, is_kv_prefix
 from .prompt_learning_seq2seq import Seq2SeqPromptLearningMixin
 
 
@@ -49,21 +49,24 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
     def generate(self, *args: Any, adapter_names: list[str] | None = None, **kwargs: Any) -> Any:
         """Generate with the base model's ``generate``; ``adapter_names`` selects an adapter per input row
         (``"__base__"`` for the base model) and is repeated for beams and returned sequences."""
-        base = self.get_base_model()
         if self._is_prompt_learning:
             if adapter_names is not None:
                 raise ValueError("Mixed-batch generation (adapter_names) is not supported with prompt learning.")
             return self._prompt_generate(*args, **kwargs)
+        # through the tuner: methods with generate arguments of their own (Poly's task_ids) define its generate; the
+        # others pass it on to the base model's
+        generate = self.base_model.generate
         if adapter_names is None:
-            return base.generate(*args, **kwargs)
+            return generate(*args, **kwargs)
         self._check_mixed_batch(adapter_names)
+        base = self.get_base_model()
         config = kwargs.get("generation_config") or getattr(base, "generation_config", None)
         num_beams = kwargs.get("num_beams") or getattr(config, "num_beams", 1) or 1
         num_sequences = kwargs.get("num_return_sequences") or getattr(config, "num_return_sequences", 1) or 1
         repeat = max(num_beams, num_sequences)
         per_row = [name for name in adapter_names for _ in range(repeat)]
         with mixed_batch(per_row):
-            return base.generate(*args, **kwargs)
+            return generate(*args, **kwargs)
 
     def _prompt_generate(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         """Generate after the active soft prompt; returns the input ids followed by the new tokens."""
@@ -85,7 +88,7 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
             kwargs.get("num_beams") or getattr(generation_config, "num_beams", 1) or 1,
             kwargs.get("num_return_sequences") or getattr(generation_config, "num_return_sequences", 1) or 1,
         )
-        if str(config.peft_type) == "PREFIX_TUNING":
+        if is_kv_prefix(config):
             # the prefix fills cache positions 0..num_tokens-1; placeholder ids keep transformers' positions aligned
             placeholders = torch.zeros(batch, num_tokens, dtype=input_ids.dtype, device=input_ids.device)
             output = base.generate(

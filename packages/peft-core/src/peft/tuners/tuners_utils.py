@@ -579,7 +579,8 @@ class BaseTuner(nn.Module):
     @classmethod
     def _find_tuner(cls, model: nn.Module) -> tuple[str, BaseTuner]:
         """The tuner of this class inside ``model`` and its key prefix (``"base_model."`` in a ``PeftModel``), for
-        methods whose checkpoints hold state the tuner owns (shared projections).
+        methods whose checkpoints hold state the tuner owns (shared projections, X-LoRA's classifier, ShadowPEFT's
+        networks).
 
         Raises:
             ValueError: if ``model`` holds no such tuner.
@@ -592,6 +593,14 @@ class BaseTuner(nn.Module):
             if isinstance(module, cls):
                 return f"{path}.", module
         raise ValueError(f"No {cls.__name__} found in the model; its adapters need state held by that tuner.")
+
+    @classmethod
+    def _prepare_config_for_loading(
+        cls, config: PeftConfig, model_id: str, hub_kwargs: dict[str, Any], kwargs: dict[str, Any]
+    ) -> PeftConfig:
+        """``config`` as read from ``model_id`` by ``PeftModel.from_pretrained``, before the model is built; methods
+        whose adapters are made of further saved adapters (X-LoRA's experts) point them at ``model_id`` here."""
+        return config
 
     @classmethod
     def _adapter_state_dict_to_file(

@@ -52,6 +52,8 @@ class PeftType(str, enum.Enum):
     PEANUT = "PEANUT"
     PSOFT = "PSOFT"
     SUPERTUNING = "SUPERTUNING"
+    CARTRIDGE = "CARTRIDGE"
+    SHADOW = "SHADOW"
 
     def __str__(self) -> str:
         return self.value

@@ -353,6 +353,31 @@ def set_peft_model_state_dict(
     return _IncompatibleKeys(missing, unexpected)
 
 
+def load_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], key_prefix: str, hint: str) -> list[str]:
+    """Load checkpoint ``tensors`` (keyed relative to ``module``) into ``module``, a module an adapter owns whole
+    (X-LoRA's classifier, a ShadowPEFT backbone). ``key_prefix`` gives the file keys in errors.
+
+    Returns:
+        The file keys of ``module``'s tensors the checkpoint lacks (they keep their values).
+
+    Raises:
+        ValueError: for a tensor ``module`` does not have or whose shape differs (``hint`` says what to check).
+    """
+    own = module.state_dict()
+    for key, tensor in tensors.items():
+        if key not in own:
+            raise ValueError(
+                f"The checkpoint holds {key_prefix + key!r}, which {type(module).__name__} does not have."
+            )
+        if tensor.shape != own[key].shape:
+            raise ValueError(
+                f"Size mismatch for {key_prefix + key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
+                f"expects {tuple(own[key].shape)}. {hint}"
+            )
+    module.load_state_dict(tensors, strict=False)
+    return [key_prefix + key for key in sorted(set(own) - set(tensors))]
+
+
 def _owner_of(model: nn.Module, live_key: str) -> tuple[nn.Module | None, str]:
     """The module holding the tensor ``live_key`` and its local name, without walking the model."""
     path, _, name = live_key.rpartition(".")

@@ -51,6 +51,24 @@ class PrefixEncoder(nn.Module):
         else:
             self.embedding = nn.Embedding(config.num_virtual_tokens, out_dim)
 
+    def load_prompt_embeddings(self, prompt_embeddings: torch.Tensor) -> None:
+        """Set the prefixes from a ``(num_virtual_tokens, num_layers * 2 * token_dim)`` tensor (e.g. a key/value cache,
+        see ``peft.tuners.cartridge.utils``).
+
+        Raises:
+            ValueError: with ``prefix_projection`` (the prefixes are the output of a projection, which cannot be
+                inverted), or for a tensor of another shape.
+        """
+        if self.prefix_projection:
+            raise ValueError("Cannot load prompt embeddings into a prefix encoder with prefix_projection=True.")
+        if prompt_embeddings.shape != self.embedding.weight.shape:
+            raise ValueError(
+                f"Invalid prompt_embeddings shape {tuple(prompt_embeddings.shape)}; expected "
+                f"{tuple(self.embedding.weight.shape)}."
+            )
+        with torch.no_grad():
+            self.embedding.weight.copy_(prompt_embeddings)
+
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         embeds = self.embedding(prefix)
         return self.transform(embeds) if self.prefix_projection else embeds
