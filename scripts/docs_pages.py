@@ -303,6 +303,10 @@ def example_code(capability: Any) -> str:
     peft_type, config_class = capability.peft_type, capability.config_class
     if capability.kind in ("prompt learning", "adaption prompt"):
         return _prompt_learning_example(peft_type, config_class)
+    if capability.kind == "model-level":
+        if peft_type not in _MODEL_LEVEL_EXAMPLES:
+            raise KeyError(f"{peft_type} is a model-level method: add its example to _MODEL_LEVEL_EXAMPLES.")
+        return _TINY_LLAMA + textwrap.dedent(_MODEL_LEVEL_EXAMPLES[peft_type])
     options = dict(EXAMPLE_OPTIONS.get(peft_type, {}))
     if "Linear" in capability.layer_types and peft_type != "TRAINABLE_TOKENS":
         model = "nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))"
@@ -314,6 +318,10 @@ def example_code(capability: Any) -> str:
         model = "nn.Sequential(nn.Embedding(100, 64), nn.Linear(64, 64))"
         targets, inputs = ["0"], "torch.randint(0, 100, (8, 5))"
     arguments = ", ".join([f"target_modules={targets!r}"] + [f"{key}={value!r}" for key, value in options.items()])
+    call = "model(x, task_ids=tasks)" if peft_type == "POLY" else "model(x)"
+    # (the line after it keeps the template's indentation, so that dedent still applies)
+    tasks = "tasks = torch.zeros(8, dtype=torch.long)  # Poly routes each row by its task\n        "
+    tasks = tasks if peft_type == "POLY" else ""
     merge_supported = ("Embedding" if inputs.startswith("torch.randint") else "Linear") in capability.merge
     merge = (
         textwrap.dedent(
@@ -349,23 +357,86 @@ def example_code(capability: Any) -> str:
         # one training step: only the adapter's parameters train
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
         x = {inputs}
-        loss = model(x).float().pow(2).mean()
+        {tasks}loss = {call}.float().pow(2).mean()
         loss.backward()
         optimizer.step()
 
         model.eval()
         with torch.no_grad():
-            expected = model(x)
+            expected = {call}
         with tempfile.TemporaryDirectory() as adapter_dir:
             model.save_pretrained(adapter_dir)  # adapter_config.json + adapter_model.safetensors
             loaded = PeftModel.from_pretrained(make_base(), adapter_dir)
             loaded.eval()  # dropout and sampling off, as for `model` above
         with torch.no_grad():
-            assert torch.allclose(loaded(x), expected, atol=1e-5)
+            assert torch.allclose(loaded{call[len("model") :]}, expected, atol=1e-5)
         """
         )
         + merge
     )
+
+
+_TINY_LLAMA = textwrap.dedent(
+    """\
+    import tempfile
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import peft
+
+
+    def make_base():  # a tiny Llama built in code; use AutoModelForCausalLM.from_pretrained(...) in practice
+        torch.manual_seed(0)
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2,
+        ))
+
+
+    input_ids = torch.randint(0, 64, (2, 6))
+    """
+)
+
+#: Examples of the methods no one-layer model can take, appended to _TINY_LLAMA (they run as tests too).
+_MODEL_LEVEL_EXAMPLES = {
+    "SHADOW": """
+        # a small shadow network runs beside the decoder blocks and corrects their hidden states
+        model = peft.get_peft_model(make_base(), peft.ShadowConfig(task_type="CAUSAL_LM"))
+        model.print_trainable_parameters()
+        model(input_ids=input_ids, labels=input_ids).loss.backward()
+
+        model.eval()
+        with torch.no_grad():
+            expected = model(input_ids=input_ids).logits
+        with tempfile.TemporaryDirectory() as adapter_dir:
+            model.save_pretrained(adapter_dir)
+            loaded = peft.PeftModel.from_pretrained(make_base(), adapter_dir).eval()
+            with torch.no_grad():
+                assert torch.allclose(loaded(input_ids=input_ids).logits, expected, atol=1e-5)
+        """,
+    "XLORA": """
+        # X-LoRA mixes LoRA experts trained before, with a classifier that picks their scalings per token
+        with tempfile.TemporaryDirectory() as experts_dir:
+            experts = {}
+            for i in range(2):
+                expert = peft.get_peft_model(
+                    make_base(), peft.LoraConfig(task_type="CAUSAL_LM", target_modules=["q_proj", "v_proj"])
+                )
+                expert.save_pretrained(f"{experts_dir}/expert_{i}")
+                experts[str(i)] = f"{experts_dir}/expert_{i}"
+            config = peft.XLoraConfig(task_type="CAUSAL_LM", hidden_size=32, adapters=experts)
+            base = make_base()
+            base.config.use_cache = False  # X-LoRA's scaling pass sees every token: no key/value cache
+            model = peft.get_peft_model(base, config)
+            model.print_trainable_parameters()  # the classifier trains; the experts are frozen
+            model(input_ids=input_ids, labels=input_ids).loss.backward()
+            model.eval()
+            with torch.no_grad():
+                logits = model(input_ids=input_ids).logits
+            assert logits.shape == (2, 6, 64)
+        """,
+}
 
 
 def _prompt_learning_example(peft_type: str, config_class: str) -> str:
@@ -438,8 +509,14 @@ def method_table() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in capabilities():
-        layers = ", ".join(c.layer_types) if c.layer_types else "– (prompts)"
+        layers = (
+            ", ".join(c.layer_types)
+            if c.layer_types
+            else ("– (whole model)" if c.kind == "model-level" else "– (prompts)")
+        )
         quantized = _yes(c.quantized_base) if c.layer_types else "any (no layer is changed)"
+        if c.kind == "model-level":
+            quantized = "not measured"
         rows.append(
             f"| [{display_name(c.peft_type)}]({c.peft_type.lower()}.md) | {c.kind} | {layers} | "
             f"{_subset(c.merge, c.layer_types)} | {_subset(c.mixed_batch, c.layer_types)} | {quantized} | "
@@ -488,6 +565,12 @@ def method_page(capability: Any) -> str:
             "A prompt-learning method: it adds trainable virtual tokens in front of the input and changes no layer "
             "of the model, so it works with any base model of a supported task type, quantized or not. It has no "
             "merge and no mixed batch."
+        )
+    elif c.kind == "model-level":
+        support = (
+            "A model-level method: it wraps a transformer's blocks or routes between adapters loaded before, so no "
+            "one-layer model can take it and `peft.capabilities` measures nothing for it. See the example and the "
+            "API reference below for what it supports."
         )
     elif c.kind == "adaption prompt":
         support = (

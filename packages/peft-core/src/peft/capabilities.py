@@ -34,6 +34,11 @@ EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {
     "VBLORA": {"vector_length": 16},
 }
 
+#: Extra forward arguments a method needs, by ``peft_type``: ``rows -> kwargs`` (Poly routes each row by its task).
+FORWARD_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "POLY": lambda rows: {"task_ids": torch.zeros(rows, dtype=torch.long)},
+}
+
 _FEATURES = 64
 _VOCAB = 100
 #: Largest |difference| between merged and unmerged outputs, relative to the largest |output|.
@@ -48,7 +53,9 @@ class MethodCapabilities:
         peft_type: the method's ``peft_type``, e.g. ``"LORA"``.
         config_class: the name of its config class, e.g. ``"LoraConfig"``.
         kind: ``"prompt learning"`` (virtual tokens; no layer is adapted), ``"adaption prompt"`` (learned prompts
-            inside the attention of Llama-like models) or ``"adapter layers"``.
+            inside the attention of Llama-like models), ``"adapter layers"``, or ``"model-level"`` for a method that
+            no one-layer model can take (it wraps a transformer's blocks, or routes between loaded adapters); for
+            those nothing is measured.
         summary: the first sentence of the config's docstring.
         layer_types: the base layer types it adapts, by name.
         merge: the layer types on which ``merge_and_unload`` leaves a plain layer computing the adapted outputs, and
@@ -201,18 +208,18 @@ def _probe_layer(config_cls: type, peft_type: str, make_layer: Callable, make_in
     _randomize_adapter(model, seed=1)
     model.eval()
     x = make_input(torch.Generator().manual_seed(2))
+    extra = FORWARD_OPTIONS.get(peft_type, lambda rows: {})(x.shape[0])
     with torch.no_grad():
-        adapted = model(x)
+        adapted = model(x, **extra)
         with model.disable_adapter():
-            plain = model(x)
+            plain = model(x, **extra)
     if _close(adapted, plain):
         raise RuntimeError("the adapter does not change the output")
     results = {"merge": False, "mixed_batch": False}
     with torch.no_grad():
         try:
-            results["mixed_batch"] = _close(model(x, adapter_names=["default", "__base__"])[:1], adapted[:1]) and (
-                _close(model(x, adapter_names=["default", "__base__"])[1:], plain[1:])
-            )
+            mixed = model(x, adapter_names=["default", "__base__"], **extra)
+            results["mixed_batch"] = _close(mixed[:1], adapted[:1]) and _close(mixed[1:], plain[1:])
         except (ValueError, TypeError, NotImplementedError, RuntimeError):
             pass
         try:
@@ -223,7 +230,7 @@ def _probe_layer(config_cls: type, peft_type: str, make_layer: Callable, make_in
             # merged and unmerged again: the adapter computes as before
             model.merge_adapter()
             model.unmerge_adapter()
-            restored = model(x)
+            restored = model(x, **extra)
             results["merge"] = not leftover and _close(merged, adapted) and _close(restored, adapted)
         except (ValueError, TypeError, NotImplementedError, RuntimeError):
             pass
@@ -249,7 +256,7 @@ def _probe_quantized(config_cls: type, peft_type: str) -> bool:
         _randomize_adapter(model, seed=1)
         model.eval()
         with torch.no_grad():
-            outputs.append(model(x))
+            outputs.append(model(x, **FORWARD_OPTIONS.get(peft_type, lambda rows: {})(x.shape[0])))
     return _close(outputs[0], outputs[1])
 
 
@@ -293,7 +300,8 @@ def method_capabilities(peft_type: str) -> MethodCapabilities:
                 mixed.append(name)
         quantized = "Linear" in layer_types and _probe_quantized(config_cls, peft_type)
     return MethodCapabilities(
-        kind="adapter layers",
+        # a method no single layer can take (it needs a whole transformer, or adapters to route between)
+        kind="adapter layers" if layer_types else "model-level",
         layer_types=tuple(layer_types),
         merge=tuple(merge),
         mixed_batch=tuple(mixed),
