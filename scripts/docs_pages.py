@@ -221,7 +221,15 @@ METHODS: dict[str, tuple[str, str, str | None]] = {
 }
 
 #: Fields every config has (documented once, on PeftConfig's reference page), left out of the method pages' tables.
-_COMMON_FIELDS = {"peft_type", "task_type", "inference_mode", "base_model_name_or_path", "revision", "auto_mapping"}
+_COMMON_FIELDS = {
+    "peft_type",
+    "task_type",
+    "inference_mode",
+    "base_model_name_or_path",
+    "revision",
+    "auto_mapping",
+    "peft_version",
+}
 
 #: Settings of the prompt-learning examples (which run on a tiny Llama), by peft_type.
 _PROMPT_EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {
