@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +99,54 @@ def test_lora_targets_name_real_modules(model_type):
         model = transformers.AutoModel.from_config(config)
     leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     assert set(LORA_TARGETS[model_type]) <= leaf_names
+
+
+# packages the core imports only inside functions that need them and that a user installs for that purpose
+_OPTIONAL_CORE_IMPORTS = {
+    "transformers": "the `peft demo` command builds a transformers model",
+    # peft.import_utils reports whether these are installed, importing them only when they are
+    "bitsandbytes": "optional quantization backend",
+    "transformer_engine": "optional quantization backend",
+    "torch_npu": "optional accelerator",
+    "torch_xla": "optional accelerator",
+    "numpy": "UniLoRA draws its indices with numpy's generator, imported when a UniLoRA adapter is created",
+}
+
+
+def _third_party_imports(source_root: Path) -> dict[str, list[str]]:
+    """``{top-level package: files importing it}`` for the imports of every module under ``source_root``."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(source_root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.partition(".")[0]
+                if top not in sys.stdlib_module_names and top != "peft":
+                    found.setdefault(top, []).append(str(path.relative_to(source_root)))
+    return found
+
+
+def test_peft_core_declares_every_package_it_imports():
+    """peft-core installed alone must load adapters from the Hub: huggingface_hub is a dependency (issue 11, 17)."""
+    import peft
+
+    # required dependencies, and those of the optional extras (a feature's own packages, e.g. peft-core[adamss])
+    declared = {
+        re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+        for requirement in importlib.metadata.requires("peft-core") or []
+    }
+    declared |= {"sklearn"} if "scikit_learn" in declared else set()  # scikit-learn's import name
+    imported = _third_party_imports(Path(peft.__file__).parent)
+    undeclared = {
+        name: files
+        for name, files in imported.items()
+        if name.lower() not in declared and name not in _OPTIONAL_CORE_IMPORTS
+    }
+    assert not undeclared, f"peft-core imports packages it does not declare: {undeclared}"
+    required = [r for r in importlib.metadata.requires("peft-core") or [] if "extra ==" not in r]
+    assert any(r.startswith("huggingface_hub") for r in required)

@@ -5,15 +5,27 @@ Every test writes real ``adapter_config.json`` files into ``tmp_path`` and reads
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import re
 import warnings
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 import peft
 import peft.config
-from peft import LoraConfig, LoraRuntimeConfig, PeftConfig, PeftWarning, TaskType
+from peft import (
+    LoraConfig,
+    LoraRuntimeConfig,
+    PeftConfig,
+    PeftWarning,
+    TaskType,
+    TrainableTokensConfig,
+    get_peft_model,
+)
 from peft.utils.peft_types import PeftType
 
 
@@ -59,7 +71,7 @@ def test_cfg_1_common_fields_and_defaults():
     assert config.base_model_name_or_path is None
     assert config.revision is None
     assert config.auto_mapping is None
-    assert config.peft_version is None
+    assert config.peft_version.startswith(peft.__version__)
 
 
 def test_method_lora_1_lora_config_defaults():
@@ -238,6 +250,67 @@ def test_cfg_5_failing_commit_lookup_gives_unknown_and_never_raises(tmp_path, mo
     assert _read_saved(tmp_path)["peft_version"] == f"{peft.__version__}@UNKNOWN"
 
 
+def _all_config_classes() -> list[type]:
+    from peft.hosts import get_host_registry
+
+    get_host_registry()  # host packages register methods of their own (adaption prompt)
+    return sorted(set(peft.PEFT_TYPE_TO_CONFIG_MAPPING.values()), key=lambda cls: cls.__name__)
+
+
+# the arguments without which a config class refuses to be created (as in the reference)
+_REQUIRED_CONFIG_KWARGS = {"AdaLoraConfig": {"total_step": 10}, "CPTConfig": {"task_type": "CAUSAL_LM"}}
+
+
+def _new_config(config_cls: type) -> PeftConfig:
+    return config_cls(**_REQUIRED_CONFIG_KWARGS.get(config_cls.__name__, {}))
+
+
+@pytest.mark.parametrize("config_cls", _all_config_classes(), ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("version", ["0.10", "0.17.0", "1"])
+def test_cfg_5_a_new_config_carries_the_version_that_created_it(config_cls, version, tmp_path, monkeypatch):
+    """CFG-5: the version is recorded when the config is created, written on save and kept when loaded."""
+    monkeypatch.setattr(peft.config, "__version__", version)
+    config = _new_config(config_cls)
+    assert config.peft_version == version
+    config.save_pretrained(tmp_path)
+    assert _read_saved(tmp_path)["peft_version"] == version
+
+    # a loaded config keeps the version that saved it, also when it is saved again by a newer version
+    monkeypatch.setattr(peft.config, "__version__", "0.1.another-version")
+    loaded = PeftConfig.from_pretrained(tmp_path)
+    assert loaded.peft_version == version
+    loaded.save_pretrained(tmp_path / "again")
+    assert _read_saved(tmp_path / "again")["peft_version"] == version
+
+
+@pytest.mark.parametrize("config_cls", _all_config_classes(), ids=lambda cls: cls.__name__)
+def test_cfg_5_a_dev_version_records_the_commit_at_creation(config_cls, tmp_path, monkeypatch):
+    monkeypatch.setattr(peft.config, "__version__", "0.15.0.dev7")
+    monkeypatch.setattr(peft.config, "_get_commit_hash", lambda pkg: "abcdef012345")
+    config = _new_config(config_cls)
+    assert config.peft_version == "0.15.0.dev7@abcdef012345"
+    config.save_pretrained(tmp_path)
+    assert PeftConfig.from_pretrained(tmp_path).peft_version == "0.15.0.dev7@abcdef012345"
+
+
+def test_cfg_5_a_failing_commit_lookup_warns_and_records_unknown(monkeypatch):
+    def broken(pkg):
+        raise RuntimeError("metadata is broken")
+
+    monkeypatch.setattr(peft.config, "__version__", "0.15.0.dev7")
+    monkeypatch.setattr(peft.config, "_get_commit_hash", broken)
+    with pytest.warns(UserWarning, match="error while trying to determine the commit hash"):
+        config = LoraConfig()
+    assert config.peft_version == "0.15.0.dev7@UNKNOWN"
+
+
+def test_cfg_5_a_config_dict_without_version_gets_the_current_one(tmp_path):
+    # files written before peft recorded versions have none; saving them again records this version
+    _write_config(tmp_path, {"peft_type": "LORA", "target_modules": ["q"]})
+    loaded = PeftConfig.from_pretrained(tmp_path)
+    assert loaded.peft_version.startswith(peft.__version__)
+
+
 # --------------------------------------------------------------------------------------------------------------- CFG-6
 
 
@@ -322,3 +395,44 @@ def test_cfg_13_runtime_config_in_a_file_is_ignored_on_load(tmp_path):
     )
     loaded = PeftConfig.from_pretrained(tmp_path)
     assert loaded.runtime_config.ephemeral_gpu_offload is False
+
+
+# ---------------------------------------------------------------------------------------------- fields filled in later
+
+
+@pytest.mark.parametrize("config_cls", _all_config_classes(), ids=lambda cls: cls.__name__)
+def test_every_config_is_created_with_its_defaults_and_copied(config_cls):
+    """Fields the reference fills in after creation (sizes, indices) may be left open: creating and copying a config
+    never validates them (issue 11, item 13); the model checks them where it uses them."""
+    config = _new_config(config_cls)
+    assert copy.deepcopy(config).to_dict() == config.to_dict()
+    assert dataclasses.replace(config).to_dict() == config.to_dict()
+
+
+def test_trainable_tokens_indices_left_open_are_checked_at_injection():
+    config = TrainableTokensConfig(target_modules=["emb"])
+    model = nn.Sequential()
+    model.add_module("emb", nn.Embedding(10, 4))
+    with pytest.raises(ValueError, match=r"token_indices must be a non-empty list of non-negative ints, got \[\]"):
+        get_peft_model(model, config)
+    assert not any(type(m).__name__ == "TrainableTokensLayer" for m in model.modules())
+    config.token_indices = [1, 2]
+    peft_model = get_peft_model(model, config)
+    assert peft_model.emb.token_indices["default"] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------- sanity checks
+
+
+@pytest.mark.parametrize("config_cls", [PeftConfig, LoraConfig], ids=lambda cls: cls.__name__)
+def test_a_json_file_without_peft_type_is_no_adapter_config(config_cls, tmp_path):
+    """Issue 11, item 14: any JSON file named adapter_config.json is not accepted as a config (as in the reference)."""
+    _write_config(tmp_path, {"foo": "bar", "baz": 123})
+    msg = f"The {config_cls.__name__} config that is trying to be loaded is missing required keys: {{'peft_type'}}."
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        config_cls.from_pretrained(tmp_path)
+
+
+def test_target_parameters_given_as_a_str_raises_a_type_error():
+    with pytest.raises(TypeError, match=re.escape("`target_parameters` must be a list of strings or None")):
+        LoraConfig(target_parameters="lin0.weight")

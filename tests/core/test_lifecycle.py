@@ -154,13 +154,43 @@ def test_life_4_added_adapter_does_not_activate_its_auxiliary_modules():
     model.add_adapter("other", _config())
     _train(model, "other", seed=0)
     base = model.get_base_model()
-    assert base.head.active_adapters == ["default"] and base.embed_tokens.active_adapters == ["default"]
+    # the wrappers hold only "other", which is not active: none of their adapters is (as in the reference)
+    assert base.head.active_adapters == [] and base.embed_tokens.active_adapters == []
     with torch.no_grad():
         torch.testing.assert_close(base.head(torch.ones(2, DIM)), _base().head(torch.ones(2, DIM)), atol=0, rtol=0)
         torch.testing.assert_close(base.embed_tokens.weight, _base().embed_tokens.weight, atol=0, rtol=0)
 
 
 # ------------------------------------------------------------------------------------------------ LIFE-7: activate
+
+
+def test_aux_3_a_wrapper_lists_only_the_active_adapters_it_holds():
+    """Issue 11, item 12: with several active adapters, each auxiliary module reports the active ones it has a copy
+    for, as in the reference."""
+    model = get_peft_model(_base(), LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["head"]))
+    model.add_adapter("other", LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["lin1"]))
+    model.base_model.set_adapter(["default", "other"])
+    base = model.get_base_model()
+    assert base.head.active_adapters == ["default"] and base.lin1.active_adapters == ["other"]
+    model.set_adapter("other")
+    assert base.head.active_adapters == [] and base.lin1.active_adapters == ["other"]
+
+
+def test_open_2_several_active_adapters_with_copies_of_one_module_add_their_changes():
+    """A deliberate difference (docs/migration.md): the reference refuses to activate two adapters holding copies
+    of one module; here their changes to the original add up."""
+    model = get_peft_model(_base(), LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["head"]))
+    model.add_adapter("other", LoraConfig(r=2, target_modules=["lin0"], modules_to_save=["head"]))
+    head = model.get_base_model().head
+    with torch.no_grad():
+        head.modules_to_save["default"].weight.add_(1.0)
+        head.modules_to_save["other"].weight.add_(2.0)
+    model.base_model.set_adapter(["default", "other"])
+    assert head.active_adapters == ["default", "other"]
+    x = torch.ones(2, DIM)
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(x, head.original_module.weight + 3.0, head.original_module.bias)
+        torch.testing.assert_close(head(x), expected)
 
 
 def test_life_7_set_adapter_activates_one_adapter_on_every_layer_and_auxiliary_module():
@@ -490,14 +520,14 @@ def test_life_22_forward_that_raises_inside_a_mixed_batch_leaks_no_state():
 def test_life_31_layer_status_covers_adapter_layers_and_auxiliary_modules_without_tokens():
     model = get_peft_model(_base(), _config(trainable_token_indices=None))
     model.add_adapter("other", _config(trainable_token_indices=None, target_modules=["lin1"]))
-    statuses = {status.name.removeprefix("model."): status for status in model.get_layer_status()}
-    assert sorted(statuses) == ["head", "lin0", "lin1"]
-    assert statuses["lin0"].module_type == "lora.Linear"
-    assert statuses["head"].module_type == "ModulesToSaveWrapper"
-    assert statuses["lin1"].available_adapters == ["default", "other"]
-    assert statuses["lin1"].requires_grad == {"default": True, "other": False}
-    assert statuses["lin0"].devices == {"default": ["cpu"]}
-    assert statuses["head"].active_adapters == ["default"]
+    statuses = {status.name: status for status in model.get_layer_status()}
+    assert sorted(statuses) == ["model.head", "model.lin0", "model.lin1"]
+    assert statuses["model.lin0"].module_type == "lora.Linear"
+    assert statuses["model.head"].module_type == "ModulesToSaveWrapper"
+    assert statuses["model.lin1"].available_adapters == ["default", "other"]
+    assert statuses["model.lin1"].requires_grad == {"default": True, "other": False}
+    assert statuses["model.lin0"].devices == {"default": ["cpu"]}
+    assert statuses["model.head"].active_adapters == ["default"]
 
 
 def test_life_31_layer_status_with_trainable_tokens():
@@ -545,6 +575,36 @@ def test_life_31_status_of_a_plain_model_with_injected_layers():
 def test_life_31_status_without_adapter_layers_raises():
     with pytest.raises(ValueError):
         get_layer_status(_base())
+
+
+def test_life_31_layers_are_named_as_the_reference_names_them():
+    """Issue 11, item 9: a PeftModel's layers are named from its tuner (``model.<path>``), a trainable-tokens
+    embedding by the layer inside its wrapper, and plain layers have no quantization backend (None)."""
+    statuses = get_layer_status(_model(names=("default",)))
+    assert [s.name for s in statuses] == ["model.embed_tokens.token_adapter", "model.lin0", "model.lin1", "model.head"]
+    assert [s.module_type for s in statuses] == [
+        "trainable_tokens.TrainableTokensLayer",
+        "lora.Linear",
+        "lora.Linear",
+        "ModulesToSaveWrapper",
+    ]
+    assert all(s.quantization_backend is None for s in statuses)
+    status = get_model_status(_model(names=("default",)))
+    assert status.quantization_backend is None and status.num_adapter_layers == 4
+
+
+def test_life_31_a_plain_model_keeps_its_own_names():
+    model = inject_adapter_in_model(LoraConfig(r=2, target_modules=["lin0"]), _base())
+    assert [s.name for s in get_layer_status(model)] == ["lin0"]
+    assert get_model_status(model).base_model_type == "other"
+
+
+def test_life_31_status_of_a_mixed_model():
+    model = get_peft_model(_base(), LoraConfig(r=2, target_modules=["lin0"]), mixed=True)
+    model.add_adapter("tokens", TrainableTokensConfig(target_modules=["embed_tokens"], token_indices=[1]))
+    names = {s.name: s.available_adapters for s in model.get_layer_status()}
+    assert names == {"model.embed_tokens": ["tokens"], "model.lin0": ["default"]}
+    assert model.get_model_status().adapter_model_type == "MixedModel"
 
 
 # --------------------------------------------------------------------------------------------------- LIFE-26

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -341,6 +342,26 @@ def test_life_11_is_trainable_makes_exactly_the_adapter_trainable(saved_adapter)
     assert any("modules_to_save.default" in n for n in _trainable(model))
 
 
+@pytest.mark.parametrize("load", ["from_pretrained", "load_adapter"])
+def test_life_11_loading_for_inference_puts_the_model_in_eval_mode(saved_adapter, load):
+    """Issue 11, item 1: as in the reference, an adapter loaded for inference computes deterministically (dropout
+    off), although the base model was in training mode."""
+    base = _base().train()
+    model = PeftModel.from_pretrained(base, saved_adapter, config=_config(lora_dropout=0.5), is_trainable=True)
+    assert model.training
+    if load == "from_pretrained":
+        model = PeftModel.from_pretrained(_base().train(), saved_adapter, config=_config(lora_dropout=0.5))
+    else:
+        model.load_adapter(saved_adapter / "other", adapter_name="other")
+    assert not model.training and not any(m.training for m in model.modules())
+    torch.testing.assert_close(_out(model), _out(model), atol=0, rtol=0)
+
+
+def test_life_11_loading_for_training_keeps_the_training_mode(saved_adapter):
+    model = PeftModel.from_pretrained(_base().train(), saved_adapter, is_trainable=True)
+    assert model.training
+
+
 def test_life_3_load_adapter_does_not_activate_the_new_adapter(saved_adapter):
     model = PeftModel.from_pretrained(_base(), saved_adapter)
     before = _out(model)
@@ -388,6 +409,56 @@ def test_life_14_disable_adapter_takes_precedence_over_adapter_names():
     torch.testing.assert_close(out, _out(_base()), atol=0, rtol=0)
 
 
+def _disabled_flags(model: nn.Module) -> list[bool]:
+    return [layer.disable_adapters for layer in _lora_layers(model)]
+
+
+def test_life_14_disable_adapter_sets_every_layer_and_restores_all_enabled():
+    model = get_peft_model(_base(), _config())
+    assert model.has_active_enabled_adapter
+    with model.disable_adapter():
+        assert all(_disabled_flags(model)) and not model.has_active_enabled_adapter
+    assert not any(_disabled_flags(model)) and model.has_active_enabled_adapter
+
+
+def test_life_14_disable_adapter_keeps_layers_disabled_that_were_disabled_before():
+    """Issue 11, item 4: leaving the block restores the state from before it, also when that was disabled."""
+    model = get_peft_model(_base(), _config())
+    model.base_model.disable_adapter_layers()
+    with model.disable_adapter():
+        pass
+    assert all(_disabled_flags(model))
+    torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)
+
+
+def test_life_14_disable_adapter_is_reentrant():
+    model = get_peft_model(_base(), _config())
+    with model.disable_adapter():
+        with model.disable_adapter():
+            assert all(_disabled_flags(model)) and not model.has_active_enabled_adapter
+        assert all(_disabled_flags(model)) and not model.has_active_enabled_adapter
+        torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)
+    assert not any(_disabled_flags(model)) and model.has_active_enabled_adapter
+
+
+def test_life_14_disable_adapter_warns_when_layers_disagree_and_restores_each_layer():
+    """The reference warns too, then enables every layer; we restore each layer as it was (docs/migration.md)."""
+    model = get_peft_model(_base(), _config())
+    _lora_layers(model)[0].enable_adapters(False)
+    before = _disabled_flags(model)
+    assert set(before) == {True, False}
+    msg = "The model contains some adapter layers that are enabled and others that are disabled"
+    with pytest.warns(UserWarning, match=msg), model.disable_adapter():
+        assert all(_disabled_flags(model))
+    assert _disabled_flags(model) == before
+
+
+def test_life_14_has_active_enabled_adapter_is_false_without_an_active_adapter():
+    model = get_peft_model(_base(), _config())
+    model.delete_adapter("default")
+    assert not model.has_active_enabled_adapter
+
+
 # ----------------------------------------------------------------------------------------------------- LIFE-16
 
 
@@ -428,12 +499,54 @@ def test_life_16_deleting_an_unknown_adapter_raises():
         model.delete_adapter("x")
 
 
-def test_life_16_deleting_the_last_adapter_of_a_peft_model_raises():
-    """Issue #3: an adapter-less PeftModel is an error; unload() gives the base model back."""
+def test_life_16_deleting_the_last_adapter_of_a_peft_model_leaves_the_base_model():
+    """LIFE-16 (issue 11, item 2): as in the reference, the last adapter can be deleted; no adapter is active and,
+    unlike the reference (whose next forward fails), the model computes exactly like the base model."""
     model = get_peft_model(_base(), _config())
-    with pytest.raises(ValueError, match="last adapter"):
-        model.delete_adapter("default")
-    assert model.active_adapters == ["default"]
+    model.delete_adapter("default")
+    assert model.active_adapters == [] and model.peft_config == {}
+    torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)
+
+
+def test_life_16_after_deleting_the_last_adapter_another_is_added_without_warnings():
+    model = get_peft_model(_base(), _config())
+    model.delete_adapter("default")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.add_adapter("new", _config())
+    torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)  # added, not active yet
+    model.set_adapter("new")
+    expected = get_peft_model(_base(), _config(), adapter_name="new")
+    expected.load_state_dict(model.state_dict(), strict=True)
+    torch.testing.assert_close(_out(model), _out(expected))
+    assert not torch.allclose(_out(model), _out(_base()))
+
+
+def test_life_16_a_merged_adapter_cannot_be_deleted_and_nothing_changes():
+    model = _two_adapters()
+    model.merge_adapter(["other"])
+    merged_before = [list(layer.merged_adapters) for layer in _lora_layers(model)]
+    weights_before = {k: v.clone() for k, v in model.state_dict().items()}
+    msg = "Cannot delete adapter(s) ['other'] while they are merged. Please unmerge them first."
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        model.delete_adapter("other")
+    assert sorted(model.peft_config) == ["default", "other"]
+    assert [list(layer.merged_adapters) for layer in _lora_layers(model)] == merged_before
+    assert all(torch.equal(v, weights_before[k]) for k, v in model.state_dict().items())
+    model.delete_adapter("default")  # an unmerged adapter still goes, the merge stays
+    assert [list(layer.merged_adapters) for layer in _lora_layers(model)] == merged_before
+    model.unmerge_adapter()
+    model.delete_adapter("other")
+    assert model.peft_config == {}
+
+
+def test_life_16_functional_delete_adapter_refuses_a_merged_adapter():
+    model = inject_adapter_in_model(_config(), _base())
+    for layer in _lora_layers(model):
+        layer.merge()
+    with pytest.raises(ValueError, match=re.escape("Cannot delete adapter(s) ['default'] while they are merged")):
+        peft.functional.delete_adapter(model, "default", prefix="lora_")
+    assert all("default" in layer.lora_A for layer in _lora_layers(model))
 
 
 def test_life_16_deleting_the_last_adapter_through_the_tuner_leaves_no_active_adapter():
@@ -442,6 +555,31 @@ def test_life_16_deleting_the_last_adapter_through_the_tuner_leaves_no_active_ad
     assert model.active_adapters == []
     assert model.peft_config == {}
     torch.testing.assert_close(_out(model), _out(_base()), atol=0, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------- sanity checks
+
+
+@pytest.mark.parametrize("not_a_model", ["org/some-model", None, object()])
+def test_a_model_that_is_no_module_is_refused_with_a_type_error(not_a_model, saved_adapter):
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        get_peft_model(not_a_model, _config())
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        PeftModel.from_pretrained(not_a_model, saved_adapter)
+
+
+def test_an_adapter_name_inside_the_method_prefix_warns():
+    with pytest.warns(UserWarning, match="Adapter name 'lora' should not be contained in the prefix 'lora_'"):
+        get_peft_model(_base(), _config(), adapter_name="lora")
+
+
+@pytest.mark.parametrize("error", [TypeError, ValueError])
+def test_adapter_names_given_as_a_str_raise_a_type_error_that_is_also_a_value_error(error):
+    model = get_peft_model(_base(), _config())
+    with pytest.raises(error, match="adapter_names should be a list of strings, got 'default'"):
+        model.merge_adapter(adapter_names="default")
+    with pytest.raises(error, match="adapter_names should be a list of strings"):
+        model.merge_and_unload(adapter_names="default")
 
 
 # ----------------------------------------------------------------------------------------------------- LIFE-17

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft import LoraConfig, PeftWarning, get_peft_model
+from peft import LoraConfig, PeftModel, PeftWarning, get_peft_model
 from peft.tuners.lora import LoraLayer, ParamWrapper
 from peft.tuners.tuners_layer import BaseTunerLayer
 
@@ -882,3 +882,96 @@ def test_life_22_mixed_batch_with_adapters_of_different_ranks_matches_single_run
                 model.set_adapter(name)
                 expected.append(model(x[row : row + 1]))
     torch.testing.assert_close(mixed, torch.cat(expected), atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------- grouped convolutions
+
+
+class _GroupedConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _dense_kernel(conv: nn.Conv2d) -> torch.Tensor:
+    """A grouped conv's kernel as an ungrouped one: zero where an output channel does not read an input channel."""
+    weight = conv.weight.detach()
+    groups, out_per_group, in_per_group = conv.groups, weight.shape[0] // conv.groups, weight.shape[1]
+    dense = torch.zeros(weight.shape[0], in_per_group * groups, *weight.shape[2:])
+    for o in range(weight.shape[0]):
+        group = o // out_per_group
+        dense[o, group * in_per_group : (group + 1) * in_per_group] = weight[o]
+    return dense
+
+
+def _grouped_lora_delta(layer: nn.Module) -> torch.Tensor:
+    """``B A`` by hand: output channel ``o`` of group ``g`` sums over the rank channels of group ``g``."""
+    weight_a, weight_b = (
+        layer.lora_A["default"].weight,
+        layer.lora_B["default"].weight,
+    )  # (r, in, k, k), (out, r/g, 1, 1)
+    groups = layer.get_base_layer().groups
+    out_per_group, rank_per_group = weight_b.shape[0] // groups, weight_b.shape[1]
+    delta = torch.zeros(weight_b.shape[0], *weight_a.shape[1:])
+    for o in range(weight_b.shape[0]):
+        ranks = range((o // out_per_group) * rank_per_group, (o // out_per_group + 1) * rank_per_group)
+        for j, rank in enumerate(ranks):
+            delta[o] += weight_b[o, j, 0, 0] * weight_a[rank]
+    return S * delta
+
+
+def _grouped_model(**config) -> tuple[nn.Module, nn.Conv2d, torch.Tensor]:
+    torch.manual_seed(0)
+    base = _GroupedConv().eval()
+    original = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+    original.load_state_dict(base.conv.state_dict())
+    with pytest.warns(PeftWarning, match="groups > 1"):
+        model = get_peft_model(
+            base, LoraConfig(r=4, lora_alpha=4 * S, target_modules=["conv"], init_lora_weights=False, **config)
+        )
+    x = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(1))
+    return model.eval(), original, x
+
+
+def test_lora_on_a_grouped_conv_computes_its_delta_over_every_input_channel():
+    """Issue 11, item 3: B is grouped like the base layer, A is not; the update is the dense kernel B A."""
+    model, original, x = _grouped_model()
+    layer = model.get_base_model().conv
+    delta = _grouped_lora_delta(layer).detach()
+    torch.testing.assert_close(layer.get_delta_weight("default").detach(), delta, atol=ATOL, rtol=1e-4)
+    expected = F.conv2d(x, _dense_kernel(original) + delta, original.bias, padding=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=1e-4)
+
+
+def test_dora_on_a_grouped_conv_normalises_the_dense_adapted_kernel():
+    model, original, x = _grouped_model(use_dora=True)
+    layer = model.get_base_model().conv
+    with torch.no_grad():
+        layer.lora_magnitude_vector["default"].weight.copy_(torch.rand(1, 8, 1, 1) + 0.5)
+    magnitude = layer.lora_magnitude_vector["default"].weight.detach().flatten()
+    combined = _dense_kernel(original) + _grouped_lora_delta(layer).detach()
+    kernel = (magnitude / combined.flatten(1).norm(dim=1)).reshape(-1, 1, 1, 1) * combined
+    expected = F.conv2d(x, kernel, original.bias, padding=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=1e-4)
+
+
+@pytest.mark.parametrize("use_dora", [False, True])
+def test_an_adapter_on_a_grouped_conv_is_not_merged_and_round_trips(use_dora, tmp_path):
+    model, original, x = _grouped_model(use_dora=use_dora)
+    with torch.no_grad():
+        expected = model(x)
+    with pytest.raises(NotImplementedError, match="groups > 1"):
+        model.merge_adapter()
+    torch.testing.assert_close(model.get_base_model().conv.get_base_layer().weight, original.weight, atol=0, rtol=0)
+    model.save_pretrained(tmp_path)
+    base = _GroupedConv().eval()
+    base.conv.load_state_dict(original.state_dict())
+    with pytest.warns(PeftWarning, match="groups > 1"):
+        loaded = PeftModel.from_pretrained(base, tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), expected, atol=0, rtol=0)

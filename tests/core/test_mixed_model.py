@@ -318,3 +318,34 @@ def test_open_6_a_nested_adapter_folder_loads_alone_as_a_peft_model(tmp_path):
     expected = _out(model)
     single = PeftModel.from_pretrained(_base(), tmp_path / "lora", adapter_name="lora")
     torch.testing.assert_close(_out(single), expected, atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------ AdaLoRA, loading
+
+
+def test_adalora_in_a_mixed_model_counts_only_adalora_adapters_as_trainable():
+    """Issue 11, item 11: AdaLoRA's one-trainable-adapter rule is about its rank allocator: trainable adapters of
+    other types in the same mixed model do not count."""
+    from peft import AdaLoraConfig
+
+    model = get_peft_model(_base(), _lora(), adapter_name="lora", mixed=True)
+    model.add_adapter("ada", AdaLoraConfig(init_r=2, target_r=1, total_step=10, target_modules=["head"]))
+    assert sorted(model.peft_config) == ["ada", "lora"]
+    with pytest.raises(ValueError, match="supports only 1 trainable adapter"):
+        model.add_adapter("ada2", AdaLoraConfig(init_r=2, target_r=1, total_step=10, target_modules=["head"]))
+    assert sorted(model.peft_config) == ["ada", "lora"]
+
+
+def test_loading_a_mixed_model_for_inference_puts_it_in_eval_mode(tmp_path):
+    _mixed().save_pretrained(tmp_path)
+    assert not PeftMixedModel.from_pretrained(_base().train(), tmp_path).training
+    assert PeftMixedModel.from_pretrained(_base().train(), tmp_path, is_trainable=True).training
+
+
+def test_a_merged_adapter_of_a_mixed_model_cannot_be_deleted():
+    model = _mixed()
+    model.set_adapter(["lora", "tokens"])
+    model.base_model.merge_adapter(["lora"])
+    with pytest.raises(ValueError, match=r"Cannot delete adapter\(s\) \['lora'\] while they are merged"):
+        model.delete_adapter("lora")
+    assert sorted(model.peft_config) == ["lora", "tokens"]

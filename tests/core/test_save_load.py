@@ -554,3 +554,133 @@ def test_life_26_low_cpu_mem_usage_load_of_a_dora_adapter(tmp_path):
     loaded = PeftModel.from_pretrained(_base(), tmp_path, low_cpu_mem_usage=True)
     _assert_no_meta(loaded)
     torch.testing.assert_close(_out(loaded), _out(model), atol=0, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------- model card
+
+
+def _card_front_matter(folder) -> dict:
+    import yaml
+
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    return yaml.safe_load(text[4:].split("\n---", 1)[0])
+
+
+def test_model_card_of_a_custom_module_names_no_base_model(tmp_path):
+    """Issue 11, item 6: a module without a (transformers) config is no Hub model, whatever name its adapter config
+    carries; the reference writes no ``base_model`` then either."""
+    model = get_peft_model(_base(), _config(base_model_name_or_path="MLP"))
+    model.save_pretrained(tmp_path)
+    front = _card_front_matter(tmp_path)
+    assert front["library_name"] == "peft"
+    assert "base_model" not in front
+    assert "lora" in front["tags"]
+
+
+def test_model_card_of_a_transformers_model_names_its_base_model(tmp_path):
+    pytest.importorskip("transformers")
+    from tiny_transformers import tiny_llama
+
+    base = tiny_llama()
+    base.config._name_or_path = "org/tiny-llama"
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    model.save_pretrained(tmp_path)
+    front = _card_front_matter(tmp_path)
+    assert front["base_model"] == "org/tiny-llama"
+    assert front["pipeline_tag"] == "text-generation"
+    assert {"lora", "transformers"} <= set(front["tags"])
+
+
+def test_model_card_keeps_an_existing_card(tmp_path):
+    (tmp_path / "README.md").write_text("---\nmeta: hello\n---\nThis is a model card\n", encoding="utf-8")
+    get_peft_model(_base(), _config()).save_pretrained(tmp_path)
+    front = _card_front_matter(tmp_path)
+    assert front["meta"] == "hello" and front["library_name"] == "peft"
+    assert "This is a model card" in (tmp_path / "README.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------- base model state dict
+
+
+class _Everything(nn.Module):
+    """A base model for every kind of wrapper: adapter layers, nested adapters, a raw parameter, a trained copy and
+    trainable tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.lin0 = nn.Linear(8, 8)
+        self.lin1 = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.lin1(self.lin0(self.emb(x))))
+
+
+def _everything_adapted() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    base = _base(_Everything)
+    original = {k: v.clone() for k, v in base.state_dict().items()}
+    model = get_peft_model(
+        base,
+        LoraConfig(
+            r=2,
+            target_modules=["lin0"],
+            target_parameters=["lin1.weight"],
+            modules_to_save=["head"],
+            trainable_token_indices={"emb": [1, 2]},
+        ),
+    )
+    return model, original
+
+
+def test_base_model_state_dict_has_the_base_models_keys_and_tensors():
+    """Issue 11, item 8."""
+    from peft import get_base_model_state_dict
+
+    model, original = _everything_adapted()
+    state_dict = get_base_model_state_dict(model)
+    assert sorted(state_dict) == sorted(original)
+    assert all(torch.equal(state_dict[k], original[k]) for k in original)
+    # the same for the tuner, and for a plain model with injected adapters
+    assert sorted(get_base_model_state_dict(model.base_model)) == sorted(original)
+    injected = inject_adapter_in_model(LoraConfig(r=2, target_modules=["lin0", "lin1"]), _base(_Everything))
+    assert sorted(get_base_model_state_dict(injected)) == sorted(original)
+
+
+def test_base_model_state_dict_of_a_mixed_model_with_nested_adapters():
+    from peft import LoHaConfig, get_base_model_state_dict
+
+    base = _base(_Everything)
+    original = sorted(base.state_dict())
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["lin0"]), mixed=True)
+    model.add_adapter("loha", LoHaConfig(r=2, target_modules=["lin0", "lin1"]))
+    assert sorted(get_base_model_state_dict(model)) == original
+
+
+def test_set_base_model_state_dict_loads_base_weights_and_leaves_adapters_alone():
+    from peft import set_base_model_state_dict
+
+    model, original = _everything_adapted()
+    adapters = {k: v.clone() for k, v in get_peft_model_state_dict(model).items()}
+    new = {k: v + 1.0 for k, v in original.items()}
+    result = set_base_model_state_dict(model, new)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    base = model.get_base_model()
+    torch.testing.assert_close(base.lin0.base_layer.weight, new["lin0.weight"])
+    torch.testing.assert_close(base.head.original_module.bias, new["head.bias"])
+    torch.testing.assert_close(base.emb.original_module.weight, new["emb.weight"])
+    torch.testing.assert_close(base.lin1.base_layer.weight, new["lin1.weight"])
+    assert all(torch.equal(v, adapters[k]) for k, v in get_peft_model_state_dict(model).items())
+
+
+def test_set_base_model_state_dict_reports_mismatched_keys():
+    from peft import set_base_model_state_dict
+
+    model, original = _everything_adapted()
+    partial = {k: v for k, v in original.items() if k != "lin0.bias"} | {"nope.weight": torch.zeros(1)}
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict: \['lin0.bias'\]"):
+        set_base_model_state_dict(model, partial)
+    torch.testing.assert_close(model.get_base_model().lin0.base_layer.weight, original["lin0.weight"])
+    result = set_base_model_state_dict(model, partial, strict=False)
+    assert result.missing_keys == ["lin0.bias"] and result.unexpected_keys == ["nope.weight"]

@@ -43,6 +43,12 @@ CONV = {
     "kind": "sequential",
     "layers": [["Conv2d", 3, 8, 3, {"padding": 1}], ["ReLU"], ["Conv2d", 8, 4, 3], ["Flatten"], ["Linear", 144, 3]],
 }
+# a grouped convolution: LoRA's B is grouped like the base layer, A is not (issue 11, item 3)
+GROUPED_CONV = {
+    "kind": "sequential",
+    "layers": [["Conv2d", 4, 8, 3, {"padding": 1, "groups": 2}], ["ReLU"], ["Flatten"], ["Linear", 200, 3]],
+}
+LORA_GROUPED_CONV = {"r": 4, "lora_alpha": 8, "target_modules": ["0"]}
 EMB = {"kind": "sequential", "layers": [["Embedding", 50, 16], ["Linear", 16, 16], ["ReLU"], ["Linear", 16, 4]]}
 LLAMA_CONFIG = {
     "model_type": "llama",
@@ -292,6 +298,7 @@ XLORA_LLAMA = {
 # the config (default LoraConfig); every adapter starts random (RANDOM_INIT) and is perturbed further
 CASES: dict[str, tuple[dict, dict, dict]] = {
     "linear": (MLP, {"x": ("float", [4, 10])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "2", "4"]}),
+    "lora_grouped_conv2d": (GROUPED_CONV, {"x": ("float", [2, 4, 5, 5])}, LORA_GROUPED_CONV),
     "conv2d": (CONV, {"x": ("float", [2, 3, 8, 8])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "2"]}),
     "embedding": (EMB, {"x": ("int", 50, [2, 7])}, {"r": 4, "lora_alpha": 8, "target_modules": ["0", "1"]}),
     "dora": (
@@ -572,6 +579,7 @@ CASES: dict[str, tuple[dict, dict, dict]] = {
 }
 # adapters the reference makes and we load: name -> (model spec, inputs, config kwargs)
 REFERENCE_MADE_CASES: dict[str, tuple[dict, dict, dict]] = {
+    "reference_lora_grouped_conv2d": (GROUPED_CONV, {"x": ("float", [2, 4, 5, 5])}, LORA_GROUPED_CONV),
     "reference_mixtral_all_linear": (MIXTRAL, TOKENS, MOE_ALL_LINEAR),
     "reference_oft_linear": (MLP, {"x": ("float", [4, 10])}, OFT_LINEAR),
     "reference_oft_conv1x1_exact_shared": (CONV1X1, {"x": ("float", [2, 4, 5, 5])}, OFT_CONV1X1_EXACT_SHARED),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 
 import pytest
@@ -85,3 +87,15 @@ def test_generate_with_an_adaption_prompt_equals_greedy_decoding_with_forward():
             expected = torch.cat([expected, logits.argmax(-1, keepdim=True)], dim=1)
     generated = model.generate(input_ids=IDS, attention_mask=torch.ones_like(IDS), max_new_tokens=4, do_sample=False)
     assert generated.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("field", ["adapter_len", "adapter_layers"])
+def test_config_with_sizes_left_open_is_created_and_copied_and_checked_when_injected(field):
+    """As in the reference, the sizes may be filled in after creation; injection checks them."""
+    config = AdaptionPromptConfig(**{"adapter_len": 2, "adapter_layers": 1, field: None})
+    assert getattr(copy.deepcopy(config), field) is None
+    assert getattr(dataclasses.replace(config), field) is None
+    with pytest.raises(ValueError, match=f"{field} must be a positive int, got None"):
+        get_peft_model(_tiny_llama(), config)
+    setattr(config, field, 2)
+    get_peft_model(_tiny_llama(), config)

@@ -21,7 +21,6 @@ from peft import (  # noqa: E402
     CPTEmbedding,
     PeftConfig,
     PeftModel,
-    PeftWarning,
     get_peft_model,
     get_peft_model_state_dict,
 )
@@ -66,10 +65,11 @@ def test_cpt_1_config_defaults_and_validation():
         _config(opt_weighted_loss_type="linear")
 
 
-def test_cpt_1_another_task_type_warns_and_is_kept():
-    with pytest.warns(PeftWarning, match="CAUSAL_LM"):
-        config = CPTConfig(task_type="SEQ_CLS", cpt_token_ids=[1, 2])
-    assert config.task_type == "SEQ_CLS"
+@pytest.mark.parametrize("task_type", [None, "SEQ_CLS"])
+def test_cpt_1_another_task_type_raises(task_type):
+    """CPT is a causal-LM method: the reference 0.21.2 refuses any other task type, and so do we."""
+    with pytest.raises(ValueError, match="CPTConfig only supports task_type = CAUSAL_LM"):
+        CPTConfig(task_type=task_type, cpt_token_ids=[1, 2])
 
 
 def test_cpt_config_round_trips_through_json(tmp_path):

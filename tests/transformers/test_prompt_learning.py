@@ -219,3 +219,48 @@ def test_multitask_prompt_tuning_round_trips_and_needs_task_ids(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = PeftModel.from_pretrained(_tiny_llama(), tmp_path)
     torch.testing.assert_close(loaded(**INPUTS, task_ids=tasks).logits, expected)
+
+
+# ------------------------------------------------------------------------------------------------- sanity checks
+
+
+def test_set_requires_grad_on_a_prompt_model_raises_a_type_error():
+    model = get_peft_model(_tiny_llama(), CONFIGS["prompt_tuning"]())
+    with pytest.raises(TypeError, match="Setting `requires_grad` is not supported for prompt learning methods like"):
+        model.set_requires_grad("default")
+
+
+def test_layer_and_model_status_of_a_prompt_model_raise_a_type_error():
+    from peft import get_layer_status, get_model_status
+
+    model = get_peft_model(_tiny_llama(), CONFIGS["prompt_tuning"]())
+    for status in (get_layer_status, get_model_status):
+        with pytest.raises(TypeError, match="got an invalid PeftModel instance"):
+            status(model)
+
+
+@pytest.mark.parametrize("kind", ["p_tuning_mlp", "p_tuning_lstm", "prefix_projection"])
+def test_a_loaded_encoder_output_cannot_be_trained(kind, tmp_path):
+    """The checkpoint holds what the encoder computed, not the encoder: training it on would silently compute
+    something else (the reference refuses every prompt method here; prompt tuning keeps working, below)."""
+    get_peft_model(_tiny_llama(), CONFIGS[kind]()).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="Cannot set a prompt learning adapter to trainable when loading"):
+        PeftModel.from_pretrained(_tiny_llama(), tmp_path, is_trainable=True)
+    model = PeftModel.from_pretrained(_tiny_llama(), tmp_path)
+    with pytest.raises(ValueError, match="Cannot set a prompt learning adapter to trainable when loading"):
+        model.load_adapter(tmp_path, "other", is_trainable=True)
+
+
+@pytest.mark.parametrize("kind", ["prompt_tuning", "prefix"])
+def test_a_loaded_prompt_without_encoder_trains_on_from_where_it_was(kind, tmp_path):
+    model = get_peft_model(_tiny_llama(), CONFIGS[kind]())
+    with torch.no_grad():
+        for param in model.prompt_encoder.parameters():
+            param.add_(torch.randn_like(param))
+    with torch.no_grad():
+        expected = model.eval()(**INPUTS).logits
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(_tiny_llama(), tmp_path, is_trainable=True)
+    assert any(p.requires_grad for p in loaded.prompt_encoder.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(**INPUTS).logits, expected)

@@ -14,6 +14,7 @@ from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig  # noq
 from peft.helpers import disable_input_dtype_casting  # noqa: E402
 from peft.mapping import (  # noqa: E402
     PEFT_TYPE_TO_CONFIG_MAPPING,
+    PEFT_TYPE_TO_MIXED_MODEL_MAPPING,
     PEFT_TYPE_TO_PREFIX_MAPPING,
     PEFT_TYPE_TO_TUNER_MAPPING,
     get_peft_config,
@@ -23,15 +24,22 @@ from peft.mapping_func import get_peft_model  # noqa: E402
 from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
 from peft.utils import (  # noqa: E402
+    TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING,
+    NoMatchingPeftModuleError,
+    PeftError,
     PeftType,
     PeftWarning,
     TaskType,
+    bloom_model_postprocess_past_key_value,
     cast_mixed_precision_params,
+    get_base_model_state_dict,
     get_peft_model_state_dict,
     load_peft_weights,
     prepare_model_for_kbit_training,
     register_peft_method,
+    set_base_model_state_dict,
     set_peft_model_state_dict,
+    shift_tokens_right,
 )
 from peft.utils.status import TunerLayerStatus, TunerModelStatus, get_layer_status, get_model_status  # noqa: E402
 
@@ -56,9 +64,16 @@ __all__ = [
     "IA3Model",
     "LNTuningConfig",
     "LNTuningModel",
+    "MODEL_TYPE_TO_PEFT_MODEL_MAPPING",
+    "NoMatchingPeftModuleError",
     "PEFT_TYPE_TO_CONFIG_MAPPING",
+    "PEFT_TYPE_TO_MIXED_MODEL_MAPPING",
     "PEFT_TYPE_TO_PREFIX_MAPPING",
     "PEFT_TYPE_TO_TUNER_MAPPING",
+    "PeftError",
+    "TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING",
+    "bloom_model_postprocess_past_key_value",
+    "shift_tokens_right",
     "LoHaConfig",
     "LoHaModel",
     "LoKrConfig",
@@ -130,6 +145,7 @@ __all__ = [
     "get_layer_status",
     "get_model_status",
     "disable_input_dtype_casting",
+    "get_base_model_state_dict",
     "get_peft_config",
     "get_peft_model",
     "get_peft_model_state_dict",
@@ -142,6 +158,7 @@ __all__ = [
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
+    "set_base_model_state_dict",
     "set_peft_model_state_dict",
 ]
 
@@ -153,6 +170,8 @@ def __getattr__(name: str) -> Any:
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
     from peft.hosts import get_host_registry
 
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
+        return get_host_registry().task_models
     exports = get_host_registry().exports
     if name in exports:
         return exports[name]()

@@ -10,12 +10,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from peft import __version__
 from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
 
 # fields that exist only at runtime and never go to adapter_config.json
 _RUNTIME_FIELDS = ("runtime_config",)
+# keys without which a JSON file is not an adapter config
+MIN_EXPECTED_CONFIG_KEYS = {"peft_type"}
 
 
 def _get_commit_hash(pkg_name: str) -> str | None:
@@ -35,16 +38,20 @@ def _get_commit_hash(pkg_name: str) -> str | None:
 
 
 def _get_peft_version() -> str:
-    """The version written into saved configs; dev versions carry the commit (or ``@UNKNOWN``)."""
-    from peft import __version__
-
-    if "dev" not in __version__:
-        return __version__
+    """The version stamped on new configs; dev versions carry the commit (or ``@UNKNOWN``)."""
+    # read at call time (not bound at import), so that the stamp follows the module attribute
+    version = __version__
+    if "dev" not in version:
+        return version
     try:
         commit = _get_commit_hash("peft") or _get_commit_hash("peft-core")
-    except Exception:  # never let version stamping break a save
+    except Exception:  # never let version stamping break creating or saving a config
+        warn(
+            "A dev version of PEFT is used but there was an error while trying to determine the commit hash; "
+            "the config records the version as '@UNKNOWN'."
+        )
         commit = None
-    return f"{__version__}@{commit or 'UNKNOWN'}"
+    return f"{version}@{commit or 'UNKNOWN'}"
 
 
 def _to_json_value(value: Any) -> Any:
@@ -76,6 +83,9 @@ class PeftConfigMixin:
     _inert_fields: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
+        if self.peft_version is None:
+            # the version that created the config; a loaded config keeps the version that saved it
+            self.peft_version = _get_peft_version()
         valid_tasks = [t.value for t in TaskType]
         if self.task_type is not None and str(self.task_type) not in valid_tasks:
             raise ValueError(f"Invalid task_type {self.task_type!r}; valid values are {valid_tasks} or None.")
@@ -114,7 +124,7 @@ class PeftConfigMixin:
         return out
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Write ``adapter_config.json`` into ``save_directory`` (atomically), stamping ``peft_version``.
+        """Write ``adapter_config.json`` into ``save_directory`` (atomically), with ``peft_version``.
 
         Extra ``kwargs`` are written as additional top-level keys.
         """
@@ -123,8 +133,43 @@ class PeftConfigMixin:
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file.")
         output = self.to_dict()
         output.update(kwargs)
-        output["peft_version"] = _get_peft_version()
+        if output.get("peft_version") is None:
+            output["peft_version"] = _get_peft_version()
         atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ) -> Any:
+        """Upload ``adapter_config.json`` to the Hub (see ``PeftModel.push_to_hub`` for the arguments).
+
+        Returns:
+            The ``huggingface_hub.CommitInfo`` of the commit.
+        """
+        from peft.utils.hub import push_to_hub
+
+        return push_to_hub(
+            self.save_pretrained,
+            repo_id,
+            default_commit_message="Upload config",
+            commit_message=commit_message,
+            commit_description=commit_description,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+            tags=tags,
+            update_card=False,
+        )
 
     @classmethod
     def _config_class_for(cls, peft_type: Any) -> type[PeftConfigMixin]:
@@ -207,6 +252,12 @@ class PeftConfigMixin:
             raise ValueError(f"Can't find '{CONFIG_NAME}' at '{where}'.")
         loaded = cls.from_json_file(path)
         loaded.update(overrides)
+        missing = MIN_EXPECTED_CONFIG_KEYS - set(loaded)
+        if missing:
+            raise TypeError(
+                f"The {cls.__name__} config that is trying to be loaded is missing required keys: {missing}. "
+                f"{path} is not an adapter config."
+            )
         config_cls = cls._config_class_for(loaded.get("peft_type"))
         config_cls.check_kwargs(**loaded)
         return config_cls(**config_cls._filter_known_kwargs(loaded))
@@ -254,3 +305,9 @@ class PromptLearningConfig(PeftConfig):
     @property
     def is_prompt_learning(self) -> bool:
         return True
+
+    @property
+    def _checkpoint_holds_encoder_output(self) -> bool:
+        """Whether saved adapters hold the output of a reparameterising encoder (not its weights), so that a loaded
+        adapter can compute but not train further; methods with such an encoder override this."""
+        return False

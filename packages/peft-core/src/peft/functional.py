@@ -58,20 +58,41 @@ def set_requires_grad(model: nn.Module, adapter_names: str | Sequence[str], requ
         module.set_requires_grad(adapter_names, requires_grad=requires_grad)
 
 
+def check_adapters_not_merged(model: nn.Module, adapter_names: Sequence[str]) -> None:
+    """Raise if any of ``adapter_names`` is merged into a base weight of ``model``.
+
+    Deleting a merged adapter would leave its change in the weights with no way to take it out again.
+    """
+    merged = {
+        name
+        for _, module in walk_modules(model)
+        if isinstance(module, BaseTunerLayer)
+        for name in module.merged_adapters
+    }
+    still_merged = sorted(merged & set(adapter_names))
+    if still_merged:
+        raise ValueError(f"Cannot delete adapter(s) {still_merged} while they are merged. Please unmerge them first.")
+
+
 def delete_adapter(
     model: nn.Module, adapter_name: str, prefix: str, layer_cls: type[BaseTunerLayer] = BaseTunerLayer
 ) -> list[str] | None:
     """Remove ``adapter_name`` from every adapter layer and auxiliary module of ``model``.
 
     If it was active, the remaining active adapters stay active; if none remain, the first remaining adapter in
-    sorted order becomes active (with a warning), identically on every layer. Configs are not touched.
+    sorted order becomes active (with a warning), identically on every layer. Configs are not touched. Deleting the
+    last adapter leaves the (empty) adapter layers in place with no active adapter: they compute like the base layer.
 
     Returns:
         The active adapters afterwards, or None if the model holds no adapter layer.
+
+    Raises:
+        ValueError: if the adapter is merged (nothing is changed then).
     """
     modules = _lifecycle_modules(model, layer_cls)
     if not modules:
         return None
+    check_adapters_not_merged(model, [adapter_name])
     active: list[str] = []
     available: set[str] = set()
     for module in modules:

@@ -2,15 +2,113 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
+from copy import deepcopy
+from functools import update_wrapper
+from types import MethodType
+from typing import Any
 
 from torch import nn
 
+from peft.config import PeftConfig
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.other import cast_mixed_precision_params
 
-__all__ = ["cast_mixed_precision_params", "disable_input_dtype_casting"]
+__all__ = [
+    "DoraCaching",  # noqa: F822  (resolved on first use by __getattr__)
+    "cast_mixed_precision_params",
+    "check_if_peft_model",
+    "disable_input_dtype_casting",
+    "rescale_adapter_scale",
+    "update_forward_signature",
+    "update_generate_signature",
+    "update_signature",
+]
+
+
+def _takes_only_args_and_kwargs(method: Any) -> bool:
+    parameters = inspect.signature(method).parameters
+    return set(parameters) in ({"args", "kwargs"}, {"kwargs"})
+
+
+def _with_signature_of(model: nn.Module, name: str) -> None:
+    """Give ``model.<name>`` (a method taking ``*args, **kwargs``) the docstring and annotations of the base model's
+    method, so that ``help()`` and IDEs show the real arguments."""
+    method = getattr(model, name)
+    if not _takes_only_args_and_kwargs(method):
+        return
+    function = deepcopy(method.__func__)
+    update_wrapper(
+        function, getattr(type(model.get_base_model()), name), assigned=("__doc__", "__name__", "__annotations__")
+    )
+    setattr(model, name, MethodType(function, model))
+
+
+def update_forward_signature(model: nn.Module) -> None:
+    """Show the base model's ``forward`` arguments on ``model.forward`` (a PEFT model's forward takes ``**kwargs``).
+
+    Example:
+        >>> update_forward_signature(peft_model)
+    """
+    _with_signature_of(model, "forward")
+
+
+def update_generate_signature(model: nn.Module) -> None:
+    """Show the base model's ``generate`` arguments on ``model.generate``, if the model generates."""
+    if hasattr(model, "generate"):
+        _with_signature_of(model, "generate")
+
+
+def update_signature(model: nn.Module, method: str = "all") -> None:
+    """``update_forward_signature`` and/or ``update_generate_signature``: ``method`` is "forward", "generate" or
+    "all".
+
+    Raises:
+        ValueError: for another ``method``.
+    """
+    if method not in ("forward", "generate", "all"):
+        raise ValueError(f"method {method} is not supported please choose one of ['forward', 'generate', 'all']")
+    if method in ("forward", "all"):
+        update_forward_signature(model)
+    if method in ("generate", "all"):
+        update_generate_signature(model)
+
+
+def check_if_peft_model(model_name_or_path: str) -> bool:
+    """Whether ``model_name_or_path`` (a folder or a Hub repository) holds a PEFT adapter config."""
+    try:
+        PeftConfig.from_pretrained(model_name_or_path)
+    except Exception:  # any failure (missing file, network, invalid JSON) means: not a PEFT model
+        return False
+    return True
+
+
+@contextmanager
+def rescale_adapter_scale(model: nn.Module, multiplier: float | int) -> Iterator[None]:
+    """Within the block every LoRA layer's scaling is multiplied by ``multiplier`` (restored afterwards); with a
+    multiplier in [0, 1] this interpolates between the base and the adapted model (WiSE-FT).
+
+    Raises:
+        TypeError: if ``multiplier`` is not a float or int.
+        ValueError: if the model has no LoRA layer.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (float, int)):
+        raise TypeError(f"Argument multiplier should be of type float, got {type(multiplier)}")
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    if not layers:
+        raise ValueError("scaling is only supported for models with `LoraLayer`s")
+    originals = [dict(layer.scaling) for layer in layers]
+    for layer in layers:
+        layer.scaling = {name: value * multiplier for name, value in layer.scaling.items()}
+    try:
+        yield
+    finally:
+        for layer, scaling in zip(layers, originals):
+            layer.scaling = scaling
 
 
 @contextmanager
@@ -29,3 +127,12 @@ def disable_input_dtype_casting(model: nn.Module, active: bool = True) -> Iterat
     finally:
         for layer, value in zip(layers, previous):
             layer.cast_input_dtype_enabled = value
+
+
+def __getattr__(name: str) -> Any:
+    # DoRA lives with LoRA, which is imported on first use only
+    if name == "DoraCaching":
+        from peft.tuners.lora.dora import DoraCaching
+
+        return DoraCaching
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
 from peft.utils.warnings import warn
+
+__all__ = ["PEFT_TYPE_TO_CONFIG_MAPPING", "get_peft_model"]
 
 
 def get_peft_model(
@@ -37,6 +42,14 @@ def get_peft_model(
 
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a PeftConfig, got {type(peft_config).__name__}.")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    prefix = PEFT_TYPE_TO_PREFIX_MAPPING.get(str(peft_config.peft_type))
+    if prefix and adapter_name in prefix:
+        warn(
+            f"Adapter name {adapter_name!r} should not be contained in the prefix {prefix!r}. This may lead to "
+            "reinitialization of the adapter weights during loading."
+        )
     model_config = getattr(model, "config", None)
     name_or_path = getattr(model_config, "_name_or_path", None) or getattr(model, "name_or_path", None)
     if name_or_path:
@@ -66,3 +79,11 @@ def get_peft_model(
         autocast_adapter_dtype=autocast_adapter_dtype,
         low_cpu_mem_usage=low_cpu_mem_usage,
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":  # task type -> PeftModel subclass, from host packages
+        from peft.hosts import get_host_registry
+
+        return get_host_registry().task_models
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

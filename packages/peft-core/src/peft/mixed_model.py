@@ -203,6 +203,8 @@ class PeftMixedModel(nn.Module):
     def _load_weights(self, path: str | os.PathLike, adapter_name: str, is_trainable: bool) -> Any:
         result = set_peft_model_state_dict(self, load_peft_weights(path), adapter_name=adapter_name)
         self.base_model.set_requires_grad(adapter_name, is_trainable)
+        if not is_trainable:
+            self.eval()  # loaded for inference: dropout off, as PeftModel does
         return result
 
     def merge_and_unload(self, *args: Any, **kwargs: Any) -> nn.Module:
@@ -211,6 +213,10 @@ class PeftMixedModel(nn.Module):
     def unload(self) -> nn.Module:
         return self.base_model.unload()
 
-    # counting works the same for any model holding adapters
+    push_to_hub = PeftModel.push_to_hub
+
+    # counting and status work the same for any model holding adapters (the reference refuses status here)
     get_nb_trainable_parameters = PeftModel.get_nb_trainable_parameters
     print_trainable_parameters = PeftModel.print_trainable_parameters
+    get_layer_status = PeftModel.get_layer_status
+    get_model_status = PeftModel.get_model_status

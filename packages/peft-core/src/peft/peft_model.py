@@ -38,6 +38,9 @@ class PeftModel(nn.Module):
         >>> model = PeftModel(base, LoraConfig(target_modules=["q_proj", "v_proj"]))
     """
 
+    # True inside ``with model.disable_adapter():``
+    _adapters_disabled: bool = False
+
     def __init__(
         self,
         model: nn.Module,
@@ -46,6 +49,8 @@ class PeftModel(nn.Module):
         autocast_adapter_dtype: bool = True,
         low_cpu_mem_usage: bool = False,
     ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         super().__init__()
         self.peft_type = peft_config.peft_type
         self.special_peft_forward_args = {"adapter_names"}
@@ -78,6 +83,14 @@ class PeftModel(nn.Module):
     def peft_config(self) -> dict[str, PeftConfig]:
         return self._peft_config if self._is_prompt_learning else self.base_model.peft_config
 
+    @peft_config.setter
+    def peft_config(self, value: dict[str, PeftConfig]) -> None:
+        # a tuner wrapping this model (PEFT applied a second time) records its configs here, as on any model
+        if self._is_prompt_learning:
+            self._peft_config = value
+        else:
+            self.base_model.peft_config = value
+
     @property
     def active_adapter(self) -> str | list[str]:
         return self._active_adapter if self._is_prompt_learning else self.base_model.active_adapter
@@ -89,7 +102,14 @@ class PeftModel(nn.Module):
 
     @property
     def active_peft_config(self) -> PeftConfig:
+        if not self.active_adapters:
+            raise ValueError(f"No adapter is active; available adapters: {sorted(self.peft_config)}.")
         return self.peft_config[self.active_adapters[0]]
+
+    @property
+    def has_active_enabled_adapter(self) -> bool:
+        """Whether an adapter computes: at least one is active and adapters are not disabled (``disable_adapter``)."""
+        return not self._adapters_disabled and bool(self.active_adapters)
 
     def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
         """Soft prompts need a model whose inputs they extend; task models from peft-transformers provide it."""
@@ -182,16 +202,12 @@ class PeftModel(nn.Module):
         self.base_model.set_adapter(adapter_name, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:
-        """Remove an adapter (see ``BaseTuner.delete_adapter``).
+        """Remove an adapter (see ``BaseTuner.delete_adapter``). After the last one is deleted no adapter is active
+        and the model computes exactly like the base model until another adapter is added and activated.
 
         Raises:
-            ValueError: for an unknown adapter, or the last one (use ``unload()`` to get the base model back).
+            ValueError: for an unknown adapter, or one that is merged (unmerge it first).
         """
-        if adapter_name in self.peft_config and len(self.peft_config) == 1:
-            raise ValueError(
-                f"Cannot delete {adapter_name!r}, the last adapter of this PeftModel; use unload() to get the base "
-                "model back (models with injected adapters drop their last one with peft.functional.delete_adapter)."
-            )
         self.base_model.delete_adapter(adapter_name)
 
     def set_requires_grad(self, adapter_names: str | list[str], requires_grad: bool = True) -> None:
@@ -201,7 +217,10 @@ class PeftModel(nn.Module):
             TypeError: on prompt-learning models (their single active prompt is trained through ``set_adapter``).
         """
         if self._is_prompt_learning:
-            raise TypeError("set_requires_grad is not supported for prompt-learning adapters; use set_adapter.")
+            raise TypeError(
+                "Setting `requires_grad` is not supported for prompt learning methods like "
+                f"{self.peft_type}; the active prompt trains through set_adapter."
+            )
         self.base_model.set_requires_grad(adapter_names, requires_grad=requires_grad)
 
     def _set_trainable(self, adapter_name: str, trainable: bool) -> None:
@@ -209,9 +228,21 @@ class PeftModel(nn.Module):
 
     @contextmanager
     def disable_adapter(self) -> Iterator[None]:
-        """Within the block the model computes exactly like the base model; everything is restored after."""
-        with self.base_model.adapters_disabled():
-            yield
+        """Within the block the model computes exactly like the base model; afterwards every adapter layer is
+        enabled or disabled as it was before, and every parameter's trainability is restored.
+
+        Blocks nest: leaving an inner block keeps adapters disabled until the outer one ends.
+        """
+        was_disabled = self._adapters_disabled
+        self._adapters_disabled = True
+        try:
+            if self._is_prompt_learning:  # the task model's forward leaves the prompt out
+                yield
+            else:
+                with self.base_model.adapters_disabled():
+                    yield
+        finally:
+            self._adapters_disabled = was_disabled
 
     def get_layer_status(self) -> list:
         """The state of every adapter layer and auxiliary module (see ``peft.get_layer_status``)."""
@@ -287,12 +318,64 @@ class PeftModel(nn.Module):
             self._saved_config(config).save_pretrained(output_dir)
         self._write_model_card(save_directory)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ) -> Any:
+        """Upload every adapter (as ``save_pretrained`` writes it) and the model card to the Hub, in one commit.
+
+        Args:
+            repo_id: ``"name"`` or ``"organization/name"``; created if it does not exist.
+            commit_message: defaults to ``"Upload model"``.
+            private: visibility of a newly created repository.
+            token: the Hub token (None: the stored one).
+            revision: the branch to commit to (created if needed).
+            create_pr: open a pull request instead of committing.
+            max_shard_size: accepted for compatibility; adapter files are never sharded.
+            tags: tags to add to the model card.
+
+        Returns:
+            The ``huggingface_hub.CommitInfo`` of the commit.
+
+        Example:
+            >>> peft_model.push_to_hub("my-org/my-lora", private=True)
+        """
+        from peft.utils.hub import push_to_hub
+
+        return push_to_hub(
+            self.save_pretrained,
+            repo_id,
+            default_commit_message="Upload model",
+            commit_message=commit_message,
+            commit_description=commit_description,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+            tags=tags,
+        )
+
     def _write_model_card(self, save_directory: str) -> None:
         from peft.utils.model_card import update_model_card
 
         base = self.get_base_model()
         configs = list(self.peft_config.values())
-        base_name = configs[0].base_model_name_or_path if configs else None
+        # the card names a base model only when the model says which one it is (transformers' config); a name the
+        # user gave a custom module's config is no Hub model
+        model_config = getattr(base, "config", None)
+        if isinstance(model_config, dict):
+            base_name = model_config.get("_name_or_path")
+        else:
+            base_name = getattr(model_config, "_name_or_path", None)
         is_transformers = type(base).__module__.startswith("transformers.")
         peft_types = sorted({str(c.peft_type) for c in configs})
         model_tags = list(getattr(base, "model_tags", None) or [])
@@ -342,6 +425,7 @@ class PeftModel(nn.Module):
             config = PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
         elif not isinstance(config, PeftConfig):
             raise ValueError(f"config must be a PeftConfig, got {type(config).__name__}.")
+        _check_trainable_after_loading(config, is_trainable)
         config.inference_mode = not is_trainable
         if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
             config.runtime_config.ephemeral_gpu_offload = True
@@ -389,6 +473,7 @@ class PeftModel(nn.Module):
         subfolder = rest.get("subfolder")
         if adapter_name not in self.peft_config:
             config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **hub_kwargs)
+            _check_trainable_after_loading(config, is_trainable)
             config.inference_mode = not is_trainable
             if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
                 config.runtime_config.ephemeral_gpu_offload = True
@@ -415,7 +500,7 @@ class PeftModel(nn.Module):
         from peft.functional import cast_adapter_dtype
 
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
-        if not is_trainable:  # for inference: dropout off, new adapter modules included
+        if not is_trainable:  # for inference: dropout off, new adapter modules included (as the reference does)
             self.eval()
         return result
 
@@ -437,6 +522,15 @@ class PeftModel(nn.Module):
         return renamed
 
 
+def _check_trainable_after_loading(config: PeftConfig, is_trainable: bool) -> None:
+    if is_trainable and getattr(config, "_checkpoint_holds_encoder_output", False):
+        raise ValueError(
+            "Cannot set a prompt learning adapter to trainable when loading pretrained adapter: the checkpoint of a "
+            f"{type(config).__name__} holds the prompt its encoder computed, not the encoder. Load it for inference, "
+            "or train a new adapter."
+        )
+
+
 def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_serialization: bool) -> None:
     if safe_serialization:
         from safetensors.torch import save_file
@@ -455,3 +549,22 @@ def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_ser
         )
     else:
         atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))
+
+
+def __getattr__(name: str) -> Any:
+    # the reference defines the task models and the status functions in this module: the task models come from host
+    # packages (peft-transformers), the status from peft.utils.status
+    if name in ("TunerLayerStatus", "TunerModelStatus", "get_layer_status", "get_model_status"):
+        from peft.utils import status
+
+        return getattr(status, name)
+    if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING" or name.startswith("PeftModelFor"):
+        from peft.hosts import get_host_registry
+
+        task_models = get_host_registry().task_models
+        if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
+            return task_models
+        task_model = next((cls for cls in task_models.values() if cls.__name__ == name), None)
+        if task_model is not None:
+            return task_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

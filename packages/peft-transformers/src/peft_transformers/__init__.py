@@ -132,3 +132,7 @@ def register(registry: HostRegistry) -> None:
             name="adaption_prompt", config_cls=AdaptionPromptConfig, model_cls=AdaptionPromptModel, prefix="adaption_"
         )
     registry.register_export("AdaptionPromptConfig", lambda: AdaptionPromptConfig)
+    registry.register_export("AdaptionPromptModel", lambda: AdaptionPromptModel)
+    from .adaption_prompt import AdaptedAttention
+
+    registry.register_export("AdaptedAttention", lambda: AdaptedAttention)

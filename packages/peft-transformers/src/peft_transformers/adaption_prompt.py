@@ -38,12 +38,9 @@ class AdaptionPromptConfig(PeftConfig):
     adapter_layers: int = field(default=None, metadata={"help": "Number of adapter layers (from the top)."})
 
     def __post_init__(self) -> None:
+        # adapter_len and adapter_layers may be filled in after creation; the model checks them when it uses them
         self.peft_type = PeftType.ADAPTION_PROMPT
         super().__post_init__()
-        for name in ("adapter_len", "adapter_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
 
     @property
     def is_adaption_prompt(self) -> bool:
@@ -118,6 +115,13 @@ class AdaptionPromptModel(BaseTuner):
     prefix = "adaption_"
     tuner_layer_cls = AdaptedAttention
     target_module_mapping = {"llama": ["self_attn"], "mistral": ["self_attn"]}
+
+    def _check_new_adapter_config(self, config: PeftConfig) -> None:
+        super()._check_new_adapter_config(config)
+        for name in ("adapter_len", "adapter_layers"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
 
     def _prepare_adapter_config(self, peft_config: PeftConfig, model_config: dict[str, Any]) -> PeftConfig:
         if peft_config.target_modules is None:

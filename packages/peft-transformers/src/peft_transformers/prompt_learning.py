@@ -8,13 +8,12 @@ Encoder-decoder models add their own forward and generate (``prompt_learning_seq
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
+import peft.functional as functional
 from peft.config import PeftConfig
 from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners.cartridge import CartridgeEncoder
@@ -23,6 +22,7 @@ from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
+from peft.utils.other import AuxiliaryTrainingWrapper, _prepare_prompt_learning_config
 from peft.utils.warnings import warn
 
 # methods whose prompt is a key/value prefix of every attention layer (served through the cache)
@@ -34,40 +34,9 @@ def is_kv_prefix(config: PeftConfig) -> bool:
     return str(config.peft_type) in _KV_PREFIX_METHODS
 
 
-def _text_config(model: nn.Module) -> Any:
-    config = getattr(model, "config", None)
-    text_config = getattr(config, "text_config", None)  # vision-language models keep the LM's sizes here
-    return text_config if text_config is not None else config
-
-
-def _first_attr(config: Any, names: tuple[str, ...]) -> Any:
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return value
-    return None
-
-
 def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftConfig:
     """Fill the sizes a prompt config leaves open from the model's config (CFG-1)."""
-    model_config = _text_config(model)
-    if config.num_layers is None:
-        config.num_layers = _first_attr(model_config, ("num_hidden_layers", "num_layers", "n_layer"))
-    if config.token_dim is None:
-        config.token_dim = _first_attr(model_config, ("hidden_size", "n_embd", "d_model"))
-    if config.num_attention_heads is None:
-        config.num_attention_heads = _first_attr(model_config, ("num_attention_heads", "n_head", "num_heads"))
-        kv_heads = getattr(model_config, "num_key_value_heads", None)
-        if is_kv_prefix(config) and kv_heads and kv_heads != config.num_attention_heads:
-            # grouped-query attention: prefixes have the key/value width
-            config.token_dim = config.token_dim // config.num_attention_heads * kv_heads
-            config.num_attention_heads = kv_heads
-    if config.num_transformer_submodules is None:
-        config.num_transformer_submodules = 2 if str(config.task_type) == "SEQ_2_SEQ_LM" else 1
-    missing = [n for n in ("num_layers", "token_dim", "num_attention_heads") if getattr(config, n) is None]
-    if missing:
-        raise ValueError(f"Cannot infer {missing} from the model's config; set them in the {type(config).__name__}.")
-    return config
+    return _prepare_prompt_learning_config(config, getattr(model, "config", None) or {})
 
 
 class PromptLearningMixin:
@@ -75,6 +44,8 @@ class PromptLearningMixin:
 
     #: the task model prepends prompts to the encoder of encoder-decoder models (seq2seq LM)
     _supports_encoder_decoder_prompts: bool = False
+    #: the task model passes token type ids on (zeros for the virtual tokens) instead of dropping them
+    _keeps_token_type_ids: bool = False
 
     def _init_prompt_learning(self, model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
         if _is_encoder_decoder(model) and not self._supports_encoder_decoder_prompts:
@@ -85,10 +56,16 @@ class PromptLearningMixin:
         self.base_model = model
         self._peft_config: dict[str, PeftConfig] = {}
         self._active_adapter = adapter_name
-        self._prompt_disabled = False
         self.prompt_encoder = nn.ModuleDict()
         model.requires_grad_(False)
         self._add_prompt_adapter(adapter_name, peft_config)
+        # the first adapter is the active one, with its auxiliary modules (e.g. a classifier head's copy)
+        self.set_adapter(adapter_name, inference_mode=peft_config.inference_mode)
+
+    @property
+    def _prompts_off(self) -> bool:
+        """Whether forward and generate leave the prompt out: adapters disabled, or none left after deletion."""
+        return self._adapters_disabled or not self.active_adapters
 
     def _add_prompt_adapter(self, adapter_name: str, config: PeftConfig) -> None:
         config = fill_prompt_learning_config(config, self.base_model)
@@ -139,33 +116,36 @@ class PromptLearningMixin:
         self._active_adapter = adapter_name
         for name, encoder in self.prompt_encoder.items():
             encoder.requires_grad_(name == adapter_name and not inference_mode)
+        functional.set_adapter(self.base_model, adapter_name, inference_mode=inference_mode)
 
     def delete_adapter(self, adapter_name: str) -> None:
+        """Remove a prompt adapter and its auxiliary modules. If it was active, the first remaining adapter in
+        sorted order becomes active (with a warning); after the last one the model computes like the base model."""
         if not self._is_prompt_learning:
             return super().delete_adapter(adapter_name)
         if adapter_name not in self._peft_config:
             raise ValueError(f"Adapter {adapter_name} does not exist")
+        was_active = adapter_name in self.active_adapters
         del self._peft_config[adapter_name]
         del self.prompt_encoder[adapter_name]
-        if adapter_name == self._active_adapter and self._peft_config:
-            self._active_adapter = sorted(self._peft_config)[0]
+        remaining = sorted(self._peft_config)
+        if not was_active:
+            new_active = self.active_adapters
+        elif remaining:
+            new_active = remaining[:1]
+            warn(f"Adapter {adapter_name!r} was active and is deleted; {new_active[0]!r} is now the active adapter.")
+        else:
+            new_active = []
+        for module in self.base_model.modules():
+            if isinstance(module, AuxiliaryTrainingWrapper):
+                module.delete_adapter(adapter_name, new_active_adapters=new_active)
+        self._active_adapter = new_active[0] if new_active else []
 
     def _set_trainable(self, adapter_name: str, trainable: bool) -> None:
         if not self._is_prompt_learning:
             return super()._set_trainable(adapter_name, trainable)
         self.prompt_encoder[adapter_name].requires_grad_(trainable)
-
-    @contextmanager
-    def disable_adapter(self) -> Iterator[None]:
-        if not self._is_prompt_learning:
-            with super().disable_adapter():
-                yield
-            return
-        self._prompt_disabled = True
-        try:
-            yield
-        finally:
-            self._prompt_disabled = False
+        functional.set_requires_grad(self.base_model, adapter_name, requires_grad=trainable)
 
     # -------------------------------------------------------------------------------------------- state dicts
     def _prompt_learning_state_dict(self, state_dict: dict, adapter_name: str) -> dict[str, torch.Tensor]:
@@ -284,7 +264,7 @@ class PromptLearningMixin:
     ) -> Any:
         """Soft prompts go before the (encoder's) input; prefixes into the (decoder's) key/value cache, whose
         attention mask gets ones in front for them."""
-        if self._prompt_disabled:
+        if self._prompts_off:
             return self.base_model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -296,12 +276,7 @@ class PromptLearningMixin:
         batch = input_ids.shape[0] if input_ids is not None else inputs_embeds.shape[0]
         num_tokens = config.num_virtual_tokens
         encoder_decoder = _is_encoder_decoder(self.base_model)
-        if kwargs.get("position_ids") is not None:
-            if is_kv_prefix(config):  # the prefix fills the first cache positions; the input's positions follow it
-                kwargs["position_ids"] = kwargs["position_ids"] + num_tokens
-            else:
-                warn("position_ids are ignored with prompt learning: the virtual tokens shift every position.")
-                kwargs["position_ids"] = None
+        self._adjust_position_and_token_type_ids(kwargs, config, batch)
         if is_kv_prefix(config):
             if encoder_decoder:  # the encoder runs unchanged
                 kwargs["decoder_attention_mask"] = _extend_attention_mask(
@@ -327,6 +302,32 @@ class PromptLearningMixin:
             prefix_labels = torch.full((batch, num_tokens), -100, dtype=labels.dtype, device=labels.device)
             labels = torch.cat([prefix_labels, labels], dim=1)
         return self.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    def _adjust_position_and_token_type_ids(self, kwargs: dict[str, Any], config: PeftConfig, batch: int) -> None:
+        """Fit ``position_ids`` and ``token_type_ids`` in ``kwargs`` to the virtual tokens, in place, as the
+        reference does (its adapters were trained that way).
+
+        A prefix sits in the key/value cache before the input: given positions move past it. Prompts prepended to
+        the input cannot keep given positions: they are dropped (warning). Classifiers (``_keeps_token_type_ids``)
+        give the virtual tokens token type 0; other task models drop token types (warning).
+        """
+        num_tokens = config.num_virtual_tokens
+        prefix = is_kv_prefix(config)
+        if kwargs.get("position_ids") is not None:
+            if prefix:
+                kwargs["position_ids"] = kwargs["position_ids"] + num_tokens
+            else:
+                warn("Position ids are not supported for parameter efficient tuning. Ignoring position ids.")
+                kwargs["position_ids"] = None
+        token_type_ids = kwargs.get("token_type_ids")
+        if token_type_ids is None:
+            return
+        if not self._keeps_token_type_ids:
+            warn("Token type ids are not supported for parameter efficient tuning. Ignoring token type ids.")
+            kwargs["token_type_ids"] = None
+        elif not prefix:
+            zeros = torch.zeros(batch, num_tokens, dtype=token_type_ids.dtype, device=token_type_ids.device)
+            kwargs["token_type_ids"] = torch.cat([zeros, token_type_ids], dim=1)
 
     def _embeds_with_prompt(
         self,

@@ -53,8 +53,7 @@ class Seq2SeqPromptLearningMixin(PromptLearningMixin):
         task_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        config = self.active_peft_config
-        if self._prompt_disabled or not _has_decoder_prompt(config):
+        if self._prompts_off or not _has_decoder_prompt(self.active_peft_config):
             return super()._prompt_forward(input_ids, attention_mask, inputs_embeds, labels, task_ids, **kwargs)
         return self._forward_with_decoder_prompt(input_ids, attention_mask, inputs_embeds, labels, task_ids, **kwargs)
 
@@ -74,6 +73,9 @@ class Seq2SeqPromptLearningMixin(PromptLearningMixin):
         decoder's (``n = num_virtual_tokens``)."""
         config = self.active_peft_config
         num_tokens = config.num_virtual_tokens
+        self._adjust_position_and_token_type_ids(
+            kwargs, config, labels.shape[0] if input_ids is None else input_ids.shape[0]
+        )
         embed = self.base_model.get_input_embeddings()
         if inputs_embeds is None:
             inputs_embeds = embed(input_ids)
@@ -99,7 +101,7 @@ class Seq2SeqPromptLearningMixin(PromptLearningMixin):
         base = self.get_base_model()
         input_ids = kwargs.pop("input_ids", input_ids)
         task_ids = kwargs.pop("task_ids", None)
-        if self._prompt_disabled:
+        if self._prompts_off:
             return base.generate(input_ids=input_ids, **kwargs)
         if input_ids is None:
             raise ValueError("Generation with prompt learning needs input_ids.")

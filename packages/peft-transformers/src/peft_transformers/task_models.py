@@ -23,6 +23,7 @@ class _TaskModel(PromptLearningMixin, PeftModel):
     """A ``PeftModel`` whose task needs some modules trained and saved in full with every adapter."""
 
     task_modules_to_save: tuple[str, ...] = ()
+    _keeps_token_type_ids = True
 
     def __init__(
         self, model: nn.Module, peft_config: PeftConfig, adapter_name: str = "default", **kwargs: Any
@@ -73,7 +74,7 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
         base = self.get_base_model()
         input_ids = kwargs.pop("input_ids", input_ids)
         attention_mask = kwargs.pop("attention_mask", None)
-        if self._prompt_disabled:
+        if self._prompts_off:
             return base.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if input_ids is None:
             raise ValueError("Generation with prompt learning needs input_ids.")

@@ -164,6 +164,16 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    if name == "MixedModel":
+        return importlib.import_module(f"{__name__}.mixed").MixedModel
+    if name.startswith("__"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    # methods that host packages implement (adaption prompt)
+    from peft.hosts import get_host_registry
+
+    exports = get_host_registry().exports
+    if name in exports:
+        return exports[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

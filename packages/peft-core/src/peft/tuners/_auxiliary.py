@@ -54,7 +54,8 @@ def add_auxiliary_modules(model: nn.Module, peft_config: PeftConfig, adapter_nam
                 for e in unmatched
             )
         )
-    automatic = set(_targeting.SEQ_CLS_HEAD_NAMES) if str(peft_config.task_type) == "SEQ_CLS" else set()
+    # the classifier task models list every head name they know; a model has one of them
+    automatic = set(_targeting.SEQ_CLS_HEAD_NAMES) if str(peft_config.task_type) in ("SEQ_CLS", "TOKEN_CLS") else set()
     if set(unmatched) - automatic:
         warn(f"modules_to_save entries {sorted(set(unmatched) - automatic)} matched no module; they are ignored.")
 

@@ -138,28 +138,43 @@ def closest_names(name: str, candidates: Iterable[str], n: int = 3) -> list[str]
 
 
 def find_minimal_target_modules(target_modules: Iterable[str], other_module_names: Iterable[str]) -> set[str]:
-    """The smallest set of name suffixes matching exactly ``target_modules`` and none of ``other_module_names``.
+    """A small set of name suffixes matching all of ``target_modules`` and none of ``other_module_names``.
 
-    Used to shorten long lists of full module names (as diffusers passes them). Returns the input when no
-    shorter set exists.
+    Used to shorten long lists of full module names (as diffusers passes them): each target not yet matched gets its
+    shortest suffix that no other module has, targets taken grouped by their last segments so that one suffix covers
+    as many as possible (the reference's choice, so both libraries save the same ``target_modules``). A target none
+    of whose suffixes is free of other modules gets none, so the caller checks that the result matches exactly the
+    targets, and whether it is worth using (it may have as many entries as the input).
+
+    Example:
+        >>> find_minimal_target_modules(["a.0.q", "a.1.q", "a.0.v"], ["a.0.k", "a.1.k"])
+        {'q', 'v'}
+
+    Raises:
+        ValueError: if ``target_modules`` is a str, empty or holds an empty name, or shares names with
+            ``other_module_names``.
     """
-    targets = sorted(set(target_modules))
-    if isinstance(target_modules, str) or not targets:
-        raise ValueError(f"target_modules should be a non-empty list or set of names, got {target_modules!r}.")
-    forbidden = {suffix for name in other_module_names for suffix in name_suffixes(name)}
-    target_set = set(targets)
-    if forbidden & target_set:
-        raise ValueError("target_modules and other_module_names share entries; they must be disjoint.")
+    if isinstance(target_modules, str) or not target_modules:
+        raise ValueError(f"target_modules should be a list or set of strings, got {target_modules!r}.")
+    targets = set(target_modules)
+    if "" in targets:
+        raise ValueError("target_modules should not contain an empty string.")
+    others = set(other_module_names)
+    common = sorted(targets & others)
+    if common:
+        raise ValueError(
+            f"target_modules and other_module_names contain common elements, this should not happen: {common[:10]}."
+        )
+    forbidden = {suffix for name in others for suffix in name_suffixes(name)}
     chosen: set[str] = set()
-    for name in targets:
-        if any(suffix in chosen for suffix in name_suffixes(name)):
+    # shortest suffixes first, and targets ordered by them: "x.q" and "y.q" are considered one after the other
+    for name in sorted(targets, key=lambda target: name_suffixes(target)[::-1]):
+        if any(name.endswith("." + suffix) or name == suffix for suffix in chosen):
             continue
-        # shortest suffix that no non-target module has
-        for suffix in reversed(name_suffixes(name)):
-            if suffix not in forbidden:
-                chosen.add(suffix)
-                break
-    return chosen if len(chosen) < len(target_set) else target_set
+        allowed = [suffix for suffix in name_suffixes(name)[::-1] if suffix not in forbidden]
+        if allowed:  # a target whose every suffix is also another module's cannot be told apart by suffixes
+            chosen.add(allowed[0])
+    return chosen or targets
 
 
 def is_transformers_conv1d(module: nn.Module) -> bool:

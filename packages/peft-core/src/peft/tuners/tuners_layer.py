@@ -123,6 +123,11 @@ def current_mixed_batch() -> Sequence[str] | None:
     return _mixed_batch_adapter_names.get()
 
 
+class AdapterNamesTypeError(TypeError, ValueError):
+    """``adapter_names`` given as one str where a list is expected. A ``TypeError`` as in the reference, and a
+    ``ValueError`` for code written against earlier versions of this library."""
+
+
 def check_adapter_name(adapter_name: str) -> None:
     """Adapter names become state_dict key segments: a non-empty str without dots."""
     if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
@@ -520,7 +525,7 @@ class BaseTunerLayer:
 
     def _adapters_to_merge(self, adapter_names: Sequence[str] | None) -> list[str]:
         if isinstance(adapter_names, str):
-            raise ValueError(f"adapter_names should be a list of str, got a str: {adapter_names!r}.")
+            raise AdapterNamesTypeError(f"adapter_names should be a list of strings, got {adapter_names!r}.")
         if adapter_names is None:
             adapter_names = self.active_adapters
         if self.merged:

@@ -36,20 +36,91 @@ from peft.tuners.tuners_layer import (
     mixed_batch,
     walk_modules,
 )
+from peft.utils.constants import (
+    DUMMY_MODEL_CONFIG,
+    DUMMY_TARGET_MODULES,
+    EMBEDDING_LAYER_NAMES,
+    SEQ_CLS_HEAD_NAMES,
+    UPCAST_DTYPES,
+)
+from peft.utils.error import NoMatchingPeftModuleError
 from peft.utils.other import AuxiliaryTrainingWrapper, _get_submodules
 from peft.utils.warnings import warn
 
 __all__ = [
+    "DUMMY_MODEL_CONFIG",
+    "DUMMY_TARGET_MODULES",
+    "EMBEDDING_LAYER_NAMES",
+    "SEQ_CLS_HEAD_NAMES",
+    "UPCAST_DTYPES",
     "BaseTuner",
     "BaseTunerLayer",
+    "check_adapters_to_merge",
     "check_target_module_exists",
+    "clone_module",
     "get_in_out_features",
+    "inspect_matched_modules",
     "mixed_batch",
     "onload_layer",
 ]
 
 _find_minimal_target_modules = find_minimal_target_modules
 _get_in_out_features = get_in_out_features
+# names the reference defines here, re-exported from where they live (resolved on first use by __getattr__)
+_LAZY_NAMES = {
+    "cast_adapter_dtype": "peft.functional",
+    "delete_adapter": "peft.functional",
+    "set_adapter": "peft.functional",
+    "set_requires_grad": "peft.functional",
+    "replicate_layers": "peft.tuners.lora.model",
+    "PEFT_TYPE_TO_PREFIX_MAPPING": "peft.mapping",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _maybe_include_all_linear_layers(peft_config: PeftConfig, model: nn.Module) -> PeftConfig:
+    """``peft_config`` with ``target_modules="all-linear"`` replaced by the full names of the linear layers it stands
+    for (unchanged otherwise)."""
+    targets = getattr(peft_config, "target_modules", None)
+    if isinstance(targets, str) and targets.lower() == INCLUDE_LINEAR_LAYERS_SHORTHAND:
+        peft_config.target_modules = _targeting.expand_all_linear(model, peft_config.task_type, BaseTunerLayer)
+    return peft_config
+
+
+def check_adapters_to_merge(module: BaseTunerLayer, adapter_names: list[str] | None = None) -> list[str]:
+    """The adapters of ``module`` to merge: ``adapter_names`` (default: its active adapters) that it holds and has
+    not merged yet (warning about the others).
+
+    Raises:
+        TypeError: if ``adapter_names`` is a str (the error is a ``ValueError`` too).
+    """
+    return module._adapters_to_merge(adapter_names)
+
+
+def clone_module(module: nn.Module, share_weights: bool = False) -> nn.Module:
+    """A deep copy of ``module``; with ``share_weights`` the copy uses the original's parameter objects (changing one
+    changes both, and no memory is added), buffers are copied."""
+    import copy
+
+    shared = {id(param): param for param in module.parameters()} if share_weights else {}
+    return copy.deepcopy(module, memo=shared)
+
+
+def inspect_matched_modules(tuner: BaseTuner, adapter_name: str = "default") -> dict[str, list[str]]:
+    """Which modules of the tuner's model the config of ``adapter_name`` targets: ``{"matched": [...],
+    "unmatched": [...]}`` (module names, in module order)."""
+    config = tuner.peft_config[adapter_name]
+    result: dict[str, list[str]] = {"matched": [], "unmatched": []}
+    for key, _ in tuner.model.named_modules():
+        result["matched" if tuner._check_target_module_exists(config, key) else "unmatched"].append(key)
+    return result
 
 
 def onload_layer(layer: nn.Module) -> nn.Module:
@@ -387,7 +458,11 @@ class BaseTuner(nn.Module):
             and not getattr(peft_config, "layers_to_transform", None)
         ):
             others = sorted(set(all_names) - set(matched))
-            peft_config.target_modules = find_minimal_target_modules(matched, others)
+            minimal = find_minimal_target_modules(matched, others)
+            selects = _targeting.NameMatcher(minimal)
+            # used only if shorter and if it selects exactly the same modules
+            if len(minimal) < len(targets) and [n for n in all_names if selects(n)] == matched:
+                peft_config.target_modules = minimal
 
     def _targets_from_state_dict(
         self, state_dict: dict[str, torch.Tensor], matched: list[str], all_names: list[str]
@@ -425,7 +500,7 @@ class BaseTuner(nn.Module):
                 warn(f"exclude_modules={sorted(_as_list(peft_config.exclude_modules))} excluded no module.")
             return
         if excluded:
-            raise ValueError(
+            raise NoMatchingPeftModuleError(
                 "All modules were excluded: every module matching "
                 f"target_modules={_describe(peft_config.target_modules)}"
                 f" also matches exclude_modules={_describe(peft_config.exclude_modules)}."
@@ -447,7 +522,7 @@ class BaseTuner(nn.Module):
             )
         if getattr(peft_config, "modules_to_save", None):
             extra += f"; modules listed in modules_to_save={peft_config.modules_to_save} are never targeted"
-        raise ValueError(
+        raise NoMatchingPeftModuleError(
             f"Target modules {_describe(peft_config.target_modules)} not found in the base model{extra}. {details}."
         )
 
@@ -476,7 +551,7 @@ class BaseTuner(nn.Module):
         if not by_module:
             message = f"target_parameters {sorted(wanted)} matched no parameter of the model."
             if not target_modules:
-                raise ValueError(message)
+                raise NoMatchingPeftModuleError(message)
             warn(message, RuntimeWarning)
             return
         if not target_modules and getattr(peft_config, "target_modules", None):
@@ -510,7 +585,10 @@ class BaseTuner(nn.Module):
             )
 
     def _warn_if_already_adapted(self, model: nn.Module) -> None:
-        if len(self.peft_config) == 1 and any(isinstance(m, self.tuner_layer_cls) for m in model.modules()):
+        # layers left empty by deleting every adapter are no earlier adaptation
+        if len(self.peft_config) == 1 and any(
+            isinstance(m, self.tuner_layer_cls) and m._all_available_adapter_names() for m in model.modules()
+        ):
             warn(
                 "You are trying to modify a model with PEFT for a second time: it already contains adapter layers of "
                 "this kind, and the new ones stack on them. Call .unload() on the first PeftModel to get the base "
@@ -663,27 +741,41 @@ class BaseTuner(nn.Module):
 
     @contextmanager
     def adapters_disabled(self) -> Iterator[None]:
-        """Within the block the model computes like the base model; activation and every parameter's trainability
-        are restored afterwards exactly as they were."""
+        """Within the block the model computes like the base model. Afterwards each adapter layer and auxiliary
+        module is enabled or disabled as it was before, and every parameter's trainability is what it was.
+
+        Warns when the layers disagree on entry (some enabled, some disabled): usually a mistake.
+        """
+        modules = [module for _, module in _lifecycle_modules(self.model)]
+        was_disabled = [module.disable_adapters for module in modules]
+        if len(set(was_disabled)) > 1:
+            warn(
+                "The model contains some adapter layers that are enabled and others that are disabled. This is most "
+                "likely unintentional. After exiting the disable_adapter context, each layer is restored to the "
+                "state it had before."
+            )
         grads = [(p, p.requires_grad) for p in self.model.parameters()]
         self.disable_adapter_layers()
         try:
             yield
         finally:
-            self._set_adapter_layers(True)
+            for module, disabled in zip(modules, was_disabled):
+                module.enable_adapters(not disabled)
             for param, requires_grad in grads:
                 param.requires_grad_(requires_grad)
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.
+        Deleting the last adapter leaves none active: the model then computes like the base model.
 
         Raises:
-            ValueError: if the adapter does not exist.
+            ValueError: if the adapter does not exist, or is merged (nothing is changed then).
         """
         if adapter_name not in self.peft_config:
             raise ValueError(f"Adapter {adapter_name} does not exist")
-        from peft.functional import delete_adapter
+        from peft.functional import check_adapters_not_merged, delete_adapter
 
+        check_adapters_not_merged(self.model, [adapter_name])
         del self.peft_config[adapter_name]
         new_active = delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
         self.active_adapter = new_active if new_active is not None else []

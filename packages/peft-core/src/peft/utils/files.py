@@ -35,7 +35,8 @@ def split_hub_kwargs(kwargs: dict) -> tuple[dict, dict]:
 def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | None = None, **hub_kwargs) -> str | None:
     """Return the local path of ``filename`` in ``model_id`` (a folder, or a Hub repo id), or None if absent.
 
-    A local folder is used as it is; otherwise the file is fetched with ``huggingface_hub`` (imported only then).
+    A local folder is used as it is; otherwise the file is fetched with ``huggingface_hub`` (a dependency, imported
+    only then, so that ``import peft`` stays light).
     """
     model_id = os.fspath(model_id)
     folder = os.path.join(model_id, subfolder) if subfolder else model_id
@@ -44,11 +45,9 @@ def resolve_file(model_id: str | os.PathLike, filename: str, subfolder: str | No
         return path if os.path.isfile(path) else None
     if os.path.isdir(model_id) or os.path.isabs(model_id) or model_id.startswith((".", "~")):
         return None  # a local path that does not exist is never a Hub id
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
-    except ImportError:
-        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
     try:
         return hf_hub_download(model_id, filename, subfolder=subfolder or None, **hub_kwargs)
     except EntryNotFoundError:

@@ -15,10 +15,10 @@ from torch import nn
 
 
 def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, str]:
-    """``(parent, target, target_name)`` for the module named ``key``."""
+    """``(parent, target, target_name)`` for the module named ``key``; the empty key names ``model`` itself (its
+    own parent, as in the reference)."""
     parent_name, _, target_name = key.rpartition(".")
-    parent = model.get_submodule(parent_name)
-    return parent, getattr(parent, target_name), target_name
+    return model.get_submodule(parent_name), model.get_submodule(key), target_name
 
 
 def _as_list(names: str | Sequence[str]) -> list[str]:
@@ -75,7 +75,9 @@ class AuxiliaryTrainingWrapper(nn.Module):
                     container[name].requires_grad_(requires_grad)
 
     def _activate(self, adapter_names: str | Sequence[str]) -> None:
-        self._active_adapter = _as_list(adapter_names)
+        # a wrapper's active adapters are those of the activated ones it holds state for (none: the original runs)
+        available = self._available_adapters()
+        self._active_adapter = [name for name in _as_list(adapter_names) if name in available]
 
     def set_adapter(self, adapter_names: str | Sequence[str], inference_mode: bool = False) -> None:
         """Activate ``adapter_names`` (those this wrapper holds state for); trainable unless ``inference_mode``."""
@@ -413,10 +415,263 @@ def prepare_model_for_kbit_training(
     return model
 
 
-def __getattr__(name: str) -> Any:
-    # TRANSFORMERS_MODELS_TO_<METHOD>_TARGET_MODULES_MAPPING, importable from here as from peft.utils.constants
-    if name.startswith("TRANSFORMERS_MODELS_TO_"):
-        from peft.utils import constants
+# ------------------------------------------------------------------------------ small helpers downstream code imports
 
+
+def infer_device() -> str:
+    """The accelerator to use: ``"cuda"``, ``"mps"``, ``"mlu"``, ``"xpu"`` or ``"npu"`` if present, else ``"cpu"``."""
+    from peft.import_utils import is_npu_available, is_xpu_available
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return "mps"
+    if hasattr(torch, "mlu") and torch.mlu.is_available():
+        return "mlu"
+    if is_xpu_available():
+        return "xpu"
+    if is_npu_available():
+        return "npu"
+    return "cpu"
+
+
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs from labels: shifted one position right, ``decoder_start_token_id`` first, -100 -> pad.
+
+    Raises:
+        ValueError: if ``pad_token_id`` is None.
+    """
+    if pad_token_id is None:
+        raise ValueError("self.model.config.pad_token_id has to be defined.")
+    shifted = input_ids.new_zeros(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill_(shifted == -100, pad_token_id)
+
+
+def transpose(weight: torch.Tensor, fan_in_fan_out: bool) -> torch.Tensor:
+    """``weight.T`` for layers storing their weight as ``(in, out)`` (``fan_in_fan_out``), else ``weight``."""
+    if not fan_in_fan_out:
+        return weight
+    return nn.Parameter(weight.T) if isinstance(weight, nn.Parameter) else weight.T
+
+
+def _is_valid_match(key: str, target_key: str) -> bool:
+    """Whether module name ``key`` is ``target_key`` or ends with ``"." + target_key``."""
+    return key == target_key or key.endswith("." + target_key)
+
+
+def _get_batch_size(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> int:
+    """The batch size of ``input_ids``, else of ``inputs_embeds``.
+
+    Raises:
+        ValueError: if both are None.
+    """
+    if input_ids is None and inputs_embeds is None:
+        raise ValueError("You have to provide either input_ids or inputs_embeds")
+    return (input_ids if input_ids is not None else inputs_embeds).shape[0]
+
+
+def _freeze_adapter(model: nn.Module, adapter_name: str) -> None:
+    """Freeze every parameter whose name contains ``adapter_name``."""
+    for name, param in model.named_parameters():
+        if adapter_name in name:
+            param.requires_grad_(False)
+
+
+def _get_input_embeddings_name(model: nn.Module, default: str | None = None) -> str | None:
+    """The module name of ``model.get_input_embeddings()``, or ``default``."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if not callable(getter):
+        return default
+    embeddings = getter()
+    return next((name for name, module in model.named_modules() if module is embeddings), default)
+
+
+def id_tensor_storage(tensor: torch.Tensor) -> tuple[torch.device, int, int]:
+    """``(device, storage address, storage bytes)``: equal for tensors sharing one storage (tied weights)."""
+    if tensor.device.type == "xla":
+        import torch_xla  # xla tensors have no storage: use their id
+
+        return tensor.device, torch_xla._XLAC._xla_get_tensor_id(tensor), 0
+    storage = tensor.untyped_storage()
+    return tensor.device, storage.data_ptr(), storage.nbytes()
+
+
+def str_to_bool(value: str) -> int:
+    """1 for ``y``, ``yes``, ``t``, ``true``, ``on``, ``1``; 0 for ``n``, ``no``, ``f``, ``false``, ``off``, ``0``.
+
+    Raises:
+        ValueError: for any other value.
+    """
+    value = value.lower()
+    if value in ("y", "yes", "t", "true", "on", "1"):
+        return 1
+    if value in ("n", "no", "f", "false", "off", "0"):
+        return 0
+    raise ValueError(f"invalid truth value {value}")
+
+
+def check_file_exists_on_hf_hub(repo_id: str, filename: str, **kwargs: Any) -> bool | None:
+    """Whether ``filename`` exists in the Hub repository ``repo_id``; None when that cannot be told (offline mode,
+    invalid id, network error: warned)."""
+    import os
+
+    from peft.utils.warnings import warn
+
+    if str_to_bool(os.environ.get("HF_HUB_OFFLINE", "0")):
+        return None
+    from huggingface_hub import file_exists
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+    try:
+        return file_exists(repo_id, filename, **kwargs)
+    except (HFValidationError, EntryNotFoundError):
+        return None
+    except Exception as exc:  # a failed lookup must not fail loading: the caller proceeds without the file
+        warn(f"Unable to check whether {filename!r} exists in {repo_id!r} ({exc}); proceeding without it.")
+        return None
+
+
+def match_target_against_key(target_pattern: str, key: str) -> Any:
+    """The ``re.fullmatch`` of a str ``target_modules`` (a regex) against a module name, or None."""
+    import re
+
+    return re.fullmatch(target_pattern, key)
+
+
+def get_pattern_key(pattern_keys: Sequence[str], key_to_match: str) -> str:
+    """The first ``rank_pattern``/``alpha_pattern`` key matching ``key_to_match``, else ``key_to_match``."""
+    from peft.tuners._targeting import get_pattern_key as _get_pattern_key
+
+    return _get_pattern_key(pattern_keys, key_to_match)
+
+
+def _set_adapter(model: nn.Module, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+    """Activate ``adapter_name`` on the auxiliary wrappers of ``model`` (those that hold it; the others run their
+    original module)."""
+    for module in model.modules():
+        if isinstance(module, AuxiliaryTrainingWrapper):
+            module.set_adapter(adapter_name, inference_mode=inference_mode)
+
+
+def _set_trainable(
+    model: nn.Module,
+    adapter_name: str,
+    module_names: Sequence[str] | None,
+    inference_mode: bool,
+    strict_module_check: bool = False,
+    wrapper_cls: type[AuxiliaryTrainingWrapper] | None = None,
+    activate_adapter: bool = True,
+    **wrapper_kwargs: Any,
+) -> None:
+    """Wrap the modules named ``module_names`` (full name segments) in ``wrapper_cls`` (default
+    ``ModulesToSaveWrapper``) for ``adapter_name``: a trainable copy unless ``inference_mode``.
+
+    Raises:
+        ValueError: with ``strict_module_check``, if no module matches.
+    """
+    if not module_names:
+        return
+    wrapper_cls = wrapper_cls or ModulesToSaveWrapper
+    names = list(module_names)
+    wrapped: list[str] = []
+    for key in [name for name, _ in model.named_modules()]:
+        if not key or any(key.startswith(w + ".") for w in wrapped):
+            continue
+        if not any(_is_valid_match(key, name) for name in names):
+            continue
+        parent, target, target_name = _get_submodules(model, key)
+        if isinstance(target, wrapper_cls):
+            target.update(adapter_name, **wrapper_kwargs)
+        else:
+            target = wrapper_cls(target, adapter_name, **wrapper_kwargs)
+            setattr(parent, target_name, target)
+        if activate_adapter:
+            target.set_adapter(adapter_name, inference_mode=inference_mode)
+        wrapped.append(key)
+    if strict_module_check and not wrapped:
+        raise ValueError(f"Target modules {names} not found in the base model. Please check the target modules.")
+
+
+def set_additional_trainable_modules(
+    model: nn.Module, peft_config: Any, model_config: Any, adapter_name: str, activate_adapter: bool = True
+) -> None:
+    """Wrap the modules ``peft_config`` lists in ``modules_to_save`` and ``trainable_token_indices`` for
+    ``adapter_name`` (what every tuner does when it injects an adapter), activating them if asked."""
+    from peft.tuners._auxiliary import add_auxiliary_modules
+
+    add_auxiliary_modules(model, peft_config, adapter_name)
+    if activate_adapter:
+        _set_adapter(model, adapter_name, inference_mode=peft_config.inference_mode)
+
+
+def map_cache_to_layer_device_map(model: nn.Module, cache: Any) -> None:
+    """Move each layer's keys and values in ``cache`` (a transformers cache) to the device of the decoder layer that
+    reads them, for a model dispatched over devices (``hf_device_map``); does nothing for other models."""
+    if getattr(model, "hf_device_map", None) is None:
+        return
+    cache = getattr(cache, "self_attention_cache", cache)  # an encoder-decoder cache: the decoder's part
+    layers = getattr(cache, "layers", None)
+    if not layers:
+        return
+    blocks = next((m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == len(layers)), None)
+    if blocks is None:
+        return
+    for layer, block in zip(layers, blocks):
+        param = next(block.parameters(), None)
+        if param is not None and getattr(layer, "keys", None) is not None:
+            layer.keys, layer.values = layer.keys.to(param.device), layer.values.to(param.device)
+
+
+def _first_value(config: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _prepare_prompt_learning_config(peft_config: Any, model_config: Any) -> Any:
+    """Fill the sizes a prompt-learning config leaves open (``num_layers``, ``token_dim``, ``num_attention_heads``,
+    ``num_transformer_submodules``) from the model's config (an object or a dict; a vision-language model's
+    ``text_config``). For prefix tuning with grouped-query attention, prefixes get the key/value width.
+
+    Raises:
+        ValueError: naming the sizes that cannot be found.
+    """
+    text_config = _first_value(model_config, ("text_config",))
+    config = text_config if text_config is not None else model_config
+    if peft_config.num_layers is None:
+        peft_config.num_layers = _first_value(config, ("num_hidden_layers", "num_layers", "n_layer"))
+    if peft_config.token_dim is None:
+        peft_config.token_dim = _first_value(config, ("hidden_size", "n_embd", "d_model"))
+    if peft_config.num_attention_heads is None:
+        peft_config.num_attention_heads = _first_value(
+            config, ("num_attention_heads", "n_head", "num_heads", "encoder_attention_heads")
+        )
+        kv_heads = _first_value(config, ("num_key_value_heads",))
+        heads = peft_config.num_attention_heads
+        # prompts that are key/value prefixes of the attention layers have the key/value width
+        kv_prefix = str(peft_config.peft_type) in ("PREFIX_TUNING", "CARTRIDGE")
+        if kv_prefix and kv_heads and heads and kv_heads != heads:
+            peft_config.token_dim = peft_config.token_dim // heads * kv_heads
+            peft_config.num_attention_heads = kv_heads
+    if peft_config.num_transformer_submodules is None:
+        peft_config.num_transformer_submodules = 2 if str(peft_config.task_type) == "SEQ_2_SEQ_LM" else 1
+    missing = [n for n in ("num_layers", "token_dim", "num_attention_heads") if getattr(peft_config, n) is None]
+    if missing:
+        raise ValueError(
+            f"Cannot infer {missing} from the model's config; set them in the {type(peft_config).__name__}."
+        )
+    return peft_config
+
+
+def __getattr__(name: str) -> Any:
+    # constants of the reference's module, importable from here as from peft.utils.constants (lazily, so that the
+    # per-method target tables come from host packages only when asked for)
+    from peft.utils import constants
+
+    if name.startswith("TRANSFORMERS_MODELS_TO_") or name in constants.__all__:
         return getattr(constants, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -432,7 +432,7 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
     path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
         try:
-            return torch.load(path, map_location=device, weights_only=True)
+            return torch_load(path, map_location=device)
         except Exception as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
     where = os.path.join(os.fspath(model_id), subfolder or "")
@@ -440,3 +440,101 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
         f"Can't find weights for {model_id}: neither {SAFETENSORS_WEIGHTS_NAME} nor {WEIGHTS_NAME} is present in "
         f"{where!r} (locally or on the Hub)."
     )
+
+
+def torch_load(*args: Any, weights_only: bool = True, **kwargs: Any) -> Any:
+    """``torch.load`` loading only tensors and plain containers by default (no arbitrary pickled code)."""
+    return torch.load(*args, weights_only=weights_only, **kwargs)
+
+
+def has_valid_embedding_base_layer(layer: nn.Module) -> bool:
+    """Whether ``layer`` is an adapter layer around an ``nn.Linear`` or ``nn.Embedding`` (an adapted embedding)."""
+    return isinstance(getattr(layer, "base_layer", None), (nn.Linear, nn.Embedding))
+
+
+def get_embedding_layer_name(model: nn.Module, layer: nn.Module, is_embedding_in_target_modules: bool) -> str | None:
+    """The name in ``model`` of the embedding ``layer`` adapts (its base layer), or of ``layer`` itself when the
+    embedding is not a target."""
+    for name, module in model.named_modules():
+        if (not is_embedding_in_target_modules and module is layer) or module is getattr(layer, "base_layer", None):
+            return name
+    return None
+
+
+def _base_model_of(model: nn.Module) -> nn.Module:
+    """The module tree whose keys are the base model's: the model a ``PeftModel`` (or tuner) wraps, else ``model``."""
+    from peft.mixed_model import PeftMixedModel
+    from peft.peft_model import PeftModel
+    from peft.tuners.tuners_utils import BaseTuner
+
+    if isinstance(model, (PeftModel, PeftMixedModel)):
+        return model.get_base_model()
+    return model.model if isinstance(model, BaseTuner) else model
+
+
+def _base_key_map(model: nn.Module) -> dict[str, str]:
+    """``{key in the adapted model's state dict: the key the base model had}`` for every base tensor. Adapter layers
+    and auxiliary wrappers add a segment before the module they wrap (``base_layer``, ``original_module``); their own
+    tensors (adapters, trainable copies) have no base key and are left out."""
+    from peft.tuners.tuners_layer import BaseTunerLayer
+    from peft.utils.other import AuxiliaryTrainingWrapper
+
+    key_map: dict[str, str] = {}
+    for key in model.state_dict(keep_vars=True):
+        module, kept = model, []
+        *path, tensor_name = key.split(".")
+        for part in path:
+            if isinstance(module, BaseTunerLayer):
+                if part != "base_layer":
+                    break  # inside the adapter's containers
+            elif isinstance(module, AuxiliaryTrainingWrapper):
+                if part != "original_module":
+                    break  # a trainable copy or the token adapter
+            else:
+                kept.append(part)
+            module = module._modules[part]
+        else:
+            if not isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper)):
+                key_map[key] = ".".join([*kept, tensor_name])
+    return key_map
+
+
+def get_base_model_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The base model's state dict under the keys it had before adapters were added, without adapter tensors.
+
+    Works on a ``PeftModel``, a ``PeftMixedModel`` and any model with injected adapter layers. Useful to save or
+    shard the base weights alone (e.g. before wrapping with FSDP).
+
+    Example:
+        >>> base_weights = get_base_model_state_dict(peft_model)  # keys like "lin0.weight", not "...base_layer..."
+    """
+    base = _base_model_of(model)
+    state_dict = base.state_dict()
+    return {base_key: state_dict[key] for key, base_key in _base_key_map(base).items()}
+
+
+def set_base_model_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], strict: bool = True
+) -> _IncompatibleKeys:
+    """Load base-model weights given under the base model's own keys into a model with adapters (the inverse of
+    :func:`get_base_model_state_dict`); adapter tensors are not touched.
+
+    Returns:
+        The ``missing_keys`` and ``unexpected_keys`` (base-model keys).
+
+    Raises:
+        RuntimeError: with ``strict``, if keys are missing or unexpected (nothing is loaded then).
+    """
+    base = _base_model_of(model)
+    to_live = {base_key: key for key, base_key in _base_key_map(base).items()}
+    missing = [base_key for base_key in to_live if base_key not in state_dict]
+    unexpected = [key for key in state_dict if key not in to_live]
+    if strict and (missing or unexpected):
+        errors = []
+        if missing:
+            errors.append(f"Missing key(s) in state_dict: {missing}")
+        if unexpected:
+            errors.append(f"Unexpected key(s) in state_dict: {unexpected}")
+        raise RuntimeError("Error(s) in loading state_dict:\n\t" + "\n\t".join(errors))
+    base.load_state_dict({to_live[key]: value for key, value in state_dict.items() if key in to_live}, strict=False)
+    return _IncompatibleKeys(missing, unexpected)

@@ -1,7 +1,8 @@
 """``get_layer_status`` / ``get_model_status``: what adapters a model holds and in which state (LIFE-31).
 
-Works on a ``PeftModel`` and on any model holding adapter layers (e.g. a diffusers UNet). Values that differ between
-layers are reported as ``"irregular"``.
+Works on a ``PeftModel``, a ``PeftMixedModel`` and on any model holding adapter layers (e.g. a diffusers UNet).
+Layers are named as ``named_modules`` of the tuner names them (``model.<path>`` for a ``PeftModel``, as in the
+reference), of the model itself otherwise. Values that differ between layers are reported as ``"irregular"``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
-from peft.utils.other import AuxiliaryTrainingWrapper
+from peft.utils.other import AuxiliaryTrainingWrapper, TrainableTokensWrapper
 
 Irregular = Literal["irregular"]
 
@@ -30,7 +31,7 @@ class TunerLayerStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
-    quantization_backend: str = "plain"
+    quantization_backend: str | None = None
 
 
 @dataclass
@@ -49,31 +50,50 @@ class TunerModelStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
-    quantization_backend: str | Irregular = field(default="plain")
+    quantization_backend: str | None | Irregular = field(default=None)
 
 
-def _unwrap(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
-    """``(module tree to inspect, tuner or None)``."""
+def _tuner_of(model: nn.Module, caller: str) -> nn.Module | None:
+    """The tuner (``BaseTuner``) of a PEFT model, or None for any other model.
+
+    Raises:
+        TypeError: for a prompt-learning model, which has no adapter layers.
+    """
+    from peft.mixed_model import PeftMixedModel
     from peft.peft_model import PeftModel
     from peft.tuners.tuners_utils import BaseTuner
 
-    if isinstance(model, PeftModel):
-        model = model.base_model
     if isinstance(model, BaseTuner):
-        return model.model, model
-    return model, None
+        return model
+    if isinstance(model, (PeftModel, PeftMixedModel)):
+        if not isinstance(model.base_model, BaseTuner):
+            raise TypeError(
+                f"{caller}() got an invalid PeftModel instance; prefix tuning and adaption prompt are not supported."
+            )
+        return model.base_model
+    return None
 
 
-def _adapter_tensors(module: nn.Module, adapter: str) -> list[torch.Tensor]:
+def _adapter_tensors(module: nn.Module, adapter: str, names: tuple[str, ...]) -> list[torch.Tensor]:
     tensors: list[torch.Tensor] = []
-    for attr in module.adapter_layer_names:
+    for attr in names:
         container = module.adapter_container(attr)
-        # an adapter layer inside an auxiliary wrapper is reported on its own
-        if container is None or isinstance(container, BaseTunerLayer) or adapter not in container:
+        # an adapter layer inside an auxiliary wrapper is reported on its own; plain dicts hold settings
+        if container is None or isinstance(container, BaseTunerLayer) or not isinstance(container, nn.Module):
+            continue
+        if adapter not in container:
             continue
         item = container[adapter]
-        tensors.extend(item.parameters() if isinstance(item, nn.Module) else [item])
+        tensors.extend([*item.parameters(), *item.buffers()] if isinstance(item, nn.Module) else [item])
     return tensors
+
+
+def _irregular_unless_equal(values: list[bool]) -> bool | Irregular:
+    if all(v is True for v in values):
+        return True
+    if all(v is False for v in values):
+        return False
+    return "irregular"
 
 
 def _layer_status(name: str, module: nn.Module) -> TunerLayerStatus:
@@ -81,16 +101,18 @@ def _layer_status(name: str, module: nn.Module) -> TunerLayerStatus:
         available = module._all_available_adapter_names()
         merged = list(module.merged_adapters)
         backend = module.quantization_backend
-        backend_name = backend.name if backend is not None else "plain"
+        backend_name = backend.name if backend is not None else None
+        other_names = module.other_param_names
     else:
-        available, merged, backend_name = module._available_adapters(), [], "plain"
+        available, merged, backend_name, other_names = module._available_adapters(), [], None, ()
     requires_grad: dict[str, bool | Irregular] = {}
     devices: dict[str, list[str]] = {}
     for adapter in available:
-        tensors = _adapter_tensors(module, adapter)
-        flags = {t.requires_grad for t in tensors}
-        requires_grad[adapter] = flags.pop() if len(flags) == 1 else "irregular"
-        devices[adapter] = sorted({t.device.type for t in tensors})
+        trained = [t for t in _adapter_tensors(module, adapter, module.adapter_layer_names) if t.is_floating_point()]
+        if trained:
+            requires_grad[adapter] = _irregular_unless_equal([t.requires_grad for t in trained])
+        stored = _adapter_tensors(module, adapter, module.adapter_layer_names + other_names)
+        devices[adapter] = sorted({t.device.type for t in stored})
     return TunerLayerStatus(
         name=name,
         module_type=repr(module).partition("(")[0],
@@ -107,53 +129,87 @@ def _layer_status(name: str, module: nn.Module) -> TunerLayerStatus:
 def get_layer_status(model: nn.Module) -> list[TunerLayerStatus]:
     """The status of every adapter layer and auxiliary module of ``model``.
 
+    A ``TrainableTokensWrapper`` is reported through the trainable-tokens layer it holds.
+
     Raises:
+        TypeError: for a prompt-learning ``PeftModel`` (it has no adapter layers).
         ValueError: if the model holds no adapter layer.
     """
-    tree, _ = _unwrap(model)
+    tuner = _tuner_of(model, "get_layer_status")
+    tree = tuner if tuner is not None else model
     statuses = [
         _layer_status(name, module)
         for name, module in walk_modules(tree)
         if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
+        and not isinstance(module, TrainableTokensWrapper)
     ]
     if not statuses:
-        raise ValueError("No adapter layers found in the model.")
+        raise ValueError(
+            "No adapter layers found in the model, please ensure that it's a PEFT model or that you have PEFT "
+            "adapters injected in the model."
+        )
     return statuses
 
 
-def _agree(values: list[Any]) -> Any:
-    first = values[0]
-    return first if all(v == first for v in values[1:]) else "irregular"
+def _one_or_irregular(values: list[Any]) -> Any:
+    distinct = []
+    for value in values:
+        if value not in distinct:
+            distinct.append(value)
+    return distinct[0] if len(distinct) == 1 else "irregular"
+
+
+def _merged_adapters(layers: list[TunerLayerStatus]) -> list[str] | Irregular:
+    """Adapters merged on some layer; irregular when one of them is present but unmerged on another layer."""
+    merged = sorted({name for status in layers for name in status.merged_adapters})
+    for status in layers:
+        if (set(status.available_adapters) - set(status.merged_adapters)) & set(merged):
+            return "irregular"
+    return merged
+
+
+def _base_model_type(model: nn.Module, tuner: nn.Module | None) -> str:
+    if tuner is not None:
+        return type(tuner.model).__name__
+    # a transformers model is named by its class; the core recognises it without importing transformers
+    if any(cls.__name__ == "PreTrainedModel" for cls in type(model).__mro__):
+        return type(model).__name__
+    return "other"
 
 
 def get_model_status(model: nn.Module) -> TunerModelStatus:
-    """The status of the model's adapters, aggregated over all layers (``"irregular"`` where layers differ)."""
-    tree, tuner = _unwrap(model)
+    """The status of the model's adapters, aggregated over all layers (``"irregular"`` where layers differ).
+
+    Raises:
+        TypeError: for a prompt-learning ``PeftModel`` (it has no adapter layers).
+        ValueError: if the model holds no adapter layer.
+    """
+    from peft.peft_model import PeftModel
+
+    tuner = _tuner_of(model, "get_model_status")
     layers = get_layer_status(model)
-    adapter_layers = [s for s in layers if s.module_type != "ModulesToSaveWrapper"]
-    configs = getattr(tuner, "peft_config", None) or getattr(tree, "peft_config", None) or {}
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    configs = tuner.peft_config if tuner is not None else {}
+    trainable, total = PeftModel.get_nb_trainable_parameters(model)
     available = sorted({a for s in layers for a in s.available_adapters})
     requires_grad: dict[str, bool | Irregular] = {}
     devices: dict[str, list[str]] = {}
     for adapter in available:
         flags = [s.requires_grad[adapter] for s in layers if adapter in s.requires_grad]
-        requires_grad[adapter] = _agree(flags)
+        if flags:
+            requires_grad[adapter] = _irregular_unless_equal(flags)
         devices[adapter] = sorted({d for s in layers for d in s.devices.get(adapter, [])})
-    reference = adapter_layers or layers
     return TunerModelStatus(
-        base_model_type=type(tree).__name__ if tuner is not None else "other",
+        base_model_type=_base_model_type(model, tuner),
         adapter_model_type=type(tuner).__name__ if tuner is not None else "None",
         peft_types={name: str(cfg.peft_type) for name, cfg in configs.items()},
         trainable_params=trainable,
         total_params=total,
-        num_adapter_layers=len(adapter_layers),
-        enabled=_agree([s.enabled for s in reference]),
-        active_adapters=_agree([sorted(s.active_adapters) for s in reference]),
-        merged_adapters=_agree([sorted(s.merged_adapters) for s in reference]),
+        num_adapter_layers=len(layers),
+        enabled=_one_or_irregular([s.enabled for s in layers]),
+        active_adapters=_one_or_irregular([list(s.active_adapters) for s in layers]),
+        merged_adapters=_merged_adapters(layers),
         requires_grad=requires_grad,
         available_adapters=available,
         devices=devices,
-        quantization_backend=_agree([s.quantization_backend for s in reference]),
+        quantization_backend=_one_or_irregular([s.quantization_backend for s in layers]),
     )

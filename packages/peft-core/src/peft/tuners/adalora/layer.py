@@ -194,3 +194,12 @@ class SVDConv2d(AdaLoraLayer, nn.Module):
         base = self.get_base_layer()
         kernel = self.get_delta_weight(adapter_name)
         return base._conv_forward(self.lora_dropout[adapter_name](x), kernel, None)
+
+
+def __getattr__(name: str) -> Any:
+    # the reference defines the rank allocator in this module; it has its own here (it imports this one)
+    if name == "RankAllocator":
+        from peft.tuners.adalora.allocator import RankAllocator
+
+        return RankAllocator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,7 +45,12 @@ class AdaLoraModel(LoraModel):
     # ------------------------------------------------------------------------------------------ injection
     def _check_new_adapter_config(self, config: AdaLoraConfig) -> None:
         super()._check_new_adapter_config(config)
-        trainable = sorted(name for name, cfg in self.peft_config.items() if not cfg.inference_mode)
+        # the rank allocator serves one AdaLoRA adapter; adapters of other types (in a mixed model) do not count
+        trainable = sorted(
+            name
+            for name, cfg in self.peft_config.items()
+            if str(cfg.peft_type) == str(config.peft_type) and not cfg.inference_mode
+        )
         if len(trainable) > 1:
             raise ValueError(
                 f"{type(self).__name__} supports only 1 trainable adapter, got {trainable}. When using multiple "

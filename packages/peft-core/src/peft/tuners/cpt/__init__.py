@@ -23,7 +23,6 @@ from torch import nn
 
 from peft.config import PromptLearningConfig
 from peft.utils.peft_types import PeftType, register_peft_method
-from peft.utils.warnings import warn
 
 _WEIGHTED_LOSS_TYPES = ("none", "decay")
 _FIXED_EPSILON = 1e-10  # the bound of tokens that never move (labels, role-less tokens)
@@ -66,10 +65,8 @@ class CPTConfig(PromptLearningConfig):
         self.peft_type = PeftType.CPT
         super().__post_init__()
         if str(self.task_type) != "CAUSAL_LM":
-            # METHOD-CPT-1: a warning for now (an error in a later version), and the task type is left as given
-            warn(
-                f"CPTConfig only supports task_type='CAUSAL_LM', got {self.task_type!r}; this will become an error. "
-                "Set task_type='CAUSAL_LM'."
+            raise ValueError(
+                f"CPTConfig only supports task_type = CAUSAL_LM, got {self.task_type!r}; set task_type='CAUSAL_LM'."
             )
         if self.cpt_token_ids is None:
             self.cpt_token_ids = [0]

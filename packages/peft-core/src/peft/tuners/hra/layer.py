@@ -122,3 +122,8 @@ class Linear(HRALayer, nn.Module):
 
 class Conv2d(HRALayer, nn.Module):
     """HRA on ``nn.Conv2d`` (the reflections act on each filter's flattened ``in_channels * kh * kw`` patch)."""
+
+
+# the reference's names of the layer classes
+HRALinear = Linear
+HRAConv2d = Conv2d

@@ -135,7 +135,9 @@ class LoraConfig(PeftConfig):
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}.")
         if self.target_parameters is not None:
             if isinstance(self.target_parameters, str) or not all(isinstance(p, str) for p in self.target_parameters):
-                raise ValueError(f"target_parameters must be a list of str, got {self.target_parameters!r}.")
+                raise TypeError(
+                    f"`target_parameters` must be a list of strings or None, got {self.target_parameters!r}."
+                )
             self.target_parameters = list(self.target_parameters)
         if self.layer_replication is not None:
             self._check_layer_replication()

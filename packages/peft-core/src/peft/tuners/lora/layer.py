@@ -467,17 +467,36 @@ class _ConvNd(LoraLayer, nn.Module):
             raise NotImplementedError("Merging is not supported for _ConvNd layers with groups > 1!")
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        """``scaling * B A`` as a conv weight ``(out, in, *kernel)``.
+
+        ``B`` is a 1x1 conv with the base layer's groups: output channel ``o`` reads the rank channels of its group.
+        ``A`` is not grouped, so for a grouped base layer the delta covers every input channel: it has the
+        ungrouped layout (see ``dense_base_weight``) and cannot be merged into the grouped base weight.
+        """
         weight_a, weight_b = self.lora_A[adapter].weight, self.lora_B[adapter].weight
         dtype = weight_b.dtype
         if weight_a.device.type == "cpu" and dtype in HALF_PRECISION:
             weight_a, weight_b = weight_a.float(), weight_b.float()
-        if all(k == 1 for k in weight_a.shape[2:]):
-            flat = weight_b.flatten(1) @ weight_a.flatten(1)
-            delta = flat.reshape(flat.shape + (1,) * (weight_a.dim() - 2))
-        else:
-            conv_fn = (F.conv1d, F.conv2d, F.conv3d)[weight_a.dim() - 3]
-            delta = conv_fn(weight_a.transpose(0, 1), weight_b).transpose(0, 1)
+        groups = self.get_base_layer().groups
+        rank, kernel = weight_a.shape[0], weight_a.shape[2:]
+        # (groups, out/groups, r/groups) @ (groups, r/groups, in * kernel): each group's outputs from its ranks
+        per_group = weight_b.reshape(groups, -1, rank // groups) @ weight_a.reshape(groups, rank // groups, -1)
+        delta = per_group.reshape(weight_b.shape[0], weight_a.shape[1], *kernel)
         return (delta * self.scaling[adapter]).to(dtype)
+
+    def dense_base_weight(self) -> torch.Tensor:
+        """The base weight in the ungrouped layout ``(out, in, *kernel)``: zero outside each output channel's
+        group of input channels. The base weight itself when the layer is not grouped."""
+        weight = self.get_base_weight()
+        groups = self.get_base_layer().groups
+        if groups == 1:
+            return weight
+        out_channels, in_per_group = weight.shape[:2]
+        dense = weight.new_zeros(out_channels, in_per_group * groups, *weight.shape[2:])
+        for group, block in enumerate(weight.chunk(groups, dim=0)):
+            rows = slice(group * block.shape[0], (group + 1) * block.shape[0])
+            dense[rows, group * in_per_group : (group + 1) * in_per_group] = block
+        return dense
 
     def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
         variant = self.lora_variant.get(adapter_name)
@@ -518,3 +537,16 @@ def is_lora_layer(module: object) -> bool:
     from peft.tuners.adalora.layer import AdaLoraLayer
 
     return not isinstance(module, AdaLoraLayer)
+
+
+def __getattr__(name: str) -> Any:
+    # LoRA layers the reference defines in this module; here they have their own modules, which import this one
+    if name == "ParamWrapper":
+        from peft.tuners.lora.param_wrapper import ParamWrapper
+
+        return ParamWrapper
+    if name == "MultiheadAttention":
+        from peft.tuners.lora.mha import MultiheadAttention
+
+        return MultiheadAttention
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -242,3 +242,12 @@ def replicate_layers(model: nn.Module, layer_map: list[list[int]]) -> None:
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "num_hidden_layers"):
         config.num_hidden_layers = len(new_layers)
+
+
+def __getattr__(name: str) -> Any:
+    # the reference's default-target table, importable from here as from peft.utils.constants
+    if name == "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING":
+        from peft.utils import constants
+
+        return getattr(constants, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -260,3 +260,7 @@ class MissLayer(FragmentLayer):
 
 class Linear(MissLayer, nn.Module):
     """MiSS on ``nn.Linear``."""
+
+
+# the reference's name of the layer class
+MissLinear = Linear

@@ -49,6 +49,10 @@ class PromptEncoderConfig(PromptLearningConfig):
             raise ValueError(f"Invalid encoder_reparameterization_type {kind!r}; valid values are {valid}.")
         self.encoder_reparameterization_type = PromptEncoderReparameterizationType(kind)
 
+    @property
+    def _checkpoint_holds_encoder_output(self) -> bool:
+        return True
+
 
 class PromptEncoder(nn.Module):
     """``embedding`` -> MLP or bidirectional LSTM + MLP head -> virtual-token embeddings (training only)."""

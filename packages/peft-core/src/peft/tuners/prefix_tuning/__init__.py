@@ -36,6 +36,10 @@ class PrefixTuningConfig(PromptLearningConfig):
         self.peft_type = PeftType.PREFIX_TUNING
         super().__post_init__()
 
+    @property
+    def _checkpoint_holds_encoder_output(self) -> bool:
+        return self.prefix_projection
+
 
 class PrefixEncoder(nn.Module):
     """Virtual tokens -> ``(batch, num_virtual_tokens, num_layers * 2 * token_dim)`` key/value prefixes."""

@@ -27,9 +27,15 @@ class TrainableTokensConfig(PeftConfig):
     init_weights: bool = field(default=True, metadata={"help": "Start from the current rows."})
 
     def __post_init__(self) -> None:
+        # token_indices may be filled in after creation; the model checks them when it uses them
         self.peft_type = PeftType.TRAINABLE_TOKENS
         super().__post_init__()
-        if not self.token_indices or not all(isinstance(i, int) and i >= 0 for i in self.token_indices):
-            raise ValueError(
-                f"token_indices must be a non-empty list of non-negative ints, got {self.token_indices!r}."
-            )
+
+
+def check_token_indices(token_indices: object) -> None:
+    """Raise unless ``token_indices`` is a non-empty list of non-negative ints."""
+    valid = isinstance(token_indices, (list, tuple)) and all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in token_indices
+    )
+    if not token_indices or not valid:
+        raise ValueError(f"token_indices must be a non-empty list of non-negative ints, got {token_indices!r}.")

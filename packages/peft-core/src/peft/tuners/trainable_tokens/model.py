@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.tuners.trainable_tokens.config import TrainableTokensConfig
+from peft.tuners.trainable_tokens.config import TrainableTokensConfig, check_token_indices
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from peft.tuners.tuners_utils import BaseTuner
 
@@ -34,6 +34,10 @@ class TrainableTokensModel(BaseTuner):
     prefix: str = "trainable_tokens_"
     tuner_layer_cls = TrainableTokensLayer
     target_module_mapping: dict[str, list[str]] = {}
+
+    def _check_new_adapter_config(self, config: TrainableTokensConfig) -> None:
+        super()._check_new_adapter_config(config)
+        check_token_indices(config.token_indices)
 
     def _prepare_adapter_config(self, peft_config: PeftConfig, model_config: dict[str, Any]) -> PeftConfig:
         if peft_config.target_modules is None:

@@ -1,0 +1,5 @@
+"""The reference's module path of these names; they are defined in the package itself."""
+
+from peft.tuners.multitask_prompt_tuning import MultitaskPromptTuningConfig, MultitaskPromptTuningInit
+
+__all__ = ["MultitaskPromptTuningConfig", "MultitaskPromptTuningInit"]

@@ -1,0 +1,76 @@
+"""One small adapter config for every non-prompt method, on the tiny model ``TinyNet``: tests that must hold for
+every method (lifecycle, status, deletion) parametrize over ``METHOD_CASES``.
+
+Each config targets ``lin0`` and ``lin1`` (16 x 16), or what the method adapts instead (layer norm, embedding).
+``perturb`` moves every trainable adapter tensor off its initial value, so that each adapter changes the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import peft
+
+DIM = 16
+
+
+class TinyNet(nn.Module):
+    """Token ids -> embedding -> linear -> layer norm -> linear -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, DIM)
+        self.lin0 = nn.Linear(DIM, DIM)
+        self.norm = nn.LayerNorm(DIM)
+        self.lin1 = nn.Linear(DIM, DIM)
+        self.head = nn.Linear(DIM, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lin1(self.norm(torch.relu(self.lin0(self.emb(x))))))
+
+
+def tiny_net(seed: int = 0) -> TinyNet:
+    torch.manual_seed(seed)
+    return TinyNet().eval()
+
+
+def inputs() -> torch.Tensor:
+    return torch.tensor([[1, 2, 3, 4], [5, 6, 7, 19]])
+
+
+_LINEAR = ["lin0", "lin1"]
+METHOD_CASES: dict[str, Callable[[], peft.PeftConfig]] = {
+    "lora": lambda: peft.LoraConfig(r=2, target_modules=_LINEAR),
+    "dora": lambda: peft.LoraConfig(r=2, target_modules=_LINEAR, use_dora=True),
+    "loha": lambda: peft.LoHaConfig(r=2, target_modules=_LINEAR),
+    "lokr": lambda: peft.LoKrConfig(r=2, target_modules=_LINEAR),
+    "adalora": lambda: peft.AdaLoraConfig(init_r=2, target_r=1, total_step=10, target_modules=_LINEAR),
+    "ia3": lambda: peft.IA3Config(target_modules=_LINEAR, feedforward_modules=["lin1"]),
+    "oft": lambda: peft.OFTConfig(r=0, oft_block_size=4, target_modules=_LINEAR),
+    "boft": lambda: peft.BOFTConfig(boft_block_size=4, target_modules=_LINEAR),
+    "vera": lambda: peft.VeraConfig(r=2, target_modules=_LINEAR),
+    "randlora": lambda: peft.RandLoraConfig(r=2, target_modules=_LINEAR),
+    "fourierft": lambda: peft.FourierFTConfig(n_frequency=8, target_modules=_LINEAR),
+    "waveft": lambda: peft.WaveFTConfig(n_frequency=8, target_modules=_LINEAR),
+    "c3a": lambda: peft.C3AConfig(block_size=4, target_modules=_LINEAR),
+    "hra": lambda: peft.HRAConfig(r=2, target_modules=_LINEAR),
+    "miss": lambda: peft.MissConfig(r=4, target_modules=_LINEAR),
+    "shira": lambda: peft.ShiraConfig(r=2, target_modules=_LINEAR),
+    "road": lambda: peft.RoadConfig(group_size=4, target_modules=_LINEAR),
+    "vblora": lambda: peft.VBLoRAConfig(r=2, num_vectors=8, vector_length=4, target_modules=_LINEAR),
+    "ln_tuning": lambda: peft.LNTuningConfig(target_modules=["norm"]),
+    "trainable_tokens": lambda: peft.TrainableTokensConfig(target_modules=["emb"], token_indices=[1, 2, 5]),
+    "lora_modules_to_save": lambda: peft.LoraConfig(r=2, target_modules=_LINEAR, modules_to_save=["head"]),
+}
+
+
+def perturb(model: nn.Module, seed: int = 1) -> None:
+    """Add seeded noise to every trainable tensor (the adapters under test)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, param in sorted(model.named_parameters()):
+            if param.requires_grad:
+                param.add_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
