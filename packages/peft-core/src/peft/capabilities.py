@@ -260,26 +260,34 @@ def _probe_quantized(config_cls: type, peft_type: str) -> bool:
     return _close(outputs[0], outputs[1])
 
 
+def _is_adaption_prompt(config_cls: type, peft_type: str) -> bool:
+    """Whether the config is adaption prompt's (a property of an instance; one that cannot be built is not)."""
+    try:
+        return bool(config_cls(**EXAMPLE_OPTIONS.get(peft_type, {})).is_adaption_prompt)
+    except (ValueError, TypeError):
+        return False
+
+
 def method_capabilities(peft_type: str) -> MethodCapabilities:
     """Measure what the registered method ``peft_type`` supports (see the module docstring).
 
     Raises:
         KeyError: if no method ``peft_type`` is registered.
     """
+    from peft.config import PromptLearningConfig
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_MIXED_MODEL_MAPPING
 
     peft_type = str(peft_type).upper()
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
-    example_config = config_cls(**EXAMPLE_OPTIONS.get(peft_type, {}))
     common = {
         "peft_type": peft_type,
         "config_class": config_cls.__name__,
         "summary": _summary(config_cls),
         "mixed_adapter_types": peft_type in PEFT_TYPE_TO_MIXED_MODEL_MAPPING,
     }
-    if example_config.is_prompt_learning:
+    if issubclass(config_cls, PromptLearningConfig):
         return MethodCapabilities(kind="prompt learning", **common)
-    if example_config.is_adaption_prompt:
+    if _is_adaption_prompt(config_cls, peft_type):
         return MethodCapabilities(kind="adaption prompt", **common)
     layer_types, merge, mixed, errors = [], [], [], {}
     with warnings.catch_warnings():
