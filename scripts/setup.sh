@@ -50,8 +50,16 @@ if [ "$want" != "$have" ] || [ "${PEFT_FORCE_INSTALL:-0}" = "1" ]; then
         -e ".[all]" \
         accelerate pytest ruff \
         mkdocs mkdocs-material "mkdocstrings[python]"
+    # DeepSpeed for the ZeRO tests: without its CUDA ops (DS_BUILD_OPS=0); on CPU it uses its CPU accelerator
+    DS_BUILD_OPS=0 "$PY" -m pip install --progress-bar off -c "$CONSTRAINTS" deepspeed
     # the hosts detect peft by the distribution `peft`, whose version must equal peft.__version__ (ARCH-2)
     "$PY" -c "import importlib.metadata as m; v = m.version('peft'); assert v == m.version('peft-core'), v"
+    # DeepSpeed compiles a small shared-memory op with g++ when it first starts (about 80 s), then loads it from
+    # ~/.cache/torch_extensions: build it here, once, so that the tests do not pay for it
+    if ! "$PY" -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"; then
+        echo "setup: WARNING: DeepSpeed's CPU communication op did not build (is g++ installed?); the DeepSpeed" \
+            "tests will try again and report the error" >&2
+    fi
     echo "$want" > "$STAMP"
 else
     echo "setup: $VENV is up to date"

@@ -1,4 +1,8 @@
-"""Every ``python`` code block in docs/ runs: the pages' blocks run in order, one fresh process per page (DOC-1)."""
+"""Every ``python`` code block in docs/ runs: the pages' blocks run in order, one fresh process per page (DOC-1).
+
+A page whose first line is ``<!-- test_docs: torchrun --nproc_per_node N -->`` runs under ``torchrun`` with N
+processes instead (the distributed recipes).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,11 @@ def test_doc_1_code_blocks_of_the_page_run(page, tmp_path):
         pytest.skip(f"{page} has no python blocks")
     script = tmp_path / "page.py"
     script.write_text("\n\n".join(blocks))
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    launcher = re.match(r"<!-- test_docs: torchrun --nproc_per_node (\d+) -->", (DOCS / page).read_text())
+    command = [sys.executable, str(script)]
+    if launcher:
+        command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", launcher.group(1)]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{page} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 

@@ -110,6 +110,7 @@ _OPTIONAL_CORE_IMPORTS = {
     "torch_npu": "optional accelerator",
     "torch_xla": "optional accelerator",
     "numpy": "UniLoRA draws its indices with numpy's generator, imported when a UniLoRA adapter is created",
+    "deepspeed": "imported only to gather ZeRO-3-partitioned parameters, which exist only where DeepSpeed made them",
 }
 
 

@@ -269,3 +269,12 @@ def test_hira_reference_file_whose_ranks_ignore_its_rank_pattern_loads_with_the_
     layer = model.base_model.model[2]
     assert layer.r["default"] == 2 and layer.hira_A["default"].shape == (2, 20)
     assert not layer.hira_A["default"].requires_grad
+
+
+def test_hira_models_move_and_cast_like_any_module():
+    """``nn.Module.to`` goes through ``_apply``, which a HiRA layer method of the same name used to shadow."""
+    model = get_peft_model(nn.Sequential(nn.Linear(8, 8)), HiraConfig(r=2, target_modules=["0"], init_weights=False))
+    expected = model(_x(3, 8)).double()
+    model.to(torch.float64)
+    assert model.base_model.model[0].hira_A["default"].dtype == torch.float64
+    torch.testing.assert_close(model(_x(3, 8).double()), expected)

@@ -149,19 +149,26 @@ class PromptLearningMixin:
 
     # -------------------------------------------------------------------------------------------- state dicts
     def _prompt_learning_state_dict(self, state_dict: dict, adapter_name: str) -> dict[str, torch.Tensor]:
-        """``{"prompt_embeddings": ...}``: the encoder's output, so loaded adapters need no encoder."""
+        """``{"prompt_embeddings": ...}``: the encoder's output, so loaded adapters need no encoder. Tensors are taken
+        from ``state_dict`` where it has them (it may be the gathered state dict of a sharded model), else from the
+        encoder."""
         config = self._peft_config[adapter_name]
         encoder = self.prompt_encoder[adapter_name]
+
+        def tensor(name: str) -> torch.Tensor:
+            key = f"prompt_encoder.{adapter_name}.{name}"
+            return state_dict[key] if key in state_dict else encoder.get_parameter(name).detach()
+
         if isinstance(encoder, MultitaskPromptEmbedding):
             return {
-                "prompt_embeddings": encoder.embedding.weight.detach(),
-                "prefix_task_cols": encoder.prefix_task_cols.detach(),
-                "prefix_task_rows": encoder.prefix_task_rows.detach(),
+                "prompt_embeddings": tensor("embedding.weight"),
+                "prefix_task_cols": tensor("prefix_task_cols"),
+                "prefix_task_rows": tensor("prefix_task_rows"),
             }
         if isinstance(encoder, CartridgeEncoder):
             return {"prompt_embeddings": encoder.weight.detach()}
         if config.inference_mode or isinstance(encoder, PromptEmbedding):
-            return {"prompt_embeddings": encoder.embedding.weight.detach()}
+            return {"prompt_embeddings": tensor("embedding.weight")}
         with torch.no_grad():
             tokens = torch.arange(encoder.embedding.num_embeddings, device=encoder.embedding.weight.device)
             return {"prompt_embeddings": encoder(tokens).detach()}
@@ -197,15 +204,13 @@ class PromptLearningMixin:
         encoder = self.prompt_encoder[self.active_adapters[0]]
         if isinstance(encoder, CartridgeEncoder):
             return self._prefix_cache(encoder.weight.unsqueeze(0).expand(batch_size, -1, -1), config)
-        weight = encoder.embedding.weight
+        # the embedding is only called, never read: FSDP and ZeRO-3 shard its weight outside its forward
+        embedding = encoder.embedding
+        tokens = torch.arange(embedding.num_embeddings, device=embedding.weight.device)
+        tokens = tokens.unsqueeze(0).expand(batch_size, -1)
         if isinstance(encoder, MultitaskPromptEmbedding):  # the task modulates the prompt, also for inference
-            tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
             return encoder(tokens, task_ids)
-        if config.inference_mode:
-            prompts = weight.unsqueeze(0).expand(batch_size, -1, -1)
-        else:
-            tokens = torch.arange(weight.shape[0], device=weight.device).unsqueeze(0).expand(batch_size, -1)
-            prompts = encoder(tokens)
+        prompts = embedding(tokens) if config.inference_mode else encoder(tokens)
         if not is_kv_prefix(config):
             return prompts
         return self._prefix_cache(prompts, config)

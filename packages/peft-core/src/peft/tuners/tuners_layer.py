@@ -19,6 +19,7 @@ from torch.nn.modules import module as _torch_module
 
 from peft.quantization import QuantizationBackend, get_backend, resolve_quantization_backend
 from peft.tuners._targeting import is_transformers_conv1d
+from peft.utils.distributed import MERGE_WORKAROUND, check_whole, full_shape, read_whole
 from peft.utils.warnings import warn
 
 BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
@@ -203,14 +204,14 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
     if isinstance(module, nn.Linear):
         weight = module.weight
         # tensor-parallel weights: the local shard's shape
-        shape = weight.to_local().shape if hasattr(weight, "to_local") else weight.shape
+        shape = weight.to_local().shape if hasattr(weight, "to_local") else full_shape(weight)
         return shape[1], shape[0]
     if isinstance(module, nn.modules.conv._ConvNd):
         return module.in_channels, module.out_channels
     if isinstance(module, nn.Embedding):
         return module.num_embeddings, module.embedding_dim
     if is_transformers_conv1d(module):
-        shape = getattr(module.weight, "ds_shape", module.weight.shape)
+        shape = full_shape(module.weight)
         return shape[0], shape[1]
     if isinstance(module, nn.MultiheadAttention):
         if not module._qkv_same_embed_dim:
@@ -286,14 +287,28 @@ class BaseTunerLayer:
         return resolve_quantization_backend(self.get_base_layer())
 
     def get_base_weight(self) -> torch.Tensor:
-        """The base layer's weight, dequantized; reading it never changes the layer."""
+        """The base layer's weight, dequantized and whole (gathered under DeepSpeed ZeRO-3, so every rank must read
+        it); reading it never changes the layer.
+
+        Raises:
+            ValueError: if FSDP holds only a shard of the weight here (outside the forward of its unit).
+        """
         base_layer = self.get_base_layer()
-        return get_backend(base_layer).get_weight(base_layer)
+        return read_whole(base_layer, "weight", lambda: get_backend(base_layer).get_weight(base_layer))
 
     def set_base_weight(self, weight: torch.Tensor) -> None:
-        """Write ``weight`` into the base layer (requantizing as needed), keeping its dtype."""
+        """Write ``weight`` into the base layer (requantizing as needed), keeping its dtype.
+
+        Raises:
+            ValueError: if the weight is sharded (FSDP) or partitioned (ZeRO-3) here.
+        """
         base_layer = self.get_base_layer()
+        self._check_base_weight_writable()
         get_backend(base_layer).set_weight(base_layer, weight)
+
+    def _check_base_weight_writable(self) -> None:
+        """Raise unless the base weight is whole here, so that merging can write it."""
+        check_whole(self.get_base_layer(), "merge an adapter", allow_zero3=False, workaround=MERGE_WORKAROUND)
 
     # ---------------------------------------------------------------------------------------------- adapters
     def adapter_container(self, name: str) -> Any:
@@ -465,13 +480,7 @@ class BaseTunerLayer:
         """Whether the direct base layer's output is a tensor only this call holds, so that adapters may add to it
         in place (saving an output-sized buffer per layer): a plain torch layer whose forward no hook observes or
         replaces. Its backward never needs its own output, so in-place updates are safe under autograd too."""
-        base = self.base_layer
-        return (
-            type(base) in _FRESH_OUTPUT_LAYERS
-            and not base._forward_hooks
-            and "forward" not in base.__dict__  # accelerate/diffusers hooks replace forward on the instance
-            and not _torch_module._global_forward_hooks
-        )
+        return type(self.base_layer) in _FRESH_OUTPUT_LAYERS and forward_unobserved(self.base_layer)
 
     def _check_mixed_batch_state(self, adapter_names: Sequence[str], x: torch.Tensor) -> None:
         if self.training:
@@ -551,6 +560,7 @@ class BaseTunerLayer:
         if not names:
             return
         self._check_merge_allowed(names)
+        self._check_base_weight_writable()  # before reading: a read may be a collective the other ranks never join
         for name in names:
             if self.merges_base_weight:
                 weight = self.get_base_weight()
@@ -566,6 +576,7 @@ class BaseTunerLayer:
         if not self.merged:
             warn("Already unmerged. Nothing to do.")
             return
+        self._check_base_weight_writable()
         while self.merged_adapters:
             name = self.merged_adapters.pop()
             if self._has_adapter(name):
@@ -614,9 +625,52 @@ class NonAdditiveTunerLayer(BaseTunerLayer):
         raise NotImplementedError(f"{type(self).__name__} does not implement _adapted_forward.")
 
 
+def forward_unobserved(module: nn.Module) -> bool:
+    """Whether no hook or wrapper watches calls of ``module``, so that code may use its output in place or read its
+    tensors without calling it. FSDP and DeepSpeed ZeRO-3 make a module's sharded parameters whole only around its
+    forward (in hooks, or in an FSDP wrapper that replaces it), so a watched module is used only by calling it."""
+    return (
+        not module._forward_hooks
+        and not module._forward_pre_hooks
+        and "forward" not in module.__dict__  # accelerate/diffusers hooks replace forward on the instance
+        and not _torch_module._global_forward_hooks
+        and not _torch_module._global_forward_pre_hooks
+    )
+
+
+def call_with_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
+    """``module(*args, **kwargs)`` with the tensors at the paths of ``tensors`` replaced by their values for the call:
+    gradients reach the values, and the module keeps its own tensors.
+
+    Each value is set as an instance attribute of the module owning the path, which attribute lookup finds before
+    the registered parameters and buffers (``nn.Module.__getattr__`` is consulted only when the instance has no such
+    attribute). The registered tensors stay in place, unlike with ``torch.func.functional_call``: DeepSpeed ZeRO-3
+    gathers them in hooks around the owner's forward and fails on a plain tensor in their place, and FSDP1 keeps its
+    parameters as instance attributes too (which would shadow a functional_call replacement); its attribute is put
+    back after the call.
+    """
+    replaced = []
+    for path, value in tensors.items():
+        owner_path, _, name = path.rpartition(".")
+        owner = module.get_submodule(owner_path)
+        replaced.append((owner, name, owner.__dict__.get(name, _ABSENT)))
+        owner.__dict__[name] = value
+    try:
+        return module(*args, **kwargs)
+    finally:
+        for owner, name, previous in reversed(replaced):
+            if previous is _ABSENT:
+                del owner.__dict__[name]
+            else:
+                owner.__dict__[name] = previous
+
+
+_ABSENT = object()
+
+
 def base_parameter_path(layer: nn.Module, parameter_name: str) -> str:
     """Path of ``parameter_name`` of the innermost base module, relative to ``layer.base_layer`` (through nested
-    adapter layers), for ``torch.func.functional_call`` on the base layer."""
+    adapter layers), for :func:`call_with_tensors` on the base layer."""
     path, module = [], layer.base_layer
     while isinstance(module, BaseTunerLayer):
         path.append("base_layer")

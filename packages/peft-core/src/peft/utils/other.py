@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.utils.distributed import whole_copy
+
 
 def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, str]:
     """``(parent, target, target_name)`` for the module named ``key``; the empty key names ``model`` itself (its
@@ -109,6 +111,10 @@ class AuxiliaryTrainingWrapper(nn.Module):
         """``{key in file (relative to the wrapper): key in this module}`` for ``adapter_name``."""
         raise NotImplementedError
 
+    def saves_adapter(self, adapter_name: str) -> bool:
+        """Whether checkpoints of ``adapter_name`` hold tensors of this wrapper."""
+        raise NotImplementedError
+
     def unload_and_optionally_merge_module(
         self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
     ) -> nn.Module:
@@ -137,7 +143,7 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
             self.modules_to_save = nn.ModuleDict()
         if adapter_name in self.modules_to_save:
             return
-        copied = copy.deepcopy(self.original_module)
+        copied = whole_copy(self.original_module)
         copied.requires_grad_(False)
         self.modules_to_save[adapter_name] = copied
         self.original_module.requires_grad_(False)
@@ -214,6 +220,9 @@ class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
     def adapter_state_dict(self, adapter_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         prefix = f"modules_to_save.{adapter_name}."
         return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+    def saves_adapter(self, adapter_name: str) -> bool:
+        return adapter_name in self.modules_to_save
 
     def adapter_state_dict_load_map(self, adapter_name: str) -> dict[str, str]:
         if adapter_name not in self.modules_to_save:
@@ -360,8 +369,11 @@ class TrainableTokensWrapper(AuxiliaryTrainingWrapper):
         key = f"token_adapter.trainable_tokens_delta.{adapter_name}"
         return {"token_adapter.trainable_tokens_delta": state_dict[key]} if key in state_dict else {}
 
+    def saves_adapter(self, adapter_name: str) -> bool:
+        return self.token_adapter.tied_adapter is None and adapter_name in self._available_adapters()
+
     def adapter_state_dict_load_map(self, adapter_name: str) -> dict[str, str]:
-        if self.token_adapter.tied_adapter is not None or adapter_name not in self._available_adapters():
+        if not self.saves_adapter(adapter_name):
             return {}
         return {"token_adapter.trainable_tokens_delta": f"token_adapter.trainable_tokens_delta.{adapter_name}"}
 

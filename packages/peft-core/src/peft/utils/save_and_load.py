@@ -8,6 +8,7 @@ round-trip (REQUIREMENTS SAVE-2..5).
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 from typing import Any
@@ -40,17 +41,27 @@ def _tuner_class(config: Any) -> Any:
     return tuner_cls if hasattr(tuner_cls, "_adapter_state_dict_to_file") else None
 
 
-def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
-    """``{file key: live key}`` for every tensor of ``adapter_name`` in adapter layers of ``model``."""
+def _adapter_key_map(
+    model: nn.Module, adapter_name: str, state_dict: dict[str, torch.Tensor] | None = None
+) -> dict[str, str]:
+    """``{file key: live key}`` for every tensor of ``adapter_name`` in adapter layers of ``model``.
+
+    With ``state_dict`` (a state dict of ``model``), an adapter module's tensor names are read from it rather than
+    from the module: a module that FSDP wraps answers ``state_dict()`` only together with every other rank. An adapter
+    module that holds tensors none of which are in ``state_dict`` maps its own name, which the caller then finds
+    missing.
+    """
     from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
 
+    sorted_keys = sorted(state_dict) if state_dict is not None else None
     key_map: dict[str, str] = {}
     modules = dict(walk_modules(model))
     for path, module in modules.items():
         if not isinstance(module, BaseTunerLayer) or getattr(module, "tied_adapter", None) is not None:
             continue  # a tied layer shares its tensors with the adapter it is tied to, which saves them
-        prefix = f"{_file_path(path, adapter_name, modules)}." if path else ""
-        live_prefix = f"{path}." if path else ""
+        file_path = _without_wrappers(_file_path(path, adapter_name, modules))
+        prefix = f"{file_path}." if file_path else ""
+        live_prefix = f"{_without_wrappers(path)}." if path else ""
         aliases = getattr(module, "_file_key_aliases", {})
         for attr in module.adapter_layer_names + module.adapter_buffer_names:
             container = module.adapter_container(attr)
@@ -59,12 +70,50 @@ def _adapter_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
             if adapter_name in getattr(container, "_non_persistent_buffers_set", ()):
                 continue  # a frozen tensor that is drawn again when loading is not part of the checkpoint
             item = container[adapter_name]
-            sub_keys = list(item.state_dict().keys()) if isinstance(item, nn.Module) else [""]
+            live_item = f"{live_prefix}{attr}.{adapter_name}"
+            if sorted_keys is not None:
+                sub_keys = _sub_keys(sorted_keys, live_item) or ([""] if _holds_tensors(item) else [])
+            else:
+                sub_keys = list(item.state_dict().keys()) if isinstance(item, nn.Module) else [""]
             for sub_key in sub_keys:
                 relative = f"{attr}.{sub_key}" if sub_key else attr
-                live = f"{live_prefix}{attr}.{adapter_name}" + (f".{sub_key}" if sub_key else "")
+                live = f"{live_item}.{sub_key}" if sub_key else live_item
                 key_map[prefix + aliases.get(relative, relative)] = live
     return key_map
+
+
+# modules that wrap another under this attribute name (FSDP1 units, activation checkpointing); state dicts of the
+# wrapped model leave the name out, wherever in a path it occurs
+_WRAPPER_ATTRIBUTES = frozenset({"_fsdp_wrapped_module", "_checkpoint_wrapped_module"})
+
+
+def _without_wrappers(path: str) -> str:
+    """``path`` as the state dict of a wrapped model names it, without the wrappers' segments."""
+    if "_wrapped_module" not in path:
+        return path
+    return ".".join(part for part in path.split(".") if part not in _WRAPPER_ATTRIBUTES)
+
+
+def _holds_tensors(item: nn.Module | torch.Tensor) -> bool:
+    """Whether an adapter's entry has tensors to save (some modules of an adapter may be empty)."""
+    if isinstance(item, torch.Tensor):
+        return True
+    return next(item.parameters(), None) is not None or next(item.buffers(), None) is not None
+
+
+def _sub_keys(sorted_keys: list[str], name: str) -> list[str]:
+    """Keys of the tensors under module or tensor ``name`` among ``sorted_keys``, relative to it ("" for ``name``
+    itself)."""
+    found = []
+    for index in range(bisect.bisect_left(sorted_keys, name), len(sorted_keys)):
+        key = sorted_keys[index]
+        if not key.startswith(name):
+            break
+        if key == name:
+            found.append("")
+        elif key[len(name)] == ".":
+            found.append(key[len(name) + 1 :])
+    return found
 
 
 def _shared_file_key(file_key: str, container: str) -> str | None:
@@ -121,6 +170,7 @@ def _auxiliary_key_map(model: nn.Module, adapter_name: str) -> dict[str, str]:
     key_map: dict[str, str] = {}
     for path, module in walk_modules(model):
         if isinstance(module, AuxiliaryTrainingWrapper):
+            path = _without_wrappers(path)
             prefix = f"{path}." if path else ""
             for file_key, live_key in module.adapter_state_dict_load_map(adapter_name).items():
                 key_map[prefix + file_key] = prefix + live_key
@@ -137,7 +187,7 @@ def _bias_keys(model: nn.Module, config: Any, state_dict: dict[str, torch.Tensor
         keys = []
         for path, module in model.named_modules():
             if isinstance(module, BaseTunerLayer) and getattr(module.get_base_layer(), "bias", None) is not None:
-                key = f"{path}.base_layer.bias"
+                key = f"{_without_wrappers(path)}.base_layer.bias"
                 if key in state_dict:
                     keys.append(key)
         return keys
@@ -172,10 +222,9 @@ def get_peft_model_state_dict(
     result: dict[str, torch.Tensor] = {}
     if getattr(config, "is_prompt_learning", False):
         result.update(_prompt_learning_state_dict(model, state_dict, adapter_name))
-    layer_tensors = {}
-    for file_key, live_key in _adapter_key_map(model, adapter_name).items():
-        if live_key in state_dict:
-            layer_tensors[file_key] = state_dict[live_key]
+    key_map = _adapter_key_map(model, adapter_name, state_dict)
+    missing = [live for live in key_map.values() if live not in state_dict]
+    layer_tensors = {file_key: state_dict[live] for file_key, live in key_map.items() if live in state_dict}
     tuner_cls = _tuner_class(config)
     if tuner_cls is not None:
         layer_tensors = tuner_cls._adapter_state_dict_to_file(model, config, adapter_name, layer_tensors)
@@ -183,7 +232,7 @@ def get_peft_model_state_dict(
     for key in _bias_keys(model, config, state_dict):
         result[key] = state_dict[key]
     if _should_save_embeddings(model, config, save_embedding_layers):
-        adapter_live_keys = set(_adapter_key_map(model, adapter_name).values())
+        adapter_live_keys = set(key_map.values())
         for key in _embedding_weight_keys(model, state_dict):
             if key not in adapter_live_keys:
                 result[key] = state_dict[key]
@@ -191,11 +240,56 @@ def get_peft_model_state_dict(
 
     for path, module in model.named_modules():
         if isinstance(module, AuxiliaryTrainingWrapper):
+            path = _without_wrappers(path)
             prefix = f"{path}." if path else ""
             own = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            for key, value in module.adapter_state_dict(adapter_name, own).items():
+            entries = module.adapter_state_dict(adapter_name, own)
+            if not entries and module.saves_adapter(adapter_name):
+                missing.append(f"{prefix}{module.adapter_layer_names[0]}.{adapter_name}")
+            for key, value in entries.items():
                 result[prefix + key] = value
+    _check_complete(adapter_name, missing, result)
     return result
+
+
+def _check_complete(adapter_name: str, missing: list[str], result: dict[str, torch.Tensor]) -> None:
+    """Refuse to export an adapter whose tensors the state dict lacks or holds only a shard of: saved, it would be an
+    adapter that silently does nothing or cannot be loaded."""
+    if missing:
+        shown = ", ".join(repr(key) for key in missing[:3])
+        if len(missing) > 3:
+            shown += f" and {len(missing) - 3} more"
+        raise ValueError(
+            f"The state dict has no tensors for {len(missing)} parts of adapter {adapter_name!r}: {shown}. Pass the "
+            f"model's full state dict, keyed as its own state_dict() keys them: {_FULL_STATE_DICT_RECIPES}"
+        )
+    partial = [key for key, tensor in result.items() if _is_shard(tensor)]
+    if partial:
+        raise ValueError(
+            f"The state dict holds only shards of adapter {adapter_name!r} (e.g. {partial[0]!r}: "
+            f"{_describe_shard(result[partial[0]])}). Pass a gathered, full state dict: {_FULL_STATE_DICT_RECIPES}"
+        )
+
+
+_FULL_STATE_DICT_RECIPES = (
+    "under FSDP1, `FullyShardedDataParallel.state_dict()` inside `FSDP.state_dict_type(model, "
+    "StateDictType.FULL_STATE_DICT)`; under FSDP2, `torch.distributed.checkpoint.state_dict.get_model_state_dict("
+    "model, options=StateDictOptions(full_state_dict=True))`; under DeepSpeed ZeRO-3, "
+    "`accelerator.get_state_dict(model)` or a `deepspeed.zero.GatheredParameters` block around the save (all ranks "
+    "call these; see docs/distributed.md)."
+)
+
+
+def _is_shard(tensor: torch.Tensor) -> bool:
+    """A DTensor or ShardedTensor, or an empty tensor: no adapter tensor is empty, but a ZeRO-3 parameter read
+    outside a gather is."""
+    return hasattr(tensor, "placements") or hasattr(tensor, "local_shards") or tensor.numel() == 0
+
+
+def _describe_shard(tensor: torch.Tensor) -> str:
+    if tensor.numel() == 0:
+        return "an empty tensor, as ZeRO-3 partitions are outside a gather"
+    return f"a {type(tensor).__name__}"
 
 
 def _embedding_module_names(model: nn.Module) -> list[str]:
@@ -215,7 +309,7 @@ def _embedding_module_names(model: nn.Module) -> list[str]:
     for name, module in model.named_modules(remove_duplicate=False):
         base = getattr(module, "base_layer", None)
         if any(module is m or base is m for m in found) or name.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES:
-            names.append(name)
+            names.append(_without_wrappers(name))
     return names
 
 

@@ -22,6 +22,7 @@ from peft.tuners._targeting import is_transformers_conv1d
 from peft.tuners.frod.config import FrodConfig
 from peft.tuners.frod.layer import FrodLayer, Linear
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.utils.distributed import read_whole
 from peft.utils.warnings import warn
 
 _PROJECTION_NAMES = ("frod_V", "frod_s_indices", "frod_s_size")
@@ -252,7 +253,12 @@ def _existing_equal(per_adapter: SharedBufferDict, tensor: torch.Tensor) -> torc
 def _weight_out_in(base: nn.Module) -> torch.Tensor | None:
     """The ``(out, in)`` weight of a linear layer or transformers' ``Conv1D``, through its quantization backend."""
     if is_transformers_conv1d(base):
-        return get_backend(base).get_weight(base).T
+        return _whole_weight(base).T
     if isinstance(base, nn.Linear) or resolve_quantization_backend(base) is not None:
-        return get_backend(base).get_weight(base)
+        return _whole_weight(base)
     return None
+
+
+def _whole_weight(base: nn.Module) -> torch.Tensor:
+    """The dequantized weight, gathered when ZeRO-3 partitions it."""
+    return read_whole(base, "weight", lambda: get_backend(base).get_weight(base))

@@ -96,7 +96,7 @@ class HiraLayer(BaseWeightDependentLayer):
         product = factor_b @ factor_a
         return product.T if self.fan_in_fan_out else product
 
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _base_operation(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """The base layer's operation with ``weight`` (base layout) and no bias."""
         return F.linear(x, weight.T if self.fan_in_fan_out else weight)
 
@@ -121,7 +121,7 @@ class HiraLayer(BaseWeightDependentLayer):
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         delta = self._delta_from(adapter_name, self.get_base_weight())
         x = self._cast_input_dtype(x, delta.dtype)
-        return self._apply(self.hira_dropout[adapter_name](x), delta)
+        return self._base_operation(self.hira_dropout[adapter_name](x), delta)
 
     def __repr__(self) -> str:
         return "hira." + super().__repr__()
@@ -144,11 +144,11 @@ class Embedding(HiraLayer, nn.Module):
     def _low_rank_product(self, factor_a: torch.Tensor, factor_b: torch.Tensor) -> torch.Tensor:
         return (factor_b @ factor_a).T
 
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _base_operation(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.embedding(x, weight)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        return self._apply(x, self._delta_from(adapter_name, self.get_base_weight()))
+        return self._base_operation(x, self._delta_from(adapter_name, self.get_base_weight()))
 
 
 class _ConvNd(HiraLayer):
@@ -182,7 +182,7 @@ class _ConvNd(HiraLayer):
     def _low_rank_product(self, factor_a: torch.Tensor, factor_b: torch.Tensor) -> torch.Tensor:
         return torch.tensordot(factor_b.flatten(1), factor_a, dims=1)
 
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _base_operation(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self.get_base_layer()._conv_forward(x, weight, None)
 
 

@@ -12,7 +12,6 @@ is preserved and the saved adapter always holds the tuned values.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from peft.tuners.tuners_layer import NonAdditiveTunerLayer
+from peft.utils.distributed import whole_copy
 from peft.utils.warnings import warn
 
 
@@ -41,7 +41,7 @@ class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
         """Create (or replace) adapter ``adapter_name``: a copy of the base module (of its original values when
         another adapter is merged)."""
-        layer = copy.deepcopy(self.base_layer)
+        layer = whole_copy(self.base_layer)
         if self._unmerged_state is not None:
             layer.load_state_dict(self._unmerged_state)
         self.ln_tuning_layers[adapter_name] = layer

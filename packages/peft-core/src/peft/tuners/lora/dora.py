@@ -15,14 +15,20 @@ from torch import nn
 
 from peft.tuners.lora.layer import Embedding, LoraLayer, LoraVariant
 from peft.tuners.tuners_layer import HALF_PRECISION
+from peft.utils.distributed import full_shape, is_zero3_partitioned, read_whole
 
 
 class DoraMagnitude(nn.Module):
-    """Holds the magnitude vector of one adapter as ``weight`` (a module, so FSDP can wrap it)."""
+    """Holds the magnitude vector of one adapter as ``weight``: a module, so FSDP can wrap it, and used in forward
+    passes only by calling it, since FSDP and ZeRO-3 make it whole only around its forward."""
 
     def __init__(self, magnitude: torch.Tensor) -> None:
         super().__init__()
         self.weight = nn.Parameter(magnitude)
+
+    def forward(self, norm: torch.Tensor) -> torch.Tensor:
+        """The scale ``m / ||W + s B A||`` per feature, for the norms ``norm``."""
+        return self.weight.flatten() / norm
 
     def __repr__(self) -> str:
         return f"lora.dora.DoraMagnitude(shape={tuple(self.weight.shape)})"
@@ -95,6 +101,13 @@ def _compute_combined_and_norm(module: LoraLayer, adapter_name: str) -> tuple[to
     return combined, norm
 
 
+def _base_bias(base_layer: nn.Module) -> torch.Tensor:
+    """The base layer's bias, read outside the base layer's forward (gathered under ZeRO-3)."""
+    if is_zero3_partitioned(base_layer.bias):
+        return read_whole(base_layer, "bias", lambda: base_layer.bias.detach())
+    return base_layer.bias
+
+
 def _feature_view(vector: torch.Tensor, ndim: int) -> torch.Tensor:
     """Shape a per-feature vector to broadcast over an oriented weight with ``ndim`` dims."""
     return vector.reshape(-1, *([1] * (ndim - 1)))
@@ -105,7 +118,8 @@ class DoraVariant(LoraVariant):
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
-        is_conv = module.get_base_layer().weight.dim() >= 3
+        weight_ndim = len(full_shape(module.get_base_layer().weight))
+        is_conv = weight_ndim >= 3
         reference = (
             module.lora_A[adapter_name].weight
             if adapter_name in module.lora_A
@@ -116,7 +130,7 @@ class DoraVariant(LoraVariant):
         else:
             _, magnitude = _combined_and_norm(module, adapter_name)
         if is_conv:
-            magnitude = magnitude.reshape(1, -1, *([1] * (module.get_base_layer().weight.dim() - 2)))
+            magnitude = magnitude.reshape(1, -1, *([1] * (weight_ndim - 2)))
         module.lora_magnitude_vector[adapter_name] = DoraMagnitude(magnitude.clone())
         if not hasattr(module, "_dora_merge_norms"):
             module._dora_merge_norms = {}
@@ -124,7 +138,7 @@ class DoraVariant(LoraVariant):
     @staticmethod
     def _scale(module: LoraLayer, adapter_name: str) -> torch.Tensor:
         _, norm = _combined_and_norm(module, adapter_name)
-        return module.lora_magnitude_vector[adapter_name].weight.flatten() / norm
+        return module.lora_magnitude_vector[adapter_name](norm)
 
     @staticmethod
     def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
@@ -145,9 +159,8 @@ class DoraVariant(LoraVariant):
 
     @staticmethod
     def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        magnitude = module.lora_magnitude_vector[active_adapter].weight.flatten()
         _, norm = _combined_and_norm(module, active_adapter)
-        scale = magnitude / norm
+        scale = module.lora_magnitude_vector[active_adapter](norm)
         scaling = module.scaling[active_adapter]
         if isinstance(module, Embedding):
             after_a = module._embed(x, module.lora_embedding_A[active_adapter].T)
@@ -157,7 +170,7 @@ class DoraVariant(LoraVariant):
         dropout = module.lora_dropout[active_adapter]
         base_layer = module.get_base_layer()
         x = module._cast_input_dtype(x, lora_a.weight.dtype)
-        is_conv = base_layer.weight.dim() >= 3
+        is_conv = len(full_shape(base_layer.weight)) >= 3
         view = (lambda t: t.reshape(1, -1, *([1] * (result.dim() - 2)))) if is_conv else (lambda t: t)
         if isinstance(dropout, nn.Identity) or not module.training:
             base_result = result
@@ -166,7 +179,7 @@ class DoraVariant(LoraVariant):
             dropped = dropout(x)
             base_result = base_layer(dropped.to(result.dtype))
         if base_layer.bias is not None:
-            base_result = base_result - view(base_layer.bias)
+            base_result = base_result - view(_base_bias(base_layer))
         lora_result = lora_b(lora_a(dropped)) * scaling
         scale = view(scale)
         return result + ((scale - 1) * base_result + scale * lora_result).to(result.dtype)

@@ -21,6 +21,7 @@ from peft.tuners.tuners_layer import (
     BaseTunerLayer,
     LazyAdapterContainer,
     MixedBatch,
+    forward_unobserved,
     new_module,
     store_adapter_module,
 )
@@ -239,9 +240,24 @@ class LoraLayer(BaseTunerLayer):
             with torch.no_grad():
                 bias.add_(sign * self.lora_B[adapter_name].bias.to(bias.dtype) * self.scaling[adapter_name])
 
+    def _linear_factor_weights(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights of the linear factors ``A`` and ``B``. Factors that FSDP or ZeRO-3 shard are whole only while
+        they run, so those are read by calling them: a layer's output for the identity is its weight transposed, plus
+        the bias (its output for zeros)."""
+        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
+        if all(type(f) is nn.Linear and forward_unobserved(f) for f in (lora_a, lora_b)):
+            return lora_a.weight, lora_b.weight
+        options = {"dtype": lora_a.weight.dtype, "device": lora_a.weight.device}
+        weight_a = lora_a(torch.eye(self.in_features, **options)).T
+        identity = torch.eye(weight_a.shape[0], **options)
+        through_b = lora_b(identity)
+        if lora_b.bias is not None:
+            through_b = through_b - lora_b(torch.zeros_like(identity[:1]))
+        return weight_a, through_b.T
+
     def _lora_delta(self, adapter_name: str) -> torch.Tensor:
         """``scaling * B @ A`` for linear-like factors, computed in fp32 on CPU for half precision."""
-        weight_a, weight_b = self.lora_A[adapter_name].weight, self.lora_B[adapter_name].weight
+        weight_a, weight_b = self._linear_factor_weights(adapter_name)
         dtype = weight_b.dtype
         if weight_a.device.type == "cpu" and dtype in HALF_PRECISION:
             weight_a, weight_b = weight_a.float(), weight_b.float()
@@ -293,6 +309,8 @@ class Linear(LoraLayer, nn.Module):
         scaling = self.scaling[adapter_name]
         fusable = (
             isinstance(scaling, float)
+            and type(lora_b) is nn.Linear
+            and forward_unobserved(lora_b)
             and lora_b.weight.dtype == result.dtype
             and isinstance(self.lora_dropout[adapter_name], nn.Identity)
         )
@@ -328,6 +346,7 @@ class Linear(LoraLayer, nn.Module):
             and all(b.bias is None for b in factors_b)
             and all(a.weight.dtype == x.dtype for a in factors_a)
             and not any(n in self.lora_variant for n in names)
+            and all(type(f) is nn.Linear and forward_unobserved(f) for f in factors_a + factors_b)
         )
         if not stackable:
             return super()._mixed_batch_forward(x, *args, adapter_names=batch, **kwargs)

@@ -2,7 +2,7 @@
 
 The attention module reads ``in_proj_weight`` and ``out_proj.weight`` directly instead of calling submodules, so
 the adapter cannot act on activations. Forward therefore calls the base module with both weights replaced by
-``W + delta`` through ``torch.func.functional_call`` (gradients reach the adapter; the base weights stay as they
+``W + delta`` through ``call_with_tensors`` (gradients reach the adapter; the base weights stay as they
 are). The in-projection adapter lives on this layer; the out-projection gets a ``lora.Linear`` in its place.
 
 Checkpoint compatibility: the reference applies the out-projection update twice (its merge adds the delta and then
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import Linear, LoraLayer, linear_factor
+from peft.tuners.tuners_layer import call_with_tensors
 
 
 class _OutProjLinear(Linear):
@@ -126,7 +127,7 @@ class MultiheadAttention(LoraLayer, nn.Module):
     def _call_base(base: nn.Module, weights: dict[str, torch.Tensor], query: torch.Tensor, *args: Any, **kwargs: Any):
         if not weights:
             return base(query, *args, **kwargs)
-        return torch.func.functional_call(base, weights, (query, *args), kwargs, strict=False)
+        return call_with_tensors(base, weights, query, *args, **kwargs)
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()

@@ -1,7 +1,7 @@
 """LoRA on a raw ``nn.Parameter`` (``target_parameters``), e.g. the fused expert weights of MoE layers.
 
 The module owning the parameter is called with the parameter replaced by ``W + delta`` through
-``torch.func.functional_call``, so any code reading the parameter in forward sees the adapted value and gradients
+``call_with_tensors``, so any code reading the parameter in forward sees the adapted value and gradients
 reach the adapter. A 2-D parameter is ``(out, in)``; a 3-D one is a stack of experts ``(experts, out, in)``, or
 ``(experts, in, out)`` when the owning module sets ``is_transposed``. Several parameters of one module nest one
 wrapper per parameter, the first registered innermost (the reference key layout).
@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer, linear_factor
-from peft.tuners.tuners_layer import base_parameter_path
+from peft.tuners.tuners_layer import base_parameter_path, call_with_tensors
+from peft.utils.distributed import MERGE_WORKAROUND, check_whole, is_zero3_partitioned, read_whole
 
 
 class ParamWrapper(LoraLayer, nn.Module):
@@ -65,16 +66,26 @@ class ParamWrapper(LoraLayer, nn.Module):
         self.lora_B[adapter_name] = linear_factor(r * self.num_experts, self.out_features, lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
-        return self._param().detach()
+        return read_whole(self.get_base_layer(), self.parameter_name, lambda: self._param().detach())
 
     def set_base_weight(self, weight: torch.Tensor) -> None:
+        self._check_base_weight_writable()
         with torch.no_grad():
             self._param().copy_(weight)
+
+    def _check_base_weight_writable(self) -> None:
+        check_whole(
+            self.get_base_layer(),
+            "merge an adapter",
+            self.parameter_name,
+            allow_zero3=False,
+            workaround=MERGE_WORKAROUND,
+        )
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         if self.num_experts == 1:
             return self._lora_delta(adapter)
-        weight_a, weight_b = self.lora_A[adapter].weight, self.lora_B[adapter].weight
+        weight_a, weight_b = self._linear_factor_weights(adapter)
         # A's rows are grouped expert-major (experts, r); B's columns expert-minor (r, experts)
         per_expert_a = weight_a.reshape(self.num_experts, -1, weight_a.shape[-1])
         per_expert_b = weight_b.reshape(weight_b.shape[0], -1, self.num_experts)
@@ -90,11 +101,13 @@ class ParamWrapper(LoraLayer, nn.Module):
         if self._disable_adapters or self.merged or not active:
             return self.base_layer(x, *args, **kwargs)
         param = self._param()
+        if is_zero3_partitioned(param):  # read here, not in the owning module's forward, where ZeRO-3 gathers it
+            param = self.get_base_weight()
         adapted = param
         for name in active:
             adapted = adapted + self.get_delta_weight(name).to(param.dtype)
         path = base_parameter_path(self, self.parameter_name)
-        return torch.func.functional_call(self.base_layer, {path: adapted}, (x, *args), kwargs, strict=False)
+        return call_with_tensors(self.base_layer, {path: adapted}, x, *args, **kwargs)
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()

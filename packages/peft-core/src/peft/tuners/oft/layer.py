@@ -65,8 +65,9 @@ class OFTRotationModule(nn.Module):
         norms = self.weight.norm(dim=1, keepdim=True) * math.sqrt(2)  # |U - U^T| = sqrt(2) |U|
         self.weight.mul_(torch.where(norms > radius, radius / norms, torch.ones_like(norms)))
 
-    def blocks(self, dtype: torch.dtype, dropout: bool = False) -> torch.Tensor:
-        """The orthogonal blocks ``(rows, b, b)`` in ``dtype``; ``dropout``: module dropout (training)."""
+    def forward(self, dtype: torch.dtype, dropout: bool = False) -> torch.Tensor:
+        """The orthogonal blocks ``(rows, b, b)`` in ``dtype``; ``dropout``: module dropout (training). Computed in
+        forward so that FSDP and ZeRO-3, which make ``weight`` whole only around a forward, can shard it."""
         if self.coft:
             self.project()
         skew = skew_symmetric(self.weight.to(dtype), self.block_size)
@@ -170,7 +171,7 @@ class OFTLayer(OrthogonalLayer):
         return self.rotations[adapter_name].weight.dtype
 
     def _rotation_factors(self, adapter_name: str, dtype: torch.dtype, dropout: bool) -> list[RotationFactor]:
-        return [RotationFactor(self.rotations[adapter_name].blocks(dtype, dropout))]
+        return [RotationFactor(self.rotations[adapter_name](dtype, dropout))]
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """The dense block-diagonal rotation ``R`` of ``adapter_name`` (merging gives ``W R^T``; ``W R`` for an

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from peft.tuners._buffer_dict import BufferDict
-from peft.tuners.tuners_layer import BaseTunerLayer, base_parameter_path
+from peft.tuners.tuners_layer import BaseTunerLayer, base_parameter_path, call_with_tensors
+from peft.utils.distributed import is_zero3_partitioned
 
 
 class TrainableTokensLayer(BaseTunerLayer, nn.Module):
@@ -57,7 +58,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
     def update_layer(self, adapter_name: str, token_indices: Sequence[int], init_weights: bool = True, **kwargs: Any):
         if self.tied_adapter is not None:
             return  # the tied embedding layer owns the tensors
-        weight = self.get_base_layer().weight
+        weight = self._base_weight()
         rows = sorted(set(token_indices))
         if rows and rows[-1] >= weight.shape[0]:
             raise ValueError(
@@ -78,8 +79,13 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
         if self.tied_adapter is None:
             super().unmerge()
 
-    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+    def _base_weight(self) -> torch.Tensor:
+        """The base weight itself (gradients reach it if it trains), or a gathered copy under ZeRO-3."""
         weight = self.get_base_layer().weight
+        return self.get_base_weight() if is_zero3_partitioned(weight) else weight
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        weight = self._base_weight()
         delta = torch.zeros_like(weight)
         index = torch.tensor(self.token_indices[adapter_name], device=weight.device)
         change = self.trainable_tokens_delta[adapter_name] - self.trainable_tokens_original[adapter_name]
@@ -87,7 +93,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
 
     def get_merged_weights(self, active_adapters: Sequence[str]) -> torch.Tensor:
         """The base weight with the adapters' rows applied (their changes add up on shared rows)."""
-        weight = self.get_base_layer().weight
+        weight = self._base_weight()
         for name in active_adapters:
             if name not in self.trainable_tokens_delta:
                 continue
@@ -98,8 +104,7 @@ class TrainableTokensLayer(BaseTunerLayer, nn.Module):
 
     def _forward_with(self, x: torch.Tensor, weight: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The base layer's forward (any scaling it applies included) with its weight replaced by ``weight``."""
-        path = base_parameter_path(self, "weight")
-        return torch.func.functional_call(self.base_layer, {path: weight}, (x, *args), kwargs, strict=False)
+        return call_with_tensors(self.base_layer, {base_parameter_path(self, "weight"): weight}, x, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, current_mixed_batch, forward_rows_by_adapter
