@@ -43,7 +43,7 @@ if [ "$want" != "$have" ] || [ "${PEFT_FORCE_INSTALL:-0}" = "1" ]; then
     echo "setup: installing the monorepo into $VENV (editable, constraints from $CONSTRAINTS)"
     rm -f "$STAMP"
     "$PY" -m pip install --progress-bar off -c "$CONSTRAINTS" \
-        -e "packages/peft-core[adamss]" \
+        -e "packages/peft-core[quantization,adamss]" \
         -e packages/peft-transformers \
         -e packages/peft-diffusers \
         -e packages/peft-trl \

@@ -215,12 +215,21 @@ def test_cfg_4_known_unimplemented_fields_load_with_their_inert_values(tmp_path)
 
 @pytest.mark.parametrize(
     "field, value",
-    [("use_qalora", True), ("kasa_config", {"enabled": True}), ("alora_invocation_tokens", [1, 2])],
+    [("lora_ga_config", {"batch_size": 2}), ("kasa_config", {"enabled": True}), ("alora_invocation_tokens", [1, 2])],
 )
 def test_cfg_4_known_unimplemented_field_switched_on_raises_naming_it(tmp_path, field, value):
     _write_config(tmp_path, {"peft_type": "LORA", "target_modules": ["q"], field: value})
     with pytest.raises(ValueError, match=field):
         PeftConfig.from_pretrained(tmp_path)
+
+
+def test_cfg_4_qalora_and_loftq_fields_are_implemented_and_load(tmp_path):
+    _write_config(
+        tmp_path,
+        {"peft_type": "LORA", "target_modules": ["q"], "use_qalora": True, "qalora_group_size": 8, "loftq_config": {}},
+    )
+    loaded = PeftConfig.from_pretrained(tmp_path)
+    assert loaded.use_qalora is True and loaded.qalora_group_size == 8
 
 
 # --------------------------------------------------------------------------------------------------------------- CFG-5

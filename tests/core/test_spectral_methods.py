@@ -461,7 +461,7 @@ def test_quantized_base_layer_without_backend_is_refused(config_cls):
     model = _model()
     model.lin.weight = nn.Parameter(torch.zeros(8, 12, dtype=torch.int8), requires_grad=False)
     with pytest.raises(
-        TypeError, match=r"does not support quantized base layers \(Linear with weight dtype torch.int8"
+        TypeError, match=r"nn.modules.linear.Linear stores its weight as torch.int8, and no quantization backend"
     ):
         get_peft_model(model, config_cls(**{**_RANDOM[config_cls], "target_modules": ["lin"]}))
 

@@ -78,6 +78,7 @@ __all__ = [
     "LoHaModel",
     "LoKrConfig",
     "LoKrModel",
+    "LoftQConfig",
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",
@@ -158,6 +159,7 @@ __all__ = [
     "load_peft_weights",
     "prepare_model_for_kbit_training",
     "register_peft_method",
+    "replace_lora_weights_loftq",
     "set_base_model_state_dict",
     "set_peft_model_state_dict",
 ]

@@ -105,6 +105,8 @@ _EXPORTS = {
     "LoraConfig": "lora",
     "LoraModel": "lora",
     "LoraRuntimeConfig": "lora",
+    "LoftQConfig": "lora",
+    "replace_lora_weights_loftq": "lora",
     "MissConfig": "miss",
     "MissModel": "miss",
     "MultitaskPromptEmbedding": "multitask_prompt_tuning",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from peft.quantization import PLAIN_BACKEND, resolve_quantization_backend
+from peft.quantization import resolve_quantization_backend
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.warnings import warn
 
@@ -25,11 +25,11 @@ def check_readable_weight(method: str, base_layer: nn.Module) -> None:
     Raises:
         TypeError: naming the layer type and the weight's dtype.
     """
-    if resolve_quantization_backend(base_layer) is None and not PLAIN_BACKEND.matches(base_layer):
-        dtype = getattr(getattr(base_layer, "weight", None), "dtype", None)
+    backend = resolve_quantization_backend(base_layer)
+    if backend is not None and not backend.can_dequantize:
         raise TypeError(
-            f"{method} computes its update from the base weight, but the weight of {type(base_layer).__name__} (dtype "
-            f"{dtype}) cannot be read: no quantization backend handles this layer type."
+            f"{method} computes its update from the base weight, but the weight of {type(base_layer).__name__} "
+            f"({backend.name}) cannot be dequantized; use a method that only calls the base layer, such as LoRA."
         )
 
 
@@ -42,7 +42,7 @@ class BaseWeightDependentLayer(BaseTunerLayer):
     def original_base_weight(self) -> torch.Tensor:
         """``W0``: the base weight before any adapter of this layer was merged (dequantized)."""
         if self._weights_before_merge is not None:
-            return self._weights_before_merge[0].to(self.weight.device)
+            return self._weights_before_merge[0].to(self.base_layer_device())
         return self.get_base_weight()
 
     def original_base_bias(self) -> torch.Tensor | None:
@@ -68,7 +68,7 @@ class BaseWeightDependentLayer(BaseTunerLayer):
             warn("Already unmerged. Nothing to do.")
             return
         weight, bias = self._weights_before_merge
-        self.set_base_weight(weight.to(self.weight.device))
+        self.set_base_weight(weight.to(self.base_layer_device()))
         if bias is not None:
             with torch.no_grad():
                 self.bias.copy_(bias)

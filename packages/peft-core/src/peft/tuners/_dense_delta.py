@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.quantization import PLAIN_BACKEND, resolve_quantization_backend
+from peft.quantization import is_linear_layer
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
@@ -33,15 +33,16 @@ from peft.utils.save_and_load import shared_tensors_from_file, shared_tensors_to
 
 
 def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
-    """Refuse base layers a dense-delta method cannot wrap: anything but ``nn.Linear`` (or transformers' ``Conv1D``
-    where the method allows it), and quantized layers no quantization backend covers.
+    """Refuse base layers a dense-delta method cannot wrap: anything but ``nn.Linear`` or a quantized linear layer
+    (or transformers' ``Conv1D`` where the method allows it). Quantized storage no backend reads is refused for
+    every method when the adapter layer is created.
 
     Raises:
-        TypeError: naming the layer type (and, for quantized layers, the weight's dtype).
+        TypeError: naming the layer type.
     """
     method = layer_cls.method_name
     allowed = (
-        isinstance(base_layer, nn.Linear)
+        is_linear_layer(base_layer)
         or (layer_cls.supports_conv1d and is_transformers_conv1d(base_layer))
         or (layer_cls.supports_embedding and isinstance(base_layer, nn.Embedding))
     )
@@ -50,15 +51,6 @@ def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
         supported += ", torch.nn.Embedding" if layer_cls.supports_embedding else ""
         raise TypeError(
             f"{method} does not support target modules of type {type(base_layer).__name__}; supported: {supported}."
-        )
-    if resolve_quantization_backend(base_layer) is not None:
-        return  # a backend dequantizes and requantizes the weight for merging
-    if hasattr(base_layer, "qweight") or not PLAIN_BACKEND.matches(base_layer):
-        dtype = getattr(getattr(base_layer, "weight", None), "dtype", None)
-        raise TypeError(
-            f"{method} does not support quantized base layers ({type(base_layer).__name__} with weight dtype {dtype}):"
-            " its update is a dense float matrix merged into the weight. Use an unquantized model, or a method that "
-            "supports quantized layers such as LoRA."
         )
 
 
@@ -138,7 +130,7 @@ class DenseDeltaLayer(BaseTunerLayer):
     def _derived_device(self) -> torch.device:
         """Where state computed from the base weight lives: the base weight's device (real even inside a
         ``torch.device("meta")`` block, since such state is never loaded from a checkpoint)."""
-        return self.get_base_layer().weight.device
+        return self.base_layer_device()
 
     def original_base_weight(self) -> torch.Tensor:
         """The base weight an update is computed from (dequantized): the current one here; methods whose update is a

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, NonAdditiveTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
@@ -364,6 +365,6 @@ class OrthogonalTuner(BaseTuner):
     @classmethod
     def _create_new_module(cls, config: Any, adapter_name: str, target: nn.Module, **kwargs: Any) -> OrthogonalLayer:
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if isinstance(base, nn.Linear):
+        if is_linear_layer(base):
             fit_fan_in_fan_out(config, base)
         return super()._create_new_module(config, adapter_name, target, **kwargs)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.quantization import resolve_quantization_backend
+from peft.quantization import is_linear_layer
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
@@ -345,8 +345,7 @@ class SharedProjectionTuner(BaseTuner):
         for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
             if isinstance(base, base_cls):
                 return layer_cls(target, adapter_name, **kwargs)
-        linear = isinstance(base, nn.Linear) or resolve_quantization_backend(base) is not None
-        if linear or is_transformers_conv1d(base):
+        if is_linear_layer(base) or is_transformers_conv1d(base):
             fan_in_fan_out = fit_fan_in_fan_out(peft_config, base)
             return cls.layers_mapping[nn.Linear](target, adapter_name, fan_in_fan_out=fan_in_fan_out, **kwargs)
         raise TypeError(

@@ -16,6 +16,8 @@ from typing import Any
 
 from torch import nn
 
+from peft.quantization import is_linear_layer
+
 # the reference threshold above which long target lists are replaced by their minimal suffix set
 MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20
 SEQ_CLS_HEAD_NAMES = ("score", "classifier")
@@ -217,7 +219,7 @@ def expand_all_linear(model: nn.Module, task_type: str | None, tuner_layer_cls: 
             if "Linear" in type(module).__name__:
                 names.add(name)
             continue
-        if isinstance(module, nn.Linear) or is_transformers_conv1d(module):
+        if is_linear_layer(module) or is_transformers_conv1d(module):
             names.add(name)
     output_layer = _output_embedding_module(model)
     if output_layer is not None:

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _torch_module
 
-from peft.quantization import QuantizationBackend, get_backend, resolve_quantization_backend
+from peft.quantization import (
+    QuantizationBackend,
+    check_base_layer,
+    get_backend,
+    is_plain_torch_layer,
+    resolve_quantization_backend,
+)
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.utils.distributed import MERGE_WORKAROUND, check_whole, full_shape, read_whole
 from peft.utils.warnings import warn
@@ -198,9 +204,14 @@ def _as_list(adapter_names: str | Sequence[str]) -> list[str]:
 def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
     """``(in_features, out_features)`` of a base layer, for every layer type adapters support.
 
+    Quantized layers report the features of their dequantized weight (a packed tensor's shape tells nothing).
+
     Raises:
         ValueError: for ``nn.MultiheadAttention`` whose query, key and value sizes differ.
     """
+    backend = None if is_plain_torch_layer(module) else resolve_quantization_backend(module)
+    if backend is not None:
+        return backend.in_out_features(module)
     if isinstance(module, nn.Linear):
         weight = module.weight
         # tensor-parallel weights: the local shard's shape
@@ -254,6 +265,7 @@ class BaseTunerLayer:
 
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
+        check_base_layer(base_layer)
         self._modules["base_layer"] = base_layer  # a fresh layer: nothing for nn.Module.__setattr__ to clean up
         in_features, out_features = get_in_out_features(base_layer)
         self.__dict__.update(
@@ -285,6 +297,18 @@ class BaseTunerLayer:
     def quantization_backend(self) -> QuantizationBackend | None:
         """The backend of the base layer's weight format (None for plain float layers)."""
         return resolve_quantization_backend(self.get_base_layer())
+
+    def base_layer_device(self) -> torch.device:
+        """The device of the base layer's tensors (read from any of them: quantized layers need not have a
+        ``weight``)."""
+        tensor = _first_tensor(self.get_base_layer())
+        if tensor is None:
+            raise ValueError(f"The base layer {type(self.get_base_layer()).__name__} holds no tensor.")
+        return tensor.device
+
+    def extra_repr(self) -> str:
+        backend = self.quantization_backend
+        return f"quantization_backend={backend.name!r}" if backend is not None else ""
 
     def get_base_weight(self) -> torch.Tensor:
         """The base layer's weight, dequantized and whole (gathered under DeepSpeed ZeRO-3, so every rank must read

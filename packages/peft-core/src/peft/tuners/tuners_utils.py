@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.quantization import check_base_layer, is_linear_layer
 from peft.tuners import _targeting
 from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners._targeting import (
@@ -296,7 +297,7 @@ class BaseTuner(nn.Module):
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
         custom = getattr(peft_config, "_custom_modules", None) or {}
         for base_cls, layer_cls in [*custom.items(), *cls.layers_mapping.items()]:
-            if isinstance(base, base_cls):
+            if isinstance(base, base_cls) or (base_cls is nn.Linear and is_linear_layer(base)):
                 return layer_cls(target, adapter_name, **kwargs)
         supported = ", ".join(f"torch.nn.{base_cls.__name__}" for base_cls in cls.layers_mapping)
         raise TypeError(
@@ -395,7 +396,12 @@ class BaseTuner(nn.Module):
                 if parent is None:
                     parent = parents[parent_name] = model.get_submodule(parent_name)
                 target = getattr(parent, target_name)
-                self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
+                try:
+                    self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
+                except (TypeError, ValueError):
+                    # a quantized layer no backend handles: say that, rather than "unsupported module type"
+                    check_base_layer(target.get_base_layer() if isinstance(target, BaseTunerLayer) else target)
+                    raise
                 parents.pop(key, None)  # a replaced module is no longer the parent of its children
                 self.targeted_module_names.append(key)
             for key in tied_targets:

@@ -118,8 +118,8 @@ def read_whole(module: nn.Module, name: str, read: Callable[[], torch.Tensor]) -
         ValueError: if FSDP holds only a shard of the tensor here.
     """
     check_whole(module, "read a base weight", name)
-    tensor = getattr(module, name)
-    if not is_zero3_partitioned(tensor):
+    tensor = getattr(module, name, None)  # quantized layers may store the weight under other names (HQQ's W_q)
+    if tensor is None or not is_zero3_partitioned(tensor):
         return read()
     with gathered([tensor]):
         return read().clone()

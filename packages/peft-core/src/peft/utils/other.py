@@ -411,7 +411,8 @@ def prepare_model_for_kbit_training(
     """
     for param in model.parameters():
         param.requires_grad_(False)
-        quantized = type(param).__name__ in ("Params4bit", "Int8Params")
+        # packed bitsandbytes weights (4-bit ones may be stored as bfloat16) and tensor subclasses (torchao) stay
+        quantized = type(param).__name__ in ("Params4bit", "Int8Params") or type(param.data) is not torch.Tensor
         if not quantized and param.dtype in (torch.float16, torch.bfloat16):
             param.data = param.data.float()
     if use_gradient_checkpointing:

@@ -7,7 +7,7 @@ reference), of the model itself otherwise. Values that differ between layers are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -31,6 +31,7 @@ class TunerLayerStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
+    # the backend's name (e.g. "bnb 4bit"), None for plain float layers
     quantization_backend: str | None = None
 
 
@@ -50,7 +51,7 @@ class TunerModelStatus:
     requires_grad: dict[str, bool | Irregular]
     available_adapters: list[str]
     devices: dict[str, list[str]]
-    quantization_backend: str | None | Irregular = field(default=None)
+    quantization_backend: str | None | Irregular = None
 
 
 def _tuner_of(model: nn.Module, caller: str) -> nn.Module | None:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners.adalora.allocator import RankAllocator, _param_name, adalora_layers, lookup_rank_mask
 from peft.tuners.adalora.config import AdaLoraConfig
@@ -92,7 +93,7 @@ class AdaLoraModel(LoraModel):
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
         if isinstance(base, nn.Conv2d):
             return SVDConv2d(target, adapter_name, config=config, **kwargs)
-        if isinstance(base, nn.Linear) or is_transformers_conv1d(base):
+        if is_linear_layer(base) or is_transformers_conv1d(base):
             fit_fan_in_fan_out(config, base)
             return SVDLinear(target, adapter_name, config=config, **kwargs)
         raise ValueError(

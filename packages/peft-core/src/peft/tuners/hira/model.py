@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.quantization import resolve_quantization_backend
+from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
 from peft.tuners.hira.config import HiraConfig
 from peft.tuners.hira.layer import Conv1d, Conv2d, Conv3d, Embedding, HiraLayer, Linear
@@ -66,7 +66,7 @@ class HiraModel(BaseTuner):
         for base_cls, layer_cls in cls.layers_mapping.items():
             if isinstance(base, base_cls):
                 return layer_cls(target, adapter_name, **kwargs)
-        if isinstance(base, nn.Linear) or is_transformers_conv1d(base) or resolve_quantization_backend(base):
+        if is_linear_layer(base) or is_transformers_conv1d(base):
             return Linear(target, adapter_name, fan_in_fan_out=fit_fan_in_fan_out(peft_config, base), **kwargs)
         raise TypeError(
             f"Target module {type(base).__name__} is not supported by HiRA; supported modules: {_SUPPORTED}. Register "

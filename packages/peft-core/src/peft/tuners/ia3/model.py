@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners.ia3.config import IA3Config, check_feedforward_subset
 from peft.tuners.ia3.layer import Conv1d, Conv2d, Conv3d, IA3Layer, Linear
@@ -99,12 +100,12 @@ class IA3Model(BaseTuner):
         if is_transformers_conv1d(base):
             fit_fan_in_fan_out(config, base)
             return Linear(target, adapter_name, **kwargs)
-        if not isinstance(base, tuple(cls.layers_mapping)):
+        if not (isinstance(base, tuple(cls.layers_mapping)) or is_linear_layer(base)):
             raise ValueError(
                 f"Target module {type(base).__name__} is not supported by (IA)³; supported modules: {_SUPPORTED}."
                 " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
             )
-        if isinstance(base, nn.Linear):
+        if is_linear_layer(base):
             fit_fan_in_fan_out(config, base)
         return super()._create_new_module(config, adapter_name, target, **kwargs)
 

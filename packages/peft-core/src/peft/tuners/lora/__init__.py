@@ -1,11 +1,13 @@
 """LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
 
-from peft.tuners.lora.config import LoraConfig, LoraRuntimeConfig
+from peft.tuners.lora.config import LoftQConfig, LoraConfig, LoraRuntimeConfig
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
+from peft.tuners.lora.loftq import replace_lora_weights_loftq
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.utils.peft_types import register_peft_method
+from peft.utils.warnings import deprecated_aliases
 
 __all__ = [
     "Conv1d",
@@ -13,6 +15,7 @@ __all__ = [
     "Conv3d",
     "Embedding",
     "Linear",
+    "LoftQConfig",
     "LoraConfig",
     "LoraLayer",
     "LoraModel",
@@ -20,6 +23,27 @@ __all__ = [
     "LoraVariant",
     "MultiheadAttention",
     "ParamWrapper",
+    "replace_lora_weights_loftq",
 ]
 
 register_peft_method(name="lora", config_cls=LoraConfig, model_cls=LoraModel, is_mixed_compatible=True)
+
+# per-backend LoRA classes of earlier versions: every backend now uses the ordinary layers
+__getattr__ = deprecated_aliases(
+    __name__,
+    dict.fromkeys(
+        (
+            "Linear4bit",
+            "Linear8bitLt",
+            "GPTQLoraLinear",
+            "AwqLoraLinear",
+            "AqlmLoraLinear",
+            "EetqLoraLinear",
+            "HqqLoraLinear",
+            "TorchaoLoraLinear",
+            "IncLoraLinear",
+            "TELoraLinear",
+        ),
+        ("peft.tuners.lora.layer", "Linear"),
+    ),
+)

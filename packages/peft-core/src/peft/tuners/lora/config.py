@@ -8,7 +8,35 @@ from typing import Any, ClassVar, Literal
 from peft.config import PeftConfig
 from peft.utils.peft_types import PeftType
 
-_SUPPORTED_INITS = (True, False, "gaussian")
+_SUPPORTED_INITS = (True, False, "gaussian", "loftq")
+LOFTQ_BITS = (4, 8)
+
+
+@dataclass
+class LoftQConfig:
+    """LoftQ settings for ``LoraConfig(init_lora_weights="loftq", loftq_config=...)``.
+
+    Args:
+        loftq_bits: bits of the simulated quantization, 4 (NF4) or 8 (int8).
+        loftq_iter: alternating quantization / SVD steps.
+    """
+
+    loftq_bits: int = field(default=4, metadata={"help": "Quantization bits for LoftQ"})
+    loftq_iter: int = field(default=1, metadata={"help": "Alternating iterations for LoftQ"})
+
+    def __post_init__(self) -> None:
+        check_loftq_config(vars(self))
+
+
+def check_loftq_config(config: dict) -> None:
+    """Raise for LoftQ settings that cannot be honoured, naming the value."""
+    if config.get("loftq_bits", 4) not in LOFTQ_BITS:
+        raise ValueError(f"loftq_bits={config['loftq_bits']!r} is not supported; valid: {list(LOFTQ_BITS)}.")
+    iterations = config.get("loftq_iter", 1)
+    if not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"loftq_iter must be a positive int, got {iterations!r}.")
+
+
 _BIAS_MODES = ("none", "all", "lora_only")
 
 
@@ -106,11 +134,9 @@ class LoraConfig(PeftConfig):
         "eva_config": None,
         "kasa_config": None,
         "lora_ga_config": None,
-        "loftq_config": {},
         "megatron_config": None,
         "monteclora_config": None,
         "use_bdlora": None,
-        "use_qalora": False,
         "velora_config": None,
     }
 
@@ -141,6 +167,14 @@ class LoraConfig(PeftConfig):
             self.target_parameters = list(self.target_parameters)
         if self.layer_replication is not None:
             self._check_layer_replication()
+        if self.loftq_config and not isinstance(self.loftq_config, dict):
+            self.loftq_config = dict(vars(self.loftq_config))  # stored as a dict, as in adapter_config.json
+        if self.init_lora_weights == "loftq":
+            if not self.loftq_config:
+                raise ValueError("init_lora_weights='loftq' needs loftq_config, e.g. LoftQConfig(loftq_bits=4).")
+            check_loftq_config(self.loftq_config)
+        if self.use_qalora and (not isinstance(self.qalora_group_size, int) or self.qalora_group_size <= 0):
+            raise ValueError(f"qalora_group_size must be a positive int, got {self.qalora_group_size!r}.")
         if self.use_dora and self.target_parameters:
             raise ValueError("use_dora=True cannot be combined with target_parameters.")
 

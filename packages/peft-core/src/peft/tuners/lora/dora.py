@@ -118,8 +118,8 @@ class DoraVariant(LoraVariant):
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
-        weight_ndim = len(full_shape(module.get_base_layer().weight))
-        is_conv = weight_ndim >= 3
+        base_layer = module.get_base_layer()
+        is_conv = isinstance(base_layer, nn.modules.conv._ConvNd)
         reference = (
             module.lora_A[adapter_name].weight
             if adapter_name in module.lora_A
@@ -130,7 +130,7 @@ class DoraVariant(LoraVariant):
         else:
             _, magnitude = _combined_and_norm(module, adapter_name)
         if is_conv:
-            magnitude = magnitude.reshape(1, -1, *([1] * (weight_ndim - 2)))
+            magnitude = magnitude.reshape(1, -1, *([1] * (len(full_shape(base_layer.weight)) - 2)))
         module.lora_magnitude_vector[adapter_name] = DoraMagnitude(magnitude.clone())
         if not hasattr(module, "_dora_merge_norms"):
             module._dora_merge_norms = {}
@@ -170,7 +170,7 @@ class DoraVariant(LoraVariant):
         dropout = module.lora_dropout[active_adapter]
         base_layer = module.get_base_layer()
         x = module._cast_input_dtype(x, lora_a.weight.dtype)
-        is_conv = len(full_shape(base_layer.weight)) >= 3
+        is_conv = isinstance(base_layer, nn.modules.conv._ConvNd)
         view = (lambda t: t.reshape(1, -1, *([1] * (result.dim() - 2)))) if is_conv else (lambda t: t)
         if isinstance(dropout, nn.Identity) or not module.training:
             base_result = result
@@ -178,7 +178,7 @@ class DoraVariant(LoraVariant):
         else:
             dropped = dropout(x)
             base_result = base_layer(dropped.to(result.dtype))
-        if base_layer.bias is not None:
+        if getattr(base_layer, "bias", None) is not None:
             base_result = base_result - view(_base_bias(base_layer))
         lora_result = lora_b(lora_a(dropped)) * scaling
         scale = view(scale)

@@ -108,8 +108,18 @@ class LoraLayer(BaseTunerLayer):
         """Create the adapter's tensors with ``factory`` (device/dtype) keyword arguments."""
         raise NotImplementedError
 
-    def resolve_lora_variant(self, *, use_dora: bool = False, **kwargs: Any) -> type[LoraVariant] | None:
+    def resolve_lora_variant(
+        self, *, use_dora: bool = False, use_qalora: bool = False, **kwargs: Any
+    ) -> type[LoraVariant] | None:
         """The variant this layer type uses for the given options (None: plain LoRA)."""
+        if use_dora and use_qalora:
+            raise ValueError("use_dora and use_qalora cannot be combined; choose one.")
+        if use_qalora:
+            if not isinstance(self, Linear) or self.fan_in_fan_out:
+                raise ValueError(f"use_qalora=True supports LoRA on linear layers, not {type(self).__name__}.")
+            from peft.tuners.lora.qalora import QALoraVariant
+
+            return QALoraVariant
         if not use_dora:
             return None
         from peft.tuners.lora.dora import DoraVariant
@@ -155,6 +165,10 @@ class LoraLayer(BaseTunerLayer):
             self.lora_variant[adapter_name] = variant
         else:
             self.lora_variant.pop(adapter_name, None)
+        if init_lora_weights == "loftq":
+            from peft.tuners.lora.loftq import init_loftq
+
+            init_loftq(self, adapter_name, kwargs.get("loftq_config") or {})
 
     def reset_lora_parameters(self, adapter_name: str, init_lora_weights: bool | str) -> None:
         """Initialise ``A``/``B`` (created uninitialised): True (Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/r),
@@ -168,7 +182,7 @@ class LoraLayer(BaseTunerLayer):
                     lora_b.reset_parameters()
                     return
                 weight_a = lora_a.weight
-                if init_lora_weights == "gaussian":
+                if init_lora_weights == "gaussian":  # ("loftq" overwrites both factors afterwards)
                     weight_a.normal_(0, 1 / self.r[adapter_name])
                 else:  # Kaiming-uniform with a=sqrt(5), torch's default for Linear and Conv: bound 1/sqrt(fan_in)
                     bound = 1 / math.sqrt(weight_a[0].numel())
@@ -298,6 +312,11 @@ class Linear(LoraLayer, nn.Module):
         store_adapter_module(self.lora_B, adapter_name, linear_factor(r, self.out_features, lora_bias, **factory))
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
+        variant = self.lora_variant.get(adapter)
+        if variant is not None and hasattr(variant, "expanded_a"):  # QA-LoRA: A acts on pooled inputs
+            weight_a = variant.expanded_a(self, adapter)
+            weight_b = self.lora_B[adapter].weight
+            return (weight_b.float() @ weight_a.float() * self.scaling[adapter]).to(weight_b.dtype)
         delta = self._lora_delta(adapter)
         return delta.T if self.fan_in_fan_out else delta
 
@@ -363,7 +382,10 @@ class Linear(LoraLayer, nn.Module):
         return out.view(result.shape)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
+        """``scaling * B(A(dropout(x)))`` (mixed batches never include DoRA adapters; QA-LoRA pools ``x`` first)."""
+        variant = self.lora_variant.get(adapter_name)
+        if variant is not None and hasattr(variant, "update"):
+            return variant.update(self, adapter_name, x)
         lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
         x = self._cast_input_dtype(x, lora_a.weight.dtype)
         return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]

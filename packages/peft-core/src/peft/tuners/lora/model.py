@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
 from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, is_lora_layer
@@ -89,6 +90,9 @@ class LoraModel(BaseTuner):
             "init_lora_weights": config.init_lora_weights,
             "use_rslora": config.use_rslora,
             "use_dora": config.use_dora,
+            "use_qalora": config.use_qalora,
+            "qalora_group_size": config.qalora_group_size,
+            "loftq_config": config.loftq_config,
             "lora_bias": config.lora_bias,
             "ephemeral_gpu_offload": config.runtime_config.ephemeral_gpu_offload,
         }
@@ -181,7 +185,7 @@ class LoraModel(BaseTuner):
         if isinstance(base, nn.MultiheadAttention):
             kwargs.pop("fan_in_fan_out", None)
             return MultiheadAttention(target, adapter_name, **kwargs)
-        if isinstance(base, nn.Linear) or is_transformers_conv1d(base):
+        if is_linear_layer(base) or is_transformers_conv1d(base):
             conv1d = kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(config, base)
             return Linear(target, adapter_name, is_target_conv_1d_layer=conv1d, **kwargs)
         raise ValueError(

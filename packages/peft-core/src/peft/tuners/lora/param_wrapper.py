@@ -113,4 +113,4 @@ class ParamWrapper(LoraLayer, nn.Module):
         return "lora." + super().__repr__()
 
     def extra_repr(self) -> str:
-        return f"parameter_name={self.parameter_name!r}"
+        return ", ".join(filter(None, [f"parameter_name={self.parameter_name!r}", super().extra_repr()]))

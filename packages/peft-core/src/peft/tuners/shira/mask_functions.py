@@ -35,4 +35,6 @@ def random_mask(base_layer: nn.Module, r: int, random_seed: int | None = None, *
     chosen = torch.randperm(in_features * out_features, generator=generator, device="cpu")[:count]
     mask = torch.zeros(out_features * in_features, dtype=torch.bool, device="cpu")
     mask[chosen] = True
-    return mask.view(out_features, in_features).to(base_layer.weight.device)
+    # quantized layers may have no `weight`: any of the layer's tensors tells its device
+    device = next(iter([*base_layer.parameters(), *base_layer.buffers()]), mask).device
+    return mask.view(out_features, in_features).to(device)

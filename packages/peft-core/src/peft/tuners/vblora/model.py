@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
@@ -94,7 +95,7 @@ class VBLoRAModel(BaseTuner):
         """A VB-LoRA ``Linear`` around ``target`` (``nn.Linear``, or transformers' ``Conv1D`` with
         ``fan_in_fan_out``); the config's ``fan_in_fan_out`` is corrected with a warning, as the reference does."""
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if (isinstance(base, nn.Linear) or is_transformers_conv1d(base)) and fit_fan_in_fan_out(peft_config, base):
+        if (is_linear_layer(base) or is_transformers_conv1d(base)) and fit_fan_in_fan_out(peft_config, base):
             return Linear(target, adapter_name, fan_in_fan_out=True, is_target_conv_1d_layer=True, **kwargs)
         return super()._create_new_module(peft_config, adapter_name, target, **kwargs)
 

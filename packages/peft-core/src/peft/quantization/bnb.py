@@ -1,0 +1,132 @@
+"""bitsandbytes backends: ``Linear4bit`` (NF4/FP4, double quantization, any ``quant_storage``) and ``Linear8bitLt``.
+
+Weights are read with bitsandbytes' own ``dequantize_4bit`` / ``int8_vectorwise_dequant`` and written with its
+``quantize_4bit`` / ``int8_vectorwise_quant``, on the weight's device (never moved to CUDA). Merging is therefore
+dequantize, add in float32, requantize: close to, not bit-identical with, the unmerged adapter.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import bitsandbytes as bnb
+import bitsandbytes.functional as bnb_functional
+import torch
+from torch import nn
+
+from peft.quantization import QuantizationBackend
+
+
+def _quant_state(module: nn.Module) -> bnb_functional.QuantState:
+    # FSDP flattens Params4bit into a plain tensor of the storage dtype; the module keeps the state then
+    state = getattr(module.weight, "quant_state", None) or getattr(module, "quant_state", None)
+    if state is None:
+        raise ValueError(
+            f"The bitsandbytes 4-bit layer {type(module).__name__} has no quantization state: it was never quantized "
+            "(move it to a device first, e.g. module.to('cpu') or module.cuda())."
+        )
+    return state
+
+
+def _unpacked_for_dequantization(
+    data: torch.Tensor, state: bnb_functional.QuantState
+) -> tuple[torch.Tensor, bnb_functional.QuantState]:
+    """``(data, state)`` in bitsandbytes' standard 4-bit layout, on copies, leaving the layer untouched.
+
+    On CPUs with AVX512-BF16, bitsandbytes repacks a layer's weight for its CPU kernel on the first inference forward
+    (``packing_format_for_cpu``), which ``dequantize_4bit`` does not read. Its own inverse restores the layout; for
+    states without double quantization it leaves ``absmax`` transposed, which is put back in block order here.
+    """
+    if not getattr(state, "packing_format_for_cpu", False):
+        return data, state
+    data, state = bnb_functional._convert_weight_packed_for_cpu_inverse(data.clone(), copy.deepcopy(state))
+    if not state.nested and state.absmax.dim() == 2:
+        state.absmax = state.absmax.T.contiguous().reshape(-1).float()
+    return data, state
+
+
+class Bnb4bitBackend(QuantizationBackend):
+    """``bnb.nn.Linear4bit`` (and its ``LinearNF4``/``LinearFP4`` subclasses)."""
+
+    name = "bnb 4bit"
+    library = "bitsandbytes"
+    install = "pip install bitsandbytes"
+
+    def matches(self, module: nn.Module) -> bool:
+        return isinstance(module, bnb.nn.Linear4bit)
+
+    def in_out_features(self, module: nn.Module) -> tuple[int, int]:
+        return module.in_features, module.out_features
+
+    def get_weight(self, module: nn.Module) -> torch.Tensor:
+        data, state = _unpacked_for_dequantization(module.weight.data, _quant_state(module))
+        return bnb_functional.dequantize_4bit(data, state)
+
+    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
+        old = module.weight
+        state = _quant_state(module)
+        # the dtype the weight had before quantization: dequantization returns it, and the kernels compute in it
+        dtype = getattr(state, "original_dtype", None) if getattr(state, "packing_format_for_cpu", False) else None
+        dtype = dtype or state.dtype
+        quant_storage = getattr(old, "quant_storage", None) or getattr(module, "quant_storage", torch.uint8)
+        compress_statistics = getattr(old, "compress_statistics", state.nested)
+        data, new_state = bnb_functional.quantize_4bit(
+            weight.detach().to(device=old.device, dtype=dtype).contiguous(),
+            blocksize=state.blocksize,
+            compress_statistics=compress_statistics,
+            quant_type=state.quant_type,
+            quant_storage=quant_storage,
+        )
+        module.weight = bnb.nn.Params4bit(
+            data,
+            requires_grad=False,
+            quant_state=new_state,
+            blocksize=state.blocksize,
+            compress_statistics=compress_statistics,
+            quant_type=state.quant_type,
+            quant_storage=quant_storage,
+            module=module,
+            bnb_quantized=True,
+        )
+        module.quant_state = new_state
+
+
+class Bnb8bitBackend(QuantizationBackend):
+    """``bnb.nn.Linear8bitLt`` (LLM.int8(): int8 rows with one absmax scale each)."""
+
+    name = "bnb 8bit"
+    library = "bitsandbytes"
+    install = "pip install bitsandbytes"
+
+    def matches(self, module: nn.Module) -> bool:
+        return isinstance(module, bnb.nn.Linear8bitLt)
+
+    def in_out_features(self, module: nn.Module) -> tuple[int, int]:
+        return module.in_features, module.out_features
+
+    def get_weight(self, module: nn.Module) -> torch.Tensor:
+        weight = module.weight
+        if weight.dtype != torch.int8:  # has_fp16_weights: kept in half precision, quantized per forward
+            return weight.detach().float()
+        # the row scales move from the weight to the layer's state on the first forward
+        scales = weight.SCB if getattr(weight, "SCB", None) is not None else module.state.SCB
+        if scales is None:
+            raise ValueError(f"The bitsandbytes 8-bit layer {type(module).__name__} has no row scales (SCB).")
+        return bnb_functional.int8_vectorwise_dequant(weight.data, scales)
+
+    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
+        old = module.weight
+        if old.dtype != torch.int8:
+            with torch.no_grad():
+                old.copy_(weight)
+            return
+        # bitsandbytes quantizes 8-bit weights from float16 (Int8Params does the same cast)
+        codes, scales, _ = bnb_functional.int8_vectorwise_quant(weight.detach().to(old.device, torch.float16))
+        module.weight = bnb.nn.Int8Params(codes, requires_grad=False, has_fp16_weights=False, CB=codes, SCB=scales)
+        # the next forward takes the new codes and scales from the weight (init_8bit_state)
+        module.state.CB = None
+        module.state.SCB = None
+        module.state.reset_grads()
+
+
+BACKENDS = (Bnb4bitBackend(), Bnb8bitBackend())

@@ -1,0 +1,67 @@
+"""QA-LoRA (``use_qalora=True``) as a ``LoraVariant``: the adapter sees the input averaged over groups of
+``qalora_group_size`` consecutive features, so ``A`` has ``in_features / group_size`` columns:
+
+    y = base(x) + s * B A (P * pool(x)),     pool(x)_g = mean(x[g*G : (g+1)*G]),  P = in_features / G
+
+Its update is therefore constant within each input group, which is what lets the paper fold it into group-wise
+quantization parameters. As a dense update it is ``s * B A`` with each column of ``A`` repeated ``G`` times and scaled
+by ``P / G``; that is how it merges (through the quantization backend, on any backend that can be rewritten).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from peft.tuners.lora.layer import LoraLayer, LoraVariant, linear_factor
+from peft.tuners.tuners_layer import store_adapter_module
+
+
+class QALoraVariant(LoraVariant):
+    """QA-LoRA for LoRA ``Linear`` layers."""
+
+    @staticmethod
+    def init(module: LoraLayer, adapter_name: str, qalora_group_size: int = 16, **kwargs: Any) -> None:
+        in_features = module.in_features
+        if qalora_group_size <= 0 or in_features % qalora_group_size:
+            raise ValueError(
+                f"use_qalora=True needs in_features ({in_features}) to be divisible by qalora_group_size "
+                f"({qalora_group_size})."
+            )
+        old = module.lora_A[adapter_name]
+        factor = linear_factor(
+            in_features // qalora_group_size, old.out_features, False, old.weight.device, old.weight.dtype
+        )
+        factor.reset_parameters()  # Kaiming-uniform over the pooled inputs
+        store_adapter_module(module.lora_A, adapter_name, factor)
+        if "qalora_group_size" not in module.__dict__:
+            module.qalora_group_size = {}
+        module.qalora_group_size[adapter_name] = qalora_group_size
+
+    @staticmethod
+    def expanded_a(module: LoraLayer, adapter_name: str) -> torch.Tensor:
+        """``A`` acting on the full input: each column repeated ``G`` times, scaled by ``P / G``."""
+        group = module.qalora_group_size[adapter_name]
+        weight_a = module.lora_A[adapter_name].weight
+        return weight_a.repeat_interleave(group, dim=1) * (weight_a.shape[1] / group)
+
+    @staticmethod
+    def update(module: LoraLayer, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        lora_a, lora_b = module.lora_A[adapter_name], module.lora_B[adapter_name]
+        group = module.qalora_group_size[adapter_name]
+        x = module._cast_input_dtype(module.lora_dropout[adapter_name](x), lora_a.weight.dtype)
+        pooled = x.unflatten(-1, (-1, group)).mean(dim=-1) * (x.shape[-1] // group)
+        return lora_b(lora_a(pooled)) * module.scaling[adapter_name]
+
+    @staticmethod
+    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        return result + QALoraVariant.update(module, active_adapter, x).to(result.dtype)
+
+    @staticmethod
+    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight + module.get_delta_weight(active_adapter).to(orig_weight.dtype)
+
+    @staticmethod
+    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight - module.get_delta_weight(active_adapter).to(orig_weight.dtype)
