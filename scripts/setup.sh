@@ -54,15 +54,23 @@ if [ "$want" != "$have" ] || [ "${PEFT_FORCE_INSTALL:-0}" = "1" ]; then
     DS_BUILD_OPS=0 "$PY" -m pip install --progress-bar off -c "$CONSTRAINTS" deepspeed
     # the hosts detect peft by the distribution `peft`, whose version must equal peft.__version__ (ARCH-2)
     "$PY" -c "import importlib.metadata as m; v = m.version('peft'); assert v == m.version('peft-core'), v"
-    # DeepSpeed compiles a small shared-memory op with g++ when it first starts (about 80 s), then loads it from
-    # ~/.cache/torch_extensions: build it here, once, so that the tests do not pay for it
-    if ! "$PY" -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"; then
-        echo "setup: WARNING: DeepSpeed's CPU communication op did not build (is g++ installed?); the DeepSpeed" \
-            "tests will try again and report the error" >&2
-    fi
     echo "$want" > "$STAMP"
 else
     echo "setup: $VENV is up to date"
+fi
+
+# DeepSpeed compiles a small shared-memory op with g++ when it first starts (about 80 s): build it here, once, so
+# that the tests do not pay for it. It goes into the venv, not ~/.cache (where every venv on the machine would rebuild
+# it over the others'); the test launches use the same folder. A lock left by a build that was killed would make every
+# later start wait forever: no build runs while this script does, so any lock here is such a leftover.
+export TORCH_EXTENSIONS_DIR="$VENV/torch_extensions"
+if [ -z "$(find "$TORCH_EXTENSIONS_DIR" -name 'deepspeed_shm_comm*.so' 2>/dev/null)" ]; then
+    find "$TORCH_EXTENSIONS_DIR" -name lock -delete 2>/dev/null || true
+    echo "setup: building DeepSpeed's CPU communication op into $TORCH_EXTENSIONS_DIR"
+    if ! timeout 900 "$PY" -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"; then
+        echo "setup: WARNING: DeepSpeed's CPU communication op did not build (is g++ installed?); the DeepSpeed" \
+            "tests will try again and report the error" >&2
+    fi
 fi
 
 if [ "$run_demo" = "1" ]; then

@@ -121,7 +121,7 @@ def test_poly_1_training_samples_the_routing_and_gradients_reach_every_part():
         ("n_tasks", 0, "PolyConfig.n_tasks"),
         ("n_skills", -1, "PolyConfig.n_skills"),
         ("n_splits", 0, "PolyConfig.n_splits"),
-        ("poly_type", "mhr", "poly_type must be one of"),
+        ("poly_type", "mhr", "poly_type='mhr' is invalid: expected one of 'poly'"),
     ],
 )
 def test_poly_1_config_validation(field, value, message):

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from saved_adapters import as_reference_saved
 from torch import nn
 
 from peft import (
@@ -172,7 +173,7 @@ def test_method_shira_1_bad_custom_mask_raises(mask: torch.Tensor, match: str) -
         get_peft_model(_mlp(), config)
 
 
-@pytest.mark.parametrize(("r", "match"), [(0, "positive integer"), (7, "more shira params")])
+@pytest.mark.parametrize(("r", "match"), [(0, "r=0 is invalid: expected an int >= 1"), (7, "more shira params")])
 def test_method_shira_1_invalid_r_raises(r: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):  # r=7 on Linear(10, 20): 210 values for a 200-entry weight
         get_peft_model(_mlp(), _shira(r=r, target_modules=["0"]))
@@ -186,6 +187,7 @@ def test_method_shira_1_mask_without_function_comes_from_the_checkpoint(tmp_path
     with pytest.raises(ValueError, match="has no mask"):
         untrained(_input(2, 10))
     # the adapter's config names a mask type without a function: the positions are the saved ones
+    as_reference_saved(tmp_path)  # a reference-saved adapter of a custom mask type
     (tmp_path / "adapter_config.json").write_text(
         json.dumps({**json.loads((tmp_path / "adapter_config.json").read_text()), "mask_type": "custom"})
     )
@@ -424,8 +426,8 @@ def test_method_vblora_1_transformers_conv1d_uses_fan_in_fan_out() -> None:
     [
         ({"vector_length": 3}, "must be divisible by `vector_length` 3"),
         ({"topk": 9}, "cannot exceed `num_vectors`"),
-        ({"r": 0}, "positive integer"),
-        ({"topk": 0}, "positive integer"),
+        ({"r": 0}, "r=0 is invalid: expected an int >= 1"),
+        ({"topk": 0}, "topk=0 is invalid: expected an int >= 1"),
     ],
 )
 def test_method_vblora_1_invalid_layer_settings_raise(kwargs: dict, match: str) -> None:

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from saved_adapters import as_reference_saved
 from torch import nn
 
 import peft
@@ -354,6 +355,7 @@ def test_frod_bases_recomputed_from_the_weights_or_refused_when_missing(tmp_path
     model.save_pretrained(tmp_path)
     assert not any("frod_V" in key for key in load_file(tmp_path / "adapter_model.safetensors"))
     torch.testing.assert_close(PeftModel.from_pretrained(_mlp(), tmp_path).eval()(_x()), expected)
+    as_reference_saved(tmp_path)  # so that its config can claim saved projections (else refused as not its own)
     config_path = tmp_path / "adapter_config.json"
     config_path.write_text(config_path.read_text().replace('"save_projection": false', '"save_projection": true'))
     with pytest.raises(ValueError, match="projection tensors from state dictionary however they were not present"):

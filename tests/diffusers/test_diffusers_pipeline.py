@@ -7,6 +7,7 @@ to ``W + scale * B @ A`` (no peft involved) must generate the same image as the 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from tiny_diffusers import (
     TEXT_ATTENTION,
@@ -329,3 +330,20 @@ def test_host_diff_2_layerwise_casting_keeps_adapter_weights_in_full_precision(s
     assert layer.get_base_layer().weight.dtype == torch.bfloat16
     assert layer.lora_A["a"].weight.dtype == torch.float32
     generate(sd_pipe)
+
+
+# ------------------------------------------------------------------------------------------------ load errors
+def test_load_lora_weights_of_the_wrong_shape_raises_what_diffusers_catches(sd_pipe, tmp_path):
+    """Issue #19: diffusers expects a ``RuntimeError`` naming ``size mismatch for <live key>`` (its Flux Control
+    tests load a LoRA of the wrong input size into ``x_embedder`` the same way), and cleans the failed adapter up
+    itself, so the pipeline keeps computing with the adapter it had."""
+    lora = _Lora(sd_pipe, seed=1)
+    sd_pipe.load_lora_weights(lora.peft_state_dict, adapter_name="adapter-1")
+    before = generate(sd_pipe)
+    path = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    wrong = dict(lora.unet)
+    wrong[f"{path}.lora_A.weight"] = torch.randn(4, 2 * wrong[f"{path}.lora_A.weight"].shape[1])
+    with pytest.raises(RuntimeError, match=rf"size mismatch for {path}\.lora_A\.adapter-2\.weight"):
+        sd_pipe.load_lora_weights(prefixed(wrong, "unet"), adapter_name="adapter-2")
+    assert sd_pipe.get_list_adapters()["unet"] == ["adapter-1"]
+    assert np.array_equal(generate(sd_pipe), before)

@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -67,21 +68,31 @@ LAUNCHES = {
 
 
 @functools.cache
-def _launch(launch: str, output_dir: str) -> None:
-    """Run the worker for the engines of ``launch`` once per test session."""
+def _launch(launch: str, output_dir: str) -> str | None:
+    """Run the worker for the engines of ``launch`` once per test session: None when it finished, else why not.
+
+    A failed launch is remembered like a finished one, so that a stuck launch costs its timeout once, not once per
+    test that reads its results.
+    """
     requests = [f"{engine}={','.join(ENGINE_CASES[engine])}" for engine in LAUNCHES[launch]]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += [WORKER, output_dir, *requests]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # where scripts/setup.sh built DeepSpeed's communication op
+    environment.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
+    # its own process group, so that a stuck launch is ended with its workers, not only torchrun
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, start_new_session=True
+    )
     try:
-        finished = subprocess.run(
-            command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S, env=environment, check=False
-        )
-    except subprocess.TimeoutExpired as error:
-        output = (error.stderr or b"")[-6000:]
-        raise AssertionError(f"torchrun for {launch} did not finish in {LAUNCH_TIMEOUT_S} s:\n{output}") from error
-    output = finished.stdout[-3000:] + finished.stderr[-6000:]
-    assert finished.returncode == 0, f"torchrun for {launch} failed ({finished.returncode}):\n{output}"
+        stdout, stderr = process.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        return f"torchrun for {launch} did not finish in {LAUNCH_TIMEOUT_S} s:\n{stderr[-6000:]}"
+    if process.returncode != 0:
+        return f"torchrun for {launch} failed ({process.returncode}):\n{stdout[-3000:]}{stderr[-6000:]}"
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +101,9 @@ def engine_output(tmp_path_factory):
     root = str(tmp_path_factory.getbasetemp() / "distributed")
 
     def run(engine: str) -> str:
-        _launch(next(launch for launch, engines in LAUNCHES.items() if engine in engines), root)
+        failure = _launch(next(launch for launch, engines in LAUNCHES.items() if engine in engines), root)
+        if failure is not None:
+            pytest.fail(failure)
         return os.path.join(root, engine)
 
     return run

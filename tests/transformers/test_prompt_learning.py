@@ -221,6 +221,52 @@ def test_multitask_prompt_tuning_round_trips_and_needs_task_ids(tmp_path):
     torch.testing.assert_close(loaded(**INPUTS, task_ids=tasks).logits, expected)
 
 
+def test_a_prompt_checkpoint_that_does_not_fit_raises_checkpoint_mismatch_error(tmp_path):
+    """Issue #19: the prompt-learning load path raises the same error as adapter layers, naming the file."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+    from saved_adapters import as_reference_saved
+
+    from peft import CheckpointMismatchError
+
+    get_peft_model(_tiny_llama(), CONFIGS["prompt_tuning"]()).save_pretrained(tmp_path)
+    as_reference_saved(tmp_path)  # weights without the config they were saved with
+    config_path, weights_path = tmp_path / "adapter_config.json", tmp_path / "adapter_model.safetensors"
+    saved = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**saved, "num_virtual_tokens": 5}))
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        PeftModel.from_pretrained(_tiny_llama(), tmp_path)
+    assert isinstance(excinfo.value, RuntimeError) and excinfo.value.file == str(weights_path)
+    assert "size mismatch for prompt_encoder.default.embedding.weight" in str(excinfo.value)
+
+    config_path.write_text(json.dumps(saved))
+    save_file({"other": load_file(weights_path)["prompt_embeddings"]}, weights_path)
+    with pytest.raises(CheckpointMismatchError, match="has no 'prompt_embeddings'") as excinfo:
+        PeftModel.from_pretrained(_tiny_llama(), tmp_path)
+    assert excinfo.value.missing_keys == ("prompt_encoder.default.embedding.weight",)
+
+
+def test_an_integer_prompt_embedding_is_refused(tmp_path):
+    """Issue #14: the reference casts integer prompt embeddings to float silently."""
+    from safetensors.torch import load_file, save_file
+
+    from peft import CheckpointMismatchError
+
+    get_peft_model(_tiny_llama(), CONFIGS["prompt_tuning"]()).save_pretrained(tmp_path)
+    weights_path = tmp_path / "adapter_model.safetensors"
+    save_file({"prompt_embeddings": (load_file(weights_path)["prompt_embeddings"] * 10).long()}, weights_path)
+    with pytest.raises(CheckpointMismatchError, match="dtype mismatch for prompt_encoder.default.embedding.weight"):
+        PeftModel.from_pretrained(_tiny_llama(), tmp_path)
+
+
+def test_a_prompt_encoder_larger_than_the_memory_bound_is_refused():
+    """Issue #14: the reference allocates whatever num_virtual_tokens asks for."""
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=10**9)
+    with pytest.raises(ValueError, match="for the prompt encoder"):
+        get_peft_model(_tiny_llama(), config)
+
+
 # ------------------------------------------------------------------------------------------------- sanity checks
 
 

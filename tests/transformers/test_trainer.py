@@ -97,3 +97,25 @@ def test_host_tf_3_load_best_model_at_end_reloads_the_adapter(tmp_path):
     ids = torch.arange(8)[None]
     trainer.model.eval()
     torch.testing.assert_close(trainer.model(input_ids=ids).logits, expected(input_ids=ids).logits)
+
+
+def test_load_best_model_at_end_with_a_prompt_learning_adapter_gets_the_trainer_hint(tmp_path):
+    """Issue #19: the Trainer catches only ``RuntimeError`` around ``load_adapter`` to explain that prompt-learning
+    adapters do not reload into a trainable prefix encoder (the checkpoint holds the encoder's output). The
+    reference raises torch's ``RuntimeError``; a plain ``ValueError`` escaped without the hint."""
+    from peft import CheckpointMismatchError, PrefixTuningConfig
+
+    config = PrefixTuningConfig(
+        num_virtual_tokens=4, prefix_projection=True, encoder_hidden_size=16, task_type="CAUSAL_LM"
+    )
+    model = get_peft_model(_tiny_llama(), config)
+    args = _args(
+        str(tmp_path), max_steps=2, save_steps=1, eval_strategy="steps", eval_steps=1, load_best_model_at_end=True
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Sequences(), eval_dataset=_Sequences())
+    with pytest.raises(RuntimeError, match="When using prompt learning PEFT methods such as PREFIX_TUNING") as excinfo:
+        trainer.train()
+    cause = excinfo.value.__cause__
+    assert isinstance(cause, CheckpointMismatchError), cause
+    assert "size mismatch for prompt_encoder.default.embedding.weight" in str(cause)
+    assert "is_trainable=False" in str(cause)  # and how to load it instead

@@ -25,6 +25,7 @@ from peft.mixed_model import PeftMixedModel  # noqa: E402
 from peft.peft_model import PeftModel  # noqa: E402
 from peft.utils import (  # noqa: E402
     TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING,
+    CheckpointMismatchError,
     NoMatchingPeftModuleError,
     PeftError,
     PeftType,
@@ -55,6 +56,7 @@ __all__ = [
     "CartridgeConfig",
     "CartridgeEncoder",
     "CPTConfig",
+    "CheckpointMismatchError",
     "CPTEmbedding",
     "FourierFTConfig",
     "FourierFTModel",

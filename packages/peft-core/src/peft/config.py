@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from peft import __version__
-from peft.utils.files import CONFIG_NAME, atomic_write_text, resolve_file, split_hub_kwargs
+from peft.utils.config_fields import PositiveInt, check_config_fields
+from peft.utils.files import CONFIG_NAME, atomic_write_text, read_json_object, resolve_file, split_hub_kwargs
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
 
@@ -83,6 +84,7 @@ class PeftConfigMixin:
     _inert_fields: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
+        check_config_fields(self)
         if self.peft_version is None:
             # the version that created the config; a loaded config keeps the version that saved it
             self.peft_version = _get_peft_version()
@@ -221,13 +223,7 @@ class PeftConfigMixin:
     @classmethod
     def from_json_file(cls, path_json_file: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
         """Read a config JSON file into a dict. ``runtime_config`` entries are dropped (they are never saved)."""
-        with open(path_json_file, encoding="utf-8") as f:
-            try:
-                loaded = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path_json_file} is not valid JSON: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path_json_file} must hold a JSON object, got {type(loaded).__name__}.")
+        loaded = read_json_object(os.fspath(path_json_file))
         for name in _RUNTIME_FIELDS:
             loaded.pop(name, None)
         return loaded
@@ -243,7 +239,8 @@ class PeftConfigMixin:
         file; other kwargs override loaded values.
 
         Raises:
-            ValueError: if no config file is found, or it is not a valid config.
+            ValueError: if no config file is found, or it is not a valid config (naming the file and the field).
+            TypeError: if the file lacks the keys every adapter config has (``peft_type``), as the reference does.
         """
         hub_kwargs, overrides = split_hub_kwargs(kwargs)
         path = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, subfolder=subfolder, **hub_kwargs)
@@ -258,9 +255,16 @@ class PeftConfigMixin:
                 f"The {cls.__name__} config that is trying to be loaded is missing required keys: {missing}. "
                 f"{path} is not an adapter config."
             )
-        config_cls = cls._config_class_for(loaded.get("peft_type"))
-        config_cls.check_kwargs(**loaded)
-        return config_cls(**config_cls._filter_known_kwargs(loaded))
+        try:
+            config_cls = cls._config_class_for(loaded.get("peft_type"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        try:
+            config_cls.check_kwargs(**loaded)
+            return config_cls(**config_cls._filter_known_kwargs(loaded))
+        except (ValueError, TypeError) as exc:
+            # the message names the field and the value; say which file they come from
+            raise ValueError(f"{path}: {exc}") from exc
 
 
 @dataclass
@@ -295,11 +299,15 @@ class PeftConfig(PeftConfigMixin):
 class PromptLearningConfig(PeftConfig):
     """Base of soft-prompt configs; missing sizes are filled from the model's config."""
 
-    num_virtual_tokens: int = field(default=None, metadata={"help": "Number of virtual tokens."})
-    token_dim: int = field(default=None, metadata={"help": "The hidden embedding dimension of the base model."})
-    num_transformer_submodules: int | None = field(default=None, metadata={"help": "Number of transformer parts."})
-    num_attention_heads: int | None = field(default=None, metadata={"help": "Number of attention heads."})
-    num_layers: int | None = field(default=None, metadata={"help": "Number of transformer layers."})
+    num_virtual_tokens: PositiveInt = field(default=None, metadata={"help": "Number of virtual tokens."})
+    token_dim: PositiveInt = field(
+        default=None, metadata={"help": "The hidden embedding dimension of the base model."}
+    )
+    num_transformer_submodules: PositiveInt | None = field(
+        default=None, metadata={"help": "Number of transformer parts."}
+    )
+    num_attention_heads: PositiveInt | None = field(default=None, metadata={"help": "Number of attention heads."})
+    num_layers: PositiveInt | None = field(default=None, metadata={"help": "Number of transformer layers."})
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     @property

@@ -13,11 +13,16 @@ from typing import Any
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.tuners._adapter_lock import adapter_lock
+from peft.tuners._memory_bound import adapter_memory_limit
 from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.other import cast_mixed_precision_params
 
 __all__ = [
     "DoraCaching",  # noqa: F822  (resolved on first use by __getattr__)
+    "adapter_memory_limit",
+    "adapters_in_use",
     "cast_mixed_precision_params",
     "check_if_peft_model",
     "disable_input_dtype_casting",
@@ -127,6 +132,37 @@ def disable_input_dtype_casting(model: nn.Module, active: bool = True) -> Iterat
     finally:
         for layer, value in zip(layers, previous):
             layer.cast_input_dtype_enabled = value
+
+
+@contextmanager
+def adapters_in_use(model: nn.Module) -> Iterator[None]:
+    """Within the block, adapters are not switched: ``set_adapter``, enabling/disabling, merging, adding and deleting
+    adapters (through the ``PeftModel``/tuner methods) wait until every thread has left the block, so each forward
+    pass run inside it computes with one consistent set of adapters. Blocks of several threads run together.
+
+    For a different adapter per request from many threads, pass ``adapter_names=`` to the forward instead (no lock
+    needed); see docs/troubleshooting.md.
+
+    Example:
+        >>> with adapters_in_use(model):  # in each serving thread
+        ...     output = model(**inputs)
+        >>> model.set_adapter("other")  # in another thread: waits for the forwards above, then switches
+
+    Raises:
+        RuntimeError: if a thread switches adapters inside its own block (it would wait for itself).
+    """
+    with adapter_lock(_adapter_holder(model)).shared():
+        yield
+
+
+def _adapter_holder(model: nn.Module) -> nn.Module:
+    """The module whose layers hold the adapters (what the lifecycle methods lock)."""
+    while "_orig_mod" in model._modules:  # torch.compile wrappers
+        model = model._modules["_orig_mod"]
+    get_base_model = getattr(type(model), "get_base_model", None)
+    if get_base_model is not None:  # PeftModel, PeftMixedModel
+        return get_base_model(model)
+    return model.model if isinstance(model, BaseTuner) else model
 
 
 def __getattr__(name: str) -> Any:

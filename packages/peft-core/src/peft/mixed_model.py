@@ -18,12 +18,14 @@ from typing import Any
 
 from torch import nn
 
+from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.peft_model import PeftModel
-from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.files import atomic_write_text
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.error import checkpoint_file
+from peft.utils.files import atomic_write_text, read_json_object, split_hub_kwargs, subdirectory
+from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 
 MIXED_CONFIG_NAME = "mixed_config.json"
 
@@ -134,19 +136,14 @@ class PeftMixedModel(nn.Module):
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True, **kwargs: Any):
         """Save every adapter to ``save_directory/<name>`` and their order and types to ``mixed_config.json``."""
-        from peft.peft_model import _save_weights
-
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
         for name in self._adapter_order:
             state_dict = get_peft_model_state_dict(self, adapter_name=name)
-            output_dir = os.path.join(save_directory, name)
-            os.makedirs(output_dir, exist_ok=True)
-            _save_weights(state_dict, output_dir, safe_serialization)
             config = self.peft_config[name]
             saved = type(config)(**{**config.to_dict(), "inference_mode": True})
-            saved.save_pretrained(output_dir)
+            save_adapter_files(subdirectory(save_directory, name), name, state_dict, saved, safe_serialization)
         mixed = {
             "adapters": [{"name": n, "peft_type": str(self.peft_config[n].peft_type)} for n in self._adapter_order],
             "active_adapters": list(self.active_adapters),
@@ -167,13 +164,12 @@ class PeftMixedModel(nn.Module):
         model_id = os.fspath(model_id)
         mixed_path = os.path.join(model_id, MIXED_CONFIG_NAME)
         if config is None and os.path.isfile(mixed_path):
-            with open(mixed_path, encoding="utf-8") as f:
-                mixed = json.load(f)
-            first, *rest = mixed["adapters"]
-            peft_model = cls._load_single(model, os.path.join(model_id, first["name"]), first["name"], is_trainable)
-            for entry in rest:
-                peft_model.load_adapter(os.path.join(model_id, entry["name"]), entry["name"], is_trainable)
-            peft_model.set_adapter(mixed["active_adapters"], inference_mode=not is_trainable)
+            names, active = _read_mixed_config(mixed_path)
+            first, *rest = names
+            peft_model = cls._load_single(model, subdirectory(model_id, first), first, is_trainable)
+            for name in rest:
+                peft_model.load_adapter(subdirectory(model_id, name), name, is_trainable)
+            peft_model.set_adapter(active, inference_mode=not is_trainable)
             return peft_model
         return cls._load_single(model, model_id, adapter_name, is_trainable, config, **kwargs)
 
@@ -187,21 +183,24 @@ class PeftMixedModel(nn.Module):
         config: PeftConfig | None = None,
         **kwargs: Any,
     ) -> PeftMixedModel:
-        config = config or PeftConfig.from_pretrained(path, **kwargs)
+        config = config or load_adapter_config(path, **kwargs)
         config.inference_mode = not is_trainable
         peft_model = cls(model, config, adapter_name)
-        peft_model._load_weights(path, adapter_name, is_trainable)
+        peft_model._load_weights(path, adapter_name, is_trainable, **kwargs)
         return peft_model
 
     def load_adapter(self, model_id: str | os.PathLike, adapter_name: str, is_trainable: bool = False, **kwargs: Any):
         """Load a saved single adapter (of any compatible type) as ``adapter_name`` (not activated)."""
-        config = PeftConfig.from_pretrained(model_id, **kwargs)
+        config = load_adapter_config(model_id, **kwargs)
         config.inference_mode = not is_trainable
         self.add_adapter(adapter_name, config)
-        return self._load_weights(model_id, adapter_name, is_trainable)
+        return self._load_weights(model_id, adapter_name, is_trainable, **kwargs)
 
-    def _load_weights(self, path: str | os.PathLike, adapter_name: str, is_trainable: bool) -> Any:
-        result = set_peft_model_state_dict(self, load_peft_weights(path), adapter_name=adapter_name)
+    def _load_weights(self, model_id: str | os.PathLike, adapter_name: str, is_trainable: bool, **kwargs: Any) -> Any:
+        hub_kwargs, rest = split_hub_kwargs(kwargs)
+        path, state_dict = read_adapter_weights(model_id, subfolder=rest.get("subfolder"), **hub_kwargs)
+        with checkpoint_file(path):
+            result = set_peft_model_state_dict(self, state_dict, adapter_name=adapter_name)
         self.base_model.set_requires_grad(adapter_name, is_trainable)
         if not is_trainable:
             self.eval()  # loaded for inference: dropout off, as PeftModel does
@@ -220,3 +219,24 @@ class PeftMixedModel(nn.Module):
     print_trainable_parameters = PeftModel.print_trainable_parameters
     get_layer_status = PeftModel.get_layer_status
     get_model_status = PeftModel.get_model_status
+
+
+def _read_mixed_config(path: str) -> tuple[list[str], list[str]]:
+    """``(adapter names in stacking order, active adapter names)`` from a ``mixed_config.json``.
+
+    Raises:
+        ValueError: naming the file and the field if it does not have that layout.
+    """
+    mixed = read_json_object(path)
+    adapters, active = mixed.get("adapters"), mixed.get("active_adapters")
+    if not isinstance(adapters, list) or not adapters or not all(isinstance(a, dict) for a in adapters):
+        raise ValueError(f"{path}: 'adapters' must be a non-empty list of {{'name': ..., 'peft_type': ...}}.")
+    names = [entry.get("name") for entry in adapters]
+    for name in names:
+        try:
+            check_adapter_name(name)
+        except ValueError as exc:
+            raise ValueError(f"{path}: 'adapters': {exc}") from None
+    if not isinstance(active, list) or not all(name in names for name in active):
+        raise ValueError(f"{path}: 'active_adapters' must list names from 'adapters' ({names}), got {active!r}.")
+    return names, active

@@ -16,11 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
-from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, split_hub_kwargs
-from peft.utils.save_and_load import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+from peft.utils.error import checkpoint_file
+
+# the file names are unused here, but the reference's peft.peft_model has them and code imports them from there
+from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, split_hub_kwargs, subdirectory  # noqa: F401
+from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 from peft.utils.warnings import warn
 
 
@@ -299,6 +303,8 @@ class PeftModel(nn.Module):
             raise ValueError("path_initial_model_for_weight_conversion needs PiSSA/OLoRA, not in this version.")
         if selected_adapters is None:
             selected_adapters = list(self.peft_config)
+        if isinstance(selected_adapters, str) or not all(isinstance(n, str) for n in selected_adapters):
+            raise ValueError(f"selected_adapters must be a list of adapter names, got {selected_adapters!r}.")
         unknown = sorted(set(selected_adapters) - set(self.peft_config))
         if unknown:
             raise ValueError(f"Cannot save unknown adapters {unknown}; available: {sorted(self.peft_config)}.")
@@ -312,10 +318,8 @@ class PeftModel(nn.Module):
                 adapter_name=adapter_name,
                 save_embedding_layers=save_embedding_layers,
             )
-            output_dir = save_directory if adapter_name == "default" else os.path.join(save_directory, adapter_name)
-            os.makedirs(output_dir, exist_ok=True)
-            _save_weights(state_dict, output_dir, safe_serialization)
-            self._saved_config(config).save_pretrained(output_dir)
+            output_dir = save_directory if adapter_name == "default" else subdirectory(save_directory, adapter_name)
+            save_adapter_files(output_dir, adapter_name, state_dict, self._saved_config(config), safe_serialization)
         self._write_model_card(save_directory)
 
     def push_to_hub(
@@ -422,7 +426,7 @@ class PeftModel(nn.Module):
         """
         hub_kwargs, _ = split_hub_kwargs(kwargs)
         if config is None:
-            config = PeftConfig.from_pretrained(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
+            config = load_adapter_config(model_id, subfolder=kwargs.get("subfolder"), **hub_kwargs)
         elif not isinstance(config, PeftConfig):
             raise ValueError(f"config must be a PeftConfig, got {type(config).__name__}.")
         _check_trainable_after_loading(config, is_trainable)
@@ -468,11 +472,18 @@ class PeftModel(nn.Module):
         **kwargs: Any,
     ) -> Any:
         """Load a saved adapter as ``adapter_name`` (not activated). Returns the load result (missing and
-        unexpected keys)."""
+        unexpected keys).
+
+        Raises:
+            ValueError: if the adapter's files are missing or invalid.
+            CheckpointMismatchError: if the weights do not fit the model (naming the file and each tensor); an
+                adapter this call added is removed again.
+        """
         hub_kwargs, rest = split_hub_kwargs(kwargs)
         subfolder = rest.get("subfolder")
-        if adapter_name not in self.peft_config:
-            config = PeftConfig.from_pretrained(model_id, subfolder=subfolder, **hub_kwargs)
+        added = adapter_name not in self.peft_config
+        if added:
+            config = load_adapter_config(model_id, subfolder=subfolder, **hub_kwargs)
             _check_trainable_after_loading(config, is_trainable)
             config.inference_mode = not is_trainable
             if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
@@ -483,19 +494,25 @@ class PeftModel(nn.Module):
                 low_cpu_mem_usage=low_cpu_mem_usage,
                 autocast_adapter_dtype=autocast_adapter_dtype,
             )
-        state_dict = load_peft_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
-        state_dict = self._apply_key_mapping(state_dict, key_mapping)
-        result = set_peft_model_state_dict(
-            self,
-            state_dict,
-            adapter_name=adapter_name,
-            low_cpu_mem_usage=low_cpu_mem_usage,
-            ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
-        )
+        try:
+            path, state_dict = read_adapter_weights(model_id, device=torch_device, subfolder=subfolder, **hub_kwargs)
+            state_dict = self._apply_key_mapping(state_dict, key_mapping)
+            with checkpoint_file(path):
+                result = set_peft_model_state_dict(
+                    self,
+                    state_dict,
+                    adapter_name=adapter_name,
+                    low_cpu_mem_usage=low_cpu_mem_usage,
+                    ignore_mismatched_sizes=rest.get("ignore_mismatched_sizes", False),
+                )
+        except Exception:
+            if added and len(self.peft_config) > 1:
+                self.delete_adapter(adapter_name)  # a refused checkpoint leaves no half-loaded adapter behind
+            raise
         if result.missing_keys:
-            warn(f"Found missing adapter keys while loading the checkpoint: {result.missing_keys}.")
+            warn(f"Found missing adapter keys while loading the checkpoint {path}: {result.missing_keys}.")
         if result.unexpected_keys:
-            warn(f"Found unexpected keys in the checkpoint that fit no adapter: {result.unexpected_keys[:20]}.")
+            warn(f"Found unexpected keys in the checkpoint {path} that fit no adapter: {result.unexpected_keys[:20]}.")
         self._set_trainable(adapter_name, is_trainable)
         from peft.functional import cast_adapter_dtype
 
@@ -529,26 +546,6 @@ def _check_trainable_after_loading(config: PeftConfig, is_trainable: bool) -> No
             f"{type(config).__name__} holds the prompt its encoder computed, not the encoder. Load it for inference, "
             "or train a new adapter."
         )
-
-
-def _save_weights(state_dict: dict[str, torch.Tensor], output_dir: str, safe_serialization: bool) -> None:
-    if safe_serialization:
-        from safetensors.torch import save_file
-
-        seen: set[tuple[int, int]] = set()
-        tensors = {}
-        for key in sorted(state_dict):
-            tensor = state_dict[key].detach()
-            storage = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-            # safetensors refuses tensors sharing memory: give repeats their own copy
-            tensors[key] = tensor.clone().contiguous() if storage in seen else tensor.contiguous()
-            seen.add(storage)
-        atomic_write(
-            os.path.join(output_dir, SAFETENSORS_WEIGHTS_NAME),
-            lambda path: save_file(tensors, path, metadata={"format": "pt"}),
-        )
-    else:
-        atomic_write(os.path.join(output_dir, WEIGHTS_NAME), lambda path: torch.save(dict(state_dict), path))
 
 
 def __getattr__(name: str) -> Any:

@@ -15,13 +15,23 @@ from torch import nn
 
 import peft.functional as functional
 from peft.config import PeftConfig
+from peft.tuners._adapter_lock import switches_adapters
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners._memory_bound import allocation_budget, watched_all
 from peft.tuners.cartridge import CartridgeEncoder
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
 from peft.tuners.multitask_prompt_tuning import MultitaskPromptEmbedding
 from peft.tuners.p_tuning import PromptEncoder
 from peft.tuners.prefix_tuning import PrefixEncoder
 from peft.tuners.prompt_tuning import PromptEmbedding
+from peft.tuners.tuners_layer import check_adapter_name
+from peft.utils.error import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    dtype_mismatch_error,
+    size_mismatch_error,
+)
 from peft.utils.other import AuxiliaryTrainingWrapper, _prepare_prompt_learning_config
 from peft.utils.warnings import warn
 
@@ -68,7 +78,19 @@ class PromptLearningMixin:
         return self._adapters_disabled or not self.active_adapters
 
     def _add_prompt_adapter(self, adapter_name: str, config: PeftConfig) -> None:
+        check_adapter_name(adapter_name)
         config = fill_prompt_learning_config(config, self.base_model)
+        what = f"adapter {adapter_name!r} ({type(config).__name__})"
+        with allocation_budget(self.base_model, what), watched_all("the prompt encoder"):
+            encoder = self._new_prompt_encoder(config)
+        word_embeddings = self.base_model.get_input_embeddings()
+        encoder.to(word_embeddings.weight.device)
+        encoder.requires_grad_(not config.inference_mode)
+        self.prompt_encoder[adapter_name] = encoder
+        self._peft_config[adapter_name] = config
+        add_auxiliary_modules(self.base_model, config, adapter_name)
+
+    def _new_prompt_encoder(self, config: PeftConfig) -> nn.Module:
         word_embeddings = self.base_model.get_input_embeddings()
         peft_type = str(config.peft_type)
         if peft_type in ("PROMPT_TUNING", "MULTITASK_PROMPT_TUNING"):
@@ -86,11 +108,7 @@ class PromptLearningMixin:
             encoder = CartridgeEncoder(config)
         else:
             raise ValueError(f"Prompt-learning method {peft_type!r} is not supported by this version.")
-        encoder.to(word_embeddings.weight.device)
-        encoder.requires_grad_(not config.inference_mode)
-        self.prompt_encoder[adapter_name] = encoder
-        self._peft_config[adapter_name] = config
-        add_auxiliary_modules(self.base_model, config, adapter_name)
+        return encoder
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def add_adapter(self, adapter_name: str, peft_config: PeftConfig, low_cpu_mem_usage: bool = False, **kw: Any):
@@ -106,6 +124,7 @@ class PromptLearningMixin:
         self._add_prompt_adapter(adapter_name, peft_config)
         self.prompt_encoder[adapter_name].requires_grad_(False)  # not active yet
 
+    @switches_adapters(lambda self: self.get_base_model())
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
         if not self._is_prompt_learning:
             return super().set_adapter(adapter_name, inference_mode=inference_mode)
@@ -118,6 +137,7 @@ class PromptLearningMixin:
             encoder.requires_grad_(name == adapter_name and not inference_mode)
         functional.set_adapter(self.base_model, adapter_name, inference_mode=inference_mode)
 
+    @switches_adapters(lambda self: self.get_base_model())
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove a prompt adapter and its auxiliary modules. If it was active, the first remaining adapter in
         sorted order becomes active (with a warning); after the last one the model computes like the base model."""
@@ -174,27 +194,71 @@ class PromptLearningMixin:
             return {"prompt_embeddings": encoder(tokens).detach()}
 
     def _load_prompt_learning_state_dict(self, state_dict: dict[str, torch.Tensor], adapter_name: str) -> set[str]:
-        """Load the prompt tensors of ``state_dict``; returns the keys used."""
+        """Load the prompt tensors of ``state_dict``; returns the keys used.
+
+        Raises:
+            CheckpointMismatchError: if a tensor is missing or its shape does not fit (nothing is loaded then).
+        """
         encoder = self.prompt_encoder[adapter_name]
+        live_prefix = f"prompt_encoder.{adapter_name}."
         if isinstance(encoder, CartridgeEncoder):  # frozen and trainable rows are stored as one tensor
-            if "prompt_embeddings" not in state_dict:
-                raise ValueError("The checkpoint has no 'prompt_embeddings', which a CartridgeEncoder needs.")
-            encoder.load_prompt_embeddings(state_dict["prompt_embeddings"])
-            return {"prompt_embeddings"}
-        targets = {"prompt_embeddings": encoder.embedding.weight}
+            return self._load_cartridge(encoder, state_dict, adapter_name, live_prefix)
+        targets = {"prompt_embeddings": ("embedding.weight", encoder.embedding.weight)}
         if isinstance(encoder, MultitaskPromptEmbedding):
-            targets |= {"prefix_task_cols": encoder.prefix_task_cols, "prefix_task_rows": encoder.prefix_task_rows}
-        for key, param in targets.items():
-            if key not in state_dict:
-                raise ValueError(f"The checkpoint has no {key!r}, which a {type(encoder).__name__} needs.")
-            if param.shape != state_dict[key].shape:
-                raise ValueError(
-                    f"Size mismatch for {key!r}: the checkpoint has shape {tuple(state_dict[key].shape)}, the model "
-                    f"expects {tuple(param.shape)}."
+            targets |= {
+                "prefix_task_cols": ("prefix_task_cols", encoder.prefix_task_cols),
+                "prefix_task_rows": ("prefix_task_rows", encoder.prefix_task_rows),
+            }
+        missing = sorted(live_prefix + live for key, (live, _) in targets.items() if key not in state_dict)
+        if missing:
+            absent = sorted(key for key in targets if key not in state_dict)
+            raise CheckpointMismatchError(
+                f"The checkpoint has no {' or '.join(map(repr, absent))}, which a {type(encoder).__name__} needs.",
+                missing_keys=missing,
+            )
+        mismatches = [
+            SizeMismatch(key, live_prefix + live, tuple(state_dict[key].shape), tuple(param.shape))
+            for key, (live, param) in targets.items()
+            if state_dict[key].shape != param.shape
+        ]
+        if mismatches:
+            hint = ""
+            if not self._peft_config[adapter_name].inference_mode and not isinstance(encoder, PromptEmbedding):
+                hint = (
+                    "A checkpoint saved from a trainable prompt encoder holds the encoder's output, which loads only "
+                    "for inference: load it with is_trainable=False (PeftModel.from_pretrained(base_model, path))."
                 )
-            with torch.no_grad():
+            raise size_mismatch_error(mismatches, adapter_name, hint)
+        dtype_mismatches = [
+            DtypeMismatch.between(key, live_prefix + live, state_dict[key], param)
+            for key, (live, param) in targets.items()
+        ]
+        if any(dtype_mismatches):
+            raise dtype_mismatch_error([m for m in dtype_mismatches if m is not None])
+        with torch.no_grad():
+            for key, (_, param) in targets.items():
                 param.copy_(state_dict[key])
         return set(targets)
+
+    @staticmethod
+    def _load_cartridge(
+        encoder: CartridgeEncoder, state_dict: dict[str, torch.Tensor], adapter_name: str, live_prefix: str
+    ) -> set[str]:
+        tensor = state_dict.get("prompt_embeddings")
+        if tensor is None:
+            raise CheckpointMismatchError(
+                "The checkpoint has no 'prompt_embeddings', which a CartridgeEncoder needs.",
+                missing_keys=[live_prefix + "weight"],
+            )
+        current = encoder.weight
+        if tensor.shape != current.shape:
+            mismatch = SizeMismatch("prompt_embeddings", live_prefix + "weight", tuple(tensor.shape), current.shape)
+            raise size_mismatch_error([mismatch], adapter_name, "Check num_virtual_tokens and num_frozen_tokens.")
+        dtype_mismatch = DtypeMismatch.between("prompt_embeddings", live_prefix + "weight", tensor, current)
+        if dtype_mismatch is not None:
+            raise dtype_mismatch_error([dtype_mismatch])
+        encoder.load_prompt_embeddings(tensor)
+        return {"prompt_embeddings"}
 
     # -------------------------------------------------------------------------------------------- prompts
     def get_prompt(self, batch_size: int, task_ids: torch.Tensor | None = None) -> torch.Tensor | Any:

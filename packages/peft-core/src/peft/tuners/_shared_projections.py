@@ -24,10 +24,12 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.quantization import is_linear_layer
 from peft.tuners._buffer_dict import BufferDict
+from peft.tuners._memory_bound import watched_all
 from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.error import CheckpointMismatchError, DtypeMismatch, dtype_mismatch_error
 from peft.utils.warnings import warn
 
 _SUPPORTED = "torch.nn.Linear (optionally quantized), transformers.pytorch_utils.Conv1D"
@@ -264,10 +266,16 @@ class SharedProjectionTuner(BaseTuner):
         for name in self.projection_names:
             dicts[name][adapter_name] = projections[name]
 
-    def _load_projections(self, adapter_name: str, loaded: dict[str, torch.Tensor]) -> None:
+    def _load_projections(self, adapter_name: str, loaded: dict[str, torch.Tensor], file_prefix: str = "") -> None:
         """Use checkpoint projections for ``adapter_name``: equal ones keep sharing the model's tensors, others
         become this adapter's own (so loading never changes another adapter's projections)."""
         current = {name: self._modules[name][adapter_name] for name in self.projection_names}
+        dtype_mismatches = [
+            DtypeMismatch.between(file_prefix + name, f"{name}.{adapter_name}", tensor, current[name])
+            for name, tensor in sorted(loaded.items())
+        ]
+        if any(dtype_mismatches):
+            raise dtype_mismatch_error([m for m in dtype_mismatches if m is not None])
         new = dict(current)
         for name, tensor in loaded.items():
             tensor = tensor.to(device=current[name].device, dtype=current[name].dtype)
@@ -275,7 +283,11 @@ class SharedProjectionTuner(BaseTuner):
                 new[name] = tensor
         if all(new[name] is current[name] for name in self.projection_names):
             return
-        self._check_fit(adapter_name, new, self._layers_of(adapter_name))
+        try:
+            self._check_fit(adapter_name, new, self._layers_of(adapter_name))
+        except ValueError as exc:
+            keys = ", ".join(repr(file_prefix + name) for name in sorted(loaded))
+            raise CheckpointMismatchError(f"The checkpoint's projections ({keys}) do not fit: {exc}") from None
         for name in self.projection_names:
             self._modules[name][adapter_name] = new[name]
 
@@ -305,7 +317,8 @@ class SharedProjectionTuner(BaseTuner):
         super()._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
         # after the layers exist: they tell the size the projections need (a failure here is cleaned up by the
         # caller like any other injection error)
-        self._attach_projections(peft_config, adapter_name)
+        with watched_all("the shared projections"):
+            self._attach_projections(peft_config, adapter_name)
 
     def _finish_injection(
         self, model: nn.Module, peft_config: SharedProjectionConfig, adapter_name: str, autocast_adapter_dtype: bool
@@ -379,7 +392,8 @@ class SharedProjectionTuner(BaseTuner):
         are the same tensor and are dropped.
 
         Raises:
-            ValueError: if ``save_projection`` is set but the checkpoint holds no projections.
+            CheckpointMismatchError: if ``save_projection`` is set but the checkpoint holds no projections, or they
+                are too small for the adapter's layers.
         """
         prefix, tuner = cls._find_tuner(model)
         loaded: dict[str, torch.Tensor] = {}
@@ -393,11 +407,12 @@ class SharedProjectionTuner(BaseTuner):
         names = " and ".join(cls.projection_names)
         if config.save_projection:
             if len(loaded) != len(cls.projection_names):
-                raise ValueError(
+                raise CheckpointMismatchError(
                     f"The adapter config has save_projection=True but the checkpoint does not hold {names}; set "
-                    "save_projection=False in its adapter_config.json to draw them from projection_prng_key."
+                    "save_projection=False in its adapter_config.json to draw them from projection_prng_key.",
+                    missing_keys=[prefix + name for name in cls.projection_names if name not in loaded],
                 )
-            tuner._load_projections(adapter_name, loaded)
+            tuner._load_projections(adapter_name, loaded, file_prefix=prefix)
         elif loaded:
             warn(
                 f"The checkpoint holds {names} but its config has save_projection=False: they are ignored and drawn "

@@ -43,7 +43,7 @@ class LycorisConfig(PeftConfig):
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the factors."})
-    alpha: int = field(default=8, metadata={"help": "Scaling numerator: the update is scaled by alpha / r."})
+    alpha: float = field(default=8, metadata={"help": "Scaling numerator: the update is scaled by alpha / r."})
     rank_dropout: float = field(default=0.0, metadata={"help": "Dropout of output rows of delta W in training."})
     module_dropout: float = field(default=0.0, metadata={"help": "Probability of skipping the adapter in training."})
     use_effective_conv2d: bool = field(

@@ -26,6 +26,7 @@ from peft.quantization import (
 )
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.utils.distributed import MERGE_WORKAROUND, check_whole, full_shape, read_whole
+from peft.utils.files import check_path_segment
 from peft.utils.warnings import warn
 
 BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
@@ -136,9 +137,11 @@ class AdapterNamesTypeError(TypeError, ValueError):
 
 
 def check_adapter_name(adapter_name: str) -> None:
-    """Adapter names become state_dict key segments: a non-empty str without dots."""
+    """Adapter names become state_dict key segments and folder names of saved adapters: a non-empty str without
+    dots, path separators, drives or NUL."""
     if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
         raise ValueError(f"Invalid adapter name {adapter_name!r}: use a non-empty str without '.'.")
+    check_path_segment(adapter_name, "adapter name")
 
 
 def store_adapter_module(container: nn.ModuleDict, adapter_name: str, module: nn.Module) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -19,7 +20,9 @@ from torch import nn
 from peft.config import PeftConfig
 from peft.quantization import check_base_layer, is_linear_layer
 from peft.tuners import _targeting
+from peft.tuners._adapter_lock import adapter_lock, switches_adapters
 from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners._memory_bound import allocation_budget, watched, watched_all
 from peft.tuners._targeting import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     MIN_TARGET_MODULES_FOR_OPTIMIZATION,
@@ -44,7 +47,7 @@ from peft.utils.constants import (
     SEQ_CLS_HEAD_NAMES,
     UPCAST_DTYPES,
 )
-from peft.utils.error import NoMatchingPeftModuleError
+from peft.utils.error import CheckpointMismatchError, NoMatchingPeftModuleError
 from peft.utils.other import AuxiliaryTrainingWrapper, _get_submodules
 from peft.utils.warnings import warn
 
@@ -136,6 +139,10 @@ def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         for name, module in walk_modules(model)
         if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
     ]
+
+
+# lifecycle methods that change what the adapter layers compute hold the model's adapter lock
+_switches_adapters = switches_adapters(operator.attrgetter("model"))
 
 
 class BaseTuner(nn.Module):
@@ -320,6 +327,7 @@ class BaseTuner(nn.Module):
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         setattr(parent, child_name, new_module)
 
+    @_switches_adapters
     def inject_adapter(
         self,
         model: nn.Module,
@@ -358,8 +366,11 @@ class BaseTuner(nn.Module):
             raise ValueError("Injecting from a state_dict cannot be combined with target_parameters.")
 
         self._warn_if_already_adapted(model)
+        what = f"adapter {adapter_name!r} ({type(peft_config).__name__})"
         try:
-            self._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
+            # on the meta device nothing is allocated; loading brings tensors of the checkpoint's size
+            with allocation_budget(model, what, enabled=not low_cpu_mem_usage):
+                self._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
         except Exception:
             # no half-initialised model: remove what this adapter created, then report the error
             self.peft_config.pop(adapter_name, None)
@@ -386,7 +397,8 @@ class BaseTuner(nn.Module):
             tied_targets = [name for name, _ in model.named_modules() if tying.is_tied(name)]
             targets = tying.retarget(targets, [name for name, _ in model.named_modules()])
         if getattr(peft_config, "target_parameters", None):
-            self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
+            with watched_all("the adapted parameters"):
+                self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         parents: dict[str, nn.Module] = {}  # siblings share a parent: one lookup for each
         with context, _gc_paused():
@@ -397,7 +409,10 @@ class BaseTuner(nn.Module):
                     parent = parents[parent_name] = model.get_submodule(parent_name)
                 target = getattr(parent, target_name)
                 try:
-                    self._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key=key)
+                    with watched(key, target, peft_config):
+                        self._create_and_replace(
+                            peft_config, adapter_name, target, target_name, parent, current_key=key
+                        )
                 except (TypeError, ValueError):
                     # a quantized layer no backend handles: say that, rather than "unsupported module type"
                     check_base_layer(target.get_base_layer() if isinstance(target, BaseTunerLayer) else target)
@@ -474,12 +489,17 @@ class BaseTuner(nn.Module):
         self, state_dict: dict[str, torch.Tensor], matched: list[str], all_names: list[str]
     ) -> list[str]:
         marker = "." + self.prefix
-        from_state_dict = {key.rsplit(marker, 1)[0].replace("_orig_mod.", "") for key in state_dict if marker in key}
+
+        def _module_of(key: str) -> str:
+            return key.rsplit(marker, 1)[0].replace("_orig_mod.", "")
+
+        from_state_dict = {_module_of(key) for key in state_dict if marker in key}
         known = set(all_names)
-        unknown = sorted(from_state_dict - known)
+        unknown = from_state_dict - known
         if unknown:
-            raise ValueError(
-                f"The state_dict has adapter weights for modules the model does not have: {unknown[:10]}."
+            raise CheckpointMismatchError(
+                f"The state_dict has adapter weights for modules the model does not have: {sorted(unknown)[:10]}.",
+                unexpected_keys=[k for k in sorted(state_dict) if marker in k and _module_of(k) in unknown],
             )
         only_config, only_sd = sorted(set(matched) - from_state_dict), sorted(from_state_dict - set(matched))
         if only_config or only_sd:
@@ -703,6 +723,7 @@ class BaseTuner(nn.Module):
         return state_dict
 
     # ------------------------------------------------------------------------------------------ lifecycle
+    @_switches_adapters
     def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
         """Activate ``adapter_name`` (one or several) on every adapter layer and auxiliary module.
 
@@ -728,12 +749,14 @@ class BaseTuner(nn.Module):
         for _, module in _lifecycle_modules(self.model):
             module.enable_adapters(enabled)
 
+    @_switches_adapters
     def enable_adapter_layers(self) -> None:
         """Turn adapters back on (and re-apply the active adapters' trainability)."""
         self._set_adapter_layers(True)
         inference = all(self.peft_config[n].inference_mode for n in self.active_adapters if n in self.peft_config)
         self.set_adapter(self.active_adapter, inference_mode=inference)
 
+    @_switches_adapters
     def disable_adapter_layers(self) -> None:
         """Turn adapters off: the model computes like the base model."""
         for name in self.active_adapters:
@@ -765,11 +788,13 @@ class BaseTuner(nn.Module):
         try:
             yield
         finally:
-            for module, disabled in zip(modules, was_disabled):
-                module.enable_adapters(not disabled)
+            with adapter_lock(self.model).exclusive():
+                for module, disabled in zip(modules, was_disabled):
+                    module.enable_adapters(not disabled)
             for param, requires_grad in grads:
                 param.requires_grad_(requires_grad)
 
+    @_switches_adapters
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere; if it was active, the remaining ones (or the first left) become active.
         Deleting the last adapter leaves none active: the model then computes like the base model.
@@ -786,6 +811,7 @@ class BaseTuner(nn.Module):
         new_active = delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
         self.active_adapter = new_active if new_active is not None else []
 
+    @_switches_adapters
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
         self._warn_tied_targets(self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of")
@@ -793,12 +819,14 @@ class BaseTuner(nn.Module):
             if isinstance(module, BaseTunerLayer) and not getattr(module, "merged_by_parent", False):
                 module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
 
+    @_switches_adapters
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter`."""
         for _, module in _lifecycle_modules(self.model):
             if isinstance(module, BaseTunerLayer) and module.merged and not getattr(module, "merged_by_parent", False):
                 module.unmerge()
 
+    @_switches_adapters
     def _unload_and_optionally_merge(
         self,
         merge: bool = True,

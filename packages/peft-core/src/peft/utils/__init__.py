@@ -17,7 +17,7 @@ from peft.utils.constants import (
     WEIGHTS_NAME,
     bloom_model_postprocess_past_key_value,
 )
-from peft.utils.error import NoMatchingPeftModuleError, PeftError
+from peft.utils.error import CheckpointMismatchError, NoMatchingPeftModuleError, PeftError
 from peft.utils.other import (
     AuxiliaryTrainingWrapper,
     ModulesToSaveWrapper,
@@ -58,6 +58,7 @@ __all__ = [
     "UPCAST_DTYPES",
     "WEIGHTS_NAME",
     "AuxiliaryTrainingWrapper",
+    "CheckpointMismatchError",
     "ModulesToSaveWrapper",
     "NoMatchingPeftModuleError",
     "PeftError",

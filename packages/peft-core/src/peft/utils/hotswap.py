@@ -22,12 +22,20 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from peft.adapter_files import load_adapter_config
 from peft.config import PeftConfig
 from peft.tuners._targeting import get_pattern_key
 from peft.tuners.lora.layer import Embedding, Linear, LoraLayer, _ConvNd, is_lora_layer
 from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.utils.error import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    checkpoint_file,
+    dtype_mismatch_error,
+)
 from peft.utils.files import split_hub_kwargs
-from peft.utils.save_and_load import load_peft_weights
+from peft.utils.save_and_load import read_adapter_weights
 
 __all__ = [
     "check_hotswap_configs_compatible",
@@ -323,6 +331,7 @@ class _Slot:
     attr: str
     container_item: Any  # the module (or parameter) stored under the adapter name
     tensor: torch.Tensor
+    live_key: str
 
 
 def _adapter_slots(model: nn.Module, adapter_name: str, parameter_prefix: str) -> dict[str, _Slot]:
@@ -345,8 +354,9 @@ def _adapter_slots(model: nn.Module, adapter_name: str, parameter_prefix: str) -
                 tensors = [("", item)]
             for sub_key, tensor in tensors:
                 relative = f"{attr}.{sub_key}" if sub_key else attr
-                slot = _Slot(path, layer, attr, item, tensor)
-                slots[f"{prefix}{attr}.{adapter_name}" + (f".{sub_key}" if sub_key else "")] = slot
+                live_key = f"{prefix}{attr}.{adapter_name}" + (f".{sub_key}" if sub_key else "")
+                slot = _Slot(path, layer, attr, item, tensor, live_key)
+                slots[live_key] = slot
                 slots.setdefault(prefix + aliases.get(relative, relative), slot)
     return slots
 
@@ -388,9 +398,10 @@ def hotswap_adapter_from_state_dict(
         parameter_prefix: prefix of the adapter attributes (``"lora_"`` for LoRA).
 
     Raises:
-        ValueError: if ``config`` is not LoRA, the adapter is merged or absent, or shapes do not fit.
-        RuntimeError: if ``state_dict`` has keys that match no tensor of the adapter (e.g. layers the loaded
-            adapter does not target); the message lists them.
+        ValueError: if ``config`` is not LoRA, or the adapter is merged or absent.
+        CheckpointMismatchError: if shapes do not fit, or ``state_dict`` has keys that match no tensor of the
+            adapter (e.g. layers the loaded adapter does not target); the message lists them. Both a
+            ``RuntimeError`` and a ``ValueError``.
     """
     if _peft_type_name(config) not in _CONFIG_KEYS_TO_CHECK:
         raise ValueError(f"Hotswapping only supports LORA but {_peft_type_name(config)} was passed.")
@@ -420,9 +431,10 @@ def hotswap_adapter_from_state_dict(
         mode = _swap_mode(slot, value, key, compiled)
         assignments.append((slot, value, mode))
     if unexpected:
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             "Hot swapping the adapter did not succeed, unexpected keys found (they match no tensor of adapter "
-            f"{adapter_name!r}; the new adapter may target layers the loaded one does not): {', '.join(unexpected)}."
+            f"{adapter_name!r}; the new adapter may target layers the loaded one does not): {', '.join(unexpected)}.",
+            unexpected_keys=unexpected,
         )
 
     written = {id(slot.tensor) for slot, _, _ in assignments}
@@ -443,7 +455,14 @@ def hotswap_adapter_from_state_dict(
 
 
 def _swap_mode(slot: _Slot, value: torch.Tensor, key: str, compiled: bool) -> str:
-    """How ``value`` goes into ``slot``: ``"copy"``, ``"pad"`` (smaller rank) or ``"replace"`` (larger rank)."""
+    """How ``value`` goes into ``slot``: ``"copy"``, ``"pad"`` (smaller rank) or ``"replace"`` (larger rank).
+
+    Raises:
+        CheckpointMismatchError: if ``value`` cannot take the place of the slot's tensor.
+    """
+    dtype_mismatch = DtypeMismatch.between(key, slot.live_key, value, slot.tensor)
+    if dtype_mismatch is not None:
+        raise dtype_mismatch_error([dtype_mismatch])
     old_shape, new_shape = tuple(slot.tensor.shape), tuple(value.shape)
     if old_shape == new_shape:
         return "copy"
@@ -453,21 +472,26 @@ def _swap_mode(slot: _Slot, value: torch.Tensor, key: str, compiled: bool) -> st
         and len(old_shape) == len(new_shape)
         and all(o == n for i, (o, n) in enumerate(zip(old_shape, new_shape)) if i != rank_dim)
     )
+    mismatch = [SizeMismatch(key, slot.live_key, new_shape, old_shape)]
     if not same_elsewhere:
-        raise ValueError(
+        raise CheckpointMismatchError(
             f"Incompatible shapes found for LoRA weights {key}: {old_shape} vs {new_shape}. The new adapter must "
-            "target the same layers with the same layer sizes."
+            "target the same layers with the same layer sizes.",
+            size_mismatches=mismatch,
         )
     if new_shape[rank_dim] < old_shape[rank_dim]:
         if rank_dim == 0 and _conv_groups(slot.layer) > 1 and new_shape[0] % _conv_groups(slot.layer):
-            raise ValueError(f"The rank of {key} ({new_shape[0]}) is not divisible by the conv groups.")
+            raise CheckpointMismatchError(
+                f"The rank of {key} ({new_shape[0]}) is not divisible by the conv groups.", size_mismatches=mismatch
+            )
         return "pad"
     if compiled:
-        raise ValueError(
+        raise CheckpointMismatchError(
             f"Incompatible shapes found for LoRA weights {key}: {old_shape} vs {new_shape}. The new rank is larger "
             "than the loaded one, which a compiled model cannot absorb: pad all ranks to the largest rank among the "
             "adapters with peft.utils.hotswap.prepare_model_for_compiled_hotswap(model, target_rank=...) before "
-            "compiling."
+            "compiling.",
+            size_mismatches=mismatch,
         )
     return "replace"
 
@@ -525,20 +549,21 @@ def hotswap_adapter(
         raise ValueError(f"Adapter {adapter_name!r} not found in the model; available adapters: {known}.")
     hub_kwargs, rest = split_hub_kwargs(kwargs)
     subfolder = rest.get("subfolder")
-    config = PeftConfig.from_pretrained(model_name_or_path, subfolder=subfolder, **hub_kwargs)
+    config = load_adapter_config(model_name_or_path, subfolder=subfolder, **hub_kwargs)
     check_hotswap_configs_compatible(configs[adapter_name], config)
 
     if torch_device is None:
         layer = next((layer for _, layer in _lora_layers(inner)), None)
         torch_device = str(_adapter_device(layer, adapter_name)) if layer is not None else "cpu"
-    state_dict = load_peft_weights(model_name_or_path, device=torch_device, subfolder=subfolder, **hub_kwargs)
+    path, state_dict = read_adapter_weights(model_name_or_path, device=torch_device, subfolder=subfolder, **hub_kwargs)
 
     from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 
-    hotswap_adapter_from_state_dict(
-        model,
-        state_dict,
-        adapter_name=adapter_name,
-        config=config,
-        parameter_prefix=PEFT_TYPE_TO_PREFIX_MAPPING.get(_peft_type_name(config), "lora_"),
-    )
+    with checkpoint_file(path):
+        hotswap_adapter_from_state_dict(
+            model,
+            state_dict,
+            adapter_name=adapter_name,
+            config=config,
+            parameter_prefix=PEFT_TYPE_TO_PREFIX_MAPPING.get(_peft_type_name(config), "lora_"),
+        )

@@ -17,6 +17,13 @@ import torch
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
+from peft.utils.error import (
+    CheckpointMismatchError,
+    DtypeMismatch,
+    SizeMismatch,
+    dtype_mismatch_error,
+    size_mismatch_error,
+)
 from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, resolve_file
 
 
@@ -140,11 +147,39 @@ def shared_tensors_from_file(
     view of it."""
     prefix = f"base_model.{container}"
     shared = {key: state_dict.pop(key) for key in list(state_dict) if key == prefix or key.startswith(prefix + ".")}
-    for file_key in _adapter_key_map(model, adapter_name):
+    checked: set[str] = set()
+    for file_key, live_key in _adapter_key_map(model, adapter_name).items():
         shared_key = _shared_file_key(file_key, container)
         if shared_key in shared:
+            owner, name = _owner_of(model, live_key)
+            if shared_key not in checked and owner is not None:  # checked here, where the file's own key is known
+                current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+                check_tensor_fits(shared_key, live_key, shared[shared_key], current, adapter_name)
+                checked.add(shared_key)
             state_dict[file_key] = shared[shared_key]
     return state_dict
+
+
+def check_tensor_fits(
+    file_key: str,
+    live_key: str,
+    tensor: torch.Tensor,
+    current: torch.Tensor,
+    adapter_name: str = "",
+    hint: str = "Check the sizes in the adapter's config.",
+) -> None:
+    """Raise the error loading ``tensor`` into ``current`` would raise (shape or dtype), naming ``file_key``; for
+    tensors a method's file-layout conversion takes out of the checkpoint before the generic loading checks them.
+
+    Raises:
+        CheckpointMismatchError: with the mismatch.
+    """
+    if tensor.shape != current.shape:
+        mismatch = SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape))
+        raise size_mismatch_error([mismatch], adapter_name, hint)
+    dtype_mismatch = DtypeMismatch.between(file_key, live_key, tensor, current)
+    if dtype_mismatch is not None:
+        raise dtype_mismatch_error([dtype_mismatch])
 
 
 def _file_path(path: str, adapter_name: str, modules: dict[str, nn.Module]) -> str:
@@ -401,44 +436,64 @@ def set_peft_model_state_dict(
         (checkpoint keys that fit nothing).
 
     Raises:
-        ValueError: if a tensor's shape does not fit (naming the key and both shapes), unless
-            ``ignore_mismatched_sizes``.
+        CheckpointMismatchError: if tensors' shapes do not fit (naming each key and both shapes), unless
+            ``ignore_mismatched_sizes``, or their dtypes cannot hold the adapter's values (integers for float
+            weights); no tensor of the adapter's layers is written then.
     """
     config = _peft_config_of(model, adapter_name)
     from peft.hosts import get_host_registry
 
-    for convert in get_host_registry().state_dict_converters:
-        peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
-    tuner_cls = _tuner_class(config)
-    if tuner_cls is not None:
-        peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
-            model, config, adapter_name, dict(peft_model_state_dict)
-        )
+    try:
+        for convert in get_host_registry().state_dict_converters:
+            peft_model_state_dict = convert(model, config, peft_model_state_dict, adapter_name)
+        tuner_cls = _tuner_class(config)
+        if tuner_cls is not None:
+            peft_model_state_dict = tuner_cls._adapter_state_dict_from_file(
+                model, config, adapter_name, dict(peft_model_state_dict)
+            )
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, CheckpointMismatchError):
+            raise
+        # converting a method's file layout failed on what the file holds
+        summary = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise CheckpointMismatchError(
+            f"The checkpoint does not have the layout a {type(config).__name__} adapter is saved in: {summary}"
+        ) from exc
     if getattr(config, "is_prompt_learning", False):
         used = model._load_prompt_learning_state_dict(peft_model_state_dict, adapter_name)
         peft_model_state_dict = {k: v for k, v in peft_model_state_dict.items() if k not in used}
     key_map = _adapter_key_map(model, adapter_name) | _auxiliary_key_map(model, adapter_name)
-    loaded: set[str] = set()
+    # every key and shape is checked before anything is written: a refused checkpoint leaves the adapter unchanged
+    writes: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor, str]] = []
+    mismatches: list[SizeMismatch] = []
+    dtype_mismatches: list[DtypeMismatch] = []
     unexpected: list[str] = []
+    for file_key, tensor in peft_model_state_dict.items():
+        key = file_key.replace("_orig_mod.", "")
+        live_key = key_map.get(key)
+        owner, name = _owner_of(model, live_key if live_key is not None else key)
+        if owner is None:
+            unexpected.append(file_key)
+            continue
+        # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
+        live_key = live_key if live_key is not None else key
+        current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
+        if tensor.shape != current.shape:
+            mismatches.append(SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape)))
+            continue
+        dtype_mismatch = DtypeMismatch.between(file_key, live_key, tensor, current)
+        if dtype_mismatch is not None:
+            dtype_mismatches.append(dtype_mismatch)
+        writes.append((owner, name, current, tensor, live_key))
+    if dtype_mismatches:
+        raise dtype_mismatch_error(dtype_mismatches)
+    if mismatches and not ignore_mismatched_sizes:
+        raise size_mismatch_error(
+            mismatches, adapter_name, "Check that r and the targeted modules match the adapter's config."
+        )
+    loaded: set[str] = set()
     with torch.no_grad():
-        for file_key, tensor in peft_model_state_dict.items():
-            key = file_key.replace("_orig_mod.", "")
-            live_key = key_map.get(key)
-            owner, name = _owner_of(model, live_key if live_key is not None else key)
-            if owner is None:
-                unexpected.append(file_key)
-                continue
-            # keys that fit no adapter but name a live tensor (biases with bias="all", full embeddings) load as is
-            live_key = live_key if live_key is not None else key
-            current = owner._parameters[name] if name in owner._parameters else owner._buffers[name]
-            if tensor.shape != current.shape:
-                if ignore_mismatched_sizes:
-                    continue
-                raise ValueError(
-                    f"Size mismatch for {file_key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
-                    f"expects {tuple(current.shape)}. Check that r and the targeted modules match the adapter's "
-                    "config."
-                )
+        for owner, name, current, tensor, live_key in writes:
             _write_tensor(owner, name, current, tensor, assign=low_cpu_mem_usage or current.device.type == "meta")
             loaded.add(live_key)
     if low_cpu_mem_usage:
@@ -455,19 +510,18 @@ def load_module_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], key
         The file keys of ``module``'s tensors the checkpoint lacks (they keep their values).
 
     Raises:
-        ValueError: for a tensor ``module`` does not have or whose shape differs (``hint`` says what to check).
+        CheckpointMismatchError: for a tensor ``module`` does not have, or whose shape or dtype differs (``hint``
+            says what to check); nothing is loaded then.
     """
     own = module.state_dict()
+    unexpected = [key_prefix + key for key in tensors if key not in own]
+    if unexpected:
+        raise CheckpointMismatchError(
+            f"The checkpoint holds {unexpected[0]!r}, which {type(module).__name__} does not have.",
+            unexpected_keys=unexpected,
+        )
     for key, tensor in tensors.items():
-        if key not in own:
-            raise ValueError(
-                f"The checkpoint holds {key_prefix + key!r}, which {type(module).__name__} does not have."
-            )
-        if tensor.shape != own[key].shape:
-            raise ValueError(
-                f"Size mismatch for {key_prefix + key!r}: the checkpoint has shape {tuple(tensor.shape)}, the model "
-                f"expects {tuple(own[key].shape)}. {hint}"
-            )
+        check_tensor_fits(key_prefix + key, key_prefix + key, tensor, own[key], hint=hint)
     module.load_state_dict(tensors, strict=False)
     return [key_prefix + key for key in sorted(set(own) - set(tensors))]
 
@@ -513,6 +567,13 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
         ValueError: if no weight file is found, or it cannot be read.
     """
     subfolder = hub_kwargs.pop("subfolder", None)
+    return read_adapter_weights(model_id, device=device, subfolder=subfolder, **hub_kwargs)[1]
+
+
+def read_adapter_weights(
+    model_id: str | os.PathLike, device: str | None = None, subfolder: str | None = None, **hub_kwargs: Any
+) -> tuple[str, dict[str, torch.Tensor]]:
+    """``(path of the file read, its tensors)``: :func:`load_peft_weights` that also says which file it read."""
     device = device or "cpu"
     path = resolve_file(model_id, SAFETENSORS_WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
@@ -520,20 +581,41 @@ def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **
         from safetensors.torch import load_file
 
         try:
-            return load_file(path, device=device)
+            return path, load_file(path, device=device)
         except (SafetensorError, OSError) as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
     path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
     if path is not None:
         try:
-            return torch_load(path, map_location=device)
+            loaded = torch_load(path, map_location=device)
         except Exception as exc:
             raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
+        return path, _tensor_mapping(loaded, path)
     where = os.path.join(os.fspath(model_id), subfolder or "")
     raise ValueError(
         f"Can't find weights for {model_id}: neither {SAFETENSORS_WEIGHTS_NAME} nor {WEIGHTS_NAME} is present in "
         f"{where!r} (locally or on the Hub)."
     )
+
+
+def _tensor_mapping(loaded: Any, path: str) -> dict[str, torch.Tensor]:
+    """``loaded`` (what ``torch.load`` read from ``path``) if it is a dict of str -> tensor.
+
+    Raises:
+        ValueError: naming the file and what it holds instead.
+    """
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"{path} must hold a dict of tensor names (str) to tensors, as torch.save(state_dict) writes; it holds "
+            f"a {type(loaded).__name__}."
+        )
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"{path} must hold a dict of tensor names (str) to tensors; its entry {key!r} is a "
+                f"{type(value).__name__}."
+            )
+    return loaded
 
 
 def torch_load(*args: Any, weights_only: bool = True, **kwargs: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peft.tuners.lora.config import LoraConfig
+from peft.utils.config_fields import PositiveInt
 from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
@@ -52,14 +53,14 @@ class AdaLoraConfig(LoraConfig):
     beta1: float = field(default=0.85, metadata={"help": "EMA factor of the importance."})
     beta2: float = field(default=0.85, metadata={"help": "EMA factor of the importance's uncertainty."})
     orth_reg_weight: float = field(default=0.5, metadata={"help": "Weight of the orthogonal regularisation."})
-    total_step: int | None = field(default=None, metadata={"help": "Total number of training steps."})
+    total_step: PositiveInt | None = field(default=None, metadata={"help": "Total number of training steps."})
     rank_pattern: dict | None = field(default=None, metadata={"help": "Singular triplets kept per layer."})
 
     def __post_init__(self) -> None:
         # refused before LoRA's checks, which would reject LoftQ with a less specific message
-        if self.use_dora:
+        if self.use_dora is True:
             raise ValueError("ADALORA does not support DoRA (use_dora=True); use LoraConfig for DoRA.")
-        if self.loftq_config:
+        if isinstance(self.loftq_config, dict) and self.loftq_config:
             raise ValueError(f"ADALORA does not support LOFTQ initialisation (loftq_config={self.loftq_config!r}).")
         super().__post_init__()
         self.peft_type = PeftType.ADALORA

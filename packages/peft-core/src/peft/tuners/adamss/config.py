@@ -51,7 +51,7 @@ class AdamssConfig(PeftConfig):
     num_subspaces: int = field(default=5, metadata={"help": "Number of clusters of output rows."})
     subspace_rank: int = field(default=1, metadata={"help": "Rank of each subspace's update."})
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    init_weights: Literal["orthogonal"] | None = field(
+    init_weights: Literal["orthogonal", False] | None = field(
         default="orthogonal", metadata={"help": "'orthogonal' (identity at start) or None (random B)."}
     )
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})

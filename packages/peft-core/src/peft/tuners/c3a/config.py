@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from peft.config import PeftConfig
+from peft.utils.config_fields import PositiveInt
 from peft.utils.peft_types import PeftType
 
 
@@ -33,7 +34,9 @@ class C3AConfig(PeftConfig):
         >>> config = C3AConfig(block_size=64, target_modules=["q_proj", "v_proj"])
     """
 
-    block_size: int = field(default=256, metadata={"help": "Size of the circulant blocks (divides in and out)."})
+    block_size: PositiveInt = field(
+        default=256, metadata={"help": "Size of the circulant blocks (divides in and out)."}
+    )
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     bias: str = field(default="none", metadata={"help": "Bias type: 'none', 'all' or 'c3a_only'."})
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
+from peft.utils.config_fields import PositiveInt
 from peft.utils.peft_types import PeftType
 
 
@@ -34,7 +35,9 @@ class FourierFTConfig(PeftConfig):
         >>> config = FourierFTConfig(n_frequency=1000, scaling=150.0, target_modules=["query", "value"])
     """
 
-    n_frequency: int = field(default=1000, metadata={"help": "Number of trainable spectral coefficients per layer."})
+    n_frequency: PositiveInt = field(
+        default=1000, metadata={"help": "Number of trainable spectral coefficients per layer."}
+    )
     scaling: float = field(default=150.0, metadata={"help": "Scaling of delta W, like lora_alpha."})
     random_loc_seed: int | None = field(default=777, metadata={"help": "Seed of the frequency positions."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})

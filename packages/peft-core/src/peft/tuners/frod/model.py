@@ -23,6 +23,7 @@ from peft.tuners.frod.config import FrodConfig
 from peft.tuners.frod.layer import FrodLayer, Linear
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
 from peft.utils.distributed import read_whole
+from peft.utils.save_and_load import check_tensor_fits
 from peft.utils.warnings import warn
 
 _PROJECTION_NAMES = ("frod_V", "frod_s_indices", "frod_s_size")
@@ -232,6 +233,8 @@ class FrodModel(DenseDeltaTuner):
             for role, tensor in per_role.items():
                 if role in tuner._modules[name] and adapter_name in tuner._modules[name][role]:
                     current = tuner._modules[name][role][adapter_name]
+                    live_key = f"{name}.{role}.{adapter_name}"
+                    check_tensor_fits(f"{prefix}{name}.{role}", live_key, tensor, current, adapter_name)
                     tensor = tensor.to(device=current.device, dtype=current.dtype)
                     tuner._modules[name][role][adapter_name] = _existing_equal(tuner._modules[name][role], tensor)
         for _, module in walk_modules(tuner.model):

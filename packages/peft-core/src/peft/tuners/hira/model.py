@@ -20,6 +20,7 @@ from peft.tuners.hira.config import HiraConfig
 from peft.tuners.hira.layer import Conv1d, Conv2d, Conv3d, Embedding, HiraLayer, Linear
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.error import SizeMismatch, size_mismatch_error
 from peft.utils.save_and_load import _adapter_key_map
 from peft.utils.warnings import warn
 
@@ -85,7 +86,11 @@ class HiraModel(BaseTuner):
                 suffix = f".{name}.{adapter_name}"
                 if live_key.endswith(suffix) and file_key in state_dict:
                     layer = model.get_submodule(live_key[: -len(suffix)])
-                    rank = state_dict[file_key].shape[0]
+                    tensor, current = state_dict[file_key], model.get_parameter(live_key)
+                    if tensor.dim() != current.dim() or tensor.shape[1:] != current.shape[1:] or not len(tensor):
+                        mismatch = SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape))
+                        raise size_mismatch_error([mismatch], adapter_name, "Only the rank (dimension 0) may differ.")
+                    rank = tensor.shape[0]
                     if rank != layer.r[adapter_name]:
                         resized.append(f"{live_key[: -len(suffix)]}: {layer.r[adapter_name]} -> {rank}")
                         layer.resize_adapter(adapter_name, rank)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig
+from peft.utils.config_fields import NonNegativeInt, PositiveInt
 from peft.utils.peft_types import PeftType, register_peft_method
 
 _SOURCE_INITS = ("AVERAGE_SOURCE_TASKS", "EXACT_SOURCE_TASK", "ONLY_SOURCE_SHARED")
@@ -43,9 +44,9 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
 
     prompt_tuning_init: MultitaskPromptTuningInit | str = field(default=MultitaskPromptTuningInit.RANDOM)
     prompt_tuning_init_state_dict_path: str | None = field(default=None)
-    prompt_tuning_init_task: int | None = field(default=0)
-    num_ranks: int | None = field(default=1)
-    num_tasks: int | None = field(default=1)
+    prompt_tuning_init_task: NonNegativeInt | None = field(default=0)
+    num_ranks: PositiveInt | None = field(default=1)
+    num_tasks: PositiveInt | None = field(default=1)
 
     _init_enum: ClassVar[type[enum.Enum]] = MultitaskPromptTuningInit
 

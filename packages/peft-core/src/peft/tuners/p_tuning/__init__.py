@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
+from peft.utils.config_fields import DropoutRate, PositiveInt
 from peft.utils.peft_types import PeftType, register_peft_method
 from peft.utils.warnings import warn
 
@@ -36,9 +37,9 @@ class PromptEncoderConfig(PromptLearningConfig):
     encoder_reparameterization_type: PromptEncoderReparameterizationType | str = field(
         default=PromptEncoderReparameterizationType.MLP
     )
-    encoder_hidden_size: int = field(default=None)
-    encoder_num_layers: int = field(default=2)
-    encoder_dropout: float = field(default=0.0)
+    encoder_hidden_size: PositiveInt = field(default=None)
+    encoder_num_layers: PositiveInt = field(default=2)
+    encoder_dropout: DropoutRate = field(default=0.0)
 
     def __post_init__(self) -> None:
         self.peft_type = PeftType.P_TUNING

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
+from peft.utils.config_fields import PositiveInt
 from peft.utils.peft_types import PeftType, register_peft_method
 
 
@@ -25,7 +26,7 @@ class PrefixTuningConfig(PromptLearningConfig):
         prefix_projection: produce the prefixes through an MLP (training only; saved adapters store the output).
     """
 
-    encoder_hidden_size: int = field(default=None, metadata={"help": "The hidden size of the encoder."})
+    encoder_hidden_size: PositiveInt = field(default=None, metadata={"help": "The hidden size of the encoder."})
     prefix_projection: bool = field(default=False, metadata={"help": "Whether to project the prefix tokens."})
     init_weights: str | None = field(default=None, metadata={"help": "Prefix initialisation scheme."})
 

@@ -49,7 +49,9 @@ class RandLoraConfig(SharedProjectionConfig):
     sparse: bool = field(default=False, metadata={"help": "Ternary sparse bases (1/6 non-zero per sign)."})
     very_sparse: bool = field(default=False, metadata={"help": "Ternary bases with 1/sqrt(D) non-zero per sign."})
     randlora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input."})
-    randlora_alpha: int = field(default=640, metadata={"help": "Scaling numerator: the update is scaled by alpha/r."})
+    randlora_alpha: float = field(
+        default=640, metadata={"help": "Scaling numerator: the update is scaled by alpha/r."}
+    )
 
     _projection_fields = ("projection_prng_key", "save_projection", "sparse", "very_sparse")
     _projection_names = ("randlora_A", "randlora_B")

@@ -8,6 +8,7 @@ from typing import Any
 
 from peft.config import PeftConfig
 from peft.tuners.shira.mask_functions import random_mask
+from peft.utils.config_fields import PositiveInt
 from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
@@ -37,7 +38,9 @@ class ShiraConfig(PeftConfig):
         >>> config = ShiraConfig(r=32, random_seed=42, target_modules=["q_proj", "v_proj"])
     """
 
-    r: int = field(default=32, metadata={"help": "Trainable entries per layer: r * (out_features + in_features)."})
+    r: PositiveInt = field(
+        default=32, metadata={"help": "Trainable entries per layer: r * (out_features + in_features)."}
+    )
     mask_type: str = field(default="random", metadata={"help": "'random', or the name of your own config.mask_fn."})
     random_seed: int | None = field(default=None, metadata={"help": "Seed of the random mask."})
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})

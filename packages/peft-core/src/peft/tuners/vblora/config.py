@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
+from peft.utils.config_fields import DropoutRate, NonNegativeFloat, PositiveInt
 from peft.utils.peft_types import PeftType
 
 
@@ -41,19 +42,21 @@ class VBLoRAConfig(PeftConfig):
         >>> config = VBLoRAConfig(r=4, num_vectors=60, vector_length=256, target_modules=["q_proj", "v_proj"])
     """
 
-    r: int = field(default=4, metadata={"help": "The rank of incremental matrices."})
-    num_vectors: int = field(default=256, metadata={"help": "Number of vectors in the vector bank."})
-    vector_length: int = field(default=256, metadata={"help": "Length of the bank vectors."})
-    topk: int = field(default=2, metadata={"help": "The K of the top-K selection."})
+    r: PositiveInt = field(default=4, metadata={"help": "The rank of incremental matrices."})
+    num_vectors: PositiveInt = field(default=256, metadata={"help": "Number of vectors in the vector bank."})
+    vector_length: PositiveInt = field(default=256, metadata={"help": "Length of the bank vectors."})
+    topk: PositiveInt = field(default=2, metadata={"help": "The K of the top-K selection."})
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     save_only_topk_weights: bool = field(default=False, metadata={"help": "Save only top-k weights and indices."})
-    vblora_dropout: float = field(default=0.0, metadata={"help": "VBLoRA dropout"})
+    vblora_dropout: DropoutRate = field(default=0.0, metadata={"help": "VBLoRA dropout"})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: str = field(default="none", metadata={"help": "Bias type for VBLoRA. Can be 'none', 'all' or 'vblora_only'"})
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
-    init_vector_bank_bound: float = field(default=0.02, metadata={"help": "Uniform init bound of the bank."})
-    init_logits_std: float = field(default=0.1, metadata={"help": "Normal init std of the logits."})
+    init_vector_bank_bound: NonNegativeFloat = field(
+        default=0.02, metadata={"help": "Uniform init bound of the bank."}
+    )
+    init_logits_std: NonNegativeFloat = field(default=0.1, metadata={"help": "Normal init std of the logits."})
     layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
     layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
 

@@ -20,6 +20,8 @@ from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.tuners.vblora.config import VBLoRAConfig
 from peft.tuners.vblora.layer import Linear, VBLoRALayer
+from peft.utils.error import CheckpointMismatchError
+from peft.utils.save_and_load import shared_tensors_from_file
 from peft.utils.warnings import warn
 
 VECTOR_BANK_FILE_KEY = "base_model.vblora_vector_bank"
@@ -157,8 +159,6 @@ class VBLoRAModel(BaseTuner):
     ) -> dict[str, torch.Tensor]:
         """The inverse of :meth:`_adapter_state_dict_to_file`: the bank goes to every layer's view of it, top-k
         weights and indices become full logits (``-inf`` outside the top-k, so forward and merge are unchanged)."""
-        from peft.utils.save_and_load import _adapter_key_map
-
         topk_files = [key for key in state_dict if _split_key(key)[1] in _TOPK_INDICES]
         if topk_files and not config.inference_mode:
             warn(
@@ -167,11 +167,11 @@ class VBLoRAModel(BaseTuner):
             )
         for key in topk_files:
             logits_key = key.removesuffix("_topk_indices")
-            weights = state_dict.pop(f"{logits_key}_topk_weights")
-            state_dict[logits_key] = logits_from_topk(weights, state_dict.pop(key), config.num_vectors)
-        bank = state_dict.pop(VECTOR_BANK_FILE_KEY, None)
-        if bank is not None:
-            for file_key in _adapter_key_map(model, adapter_name):
-                if _split_key(file_key)[1] == _BANK:
-                    state_dict[file_key] = bank
-        return state_dict
+            weights, indices = state_dict.pop(f"{logits_key}_topk_weights", None), state_dict.pop(key)
+            if weights is None:
+                raise CheckpointMismatchError(
+                    f"The checkpoint has {key!r} but not {logits_key + '_topk_weights'!r}, written with it.",
+                    missing_keys=[f"{logits_key}_topk_weights"],
+                )
+            state_dict[logits_key] = logits_from_topk(weights, indices, config.num_vectors)
+        return shared_tensors_from_file(model, adapter_name, state_dict, _BANK)

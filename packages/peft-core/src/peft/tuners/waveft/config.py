@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
 from peft.tuners.waveft.wavelets import WAVELET_FAMILIES
+from peft.utils.config_fields import PositiveInt
 from peft.utils.peft_types import PeftType
 
 
@@ -45,7 +46,9 @@ class WaveFTConfig(PeftConfig):
         >>> config = WaveFTConfig(n_frequency=2592, scaling=25.0, wavelet_family="db1", target_modules=["to_q"])
     """
 
-    n_frequency: int = field(default=2592, metadata={"help": "Number of trainable wavelet coefficients per layer."})
+    n_frequency: PositiveInt = field(
+        default=2592, metadata={"help": "Number of trainable wavelet coefficients per layer."}
+    )
     scaling: float = field(default=25.0, metadata={"help": "Scaling of delta W, like lora_alpha."})
     wavelet_family: str = field(default="db1", metadata={"help": "Wavelet of the inverse transform, e.g. 'db1'."})
     use_idwt: bool = field(default=True, metadata={"help": "Apply the inverse wavelet transform to the coefficients."})
