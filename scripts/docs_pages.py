@@ -2,9 +2,10 @@
 
 For every method registered in ``peft`` (``PEFT_TYPE_TO_CONFIG_MAPPING``) it writes ``methods/<name>.md``: the
 method's paper, what it supports (measured by :mod:`peft.capabilities`), its config fields with their defaults and
-descriptions (from the config dataclass and its docstring), a runnable example and the config's API reference; and
-``methods/index.md``, the table of all methods. The pages are generated at build time and never stored, so they
-follow the code. The only hand-kept data is :data:`METHODS`: each method's display name and paper, in one place.
+descriptions (from the config dataclass and its docstring), a runnable example and the API reference of its config
+and tuner classes; and ``methods/index.md``, the table of all methods. The pages are generated at build time and
+never stored, so they follow the code. The only hand-kept data is :data:`METHODS`: each method's display name and
+paper, in one place.
 
 ``tests/test_docs.py`` runs every generated example and checks that every registered method has an entry here.
 """
@@ -562,11 +563,17 @@ def index_page() -> str:
     )
 
 
+_REFERENCE_OPTIONS = "    options:\n      show_root_heading: true\n      heading_level: 3\n"
+
+
 def method_page(capability: Any) -> str:
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
 
     c = capability
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[c.peft_type]
+    reference = [config_cls]
+    if c.peft_type in PEFT_TYPE_TO_TUNER_MAPPING:
+        reference.append(PEFT_TYPE_TO_TUNER_MAPPING[c.peft_type])
     name = display_name(c.peft_type)
     if c.kind == "prompt learning":
         support = (
@@ -610,10 +617,7 @@ def method_page(capability: Any) -> str:
         "## Example\n\n"
         f"```python\n{example_code(c)}```\n\n"
         "## API reference\n\n"
-        f"::: {config_cls.__module__}.{config_cls.__name__}\n"
-        "    options:\n"
-        "      show_root_heading: true\n"
-        "      heading_level: 3\n"
+        + "\n".join(f"::: {cls.__module__}.{cls.__name__}\n{_REFERENCE_OPTIONS}" for cls in reference)
     )
 
 

@@ -137,6 +137,29 @@ def test_inspect_errors_name_the_problem(tmp_path, capsys, make, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_inspect_says_no_when_the_config_is_not_the_one_saved_with_the_weights(tmp_path, capsys):
+    """A config edited after the save (or a save cut between the two files) does not load: inspect says so."""
+    save_lora(tmp_path / "a", seed=1)
+    config_path = tmp_path / "a" / "adapter_config.json"
+    config_path.write_text(json.dumps(json.loads(config_path.read_text()) | {"lora_alpha": 32}))
+    result = run_inline(capsys, "inspect", tmp_path / "a", "--json")
+    assert result.returncode == 1
+    info = json.loads(result.stdout)
+    assert info["loadable"] is False
+    assert any("lora_alpha=8 in the weights, 32 in the file" in message for message in info["messages"])
+    assert [t["pattern"] for t in info["targets"]] == ["embed", "layers.*.0", "layers.*.2"]  # still reported
+
+
+def test_inspect_of_a_bin_file_without_tensors_is_a_clear_error(tmp_path, capsys):
+    save_lora(tmp_path / "a", seed=1, target_modules=["layers.0.0"])
+    weights = load_file(str(tmp_path / "a" / "adapter_model.safetensors"))
+    (tmp_path / "a" / "adapter_model.safetensors").unlink()
+    torch.save(list(weights.values()), tmp_path / "a" / "adapter_model.bin")
+    result = run_inline(capsys, "inspect", tmp_path / "a")
+    assert result.returncode == 2
+    assert "must hold a dict of tensor names" in result.stderr and "it holds a list" in result.stderr
+
+
 def test_inspect_of_a_hub_id_offline_is_a_clear_error(tmp_path):
     # the real command: its exit code and its one-line error (no traceback)
     result = run("inspect", "someone/no-such-adapter", env={"HF_HOME": str(tmp_path / "hf")})

@@ -13,6 +13,7 @@ import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from peft.commands import CommandError, add_verb, format_size
@@ -99,20 +100,13 @@ def _locate(adapter: str, subfolder: str | None) -> tuple[Path, Path | None]:
 
 
 def _load_tensors(weights: Path) -> dict[str, Any]:
-    if weights.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(weights))
-        except (SafetensorError, OSError) as exc:
-            raise CommandError(f"{str(weights)!r} is not a readable safetensors file: {exc}") from exc
-    import torch
+    """The tensors of ``weights``, read and checked as a load reads them."""
+    from peft.utils.save_and_load import read_adapter_weights
 
     try:
-        return torch.load(str(weights), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CommandError(f"{str(weights)!r} is not a readable PyTorch weight file: {exc}") from exc
+        return read_adapter_weights(weights.parent)[1]
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _module_of(key: str, prefix: str | None) -> str | None:
@@ -130,13 +124,14 @@ def _pattern(module: str) -> str:
 
 
 def _loadability(config_path: Path) -> tuple[bool, list[str], Any]:
-    """Whether this version reads the config (and the messages it gives), and the config object."""
-    from peft import PeftConfig
+    """Whether this version reads the config, as a load does (checked against the config saved with the weights),
+    the messages it gives, and the config object."""
+    from peft.adapter_files import load_adapter_config
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            config = PeftConfig.from_pretrained(str(config_path.parent))
+            config = load_adapter_config(str(config_path.parent))
         except Exception as exc:
             return False, [f"{type(exc).__name__}: {exc}"], None
     return True, sorted({str(w.message) for w in caught}), config
@@ -170,7 +165,9 @@ def inspect_adapter(adapter: str, subfolder: str | None = None) -> dict[str, Any
         raise CommandError(f"{str(config_path)!r} has no 'peft_type': not a PEFT adapter config.")
     peft_type = str(raw["peft_type"])
     loadable, messages, config = _loadability(config_path)
-    prefix = PEFT_TYPE_TO_PREFIX_MAPPING.get(peft_type) if loadable else None
+    if config is None:  # still report what the file says
+        config = SimpleNamespace(**raw)
+    prefix = PEFT_TYPE_TO_PREFIX_MAPPING.get(peft_type)
     tensors = _load_tensors(weights) if weights is not None else {}
     if weights is None:
         loadable = False
