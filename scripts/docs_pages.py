@@ -29,7 +29,7 @@ METHODS: dict[str, tuple[str, str, str | None]] = {
         "https://arxiv.org/abs/2506.06266",
     ),
     "DEFT": ("DEFT", "no paper link recorded", None),
-    "FROD": ("FRoD", "no paper link recorded", None),
+    "FROD": ("FRoD", "paper: AAAI 2026, doi 10.1609/aaai.v40i31.39813", "https://doi.org/10.1609/aaai.v40i31.39813"),
     "OSF": (
         "OSF (orthogonal subspace fine-tuning)",
         "Sculpting Subspaces: Constrained Full Fine-Tuning in LLMs for Continual Learning",
