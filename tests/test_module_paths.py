@@ -819,7 +819,7 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 _LORA_FEATURES_OF_ISSUE_17 = [
-    "ArrowConfig", "BdLoraConfig", "EvaConfig", "KasaConfig", "LoraGAConfig", "MontecloraConfig", "VeloraConfig",
+    "EvaConfig", "LoraGAConfig",
     "convert_to_lora", "create_arrow_model", "get_eva_state_dict", "initialize_lora_eva_weights", "preprocess_loraga",
     "save_as_lora",
 ]  # fmt: skip
@@ -845,16 +845,7 @@ PENDING: dict[str, dict[str, list[str]]] = {
         "peft": [*_LORA_FEATURES_OF_ISSUE_17, "find_kappa_target_modules"],
         "peft.tuners": _LORA_FEATURES_OF_ISSUE_17,
         "peft.tuners.lora": _LORA_FEATURES_OF_ISSUE_17,
-        "peft.tuners.lora.config": [
-            "ArrowConfig",
-            "BdLoraConfig",
-            "CordaConfig",
-            "EvaConfig",
-            "KasaConfig",
-            "LoraGAConfig",
-            "MontecloraConfig",
-            "VeloraConfig",
-        ],  # fmt: skip
+        "peft.tuners.lora.config": ["CordaConfig", "EvaConfig", "LoraGAConfig"],
         "peft.helpers": ["KappaTuneSelector", "MontecloraTrainerMixin", "find_kappa_target_modules"],
         "peft.auto": ["check_import_allowlist", "get_default_import_allowlist"],
         "peft.optimizers": ["*"],
@@ -863,7 +854,6 @@ PENDING: dict[str, dict[str, list[str]]] = {
         "peft.tuners.lora.eva": ["*"],
         "peft.tuners.lora.intruders": ["*"],
         "peft.tuners.lora.loraga": ["*"],
-        "peft.tuners.lora.monteclora": ["*"],
         "peft.tuners.lora.variants": ["*"],
         "peft.tuners.lora.velora": ["*"],
         "peft.tuners.lora.conversion": ["*"],
@@ -905,6 +895,12 @@ _ISSUE_12 = {
 for _module, _names in _ISSUE_12.items():
     EXPECTED[_module] = sorted({*EXPECTED.get(_module, []), *_names})
 
+# issue 17, the LoRA variants' settings
+_LORA_VARIANT_CONFIGS = ["ArrowConfig", "BdLoraConfig", "KasaConfig", "MontecloraConfig", "VeloraConfig"]
+for _module in ("peft", "peft.tuners", "peft.tuners.lora", "peft.tuners.lora.config"):
+    EXPECTED[_module] = sorted({*EXPECTED.get(_module, []), *_LORA_VARIANT_CONFIGS})
+EXPECTED["peft.tuners.lora.monteclora"] = ["MontecloraSampler"]
+
 _INCIDENTAL = "an import the reference's module makes of a name defined elsewhere; import it from its home"
 _REFERENCE_INTERNAL = "an internal of the reference's implementation, which is built differently here"
 # module -> {name: why it is deliberately not provided}
@@ -929,6 +925,10 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
     "peft.utils.save_and_load": dict.fromkeys(
         ["EMBEDDING_LAYER_NAMES", "INCLUDE_LINEAR_LAYERS_SHORTHAND", "PEFT_TYPE_TO_TUNER_MAPPING"], _INCIDENTAL
     ),
+    "peft.tuners.lora.monteclora": {
+        "BufferedMontecloraSampler": "the sampler keeps its own prepared draws here",
+        "infer_device": _INCIDENTAL,
+    },
     "peft.tuners.adaption_prompt.config": {"ModelTypeConfig": _REFERENCE_INTERNAL},
     "peft.tuners.adaption_prompt.layer": {
         "AdaptedAttentionGPT": "adaption prompt supports Llama/Mistral-style attention here, not GPT-2's"

@@ -1,15 +1,22 @@
 """LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
 
+from peft.tuners.lora import bdlora, dora, kasa, monteclora, qalora  # noqa: F401  (register their variants)
 from peft.tuners.lora.config import LoftQConfig, LoraConfig, LoraRuntimeConfig
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
 from peft.tuners.lora.loftq import replace_lora_weights_loftq
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
+from peft.tuners.lora.variant_configs import ArrowConfig, BdLoraConfig, KasaConfig, MontecloraConfig, VeloraConfig
 from peft.utils.peft_types import register_peft_method
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = [
+    "ArrowConfig",
+    "BdLoraConfig",
+    "KasaConfig",
+    "MontecloraConfig",
+    "VeloraConfig",
     "Conv1d",
     "Conv2d",
     "Conv3d",
