@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -51,8 +51,10 @@ class LoraVariant:
     merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied. A variant whose effect
     is an added update may define ``update(module, adapter_name, x)`` (then mixed batches use it) and
     ``delta_weight(module, adapter_name)`` (the dense update, for merging). ``check`` refuses a layer the variant
-    cannot adapt, before anything is created.
+    cannot adapt, before anything is created; ``mergeable = False`` refuses merging.
     """
+
+    mergeable: ClassVar[bool] = True
 
     @staticmethod
     def check(module: LoraLayer, **kwargs: Any) -> None:
@@ -295,6 +297,12 @@ class LoraLayer(BaseTunerLayer):
 
     # merging -------------------------------------------------------------------------------------------------
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
+        unmergeable = [n for n in adapter_names if not getattr(self.lora_variant.get(n), "mergeable", True)]
+        if unmergeable:
+            raise NotImplementedError(
+                f"Adapters {unmergeable} use a LoRA variant that cannot be merged (aLoRA changes only the positions "
+                "from its invocation on); use them unmerged."
+            )
         if any(self.lora_bias.get(n) for n in adapter_names) and self.bias is None:
             raise ValueError(
                 "Cannot merge an adapter with lora_bias=True into a base layer without bias: the base layer has no "
