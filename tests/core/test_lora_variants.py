@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from peft import BdLoraConfig, KasaConfig, LoraConfig, MontecloraConfig, PeftModel, get_peft_model
+from peft import BdLoraConfig, KasaConfig, LoraConfig, MontecloraConfig, PeftModel, VeloraConfig, get_peft_model
 
 
 def _mlp() -> nn.Module:
@@ -268,3 +268,54 @@ def test_monteclora_entropy_term_is_added_when_asked():
     without = sampler.variational_loss() - (sampler.expert_weights**2).sum()
     sampler.config = MontecloraConfig(num_samples=4, buffer_size=3, sample_scaler=0.5)
     torch.testing.assert_close(sampler.variational_loss(), without)
+
+
+# ---------------------------------------------------------------------------------------------------- VeLoRA
+def _velora_grads(velora: VeloraConfig | None, x: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(12, 6))
+    config = LoraConfig(r=3, target_modules=["0"], init_lora_weights=False, velora_config=velora)
+    model = get_peft_model(base, config).train()
+    model(x).square().sum().backward()
+    return model.base_model.model[0].lora_A["default"].weight.grad, model
+
+
+def test_velora_gradient_is_lora_s_when_the_groups_lie_on_the_projection_direction():
+    """Each group of 3 features is a positive multiple of one vector: the compressed input is rebuilt exactly."""
+    direction = torch.tensor([1.0, -2.0, 0.5])
+    coefficients = torch.rand(5, 4, generator=torch.Generator().manual_seed(3)) + 0.5
+    x = (coefficients[..., None] * direction).reshape(5, 12)
+    plain, _ = _velora_grads(None, x)
+    compressed, model = _velora_grads(VeloraConfig(num_groups=4), x)
+    torch.testing.assert_close(compressed, plain)
+    torch.testing.assert_close(model.base_model.model[0].lora_velora_embed["default"], direction / direction.norm())
+    scaled, _ = _velora_grads(VeloraConfig(num_groups=4, scale=2.0), x)
+    torch.testing.assert_close(scaled, 2 * plain)
+    other, _ = _velora_grads(VeloraConfig(num_groups=4), torch.randn(5, 12))
+    assert other.shape == plain.shape
+
+
+@pytest.mark.parametrize(("init_type", "follows"), [("batch_average", True), ("batch_average_once", False)])
+def test_velora_projection_follows_each_batch_or_only_the_first(init_type, follows):
+    _, model = _velora_grads(VeloraConfig(num_groups=5, init_type=init_type), torch.rand(4, 12))
+    layer = model.base_model.model[0]
+    first = layer.lora_velora_embed["default"].clone()
+    assert first.shape == (3,)  # ceil(12 / 5) features per group, the last group zero-padded
+    model(-torch.rand(4, 12)).sum().backward()
+    assert torch.allclose(layer.lora_velora_embed["default"], first) is not follows
+    trained = layer.lora_velora_embed["default"].clone()
+    model.eval()
+    with torch.no_grad():
+        model(torch.rand(4, 12))  # eval mode: plain LoRA, the direction is kept
+    assert torch.equal(layer.lora_velora_embed["default"], trained)
+
+
+def test_velora_saves_its_projection_and_forwards_as_lora(tmp_path):
+    _, model = _velora_grads(VeloraConfig(num_groups=4, init_type="random"), torch.rand(4, 12))
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert tuple(saved["base_model.model.0.lora_velora_embed"].shape) == (3,)
+    loaded = PeftModel.from_pretrained(nn.Sequential(nn.Linear(12, 6)), tmp_path)
+    torch.testing.assert_close(
+        loaded.base_model.model[0].lora_velora_embed["default"], saved["base_model.model.0.lora_velora_embed"]
+    )

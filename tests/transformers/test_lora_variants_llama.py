@@ -135,3 +135,22 @@ def test_alora_refuses_non_linear_layers():
     config = LoraConfig(target_modules=["0"], task_type="CAUSAL_LM", alora_invocation_tokens=[1])
     with pytest.raises(ValueError, match="alora_invocation_tokens is not supported on Embedding layers"):
         get_peft_model(model, config)
+
+
+# ------------------------------------------------------------------------------------------------------ VeLoRA
+def test_velora_forward_gradients_and_projections_as_the_reference():
+    _, io, model = _load("velora_llama")
+    input_ids = io["input.input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=input_ids).logits, io["out_adapter"])
+    model.base_model.set_adapter("default")  # trainable
+    model.train()
+    model(input_ids=input_ids).logits.sum().backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert sorted(grads) == sorted(key[len("grad.") :] for key in io if key.startswith("grad."))
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, io[f"grad.{name}"])
+    embeds = {name: m.lora_velora_embed["default"] for name, m in model.named_modules() if f"embed.{name}" in io}
+    assert len(embeds) == sum(key.startswith("embed.") for key in io)
+    for name, embed in embeds.items():
+        torch.testing.assert_close(embed, io[f"embed.{name}"])

@@ -1,6 +1,6 @@
 """LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
 
-from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora  # noqa: F401  (register their variants)
+from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401  (register their variants)
 from peft.tuners.lora.config import LoftQConfig, LoraConfig, LoraRuntimeConfig
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
 from peft.tuners.lora.loftq import replace_lora_weights_loftq

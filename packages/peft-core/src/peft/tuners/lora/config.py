@@ -156,7 +156,6 @@ class LoraConfig(PeftConfig):
         "eva_config": None,
         "lora_ga_config": None,
         "megatron_config": None,
-        "velora_config": None,
     }
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ adapter leaves the output unchanged. Variants (DoRA) change the formula through 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
+from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
     HALF_PRECISION,
@@ -133,7 +135,8 @@ class LoraLayer(BaseTunerLayer):
         "lora_diag",
         "lora_monteclora_sampler",
     )
-    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "lora_velora_embed")
+    adapter_buffer_names = ("lora_velora_embed",)  # VeLoRA's projection vectors: saved, never trained
     # the reference checkpoint format stores the DoRA magnitude without the ".weight" of its module
     _file_key_aliases = {"lora_magnitude_vector.weight": "lora_magnitude_vector"}
     lora_embedding_A = LazyAdapterContainer(nn.ParameterDict)
@@ -141,6 +144,7 @@ class LoraLayer(BaseTunerLayer):
     lora_magnitude_vector = LazyAdapterContainer(nn.ModuleDict)
     lora_diag = LazyAdapterContainer(nn.ParameterDict)  # KaSA's singular values
     lora_monteclora_sampler = LazyAdapterContainer(nn.ModuleDict)  # MonteCLoRA's variational parameters
+    lora_velora_embed = LazyAdapterContainer(functools.partial(BufferDict, persistent=True))
 
     def _init_lora_layer(self, base_layer: nn.Module, ephemeral_gpu_offload: bool = False, **kwargs: Any) -> None:
         self._init_tuner_layer(base_layer)

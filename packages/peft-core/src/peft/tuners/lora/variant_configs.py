@@ -102,7 +102,8 @@ class VeloraConfig:
     The forward pass is plain LoRA; only gradients (and memory) change.
 
     Args:
-        num_groups: feature groups the input is split into; ``in_features`` must be divisible by it.
+        num_groups: feature groups the input is split into (of ``ceil(in_features / num_groups)`` features, the last
+            zero-padded).
         scale: factor on the rebuilt activations.
         init_type: the projection vector: the normalised batch mean, updated every training step
             (``"batch_average"``) or taken from the first one (``"batch_average_once"``), or random (``"random"``).
