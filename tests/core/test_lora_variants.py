@@ -319,3 +319,74 @@ def test_velora_saves_its_projection_and_forwards_as_lora(tmp_path):
     torch.testing.assert_close(
         loaded.base_model.model[0].lora_velora_embed["default"], saved["base_model.model.0.lora_velora_embed"]
     )
+
+
+# ----------------------------------------------------------------------------------------------------- Arrow
+def _save_experts(tmp_path, ranks=(1, 1, 1), alphas=(1, 2, 3)) -> list[str]:
+    paths = []
+    for i, (r, alpha) in enumerate(zip(ranks, alphas)):
+        torch.manual_seed(10 + i)
+        config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["0"], init_lora_weights=False)
+        model = get_peft_model(_mlp(), config)
+        model.save_pretrained(tmp_path / f"expert_{i}")
+        paths.append(str(tmp_path / f"expert_{i}"))
+    return paths
+
+
+def test_arrow_mixes_the_top_k_experts_by_their_prototypes(tmp_path):
+    """Rank-1 experts: the prototype of B A is its A row (up to sign), which power iteration finds exactly."""
+    from peft import ArrowConfig, create_arrow_model
+
+    paths = _save_experts(tmp_path)
+    model = create_arrow_model(_mlp(), paths, ArrowConfig(top_k=2, router_temperature=0.5, rng_seed=0))
+    layer = model.base_model.model[0]
+    x = _x()
+    experts = [f"task_{i}" for i in range(3)]
+    a = torch.stack([layer.lora_A[n].weight[0] for n in experts])
+    b = torch.stack([layer.lora_B[n].weight[:, 0] for n in experts])
+    scalings = torch.tensor([layer.scaling[n] for n in experts])
+    similarity = (x @ (a / a.norm(dim=1, keepdim=True)).T).abs()
+    expected = layer.base_layer(x)
+    for row in range(x.shape[0]):
+        top = similarity[row].topk(2).indices
+        weights = torch.softmax(similarity[row, top] / 0.5, dim=0)
+        for weight, expert in zip(weights, top):
+            expected[row] += weight * scalings[expert] * (x[row] @ a[expert]) * b[expert]
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_arrow_general_knowledge_subtraction_and_new_experts(tmp_path):
+    from peft import ArrowConfig, create_arrow_model
+
+    paths = _save_experts(tmp_path, ranks=(2, 2, 2, 2), alphas=(1, 2, 3, 4))
+    original = PeftModel.from_pretrained(_mlp(), paths[0]).base_model.model[0]
+    config = ArrowConfig(top_k=1, use_gks=True, rng_seed=0)
+    model = create_arrow_model(_mlp(), paths[:2], config, general_adapter_paths=paths[2:])
+    assert (config.task_adapter_names, config.gks_adapter_names) == (["task_0", "task_1"], ["gks_0", "gks_1"])
+    layer = model.base_model.model[0]
+    with torch.no_grad():
+        model(_x())
+    mean_a = (layer.lora_A["gks_0"].weight + layer.lora_A["gks_1"].weight) / 2
+    torch.testing.assert_close(layer.lora_A["task_0"].weight, original.lora_A["default"].weight - mean_a)
+    model.load_adapter(paths[0], adapter_name="task_2")  # joins the experts, with GenKnowSub, at the next forward
+    model.set_adapter("arrow_router")
+    with torch.no_grad():
+        model(_x())
+    assert layer._arrow["arrow_router"].experts == ["task_0", "task_1", "task_2"]
+    torch.testing.assert_close(layer.lora_A["task_2"].weight, layer.lora_A["task_0"].weight)
+
+
+def test_arrow_refuses_merging_and_incompatible_experts(tmp_path):
+    from peft import ArrowConfig, create_arrow_model
+
+    paths = _save_experts(tmp_path, ranks=(1, 1, 2))
+    with pytest.raises(ValueError, match="Arrow needs adapters with the same target modules and rank: 'task_2'"):
+        create_arrow_model(_mlp(), paths, ArrowConfig(top_k=1))
+    with pytest.raises(ValueError, match=r"ArrowConfig.top_k=3 exceeds the 2 task adapters"):
+        create_arrow_model(_mlp(), paths[:2], ArrowConfig(top_k=3))
+    with pytest.raises(ValueError, match="general LoRA paths"):
+        create_arrow_model(_mlp(), paths[:2], ArrowConfig(use_gks=True))
+    model = create_arrow_model(_mlp(), paths[:2], ArrowConfig(top_k=1))
+    with pytest.raises(RuntimeError, match=r"Adapters \['arrow_router'\] use a LoRA variant that cannot be merged"):
+        model.merge_and_unload()

@@ -154,3 +154,23 @@ def test_velora_forward_gradients_and_projections_as_the_reference():
     assert len(embeds) == sum(key.startswith("embed.") for key in io)
     for name, embed in embeds.items():
         torch.testing.assert_close(embed, io[f"embed.{name}"])
+
+
+# ------------------------------------------------------------------------------------------------------- Arrow
+@pytest.mark.parametrize("key", ["out_arrow", "out_arrow_gks", "out_arrow_top1"])
+def test_arrow_routing_as_the_reference(key):
+    """Task adapters task_0..2 and general adapters (GenKnowSub) saved by the reference, routed here."""
+    from peft import ArrowConfig, create_arrow_model
+
+    folder = DATA / "arrow_llama"
+    meta = json.loads((folder / "case.json").read_text())
+    io = load_file(folder / "io.safetensors")
+    base = transformers.LlamaForCausalLM(transformers.LlamaConfig(**meta["llama"]))
+    base.load_state_dict(load_file(folder / "base.safetensors"))
+    paths = [str(folder / "adapter" / name) for name in meta["adapters"]]
+    model = create_arrow_model(
+        base.eval(), paths[:3], ArrowConfig(**meta["arrow_configs"][key]), general_adapter_paths=paths[3:]
+    )
+    assert model.active_adapters == ["arrow_router"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=io["input.input_ids"]).logits, io[key])

@@ -14,6 +14,10 @@ adapter in `adapter/<name>/`) and `io.safetensors` with the inputs and what the 
 - `velora_llama`: VeLoRA (`VeloraConfig(num_groups=4)`) on the same model: `out_adapter` (forward, eval mode),
   `grad.<parameter>` the gradients of the LoRA factors after one training-mode backward of `logits.sum()`
   (compressed activations), and `embed.<module>` the projection vectors after it.
+- `arrow_llama`: three task adapters (`adapter/task_<i>/`) and two general adapters (`adapter/general_<i>/`) on the
+  same model, each a LoRA of rank 2 on q_proj/v_proj with its own alpha; `create_arrow_model` with the
+  `ArrowConfig`s in case.json: `out_arrow` (top_k=2, temperature 0.5, seeded), `out_arrow_gks` (the same with
+  GenKnowSub) and `out_arrow_top1` (top_k=1).
 
 Adapter weights are made non-trivial (non-identity init, then a seeded perturbation). Only torch, safetensors,
 transformers and the reference peft are used.
@@ -147,7 +151,45 @@ def make_velora(out_dir: Path) -> None:
     _write(out_dir / "velora_llama", {"llama": LLAMA, "adapters": ["default"]}, base_state, model, tensors)
 
 
+ARROW_CONFIGS = {
+    "out_arrow": {"top_k": 2, "router_temperature": 0.5, "rng_seed": 7},
+    "out_arrow_gks": {"top_k": 2, "router_temperature": 0.5, "rng_seed": 7, "use_gks": True},
+    "out_arrow_top1": {"top_k": 1, "rng_seed": 3},
+}
+
+
+def make_arrow(out_dir: Path) -> None:
+    import peft
+
+    case_dir = out_dir / "arrow_llama"
+    base_state = {k: v.clone() for k, v in _base().state_dict().items()}
+    names = [f"task_{i}" for i in range(3)] + [f"general_{i}" for i in range(2)]
+    for seed, name in enumerate(names):
+        config = peft.LoraConfig(
+            r=2, lora_alpha=2 + seed, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        )
+        model = peft.get_peft_model(_base(), config)
+        _perturb(model, seed=10 + seed)
+        model.save_pretrained(str(case_dir / "adapter" / name))
+    input_ids = torch.tensor(INPUT_IDS)
+    tensors = {"input.input_ids": input_ids}
+    for key, arguments in ARROW_CONFIGS.items():
+        model = peft.create_arrow_model(
+            _base(),
+            [str(case_dir / "adapter" / n) for n in names[:3]],
+            peft.ArrowConfig(**arguments),
+            general_adapter_paths=[str(case_dir / "adapter" / n) for n in names[3:]],
+        ).eval()
+        with torch.no_grad():
+            tensors[key] = model(input_ids=input_ids).logits
+    case = {"llama": LLAMA, "adapters": names, "arrow_configs": ARROW_CONFIGS}
+    (case_dir / "case.json").write_text(json.dumps(case, indent=1))
+    save_file(base_state, str(case_dir / "base.safetensors"))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(case_dir / "io.safetensors"))
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     make_alora(out)
     make_velora(out)
+    make_arrow(out)

@@ -86,6 +86,7 @@ __all__ = [
     "KasaConfig",
     "MontecloraConfig",
     "VeloraConfig",
+    "create_arrow_model",
     "LoraConfig",
     "LoraModel",
     "LoraRuntimeConfig",

@@ -111,6 +111,7 @@ _EXPORTS = {
     "KasaConfig": "lora",
     "MontecloraConfig": "lora",
     "VeloraConfig": "lora",
+    "create_arrow_model": "lora",
     "replace_lora_weights_loftq": "lora",
     "MissConfig": "miss",
     "MissModel": "miss",

@@ -1,6 +1,9 @@
-"""LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
+"""LoRA: low-rank adaptation, with rsLoRA, raw-parameter targets and the LoRA variants (DoRA, QA-LoRA, aLoRA,
+BD-LoRA, KaSA, VeLoRA, MonteCLoRA, the Arrow router)."""
 
-from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401  (register their variants)
+# the variants' modules register their variants with the LoRA layers
+from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401
+from peft.tuners.lora.arrow import create_arrow_model
 from peft.tuners.lora.config import LoftQConfig, LoraConfig, LoraRuntimeConfig
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
 from peft.tuners.lora.loftq import replace_lora_weights_loftq
@@ -30,6 +33,7 @@ __all__ = [
     "LoraVariant",
     "MultiheadAttention",
     "ParamWrapper",
+    "create_arrow_model",
     "replace_lora_weights_loftq",
 ]
 

@@ -151,7 +151,6 @@ class LoraConfig(PeftConfig):
 
     # known fields whose features this version does not implement: loadable only with their inert value
     _inert_fields: ClassVar[dict[str, Any]] = {
-        "arrow_config": None,
         "corda_config": None,
         "eva_config": None,
         "lora_ga_config": None,

@@ -305,7 +305,8 @@ class LoraLayer(BaseTunerLayer):
         if unmergeable:
             raise NotImplementedError(
                 f"Adapters {unmergeable} use a LoRA variant that cannot be merged (aLoRA changes only the positions "
-                "from its invocation on); use them unmerged."
+                "from its invocation on, an Arrow router mixes adapters per token); use them unmerged, or delete "
+                "them before merging the others."
             )
         if any(self.lora_bias.get(n) for n in adapter_names) and self.bias is None:
             raise ValueError(
