@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import AdditiveLoraVariant, LoraLayer, register_lora_variant
+from peft.peft_model import PeftModel
+from peft.tuners.lora.config import LoraConfig
+from peft.tuners.lora.layer import AdditiveLoraVariant, Linear, LoraLayer, register_lora_variant
 from peft.tuners.lora.variant_configs import ArrowConfig
 
 TASK_ADAPTER_PREFIX = "task_"
@@ -133,14 +135,12 @@ def _adapter_source(path: str) -> tuple[str, str | None]:
     return path, None
 
 
-def _load(model: Any, path: str, adapter_name: str, adapter_kwargs: dict[str, Any]) -> Any:
-    from peft.peft_model import PeftModel
-
+def _load(model: nn.Module, path: str, adapter_name: str, adapter_kwargs: dict[str, Any]) -> PeftModel:
     model_id, subfolder = _adapter_source(path)
     kwargs = dict(adapter_kwargs)
     if subfolder is not None:
         kwargs.setdefault("subfolder", subfolder)
-    if model is None or not isinstance(model, PeftModel):
+    if not isinstance(model, PeftModel):
         return PeftModel.from_pretrained(model, model_id, adapter_name=adapter_name, **kwargs)
     model.load_adapter(model_id, adapter_name=adapter_name, **kwargs)
     return model
@@ -149,8 +149,6 @@ def _load(model: Any, path: str, adapter_name: str, adapter_kwargs: dict[str, An
 def _check_experts(model: Any, adapter_names: list[str]) -> tuple[list[str], int]:
     """The module names (last segments) and the rank all ``adapter_names`` share; raises where they differ or
     adapt something other than linear layers."""
-    from peft.tuners.lora.layer import Linear
-
     layouts: dict[str, tuple] = {}
     for name in adapter_names:
         modules, shapes = set(), set()
@@ -185,7 +183,7 @@ def create_arrow_model(
     arrow_config: ArrowConfig,
     general_adapter_paths: list[str] | None = None,
     **adapter_kwargs: Any,
-) -> Any:
+) -> PeftModel:
     """Load task adapters (``task_0``, ``task_1``, ...) and, for GenKnowSub, general adapters (``gks_0``, ...) onto
     ``base_model``, and add and activate the Arrow router adapter ``"arrow_router"`` routing over the task adapters.
 
@@ -203,8 +201,6 @@ def create_arrow_model(
     Example:
         >>> model = create_arrow_model(base, ["experts/qa", "experts/code"], ArrowConfig(top_k=1))
     """
-    from peft.tuners.lora.config import LoraConfig
-
     if not task_specific_adapter_paths:
         raise ValueError("`task_specific_adapter_paths` should contain at least one adapter path")
     if arrow_config.use_gks and not general_adapter_paths:
