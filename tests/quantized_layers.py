@@ -66,6 +66,11 @@ KINDS: dict[str, tuple[str, str, Callable[[nn.Linear], nn.Module]]] = {
     "bnb-nf4": ("bitsandbytes", "bnb 4bit", _bnb_4bit("nf4", double_quant=True, storage=torch.uint8)),
     # no double quantization, weights stored as bfloat16 (bnb_4bit_quant_storage, what FSDP/ZeRO-3 shard)
     "bnb-fp4-bf16-storage": ("bitsandbytes", "bnb 4bit", _bnb_4bit("fp4", double_quant=False, storage=torch.bfloat16)),
+    "bnb-nf4-fp32-storage": (
+        "bitsandbytes",
+        "bnb 4bit",
+        _bnb_4bit("nf4", double_quant=False, storage=torch.float32),
+    ),
     "bnb-8bit": ("bitsandbytes", "bnb 8bit", _bnb_8bit),
     "torchao-int8-weight-only": ("torchao", "torchao", _torchao("Int8WeightOnlyConfig")),
     "torchao-int8-dynamic": ("torchao", "torchao", _torchao("Int8DynamicActivationInt8WeightConfig")),

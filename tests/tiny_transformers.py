@@ -6,16 +6,16 @@ import transformers
 
 
 def tiny_llama_config(**config_overrides) -> transformers.LlamaConfig:
-    """A 2-layer Llama config: vocab 64, hidden 32, 4 heads over 2 key/value heads."""
-    return transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        **config_overrides,
-    )
+    """A 2-layer Llama config: vocab 64, hidden 32, 4 heads over 2 key/value heads (``config_overrides`` win)."""
+    sizes = {
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    return transformers.LlamaConfig(**{**sizes, **config_overrides})
 
 
 def tiny_llama(**config_overrides) -> torch.nn.Module:

@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/, for tiny_transformers
 
+from quantized_layers import quantize  # noqa: E402
 from tiny_transformers import tiny_llama  # noqa: E402
 
 import peft  # noqa: E402
@@ -53,18 +54,36 @@ CASES: dict[str, Callable[[], peft.PeftConfig]] = {
     # the update is a function of the base weight: an SVD of it at creation (PiSSA-like), or W0 in every forward
     "psoft": lambda: peft.PsoftConfig(r=4, target_modules=ATTENTION, task_type="CAUSAL_LM"),
     "hira": lambda: peft.HiraConfig(r=4, target_modules=ATTENTION, task_type="CAUSAL_LM"),
+    # QLoRA: LoRA on a base whose decoder linears are bitsandbytes NF4 (see QUANTIZED_CASES)
+    "qlora": _lora,
 }
 
+# case -> the quantization of its base (tests/quantized_layers.py): NF4 packed into float32 storage, the dtype of
+# the model's other parameters, which is what lets FSDP flatten and ZeRO-3 partition the packed weights with them
+# (bnb_4bit_quant_storage)
+QUANTIZED_CASES = {"qlora": "bnb-nf4-fp32-storage"}
 
-def base_model() -> torch.nn.Module:
-    """The seeded tiny Llama every run starts from."""
-    return tiny_llama(initializer_range=0.2)
+
+def base_model(case: str | None = None) -> torch.nn.Module:
+    """The seeded tiny Llama every run of ``case`` starts from (quantized for the cases of ``QUANTIZED_CASES``)."""
+    if case not in QUANTIZED_CASES:
+        return tiny_llama(initializer_range=0.2)
+    # bitsandbytes' CPU inference path packs 4-bit weights in blocks of 64 input features: no layer may have fewer
+    model = tiny_llama(initializer_range=0.2, hidden_size=64)
+    quantize(model.model, QUANTIZED_CASES[case])  # the decoder; the output head stays float, as in QLoRA
+    for module in model.modules():
+        # on CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight in place at the first inference forward and
+        # unpacks it in state_dict(), which asserts uint8 storage and a whole weight: a CPU-only shortcut that
+        # sharded float32 storage breaks, and no part of what the GPU recipe runs
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def peft_model(case: str, base: torch.nn.Module | None = None) -> peft.PeftModel:
     """``base`` (default: :func:`base_model`) with the adapter of ``case``, seeded so every process draws the same
     adapter initialisation."""
-    base = base_model() if base is None else base
+    base = base_model(case) if base is None else base
     torch.manual_seed(1)
     return peft.get_peft_model(base, CASES[case]())
 

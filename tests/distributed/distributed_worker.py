@@ -152,6 +152,7 @@ def zero(case: str, stage: int, base_dir: str | None = None) -> Run:
     engine, *_ = deepspeed.initialize(model=model, optimizer=_sgd(model.parameters()), config=config)
     if stage == 3:
         facts["adapter_partitioned"] = all(p.numel() == 0 for p in model.parameters() if p.requires_grad)
+        facts["base_partitioned"] = all(p.numel() == 0 for p in model.parameters() if not p.requires_grad)
 
     def backward_and_step(loss: torch.Tensor) -> None:
         engine.backward(loss)
@@ -187,6 +188,7 @@ def build(engine: str, case: str, output_dir: str) -> Run:
 def run_case(engine: str, case: str, output_dir: str) -> None:
     rank, world_size = dist.get_rank(), dist.get_world_size()
     run = build(engine, case, output_dir)
+    run.facts["quantized_layers"] = sum(type(m).__name__ == "Linear4bit" for m in run.peft_model.modules())
     losses = []
     for batch in cases.batches():
         rows = cases.rows_of_rank(batch, rank, world_size)

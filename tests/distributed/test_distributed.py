@@ -39,14 +39,14 @@ ALL = list(cases.CASES)
 # all frozen: the wrap policy gives adapter modules their own units, but methods whose trainable tensors are not
 # modules of their own (LoHa, IA3, VeRA, trainable tokens, ...) share a unit with frozen weights
 FLAT_PARAM_CASES = [
-    *("lora", "dora", "modules_to_save", "target_parameters", "oft", "ln_tuning", "prompt_tuning", "psoft")
+    *("lora", "dora", "modules_to_save", "target_parameters", "oft", "ln_tuning", "prompt_tuning", "psoft", "qlora")
 ]
 ENGINE_CASES = {
     "ddp": ALL,
     "fsdp1": ALL,
     "fsdp1_flat": FLAT_PARAM_CASES,
     "fsdp2": ALL,
-    "zero2": [*CORE, "loha"],
+    "zero2": [*CORE, "loha", "qlora"],
     "zero3": ALL,
     "zero3_init": [*CORE, "ln_tuning", "miss_bat", "prompt_tuning", "psoft", "hira"],
     "trainer_zero3": ["trainable_tokens"],
@@ -54,11 +54,16 @@ ENGINE_CASES = {
 SHARDED = {"fsdp1", "fsdp1_flat", "fsdp2", "zero3", "zero3_init"}
 
 
-def _needs_deepspeed(engine: str) -> list:
-    if "zero" not in engine:
-        return []
-    missing = importlib.util.find_spec("deepspeed") is None
-    return [pytest.mark.skipif(missing, reason="deepspeed is not installed (scripts/setup.sh installs it)")]
+def _needs(engine: str, case: str | None = None) -> list:
+    marks = []
+    if "zero" in engine:
+        missing = importlib.util.find_spec("deepspeed") is None
+        marks.append(pytest.mark.skipif(missing, reason="deepspeed is not installed (scripts/setup.sh installs it)"))
+    if case in cases.QUANTIZED_CASES:
+        missing = importlib.util.find_spec("bitsandbytes") is None
+        reason = "bitsandbytes is not installed (scripts/setup.sh installs it)"
+        marks.append(pytest.mark.skipif(missing, reason=reason))
+    return marks
 
 
 LAUNCHES = {
@@ -116,9 +121,9 @@ def _single_process(case: str) -> tuple[list[float], torch.Tensor]:
 
 
 @functools.cache
-def _base_logits() -> torch.Tensor:
+def _base_logits(case: str) -> torch.Tensor:
     with torch.no_grad():
-        return cases.base_model()(input_ids=cases.eval_batch()).logits
+        return cases.base_model(case)(input_ids=cases.eval_batch()).logits
 
 
 def _case_result(output_dir: str, case: str) -> dict:
@@ -130,7 +135,7 @@ def _case_result(output_dir: str, case: str) -> dict:
 
 
 PAIRS = [
-    pytest.param(engine, case, id=f"{engine}-{case}", marks=_needs_deepspeed(engine))
+    pytest.param(engine, case, id=f"{engine}-{case}", marks=_needs(engine, case))
     for engine, engine_cases in ENGINE_CASES.items()
     for case in engine_cases
 ]
@@ -140,7 +145,7 @@ PAIRS = [
 def test_sharded_training_matches_one_process_and_the_saved_adapter_reloads(engine_output, engine, case):
     output_dir = engine_output(engine)
     result = _case_result(output_dir, case)
-    reloaded = PeftModel.from_pretrained(cases.base_model(), os.path.join(output_dir, case)).eval()
+    reloaded = PeftModel.from_pretrained(cases.base_model(case), os.path.join(output_dir, case)).eval()
     with torch.no_grad():
         reloaded_logits = reloaded(input_ids=cases.eval_batch()).logits
     # the file holds exactly what the sharded model computed with ...
@@ -151,19 +156,23 @@ def test_sharded_training_matches_one_process_and_the_saved_adapter_reloads(engi
         torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(losses), rtol=0, atol=1e-5)
         # ... which is what one process trains (up to the order of gradient reductions)
         torch.testing.assert_close(reloaded_logits, logits, rtol=0, atol=1e-4)
-    base_logits = _base_logits()
+    base_logits = _base_logits(case)
     trained = (reloaded_logits[:, -base_logits.shape[1] :] - base_logits).abs().max()
     assert trained > 1e-2, f"{case}: training changed the logits by only {trained}; the comparison would be vacuous"
 
     facts = result["facts"]
     if engine in ("zero3", "zero3_init"):
         assert facts["adapter_partitioned"], "ZeRO-3 must hold every parameter partitioned for this test to mean much"
+    if case in cases.QUANTIZED_CASES:
+        assert facts["quantized_layers"] > 0, "the base the engine trained on must be quantized"
+        if engine.startswith("zero3"):
+            assert facts["base_partitioned"], "ZeRO-3 must partition the packed 4-bit weights too"
     if engine == "zero3_init":
         assert facts["base_partitioned_before_injection"], "the base model must be partitioned when adapters are added"
 
 
 # the Trainer run has no merge checks
-ENGINES = [pytest.param(e, marks=_needs_deepspeed(e)) for e in ENGINE_CASES if e != "trainer_zero3"]
+ENGINES = [pytest.param(e, marks=_needs(e)) for e in ENGINE_CASES if e != "trainer_zero3"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
