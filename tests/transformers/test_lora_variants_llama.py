@@ -174,3 +174,30 @@ def test_arrow_routing_as_the_reference(key):
     assert model.active_adapters == ["arrow_router"]
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=io["input.input_ids"]).logits, io[key])
+
+
+# -------------------------------------------------------------------------------------------------- MonteCLoRA
+def test_monteclora_trainer_mixin_adds_the_variational_loss(tmp_path):
+    from peft import MontecloraConfig
+    from peft.helpers import MontecloraTrainerMixin
+
+    class MontecloraTrainer(MontecloraTrainerMixin, transformers.Trainer):
+        pass
+
+    llama = json.loads((DATA / "alora_llama" / "case.json").read_text())["llama"]
+    torch.manual_seed(0)
+    monte = MontecloraConfig(buffer_size=1, num_samples=2)
+    config = LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM", monteclora_config=monte)
+    model = get_peft_model(transformers.LlamaForCausalLM(transformers.LlamaConfig(**llama)), config)
+    args = transformers.TrainingArguments(str(tmp_path), max_steps=1, report_to=[], use_cpu=True, disable_tqdm=True)
+    batch = {"input_ids": torch.tensor([[3, 4, 5, 6]]), "labels": torch.tensor([[3, 4, 5, 6]])}
+    trainer = MontecloraTrainer(model=model, args=args, train_dataset=[{k: v[0] for k, v in batch.items()}] * 2)
+    model.train()
+    torch.manual_seed(1)
+    loss = trainer.compute_loss(model, batch)
+    torch.manual_seed(1)  # the same draws (one prepared at a time)
+    task_loss = model(**batch).loss
+    variational = model.base_model._get_monteclora_loss()
+    assert variational != 0
+    torch.testing.assert_close(loss, task_loss + variational)
+    trainer.train()

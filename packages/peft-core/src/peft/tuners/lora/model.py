@@ -48,7 +48,7 @@ class LoraModel(BaseTuner):
                 f"Only one adapter per model may use target_parameters; adapters {with_parameters} do. Use "
                 "target_modules for the others."
             )
-        uses_kasa = config.kasa_config is not None
+        uses_kasa = getattr(config, "kasa_config", None) is not None
         for name, other in self.peft_config.items():
             if other is not config and (getattr(other, "kasa_config", None) is not None) != uses_kasa:
                 raise ValueError(

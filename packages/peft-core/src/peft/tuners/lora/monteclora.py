@@ -55,14 +55,15 @@ class MontecloraSampler(nn.Module):
 
     def _next_draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Standard normal noise ``(K, in, r)``, a Wishart matrix's diagonal ``(r,)`` and normal ``(K,)``; drawn
-        ``buffer_size`` at a time (in fp32: the Wishart draw is unstable in half precision)."""
+        ``buffer_size`` at a time, in fp32."""
         if not self._draws:
             count, samples = self.config.buffer_size, self.config.num_samples
             device = self.std_prior.device
-            wishart = torch.distributions.Wishart(df=self.rank, scale_tril=torch.eye(self.rank, device=device))
             noise = torch.randn(count, samples, self.in_features, self.rank, device=device)
             mixture = torch.randn(count, samples, device=device)
-            wishart_diagonals = wishart.sample((count,)).diagonal(dim1=-2, dim2=-1)
+            # only the diagonal of the Wishart matrix is used: its entries are independent chi-squared(r) draws
+            chi2 = torch.distributions.Chi2(torch.tensor(float(self.rank), device=device))
+            wishart_diagonals = chi2.sample((count, self.rank))
             self._draws = list(zip(noise.unbind(), wishart_diagonals.unbind(), mixture.unbind()))[::-1]
         return self._draws.pop()
 
