@@ -11,7 +11,7 @@ __version__ = "1.0.0.dev0"
 
 from peft import tuners  # noqa: E402
 from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig  # noqa: E402
-from peft.helpers import disable_input_dtype_casting  # noqa: E402
+from peft.helpers import disable_input_dtype_casting, find_kappa_target_modules  # noqa: E402
 from peft.mapping import (  # noqa: E402
     PEFT_TYPE_TO_CONFIG_MAPPING,
     PEFT_TYPE_TO_MIXED_MODEL_MAPPING,
@@ -88,8 +88,10 @@ __all__ = [
     "VeloraConfig",
     "create_arrow_model",
     "LoraConfig",
+    "LoraGAConfig",
     "LoraModel",
     "LoraRuntimeConfig",
+    "EvaConfig",
     "MissConfig",
     "MissModel",
     "MultitaskPromptEmbedding",
@@ -154,7 +156,13 @@ __all__ = [
     "get_layer_status",
     "get_model_status",
     "disable_input_dtype_casting",
+    "convert_to_lora",
+    "find_kappa_target_modules",
     "get_base_model_state_dict",
+    "get_eva_state_dict",
+    "initialize_lora_eva_weights",
+    "preprocess_loraga",
+    "save_as_lora",
     "get_peft_config",
     "get_peft_model",
     "get_peft_model_state_dict",
@@ -177,6 +185,11 @@ def __getattr__(name: str) -> Any:
     # the methods' names import their package on first use (peft.tuners), keeping `import peft` light
     if name in tuners._EXPORTS:
         return getattr(tuners, name)
+    # submodules the reference's `import peft` imports, so that `peft.auto.X` works without importing peft.auto
+    if name in ("auto", "import_utils"):
+        import importlib
+
+        return importlib.import_module(f"peft.{name}")
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
     from peft.hosts import get_host_registry
 

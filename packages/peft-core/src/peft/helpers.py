@@ -17,15 +17,18 @@ from peft.tuners._adapter_lock import adapter_lock
 from peft.tuners._memory_bound import adapter_memory_limit
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.kappatune import KappaTuneSelector, find_kappa_target_modules
 from peft.utils.other import cast_mixed_precision_params
 
 __all__ = [
     "DoraCaching",  # noqa: F822  (resolved on first use by __getattr__)
+    "KappaTuneSelector",
     "adapter_memory_limit",
     "adapters_in_use",
     "cast_mixed_precision_params",
     "check_if_peft_model",
     "disable_input_dtype_casting",
+    "find_kappa_target_modules",
     "rescale_adapter_scale",
     "update_forward_signature",
     "update_generate_signature",

@@ -76,9 +76,13 @@ def _import_builtin_methods() -> None:
 
 
 PEFT_TYPE_TO_CONFIG_MAPPING: dict[str, type[PeftConfig]] = MethodRegistry()
+"""``peft_type`` -> the method's config class, for every registered method (filled by ``register_peft_method``)."""
 PEFT_TYPE_TO_TUNER_MAPPING: dict[str, type] = MethodRegistry()
+"""``peft_type`` -> the method's tuner class (``LoraModel``, ...), which injects its layers into a model."""
 PEFT_TYPE_TO_MIXED_MODEL_MAPPING: dict[str, type] = MethodRegistry()
+"""``peft_type`` -> the tuner class ``PeftMixedModel`` uses, for the methods it can combine."""
 PEFT_TYPE_TO_PREFIX_MAPPING: dict[str, str] = MethodRegistry()
+"""``peft_type`` -> the prefix of the method's parameter names (``lora_``, ...)."""
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.alora_offsets import alora_call
-from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
+from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, mixed_batch
 from peft.utils.error import checkpoint_file
 
 # the file names are unused here, but the reference's peft.peft_model has them and code imports them from there
@@ -271,6 +271,12 @@ class PeftModel(nn.Module):
 
         return get_model_status(self)
 
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """Whether adapter ``adapter_name`` can be approximated by a LoRA adapter (``peft.convert_to_lora``): every
+        adapter layer holding it adds a weight update to a linear layer."""
+        layers = [m for m in self.modules() if isinstance(m, BaseTunerLayer) and m._has_adapter(adapter_name)]
+        return bool(layers) and all(layer.supports_lora_conversion(adapter_name) for layer in layers)
+
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """``(trainable, total)`` parameter counts; packed 4-bit weights count as their unpacked size."""
         trainable, total = 0, 0
@@ -306,12 +312,23 @@ class PeftModel(nn.Module):
         """Write each adapter's ``adapter_model.safetensors`` and ``adapter_config.json`` (atomically).
 
         The ``default`` adapter goes to ``save_directory``, others to ``save_directory/<name>``.
+
+        ``path_initial_model_for_weight_conversion``: for adapters whose init changed the base weight (PiSSA, OLoRA,
+        CorDA, LoRA-GA), the folder of the adapter as saved right after initialisation; the adapter is then saved
+        as a plain LoRA adapter (of twice the rank) that loads on the original, unchanged base model. The model and
+        its configs in memory are not changed.
         """
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        convert = None
         if path_initial_model_for_weight_conversion is not None:
-            raise ValueError("path_initial_model_for_weight_conversion needs PiSSA/OLoRA, not in this version.")
+            convert = getattr(self.base_model, "_convert_state_dict_for_initial_model", None)
+            if convert is None:
+                raise ValueError(
+                    "Passing `path_initial_model_for_weight_conversion` to `save_pretrained` is not supported for "
+                    f"{self.peft_type}: it converts LoRA adapters initialised with PiSSA, OLoRA, CorDA or LoRA-GA."
+                )
         if selected_adapters is None:
             selected_adapters = list(self.peft_config)
         if isinstance(selected_adapters, str) or not all(isinstance(n, str) for n in selected_adapters):
@@ -329,6 +346,8 @@ class PeftModel(nn.Module):
                 adapter_name=adapter_name,
                 save_embedding_layers=save_embedding_layers,
             )
+            if convert is not None:
+                config, state_dict = convert(config, state_dict, path_initial_model_for_weight_conversion)
             output_dir = save_directory if adapter_name == "default" else subdirectory(save_directory, adapter_name)
             save_adapter_files(output_dir, adapter_name, state_dict, self._saved_config(config), safe_serialization)
         self._write_model_card(save_directory)

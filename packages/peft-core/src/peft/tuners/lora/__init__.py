@@ -4,9 +4,12 @@ BD-LoRA, KaSA, VeLoRA, MonteCLoRA, the Arrow router)."""
 # the variants' modules register their variants with the LoRA layers
 from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401
 from peft.tuners.lora.arrow import create_arrow_model
-from peft.tuners.lora.config import LoftQConfig, LoraConfig, LoraRuntimeConfig
+from peft.tuners.lora.config import CordaConfig, EvaConfig, LoftQConfig, LoraConfig, LoraGAConfig, LoraRuntimeConfig
+from peft.tuners.lora.conversion import convert_to_lora, save_as_lora
+from peft.tuners.lora.eva import get_eva_state_dict, initialize_lora_eva_weights
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, LoraVariant
 from peft.tuners.lora.loftq import replace_lora_weights_loftq
+from peft.tuners.lora.loraga import preprocess_loraga
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
@@ -23,18 +26,26 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "Conv3d",
+    "CordaConfig",
     "Embedding",
+    "EvaConfig",
     "Linear",
     "LoftQConfig",
     "LoraConfig",
+    "LoraGAConfig",
     "LoraLayer",
     "LoraModel",
     "LoraRuntimeConfig",
     "LoraVariant",
     "MultiheadAttention",
     "ParamWrapper",
+    "convert_to_lora",
     "create_arrow_model",
+    "get_eva_state_dict",
+    "initialize_lora_eva_weights",
+    "preprocess_loraga",
     "replace_lora_weights_loftq",
+    "save_as_lora",
 ]
 
 register_peft_method(name="lora", config_cls=LoraConfig, model_cls=LoraModel, is_mixed_compatible=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from peft.config import PeftConfig
+from peft.tuners.lora.init_configs import CordaConfig, EvaConfig, LoraGAConfig, check_lora_init_settings
 from peft.tuners.lora.variant_configs import (
     ArrowConfig,
     BdLoraConfig,
@@ -17,7 +18,19 @@ from peft.tuners.lora.variant_configs import (
 from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
-_SUPPORTED_INITS = (True, False, "gaussian", "loftq")
+__all__ = [
+    "ArrowConfig",
+    "BdLoraConfig",
+    "CordaConfig",
+    "EvaConfig",
+    "KasaConfig",
+    "LoftQConfig",
+    "LoraConfig",
+    "LoraGAConfig",
+    "LoraRuntimeConfig",
+    "MontecloraConfig",
+    "VeloraConfig",
+]
 LOFTQ_BITS = (4, 8)
 
 
@@ -84,7 +97,10 @@ class LoraConfig(PeftConfig):
         use_rslora: scale by ``lora_alpha / sqrt(r)`` (rank-stabilised LoRA).
         modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_lora_weights: ``True`` (A Kaiming-uniform, B zero: identity at start), ``False`` (both random: for
-            tests), or ``"gaussian"`` (A normal with std ``1/r``, B zero).
+            tests), ``"gaussian"`` (A normal with std ``1/r``, B zero), or a decomposition-based start:
+            ``"pissa"``, ``"pissa_niter_<n>"``, ``"olora"``, ``"corda"``, ``"lora_ga"``, ``"eva"``, ``"orthogonal"``
+            (see ``peft.tuners.lora.init_configs``).
+        eva_config / corda_config / lora_ga_config: settings of the ``"eva"`` / ``"corda"`` / ``"lora_ga"`` inits.
         layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         rank_pattern / alpha_pattern: per-module ``r`` / ``lora_alpha`` by name or regex (suffix match, ``$``
             implied, ``^`` anchors at the start).
@@ -127,8 +143,8 @@ class LoraConfig(PeftConfig):
         default=None, metadata={"help": "Token indices of the embedding to train (without full fine-tuning)."}
     )
     loftq_config: dict | LoftQConfig = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
-    eva_config: Any = field(default=None, metadata={"help": "EVA initialisation settings."})
-    corda_config: Any = field(default=None, metadata={"help": "CorDA initialisation settings."})
+    eva_config: EvaConfig | dict | None = field(default=None, metadata={"help": "EVA initialisation settings."})
+    corda_config: CordaConfig | dict | None = field(default=None, metadata={"help": "CorDA initialisation settings."})
     use_dora: bool = field(default=False, metadata={"help": "Use weight-decomposed LoRA (DoRA)."})
     alora_invocation_tokens: list[int] | None = field(default=None, metadata={"help": "aLoRA invocation tokens."})
     use_qalora: bool = field(default=False, metadata={"help": "Use QA-LoRA."})
@@ -145,15 +161,14 @@ class LoraConfig(PeftConfig):
     arrow_config: ArrowConfig | dict | None = field(default=None, metadata={"help": "Arrow routing settings."})
     use_bdlora: BdLoraConfig | dict | None = field(default=None, metadata={"help": "Block-diagonal LoRA settings."})
     kasa_config: KasaConfig | dict | None = field(default=None, metadata={"help": "KaSA settings."})
-    lora_ga_config: Any = field(default=None, metadata={"help": "LoRA-GA initialisation settings."})
+    lora_ga_config: LoraGAConfig | dict | None = field(
+        default=None, metadata={"help": "LoRA-GA initialisation settings."}
+    )
     monteclora_config: MontecloraConfig | dict | None = field(default=None, metadata={"help": "MonteCLoRA settings."})
     velora_config: VeloraConfig | dict | None = field(default=None, metadata={"help": "VeLoRA settings."})
 
     # known fields whose features this version does not implement: loadable only with their inert value
     _inert_fields: ClassVar[dict[str, Any]] = {
-        "corda_config": None,
-        "eva_config": None,
-        "lora_ga_config": None,
         "megatron_config": None,
     }
 
@@ -167,13 +182,7 @@ class LoraConfig(PeftConfig):
         self._check_rank_pattern()
         if self.bias not in _BIAS_MODES:
             raise ValueError(f"Invalid bias {self.bias!r}; valid values are {list(_BIAS_MODES)}.")
-        if self.init_lora_weights not in _SUPPORTED_INITS or (
-            isinstance(self.init_lora_weights, int) and not isinstance(self.init_lora_weights, bool)
-        ):
-            raise ValueError(
-                f"init_lora_weights={self.init_lora_weights!r} is not supported by this version of peft; valid "
-                f"values are {list(_SUPPORTED_INITS)}."
-            )
+        check_lora_init_settings(self)
         if not 0.0 <= float(self.lora_dropout) < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}.")
         if self.target_parameters is not None:

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from peft.tuners._buffer_dict import BufferDict
+from peft.tuners.lora.initialization import lora_initialiser
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
     HALF_PRECISION,
@@ -228,16 +229,16 @@ class LoraLayer(BaseTunerLayer):
         self.scaling[adapter_name] = self._default_scaling(adapter_name)
         self.use_dora[adapter_name] = use_dora
         self.lora_bias[adapter_name] = lora_bias
-        self.reset_lora_parameters(adapter_name, init_lora_weights)
+        initialiser = lora_initialiser(init_lora_weights)
+        if initialiser is None:
+            self.reset_lora_parameters(adapter_name, init_lora_weights)
+        else:  # PiSSA, OLoRA, CorDA, LoftQ, ...: see peft.tuners.lora.initialization
+            initialiser(self, adapter_name, init_lora_weights, **kwargs)
         if variant is not None:
             variant.init(self, adapter_name=adapter_name, init_lora_weights=init_lora_weights, **kwargs)
             self.lora_variant[adapter_name] = variant
         else:
             self.lora_variant.pop(adapter_name, None)
-        if init_lora_weights == "loftq":
-            from peft.tuners.lora.loftq import init_loftq
-
-            init_loftq(self, adapter_name, kwargs.get("loftq_config") or {})
 
     def reset_lora_parameters(self, adapter_name: str, init_lora_weights: bool | str) -> None:
         """Initialise ``A``/``B`` (created uninitialised): True (Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/r),
@@ -251,7 +252,7 @@ class LoraLayer(BaseTunerLayer):
                     lora_b.reset_parameters()
                     return
                 weight_a = lora_a.weight
-                if init_lora_weights == "gaussian":  # ("loftq" overwrites both factors afterwards)
+                if init_lora_weights == "gaussian":
                     weight_a.normal_(0, 1 / self.r[adapter_name])
                 else:  # Kaiming-uniform with a=sqrt(5), torch's default for Linear and Conv: bound 1/sqrt(fan_in)
                     bound = 1 / math.sqrt(weight_a[0].numel())
@@ -313,6 +314,11 @@ class LoraLayer(BaseTunerLayer):
                 "Cannot merge an adapter with lora_bias=True into a base layer without bias: the base layer has no "
                 "bias to add the adapter's bias to. Use the adapter unmerged, or train it with lora_bias=False."
             )
+
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """A LoRA adapter is a LoRA adapter already, unless a variant (DoRA) or a trained bias is part of it."""
+        plain = adapter_name not in self.lora_variant and not self.lora_bias.get(adapter_name)
+        return plain and self.has_linear_base()
 
     def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         if adapter_name in self.lora_variant:

@@ -12,6 +12,8 @@ from peft.config import PeftConfig
 from peft.quantization import is_linear_layer
 from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
 from peft.tuners.lora.config import LoraConfig
+from peft.tuners.lora.init_configs import BASE_CHANGING_INITS, init_method
+from peft.tuners.lora.initialization import initialisation_progress
 from peft.tuners.lora.kasa import kasa_regularization
 from peft.tuners.lora.layer import (
     Conv1d,
@@ -25,7 +27,10 @@ from peft.tuners.lora.layer import (
 )
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
+from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils.save_and_load import get_peft_model_state_dict
+from peft.utils.warnings import warn
 
 _SUPPORTED = "torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, "
 _SUPPORTED += "transformers.pytorch_utils.Conv1D, torch.nn.MultiheadAttention"
@@ -38,8 +43,14 @@ class LoraModel(BaseTuner):
     tuner_layer_cls = LoraLayer
     target_module_mapping: dict[str, list[str]] = {}
 
+    def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
+        # decomposition-based inits can take minutes on large models: show their progress
+        with initialisation_progress(self.peft_config[adapter_name].init_lora_weights):
+            super().inject_adapter(model, adapter_name, *args, **kwargs)
+
     def _check_new_adapter_config(self, config: LoraConfig) -> None:
         super()._check_new_adapter_config(config)
+        _warn_base_changing_init_with_other_adapters(list(self.peft_config.values()))
         with_parameters = sorted(
             name for name, cfg in self.peft_config.items() if getattr(cfg, "target_parameters", None)
         )
@@ -122,6 +133,27 @@ class LoraModel(BaseTuner):
             majority_sign_method=majority_sign_method,
         )
 
+    @staticmethod
+    def _convert_state_dict_for_initial_model(
+        config: LoraConfig, state_dict: dict[str, Any], path_initial_model: str
+    ) -> tuple[LoraConfig, dict[str, Any]]:
+        """The plain LoRA equivalent of an adapter trained on a base its init changed (PiSSA, OLoRA, CorDA,
+        LoRA-GA), for ``save_pretrained(path_initial_model_for_weight_conversion=...)``; see
+        ``peft.tuners.lora.residual_conversion``."""
+        return convert_to_original_base(config, state_dict, path_initial_model)
+
+    def subtract_mutated_init(
+        self, output_state_dict: dict[str, Any], adapter_name: str, kwargs: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``output_state_dict`` (file keys of an adapter trained from a PiSSA/OLoRA/CorDA/LoRA-GA start) as a
+        plain LoRA of twice the rank for the original base, its start taken from the loaded adapter
+        ``adapter_name`` (the initial adapter): ``A' = [A; A0]``, ``B' = [B, -B0]``."""
+        initial = get_peft_model_state_dict(
+            self.model, state_dict=(kwargs or {}).get("state_dict"), adapter_name=adapter_name
+        )
+        initial = {f"base_model.model.{key}": value for key, value in initial.items()}
+        return subtract_initial_adapter(output_state_dict, initial, f"adapter {adapter_name!r}")
+
     def _prepare_model(self, peft_config: LoraConfig, model: nn.Module) -> None:
         if peft_config.layer_replication:
             replicate_layers(model, peft_config.layer_replication)
@@ -142,6 +174,7 @@ class LoraModel(BaseTuner):
             "qalora_group_size": config.qalora_group_size,
             "loftq_config": config.loftq_config,
             "lora_bias": config.lora_bias,
+            "lora_ga_config": config.lora_ga_config,
             "ephemeral_gpu_offload": config.runtime_config.ephemeral_gpu_offload,
             "target_name": current_key,
             **{option: getattr(config, option) for option in lora_variant_options()},
@@ -243,6 +276,32 @@ class LoraModel(BaseTuner):
             f"{_SUPPORTED}."
             " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
         )
+
+
+_CONVERSION_GUIDES = {
+    "pissa": ("PiSSA", "pissa_finetuning#convert-pissa-to-lora"),
+    "corda": ("CorDA", "corda_finetuning#convert-corda-to-lora"),
+    "olora": ("OLoRA", "olora_finetuning#olora-and-lora"),
+    "lora_ga": ("LoRA-GA", "lora_ga_finetuning"),
+}
+
+
+def _warn_base_changing_init_with_other_adapters(configs: list[LoraConfig]) -> None:
+    """PiSSA, CorDA, OLoRA and LoRA-GA change the base weight: other adapters on the same model see that change."""
+    if len(configs) < 2:
+        return
+    inits = [getattr(config, "init_lora_weights", None) for config in configs]
+    methods = [init_method(init) for init in inits if isinstance(init, str)]
+    for method in BASE_CHANGING_INITS:
+        if method in methods:
+            name, guide = _CONVERSION_GUIDES[method]
+            warn(
+                f"{name} changes the base weights of the model and should thus not be used with other adapters. "
+                f"Consider converting the {name} adapter into a normal LoRA adapter: "
+                f"https://github.com/huggingface/peft/tree/main/examples/{guide} (save_pretrained with "
+                "path_initial_model_for_weight_conversion)."
+            )
+            return
 
 
 def _find_layer_list(model: nn.Module) -> tuple[nn.Module, str]:
