@@ -851,11 +851,6 @@ EXPECTED: dict[str, list[str]] = {
     "peft.utils.warning": ["PeftWarning"],
 }
 
-# LoRA variants and routing (issue 17's second part)
-_LORA_FEATURES_OF_ISSUE_17 = [
-    "ArrowConfig", "BdLoraConfig", "KasaConfig", "MontecloraConfig", "VeloraConfig", "create_arrow_model",
-]  # fmt: skip
-
 # issue -> {module: names}; a module listed with "*" must not be importable at all yet
 PENDING: dict[str, dict[str, list[str]]] = {
     "issue 16 (the 20 remaining methods)": {
@@ -874,23 +869,9 @@ PENDING: dict[str, dict[str, list[str]]] = {
         ],  # fmt: skip
     },
     "issue 17 (LoRA initialisations, variants, conversion, optimizers)": {
-        "peft": _LORA_FEATURES_OF_ISSUE_17,
-        "peft.tuners": _LORA_FEATURES_OF_ISSUE_17,
-        "peft.tuners.lora": _LORA_FEATURES_OF_ISSUE_17,
-        "peft.tuners.lora.config": [
-            "ArrowConfig",
-            "BdLoraConfig",
-            "KasaConfig",
-            "MontecloraConfig",
-            "VeloraConfig",
-        ],  # fmt: skip
-        "peft.helpers": ["MontecloraTrainerMixin"],
         "peft.auto": ["check_import_allowlist", "get_default_import_allowlist"],
         "peft.optimizers": ["create_riemannian_optimizer"],
-        "peft.tuners.lora.arrow": ["*"],
-        "peft.tuners.lora.monteclora": ["*"],
         "peft.tuners.lora.variants": ["*"],
-        "peft.tuners.lora.velora": ["*"],
     },
     "issue 12 (quantization backends and their layer classes)": {
         "peft.tuners.adalora": ["SVDQuantLinear"],
@@ -928,6 +909,16 @@ _ISSUE_12 = {
 for _module, _names in _ISSUE_12.items():
     EXPECTED[_module] = sorted({*EXPECTED.get(_module, []), *_names})
 
+# issue 17, the LoRA variants' settings
+_LORA_VARIANT_CONFIGS = ["ArrowConfig", "BdLoraConfig", "KasaConfig", "MontecloraConfig", "VeloraConfig"]
+for _module in ("peft", "peft.tuners", "peft.tuners.lora", "peft.tuners.lora.config"):
+    EXPECTED[_module] = sorted({*EXPECTED.get(_module, []), *_LORA_VARIANT_CONFIGS})
+for _module in ("peft", "peft.tuners", "peft.tuners.lora"):
+    EXPECTED[_module] = sorted({*EXPECTED[_module], "create_arrow_model"})
+EXPECTED["peft.tuners.lora.monteclora"] = ["MontecloraSampler"]
+EXPECTED["peft.helpers"] = sorted({*EXPECTED.get("peft.helpers", []), "MontecloraTrainerMixin"})
+EXPECTED["peft.tuners.lora.arrow"] = ["GKS_ADAPTER_PREFIX", "TASK_ADAPTER_PREFIX", "create_arrow_model"]
+
 _INCIDENTAL = "an import the reference's module makes of a name defined elsewhere; import it from its home"
 _REFERENCE_INTERNAL = "an internal of the reference's implementation, which is built differently here"
 # module -> {name: why it is deliberately not provided}
@@ -952,6 +943,10 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
     "peft.utils.save_and_load": dict.fromkeys(
         ["EMBEDDING_LAYER_NAMES", "INCLUDE_LINEAR_LAYERS_SHORTHAND", "PEFT_TYPE_TO_TUNER_MAPPING"], _INCIDENTAL
     ),
+    "peft.tuners.lora.monteclora": {
+        "BufferedMontecloraSampler": "the sampler keeps its own prepared draws here",
+        "infer_device": _INCIDENTAL,
+    },
     "peft.tuners.adaption_prompt.config": {"ModelTypeConfig": _REFERENCE_INTERNAL},
     "peft.tuners.adaption_prompt.layer": {
         "AdaptedAttentionGPT": "adaption prompt supports Llama/Mistral-style attention here, not GPT-2's"

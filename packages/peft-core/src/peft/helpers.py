@@ -168,6 +168,25 @@ def _adapter_holder(model: nn.Module) -> nn.Module:
     return model.model if isinstance(model, BaseTuner) else model
 
 
+class MontecloraTrainerMixin:
+    """A ``transformers.Trainer`` mixin adding MonteCLoRA's variational loss (``LoraModel._get_monteclora_loss()``)
+    to the task loss in training; with no MonteCLoRA adapter it adds nothing.
+
+    Example:
+        >>> class MontecloraTrainer(MontecloraTrainerMixin, Trainer):
+        ...     pass
+    """
+
+    def compute_loss(
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+    ) -> Any:
+        task_loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+        # one term per tuner holding MonteCLoRA samplers, averaged so that several tuners do not add up
+        terms = [m._get_monteclora_loss() for m in model.modules() if hasattr(m, "_get_monteclora_loss")]
+        loss = task_loss + (sum(terms) / len(terms) if terms else 0.0)
+        return (loss, outputs) if return_outputs else loss
+
+
 def __getattr__(name: str) -> Any:
     # DoRA lives with LoRA, which is imported on first use only
     if name == "DoraCaching":

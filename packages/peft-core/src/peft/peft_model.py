@@ -10,7 +10,7 @@ import copy
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+from peft.tuners.alora_offsets import alora_call
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, mixed_batch
 from peft.utils.error import checkpoint_file
 
@@ -136,11 +137,21 @@ class PeftModel(nn.Module):
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is None:
-            return self.base_model(*args, **kwargs)
-        self._check_mixed_batch(adapter_names)
-        with mixed_batch(list(adapter_names)):
-            return self.base_model(*args, **kwargs)
+        input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        with self._alora_call(adapter_names, kwargs, input_ids):
+            if adapter_names is None:
+                return self.base_model(*args, **kwargs)
+            self._check_mixed_batch(adapter_names)
+            with mixed_batch(list(adapter_names)):
+                return self.base_model(*args, **kwargs)
+
+    def _alora_call(
+        self, adapter_names: list[str] | None, kwargs: dict[str, Any], input_ids: Any, repeat: int = 1
+    ) -> Any:
+        """The aLoRA context of one call (see ``peft.tuners.lora.alora``): pops ``alora_offsets`` from ``kwargs``."""
+        if self._is_prompt_learning:
+            return nullcontext()
+        return alora_call(self.peft_config, self.active_adapters, adapter_names, kwargs, input_ids, repeat)
 
     def _check_mixed_batch(self, adapter_names: list[str]) -> None:
         if isinstance(adapter_names, str):

@@ -1,5 +1,9 @@
-"""LoRA: low-rank adaptation, with DoRA, rsLoRA and raw-parameter targets."""
+"""LoRA: low-rank adaptation, with rsLoRA, raw-parameter targets and the LoRA variants (DoRA, QA-LoRA, aLoRA,
+BD-LoRA, KaSA, VeLoRA, MonteCLoRA, the Arrow router)."""
 
+# the variants' modules register their variants with the LoRA layers
+from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401
+from peft.tuners.lora.arrow import create_arrow_model
 from peft.tuners.lora.config import CordaConfig, EvaConfig, LoftQConfig, LoraConfig, LoraGAConfig, LoraRuntimeConfig
 from peft.tuners.lora.conversion import convert_to_lora, save_as_lora
 from peft.tuners.lora.eva import get_eva_state_dict, initialize_lora_eva_weights
@@ -9,10 +13,16 @@ from peft.tuners.lora.loraga import preprocess_loraga
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
+from peft.tuners.lora.variant_configs import ArrowConfig, BdLoraConfig, KasaConfig, MontecloraConfig, VeloraConfig
 from peft.utils.peft_types import register_peft_method
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = [
+    "ArrowConfig",
+    "BdLoraConfig",
+    "KasaConfig",
+    "MontecloraConfig",
+    "VeloraConfig",
     "Conv1d",
     "Conv2d",
     "Conv3d",
@@ -30,6 +40,7 @@ __all__ = [
     "MultiheadAttention",
     "ParamWrapper",
     "convert_to_lora",
+    "create_arrow_model",
     "get_eva_state_dict",
     "initialize_lora_eva_weights",
     "preprocess_loraga",

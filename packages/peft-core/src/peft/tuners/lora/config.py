@@ -7,9 +7,30 @@ from typing import Any, ClassVar, Literal
 
 from peft.config import PeftConfig
 from peft.tuners.lora.init_configs import CordaConfig, EvaConfig, LoraGAConfig, check_lora_init_settings
+from peft.tuners.lora.variant_configs import (
+    ArrowConfig,
+    BdLoraConfig,
+    KasaConfig,
+    MontecloraConfig,
+    VeloraConfig,
+    as_variant_config,
+)
 from peft.utils.peft_types import PeftType
+from peft.utils.warnings import warn
 
-__all__ = ["CordaConfig", "EvaConfig", "LoftQConfig", "LoraConfig", "LoraGAConfig", "LoraRuntimeConfig"]
+__all__ = [
+    "ArrowConfig",
+    "BdLoraConfig",
+    "CordaConfig",
+    "EvaConfig",
+    "KasaConfig",
+    "LoftQConfig",
+    "LoraConfig",
+    "LoraGAConfig",
+    "LoraRuntimeConfig",
+    "MontecloraConfig",
+    "VeloraConfig",
+]
 LOFTQ_BITS = (4, 8)
 
 
@@ -39,6 +60,13 @@ def check_loftq_config(config: dict) -> None:
 
 
 _BIAS_MODES = ("none", "all", "lora_only")
+_VARIANT_CONFIGS = {
+    "arrow_config": ArrowConfig,
+    "kasa_config": KasaConfig,
+    "monteclora_config": MontecloraConfig,
+    "use_bdlora": BdLoraConfig,
+    "velora_config": VeloraConfig,
+}
 
 
 @dataclass
@@ -80,6 +108,13 @@ class LoraConfig(PeftConfig):
         lora_bias: give ``lora_B`` a trainable bias.
         layer_replication: ``[[start, end), ...]`` ranges of layers to stack (shared base weights, own adapters).
         target_parameters: names of raw ``nn.Parameter``s (2-D, or 3-D expert stacks) to adapt.
+        alora_invocation_tokens: activated LoRA (aLoRA): the token ids of the invocation sequence; the adapter
+            changes only the positions from its last occurrence in each row on (see ``peft.tuners.lora.alora``).
+        use_bdlora: block-diagonal LoRA settings (``BdLoraConfig``).
+        kasa_config: KaSA settings (``KasaConfig``); truncates the base weights when the adapter is added.
+        velora_config: VeLoRA settings (``VeloraConfig``): compressed activations for LoRA's backward pass.
+        monteclora_config: MonteCLoRA settings (``MontecloraConfig``): Monte Carlo noise on ``A`` in training.
+        arrow_config: Arrow routing settings (``ArrowConfig``), set up by ``create_arrow_model``.
         ensure_weight_tying: keep adapters of tied input/output embeddings tied: a ``modules_to_save`` copy of the
             embedding is shared by the tied output layer, LoRA on either one adapts the embedding and the output
             layer reuses it transposed (see ``peft.tuners._tying``).
@@ -123,24 +158,18 @@ class LoraConfig(PeftConfig):
     lora_bias: bool = field(default=False, metadata={"help": "Give lora_B a trainable bias."})
     target_parameters: list[str] | None = field(default=None, metadata={"help": "Raw parameters to adapt."})
     ensure_weight_tying: bool = field(default=False, metadata={"help": "Tie adapters of tied weights."})
-    arrow_config: Any = field(default=None, metadata={"help": "Arrow routing settings."})
-    use_bdlora: Any = field(default=None, metadata={"help": "Block-diagonal LoRA settings."})
-    kasa_config: Any = field(default=None, metadata={"help": "KaSA settings."})
+    arrow_config: ArrowConfig | dict | None = field(default=None, metadata={"help": "Arrow routing settings."})
+    use_bdlora: BdLoraConfig | dict | None = field(default=None, metadata={"help": "Block-diagonal LoRA settings."})
+    kasa_config: KasaConfig | dict | None = field(default=None, metadata={"help": "KaSA settings."})
     lora_ga_config: LoraGAConfig | dict | None = field(
         default=None, metadata={"help": "LoRA-GA initialisation settings."}
     )
-    monteclora_config: Any = field(default=None, metadata={"help": "MonteCLoRA settings."})
-    velora_config: Any = field(default=None, metadata={"help": "VeLoRA settings."})
+    monteclora_config: MontecloraConfig | dict | None = field(default=None, metadata={"help": "MonteCLoRA settings."})
+    velora_config: VeloraConfig | dict | None = field(default=None, metadata={"help": "VeLoRA settings."})
 
     # known fields whose features this version does not implement: loadable only with their inert value
     _inert_fields: ClassVar[dict[str, Any]] = {
-        "alora_invocation_tokens": None,
-        "arrow_config": None,
-        "kasa_config": None,
         "megatron_config": None,
-        "monteclora_config": None,
-        "use_bdlora": None,
-        "velora_config": None,
     }
 
     def __post_init__(self) -> None:
@@ -174,6 +203,14 @@ class LoraConfig(PeftConfig):
             raise ValueError(f"qalora_group_size must be a positive int, got {self.qalora_group_size!r}.")
         if self.use_dora and self.target_parameters:
             raise ValueError("use_dora=True cannot be combined with target_parameters.")
+        self._convert_variant_configs()
+
+    def _convert_variant_configs(self) -> None:
+        """Variant settings loaded from ``adapter_config.json`` (dicts) become their config classes."""
+        for name, config_cls in _VARIANT_CONFIGS.items():
+            setattr(self, name, as_variant_config(getattr(self, name), config_cls, name))
+        if self.alora_invocation_tokens and str(getattr(self.task_type, "value", self.task_type)) != "CAUSAL_LM":
+            warn("aLoRA is currently only supported for CAUSAL_LM task.")
 
     def _check_rank_pattern(self) -> None:
         # a method whose rank_pattern means something else (AdaLoRA's pruning masks) checks it itself

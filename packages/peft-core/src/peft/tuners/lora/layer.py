@@ -6,15 +6,17 @@ adapter leaves the output unchanged. Variants (DoRA) change the formula through 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
+from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.lora.initialization import lora_initialiser
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
@@ -49,8 +51,17 @@ class LoraVariant:
     """A change to the LoRA formula (e.g. DoRA). Stateless: static methods acting on the layer.
 
     ``init`` adds the variant's per-adapter state; ``merge_safe``/``unmerge`` return the weight with the adapter
-    merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied.
+    merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied. A variant whose effect
+    is an added update may define ``update(module, adapter_name, x)`` (then mixed batches use it) and
+    ``delta_weight(module, adapter_name)`` (the dense update, for merging). ``check`` refuses a layer the variant
+    cannot adapt, before anything is created; ``mergeable = False`` refuses merging.
     """
+
+    mergeable: ClassVar[bool] = True
+
+    @staticmethod
+    def check(module: LoraLayer, **kwargs: Any) -> None:
+        """Raise a ``ValueError`` if this variant cannot be applied to ``module`` with these options."""
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
@@ -73,16 +84,68 @@ class LoraVariant:
         raise NotImplementedError
 
 
+class AdditiveLoraVariant(LoraVariant):
+    """A variant that adds ``update(module, adapter, x)`` to the base output and merges as ``W + delta``: the
+    variant's ``delta_weight(module, adapter)`` if it defines one, plain LoRA's ``s * B A`` otherwise."""
+
+    @staticmethod
+    def update(module: LoraLayer, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def forward(cls, module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        return result + cls.update(module, active_adapter, x).to(result.dtype)
+
+    @classmethod
+    def merge_safe(cls, module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight + module.get_delta_weight(active_adapter).to(orig_weight.dtype)
+
+    @classmethod
+    def merge_unsafe(cls, module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
+        orig_weight.data = cls.merge_safe(module, active_adapter, orig_weight)
+
+    @classmethod
+    def unmerge(cls, module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight - module.get_delta_weight(active_adapter).to(orig_weight.dtype)
+
+
+# LoraConfig option -> (variant, names of the LoRA layer classes it supports); filled by the variants' modules
+_LORA_VARIANTS: dict[str, tuple[type[LoraVariant], tuple[str, ...]]] = {}
+
+
+def register_lora_variant(option: str, variant: type[LoraVariant], layer_types: Sequence[str]) -> None:
+    """Make the ``LoraConfig`` option ``option`` (when set) select ``variant`` on LoRA layers whose class (or a base
+    class) is named in ``layer_types``."""
+    _LORA_VARIANTS[option] = (variant, tuple(layer_types))
+
+
+def lora_variant_options() -> list[str]:
+    """The ``LoraConfig`` options that select a LoRA variant."""
+    return sorted(_LORA_VARIANTS)
+
+
 class LoraLayer(BaseTunerLayer):
     """State and lifecycle shared by all LoRA layer types."""
 
-    adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
-    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
+    adapter_layer_names = (
+        "lora_A",
+        "lora_B",
+        "lora_embedding_A",
+        "lora_embedding_B",
+        "lora_magnitude_vector",
+        "lora_diag",
+        "lora_monteclora_sampler",
+    )
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "lora_velora_embed")
+    adapter_buffer_names = ("lora_velora_embed",)  # VeLoRA's projection vectors: saved, never trained
     # the reference checkpoint format stores the DoRA magnitude without the ".weight" of its module
     _file_key_aliases = {"lora_magnitude_vector.weight": "lora_magnitude_vector"}
     lora_embedding_A = LazyAdapterContainer(nn.ParameterDict)
     lora_embedding_B = LazyAdapterContainer(nn.ParameterDict)
     lora_magnitude_vector = LazyAdapterContainer(nn.ModuleDict)
+    lora_diag = LazyAdapterContainer(nn.ParameterDict)  # KaSA's singular values
+    lora_monteclora_sampler = LazyAdapterContainer(nn.ModuleDict)  # MonteCLoRA's variational parameters
+    lora_velora_embed = LazyAdapterContainer(functools.partial(BufferDict, persistent=True))
 
     def _init_lora_layer(self, base_layer: nn.Module, ephemeral_gpu_offload: bool = False, **kwargs: Any) -> None:
         self._init_tuner_layer(base_layer)
@@ -109,23 +172,29 @@ class LoraLayer(BaseTunerLayer):
         """Create the adapter's tensors with ``factory`` (device/dtype) keyword arguments."""
         raise NotImplementedError
 
-    def resolve_lora_variant(
-        self, *, use_dora: bool = False, use_qalora: bool = False, **kwargs: Any
-    ) -> type[LoraVariant] | None:
-        """The variant this layer type uses for the given options (None: plain LoRA)."""
-        if use_dora and use_qalora:
-            raise ValueError("use_dora and use_qalora cannot be combined; choose one.")
-        if use_qalora:
-            if not isinstance(self, Linear) or self.fan_in_fan_out:
-                raise ValueError(f"use_qalora=True supports LoRA on linear layers, not {type(self).__name__}.")
-            from peft.tuners.lora.qalora import QALoraVariant
+    def resolve_lora_variant(self, **options: Any) -> type[LoraVariant] | None:
+        """The variant that the set variant options among ``options`` select on this layer (None: plain LoRA).
 
-            return QALoraVariant
-        if not use_dora:
+        Raises:
+            ValueError: several variants are requested, or this layer type does not support the requested one.
+        """
+        requested = [name for name in sorted(_LORA_VARIANTS) if options.get(name)]
+        if not requested:
             return None
-        from peft.tuners.lora.dora import DoraVariant
-
-        return DoraVariant
+        if len(requested) > 1:
+            raise ValueError(
+                f"The LoRA variants {requested} cannot be combined in one adapter; set only one of "
+                f"{lora_variant_options()}."
+            )
+        variant, layer_types = _LORA_VARIANTS[requested[0]]
+        own_types = {cls.__name__ for cls in type(self).__mro__}
+        if own_types.isdisjoint(layer_types):
+            raise ValueError(
+                f"{requested[0]} is not supported on {type(self).__name__} layers (LoRA on "
+                f"{type(self.get_base_layer()).__name__}); it supports LoRA layers of type {list(layer_types)}."
+            )
+        variant.check(self, **options)
+        return variant
 
     def update_layer(
         self,
@@ -142,6 +211,7 @@ class LoraLayer(BaseTunerLayer):
         """Create (or replace) adapter ``adapter_name`` on this layer."""
         if r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
+        variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
         if lora_bias and getattr(self.get_base_layer(), "bias", None) is None:
             warn(
                 f"`lora_bias=True` was passed but the targeted layer of type {type(self.get_base_layer()).__name__} "
@@ -164,9 +234,8 @@ class LoraLayer(BaseTunerLayer):
             self.reset_lora_parameters(adapter_name, init_lora_weights)
         else:  # PiSSA, OLoRA, CorDA, LoftQ, ...: see peft.tuners.lora.initialization
             initialiser(self, adapter_name, init_lora_weights, **kwargs)
-        variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
         if variant is not None:
-            variant.init(self, adapter_name=adapter_name, **kwargs)
+            variant.init(self, adapter_name=adapter_name, init_lora_weights=init_lora_weights, **kwargs)
             self.lora_variant[adapter_name] = variant
         else:
             self.lora_variant.pop(adapter_name, None)
@@ -233,6 +302,13 @@ class LoraLayer(BaseTunerLayer):
 
     # merging -------------------------------------------------------------------------------------------------
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
+        unmergeable = [n for n in adapter_names if not getattr(self.lora_variant.get(n), "mergeable", True)]
+        if unmergeable:
+            raise NotImplementedError(
+                f"Adapters {unmergeable} use a LoRA variant that cannot be merged (aLoRA changes only the positions "
+                "from its invocation on, an Arrow router mixes adapters per token); use them unmerged, or delete "
+                "them before merging the others."
+            )
         if any(self.lora_bias.get(n) for n in adapter_names) and self.bias is None:
             raise ValueError(
                 "Cannot merge an adapter with lora_bias=True into a base layer without bias: the base layer has no "
@@ -319,10 +395,8 @@ class Linear(LoraLayer, nn.Module):
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         variant = self.lora_variant.get(adapter)
-        if variant is not None and hasattr(variant, "expanded_a"):  # QA-LoRA: A acts on pooled inputs
-            weight_a = variant.expanded_a(self, adapter)
-            weight_b = self.lora_B[adapter].weight
-            return (weight_b.float() @ weight_a.float() * self.scaling[adapter]).to(weight_b.dtype)
+        if variant is not None and hasattr(variant, "delta_weight"):
+            return variant.delta_weight(self, adapter)
         delta = self._lora_delta(adapter)
         return delta.T if self.fan_in_fan_out else delta
 
@@ -388,7 +462,8 @@ class Linear(LoraLayer, nn.Module):
         return out.view(result.shape)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``scaling * B(A(dropout(x)))`` (mixed batches never include DoRA adapters; QA-LoRA pools ``x`` first)."""
+        """``scaling * B(A(dropout(x)))``, or the update of the adapter's variant (mixed batches never include DoRA
+        adapters)."""
         variant = self.lora_variant.get(adapter_name)
         if variant is not None and hasattr(variant, "update"):
             return variant.update(self, adapter_name, x)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
 from torch import nn
 
 from peft.config import PeftConfig
@@ -13,7 +14,17 @@ from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_trans
 from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.init_configs import BASE_CHANGING_INITS, init_method
 from peft.tuners.lora.initialization import initialisation_progress
-from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer, is_lora_layer
+from peft.tuners.lora.kasa import kasa_regularization
+from peft.tuners.lora.layer import (
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    Embedding,
+    Linear,
+    LoraLayer,
+    is_lora_layer,
+    lora_variant_options,
+)
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
@@ -48,6 +59,43 @@ class LoraModel(BaseTuner):
                 f"Only one adapter per model may use target_parameters; adapters {with_parameters} do. Use "
                 "target_modules for the others."
             )
+        uses_kasa = getattr(config, "kasa_config", None) is not None
+        for name, other in self.peft_config.items():
+            if other is not config and (getattr(other, "kasa_config", None) is not None) != uses_kasa:
+                raise ValueError(
+                    f"KaSA adapters cannot be combined with other adapters on one model: KaSA truncates the base "
+                    f"weights. The new adapter {'uses' if uses_kasa else 'does not use'} KaSA, adapter {name!r} "
+                    f"{'does not' if uses_kasa else 'does'}."
+                )
+
+    def _get_monteclora_loss(self, adapter_names: str | list[str] | None = None) -> torch.Tensor | float:
+        """MonteCLoRA's variational loss, averaged over the layers' samplers of ``adapter_names`` (default: the
+        active adapters); add it to the task loss in training. 0.0 where no MonteCLoRA adapter is involved."""
+        losses = [
+            layer.lora_monteclora_sampler[name].variational_loss()
+            for layer, name in self._variant_layers("lora_monteclora_sampler", adapter_names)
+        ]
+        return sum(losses) / len(losses) if losses else 0.0
+
+    def _get_kasa_loss(self, adapter_names: str | list[str] | None = None) -> torch.Tensor | float:
+        """KaSA's regularisation (see ``KasaConfig``), summed over the layers of ``adapter_names`` (default: the
+        active adapters); add it to the task loss in training. 0.0 where no KaSA adapter is involved."""
+        total: torch.Tensor | float = 0.0
+        for layer, name in self._variant_layers("lora_diag", adapter_names):
+            config = self.peft_config[name].kasa_config
+            total = total + kasa_regularization(layer, name, config.beta, config.gamma)
+        return total
+
+    def _variant_layers(self, container: str, adapter_names: str | list[str] | None) -> list[tuple[LoraLayer, str]]:
+        """``(layer, adapter)`` for each LoRA layer whose ``container`` holds one of ``adapter_names``."""
+        if adapter_names is None:
+            adapter_names = self.active_adapters
+        names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
+        found = []
+        for module in self.model.modules():
+            entries = module.adapter_container(container) if isinstance(module, LoraLayer) else None
+            found.extend((module, name) for name in names if entries is not None and name in entries)
+        return found
 
     def add_weighted_adapter(
         self,
@@ -128,6 +176,8 @@ class LoraModel(BaseTuner):
             "lora_bias": config.lora_bias,
             "lora_ga_config": config.lora_ga_config,
             "ephemeral_gpu_offload": config.runtime_config.ephemeral_gpu_offload,
+            "target_name": current_key,
+            **{option: getattr(config, option) for option in lora_variant_options()},
         }
 
     def _create_and_replace(
