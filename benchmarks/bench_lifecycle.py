@@ -20,20 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
+from _harness import default_reference_python, describe, run_worker  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 REPORTED_ADAPTERS = (2, 10, 31)
 GROWTH_GOAL = 1.5
 MIXED_GOAL = 1.25
-# outside the repository: its root holds the umbrella's `peft.egg-info`, which would shadow the installed metadata
-NEUTRAL_CWD = tempfile.gettempdir()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -169,19 +165,10 @@ def _worker_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _run_worker(python: str, worker_args: list[str]) -> dict:
-    cmd = [python, str(Path(__file__).resolve()), "--worker", *worker_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=NEUTRAL_CWD)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"worker {' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-
-
 def _measure_add(python: str, args: argparse.Namespace) -> dict:
     """Per-adapter median over ``--repeat`` fresh processes."""
     worker_args = ["add", "--blocks", str(args.blocks), "--hidden", str(args.hidden), "--adapters", str(args.adapters)]
-    runs = [_run_worker(python, worker_args) for _ in range(args.repeat)]
+    runs = [run_worker(__file__, python, worker_args) for _ in range(args.repeat)]
     per_adapter = [statistics.median(values) for values in zip(*(run["seconds"] for run in runs))]
     return {"per_adapter": per_adapter, "targets": runs[0]["targets"]}
 
@@ -189,7 +176,7 @@ def _measure_add(python: str, args: argparse.Namespace) -> dict:
 def _measure_set_adapter(python: str, args: argparse.Namespace) -> dict:
     worker_args = ["set_adapter", "--blocks", str(args.blocks), "--hidden", str(args.hidden)]
     worker_args += ["--adapters", str(args.adapters), "--calls", str(args.calls)]
-    return _run_worker(python, worker_args)
+    return run_worker(__file__, python, worker_args)
 
 
 def _measure_mixed(python: str, args: argparse.Namespace) -> dict:
@@ -198,24 +185,11 @@ def _measure_mixed(python: str, args: argparse.Namespace) -> dict:
     worker_args = ["mixed", "--mlp-blocks", str(args.mlp_blocks), "--mlp-hidden", str(args.mlp_hidden)]
     worker_args += ["--batch", str(args.batch), "--seq", str(args.seq), "--mixed-repeat", str(args.mixed_repeat)]
     worker_args += ["--device", args.device]
-    runs = [_run_worker(python, worker_args) for _ in range(args.repeat)]
+    runs = [run_worker(__file__, python, worker_args) for _ in range(args.repeat)]
     result = {key: statistics.median(run[key] for run in runs) for key in ("base", "single", "mixed")}
     result["overhead"] = statistics.median(run["mixed"] / run["base"] for run in runs)
     result["overheads"] = [run["mixed"] / run["base"] for run in runs]
     return {**result, "threads": runs[0]["threads"], "device": runs[0]["device"]}
-
-
-def _default_reference_python() -> str | None:
-    for candidate in (REPO_ROOT / ".venv-reference" / "bin" / "python", Path("/work/venv-ref/bin/python")):
-        if candidate.exists():
-            return str(candidate)
-    return None
-
-
-def _describe(python: str) -> str:
-    code = "import peft, torch; print(peft.__version__, 'torch', torch.__version__)"
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=NEUTRAL_CWD)
-    return proc.stdout.strip() if proc.returncode == 0 else f"<peft not importable: {proc.stderr.strip()[-200:]}>"
 
 
 def _ms(seconds: float | None) -> str:
@@ -319,14 +293,14 @@ def main(argv: list[str] | None = None) -> None:
         _worker_main(args)
         return
     pythons = {"ours": args.ours_python}
-    reference = args.reference_python or _default_reference_python()
+    reference = args.reference_python or default_reference_python()
     if not args.no_reference:
         if reference is None:
             print("no reference interpreter: pass --reference-python or run scripts/make_reference_env.sh")
         else:
             pythons["reference"] = reference
     for label, python in pythons.items():
-        print(f"{label:>9}: {python}  (peft {_describe(python)})")
+        print(f"{label:>9}: {python}  (peft {describe(python)})")
     results: dict = {"pythons": pythons}
     measurements = (("add", _measure_add), ("set_adapter", _measure_set_adapter), ("mixed", _measure_mixed))
     for key, measure in measurements:

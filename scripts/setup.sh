@@ -48,7 +48,8 @@ if [ "$want" != "$have" ] || [ "${PEFT_FORCE_INSTALL:-0}" = "1" ]; then
         -e packages/peft-diffusers \
         -e packages/peft-trl \
         -e ".[all]" \
-        accelerate pytest ruff
+        accelerate pytest ruff \
+        mkdocs mkdocs-material "mkdocstrings[python]"
     # DeepSpeed for the ZeRO tests: without its CUDA ops (DS_BUILD_OPS=0); on CPU it uses its CPU accelerator
     DS_BUILD_OPS=0 "$PY" -m pip install --progress-bar off -c "$CONSTRAINTS" deepspeed
     # the hosts detect peft by the distribution `peft`, whose version must equal peft.__version__

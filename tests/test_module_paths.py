@@ -76,7 +76,9 @@ EXPECTED: dict[str, list[str]] = {
         "LoHaModel",
         "LoKrConfig",
         "LoKrModel",
+        "EvaConfig",
         "LoraConfig",
+        "LoraGAConfig",
         "LoraModel",
         "LoraRuntimeConfig",
         "MODEL_TYPE_TO_PEFT_MODEL_MAPPING",
@@ -151,7 +153,10 @@ EXPECTED: dict[str, list[str]] = {
         "cast_mixed_precision_params",
         "compose_cartridge_adapters",
         "config",
+        "convert_to_lora",
+        "find_kappa_target_modules",
         "get_base_model_state_dict",
+        "get_eva_state_dict",
         "get_layer_status",
         "get_model_status",
         "get_peft_config",
@@ -159,10 +164,13 @@ EXPECTED: dict[str, list[str]] = {
         "get_peft_model_state_dict",
         "initialize_kv_prefix_from_past_key_values",
         "initialize_kv_prefix_from_text",
+        "initialize_lora_eva_weights",
         "inject_adapter_in_model",
         "load_peft_weights",
         "prepare_model_for_kbit_training",
+        "preprocess_loraga",
         "prompt_embeddings_from_past_key_values",
+        "save_as_lora",
         "set_base_model_state_dict",
         "set_peft_model_state_dict",
         "shift_tokens_right",
@@ -196,8 +204,10 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "peft.helpers": [
         "DoraCaching",
+        "KappaTuneSelector",
         "check_if_peft_model",
         "disable_input_dtype_casting",
+        "find_kappa_target_modules",
         "rescale_adapter_scale",
         "update_forward_signature",
         "update_generate_signature",
@@ -239,6 +249,9 @@ EXPECTED: dict[str, list[str]] = {
         "get_peft_model",
     ],
     "peft.mixed_model": ["PeftMixedModel"],
+    "peft.optimizers": ["create_lorafa_optimizer", "create_loraplus_optimizer"],
+    "peft.optimizers.lorafa": ["LoraFAOptimizer", "create_lorafa_optimizer"],
+    "peft.optimizers.loraplus": ["create_loraplus_optimizer"],
     "peft.peft_model": [
         "PEFT_TYPE_TO_TUNER_MAPPING",
         "PeftModel",
@@ -276,6 +289,7 @@ EXPECTED: dict[str, list[str]] = {
         "DeftModel",
         "DeloraConfig",
         "DeloraModel",
+        "EvaConfig",
         "FourierFTConfig",
         "FourierFTModel",
         "FrodConfig",
@@ -299,6 +313,7 @@ EXPECTED: dict[str, list[str]] = {
         "LoKrConfig",
         "LoKrModel",
         "LoraConfig",
+        "LoraGAConfig",
         "LoraModel",
         "LoraRuntimeConfig",
         "MissConfig",
@@ -352,7 +367,12 @@ EXPECTED: dict[str, list[str]] = {
         "XLoraConfig",
         "XLoraModel",
         "boft",
+        "convert_to_lora",
+        "get_eva_state_dict",
+        "initialize_lora_eva_weights",
         "lora",
+        "preprocess_loraga",
+        "save_as_lora",
     ],
     "peft.tuners._buffer_dict": ["BufferDict"],
     "peft.tuners.adalora": [
@@ -446,14 +466,23 @@ EXPECTED: dict[str, list[str]] = {
         "Conv2d",
         "Conv3d",
         "Embedding",
+        "EvaConfig",
         "Linear",
         "LoraConfig",
+        "LoraGAConfig",
         "LoraLayer",
         "LoraModel",
         "LoraRuntimeConfig",
         "ParamWrapper",
+        "convert_to_lora",
+        "get_eva_state_dict",
+        "initialize_lora_eva_weights",
+        "preprocess_loraga",
+        "save_as_lora",
     ],
-    "peft.tuners.lora.config": ["LoraConfig", "LoraRuntimeConfig"],
+    "peft.tuners.lora.config": ["CordaConfig", "EvaConfig", "LoraConfig", "LoraGAConfig", "LoraRuntimeConfig"],
+    "peft.tuners.lora.conversion": ["convert_to_lora", "save_as_lora"],
+    "peft.tuners.lora.corda": ["CordaEigens", "preprocess_corda"],
     "peft.tuners.lora.dora": ["ENABLE_DORA_CACHING"],
     "peft.tuners.lora.layer": [
         "Conv1d",
@@ -466,6 +495,9 @@ EXPECTED: dict[str, list[str]] = {
         "MultiheadAttention",
         "ParamWrapper",
     ],
+    "peft.tuners.lora.eva": ["get_eva_state_dict", "initialize_lora_eva_weights"],
+    "peft.tuners.lora.intruders": ["reduce_intruder_dimension"],
+    "peft.tuners.lora.loraga": ["preprocess_loraga"],
     "peft.tuners.lora.model": ["LoraModel", "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING"],
     "peft.tuners.lycoris_utils": ["LycorisConfig", "LycorisLayer", "LycorisTuner"],
     "peft.tuners.miss": ["MissConfig", "MissLayer", "MissLinear", "MissModel"],
@@ -728,6 +760,7 @@ EXPECTED: dict[str, list[str]] = {
         "hotswap_adapter_from_state_dict",
         "prepare_model_for_compiled_hotswap",
     ],
+    "peft.utils.incremental_pca": ["IncrementalPCA"],
     "peft.utils.integrations": ["init_empty_weights", "map_cache_to_layer_device_map", "skip_init_on_device"],
     "peft.utils.merge_utils": [
         "calculate_majority_sign_mask",
@@ -818,12 +851,6 @@ EXPECTED: dict[str, list[str]] = {
     "peft.utils.warning": ["PeftWarning"],
 }
 
-_LORA_FEATURES_OF_ISSUE_17 = [
-    "ArrowConfig", "BdLoraConfig", "EvaConfig", "KasaConfig", "LoraGAConfig", "MontecloraConfig", "VeloraConfig",
-    "convert_to_lora", "create_arrow_model", "get_eva_state_dict", "initialize_lora_eva_weights", "preprocess_loraga",
-    "save_as_lora",
-]  # fmt: skip
-
 # issue -> {module: names}; a module listed with "*" must not be importable at all yet
 PENDING: dict[str, dict[str, list[str]]] = {
     "issue 16 (the 20 remaining methods)": {
@@ -842,32 +869,9 @@ PENDING: dict[str, dict[str, list[str]]] = {
         ],  # fmt: skip
     },
     "issue 17 (LoRA initialisations, variants, conversion, optimizers)": {
-        "peft": [*_LORA_FEATURES_OF_ISSUE_17, "find_kappa_target_modules"],
-        "peft.tuners": _LORA_FEATURES_OF_ISSUE_17,
-        "peft.tuners.lora": _LORA_FEATURES_OF_ISSUE_17,
-        "peft.tuners.lora.config": [
-            "ArrowConfig",
-            "BdLoraConfig",
-            "CordaConfig",
-            "EvaConfig",
-            "KasaConfig",
-            "LoraGAConfig",
-            "MontecloraConfig",
-            "VeloraConfig",
-        ],  # fmt: skip
-        "peft.helpers": ["KappaTuneSelector", "MontecloraTrainerMixin", "find_kappa_target_modules"],
         "peft.auto": ["check_import_allowlist", "get_default_import_allowlist"],
-        "peft.optimizers": ["*"],
-        "peft.tuners.lora.arrow": ["*"],
-        "peft.tuners.lora.corda": ["*"],
-        "peft.tuners.lora.eva": ["*"],
-        "peft.tuners.lora.intruders": ["*"],
-        "peft.tuners.lora.loraga": ["*"],
-        "peft.tuners.lora.monteclora": ["*"],
+        "peft.optimizers": ["create_riemannian_optimizer"],
         "peft.tuners.lora.variants": ["*"],
-        "peft.tuners.lora.velora": ["*"],
-        "peft.tuners.lora.conversion": ["*"],
-        "peft.utils.incremental_pca": ["*"],  # EVA's streaming PCA
     },
     "issue 12 (quantization backends and their layer classes)": {
         "peft.tuners.adalora": ["SVDQuantLinear"],
@@ -905,6 +909,16 @@ _ISSUE_12 = {
 for _module, _names in _ISSUE_12.items():
     EXPECTED[_module] = sorted({*EXPECTED.get(_module, []), *_names})
 
+# issue 17, the LoRA variants' settings
+_LORA_VARIANT_CONFIGS = ["ArrowConfig", "BdLoraConfig", "KasaConfig", "MontecloraConfig", "VeloraConfig"]
+for _module in ("peft", "peft.tuners", "peft.tuners.lora", "peft.tuners.lora.config"):
+    EXPECTED[_module] = sorted({*EXPECTED.get(_module, []), *_LORA_VARIANT_CONFIGS})
+for _module in ("peft", "peft.tuners", "peft.tuners.lora"):
+    EXPECTED[_module] = sorted({*EXPECTED[_module], "create_arrow_model"})
+EXPECTED["peft.tuners.lora.monteclora"] = ["MontecloraSampler"]
+EXPECTED["peft.helpers"] = sorted({*EXPECTED.get("peft.helpers", []), "MontecloraTrainerMixin"})
+EXPECTED["peft.tuners.lora.arrow"] = ["GKS_ADAPTER_PREFIX", "TASK_ADAPTER_PREFIX", "create_arrow_model"]
+
 _INCIDENTAL = "an import the reference's module makes of a name defined elsewhere; import it from its home"
 _REFERENCE_INTERNAL = "an internal of the reference's implementation, which is built differently here"
 # module -> {name: why it is deliberately not provided}
@@ -929,6 +943,10 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
     "peft.utils.save_and_load": dict.fromkeys(
         ["EMBEDDING_LAYER_NAMES", "INCLUDE_LINEAR_LAYERS_SHORTHAND", "PEFT_TYPE_TO_TUNER_MAPPING"], _INCIDENTAL
     ),
+    "peft.tuners.lora.monteclora": {
+        "BufferedMontecloraSampler": "the sampler keeps its own prepared draws here",
+        "infer_device": _INCIDENTAL,
+    },
     "peft.tuners.adaption_prompt.config": {"ModelTypeConfig": _REFERENCE_INTERNAL},
     "peft.tuners.adaption_prompt.layer": {
         "AdaptedAttentionGPT": "adaption prompt supports Llama/Mistral-style attention here, not GPT-2's"
@@ -1080,6 +1098,15 @@ def test_importing_the_module_paths_keeps_import_peft_light():
     assert json.loads(proc.stdout) == []
 
 
+def test_the_submodules_the_reference_imports_are_attributes_of_a_bare_import_peft():
+    """The reference's ``import peft`` imports ``peft.auto`` and ``peft.import_utils``, so code uses them as attributes
+    without importing them; here they load on that first use."""
+    script = "import peft; print(peft.auto.__name__, peft.import_utils.__name__)"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["peft.auto", "peft.import_utils"]
+
+
 _REFERENCE_SURFACE_SCRIPT = """
 import importlib, json, pkgutil, sys, warnings
 warnings.filterwarnings("ignore")
@@ -1090,9 +1117,28 @@ for info in pkgutil.iter_modules(peft.tuners.__path__, "peft.tuners."):
         module = importlib.import_module(info.name)
         surface[info.name] = list(getattr(module, "__all__", []))
 wanted = json.loads(sys.argv[1])
+def defined_in_source(m, n):
+    # a module this environment cannot import (an optional dependency it lacks): its top-level names, from the source
+    import ast, importlib.util
+    try:
+        tree = ast.parse(open(importlib.util.find_spec(m).origin).read())
+    except Exception:
+        return False
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return n in names
 def has(m, n):
     try:
         module = importlib.import_module(m)
+    except ImportError:
+        return defined_in_source(m, n)
     except Exception:
         return False
     return n == "*" or hasattr(module, n)

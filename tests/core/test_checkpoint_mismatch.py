@@ -14,6 +14,7 @@ import pickle
 import pytest
 import torch
 from saved_adapters import as_reference_saved
+from tiny_models import TinyMLP as _MLP
 from torch import nn
 
 from peft import (
@@ -28,17 +29,6 @@ from peft import (
 )
 from peft.utils.error import CheckpointMismatchError, SizeMismatch
 from peft.utils.hotswap import hotswap_adapter, hotswap_adapter_from_state_dict
-
-
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 20)
-        self.lin2 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
 
 
 def _base() -> nn.Module:

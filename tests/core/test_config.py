@@ -215,7 +215,7 @@ def test_cfg_4_known_unimplemented_fields_load_with_their_inert_values(tmp_path)
 
 @pytest.mark.parametrize(
     "field, value",
-    [("lora_ga_config", {"batch_size": 2}), ("kasa_config", {"enabled": True}), ("alora_invocation_tokens", [1, 2])],
+    [("kasa_config", {"enabled": True}), ("megatron_config", {"tp": 2})],
 )
 def test_cfg_4_known_unimplemented_field_switched_on_raises_naming_it(tmp_path, field, value):
     _write_config(tmp_path, {"peft_type": "LORA", "target_modules": ["q"], field: value})

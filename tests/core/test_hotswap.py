@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import TinyMLP as MLP
 from torch import nn
 
 from peft import (
@@ -32,17 +33,6 @@ from peft.utils.hotswap import (
 )
 
 ATOL = 1e-6
-
-
-class MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 20)
-        self.lin2 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
 
 
 class ConvNet(nn.Module):

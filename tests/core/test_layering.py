@@ -44,9 +44,19 @@ LAYERS = (
     # the methods and their families
     ("peft.tuners.",),
     # functions on whole models
-    ("peft.status", "peft.mapping", "peft.functional", "peft.helpers"),
+    ("peft.status", "peft.mapping", "peft.functional", "peft.helpers", "peft.kappatune"),
     ("peft.peft_model", "peft.mixed_model"),
-    ("peft", "peft.mapping_func", "peft.auto", "peft.cli"),
+    # what builds or reads whole PeftModels: get_peft_model, Arrow's model, optimizers, the command line
+    (
+        "peft",
+        "peft.mapping_func",
+        "peft.arrow_model",
+        "peft.auto",
+        "peft.optimizers",
+        "peft.capabilities",
+        "peft.commands",
+        "peft.cli",
+    ),
 )
 
 

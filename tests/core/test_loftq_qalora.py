@@ -140,7 +140,7 @@ def test_qalora_pools_the_input_in_groups_and_merges_exactly():
     ("kwargs", "message"),
     [
         ({"qalora_group_size": 24}, r"in_features \(64\) to be divisible by qalora_group_size \(24\)"),
-        ({"use_dora": True}, "use_dora and use_qalora cannot be combined"),
+        ({"use_dora": True}, r"variants \['use_dora', 'use_qalora'\] cannot be combined"),
     ],
 )
 def test_qalora_refuses_what_it_cannot_do(kwargs, message):

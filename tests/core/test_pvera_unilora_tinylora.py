@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from tiny_models import TinyMLP as _Mlp
 from torch import nn
 
 from peft import PeftModel, PeftWarning, PveraConfig, TinyLoraConfig, UniLoraConfig, get_peft_model
@@ -23,19 +24,6 @@ from peft.tuners.tinylora.model import group_of
 from peft.tuners.unilora import UniLoraModel
 
 ATOL = 1e-5
-
-
-class _Mlp(nn.Module):
-    """(out, in) = (20, 10), (20, 20), (2, 20)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 20)
-        self.lin2 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
 
 
 def _mlp(seed: int = 0) -> _Mlp:

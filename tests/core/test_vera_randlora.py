@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_models import TinyMLP as _Mlp
 from torch import nn
 
 from peft import (
@@ -39,19 +40,6 @@ from peft.tuners.vera.layer import VeraLayer
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures" / "reference"
 ATOL = 1e-5
 METHODS = [VeraConfig, RandLoraConfig]
-
-
-class _Mlp(nn.Module):
-    """Layers of different shapes: (out, in) = (20, 10), (20, 20), (2, 20)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 20)
-        self.lin2 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
 
 
 def _mlp(seed: int = 0) -> _Mlp:

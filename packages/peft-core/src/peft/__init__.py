@@ -5,6 +5,7 @@ Example:
     >>> model = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
 """
 
+import importlib
 from typing import Any
 
 # torch before anything else: its import looks up the source files of its own functions (inspect), which costs
@@ -12,9 +13,9 @@ from typing import Any
 import torch  # noqa: F401
 
 from peft import registry, tuners
-from peft._version import __version__
+from peft._version import __version__  # noqa: F401 (peft.__version__)
 from peft.config import PeftConfig, PeftConfigMixin, PromptLearningConfig
-from peft.helpers import disable_input_dtype_casting
+from peft.helpers import disable_input_dtype_casting, find_kappa_target_modules
 from peft.hosts import get_host_registry
 from peft.mapping import get_peft_config, inject_adapter_in_model
 from peft.mapping_func import get_peft_model
@@ -53,7 +54,6 @@ _REGISTRY_VIEWS = (
 )
 
 __all__ = [
-    "__version__",
     "CheckpointMismatchError",
     "MODEL_TYPE_TO_PEFT_MODEL_MAPPING",
     "NoMatchingPeftModuleError",
@@ -72,6 +72,7 @@ __all__ = [
     "bloom_model_postprocess_past_key_value",
     "cast_mixed_precision_params",
     "disable_input_dtype_casting",
+    "find_kappa_target_modules",
     "get_base_model_state_dict",
     "get_layer_status",
     "get_model_status",
@@ -86,8 +87,9 @@ __all__ = [
     "set_peft_model_state_dict",
     "shift_tokens_right",
     *_REGISTRY_VIEWS,
-    *EXPORTS,
 ]
+# the methods' public names, from the method table (peft.utils.peft_types.METHODS)
+__all__ += sorted(EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
@@ -96,6 +98,9 @@ def __getattr__(name: str) -> Any:
         return getattr(tuners, name)
     if name in _REGISTRY_VIEWS:
         return getattr(registry, name)
+    # submodules the reference's `import peft` imports, so that `peft.auto.X` works without importing peft.auto
+    if name in ("auto", "import_utils"):
+        return importlib.import_module(f"peft.{name}")
     # names provided by host packages (e.g. PeftModelForCausalLM from peft-transformers), resolved on first use
     if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
         return get_host_registry().task_models

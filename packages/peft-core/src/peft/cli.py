@@ -1,5 +1,8 @@
 """The ``peft`` command line.
 
+``peft inspect``, ``peft merge`` and ``peft convert`` work on adapter files, ``peft methods`` lists what each method
+supports; they live in :mod:`peft.commands`.
+
 ``peft demo`` fine-tunes a tiny causal language model with LoRA end to end: it builds the model in code (no
 download), trains the adapter on a synthetic task, saves it, loads it back onto a fresh copy of the base model,
 merges it, and checks at each step that the model computes what the trained model computed. ``peft env`` prints the
@@ -91,6 +94,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     env = commands.add_parser("env", help="print the versions of peft, its host packages and frameworks")
     env.set_defaults(func=_cmd_env)
+
+    from peft.commands import adapter_info, convert, merge, methods
+
+    for verb in (adapter_info, merge, convert, methods):
+        verb.add_parser(commands)
     return parser
 
 
@@ -101,7 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from peft.commands import CommandError
+
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"peft {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 # ---------------------------------------------------------------------------------------------------------------------

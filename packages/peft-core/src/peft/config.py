@@ -60,6 +60,10 @@ def _get_peft_version() -> str:
 def _to_json_value(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a sub-config, saved as a dict
+        return {f.name: _to_json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     if isinstance(value, dict):

@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.kappatune import KappaTuneSelector, find_kappa_target_modules
 from peft.tuners._adapter_lock import adapter_lock
 from peft.tuners._memory_bound import adapter_memory_limit
 from peft.tuners.tuners_layer import BaseTunerLayer
@@ -22,11 +23,13 @@ from peft.utils.reference_paths import reference_path_attribute
 
 __all__ = [
     "DoraCaching",  # noqa: F822  (resolved on first use by __getattr__)
+    "KappaTuneSelector",
     "adapter_memory_limit",
     "adapters_in_use",
     "cast_mixed_precision_params",
     "check_if_peft_model",
     "disable_input_dtype_casting",
+    "find_kappa_target_modules",
     "rescale_adapter_scale",
     "update_forward_signature",
     "update_generate_signature",
@@ -165,6 +168,25 @@ def _adapter_holder(model: nn.Module) -> nn.Module:
     if get_base_model is not None:  # PeftModel, PeftMixedModel
         return get_base_model(model)
     return model.model if isinstance(model, BaseTuner) else model
+
+
+class MontecloraTrainerMixin:
+    """A ``transformers.Trainer`` mixin adding MonteCLoRA's variational loss (``LoraModel._get_monteclora_loss()``)
+    to the task loss in training; with no MonteCLoRA adapter it adds nothing.
+
+    Example:
+        >>> class MontecloraTrainer(MontecloraTrainerMixin, Trainer):
+        ...     pass
+    """
+
+    def compute_loss(
+        self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+    ) -> Any:
+        task_loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+        # one term per tuner holding MonteCLoRA samplers, averaged so that several tuners do not add up
+        terms = [m._get_monteclora_loss() for m in model.modules() if hasattr(m, "_get_monteclora_loss")]
+        loss = task_loss + (sum(terms) / len(terms) if terms else 0.0)
+        return (loss, outputs) if return_outputs else loss
 
 
 def __getattr__(name: str) -> Any:

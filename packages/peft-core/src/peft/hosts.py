@@ -11,10 +11,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "peft.hosts"
+
+
+@dataclass(frozen=True)
+class LoraFileFormat:
+    """A LoRA state-dict format of another tool, convertible to and from the PEFT format.
+
+    The PEFT side is ``(state_dict, configs)``: keys ``<component>.<module path>.lora_A.weight`` (``component`` such as
+    ``unet`` or ``text_encoder``) and, per component, ``LoraConfig`` keyword arguments that give every module its
+    rank and scale. ``base`` is an optional path to the base model, for formats whose names need its module names.
+
+    Attributes:
+        name: what ``peft convert --to`` / ``--from`` call it.
+        description: one line for ``peft convert --help``.
+        to_peft: ``(state_dict, base) -> (peft_state_dict, configs)``.
+        from_peft: ``(peft_state_dict, configs, base) -> state_dict``.
+        detect: ``state_dict -> bool``: whether a state dict is in this format.
+    """
+
+    name: str
+    description: str
+    to_peft: Callable[[dict, str | None], tuple[dict, dict]]
+    from_peft: Callable[[dict, dict, str | None], dict]
+    detect: Callable[[dict], bool]
+
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +53,7 @@ class HostRegistry:
         self.exports: dict[str, Callable[[], Any]] = {}
         self.config_converters: list[Callable[[Any, Any], None]] = []
         self.state_dict_converters: list[Callable[[Any, Any, dict, str], dict]] = []
+        self.lora_formats: dict[str, LoraFileFormat] = {}
         self.method_components: dict[tuple[str, str], Callable[[], Any]] = {}
 
     def register_task_model(self, task_type: str, model_cls: type) -> None:
@@ -51,6 +77,10 @@ class HostRegistry:
         """
         self.config_converters.append(config_converter)
         self.state_dict_converters.append(state_dict_converter)
+
+    def register_lora_format(self, lora_format: LoraFileFormat) -> None:
+        """A LoRA file format that ``peft convert`` reads and writes (e.g. kohya's, from peft-diffusers)."""
+        self.lora_formats[lora_format.name] = lora_format
 
     def register_method_component(self, peft_type: str, name: str, loader: Callable[[], Any]) -> None:
         """A part of a core method that needs the host's framework (e.g. ShadowPEFT's generation cache, a

@@ -10,7 +10,7 @@ import copy
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -29,7 +29,8 @@ from peft.status import (  # noqa: F401 (TunerLayerStatus: the reference's path 
     get_layer_status,
     get_model_status,
 )
-from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, mixed_batch
+from peft.tuners.alora_offsets import alora_call
+from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, mixed_batch
 from peft.utils.error import checkpoint_file
 from peft.utils.files import (  # noqa: F401 (the weight file names: the reference's path of these names)
     SAFETENSORS_WEIGHTS_NAME,
@@ -144,11 +145,21 @@ class PeftModel(PushToHubMixin, nn.Module):
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         adapter_names = kwargs.pop("adapter_names", None)
-        if adapter_names is None:
-            return self.base_model(*args, **kwargs)
-        self._check_mixed_batch(adapter_names)
-        with mixed_batch(list(adapter_names)):
-            return self.base_model(*args, **kwargs)
+        input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        with self._alora_call(adapter_names, kwargs, input_ids):
+            if adapter_names is None:
+                return self.base_model(*args, **kwargs)
+            self._check_mixed_batch(adapter_names)
+            with mixed_batch(list(adapter_names)):
+                return self.base_model(*args, **kwargs)
+
+    def _alora_call(
+        self, adapter_names: list[str] | None, kwargs: dict[str, Any], input_ids: Any, repeat: int = 1
+    ) -> Any:
+        """The aLoRA context of one call (see ``peft.tuners.lora.alora``): pops ``alora_offsets`` from ``kwargs``."""
+        if self._is_prompt_learning:
+            return nullcontext()
+        return alora_call(self.peft_config, self.active_adapters, adapter_names, kwargs, input_ids, repeat)
 
     def _check_mixed_batch(self, adapter_names: list[str]) -> None:
         if isinstance(adapter_names, str):
@@ -264,6 +275,12 @@ class PeftModel(PushToHubMixin, nn.Module):
         """The state of the model's adapters aggregated over layers (see ``peft.get_model_status``)."""
         return get_model_status(self)
 
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """Whether adapter ``adapter_name`` can be approximated by a LoRA adapter (``peft.convert_to_lora``): every
+        adapter layer holding it adds a weight update to a linear layer."""
+        layers = [m for m in self.modules() if isinstance(m, BaseTunerLayer) and m._has_adapter(adapter_name)]
+        return bool(layers) and all(layer.supports_lora_conversion(adapter_name) for layer in layers)
+
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """``(trainable, total)`` parameter counts; packed 4-bit weights count as their unpacked size."""
         return count_parameters(self)
@@ -289,12 +306,23 @@ class PeftModel(PushToHubMixin, nn.Module):
         """Write each adapter's ``adapter_model.safetensors`` and ``adapter_config.json`` (atomically).
 
         The ``default`` adapter goes to ``save_directory``, others to ``save_directory/<name>``.
+
+        ``path_initial_model_for_weight_conversion``: for adapters whose init changed the base weight (PiSSA, OLoRA,
+        CorDA, LoRA-GA), the folder of the adapter as saved right after initialisation; the adapter is then saved
+        as a plain LoRA adapter (of twice the rank) that loads on the original, unchanged base model. The model and
+        its configs in memory are not changed.
         """
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"Provided path ({save_directory}) should be a directory, not a file")
+        convert = None
         if path_initial_model_for_weight_conversion is not None:
-            raise ValueError("path_initial_model_for_weight_conversion needs PiSSA/OLoRA, not in this version.")
+            convert = getattr(self.base_model, "_convert_state_dict_for_initial_model", None)
+            if convert is None:
+                raise ValueError(
+                    "Passing `path_initial_model_for_weight_conversion` to `save_pretrained` is not supported for "
+                    f"{self.peft_type}: it converts LoRA adapters initialised with PiSSA, OLoRA, CorDA or LoRA-GA."
+                )
         if selected_adapters is None:
             selected_adapters = list(self.peft_config)
         if isinstance(selected_adapters, str) or not all(isinstance(n, str) for n in selected_adapters):
@@ -312,6 +340,8 @@ class PeftModel(PushToHubMixin, nn.Module):
                 adapter_name=adapter_name,
                 save_embedding_layers=save_embedding_layers,
             )
+            if convert is not None:
+                config, state_dict = convert(config, state_dict, path_initial_model_for_weight_conversion)
             output_dir = save_directory if adapter_name == "default" else subdirectory(save_directory, adapter_name)
             save_adapter_files(output_dir, adapter_name, state_dict, self._saved_config(config), safe_serialization)
         self._write_model_card(save_directory)

@@ -14,6 +14,14 @@ Formats (keys shown for one module; ``<c>`` is a pipeline component such as ``un
   ``<c>.<path>.lora_linear_layer.down.weight`` (text encoders), and attention-processor keys
   ``<path>.processor.to_q_lora.down.weight``. They carry no alpha (scale 1), unless ``<path>.alpha`` keys are present.
 
+Which code does what: the key renaming of diffusers' older formats is diffusers' own
+(``diffusers.utils.state_dict_utils.convert_unet_state_dict_to_peft`` and ``convert_state_dict_to_peft``). Everything
+else is this module's, because diffusers lacks it: reading kohya/A1111 files against the model's real module names
+(diffusers' kohya reader guesses names by spelling, for SD/SDXL UNets only, and leaves the alphas aside); writing
+kohya files (``convert_state_dict_to_kohya`` writes every alpha as the rank, losing the scale, and no
+``text_model.`` prefix or LDM names); writing diffusers' older format for every module (diffusers maps only the
+attention projections); and the ``LoraConfig`` arguments that carry each module's scale.
+
 Every reader returns ``(peft_state_dict, configs)`` where ``configs[component]`` are ``LoraConfig`` keyword
 arguments (``r``, ``lora_alpha``, ``rank_pattern``, ``alpha_pattern`` for modules whose rank/alpha differ from the
 most common one, ``target_modules`` as full paths, ``use_dora``, ``lora_bias``) that reproduce the file's scaling
@@ -70,8 +78,6 @@ _PEFT_MARKERS = (
     (".lora_B.bias", "up_bias"),
     (".lora_magnitude_vector", "magnitude"),
 )
-_OLD_UNET_RENAMES = {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"}
-_OLD_TEXT_RENAMES = {"to_q_lora": "q_proj", "to_k_lora": "k_proj", "to_v_lora": "v_proj", "to_out_lora": "out_proj"}
 
 ModuleNames = Mapping[str, "Iterable[str] | nn.Module"]
 
@@ -260,25 +266,55 @@ def diffusers_to_peft(
     """Convert diffusers' older LoRA formats (``lora.down``/``lora.up``, ``lora_linear_layer``, attention-processor
     ``to_q_lora``) to the PEFT format. Keys without a component prefix belong to the UNet; ``<path>.alpha`` entries,
     if present, give the alphas (otherwise scale 1).
+
+    The keys are renamed by diffusers' own converters (``convert_unet_state_dict_to_peft`` for the UNet,
+    ``convert_state_dict_to_peft`` for text encoders); this function adds the component prefixes, the alphas and the
+    ``LoraConfig`` arguments, which those converters do not handle.
     """
-    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    renamed: dict[str, torch.Tensor] = {}
+    alphas: dict[str, float | int] = {}
     for key, tensor in state_dict.items():
-        module, part = _split_diffusers_key(key)
-        grouped.setdefault(module, {})[part] = tensor
-    modules: dict[str, LoraModuleWeights] = {}
-    for module in sorted(grouped):
-        parts = grouped[module]
-        if "down" not in parts or "up" not in parts:
-            raise ValueError(f"diffusers LoRA module {module!r} needs both down and up weights; has {sorted(parts)}.")
-        alpha = parts.get("alpha")
-        modules[module] = LoraModuleWeights(
-            down=parts["down"],
-            up=parts["up"],
-            alpha=None if alpha is None else _as_number(alpha.item()),
-            up_bias=parts.get("up_bias"),
-            magnitude=parts.get("magnitude"),
-        )
+        if key.split(".", 1)[0] not in COMPONENTS:
+            key = "unet." + key
+        component = key.split(".", 1)[0]
+        if key.endswith(".alpha"):
+            module = key[: -len(".alpha")].removesuffix(".lora").removesuffix(".lora_linear_layer")
+            alphas[_diffusers_module_path(module, component)] = _as_number(tensor.item())
+            continue
+        new_key = _diffusers_key_to_peft(key, component)
+        if not new_key.endswith(tuple(marker for marker, _ in _PEFT_MARKERS)):
+            raise ValueError(f"Key {key!r} is not in a diffusers LoRA format.")
+        renamed[new_key] = tensor
+    modules = _read_peft(renamed, configs=None, component=None)
+    unknown = sorted(set(alphas) - set(modules))
+    if unknown:
+        raise ValueError(f"alpha entries for modules without LoRA weights: {unknown}.")
+    for module, alpha in alphas.items():
+        modules[module].alpha = alpha
     return _write_peft(modules), lora_config_kwargs(modules)
+
+
+def _diffusers_key_to_peft(key: str, component: str) -> str:
+    """One key of diffusers' older formats in the PEFT format, renamed by diffusers' converters."""
+    from diffusers.utils.state_dict_utils import (
+        StateDictType,
+        convert_state_dict_to_peft,
+        convert_unet_state_dict_to_peft,
+    )
+
+    if component in _TEXT_ENCODERS:
+        # attention-processor keys (to_q_lora) and lora_linear_layer keys may be mixed in one file: say which per key
+        old = "_lora." in key.replace(".processor.", ".")
+        original_type = StateDictType.DIFFUSERS_OLD if old else StateDictType.DIFFUSERS
+        return next(iter(convert_state_dict_to_peft({key: None}, original_type=original_type)))
+    return next(iter(convert_unet_state_dict_to_peft({key: None})))
+
+
+def _diffusers_module_path(module: str, component: str) -> str:
+    """The PEFT module path of a module named as in diffusers' older formats (for its ``.alpha`` entry)."""
+    layer = "lora_linear_layer" if component in _TEXT_ENCODERS else "lora"
+    probe = f"{module}.down.weight" if module.endswith("_lora") else f"{module}.{layer}.down.weight"
+    return _diffusers_key_to_peft(probe, component).removesuffix(".lora_A.weight")
 
 
 def peft_to_diffusers(
@@ -387,48 +423,6 @@ def _resolve(component: str, flat: str, resolvers: Mapping[str, FlatNameResolver
             f"kohya name {flat!r} uses LDM (A1111) UNet names; pass module_names={{'unet': unet}} to convert it."
         )
     return guess_path(flat)
-
-
-def _split_diffusers_key(key: str) -> tuple[str, str]:
-    """``(component.module_path, part)`` for a key of diffusers' older formats; part is down/up/up_bias/alpha/
-    magnitude."""
-    key = key.replace(".processor.", ".")
-    first = key.split(".", 1)[0]
-    if first not in COMPONENTS:
-        key = "unet." + key
-    module_component = key.split(".", 1)[0]
-    if key.endswith(".alpha"):
-        module, part = key[: -len(".alpha")], "alpha"
-        for marker in (".lora", ".lora_linear_layer"):
-            module = module.removesuffix(marker)
-        return _rename_old(module, module_component), part
-    if key.endswith(".lora_magnitude_vector"):
-        return _rename_old(key[: -len(".lora_magnitude_vector")], module_component), "magnitude"
-    for marker in (".lora_linear_layer.", ".lora."):
-        if marker in key:
-            module, _, tail = key.partition(marker)
-            return module, _diffusers_part(key, tail)
-    for old in _OLD_UNET_RENAMES:
-        marker = f".{old}."
-        if marker in key:
-            module, _, tail = key.partition(marker)
-            return _rename_old(f"{module}.{old}", module_component), _diffusers_part(key, tail)
-    raise ValueError(f"Key {key!r} is not in a diffusers LoRA format.")
-
-
-def _rename_old(module: str, module_component: str) -> str:
-    renames = _OLD_TEXT_RENAMES if module_component in _TEXT_ENCODERS else _OLD_UNET_RENAMES
-    head, _, last = module.rpartition(".")
-    if last in renames:
-        return f"{head}.{renames[last]}"
-    return module
-
-
-def _diffusers_part(key: str, tail: str) -> str:
-    parts = {"down.weight": "down", "up.weight": "up", "up.bias": "up_bias"}
-    if tail not in parts:
-        raise ValueError(f"Key {key!r}: unknown LoRA entry {tail!r}.")
-    return parts[tail]
 
 
 def _config_for(configs: Any, module_component: str) -> Any:

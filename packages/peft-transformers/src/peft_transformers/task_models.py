@@ -57,17 +57,21 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
         # through the tuner: methods with generate arguments of their own (Poly's task_ids) define its generate; the
         # others pass it on to the base model's
         generate = self.base_model.generate
-        if adapter_names is None:
-            return generate(*args, **kwargs)
-        self._check_mixed_batch(adapter_names)
         base = self.get_base_model()
         config = kwargs.get("generation_config") or getattr(base, "generation_config", None)
         num_beams = kwargs.get("num_beams") or getattr(config, "num_beams", 1) or 1
         num_sequences = kwargs.get("num_return_sequences") or getattr(config, "num_return_sequences", 1) or 1
         repeat = max(num_beams, num_sequences)
-        per_row = [name for name in adapter_names for _ in range(repeat)]
-        with mixed_batch(per_row):
-            return generate(*args, **kwargs)
+        input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        with self._alora_call(adapter_names, kwargs, input_ids, repeat) as alora_context:
+            if alora_context is not None and num_beams > 1:
+                raise ValueError(f"Beam search (num_beams={num_beams}) is not supported with aLoRA adapters.")
+            if adapter_names is None:
+                return generate(*args, **kwargs)
+            self._check_mixed_batch(adapter_names)
+            per_row = [name for name in adapter_names for _ in range(repeat)]
+            with mixed_batch(per_row):
+                return generate(*args, **kwargs)
 
     def _prompt_generate(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         """Generate after the active soft prompt; returns the input ids followed by the new tokens."""

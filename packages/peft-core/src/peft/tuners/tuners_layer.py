@@ -572,6 +572,30 @@ class BaseTunerLayer:
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
         """Raise if these adapters cannot be merged on this layer; methods override."""
 
+    def has_linear_base(self) -> bool:
+        """Whether the base layer is linear with a 2-D weight (``nn.Linear``, a quantized linear, transformers'
+        ``Conv1D``)."""
+        base = self.get_base_layer()
+        return isinstance(base, nn.Linear) or is_transformers_conv1d(base)
+
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """Whether adapter ``adapter_name`` of this layer can be written as a LoRA adapter (``convert_to_lora``): its
+        merge adds ``get_delta_weight`` to the weight of a linear base layer and changes nothing else."""
+        cls = type(self)
+        if (
+            isinstance(self, NonAdditiveTunerLayer)
+            or not self.merges_base_weight
+            or cls.get_delta_weight is BaseTunerLayer.get_delta_weight
+            or cls._merge_extra is not BaseTunerLayer._merge_extra
+            or not self.has_linear_base()
+        ):
+            return False
+        try:
+            self._check_merge_allowed([adapter_name])
+        except (ValueError, NotImplementedError, TypeError):
+            return False
+        return True
+
     def _adapters_to_merge(self, adapter_names: Sequence[str] | None) -> list[str]:
         if isinstance(adapter_names, str):
             raise AdapterNamesTypeError(f"adapter_names should be a list of strings, got {adapter_names!r}.")

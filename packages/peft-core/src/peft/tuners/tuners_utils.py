@@ -318,16 +318,21 @@ class BaseTuner(nn.Module):
         target.replace(self._new_layer(target, layer_kwargs))
 
     def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
-        """The arguments of the layer's ``update_layer`` for ``target``: the config fields named in
+        """The arguments of the layer's ``update_layer`` for ``target`` (see :meth:`config_layer_kwargs`); methods
+        whose layers also need the tuner's own state add it here."""
+        return self.config_layer_kwargs(target.config, target.key)
+
+    @classmethod
+    def config_layer_kwargs(cls, config: PeftConfig, key: str) -> dict[str, Any]:
+        """The layer arguments that ``config`` gives the module named ``key``: the config fields named in
         ``layer_options``, each overridden by its per-module pattern (``option_patterns``) where one matches."""
-        config = target.config
-        kwargs = {name: getattr(config, name) for name in self.layer_options}
-        for option, pattern_field in self.option_patterns.items():
+        kwargs = {name: getattr(config, name) for name in cls.layer_options}
+        for option, pattern_field in cls.option_patterns.items():
             pattern = getattr(config, pattern_field)
             if pattern:
-                key = get_pattern_key(pattern.keys(), target.key)
-                if key in pattern:
-                    kwargs[option] = pattern[key]
+                pattern_key = get_pattern_key(pattern.keys(), key)
+                if pattern_key in pattern:
+                    kwargs[option] = pattern[pattern_key]
         return kwargs
 
     def _layer_classes(self, config: PeftConfig) -> tuple[type, ...]:

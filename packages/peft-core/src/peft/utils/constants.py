@@ -48,6 +48,7 @@ def starcoder_model_postprocess_past_key_value(past_key_values: tuple[torch.Tens
 # model_type -> postprocessing of prefix-tuning key/values; the caches of the transformers versions this library
 # supports all take the standard layout, so none is needed (the reference's entries apply to transformers < 4.54)
 TRANSFORMERS_MODELS_TO_PREFIX_TUNING_POSTPROCESS_MAPPING: dict[str, Any] = {}
+"""``model_type`` -> a function reshaping prefix-tuning key/values for that model's cache (empty: none needs one)."""
 
 __all__ = [
     "ALLOWED_COMPUTE_DTYPES",

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.tuners._dense_delta import DenseDeltaLayer
+from peft.utils.linalg import top_singular_triplets
 
 # the KMeans settings of the reference (and of the paper's code): the clusters decide the shapes of saved tensors
 _KMEANS_SEED = 123456789
@@ -34,12 +35,8 @@ _KMEANS_ITERATIONS = 10
 def randomized_svd(weight: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(U, V^T)`` of the rank-``rank`` ``torch.svd_lowrank`` (2 power iterations) of the float32 ``weight``, its
     random projection drawn from ``seed`` (the global random state is left as it was)."""
-    devices = [] if weight.device.type == "cpu" else [weight.device]
-    fork = {"devices": devices} if not devices else {"devices": devices, "device_type": weight.device.type}
-    with torch.random.fork_rng(**fork):
-        torch.manual_seed(seed)
-        left, _, right = torch.svd_lowrank(weight, q=rank, niter=2, M=None)
-    return left[:, :rank], right[:, :rank].T
+    left, _, right_t = top_singular_triplets(weight, rank, niter=2, seed=seed)
+    return left, right_t
 
 
 def cluster_rows(vectors: torch.Tensor, count: int) -> list[torch.Tensor]:

@@ -6,8 +6,30 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from peft.config import TargetingConfig
+from peft.tuners.lora.init_configs import CordaConfig, EvaConfig, LoraGAConfig, check_lora_init_settings
+from peft.tuners.lora.variant_configs import (
+    ArrowConfig,
+    BdLoraConfig,
+    KasaConfig,
+    MontecloraConfig,
+    VeloraConfig,
+    as_variant_config,
+)
+from peft.utils.warnings import warn
 
-_SUPPORTED_INITS = (True, False, "gaussian", "loftq")
+__all__ = [
+    "ArrowConfig",
+    "BdLoraConfig",
+    "CordaConfig",
+    "EvaConfig",
+    "KasaConfig",
+    "LoftQConfig",
+    "LoraConfig",
+    "LoraGAConfig",
+    "LoraRuntimeConfig",
+    "MontecloraConfig",
+    "VeloraConfig",
+]
 LOFTQ_BITS = (4, 8)
 
 
@@ -37,6 +59,13 @@ def check_loftq_config(config: dict) -> None:
 
 
 _BIAS_MODES = ("none", "all", "lora_only")
+_VARIANT_CONFIGS = {
+    "arrow_config": ArrowConfig,
+    "kasa_config": KasaConfig,
+    "monteclora_config": MontecloraConfig,
+    "use_bdlora": BdLoraConfig,
+    "velora_config": VeloraConfig,
+}
 
 
 @dataclass
@@ -65,13 +94,23 @@ class LoraConfig(TargetingConfig):
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"lora_only"``.
         use_rslora: scale by ``lora_alpha / sqrt(r)`` (rank-stabilised LoRA).
         init_lora_weights: ``True`` (A Kaiming-uniform, B zero: identity at start), ``False`` (both random: for
-            tests), or ``"gaussian"`` (A normal with std ``1/r``, B zero).
+            tests), ``"gaussian"`` (A normal with std ``1/r``, B zero), or a decomposition-based start:
+            ``"pissa"``, ``"pissa_niter_<n>"``, ``"olora"``, ``"corda"``, ``"lora_ga"``, ``"eva"``, ``"orthogonal"``
+            (see ``peft.tuners.lora.init_configs``).
+        eva_config / corda_config / lora_ga_config: settings of the ``"eva"`` / ``"corda"`` / ``"lora_ga"`` inits.
         rank_pattern / alpha_pattern: per-module ``r`` / ``lora_alpha`` by name or regex (suffix match, ``$``
             implied, ``^`` anchors at the start).
         use_dora: weight-decomposed LoRA (DoRA): a learned magnitude per output feature.
         lora_bias: give ``lora_B`` a trainable bias.
         layer_replication: ``[[start, end), ...]`` ranges of layers to stack (shared base weights, own adapters).
         target_parameters: names of raw ``nn.Parameter``s (2-D, or 3-D expert stacks) to adapt.
+        alora_invocation_tokens: activated LoRA (aLoRA): the token ids of the invocation sequence; the adapter
+            changes only the positions from its last occurrence in each row on (see ``peft.tuners.lora.alora``).
+        use_bdlora: block-diagonal LoRA settings (``BdLoraConfig``).
+        kasa_config: KaSA settings (``KasaConfig``); truncates the base weights when the adapter is added.
+        velora_config: VeLoRA settings (``VeloraConfig``): compressed activations for LoRA's backward pass.
+        monteclora_config: MonteCLoRA settings (``MontecloraConfig``): Monte Carlo noise on ``A`` in training.
+        arrow_config: Arrow routing settings (``ArrowConfig``), set up by ``create_arrow_model``.
         ensure_weight_tying: keep adapters of tied input/output embeddings tied: a ``modules_to_save`` copy of the
             embedding is shared by the tied output layer, LoRA on either one adapts the embedding and the output
             layer reuses it transposed (see ``peft.auxiliary.tying``).
@@ -95,8 +134,8 @@ class LoraConfig(TargetingConfig):
         default=None, metadata={"help": "Token indices of the embedding to train (without full fine-tuning)."}
     )
     loftq_config: dict | LoftQConfig = field(default_factory=dict, metadata={"help": "LoftQ initialisation settings."})
-    eva_config: Any = field(default=None, metadata={"help": "EVA initialisation settings."})
-    corda_config: Any = field(default=None, metadata={"help": "CorDA initialisation settings."})
+    eva_config: EvaConfig | dict | None = field(default=None, metadata={"help": "EVA initialisation settings."})
+    corda_config: CordaConfig | dict | None = field(default=None, metadata={"help": "CorDA initialisation settings."})
     use_dora: bool = field(default=False, metadata={"help": "Use weight-decomposed LoRA (DoRA)."})
     alora_invocation_tokens: list[int] | None = field(default=None, metadata={"help": "aLoRA invocation tokens."})
     use_qalora: bool = field(default=False, metadata={"help": "Use QA-LoRA."})
@@ -110,25 +149,18 @@ class LoraConfig(TargetingConfig):
     lora_bias: bool = field(default=False, metadata={"help": "Give lora_B a trainable bias."})
     target_parameters: list[str] | None = field(default=None, metadata={"help": "Raw parameters to adapt."})
     ensure_weight_tying: bool = field(default=False, metadata={"help": "Tie adapters of tied weights."})
-    arrow_config: Any = field(default=None, metadata={"help": "Arrow routing settings."})
-    use_bdlora: Any = field(default=None, metadata={"help": "Block-diagonal LoRA settings."})
-    kasa_config: Any = field(default=None, metadata={"help": "KaSA settings."})
-    lora_ga_config: Any = field(default=None, metadata={"help": "LoRA-GA initialisation settings."})
-    monteclora_config: Any = field(default=None, metadata={"help": "MonteCLoRA settings."})
-    velora_config: Any = field(default=None, metadata={"help": "VeLoRA settings."})
+    arrow_config: ArrowConfig | dict | None = field(default=None, metadata={"help": "Arrow routing settings."})
+    use_bdlora: BdLoraConfig | dict | None = field(default=None, metadata={"help": "Block-diagonal LoRA settings."})
+    kasa_config: KasaConfig | dict | None = field(default=None, metadata={"help": "KaSA settings."})
+    lora_ga_config: LoraGAConfig | dict | None = field(
+        default=None, metadata={"help": "LoRA-GA initialisation settings."}
+    )
+    monteclora_config: MontecloraConfig | dict | None = field(default=None, metadata={"help": "MonteCLoRA settings."})
+    velora_config: VeloraConfig | dict | None = field(default=None, metadata={"help": "VeLoRA settings."})
 
     # known fields whose features this version does not implement: loadable only with their inert value
     _inert_fields: ClassVar[dict[str, Any]] = {
-        "alora_invocation_tokens": None,
-        "arrow_config": None,
-        "corda_config": None,
-        "eva_config": None,
-        "kasa_config": None,
-        "lora_ga_config": None,
         "megatron_config": None,
-        "monteclora_config": None,
-        "use_bdlora": None,
-        "velora_config": None,
     }
 
     def __post_init__(self) -> None:
@@ -140,13 +172,7 @@ class LoraConfig(TargetingConfig):
         self._check_rank_pattern()
         if self.bias not in _BIAS_MODES:
             raise ValueError(f"Invalid bias {self.bias!r}; valid values are {list(_BIAS_MODES)}.")
-        if self.init_lora_weights not in _SUPPORTED_INITS or (
-            isinstance(self.init_lora_weights, int) and not isinstance(self.init_lora_weights, bool)
-        ):
-            raise ValueError(
-                f"init_lora_weights={self.init_lora_weights!r} is not supported by this version of peft; valid "
-                f"values are {list(_SUPPORTED_INITS)}."
-            )
+        check_lora_init_settings(self)
         if not 0.0 <= float(self.lora_dropout) < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}.")
         if self.target_parameters is not None:
@@ -167,6 +193,14 @@ class LoraConfig(TargetingConfig):
             raise ValueError(f"qalora_group_size must be a positive int, got {self.qalora_group_size!r}.")
         if self.use_dora and self.target_parameters:
             raise ValueError("use_dora=True cannot be combined with target_parameters.")
+        self._convert_variant_configs()
+
+    def _convert_variant_configs(self) -> None:
+        """Variant settings loaded from ``adapter_config.json`` (dicts) become their config classes."""
+        for name, config_cls in _VARIANT_CONFIGS.items():
+            setattr(self, name, as_variant_config(getattr(self, name), config_cls, name))
+        if self.alora_invocation_tokens and str(getattr(self.task_type, "value", self.task_type)) != "CAUSAL_LM":
+            warn("aLoRA is currently only supported for CAUSAL_LM task.")
 
     def _check_rank_pattern(self) -> None:
         # a method whose rank_pattern means something else (AdaLoRA's pruning masks) checks it itself

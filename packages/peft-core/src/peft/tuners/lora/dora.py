@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.variant import LoraVariant
+from peft.tuners.lora.variant import LoraVariant, register_lora_variant
 from peft.tuners.tuners_layer import HALF_PRECISION
 from peft.utils.distributed import full_shape, is_zero3_partitioned, read_whole
 
@@ -186,3 +186,6 @@ class DoraVariant(LoraVariant):
         lora_result = lora_b(lora_a(dropped)) * scaling
         scale = view(scale)
         return result + ((scale - 1) * base_result + scale * lora_result).to(result.dtype)
+
+
+register_lora_variant("use_dora", DoraVariant, ["Linear", "Embedding", "_ConvNd"])

@@ -8,6 +8,7 @@ is built by the same constructor (``BaseTunerLayer``'s: wrap the base layer, cre
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -17,9 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
-from peft.tuners.lora.dora import DoraVariant
-from peft.tuners.lora.qalora import QALoraVariant
-from peft.tuners.lora.variant import LoraVariant
+from peft.tuners._buffer_dict import BufferDict
+from peft.tuners.lora.initialization import lora_initialiser
+from peft.tuners.lora.variant import (
+    AdditiveLoraVariant,
+    LoraVariant,
+    lora_variant_options,
+    register_lora_variant,
+    requested_variant,
+)
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
     HALF_PRECISION,
@@ -38,14 +45,35 @@ from peft.utils.torch_internals import (
 )
 from peft.utils.warnings import warn
 
-__all__ = ["Conv1d", "Conv2d", "Conv3d", "Embedding", "Linear", "LoraLayer", "LoraVariant", "is_lora_layer"]
+__all__ = [
+    "AdditiveLoraVariant",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "Embedding",
+    "Linear",
+    "LoraLayer",
+    "LoraVariant",
+    "is_lora_layer",
+    "lora_variant_options",
+    "register_lora_variant",
+]
 
 
 class LoraLayer(BaseTunerLayer):
     """State and lifecycle shared by all LoRA layer types."""
 
-    adapter_layer_names = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
-    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout")
+    adapter_layer_names = (
+        "lora_A",
+        "lora_B",
+        "lora_embedding_A",
+        "lora_embedding_B",
+        "lora_magnitude_vector",
+        "lora_diag",
+        "lora_monteclora_sampler",
+    )
+    other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "lora_velora_embed")
+    adapter_buffer_names = ("lora_velora_embed",)  # VeLoRA's projection vectors: saved, never trained
     repr_prefix = "lora"
     # LoRA-wide code (injection updates, hotswap, weighted adapters) may treat the layer as holding plain LoRA factors;
     # AdaLoRA's layers, LoRA layers in SVD form, say False
@@ -57,6 +85,9 @@ class LoraLayer(BaseTunerLayer):
     lora_embedding_A = LazyAdapterContainer(nn.ParameterDict)
     lora_embedding_B = LazyAdapterContainer(nn.ParameterDict)
     lora_magnitude_vector = LazyAdapterContainer(nn.ModuleDict)
+    lora_diag = LazyAdapterContainer(nn.ParameterDict)  # KaSA's singular values
+    lora_monteclora_sampler = LazyAdapterContainer(nn.ModuleDict)  # MonteCLoRA's variational parameters
+    lora_velora_embed = LazyAdapterContainer(functools.partial(BufferDict, persistent=True))
 
     def _init_adapter_state(self) -> None:
         # through peft.utils.torch_internals: nn.Module.__init__/__setattr__ cost more than the rest of a LoRA layer
@@ -83,17 +114,23 @@ class LoraLayer(BaseTunerLayer):
         """Create the adapter's tensors with ``factory`` (device/dtype) keyword arguments."""
         raise NotImplementedError
 
-    def resolve_lora_variant(
-        self, *, use_dora: bool = False, use_qalora: bool = False, **kwargs: Any
-    ) -> type[LoraVariant] | None:
-        """The variant this layer type uses for the given options (None: plain LoRA)."""
-        if use_dora and use_qalora:
-            raise ValueError("use_dora and use_qalora cannot be combined; choose one.")
-        if use_qalora:
-            if not isinstance(self, Linear) or self.fan_in_fan_out:
-                raise ValueError(f"use_qalora=True supports LoRA on linear layers, not {type(self).__name__}.")
-            return QALoraVariant
-        return DoraVariant if use_dora else None
+    def resolve_lora_variant(self, **options: Any) -> type[LoraVariant] | None:
+        """The variant that the set variant options among ``options`` select on this layer (None: plain LoRA).
+
+        Raises:
+            ValueError: several variants are requested, or this layer type does not support the requested one.
+        """
+        requested = requested_variant(options)
+        if requested is None:
+            return None
+        option, variant, layer_types = requested
+        if {cls.__name__ for cls in type(self).__mro__}.isdisjoint(layer_types):
+            raise ValueError(
+                f"{option} is not supported on {type(self).__name__} layers (LoRA on "
+                f"{type(self.get_base_layer()).__name__}); it supports LoRA layers of type {list(layer_types)}."
+            )
+        variant.check(self, **options)
+        return variant
 
     def _store_rank(self, adapter_name: str, r: int, lora_alpha: float, lora_dropout: float) -> None:
         """Keep the adapter's rank, alpha and input dropout (``nn.Identity`` for 0)."""
@@ -127,6 +164,7 @@ class LoraLayer(BaseTunerLayer):
             set_plain_attributes(self, fan_in_fan_out=fan_in_fan_out)
         if r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
+        variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
         if lora_bias and self.is_embedding:
             raise ValueError("lora_bias=True is not supported for LoRA on nn.Embedding.")
         if lora_bias and getattr(self.get_base_layer(), "bias", None) is None:
@@ -140,17 +178,16 @@ class LoraLayer(BaseTunerLayer):
         self.scaling[adapter_name] = self._default_scaling(adapter_name)
         self.use_dora[adapter_name] = use_dora
         self.lora_bias[adapter_name] = lora_bias
-        self.reset_lora_parameters(adapter_name, init_lora_weights)
-        variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
+        initialiser = lora_initialiser(init_lora_weights)
+        if initialiser is None:
+            self.reset_lora_parameters(adapter_name, init_lora_weights)
+        else:  # PiSSA, OLoRA, CorDA, LoftQ, ...: see peft.tuners.lora.initialization
+            initialiser(self, adapter_name, init_lora_weights, **kwargs)
         if variant is not None:
-            variant.init(self, adapter_name=adapter_name, **kwargs)
+            variant.init(self, adapter_name=adapter_name, init_lora_weights=init_lora_weights, **kwargs)
             self.lora_variant[adapter_name] = variant
         else:
             self.lora_variant.pop(adapter_name, None)
-        if init_lora_weights == "loftq":
-            from peft.tuners.lora.loftq import init_loftq
-
-            init_loftq(self, adapter_name, kwargs.get("loftq_config") or {})
 
     def reset_lora_parameters(self, adapter_name: str, init_lora_weights: bool | str) -> None:
         """Initialise ``A``/``B`` (created uninitialised): True (Kaiming-uniform A, zero B), "gaussian" (A ~ N(0, 1/r),
@@ -164,7 +201,7 @@ class LoraLayer(BaseTunerLayer):
                     lora_b.reset_parameters()
                     return
                 weight_a = lora_a.weight
-                if init_lora_weights == "gaussian":  # ("loftq" overwrites both factors afterwards)
+                if init_lora_weights == "gaussian":
                     weight_a.normal_(0, 1 / self.r[adapter_name])
                 else:  # Kaiming-uniform with a=sqrt(5), torch's default for Linear and Conv: bound 1/sqrt(fan_in)
                     bound = 1 / math.sqrt(math.prod(weight_a.shape[1:]))
@@ -214,11 +251,23 @@ class LoraLayer(BaseTunerLayer):
 
     # merging -------------------------------------------------------------------------------------------------
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
+        unmergeable = [n for n in adapter_names if not getattr(self.lora_variant.get(n), "mergeable", True)]
+        if unmergeable:
+            raise NotImplementedError(
+                f"Adapters {unmergeable} use a LoRA variant that cannot be merged (aLoRA changes only the positions "
+                "from its invocation on, an Arrow router mixes adapters per token); use them unmerged, or delete "
+                "them before merging the others."
+            )
         if any(self.lora_bias.get(n) for n in adapter_names) and self.bias is None:
             raise ValueError(
                 "Cannot merge an adapter with lora_bias=True into a base layer without bias: the base layer has no "
                 "bias to add the adapter's bias to. Use the adapter unmerged, or train it with lora_bias=False."
             )
+
+    def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
+        """A LoRA adapter is a LoRA adapter already, unless a variant (DoRA) or a trained bias is part of it."""
+        plain = adapter_name not in self.lora_variant and not self.lora_bias.get(adapter_name)
+        return plain and self.has_linear_base()
 
     def _merged_weight(self, adapter_name: str, weight: torch.Tensor) -> torch.Tensor:
         if adapter_name in self.lora_variant:
@@ -267,7 +316,8 @@ class LoraLayer(BaseTunerLayer):
         return super()._adapter_output(x, result, adapter_name)
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``scaling * B(A(dropout(x)))`` (mixed batches never include DoRA adapters; QA-LoRA pools ``x`` first)."""
+        """``scaling * B(A(dropout(x)))``, or the update of the adapter's variant (mixed batches never include DoRA
+        adapters)."""
         variant = self.lora_variant.get(adapter_name)
         if variant is not None and hasattr(variant, "update"):
             return variant.update(self, adapter_name, x)
@@ -290,10 +340,8 @@ class Linear(LoraLayer, nn.Module):
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         variant = self.lora_variant.get(adapter)
-        if variant is not None and hasattr(variant, "expanded_a"):  # QA-LoRA: A acts on pooled inputs
-            weight_a = variant.expanded_a(self, adapter)
-            weight_b = self.lora_B[adapter].weight
-            return (weight_b.float() @ weight_a.float() * self.scaling[adapter]).to(weight_b.dtype)
+        if variant is not None and hasattr(variant, "delta_weight"):
+            return variant.delta_weight(self, adapter)
         delta = self._lora_delta(adapter)
         return delta.T if self.fan_in_fan_out else delta
 

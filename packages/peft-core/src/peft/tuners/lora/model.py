@@ -11,16 +11,24 @@ import copy
 import dataclasses
 from typing import Any
 
+import torch
 from torch import nn
 
+from peft.state_dict import get_peft_model_state_dict
 from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.lora.config import LoraConfig
+from peft.tuners.lora.init_configs import BASE_CHANGING_INITS, init_method
+from peft.tuners.lora.initialization import initialisation_progress
+from peft.tuners.lora.kasa import kasa_regularization
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
+from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
 from peft.tuners.lora.tied import tie_to_embedding
+from peft.tuners.lora.variant import lora_variant_options
 from peft.tuners.lora.weighted import add_weighted_adapter
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
+from peft.utils.warnings import warn
 
 
 class LoraModel(BaseTuner):
@@ -47,11 +55,18 @@ class LoraModel(BaseTuner):
         "qalora_group_size",
         "loftq_config",
         "lora_bias",
+        "lora_ga_config",
     )
     option_patterns = {"r": "rank_pattern", "lora_alpha": "alpha_pattern"}
 
+    def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
+        # decomposition-based inits can take minutes on large models: show their progress
+        with initialisation_progress(self.peft_config[adapter_name].init_lora_weights):
+            super().inject_adapter(model, adapter_name, *args, **kwargs)
+
     def _check_new_adapter_config(self, config: LoraConfig) -> None:
         super()._check_new_adapter_config(config)
+        _warn_base_changing_init_with_other_adapters(list(self.peft_config.values()))
         with_parameters = sorted(
             name for name, cfg in self.peft_config.items() if getattr(cfg, "target_parameters", None)
         )
@@ -60,18 +75,84 @@ class LoraModel(BaseTuner):
                 f"Only one adapter per model may use target_parameters; adapters {with_parameters} do. Use "
                 "target_modules for the others."
             )
+        uses_kasa = getattr(config, "kasa_config", None) is not None
+        for name, other in self.peft_config.items():
+            if other is not config and (getattr(other, "kasa_config", None) is not None) != uses_kasa:
+                raise ValueError(
+                    f"KaSA adapters cannot be combined with other adapters on one model: KaSA truncates the base "
+                    f"weights. The new adapter {'uses' if uses_kasa else 'does not use'} KaSA, adapter {name!r} "
+                    f"{'does not' if uses_kasa else 'does'}."
+                )
 
-    # adapter_name, a weighted combination of adapters (see peft.tuners.lora.weighted): svd, linear, cat, ties,
-    # ties_svd, dare_linear, dare_ties, dare_linear_svd, dare_ties_svd, magnitude_prune or magnitude_prune_svd
+    def _get_monteclora_loss(self, adapter_names: str | list[str] | None = None) -> torch.Tensor | float:
+        """MonteCLoRA's variational loss, averaged over the layers' samplers of ``adapter_names`` (default: the
+        active adapters); add it to the task loss in training. 0.0 where no MonteCLoRA adapter is involved."""
+        losses = [
+            layer.lora_monteclora_sampler[name].variational_loss()
+            for layer, name in self._variant_layers("lora_monteclora_sampler", adapter_names)
+        ]
+        return sum(losses) / len(losses) if losses else 0.0
+
+    def _get_kasa_loss(self, adapter_names: str | list[str] | None = None) -> torch.Tensor | float:
+        """KaSA's regularisation (see ``KasaConfig``), summed over the layers of ``adapter_names`` (default: the
+        active adapters); add it to the task loss in training. 0.0 where no KaSA adapter is involved."""
+        total: torch.Tensor | float = 0.0
+        for layer, name in self._variant_layers("lora_diag", adapter_names):
+            config = self.peft_config[name].kasa_config
+            total = total + kasa_regularization(layer, name, config.beta, config.gamma)
+        return total
+
+    def _variant_layers(self, container: str, adapter_names: str | list[str] | None) -> list[tuple[LoraLayer, str]]:
+        """``(layer, adapter)`` for each LoRA layer whose ``container`` holds one of ``adapter_names``."""
+        if adapter_names is None:
+            adapter_names = self.active_adapters
+        names = [adapter_names] if isinstance(adapter_names, str) else adapter_names
+        found = []
+        for module in self.model.modules():
+            entries = module.adapter_container(container) if isinstance(module, LoraLayer) else None
+            found.extend((module, name) for name in names if entries is not None and name in entries)
+        return found
+
     add_weighted_adapter = add_weighted_adapter
+    """``add_weighted_adapter(adapters, weights, adapter_name, combination_type="svd", ...)``: add ``adapter_name``, a
+    weighted combination of ``adapters`` (see ``peft.tuners.lora.weighted``); ``combination_type`` is ``svd``,
+    ``linear``, ``cat``, ``ties``, ``ties_svd``, ``dare_linear``, ``dare_ties``, ``dare_linear_svd``,
+    ``dare_ties_svd``, ``magnitude_prune`` or ``magnitude_prune_svd``."""
+
+    @staticmethod
+    def _convert_state_dict_for_initial_model(
+        config: LoraConfig, state_dict: dict[str, Any], path_initial_model: str
+    ) -> tuple[LoraConfig, dict[str, Any]]:
+        """The plain LoRA equivalent of an adapter trained on a base its init changed (PiSSA, OLoRA, CorDA,
+        LoRA-GA), for ``save_pretrained(path_initial_model_for_weight_conversion=...)``; see
+        ``peft.tuners.lora.residual_conversion``."""
+        return convert_to_original_base(config, state_dict, path_initial_model)
+
+    def subtract_mutated_init(
+        self, output_state_dict: dict[str, Any], adapter_name: str, kwargs: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``output_state_dict`` (file keys of an adapter trained from a PiSSA/OLoRA/CorDA/LoRA-GA start) as a
+        plain LoRA of twice the rank for the original base, its start taken from the loaded adapter
+        ``adapter_name`` (the initial adapter): ``A' = [A; A0]``, ``B' = [B, -B0]``."""
+        initial = get_peft_model_state_dict(
+            self.model, state_dict=(kwargs or {}).get("state_dict"), adapter_name=adapter_name
+        )
+        initial = {f"base_model.model.{key}": value for key, value in initial.items()}
+        return subtract_initial_adapter(output_state_dict, initial, f"adapter {adapter_name!r}")
 
     def _prepare_model(self, peft_config: LoraConfig, model: nn.Module) -> None:
         if peft_config.layer_replication:
             replicate_layers(model, peft_config.layer_replication)
 
-    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
-        ephemeral = target.config.runtime_config.ephemeral_gpu_offload
-        return {**super()._layer_kwargs(target), "ephemeral_gpu_offload": ephemeral}
+    @classmethod
+    def config_layer_kwargs(cls, config: LoraConfig, key: str) -> dict[str, Any]:
+        return {
+            **super().config_layer_kwargs(config, key),
+            "ephemeral_gpu_offload": config.runtime_config.ephemeral_gpu_offload,
+            # variants that treat modules differently by name (BD-LoRA) read it
+            "target_name": key,
+            **{option: getattr(config, option) for option in lora_variant_options()},
+        }
 
     def _tie_target(self, target: TargetModule, embedding_name: str) -> None:
         """LoRA on ``target`` (an output layer tied to the input embedding) reusing the embedding's LoRA."""
@@ -97,6 +178,32 @@ class LoraModel(BaseTuner):
             layer_kwargs = self._layer_kwargs(dataclasses.replace(target, key=f"{target.key}.{parameter_name}"))
             module = ParamWrapper(module, target.adapter_name, parameter_name=parameter_name, **layer_kwargs)
         target.replace(module)
+
+
+_CONVERSION_GUIDES = {
+    "pissa": ("PiSSA", "pissa_finetuning#convert-pissa-to-lora"),
+    "corda": ("CorDA", "corda_finetuning#convert-corda-to-lora"),
+    "olora": ("OLoRA", "olora_finetuning#olora-and-lora"),
+    "lora_ga": ("LoRA-GA", "lora_ga_finetuning"),
+}
+
+
+def _warn_base_changing_init_with_other_adapters(configs: list[LoraConfig]) -> None:
+    """PiSSA, CorDA, OLoRA and LoRA-GA change the base weight: other adapters on the same model see that change."""
+    if len(configs) < 2:
+        return
+    inits = [getattr(config, "init_lora_weights", None) for config in configs]
+    methods = [init_method(init) for init in inits if isinstance(init, str)]
+    for method in BASE_CHANGING_INITS:
+        if method in methods:
+            name, guide = _CONVERSION_GUIDES[method]
+            warn(
+                f"{name} changes the base weights of the model and should thus not be used with other adapters. "
+                f"Consider converting the {name} adapter into a normal LoRA adapter: "
+                f"https://github.com/huggingface/peft/tree/main/examples/{guide} (save_pretrained with "
+                "path_initial_model_for_weight_conversion)."
+            )
+            return
 
 
 def _find_layer_list(model: nn.Module) -> tuple[nn.Module, str]:

@@ -14,15 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from peft.tuners.lora.variant import LoraVariant
+from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant
 from peft.utils.torch_internals import new_linear, store_submodule
 
 if TYPE_CHECKING:
     from peft.tuners.lora.layer import LoraLayer
 
 
-class QALoraVariant(LoraVariant):
+class QALoraVariant(AdditiveLoraVariant):
     """QA-LoRA for LoRA ``Linear`` layers."""
+
+    @staticmethod
+    def check(module: LoraLayer, **kwargs: Any) -> None:
+        if module.fan_in_fan_out:
+            raise ValueError("use_qalora=True supports LoRA on linear layers with an (out, in) weight, not Conv1D.")
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, qalora_group_size: int = 16, **kwargs: Any) -> None:
@@ -58,13 +63,10 @@ class QALoraVariant(LoraVariant):
         return lora_b(lora_a(pooled)) * module.scaling[adapter_name]
 
     @staticmethod
-    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        return result + QALoraVariant.update(module, active_adapter, x).to(result.dtype)
+    def delta_weight(module: LoraLayer, adapter_name: str) -> torch.Tensor:
+        weight_a = QALoraVariant.expanded_a(module, adapter_name)
+        weight_b = module.lora_B[adapter_name].weight
+        return (weight_b.float() @ weight_a.float() * module.scaling[adapter_name]).to(weight_b.dtype)
 
-    @staticmethod
-    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        return orig_weight + module.get_delta_weight(active_adapter).to(orig_weight.dtype)
 
-    @staticmethod
-    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        return orig_weight - module.get_delta_weight(active_adapter).to(orig_weight.dtype)
+register_lora_variant("use_qalora", QALoraVariant, ["Linear"])

@@ -19,6 +19,8 @@ from peft.utils.warnings import warn
 
 
 class PromptEncoderReparameterizationType(str, enum.Enum):
+    """What ``PromptEncoder`` passes its trainable embeddings through: an MLP, or a bidirectional LSTM and an MLP."""
+
     MLP = "MLP"
     LSTM = "LSTM"
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from peft.tuners._dense_delta import DenseDeltaLayer
 from peft.tuners._orthogonal import cayley, cayley_neumann, skew_symmetric
+from peft.utils.linalg import top_singular_triplets
 
 
 class OrthLayer(nn.Module):
@@ -105,15 +106,7 @@ def principal_subspace(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U_r, S_r, V_r^T)`` of the float32 ``(out, in)`` ``weight``: the exact SVD, or ``torch.svd_lowrank`` drawn
     from ``random_seed`` (the global random state is left as it was)."""
-    if svd == "full":
-        left, values, right_t = torch.linalg.svd(weight, full_matrices=False)
-        return left[:, :r], values[:r], right_t[:r]
-    devices = [] if weight.device.type == "cpu" else [weight.device]
-    fork = {"devices": devices} if not devices else {"devices": devices, "device_type": weight.device.type}
-    with torch.random.fork_rng(**fork):
-        torch.manual_seed(random_seed)
-        left, values, right = torch.svd_lowrank(weight, q=r, niter=niter)
-    return left[:, :r], values[:r], right[:, :r].T
+    return top_singular_triplets(weight, r, niter=None if svd == "full" else niter, seed=random_seed)
 
 
 class PsoftLayer(DenseDeltaLayer):
