@@ -17,3 +17,25 @@ class TinyMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin2(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
+
+
+class LinConvNet(nn.Module):
+    """A linear 12 -> 8 (the only one ``forward`` runs: the others are adapted and called directly), a 3x3 Conv2d
+    4 -> 6, a pointwise Conv2d 6 -> 4 and, with ``conv1d``, a Conv1d 4 -> 6 (kernel 3)."""
+
+    def __init__(self, conv1d: bool = True) -> None:
+        super().__init__()
+        self.lin = nn.Linear(12, 8)
+        self.conv = nn.Conv2d(4, 6, 3, padding=1)
+        self.pointwise = nn.Conv2d(6, 4, 1)
+        if conv1d:
+            self.conv1d = nn.Conv1d(4, 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x)
+
+
+def lin_conv_net(seed: int = 0, conv1d: bool = True) -> LinConvNet:
+    """A ``LinConvNet`` in eval mode, its weights drawn after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return LinConvNet(conv1d).eval()

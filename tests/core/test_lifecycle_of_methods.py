@@ -30,11 +30,10 @@ from peft import (
     TinyLoraConfig,
     UniLoraConfig,
     get_peft_model,
-    quantization,
 )
 from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
-from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.tuners_layer import BaseTunerLayer
+from tests.recording_backend import recording_backend
 
 ATOL = 1e-5
 
@@ -266,32 +265,9 @@ def test_unsupported_layer_type_is_refused_with_a_clear_error(method):
 
 
 # ------------------------------------------------------------------------------------------------ quantization backend
-class _RecordingBackend(QuantizationBackend):
-    """Plain float storage that records reads and writes of marked base layers."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.reads = self.writes = 0
-
-    def matches(self, module: nn.Module) -> bool:
-        return getattr(module, "_recorded", False)
-
-    def get_weight(self, module: nn.Module) -> torch.Tensor:
-        self.reads += 1
-        return module.weight.detach().clone()
-
-    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
-        self.writes += 1
-        with torch.no_grad():
-            module.weight.copy_(weight)
-
-
 @pytest.mark.parametrize("method", MERGEABLE)
 def test_merging_reads_and_writes_through_the_quantization_backend(method):
-    backend = _RecordingBackend()
-    register_quantization_backend(backend)
-    try:
+    with recording_backend() as backend:
         base = _base()
         base.lin0._recorded = True
         model = get_peft_model(base, _config(method))
@@ -307,8 +283,6 @@ def test_merging_reads_and_writes_through_the_quantization_backend(method):
             torch.testing.assert_close(model(x), before, atol=ATOL, rtol=1e-4)
         model.unmerge_adapter()
         assert backend.writes == 2
-    finally:
-        quantization._BACKENDS.remove(backend)
 
 
 def test_integer_weight_without_backend_is_refused(method):
