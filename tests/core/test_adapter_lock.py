@@ -8,34 +8,15 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from torch import nn
 
-from peft import LoraConfig, PeftModel, get_peft_model
-
-
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin1(torch.relu(self.lin0(x)))
-
-
-def _base() -> nn.Module:
-    torch.manual_seed(0)
-    return _MLP().eval()
-
-
-def _config(**kwargs) -> LoraConfig:
-    return LoraConfig(**{"r": 4, "target_modules": ["lin0", "lin1"], "init_lora_weights": False, **kwargs})
+from peft import PeftModel, get_peft_model
+from tests.tiny_models import lora_on_both, two_linear_mlp
 
 
 # ------------------------------------------------------------------------------------ threads
 def _two_adapters() -> tuple[PeftModel, torch.Tensor, torch.Tensor, torch.Tensor]:
-    model = get_peft_model(_base(), _config(), adapter_name="one")
-    model.add_adapter("two", _config(lora_alpha=40))
+    model = get_peft_model(two_linear_mlp(), lora_on_both(), adapter_name="one")
+    model.add_adapter("two", lora_on_both(lora_alpha=40))
     model.eval()
     x = torch.randn(4, 10, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

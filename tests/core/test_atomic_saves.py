@@ -1,8 +1,6 @@
 """Saving is atomic: a save killed at any point leaves the previous adapter loadable or is refused on load, the next
-save cleans up, files reach the disk before the save returns, and an adapter without weights is not saved (issue #14).
-
-Each test reproduces one of the issue's findings and failed before its fix. Where the reference peft 0.21.2 has the
-same defect the docstring says so (checked with /work/venv-ref).
+save cleans up, files reach the disk before the save returns, and an adapter without weights is not saved (issue
+#14). Each test failed before its fix; where the reference peft 0.21.2 has the same defect, its docstring says so.
 """
 
 from __future__ import annotations
@@ -15,32 +13,14 @@ import torch
 from torch import nn
 
 from peft import LoraConfig, PeftModel, get_peft_model
-
-
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin1(torch.relu(self.lin0(x)))
-
-
-def _base() -> nn.Module:
-    torch.manual_seed(0)
-    return _MLP().eval()
-
-
-def _config(**kwargs) -> LoraConfig:
-    return LoraConfig(**{"r": 4, "target_modules": ["lin0", "lin1"], "init_lora_weights": False, **kwargs})
+from tests.tiny_models import lora_on_both, two_linear_mlp
 
 
 # ------------------------------------------------------------------------------------ saving
 def test_saving_an_adapter_without_weights_is_an_error(tmp_path):
     """The reference writes an adapter with no tensors after merge_and_unload() and says nothing; loading it gives
     a freshly initialised adapter."""
-    model = get_peft_model(_base(), _config())
+    model = get_peft_model(two_linear_mlp(), lora_on_both())
     model.merge_and_unload()
     with pytest.raises(ValueError, match="Adapter 'default' has no weights to save"):
         model.save_pretrained(tmp_path)
@@ -140,18 +120,18 @@ def test_temporary_files_of_a_running_save_are_left_alone(tmp_path):
 
 
 def test_edits_that_do_not_change_the_computation_are_allowed_and_explicit_configs_win(tmp_path):
-    model = get_peft_model(_base(), _config())
+    model = get_peft_model(two_linear_mlp(), lora_on_both())
     model.save_pretrained(tmp_path)
     path = tmp_path / "adapter_config.json"
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "base_model_name_or_path": "my/model", "inference_mode": False}))
-    PeftModel.from_pretrained(_base(), tmp_path)
+    PeftModel.from_pretrained(two_linear_mlp(), tmp_path)
     path.write_text(json.dumps({**saved, "lora_alpha": 16}))
     with pytest.raises(ValueError, match="lora_alpha=8 in the weights, 16 in the file"):
-        PeftModel.from_pretrained(_base(), tmp_path)
+        PeftModel.from_pretrained(two_linear_mlp(), tmp_path)
     with pytest.raises(ValueError, match="lora_alpha=8 in the weights, 16 in the file"):
         model.load_adapter(tmp_path, adapter_name="other")
-    loaded = PeftModel.from_pretrained(_base(), tmp_path, config=LoraConfig.from_pretrained(tmp_path))
+    loaded = PeftModel.from_pretrained(two_linear_mlp(), tmp_path, config=LoraConfig.from_pretrained(tmp_path))
     assert loaded.peft_config["default"].lora_alpha == 16
 
 
@@ -164,7 +144,7 @@ def test_files_and_their_folder_are_flushed_to_disk_before_the_save_returns(tmp_
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", spy)
-    get_peft_model(_base(), _config()).save_pretrained(tmp_path)
+    get_peft_model(two_linear_mlp(), lora_on_both()).save_pretrained(tmp_path)
     if os.path.exists("/proc/self/fd"):
         assert str(tmp_path) in synced  # the folder, after the renames
         assert sum(".adapter_model.safetensors." in str(p) for p in synced) == 1

@@ -1,37 +1,16 @@
 """Adapter files that cannot be what they claim (an unreadable config, a weight file that is not a mapping of tensors,
 tensors of a dtype that cannot hold adapter weights) are refused with an error naming the file and what it should
-hold; half-precision checkpoints still load (issue #14).
-
-Each test reproduces one of the issue's findings and failed before its fix. Where the reference peft 0.21.2 has the
-same defect the docstring says so (checked with /work/venv-ref).
+hold; half-precision checkpoints still load (issue #14). Each test failed before its fix; where the reference peft
+0.21.2 has the same defect, its docstring says so.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-from peft import LoraConfig, PeftModel, get_peft_model
-
-
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin1(torch.relu(self.lin0(x)))
-
-
-def _base() -> nn.Module:
-    torch.manual_seed(0)
-    return _MLP().eval()
-
-
-def _config(**kwargs) -> LoraConfig:
-    return LoraConfig(**{"r": 4, "target_modules": ["lin0", "lin1"], "init_lora_weights": False, **kwargs})
+from peft import PeftModel, get_peft_model
+from tests.tiny_models import lora_on_both, two_linear_mlp
 
 
 # ------------------------------------------------------------------------------------ unreadable config files
@@ -48,11 +27,11 @@ def _config(**kwargs) -> LoraConfig:
 def test_an_unreadable_config_is_a_value_error_naming_the_file(content, reason, tmp_path):
     """The reference raises RecursionError for the deeply nested file (and JSONDecodeError/UnicodeDecodeError,
     both ValueErrors, for the others, without saying which file)."""
-    get_peft_model(_base(), _config()).save_pretrained(tmp_path)
+    get_peft_model(two_linear_mlp(), lora_on_both()).save_pretrained(tmp_path)
     path = tmp_path / "adapter_config.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ValueError, match=reason) as excinfo:
-        PeftModel.from_pretrained(_base(), tmp_path)
+        PeftModel.from_pretrained(two_linear_mlp(), tmp_path)
     assert str(path) in str(excinfo.value)
 
 
@@ -67,10 +46,10 @@ def test_an_unreadable_config_is_a_value_error_naming_the_file(content, reason, 
 )
 def test_a_bin_file_that_is_not_a_mapping_of_tensors_says_what_it_should_hold(content, reason, tmp_path):
     """The reference fails with ``AttributeError: 'list' object has no attribute 'items'`` (or further inside)."""
-    get_peft_model(_base(), _config()).save_pretrained(tmp_path, safe_serialization=False)
+    get_peft_model(two_linear_mlp(), lora_on_both()).save_pretrained(tmp_path, safe_serialization=False)
     torch.save(content, tmp_path / "adapter_model.bin")
     with pytest.raises(ValueError, match="must hold a dict of tensor names") as excinfo:
-        PeftModel.from_pretrained(_base(), tmp_path)
+        PeftModel.from_pretrained(two_linear_mlp(), tmp_path)
     assert reason in str(excinfo.value) and str(tmp_path / "adapter_model.bin") in str(excinfo.value)
 
 
@@ -81,14 +60,14 @@ def test_tensors_of_a_dtype_that_cannot_hold_adapter_weights_are_refused(dtype, 
 
     from peft import CheckpointMismatchError
 
-    get_peft_model(_base(), _config()).save_pretrained(tmp_path)
+    get_peft_model(two_linear_mlp(), lora_on_both()).save_pretrained(tmp_path)
     path = tmp_path / "adapter_model.safetensors"
     tensors = load_file(path)
     key = "base_model.model.lin0.lora_A.weight"
     tensors[key] = (tensors[key] * 100).to(dtype)
     save_file(tensors, path)
     with pytest.raises(CheckpointMismatchError) as excinfo:
-        PeftModel.from_pretrained(_base(), tmp_path)
+        PeftModel.from_pretrained(two_linear_mlp(), tmp_path)
     message = str(excinfo.value)
     assert message.startswith(str(path)) and repr(key) in message
     assert f"dtype mismatch for base_model.model.lin0.lora_A.default.weight: the checkpoint holds {dtype}" in message
@@ -98,20 +77,20 @@ def test_hotswap_refuses_an_integer_tensor():
     from peft import CheckpointMismatchError, get_peft_model_state_dict
     from peft.utils.hotswap import hotswap_adapter_from_state_dict
 
-    model = get_peft_model(_base(), _config())
+    model = get_peft_model(two_linear_mlp(), lora_on_both())
     state_dict = get_peft_model_state_dict(model)
     state_dict["base_model.model.lin0.lora_A.weight"] = state_dict["base_model.model.lin0.lora_A.weight"].int()
     with pytest.raises(CheckpointMismatchError, match="dtype mismatch for base_model.model.lin0.lora_A.default"):
-        hotswap_adapter_from_state_dict(model, state_dict, "default", _config())
+        hotswap_adapter_from_state_dict(model, state_dict, "default", lora_on_both())
 
 
 def test_half_precision_checkpoints_still_load(tmp_path):
     """Float widths may differ (bf16/fp16 files into fp32 adapters): loading casts them, as before."""
     from safetensors.torch import load_file, save_file
 
-    model = get_peft_model(_base(), _config())
+    model = get_peft_model(two_linear_mlp(), lora_on_both())
     model.save_pretrained(tmp_path)
     path = tmp_path / "adapter_model.safetensors"
     save_file({k: v.to(torch.bfloat16) for k, v in load_file(path).items()}, path)
-    loaded = PeftModel.from_pretrained(_base(), tmp_path)
+    loaded = PeftModel.from_pretrained(two_linear_mlp(), tmp_path)
     assert loaded.base_model.model.lin0.lora_A["default"].weight.dtype == torch.float32

@@ -9,21 +9,7 @@ import torch
 from torch import nn
 
 from peft import LoraConfig, get_peft_model
-
-
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin1(torch.relu(self.lin0(x)))
-
-
-def _base() -> nn.Module:
-    torch.manual_seed(0)
-    return _MLP().eval()
+from tests.tiny_models import two_linear_mlp
 
 
 # ------------------------------------------------------------------------------------ memory bound
@@ -43,7 +29,7 @@ def _max_rss_bytes() -> int:
 def test_an_adapter_larger_than_the_bound_is_refused_before_allocating(config, where):
     """The reference tries to allocate the tens of gigabytes ``r=10**9`` asks for."""
     rss = _max_rss_bytes()
-    model = _base()
+    model = two_linear_mlp()
     with pytest.raises(ValueError) as excinfo:
         get_peft_model(model, config)
     message = str(excinfo.value)
@@ -58,7 +44,7 @@ def test_shared_projections_count_against_the_bound():
     from peft.helpers import adapter_memory_limit
 
     with adapter_memory_limit(2**20), pytest.raises(ValueError, match="for the shared projections"):
-        get_peft_model(_base(), VeraConfig(r=20_000, target_modules=["lin0", "lin1"]))
+        get_peft_model(two_linear_mlp(), VeraConfig(r=20_000, target_modules=["lin0", "lin1"]))
 
 
 def test_the_bound_can_be_lowered_and_raised(monkeypatch):
@@ -66,17 +52,17 @@ def test_the_bound_can_be_lowered_and_raised(monkeypatch):
 
     big = LoraConfig(r=64, target_modules=["lin0"])  # 64 * (10 + 20) floats: 7.5 KiB
     with adapter_memory_limit(4096), pytest.raises(ValueError, match="more than 4.00 KiB"):
-        get_peft_model(_base(), big)
+        get_peft_model(two_linear_mlp(), big)
     with adapter_memory_limit(8192):
-        get_peft_model(_base(), big)
+        get_peft_model(two_linear_mlp(), big)
     monkeypatch.setenv("PEFT_ADAPTER_MEMORY_LIMIT", "4KiB")
     with pytest.raises(ValueError, match="would need more than"):
-        get_peft_model(_base(), big)
+        get_peft_model(two_linear_mlp(), big)
     monkeypatch.setenv("PEFT_ADAPTER_MEMORY_LIMIT", "none")
-    get_peft_model(_base(), big)
+    get_peft_model(two_linear_mlp(), big)
     monkeypatch.setenv("PEFT_ADAPTER_MEMORY_LIMIT", "lots")
     with pytest.raises(ValueError, match="PEFT_ADAPTER_MEMORY_LIMIT='lots' is not a memory size"):
-        get_peft_model(_base(), big)
+        get_peft_model(two_linear_mlp(), big)
     with pytest.raises(ValueError, match="positive number of bytes"):
         adapter_memory_limit(-1).__enter__()
 
