@@ -6,7 +6,7 @@ from typing import Any
 from peft.registry import register_peft_method
 
 # the variants' modules register their variants with the LoRA layers
-from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401
+from peft.tuners.lora import alora, arrow, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401
 from peft.tuners.lora.config import CordaConfig, EvaConfig, LoftQConfig, LoraConfig, LoraGAConfig, LoraRuntimeConfig
 from peft.tuners.lora.conversion import convert_to_lora, save_as_lora
 from peft.tuners.lora.eva import get_eva_state_dict, initialize_lora_eva_weights
