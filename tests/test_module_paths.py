@@ -407,6 +407,8 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.c3a.layer": ["C3ALayer", "C3ALinear"],
     "peft.tuners.c3a.model": ["C3AModel"],
     "peft.tuners.cartridge": ["CartridgeConfig", "CartridgeEncoder"],
+    "peft.tuners.cartridge.config": ["CartridgeConfig"],
+    "peft.tuners.cartridge.model": ["CartridgeEncoder"],
     "peft.tuners.cpt": ["CPTConfig", "CPTEmbedding"],
     "peft.tuners.cpt.config": ["CPTConfig"],
     "peft.tuners.cpt.model": ["CPTEmbedding"],
@@ -417,7 +419,7 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.delora": ["DeloraConfig", "DeloraLayer", "DeloraLinear", "DeloraModel"],
     "peft.tuners.delora.config": ["DeloraConfig"],
     "peft.tuners.delora.layer": ["DeloraLayer", "DeloraLinear"],
-    "peft.tuners.delora.model": ["DeloraModel"],
+    "peft.tuners.delora.model": ["DeloraModel", "TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING"],
     "peft.tuners.fourierft": ["FourierFTConfig", "FourierFTLayer", "FourierFTLinear", "FourierFTModel"],
     "peft.tuners.fourierft.config": ["FourierFTConfig"],
     "peft.tuners.fourierft.layer": ["FourierFTLayer", "FourierFTLinear"],
@@ -428,7 +430,14 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.frod.model": ["FrodModel"],
     "peft.tuners.glora": ["GloraConfig", "GloraLayer", "GloraLinear", "GloraModel"],
     "peft.tuners.glora.config": ["GloraConfig"],
-    "peft.tuners.glora.layer": ["GloraLayer", "GloraLinear"],
+    "peft.tuners.glora.layer": [
+        "GloraLayer",
+        "GloraLinear",
+        "GloraLoraPath",
+        "GloraPath",
+        "GloraScalarPath",
+        "GloraVectorPath",
+    ],  # fmt: skip
     "peft.tuners.glora.model": ["GloraModel"],
     "peft.tuners.gralora": ["GraloraConfig", "GraloraLayer", "GraloraModel"],
     "peft.tuners.gralora.config": ["GraloraConfig"],
@@ -564,6 +573,7 @@ EXPECTED: dict[str, list[str]] = {
         "ShadowModel",
     ],
     "peft.tuners.shadow.config": ["ShadowConfig"],
+    "peft.tuners.shadow.layers": ["DetachedShadowModel", "ShadowCache", "ShadowCarrier", "ShadowLayer"],
     "peft.tuners.shadow.model": ["ShadowModel"],
     "peft.tuners.shira": ["Linear", "ShiraConfig", "ShiraLayer", "ShiraModel"],
     "peft.tuners.shira.config": ["ShiraConfig"],
@@ -623,7 +633,7 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.waveft.model": ["WaveFTModel"],
     "peft.tuners.xlora": ["XLoraConfig", "XLoraModel"],
     "peft.tuners.xlora.config": ["XLoraConfig"],
-    "peft.tuners.xlora.layer": ["XLoraLayer"],
+    "peft.tuners.xlora.layer": ["XLoraEmbeddingLayer", "XLoraLayer", "XLoraLinearLayer"],
     "peft.tuners.xlora.model": ["XLoraModel"],
     "peft.utils": [
         "ALLOWED_COMPUTE_DTYPES",
@@ -853,55 +863,38 @@ EXPECTED: dict[str, list[str]] = {
 
 # issue -> {module: names}; a module listed with "*" must not be importable at all yet
 PENDING: dict[str, dict[str, list[str]]] = {
-    "issue 16 (the 20 remaining methods)": {
-        "peft.tuners.cartridge.config": ["*"],
-        "peft.tuners.cartridge.model": ["*"],
-        "peft.tuners.shadow.diffusion_models": ["*"],
-        "peft.tuners.shadow.layers": ["*"],
-        "peft.tuners.xlora.layer": ["XLoraConv2dLayer", "XLoraEmbeddingLayer", "XLoraLinearLayer"],
-        "peft.tuners.delora.model": ["TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING"],
-        "peft.tuners.glora.layer": [
-            "GloraEmptyPath",
-            "GloraLoraPath",
-            "GloraPath",
-            "GloraScalarPath",
-            "GloraVectorPath",
-        ],  # fmt: skip
-    },
     "issue 17 (LoRA initialisations, variants, conversion, optimizers)": {
         "peft.auto": ["check_import_allowlist", "get_default_import_allowlist"],
         "peft.optimizers": ["create_riemannian_optimizer"],
         "peft.tuners.lora.variants": ["*"],
     },
-    "issue 12 (quantization backends and their layer classes)": {
-        "peft.tuners.adalora": ["SVDQuantLinear"],
-        "peft.utils": [
-            "get_gptqmodel_quant_linear",
-            "get_quantization_config",
-            "get_quantization_kwargs",
-            "quantization_extra_repr",
-            "replace_lora_weights_loftq",
-        ],  # fmt: skip
-        "peft.utils.other": [
-            "get_gptqmodel_quant_linear",
-            "get_quantization_config",
-            "is_gptqmodel_awq_layer",
-            "is_gptqmodel_quant_linear",
-        ],  # fmt: skip
-        "peft.utils.integrations": ["dequantize_bnb_weight", "dequantize_module_weight", "get_bnb_param_type"],
-        "peft.tuners.lora.gptq": ["*"],
-        "peft.tuners.lora.te": ["*"],
-        "peft.utils.loftq_utils": ["*"],
-        "peft.utils.quantization_utils": ["*"],
-    },
 }
-# issue 12: the quantization names provided now (the per-backend classes as deprecated aliases of the ordinary ones)
+# issue 12: the quantization names (the per-backend classes as deprecated aliases of the ordinary ones; the helpers
+# answered by the quantization backends)
 _ISSUE_12 = {
     "peft": ["LoftQConfig", "replace_lora_weights_loftq"],
     "peft.tuners": ["LoftQConfig"],
+    "peft.tuners.adalora": ["SVDQuantLinear"],
+    "peft.tuners.adalora.gptq": ["SVDQuantLinear"],
     "peft.tuners.lora": ["GPTQLoraLinear", "Linear4bit", "Linear8bitLt", "LoftQConfig"],
     "peft.tuners.lora.config": ["LoftQConfig"],
     "peft.tuners.lora.bnb": ["Linear4bit", "Linear8bitLt"],
+    "peft.tuners.lora.gptq": ["GPTQLoraLinear"],
+    "peft.tuners.lora.te": ["TeLinear"],
+    "peft.utils": [
+        "get_quantization_config",
+        "get_quantization_kwargs",
+        "quantization_extra_repr",
+        "replace_lora_weights_loftq",
+    ],  # fmt: skip
+    "peft.utils.other": ["get_quantization_config", "is_gptqmodel_awq_layer", "is_gptqmodel_quant_linear"],
+    "peft.utils.integrations": ["dequantize_bnb_weight", "dequantize_module_weight", "get_bnb_param_type"],
+    "peft.utils.loftq_utils": ["loftq_init", "replace_lora_weights_loftq"],
+    "peft.utils.quantization_utils": [
+        "get_quantization_kwargs",
+        "quantization_extra_repr",
+        "resolve_quantization_backend",
+    ],  # fmt: skip
     "peft.tuners.ia3": ["Linear4bit", "Linear8bitLt"],
     "peft.tuners.randlora": ["Linear4bit", "Linear8bitLt"],
     "peft.tuners.road": ["Linear4bit", "Linear8bitLt"],
@@ -921,6 +914,10 @@ EXPECTED["peft.tuners.lora.arrow"] = ["GKS_ADAPTER_PREFIX", "TASK_ADAPTER_PREFIX
 
 _INCIDENTAL = "an import the reference's module makes of a name defined elsewhere; import it from its home"
 _REFERENCE_INTERNAL = "an internal of the reference's implementation, which is built differently here"
+_GPTQ_KERNEL_CHOICE = (
+    "chooses a GPTQModel kernel class for the reference's own GPTQ layer dispatch; here the loader creates the GPTQ "
+    "layers and the gptq quantization backend recognises them (is_gptqmodel_quant_linear)"
+)
 # module -> {name: why it is deliberately not provided}
 NOT_PROVIDED: dict[str, dict[str, str]] = {
     "peft.mapping": {"TYPE_CHECKING": _INCIDENTAL},
@@ -948,6 +945,25 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
         "infer_device": _INCIDENTAL,
     },
     "peft.tuners.adaption_prompt.config": {"ModelTypeConfig": _REFERENCE_INTERNAL},
+    "peft.tuners.glora.layer": {"GloraEmptyPath": 'a "none" support holds no module here: nothing stored or computed'},
+    "peft.tuners.shadow.diffusion_models": dict.fromkeys(
+        [
+            "DetachedFluxShadowModel",
+            "DiffusionShadowBackend",
+            "Flux2ShadowBackend",
+            "freeze_flux_stem_embeddings",
+            "get_diffusion_shadow_backend",
+            "validate_pretrained_flux_shadow",
+        ],
+        "the Flux2-specific diffusion backend is not implemented: diffusion transformers get the generic token-wise "
+        "shadow backbone (peft.tuners.shadow.backbone)",
+    ),
+    "peft.tuners.xlora.layer": {
+        "XLoraConv2dLayer": "X-LoRA experts adapt linear layers and embeddings here (the scalings weight each token's "
+        "input); experts on Conv2d layers are refused with an error"
+    },
+    "peft.tuners.lora.gptq": {"dispatch_gptq": "layer dispatch is the tuner's layers_mapping here"},
+    "peft.tuners.lora.te": {"dispatch_transformer_engine": "layer dispatch is the tuner's layers_mapping here"},
     "peft.tuners.adaption_prompt.layer": {
         "AdaptedAttentionGPT": "adaption prompt supports Llama/Mistral-style attention here, not GPT-2's"
     },
@@ -999,7 +1015,22 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
         "_get_module_names_tied_with_embedding": _REFERENCE_INTERNAL,
         "_get_no_split_modules": _REFERENCE_INTERNAL,
         "create_attention_mask": _REFERENCE_INTERNAL,
+        "get_gptqmodel_quant_linear": _GPTQ_KERNEL_CHOICE,
     },
+    "peft.utils": {"get_gptqmodel_quant_linear": _GPTQ_KERNEL_CHOICE},
+    "peft.utils.quantization_utils": dict.fromkeys(
+        [
+            "Bnb4bitBackend",
+            "Bnb8bitBackend",
+            "ForwardOnlyQuantizationBackend",
+            "HqqBackend",
+            "LayerType",
+            "QuantizationBackend",
+            "TorchaoBackend",
+        ],
+        "the quantization backends are peft.quantization's here, with another interface (get_weight/set_weight on "
+        "the base layer, register_quantization_backend)",
+    ),
     "peft.utils.transformers_weight_conversion": {
         "INCLUDE_LINEAR_LAYERS_SHORTHAND": _INCIDENTAL,
         **dict.fromkeys(
