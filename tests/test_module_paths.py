@@ -1114,6 +1114,29 @@ def test_re_exports_are_the_same_objects():
         peft.tuners.lora.model.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     )
     assert peft.get_base_model_state_dict is peft.utils.save_and_load.get_base_model_state_dict
+    # issues 12 and 16: the reference's module paths of names that live elsewhere here
+    import peft.tuners.cartridge.config
+    import peft.tuners.cartridge.model
+    import peft.tuners.delora.model
+    import peft.tuners.shadow.layers
+    import peft.tuners.xlora.layer
+    import peft.utils.integrations
+    import peft.utils.loftq_utils
+    import peft.utils.quantization_utils
+
+    assert peft.tuners.cartridge.config.CartridgeConfig is peft.CartridgeConfig
+    assert peft.tuners.cartridge.model.CartridgeEncoder is peft.CartridgeEncoder
+    assert peft.tuners.shadow.layers.ShadowLayer is peft.tuners.shadow.ShadowLayer
+    assert peft.tuners.shadow.layers.ShadowCache is peft.tuners.shadow.ShadowCache
+    assert peft.tuners.xlora.layer.XLoraLinearLayer is peft.tuners.xlora.XLoraLinear
+    assert peft.tuners.xlora.layer.XLoraEmbeddingLayer is peft.tuners.xlora.XLoraEmbedding
+    assert peft.tuners.delora.model.TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING is (
+        peft.utils.TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING
+    )
+    assert peft.utils.get_quantization_config is peft.utils.other.get_quantization_config
+    assert peft.utils.integrations.dequantize_module_weight is peft.utils.quantization_utils.dequantize_module_weight
+    assert peft.utils.loftq_utils.replace_lora_weights_loftq is peft.utils.replace_lora_weights_loftq
+    assert peft.utils.replace_lora_weights_loftq is peft.replace_lora_weights_loftq
 
 
 def test_importing_the_module_paths_keeps_import_peft_light():

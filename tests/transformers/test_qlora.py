@@ -90,13 +90,19 @@ def test_merging_after_an_inference_forward_reads_the_cpu_packed_weight() -> Non
 
 def test_legacy_bnb_layer_names_are_deprecated_aliases() -> None:
     import peft.tuners.lora as lora
+    from peft.tuners import adalora
+    from peft.tuners.adalora import gptq as adalora_gptq
     from peft.tuners.lora import bnb as lora_bnb
+    from peft.tuners.lora import gptq as lora_gptq
+    from peft.tuners.lora import te as lora_te
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert lora.Linear4bit is lora.Linear and lora.Linear8bitLt is lora.Linear
         assert lora_bnb.Linear4bit is lora.Linear
-    assert caught and all(issubclass(w.category, DeprecationWarning) for w in caught)
+        assert lora_gptq.GPTQLoraLinear is lora.Linear and lora_te.TeLinear is lora.Linear
+        assert adalora.SVDQuantLinear is adalora_gptq.SVDQuantLinear is adalora.SVDLinear
+    assert len(caught) == 7 and all(issubclass(w.category, DeprecationWarning) for w in caught)
     base = fixtures.quantized_base(FIXTURES / "qlora_llama_nf4")
     model = get_peft_model(base, LoraConfig(**fixtures.LORA))
     with warnings.catch_warnings():
@@ -111,3 +117,15 @@ def test_a_packed_weight_no_backend_claims_is_refused_at_injection() -> None:
         TypeError, match=r"torch.nn.modules.linear.Linear stores its weight as torch.uint8.*bitsandbytes"
     ):
         get_peft_model(model, LoraConfig(target_modules=["0"]))
+
+
+def test_get_quantization_config_returns_the_config_of_the_method_the_model_was_quantized_with() -> None:
+    from peft.utils import get_quantization_config, get_quantization_kwargs
+
+    base = fixtures.quantized_base(FIXTURES / "qlora_llama_nf4")
+    config = get_quantization_config(base, "bitsandbytes")
+    assert config is base.config.quantization_config and config.load_in_4bit
+    assert get_quantization_config(base, "gptq") is None
+    assert get_quantization_config(torch.nn.Linear(2, 2), "bitsandbytes") is None
+    # the backends need nothing from the model: each reads its layer's settings from the layer
+    assert get_quantization_kwargs(base) == {}

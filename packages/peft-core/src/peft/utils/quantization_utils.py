@@ -46,13 +46,10 @@ def get_quantization_kwargs(model: nn.Module) -> dict[str, Any]:
 
 
 def quantization_extra_repr(module: nn.Module) -> str:
-    """``module``'s ``nn.Module`` extra repr, followed by ``quantization_backend='<name>'`` when ``module`` has a
-    ``quantization_backend`` (an adapter layer on a quantized base layer)."""
-    parts = [nn.Module.extra_repr(module)]
+    """``quantization_backend='<name>'`` when ``module`` has a ``quantization_backend`` (an adapter layer on a
+    quantized base layer), else empty: what adapter layers add to their repr."""
     backend = getattr(module, "quantization_backend", None)
-    if backend is not None:
-        parts.append(f"quantization_backend={backend.backend_name!r}")
-    return ", ".join(part for part in parts if part)
+    return f"quantization_backend={backend.backend_name!r}" if backend is not None else ""
 
 
 def dequantize_module_weight(module: nn.Module) -> torch.Tensor:
