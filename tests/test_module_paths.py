@@ -879,8 +879,18 @@ _ISSUE_12 = {
     "peft.tuners.lora": ["GPTQLoraLinear", "Linear4bit", "Linear8bitLt", "LoftQConfig"],
     "peft.tuners.lora.config": ["LoftQConfig"],
     "peft.tuners.lora.bnb": ["Linear4bit", "Linear8bitLt"],
+    "peft.tuners.lora.aqlm": ["AqlmLoraLinear"],
+    "peft.tuners.lora.awq": ["AwqLoraLinear"],
+    "peft.tuners.lora.eetq": ["EetqLoraLinear"],
     "peft.tuners.lora.gptq": ["GPTQLoraLinear"],
+    "peft.tuners.lora.hqq": ["HqqLoraLinear"],
+    "peft.tuners.lora.inc": ["IncLoraLinear"],
     "peft.tuners.lora.te": ["TeLinear"],
+    "peft.tuners.lora.torchao": ["TorchaoLoraLinear"],
+    "peft.tuners.lora.tp_layer": ["LoraParallelLinear"],
+    "peft.tuners.hira": ["Linear4bit", "Linear8bitLt"],
+    "peft.tuners.hira.bnb": ["Linear4bit", "Linear8bitLt"],
+    "peft.tuners.pvera.bnb": ["Linear4bit", "Linear8bitLt"],
     "peft.utils": [
         "get_quantization_config",
         "get_quantization_kwargs",
@@ -962,8 +972,20 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
         "XLoraConv2dLayer": "X-LoRA experts adapt linear layers and embeddings here (the scalings weight each token's "
         "input); experts on Conv2d layers are refused with an error"
     },
-    "peft.tuners.lora.gptq": {"dispatch_gptq": "layer dispatch is the tuner's layers_mapping here"},
-    "peft.tuners.lora.te": {"dispatch_transformer_engine": "layer dispatch is the tuner's layers_mapping here"},
+    **{
+        f"peft.tuners.lora.{module}": {f"dispatch_{backend}": "layer dispatch is the tuner's layers_mapping here"}
+        for module, backend in [
+            ("aqlm", "aqlm"),
+            ("awq", "awq"),
+            ("eetq", "eetq"),
+            ("gptq", "gptq"),
+            ("hqq", "hqq"),
+            ("inc", "inc"),
+            ("te", "transformer_engine"),
+            ("torchao", "torchao"),
+            ("tp_layer", "megatron"),
+        ]
+    },
     "peft.tuners.adaption_prompt.layer": {
         "AdaptedAttentionGPT": "adaption prompt supports Llama/Mistral-style attention here, not GPT-2's"
     },
@@ -1139,6 +1161,38 @@ def test_re_exports_are_the_same_objects():
     assert peft.utils.replace_lora_weights_loftq is peft.replace_lora_weights_loftq
 
 
+_PER_BACKEND_CLASSES = [
+    *[
+        (f"peft.tuners.lora.{module}", name, "peft.tuners.lora.layer.Linear")
+        for module, name in [
+            ("aqlm", "AqlmLoraLinear"),
+            ("awq", "AwqLoraLinear"),
+            ("eetq", "EetqLoraLinear"),
+            ("gptq", "GPTQLoraLinear"),
+            ("hqq", "HqqLoraLinear"),
+            ("inc", "IncLoraLinear"),
+            ("te", "TeLinear"),
+            ("torchao", "TorchaoLoraLinear"),
+            ("tp_layer", "LoraParallelLinear"),
+        ]
+    ],
+    ("peft.tuners.adalora", "SVDQuantLinear", "peft.tuners.adalora.layer.SVDLinear"),
+    ("peft.tuners.adalora.gptq", "SVDQuantLinear", "peft.tuners.adalora.layer.SVDLinear"),
+    ("peft.tuners.hira", "Linear4bit", "peft.tuners.hira.layer.Linear"),
+    ("peft.tuners.hira.bnb", "Linear8bitLt", "peft.tuners.hira.layer.Linear"),
+    ("peft.tuners.pvera.bnb", "Linear4bit", "peft.tuners.pvera.layer.Linear"),
+]
+
+
+@pytest.mark.parametrize(("module_name", "name", "ordinary"), _PER_BACKEND_CLASSES)
+def test_per_backend_layer_classes_are_deprecated_aliases_of_the_ordinary_layer(module_name, name, ordinary):
+    """Issue 12: an adapter on any quantized base layer is the ordinary layer (its backend handles the format)."""
+    ordinary_module, ordinary_name = ordinary.rsplit(".", 1)
+    with pytest.warns(DeprecationWarning, match=rf"{module_name}\.{name} is deprecated"):
+        alias = getattr(importlib.import_module(module_name), name)
+    assert alias is getattr(importlib.import_module(ordinary_module), ordinary_name)
+
+
 def test_importing_the_module_paths_keeps_import_peft_light():
     """``import peft`` alone still imports no method, no host and no transformers; the module paths above load what
     they need on first use."""
@@ -1172,14 +1226,17 @@ for info in pkgutil.iter_modules(peft.tuners.__path__, "peft.tuners."):
         surface[info.name] = list(getattr(module, "__all__", []))
 wanted = json.loads(sys.argv[1])
 def defined_in_source(m, n):
-    # a module this environment cannot import (an optional dependency it lacks): its top-level names, from the source
+    # a module this environment cannot import, or a name it defines only when an optional dependency is installed
+    # (under a top-level `if is_..._available():`): its top-level names, from the source
     import ast, importlib.util
     try:
         tree = ast.parse(open(importlib.util.find_spec(m).origin).read())
     except Exception:
         return False
     names = set()
-    for node in tree.body:
+    nodes = list(tree.body)
+    nodes += [child for node in tree.body if isinstance(node, ast.If) for child in node.body]
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -1195,7 +1252,7 @@ def has(m, n):
         return defined_in_source(m, n)
     except Exception:
         return False
-    return n == "*" or hasattr(module, n)
+    return n == "*" or hasattr(module, n) or defined_in_source(m, n)
 exists = {m: [n for n in names if has(m, n)] for m, names in wanted.items()}
 json.dump({"surface": surface, "exists": exists}, sys.stdout)
 """
