@@ -887,7 +887,6 @@ _ISSUE_12 = {
     "peft.tuners.lora.inc": ["IncLoraLinear"],
     "peft.tuners.lora.te": ["TeLinear"],
     "peft.tuners.lora.torchao": ["TorchaoLoraLinear"],
-    "peft.tuners.lora.tp_layer": ["LoraParallelLinear"],
     "peft.tuners.hira": ["Linear4bit", "Linear8bitLt"],
     "peft.tuners.hira.bnb": ["Linear4bit", "Linear8bitLt"],
     "peft.tuners.pvera.bnb": ["Linear4bit", "Linear8bitLt"],
@@ -983,9 +982,13 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
             ("inc", "inc"),
             ("te", "transformer_engine"),
             ("torchao", "torchao"),
-            ("tp_layer", "megatron"),
         ]
     },
+    "peft.tuners.lora.tp_layer": dict.fromkeys(
+        ["LoraParallelLinear", "dispatch_megatron", "get_default_module_allowlist"],
+        "adapters on Megatron tensor-parallel layers are refused at injection here (megatron_config is not "
+        "implemented)",
+    ),
     "peft.tuners.adaption_prompt.layer": {
         "AdaptedAttentionGPT": "adaption prompt supports Llama/Mistral-style attention here, not GPT-2's"
     },
@@ -1173,7 +1176,6 @@ _PER_BACKEND_CLASSES = [
             ("inc", "IncLoraLinear"),
             ("te", "TeLinear"),
             ("torchao", "TorchaoLoraLinear"),
-            ("tp_layer", "LoraParallelLinear"),
         ]
     ],
     ("peft.tuners.adalora", "SVDQuantLinear", "peft.tuners.adalora.layer.SVDLinear"),
