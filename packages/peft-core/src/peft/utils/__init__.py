@@ -51,6 +51,10 @@ _MOVED = {
     "set_peft_model_state_dict": "peft.state_dict",
     "register_peft_method": "peft.registry",
     "resolve_quantization_backend": "peft.quantization",
+    "get_quantization_config": "peft.quantization.helpers",
+    "get_quantization_kwargs": "peft.quantization.helpers",
+    "quantization_extra_repr": "peft.quantization.helpers",
+    "replace_lora_weights_loftq": "peft.tuners.lora",
 }
 
 __all__ = [

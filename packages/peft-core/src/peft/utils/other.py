@@ -25,6 +25,9 @@ _MOVED = {
     "set_additional_trainable_modules": "peft.auxiliary.injection",
     "get_pattern_key": "peft.tuners._targeting",
     "match_target_against_key": "peft.tuners._targeting",
+    "get_quantization_config": "peft.quantization.helpers",
+    "is_gptqmodel_awq_layer": "peft.quantization.helpers",
+    "is_gptqmodel_quant_linear": "peft.quantization.helpers",
 }
 
 
