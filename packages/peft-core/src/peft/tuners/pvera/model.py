@@ -22,10 +22,6 @@ class PveraModel(SharedProjectionTuner):
     ``pvera_A`` (``2r x largest in_features``) and then ``pvera_B`` (``largest out_features x r``) are drawn
     Kaiming-uniform from ``projection_prng_key`` on the CPU (reproducible bit for bit) and shared by every layer and
     adapter.
-
-    Example:
-        >>> from peft import PveraConfig, get_peft_model
-        >>> model = get_peft_model(model, PveraConfig(r=128, target_modules=["query", "value"]))
     """
 
     tuner_layer_cls = PveraLayer

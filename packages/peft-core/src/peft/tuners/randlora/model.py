@@ -50,10 +50,6 @@ class RandLoraModel(SharedProjectionTuner):
     With ``(out, in)`` the largest adapted shape, ``m = min(out, in)`` and ``M = max(out, in)``: ``randlora_A`` is
     ``(r, 1, m)`` and ``randlora_B`` is ``(M, ceil(m / r), r)``, drawn once from ``projection_prng_key`` on the CPU and
     each divided by its standard deviation.
-
-    Example:
-        >>> from peft import RandLoraConfig, get_peft_model
-        >>> model = get_peft_model(model, RandLoraConfig(r=32, target_modules=["q_proj", "v_proj"]))
     """
 
     tuner_layer_cls = RandLoraLayer

@@ -26,10 +26,6 @@ class VeraModel(SharedProjectionTuner):
 
     ``vera_A`` (``r x largest in_features``) and ``vera_B`` (``largest out_features x r``) are drawn once from
     ``projection_prng_key`` on the CPU (reproducible bit for bit) and shared by every layer and adapter.
-
-    Example:
-        >>> from peft import VeraConfig, get_peft_model
-        >>> model = get_peft_model(model, VeraConfig(r=128, target_modules=["q_proj", "v_proj"]))
     """
 
     tuner_layer_cls = VeraLayer
