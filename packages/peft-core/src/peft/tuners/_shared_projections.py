@@ -104,6 +104,10 @@ class SharedProjectionLayer(BaseTunerLayer):
         self._projections: dict[str, SharedBufferDict] | None = None
 
     # ---------------------------------------------------------------------------------------------- per method
+    def _init_trainables(self, adapter_name: str, r: int, init_weights: bool, **options: Any) -> None:
+        """Create the trainable tensors of ``adapter_name`` from the method's ``options`` (its config's fields)."""
+        raise NotImplementedError
+
     def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
         """``{projection name: least shape}`` this layer slices for ``adapter_name``."""
         raise NotImplementedError
@@ -113,20 +117,33 @@ class SharedProjectionLayer(BaseTunerLayer):
         raise NotImplementedError
 
     # ---------------------------------------------------------------------------------------------- helpers
-    def _update_common(
-        self, adapter_name: str, projections: dict[str, SharedBufferDict] | None, r: int, dropout: float
+    def update_layer(
+        self,
+        adapter_name: str,
+        r: int,
+        projections: dict[str, SharedBufferDict] | None = None,
+        init_weights: bool = True,
+        **options: Any,
     ) -> None:
-        """Record ``r`` and the input dropout of ``adapter_name`` (and the model's current projection containers).
+        """Create (or replace) adapter ``adapter_name`` on this layer.
+
+        Args:
+            r: the adapter's rank (see the method's config).
+            projections: the model's projection containers.
+            init_weights: ``True``: the adapter starts as the identity (see the method's config).
+            options: the method's other config fields; the input dropout is the one named ``dropout_name``.
 
         Raises:
-            ValueError: if ``r`` is not a positive integer or ``dropout`` not a probability.
+            ValueError: if ``r`` is not a positive integer or the dropout not a probability.
         """
+        dropout = options.pop(self.dropout_name, 0.0)
         check_positive_int(f"{type(self).__name__}.r", r)
         check_probability(type(self).__name__, self.dropout_name, dropout)
         if projections is not None:
             self._projections = projections
         self.r[adapter_name] = r
         getattr(self, self.dropout_name)[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self._init_trainables(adapter_name, r, init_weights, **options)
 
     def _new_vector(self, values: torch.Tensor) -> nn.Parameter:
         """``values`` as a parameter on the base layer's device and dtype (drawn on the CPU in float32 first, so

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._shared_projections import SharedBufferDict, projection_property
+from peft.tuners._shared_projections import projection_property
 from peft.tuners.vera.layer import ScaledProjectionLayer
 from peft.utils.warnings import warn
 
@@ -38,35 +38,19 @@ class PveraLayer(ScaledProjectionLayer):
     pvera_A = projection_property("pvera_A")
     pvera_B = projection_property("pvera_B")
 
-    def update_layer(
+    def _init_trainables(
         self,
         adapter_name: str,
         r: int,
-        projections: dict[str, SharedBufferDict] | None = None,
-        pvera_dropout: float = 0.0,
+        init_weights: bool,
         d_initial: float = 0.1,
-        init_weights: bool = True,
         sample_at_inference: bool = False,
         generator_seed: int | None = None,
-        **kwargs: Any,
+        **options: Any,
     ) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer.
-
-        Args:
-            r: rank: the adapter uses the first ``2r`` rows of the shared ``A`` and ``r`` columns of ``B``.
-            projections: the model's projection containers.
-            pvera_dropout: dropout on the adapter's input.
-            d_initial: initial value of ``pvera_lambda_d`` with ``init_weights``.
-            init_weights: ``True``: ``lambda_b = 0``, ``lambda_d = d_initial`` (identity); ``False``:
-                ``lambda_b = 1``, ``lambda_d`` standard normal.
-            sample_at_inference: sample the latent in inference too.
-            generator_seed: seed of this adapter's noise generator (None: torch's global random state).
-
-        Raises:
-            ValueError: if ``r`` is not positive or ``pvera_dropout`` not a probability.
-        """
-        self._update_common(adapter_name, projections, r, pvera_dropout)
-        self._init_vectors(adapter_name, r, d_initial, init_weights)
+        """VeRA's vectors, and whether and from which seed the latent is sampled (``sample_at_inference``: in
+        inference too; ``generator_seed``: None for torch's global random state)."""
+        super()._init_trainables(adapter_name, r, init_weights, d_initial)
         self.sample_at_inference[adapter_name] = sample_at_inference
         # a CPU generator per adapter: adding an adapter never changes another one's noise; generators cannot move
         # between devices, so the noise is drawn on the CPU and moved

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners._shared_projections import SharedBufferDict, SharedProjectionLayer, projection_property
+from peft.tuners._shared_projections import SharedProjectionLayer, projection_property
 
 
 class ScaledProjectionLayer(SharedProjectionLayer):
@@ -24,7 +24,9 @@ class ScaledProjectionLayer(SharedProjectionLayer):
     # rows of ``A`` (entries of ``lambda_d``) an adapter of rank r uses
     rows_per_rank: ClassVar[int] = 1
 
-    def _init_vectors(self, adapter_name: str, r: int, d_initial: float, init_weights: bool) -> None:
+    def _init_trainables(
+        self, adapter_name: str, r: int, init_weights: bool, d_initial: float = 0.1, **options: Any
+    ) -> None:
         """``lambda_b = 0``, ``lambda_d = d_initial`` (identity) with ``init_weights``, else ``lambda_b = 1`` and
         ``lambda_d`` standard normal."""
         rows = self.rows_per_rank * r
@@ -96,32 +98,6 @@ class VeraLayer(ScaledProjectionLayer):
 
     vera_A = projection_property("vera_A")
     vera_B = projection_property("vera_B")
-
-    def update_layer(
-        self,
-        adapter_name: str,
-        r: int,
-        projections: dict[str, SharedBufferDict] | None = None,
-        vera_dropout: float = 0.0,
-        d_initial: float = 0.1,
-        init_weights: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer.
-
-        Args:
-            r: rank: how many rows of the shared ``A`` (columns of ``B``) this adapter uses.
-            projections: the model's projection containers.
-            vera_dropout: dropout on the adapter's input.
-            d_initial: initial value of ``vera_lambda_d`` with ``init_weights``.
-            init_weights: ``True``: ``lambda_b = 0``, ``lambda_d = d_initial`` (identity); ``False``:
-                ``lambda_b = 1``, ``lambda_d`` standard normal.
-
-        Raises:
-            ValueError: if ``r`` is not positive or ``vera_dropout`` not a probability.
-        """
-        self._update_common(adapter_name, projections, r, vera_dropout)
-        self._init_vectors(adapter_name, r, d_initial, init_weights)
 
     def reset_vera_parameters(self, adapter_name: str, d_initial: float = 0.1) -> None:
         """Back to the identity: ``lambda_b = 0``, ``lambda_d = d_initial``."""
