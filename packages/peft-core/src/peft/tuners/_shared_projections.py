@@ -93,6 +93,8 @@ class SharedProjectionLayer(BaseTunerLayer):
 
     # the per-adapter dropout container (one of other_param_names)
     dropout_name: ClassVar[str] = ""
+    # the model's projections the layer slices, as the tuner names them
+    projection_names: ClassVar[tuple[str, ...]] = ()
 
     def _init_adapter_state(self) -> None:
         if None in (self.in_features, self.out_features):
@@ -178,19 +180,24 @@ class SharedProjectionLayer(BaseTunerLayer):
 
 
 class SharedProjectionTuner(BaseTuner):
-    """Injects a shared-projection method's layers and owns the projections (``projection_names`` attributes, one
-    ``SharedBufferDict`` each). Subclasses set the recipe (``tuner_layer_cls``, ``layer_options``; their layer goes on
-    every linear layer, quantized or not) and implement ``_generate_projections``."""
+    """Injects a shared-projection method's layers and owns the projections (one ``SharedBufferDict`` attribute per
+    name of the layer's ``projection_names``). Subclasses set the recipe (``tuner_layer_cls``, ``layer_options``; their
+    layer goes on every linear layer, quantized or not) and implement ``_generate_projections``."""
 
     # the projections live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
     uses_shared_state = True
     projection_names: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.projection_names = cls.tuner_layer_cls.projection_names
+
     # ------------------------------------------------------------------------------------------ per method
     def _generate_projections(
-        self, config: SharedProjectionConfig, out_features: int, in_features: int
+        self, config: SharedProjectionConfig, out_features: int, in_features: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        """The projections (on the CPU) for layers of at most ``out_features x in_features``."""
+        """The projections (on the CPU, drawn from ``generator``) for layers of at most ``out_features x
+        in_features``."""
         raise NotImplementedError
 
     def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
@@ -245,7 +252,8 @@ class SharedProjectionTuner(BaseTuner):
         else:
             out_features = max(layer.out_features for _, layer in layers)
             in_features = max(layer.in_features for _, layer in layers)
-            projections = self._generate_projections(config, out_features, in_features)
+            generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
+            projections = self._generate_projections(config, out_features, in_features, generator)
             # on the base weights' device and floating dtype, as the reference (so its files have the same dtype)
             weight = next(
                 (p for _, layer in layers for p in layer.get_base_layer().parameters() if p.device.type != "meta"),

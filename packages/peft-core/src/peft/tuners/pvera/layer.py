@@ -32,7 +32,7 @@ class PveraLayer(ScaledProjectionLayer):
     adapter_layer_names = ("pvera_lambda_b", "pvera_lambda_d")
     other_param_names = ("r", "pvera_dropout", "sample_at_inference", "pvera_generator")
     dropout_name = "pvera_dropout"
-    _projection_names = ("pvera_A", "pvera_B")
+    projection_names = ("pvera_A", "pvera_B")
     rows_per_rank = 2
 
     pvera_A = projection_property("pvera_A")

@@ -49,6 +49,7 @@ class RandLoraLayer(SharedProjectionLayer):
     adapter_layer_names = ("randlora_lambda", "randlora_gamma")
     other_param_names = ("r", "scaling", "randlora_dropout")
     dropout_name = "randlora_dropout"
+    projection_names = ("randlora_A", "randlora_B")
 
     randlora_A = projection_property("randlora_A")
     randlora_B = projection_property("randlora_B")

@@ -53,12 +53,12 @@ class ScaledProjectionLayer(SharedProjectionLayer):
 
     def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
         r = self.r[adapter_name]
-        name_a, name_b = self._projection_names
+        name_a, name_b = self.projection_names
         return {name_a: (self.rows_per_rank * r, self.in_features), name_b: (self.out_features, r)}
 
     def _slices(self, adapter_name: str, like: torch.Tensor, rows_a: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``rows_a`` rows of ``A`` and the ``r`` columns of ``B`` this layer uses."""
-        name_a, name_b = self._projection_names
+        name_a, name_b = self.projection_names
         sliced_a = self._projection(name_a, adapter_name, (slice(rows_a), slice(self.in_features)), like)
         sliced_b = self._projection(
             name_b, adapter_name, (slice(self.out_features), slice(self.r[adapter_name])), like
@@ -94,7 +94,7 @@ class VeraLayer(ScaledProjectionLayer):
     adapter_layer_names = ("vera_lambda_b", "vera_lambda_d")
     other_param_names = ("r", "vera_dropout")
     dropout_name = "vera_dropout"
-    _projection_names = ("vera_A", "vera_B")
+    projection_names = ("vera_A", "vera_B")
 
     vera_A = projection_property("vera_A")
     vera_B = projection_property("vera_B")

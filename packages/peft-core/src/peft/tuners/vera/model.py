@@ -30,13 +30,11 @@ class VeraModel(SharedProjectionTuner):
 
     tuner_layer_cls = VeraLayer
     layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
-    projection_names = ("vera_A", "vera_B")
     layer_options = ("r", "vera_dropout", "d_initial", "init_weights")
 
     def _generate_projections(
-        self, config: VeraConfig, out_features: int, in_features: int
+        self, config: VeraConfig, out_features: int, in_features: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
         vera_a = _kaiming_uniform((config.r, in_features), generator)
         vera_b = _kaiming_uniform((out_features, config.r), generator)
         return {"vera_A": vera_a, "vera_B": vera_b}
