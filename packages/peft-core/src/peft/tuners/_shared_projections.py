@@ -118,7 +118,7 @@ class SharedProjectionLayer(BaseTunerLayer):
         """The update ``(out, in)`` computed in ``dtype``."""
         raise NotImplementedError
 
-    # ---------------------------------------------------------------------------------------------- helpers
+    # ---------------------------------------------------------------------------------------------- adapters
     def update_layer(
         self,
         adapter_name: str,
@@ -147,6 +147,7 @@ class SharedProjectionLayer(BaseTunerLayer):
         getattr(self, self.dropout_name)[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
         self._init_trainables(adapter_name, r, init_weights, **options)
 
+    # ---------------------------------------------------------------------------------------------- helpers
     def _new_vector(self, values: torch.Tensor) -> nn.Parameter:
         """``values`` as a parameter on the base layer's device and dtype (drawn on the CPU in float32 first, so
         a seed gives the same values whatever the base layer's device or dtype)."""
