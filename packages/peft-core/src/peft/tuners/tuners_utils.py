@@ -59,7 +59,7 @@ from peft.utils.constants import (
 )
 from peft.utils.error import CheckpointMismatchError, NoMatchingPeftModuleError
 from peft.utils.other import _get_submodules, delegated_getattr
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 from peft.utils.torch_internals import collection_paused
 from peft.utils.warnings import warn
 
@@ -92,8 +92,7 @@ _get_in_out_features = get_in_out_features
 _MOVED = {"replicate_layers": "peft.tuners.lora.model", "PEFT_TYPE_TO_PREFIX_MAPPING": "peft.registry"}
 
 
-def __getattr__(name: str) -> Any:
-    return reference_path_attribute(__name__, name, _MOVED)
+__getattr__ = reference_path_getattr(__name__, _MOVED)
 
 
 def _maybe_include_all_linear_layers(peft_config: PeftConfig, model: nn.Module) -> PeftConfig:

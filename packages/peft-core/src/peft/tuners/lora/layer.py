@@ -34,7 +34,7 @@ from peft.tuners.tuners_layer import (
     LazyAdapterContainer,
     MixedBatch,
 )
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 from peft.utils.torch_internals import (
     forward_is_hooked,
     new_linear,
@@ -527,7 +527,7 @@ def is_lora_layer(module: object) -> bool:
     return isinstance(module, LoraLayer) and module.holds_plain_lora_factors
 
 
-def __getattr__(name: str) -> Any:
-    # LoRA layers the reference defines in this module; here they have their own modules, which import this one
-    homes = {"ParamWrapper": "peft.tuners.lora.param_wrapper", "MultiheadAttention": "peft.tuners.lora.mha"}
-    return reference_path_attribute(__name__, name, homes)
+# LoRA layers the reference defines in this module; here they have their own modules, which import this one
+__getattr__ = reference_path_getattr(
+    __name__, {"ParamWrapper": "peft.tuners.lora.param_wrapper", "MultiheadAttention": "peft.tuners.lora.mha"}
+)
