@@ -53,22 +53,27 @@ def _installed_version(module_name: str, distribution: str | None = None) -> Ver
         return None
 
 
-def _installed_check(module_name: str, distribution: str | None = None) -> Callable[[], bool]:
-    """A cached ``is_<package>_available()``: whether ``module_name`` is installed with readable metadata."""
+def _installed_check(
+    short: str, module_name: str | None = None, distribution: str | None = None
+) -> Callable[[], bool]:
+    """A cached ``is_<short>_available()``: whether ``module_name`` (default ``short``) is installed with readable
+    metadata."""
+    module_name = module_name or short
 
     @lru_cache
     def is_available() -> bool:
         return _installed_version(module_name, distribution) is not None
 
+    is_available.__name__ = is_available.__qualname__ = f"is_{short}_available"
     return is_available
 
 
-is_bnb_available = _installed_check("bitsandbytes")
+is_bnb_available = _installed_check("bnb", "bitsandbytes")
 is_optimum_available = _installed_check("optimum")
 is_aqlm_available = _installed_check("aqlm")
 is_eetq_available = _installed_check("eetq")
 is_hqq_available = _installed_check("hqq")
-is_inc_available = _installed_check("neural_compressor", "neural-compressor")
+is_inc_available = _installed_check("inc", "neural_compressor", "neural-compressor")
 is_diffusers_available = _installed_check("diffusers")
 
 
