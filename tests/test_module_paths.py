@@ -249,9 +249,10 @@ EXPECTED: dict[str, list[str]] = {
         "get_peft_model",
     ],
     "peft.mixed_model": ["PeftMixedModel"],
-    "peft.optimizers": ["create_lorafa_optimizer", "create_loraplus_optimizer"],
+    "peft.optimizers": ["create_lorafa_optimizer", "create_loraplus_optimizer", "create_riemannian_optimizer"],
     "peft.optimizers.lorafa": ["LoraFAOptimizer", "create_lorafa_optimizer"],
     "peft.optimizers.loraplus": ["create_loraplus_optimizer"],
+    "peft.optimizers.riemannian": ["create_riemannian_optimizer"],
     "peft.peft_model": [
         "PEFT_TYPE_TO_TUNER_MAPPING",
         "PeftModel",
@@ -869,9 +870,7 @@ PENDING: dict[str, dict[str, list[str]]] = {
         ],  # fmt: skip
     },
     "issue 17 (LoRA initialisations, variants, conversion, optimizers)": {
-        "peft.auto": ["check_import_allowlist", "get_default_import_allowlist"],
-        "peft.optimizers": ["create_riemannian_optimizer"],
-        "peft.tuners.lora.variants": ["*"],
+        "peft.tuners.lora.variants": ["MiCAEmbeddingVariant", "MiCALinearVariant"],
     },
     "issue 12 (quantization backends and their layer classes)": {
         "peft.tuners.adalora": ["SVDQuantLinear"],
@@ -917,6 +916,27 @@ for _module in ("peft", "peft.tuners", "peft.tuners.lora"):
     EXPECTED[_module] = sorted({*EXPECTED[_module], "create_arrow_model"})
 EXPECTED["peft.tuners.lora.monteclora"] = ["MontecloraSampler"]
 EXPECTED["peft.helpers"] = sorted({*EXPECTED.get("peft.helpers", []), "MontecloraTrainerMixin"})
+EXPECTED["peft.auto"] = sorted({*EXPECTED["peft.auto"], "check_import_allowlist", "get_default_import_allowlist"})
+EXPECTED["peft.tuners.lora.variants"] = [
+    "ALoraLinearVariant",
+    "ArrowLinearVariant",
+    "BdLoraLinearVariant",
+    "BlockDiagonalLinear",
+    "DoraConv1dVariant",
+    "DoraConv2dVariant",
+    "DoraConv3dVariant",
+    "DoraEmbeddingVariant",
+    "DoraLinearVariant",
+    "KasaLinearVariant",
+    "LoraVariant",
+    "MontecloraLinearVariant",
+    "QALoraLinearVariant",
+    "VeloraLinearVariant",
+    "calculate_alora_offsets",
+    "get_alora_offsets_for_forward",
+    "get_alora_offsets_for_generate",
+    "is_alora_relevant_in_batch",
+]
 EXPECTED["peft.tuners.lora.arrow"] = ["GKS_ADAPTER_PREFIX", "TASK_ADAPTER_PREFIX", "create_arrow_model"]
 
 _INCIDENTAL = "an import the reference's module makes of a name defined elsewhere; import it from its home"

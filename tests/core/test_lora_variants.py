@@ -390,3 +390,58 @@ def test_arrow_refuses_merging_and_incompatible_experts(tmp_path):
     model = create_arrow_model(_mlp(), paths[:2], ArrowConfig(top_k=1))
     with pytest.raises(RuntimeError, match=r"Adapters \['arrow_router'\] use a LoRA variant that cannot be merged"):
         model.merge_and_unload()
+
+
+# ------------------------------------------------------------------------------------- peft.tuners.lora.variants
+def test_each_layer_holds_an_instance_of_its_variant_as_the_reference_module_path_names_it():
+    from peft.tuners.lora.variants import BdLoraLinearVariant, DoraEmbeddingVariant, DoraLinearVariant
+
+    base = nn.ModuleDict({"emb": nn.Embedding(10, 12), "lin": nn.Linear(12, 8)})
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["emb", "lin"], use_dora=True))
+    assert isinstance(model.base_model.model["lin"].lora_variant["default"], DoraLinearVariant)
+    assert isinstance(model.base_model.model["emb"].lora_variant["default"], DoraEmbeddingVariant)
+    model = get_peft_model(_mlp(), _bd_config())
+    assert isinstance(model.base_model.model[2].lora_variant["default"], BdLoraLinearVariant)
+
+
+@pytest.mark.parametrize(
+    ("rows", "tokens", "expected"),
+    [
+        ([[0, 1, 2, 3], [0, 4, 5, 6]], [1, 2], [3, None]),  # found in row 0 only
+        ([[1, 2, 1, 2], [7, 1, 2, 7]], [1, 2], [2, 3]),  # the last occurrence counts
+        ([[1, 2, 3, 4]], None, [None]),  # not an aLoRA adapter
+    ],
+)
+def test_calculate_alora_offsets_counts_from_the_last_invocation_to_the_end(rows, tokens, expected):
+    from peft.tuners.lora.variants import calculate_alora_offsets
+
+    configs = {"default": LoraConfig(alora_invocation_tokens=tokens)}
+    assert calculate_alora_offsets(configs, "default", torch.tensor(rows)) == expected
+
+
+def test_alora_offsets_per_row_adapter_and_for_forward():
+    from peft.tuners.lora.variants import calculate_alora_offsets, get_alora_offsets_for_forward
+
+    configs = {"a": LoraConfig(alora_invocation_tokens=[1]), "b": LoraConfig(alora_invocation_tokens=[2])}
+    ids = torch.tensor([[0, 1, 1], [0, 2, 5], [1, 1, 1]])
+    assert calculate_alora_offsets(configs, "a", ids, adapter_names=["a", "b", "__base__"]) == [1, 2, None]
+
+    model = get_peft_model(_mlp(), LoraConfig(target_modules=["0"], alora_invocation_tokens=[3]))
+    assert get_alora_offsets_for_forward(model, torch.tensor([[3, 0, 0]]), foo=1) == {"alora_offsets": [3], "foo": 1}
+    with pytest.warns(UserWarning, match="only inputs_embeds"):
+        assert get_alora_offsets_for_forward(model, inputs_embeds=torch.ones(1, 3, 12)) == {"alora_offsets": None}
+    plain = get_peft_model(_mlp(), LoraConfig(target_modules=["0"]))
+    assert get_alora_offsets_for_forward(plain, torch.tensor([[3, 0, 0]])) == {}
+
+
+def test_block_diagonal_linear_exposes_its_dense_matrix_and_computes_with_it():
+    from peft.tuners.lora.variants import BlockDiagonalLinear
+
+    layer = BlockDiagonalLinear(in_features=6, out_features=4, nblocks=2)
+    nn.init.normal_(layer.weight)
+    dense = layer.weight_as_blockdiagonal_matrix()
+    torch.testing.assert_close(dense, _block_diagonal(layer.weight.detach(), 2))
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(layer(x), x @ dense.T)
+    with pytest.raises(ValueError, match="not divisible by nblocks=4"):
+        BlockDiagonalLinear(in_features=6, out_features=4, nblocks=4)

@@ -37,8 +37,8 @@ class BlockDiagonalLinear(nn.Module):
         super().__init__()
         if in_features % nblocks or out_features % nblocks:
             raise ValueError(
-                f"BD-LoRA needs both sides of its block-diagonal factor ({in_features} -> {out_features}) to be "
-                f"divisible by nblocks={nblocks}."
+                f"BD-LoRA: a side of the block-diagonal factor ({in_features} -> {out_features}) is not divisible by "
+                f"nblocks={nblocks}; both must be."
             )
         self.in_features, self.out_features, self.nblocks = in_features, out_features, nblocks
         self.weight = nn.Parameter(torch.empty(out_features, in_features // nblocks, device=device, dtype=dtype))
@@ -49,7 +49,7 @@ class BlockDiagonalLinear(nn.Module):
         per_block = torch.einsum("...bi,boi->...bo", x.unflatten(-1, (self.nblocks, -1)), blocks)
         return per_block.flatten(-2)
 
-    def dense_weight(self) -> torch.Tensor:
+    def weight_as_blockdiagonal_matrix(self) -> torch.Tensor:
         """The ``(out_features, in_features)`` matrix, zero off the diagonal blocks."""
         return torch.block_diag(*self.weight.chunk(self.nblocks, dim=0))
 
@@ -58,7 +58,7 @@ class BlockDiagonalLinear(nn.Module):
 
 
 def _dense(factor: nn.Module) -> torch.Tensor:
-    return factor.dense_weight() if isinstance(factor, BlockDiagonalLinear) else factor.weight
+    return factor.weight_as_blockdiagonal_matrix() if isinstance(factor, BlockDiagonalLinear) else factor.weight
 
 
 class BdLoraVariant(AdditiveLoraVariant):

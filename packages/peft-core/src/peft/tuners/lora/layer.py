@@ -236,7 +236,7 @@ class LoraLayer(BaseTunerLayer):
             initialiser(self, adapter_name, init_lora_weights, **kwargs)
         if variant is not None:
             variant.init(self, adapter_name=adapter_name, init_lora_weights=init_lora_weights, **kwargs)
-            self.lora_variant[adapter_name] = variant
+            self.lora_variant[adapter_name] = variant()  # an instance, as in the reference (isinstance checks)
         else:
             self.lora_variant.pop(adapter_name, None)
 
