@@ -869,9 +869,6 @@ PENDING: dict[str, dict[str, list[str]]] = {
             "GloraVectorPath",
         ],  # fmt: skip
     },
-    "issue 17 (LoRA initialisations, variants, conversion, optimizers)": {
-        "peft.tuners.lora.variants": ["MiCAEmbeddingVariant", "MiCALinearVariant"],
-    },
     "issue 12 (quantization backends and their layer classes)": {
         "peft.tuners.adalora": ["SVDQuantLinear"],
         "peft.utils": [
@@ -978,6 +975,11 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
     "peft.tuners.oft.layer": {"MultiplicativeDropoutLayer": _REFERENCE_INTERNAL},
     "peft.tuners.loha.layer": dict.fromkeys(["HadaWeight", "HadaWeightCP"], _REFERENCE_INTERNAL),
     "peft.tuners.randlora.layer": {"UniqueBaseGrad": _REFERENCE_INTERNAL},
+    "peft.tuners.lora.variants": dict.fromkeys(
+        ["MiCAEmbeddingVariant", "MiCALinearVariant"],
+        "MiCA is an initialisation here (init_lora_weights='mica', B frozen through the layer's "
+        "frozen_peft_weight_names), not a LoRA variant",
+    ),
     "peft.tuners.lora.dora": dict.fromkeys(
         [
             "DoraConv1dLayer",

@@ -230,6 +230,7 @@ class LoraLayer(BaseTunerLayer):
         self.use_dora[adapter_name] = use_dora
         self.lora_bias[adapter_name] = lora_bias
         initialiser = lora_initialiser(init_lora_weights)
+        self.frozen_peft_weight_names.pop(adapter_name, None)  # a replaced adapter trains in full unless its init says
         if initialiser is None:
             self.reset_lora_parameters(adapter_name, init_lora_weights)
         else:  # PiSSA, OLoRA, CorDA, LoftQ, ...: see peft.tuners.lora.initialization
