@@ -631,3 +631,20 @@ def test_method_common_fan_in_fan_out_on_a_linear_layer_is_corrected_with_a_warn
         peft_model = get_peft_model(model, config)
     assert peft_model.peft_config["default"].fan_in_fan_out is False
     assert getattr(peft_model.base_model.model.lin, "fan_in_fan_out", False) is False
+
+
+def test_pattern_keys_that_match_no_targeted_module_are_reported_by_name():
+    """A typo in rank_pattern/alpha_pattern would leave the module at the default rank silently."""
+    config = LoraConfig(
+        target_modules=["a", "b"], rank_pattern={"a": 2, "typo": 3}, alpha_pattern={"^b": 4, "other.b": 5}
+    )
+    with pytest.warns(RuntimeWarning) as record:
+        model = get_peft_model(_container(a=nn.Linear(4, 4), b=nn.Linear(4, 4)), config)
+    messages = [str(w.message) for w in record if "did not match any targeted module" in str(w.message)]
+    assert len(messages) == 2
+    assert any(m.startswith("Some rank_pattern keys") and m.endswith("ignored: ['typo']") for m in messages)
+    assert any(m.startswith("Some alpha_pattern keys") and m.endswith("ignored: ['other.b']") for m in messages)
+    assert model.base_model.model.a.r["default"] == 2 and model.base_model.model.b.lora_alpha["default"] == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_peft_model(_container(a=nn.Linear(4, 4)), LoraConfig(target_modules=["a"], rank_pattern={"a": 2}))

@@ -30,6 +30,7 @@ from peft.tuners._targeting import (
     check_target_module_exists,
     closest_names,
     find_minimal_target_modules,
+    get_pattern_key,
 )
 from peft.tuners._tying import plan_weight_tying, tie_modules_to_save
 from peft.tuners.tuners_layer import (
@@ -510,6 +511,24 @@ class BaseTuner(nn.Module):
             )
         return [name for name in all_names if name in from_state_dict]
 
+    @staticmethod
+    def _warn_unused_pattern_keys(peft_config: PeftConfig, matched: list[str]) -> None:
+        """A key of a per-module dict (``rank_pattern``, ``alpha_pattern``...) that matches no targeted module is
+        most likely a typo, which would otherwise silently leave the module at the default."""
+        if getattr(peft_config, "target_parameters", None):
+            return  # keys may name parameters there
+        for field in dataclasses.fields(peft_config):
+            pattern = getattr(peft_config, field.name) if field.name.endswith("_pattern") else None
+            if not isinstance(pattern, dict):
+                continue
+            unused = [key for key in pattern if all(get_pattern_key([key], name) != key for name in matched)]
+            if unused:
+                warn(
+                    f"Some {field.name} keys did not match any targeted module (a key matches the end of a module "
+                    f"name, or its start with a leading '^'), so they were ignored: {unused}",
+                    RuntimeWarning,
+                )
+
     def _check_matches(
         self,
         peft_config: PeftConfig,
@@ -522,6 +541,7 @@ class BaseTuner(nn.Module):
             unused = selector.unused_entries()
             if unused and not excluded:
                 warn(f"target_modules entries {unused} matched no module of the model; they are ignored.")
+            self._warn_unused_pattern_keys(peft_config, matched)
             if getattr(peft_config, "exclude_modules", None) and not excluded:
                 warn(f"exclude_modules={sorted(_as_list(peft_config.exclude_modules))} excluded no module.")
             return
