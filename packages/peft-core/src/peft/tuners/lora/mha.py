@@ -38,13 +38,22 @@ class MultiheadAttention(LoraLayer, nn.Module):
 
     def __init__(self, base_layer: nn.Module, adapter_name: str, r: int = 0, lora_alpha: int = 1, **kwargs: Any):
         if not getattr(base_layer, "_qkv_same_embed_dim", True):
-            raise ValueError(f"Only same dim for query/key/value is supported as of now for {type(self).__name__}.")
+            raise ValueError(f"Only same embed for query/key/value is supported as of now for {type(self).__name__}.")
         if kwargs.get("use_dora"):
             raise ValueError(f"{type(self).__name__} does not support DoRA (yet), please set use_dora to False")
         super().__init__()
         self._init_lora_layer(base_layer, **kwargs)
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, r, lora_alpha, **kwargs)
+
+    @property
+    def out_proj(self) -> nn.Module:
+        """The base module's out-projection (without its adapter layer), as on ``nn.MultiheadAttention``."""
+        out_proj = self.get_base_layer().out_proj
+        return out_proj.get_base_layer() if isinstance(out_proj, LoraLayer) else out_proj
+
+    def merge_masks(self, *args: Any, **kwargs: Any) -> Any:
+        return self.get_base_layer().merge_masks(*args, **kwargs)
 
     def update_layer(self, adapter_name: str, r: int, lora_alpha: float, **kwargs: Any) -> None:
         base = self.get_base_layer()
@@ -131,3 +140,16 @@ class MultiheadAttention(LoraLayer, nn.Module):
 
     def __repr__(self) -> str:
         return "lora." + super().__repr__()
+
+
+def _base_attribute(name: str) -> property:
+    return property(lambda self: getattr(self.get_base_layer(), name), doc=f"The base module's ``{name}``.")
+
+
+# what code reading an nn.MultiheadAttention looks at (torch's transformer layers check batch_first...), read
+# through to the base module so that the adapted module answers as the original one
+for _name in (
+    "embed_dim", "kdim", "vdim", "_qkv_same_embed_dim", "num_heads", "dropout", "batch_first", "head_dim",
+    "in_proj_weight", "in_proj_bias", "bias_k", "bias_v", "add_zero_attn",
+):  # fmt: skip
+    setattr(MultiheadAttention, _name, _base_attribute(_name))
