@@ -381,14 +381,19 @@ def test_arrow_refuses_merging_and_incompatible_experts(tmp_path):
     from peft import ArrowConfig, create_arrow_model
 
     paths = _save_experts(tmp_path, ranks=(1, 1, 2))
-    with pytest.raises(ValueError, match="Arrow needs adapters with the same target modules and rank: 'task_2'"):
+    with pytest.raises(
+        ValueError,
+        match="Target modules or rank mismatch: Arrow needs adapters with the same target modules and rank; 'task_2'",
+    ):
         create_arrow_model(_mlp(), paths, ArrowConfig(top_k=1))
     with pytest.raises(ValueError, match=r"ArrowConfig.top_k=3 exceeds the 2 task adapters"):
         create_arrow_model(_mlp(), paths[:2], ArrowConfig(top_k=3))
     with pytest.raises(ValueError, match="general LoRA paths"):
         create_arrow_model(_mlp(), paths[:2], ArrowConfig(use_gks=True))
     model = create_arrow_model(_mlp(), paths[:2], ArrowConfig(top_k=1))
-    with pytest.raises(RuntimeError, match=r"Adapters \['arrow_router'\] use a LoRA variant that cannot be merged"):
+    with pytest.raises(
+        RuntimeError, match=r"Cannot merge an active Arrow router adapter.*Adapters \['arrow_router'\]"
+    ):
         model.merge_and_unload()
 
 
@@ -445,3 +450,11 @@ def test_block_diagonal_linear_exposes_its_dense_matrix_and_computes_with_it():
     torch.testing.assert_close(layer(x), x @ dense.T)
     with pytest.raises(ValueError, match="not divisible by nblocks=4"):
         BlockDiagonalLinear(in_features=6, out_features=4, nblocks=4)
+
+
+def test_alora_forward_refuses_beam_search_and_merging():
+    model = get_peft_model(_mlp(), LoraConfig(target_modules=["0"], alora_invocation_tokens=[3]))
+    with pytest.raises(ValueError, match=r"Beam search not yet supported for aLoRA \(num_beams=2\)"):
+        model(_x(), num_beams=2, alora_offsets=[1] * 5)
+    with pytest.raises(NotImplementedError, match=r"aLoRA does not support merging.*Adapters \['default'\]"):
+        model.merge_and_unload()

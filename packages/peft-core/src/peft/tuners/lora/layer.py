@@ -54,10 +54,11 @@ class LoraVariant:
     merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied. A variant whose effect
     is an added update may define ``update(module, adapter_name, x)`` (then mixed batches use it) and
     ``delta_weight(module, adapter_name)`` (the dense update, for merging). ``check`` refuses a layer the variant
-    cannot adapt, before anything is created; ``mergeable = False`` refuses merging.
+    cannot adapt, before anything is created; ``mergeable = False`` refuses merging (saying ``merge_refusal``).
     """
 
     mergeable: ClassVar[bool] = True
+    merge_refusal: ClassVar[str] = "This LoRA variant cannot be merged."  # why, when not mergeable
 
     @staticmethod
     def check(module: LoraLayer, **kwargs: Any) -> None:
@@ -305,10 +306,10 @@ class LoraLayer(BaseTunerLayer):
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
         unmergeable = [n for n in adapter_names if not getattr(self.lora_variant.get(n), "mergeable", True)]
         if unmergeable:
+            reasons = sorted({self.lora_variant[n].merge_refusal for n in unmergeable})
             raise NotImplementedError(
-                f"Adapters {unmergeable} use a LoRA variant that cannot be merged (aLoRA changes only the positions "
-                "from its invocation on, an Arrow router mixes adapters per token); use them unmerged, or delete "
-                "them before merging the others."
+                f"{' '.join(reasons)} Adapters {unmergeable}: use them unmerged, or delete them before merging the "
+                "others."
             )
         if any(self.lora_bias.get(n) for n in adapter_names) and self.bias is None:
             raise ValueError(
