@@ -162,3 +162,18 @@ def test_auto_peft_model_imports_the_base_class_of_auto_mapping_only_from_allowe
     config_file.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="'transformers_lookalike.models', which is not in the import allowlist"):
         AutoPeftModel.from_pretrained(tmp_path / "adapter")
+
+
+def test_prepare_model_for_gradient_checkpointing_makes_the_frozen_embeddings_output_require_grad():
+    """Reentrant checkpointing needs an input that requires grad, or the adapters inside the checkpointed blocks get
+    no gradient; with frozen embeddings, the preparation provides it (quantized models are prepared otherwise)."""
+    model = PeftModel(_tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+    embeddings = model.get_input_embeddings()
+    assert not embeddings(IDS).requires_grad
+    assert model.prepare_model_for_gradient_checkpointing(model) is model
+    assert embeddings(IDS).requires_grad
+
+    quantized = _tiny_llama().requires_grad_(False)
+    quantized.is_quantized = True
+    model.prepare_model_for_gradient_checkpointing(quantized)
+    assert not quantized.get_input_embeddings()(IDS).requires_grad

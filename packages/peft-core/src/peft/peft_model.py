@@ -22,9 +22,10 @@ from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
 from peft.tuners.alora_offsets import alora_call
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, mixed_batch
 from peft.utils.error import checkpoint_file
+from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, split_hub_kwargs, subdirectory  # noqa: F401
 
 # the file names are unused here, but the reference's peft.peft_model has them and code imports them from there
-from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, split_hub_kwargs, subdirectory  # noqa: F401
+from peft.utils.other import make_inputs_require_grad
 from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
 from peft.utils.warnings import warn
 
@@ -133,6 +134,18 @@ class PeftModel(nn.Module):
     def get_base_model(self) -> nn.Module:
         """The underlying model (with adapter layers injected)."""
         return self.base_model if self._is_prompt_learning else self.base_model.model
+
+    def prepare_model_for_gradient_checkpointing(self, model: nn.Module) -> nn.Module:
+        """Make ``model``'s input embeddings output require grad (unless it is quantized: preparing it for k-bit
+        training does that), so that gradient checkpointing with frozen embeddings still trains the adapters.
+
+        Returns:
+            ``model``.
+        """
+        quantized = ("is_loaded_in_8bit", "is_loaded_in_4bit", "is_quantized")
+        if not any(getattr(model, flag, False) for flag in quantized):
+            make_inputs_require_grad(model)
+        return model
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
