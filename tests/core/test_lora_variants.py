@@ -108,7 +108,8 @@ def test_bdlora_in_a_mixed_batch_with_a_plain_adapter():
     [
         (
             {"target_modules_bd_a": ["2"], "nblocks": 2},
-            r"module '0' matches neither target_modules_bd_a \['2'\] nor target_modules_bd_b None.*match_strict",
+            r"module '0' matches neither A nor B block-diagonal patterns \(target_modules_bd_a \['2'\], "
+            r"target_modules_bd_b None\).*match_strict",
         ),
         ({"target_modules_bd_a": ["0"], "target_modules_bd_b": ["2"], "nblocks": 3}, r"divisible by nblocks=3"),
     ],
@@ -126,7 +127,9 @@ def test_bdlora_without_strict_matching_gives_unmatched_modules_plain_lora():
 
 
 def test_bdlora_config_refuses_a_module_in_both_lists():
-    with pytest.raises(ValueError, match=r"\['q'\] appear in both target_modules_bd_a and target_modules_bd_b"):
+    with pytest.raises(
+        ValueError, match=r"Found overlapping modules in target_modules_bd lists: \['q'\] appear in both"
+    ):
         BdLoraConfig(target_modules_bd_a=["q", "k"], target_modules_bd_b=["q"])
 
 
@@ -198,12 +201,12 @@ def test_kasa_loss_is_the_papers_regularisation():
 
 def test_kasa_and_other_adapters_do_not_mix():
     model = get_peft_model(_mlp(), LoraConfig(r=2, target_modules=["0"], kasa_config=KasaConfig()))
-    with pytest.raises(ValueError, match="KaSA adapters cannot be combined with other adapters.*'default' does"):
+    with pytest.raises(ValueError, match="KaSA cannot be combined with adapters that don't use KaSA.*'default' does"):
         model.add_adapter("plain", LoraConfig(r=2, target_modules=["0"]))
 
 
 @pytest.mark.parametrize(
-    ("r", "message"), [(12, r"KaSA needs r \(12\) smaller than min\(in_features, out_features\) \(12\)")]
+    ("r", "message"), [(12, r"KaSA requires `r` \(12\) < min\(in_features, out_features\) \(12\)")]
 )
 def test_kasa_refuses_a_rank_that_would_drop_the_whole_weight(r, message):
     with pytest.raises(ValueError, match=message):

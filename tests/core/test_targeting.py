@@ -171,16 +171,35 @@ def test_tgt_3_unmatched_target_mentions_modules_to_save_as_possible_cause():
 
 def test_tgt_3_unmatched_target_parameters_warn_when_modules_matched():
     config = LoraConfig(target_modules=["lin1"], target_parameters=["nope.weight"])
-    with pytest.warns(RuntimeWarning, match="nope.weight"):
+    with pytest.warns(
+        RuntimeWarning, match=r"target_parameters=\['nope.weight'\] were set but no parameter was matched"
+    ):
         peft_model = get_peft_model(_two_linears(), config)
     assert _lora_layer_names(peft_model.get_base_model()) == ["lin1"]
 
 
 def test_tgt_3_unmatched_target_modules_warn_when_parameters_matched():
     config = LoraConfig(target_modules=["nope"], target_parameters=["lin2.weight"])
-    with pytest.warns(RuntimeWarning, match="nope"):
+    with pytest.warns(RuntimeWarning, match=r"target_modules=\{'nope'\} were set but no module was matched"):
         peft_model = get_peft_model(_two_linears(), config)
     assert _lora_layer_names(peft_model.get_base_model()) == ["lin2"]
+
+
+@pytest.mark.parametrize("target_modules", [None, [], ""])
+def test_tgt_3_neither_target_modules_nor_target_parameters_matching_raises_the_references_error(target_modules):
+    config = LoraConfig(target_modules=target_modules, target_parameters=["foo", "bar"])
+    message = r"No `target_modules` passed but also no `target_parameters` found.*\['bar', 'foo'\] matched no param"
+    with pytest.raises(ValueError, match=message):
+        get_peft_model(_two_linears(), config)
+
+
+def test_lora_layer_errors_carry_the_references_wording():
+    conv = _container(conv=nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="groups=2 and rank 1. Currently, support is limited to conv layers where"):
+        get_peft_model(conv, LoraConfig(target_modules=["conv"], r=1))
+    embedding = _container(emb=nn.Embedding(5, 4))
+    with pytest.raises(ValueError, match="lora_bias=True is not supported for Embedding"):
+        get_peft_model(embedding, LoraConfig(target_modules=["emb"], lora_bias=True))
 
 
 def test_tgt_12_module_targeted_by_modules_and_parameters_raises():

@@ -595,13 +595,15 @@ class BaseTuner(nn.Module):
                     used.add(entry)
                     break
         if not by_module:
-            message = f"target_parameters {sorted(wanted)} matched no parameter of the model."
             if not target_modules:
-                raise NoMatchingPeftModuleError(message)
-            warn(message, RuntimeWarning)
+                raise NoMatchingPeftModuleError(
+                    "No `target_modules` passed but also no `target_parameters` found. Please check the values for "
+                    f"these arguments: target_parameters={sorted(wanted)!r} matched no parameter of the model."
+                )
+            warn(f"target_parameters={wanted!r} were set but no parameter was matched.", RuntimeWarning)
             return
         if not target_modules and getattr(peft_config, "target_modules", None):
-            warn(f"target_modules {_describe(peft_config.target_modules)} matched no module.", RuntimeWarning)
+            warn(f"target_modules={peft_config.target_modules!r} were set but no module was matched.", RuntimeWarning)
         overlap = sorted(set(by_module) & set(target_modules))
         if overlap:
             raise ValueError(

@@ -75,9 +75,10 @@ class BdLoraVariant(AdditiveLoraVariant):
             )
         if use_bdlora.match_strict and not (in_a or in_b):
             raise ValueError(
-                f"BD-LoRA: module {target_name!r} matches neither target_modules_bd_a "
-                f"{use_bdlora.target_modules_bd_a} nor target_modules_bd_b {use_bdlora.target_modules_bd_b}; add it "
-                "to one of them, or set match_strict=False to give it a plain LoRA adapter."
+                f"BD-LoRA: module {target_name!r} matches neither A nor B block-diagonal patterns "
+                f"(target_modules_bd_a {use_bdlora.target_modules_bd_a}, target_modules_bd_b "
+                f"{use_bdlora.target_modules_bd_b}); add it to one of them, or set match_strict=False to give it a "
+                "plain LoRA adapter."
             )
 
     @staticmethod

@@ -496,7 +496,7 @@ class Embedding(LoraLayer, nn.Module):
         **kwargs: Any,
     ) -> None:
         if lora_bias:
-            raise ValueError("lora_bias=True is not supported for LoRA on nn.Embedding.")
+            raise ValueError("lora_bias=True is not supported for Embedding (LoRA on nn.Embedding has no bias).")
         super().__init__()
         self._init_lora_layer(base_layer, **kwargs)
         self._active_adapter = adapter_name
@@ -565,8 +565,9 @@ class _ConvNd(LoraLayer, nn.Module):
             warn("LoRA adapter added to ConvNd layer with groups > 1. Merging is not supported.")
         if r % base_layer.groups != 0:
             raise ValueError(
-                f"Targeting a {type(base_layer).__name__} with groups={base_layer.groups} and rank {r}: the rank must "
-                "be divisible by groups."
+                f"Targeting a {type(base_layer).__name__} with groups={base_layer.groups} and rank {r}. Currently, "
+                "support is limited to conv layers where the rank is divisible by groups. Either choose a different "
+                "rank or do not target this specific layer."
             )
         self._active_adapter = adapter_name
         self.update_layer(
