@@ -157,6 +157,8 @@ def test_unknown_init_names_are_refused_with_the_valid_ones():
 def test_non_default_inits_cannot_have_a_lora_bias():
     with pytest.raises(ValueError, match="lora_bias=True is only supported with init_lora_weights=True or False"):
         LoraConfig(init_lora_weights="pissa", lora_bias=True)
+    with pytest.raises(ValueError, match="The argument lora_bias=True is not supported for DoRA"):
+        LoraConfig(use_dora=True, lora_bias=True)
 
 
 def test_rslora_with_patterns_and_a_base_changing_init_warns_once():

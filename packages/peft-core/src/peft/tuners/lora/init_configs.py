@@ -203,6 +203,10 @@ def check_lora_init_settings(config: Any) -> None:
             setattr(config, settings, default())
         elif method != name and getattr(config, settings) is not None:
             warn(f"`{settings}` specified but will be ignored when `init_lora_weights` is not '{name}'.")
+    if config.lora_bias and config.use_dora:
+        raise ValueError(
+            "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False (or lora_bias=False)."
+        )
     if config.lora_bias and method not in (True, False):
         raise ValueError(
             "The argument lora_bias=True is only supported with init_lora_weights=True or False, got "
