@@ -94,8 +94,8 @@ def check_no_beam_search(num_beams: int) -> None:
     """
     if num_beams > 1:
         raise ValueError(
-            f"Beam search not yet supported for aLoRA (num_beams={num_beams}): beams reorder the rows, and each row's "
-            "adapted positions would be lost. Use greedy decoding or sampling."
+            f"Beam search not yet supported for aLoRA. Got num_beams={num_beams}: beams reorder the rows, and each "
+            "row's adapted positions would be lost. Use greedy decoding or sampling."
         )
 
 
