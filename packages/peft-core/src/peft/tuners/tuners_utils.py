@@ -598,7 +598,7 @@ class BaseTuner(nn.Module):
             if not target_modules:
                 raise NoMatchingPeftModuleError(
                     "No `target_modules` passed but also no `target_parameters` found. Please check the values for "
-                    f"these arguments: target_parameters={sorted(wanted)!r} matched no parameter of the model."
+                    f"these arguments. target_parameters={sorted(wanted)!r} matched no parameter of the model."
                 )
             warn(f"target_parameters={wanted!r} were set but no parameter was matched.", RuntimeWarning)
             return
