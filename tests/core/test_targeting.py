@@ -667,3 +667,17 @@ def test_pattern_keys_that_match_no_targeted_module_are_reported_by_name():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         get_peft_model(_container(a=nn.Linear(4, 4)), LoraConfig(target_modules=["a"], rank_pattern={"a": 2}))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("modules_to_save", ["foobar"]), ("trainable_token_indices", {"foobar": [1, 2]})]
+)
+def test_auxiliary_entries_matching_adapter_internals_are_refused_naming_the_adapter(option, value):
+    """An entry equal to the adapter name matches the adapter's own containers (``lora_dropout.foobar``...)."""
+    model = _container(emb=nn.Embedding(10, 4), lin=nn.Linear(4, 4))
+    config = LoraConfig(target_modules=["emb", "lin"], **{option: value})
+    message = (
+        rf"{option} entry 'foobar' matches '\w+\.lora_\w+\.foobar'.*the adapter name, 'foobar', does not conflict"
+    )
+    with pytest.raises(ValueError, match=message):
+        get_peft_model(model, config, adapter_name="foobar")
