@@ -408,6 +408,8 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.c3a.layer": ["C3ALayer", "C3ALinear"],
     "peft.tuners.c3a.model": ["C3AModel"],
     "peft.tuners.cartridge": ["CartridgeConfig", "CartridgeEncoder"],
+    "peft.tuners.cartridge.config": ["CartridgeConfig"],
+    "peft.tuners.cartridge.model": ["CartridgeEncoder"],
     "peft.tuners.cpt": ["CPTConfig", "CPTEmbedding"],
     "peft.tuners.cpt.config": ["CPTConfig"],
     "peft.tuners.cpt.model": ["CPTEmbedding"],
@@ -418,7 +420,7 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.delora": ["DeloraConfig", "DeloraLayer", "DeloraLinear", "DeloraModel"],
     "peft.tuners.delora.config": ["DeloraConfig"],
     "peft.tuners.delora.layer": ["DeloraLayer", "DeloraLinear"],
-    "peft.tuners.delora.model": ["DeloraModel"],
+    "peft.tuners.delora.model": ["DeloraModel", "TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING"],
     "peft.tuners.fourierft": ["FourierFTConfig", "FourierFTLayer", "FourierFTLinear", "FourierFTModel"],
     "peft.tuners.fourierft.config": ["FourierFTConfig"],
     "peft.tuners.fourierft.layer": ["FourierFTLayer", "FourierFTLinear"],
@@ -429,7 +431,14 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.frod.model": ["FrodModel"],
     "peft.tuners.glora": ["GloraConfig", "GloraLayer", "GloraLinear", "GloraModel"],
     "peft.tuners.glora.config": ["GloraConfig"],
-    "peft.tuners.glora.layer": ["GloraLayer", "GloraLinear"],
+    "peft.tuners.glora.layer": [
+        "GloraLayer",
+        "GloraLinear",
+        "GloraLoraPath",
+        "GloraPath",
+        "GloraScalarPath",
+        "GloraVectorPath",
+    ],  # fmt: skip
     "peft.tuners.glora.model": ["GloraModel"],
     "peft.tuners.gralora": ["GraloraConfig", "GraloraLayer", "GraloraModel"],
     "peft.tuners.gralora.config": ["GraloraConfig"],
@@ -565,6 +574,7 @@ EXPECTED: dict[str, list[str]] = {
         "ShadowModel",
     ],
     "peft.tuners.shadow.config": ["ShadowConfig"],
+    "peft.tuners.shadow.layers": ["DetachedShadowModel", "ShadowCache", "ShadowCarrier", "ShadowLayer"],
     "peft.tuners.shadow.model": ["ShadowModel"],
     "peft.tuners.shira": ["Linear", "ShiraConfig", "ShiraLayer", "ShiraModel"],
     "peft.tuners.shira.config": ["ShiraConfig"],
@@ -624,7 +634,7 @@ EXPECTED: dict[str, list[str]] = {
     "peft.tuners.waveft.model": ["WaveFTModel"],
     "peft.tuners.xlora": ["XLoraConfig", "XLoraModel"],
     "peft.tuners.xlora.config": ["XLoraConfig"],
-    "peft.tuners.xlora.layer": ["XLoraLayer"],
+    "peft.tuners.xlora.layer": ["XLoraEmbeddingLayer", "XLoraLayer", "XLoraLinearLayer"],
     "peft.tuners.xlora.model": ["XLoraModel"],
     "peft.utils": [
         "ALLOWED_COMPUTE_DTYPES",
@@ -853,51 +863,42 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 # issue -> {module: names}; a module listed with "*" must not be importable at all yet
-PENDING: dict[str, dict[str, list[str]]] = {
-    "issue 16 (the 20 remaining methods)": {
-        "peft.tuners.cartridge.config": ["*"],
-        "peft.tuners.cartridge.model": ["*"],
-        "peft.tuners.shadow.diffusion_models": ["*"],
-        "peft.tuners.shadow.layers": ["*"],
-        "peft.tuners.xlora.layer": ["XLoraConv2dLayer", "XLoraEmbeddingLayer", "XLoraLinearLayer"],
-        "peft.tuners.delora.model": ["TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING"],
-        "peft.tuners.glora.layer": [
-            "GloraEmptyPath",
-            "GloraLoraPath",
-            "GloraPath",
-            "GloraScalarPath",
-            "GloraVectorPath",
-        ],  # fmt: skip
-    },
-    "issue 12 (quantization backends and their layer classes)": {
-        "peft.tuners.adalora": ["SVDQuantLinear"],
-        "peft.utils": [
-            "get_gptqmodel_quant_linear",
-            "get_quantization_config",
-            "get_quantization_kwargs",
-            "quantization_extra_repr",
-            "replace_lora_weights_loftq",
-        ],  # fmt: skip
-        "peft.utils.other": [
-            "get_gptqmodel_quant_linear",
-            "get_quantization_config",
-            "is_gptqmodel_awq_layer",
-            "is_gptqmodel_quant_linear",
-        ],  # fmt: skip
-        "peft.utils.integrations": ["dequantize_bnb_weight", "dequantize_module_weight", "get_bnb_param_type"],
-        "peft.tuners.lora.gptq": ["*"],
-        "peft.tuners.lora.te": ["*"],
-        "peft.utils.loftq_utils": ["*"],
-        "peft.utils.quantization_utils": ["*"],
-    },
-}
-# issue 12: the quantization names provided now (the per-backend classes as deprecated aliases of the ordinary ones)
+PENDING: dict[str, dict[str, list[str]]] = {}
+# issue 12: the quantization names (the per-backend classes as deprecated aliases of the ordinary ones; the helpers
+# answered by the quantization backends)
 _ISSUE_12 = {
     "peft": ["LoftQConfig", "replace_lora_weights_loftq"],
     "peft.tuners": ["LoftQConfig"],
+    "peft.tuners.adalora": ["SVDQuantLinear"],
+    "peft.tuners.adalora.gptq": ["SVDQuantLinear"],
     "peft.tuners.lora": ["GPTQLoraLinear", "Linear4bit", "Linear8bitLt", "LoftQConfig"],
     "peft.tuners.lora.config": ["LoftQConfig"],
     "peft.tuners.lora.bnb": ["Linear4bit", "Linear8bitLt"],
+    "peft.tuners.lora.aqlm": ["AqlmLoraLinear"],
+    "peft.tuners.lora.awq": ["AwqLoraLinear"],
+    "peft.tuners.lora.eetq": ["EetqLoraLinear"],
+    "peft.tuners.lora.gptq": ["GPTQLoraLinear"],
+    "peft.tuners.lora.hqq": ["HqqLoraLinear"],
+    "peft.tuners.lora.inc": ["IncLoraLinear"],
+    "peft.tuners.lora.te": ["TeLinear"],
+    "peft.tuners.lora.torchao": ["TorchaoLoraLinear"],
+    "peft.tuners.hira": ["Linear4bit", "Linear8bitLt"],
+    "peft.tuners.hira.bnb": ["Linear4bit", "Linear8bitLt"],
+    "peft.tuners.pvera.bnb": ["Linear4bit", "Linear8bitLt"],
+    "peft.utils": [
+        "get_quantization_config",
+        "get_quantization_kwargs",
+        "quantization_extra_repr",
+        "replace_lora_weights_loftq",
+    ],  # fmt: skip
+    "peft.utils.other": ["get_quantization_config", "is_gptqmodel_awq_layer", "is_gptqmodel_quant_linear"],
+    "peft.utils.integrations": ["dequantize_bnb_weight", "dequantize_module_weight", "get_bnb_param_type"],
+    "peft.utils.loftq_utils": ["loftq_init", "replace_lora_weights_loftq"],
+    "peft.utils.quantization_utils": [
+        "get_quantization_kwargs",
+        "quantization_extra_repr",
+        "resolve_quantization_backend",
+    ],  # fmt: skip
     "peft.tuners.ia3": ["Linear4bit", "Linear8bitLt"],
     "peft.tuners.randlora": ["Linear4bit", "Linear8bitLt"],
     "peft.tuners.road": ["Linear4bit", "Linear8bitLt"],
@@ -938,6 +939,10 @@ EXPECTED["peft.tuners.lora.arrow"] = ["GKS_ADAPTER_PREFIX", "TASK_ADAPTER_PREFIX
 
 _INCIDENTAL = "an import the reference's module makes of a name defined elsewhere; import it from its home"
 _REFERENCE_INTERNAL = "an internal of the reference's implementation, which is built differently here"
+_GPTQ_KERNEL_CHOICE = (
+    "chooses a GPTQModel kernel class for the reference's own GPTQ layer dispatch; here the loader creates the GPTQ "
+    "layers and the gptq quantization backend recognises them (is_gptqmodel_quant_linear)"
+)
 # module -> {name: why it is deliberately not provided}
 NOT_PROVIDED: dict[str, dict[str, str]] = {
     "peft.mapping": {"TYPE_CHECKING": _INCIDENTAL},
@@ -965,6 +970,41 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
         "infer_device": _INCIDENTAL,
     },
     "peft.tuners.adaption_prompt.config": {"ModelTypeConfig": _REFERENCE_INTERNAL},
+    "peft.tuners.glora.layer": {"GloraEmptyPath": 'a "none" support holds no module here: nothing stored or computed'},
+    "peft.tuners.shadow.diffusion_models": dict.fromkeys(
+        [
+            "DetachedFluxShadowModel",
+            "DiffusionShadowBackend",
+            "Flux2ShadowBackend",
+            "freeze_flux_stem_embeddings",
+            "get_diffusion_shadow_backend",
+            "validate_pretrained_flux_shadow",
+        ],
+        "the Flux2-specific diffusion backend is not implemented: diffusion transformers get the generic token-wise "
+        "shadow backbone (peft.tuners.shadow.backbone)",
+    ),
+    "peft.tuners.xlora.layer": {
+        "XLoraConv2dLayer": "X-LoRA experts adapt linear layers and embeddings here (the scalings weight each token's "
+        "input); experts on Conv2d layers are refused with an error"
+    },
+    **{
+        f"peft.tuners.lora.{module}": {f"dispatch_{backend}": "layer dispatch is the tuner's layers_mapping here"}
+        for module, backend in [
+            ("aqlm", "aqlm"),
+            ("awq", "awq"),
+            ("eetq", "eetq"),
+            ("gptq", "gptq"),
+            ("hqq", "hqq"),
+            ("inc", "inc"),
+            ("te", "transformer_engine"),
+            ("torchao", "torchao"),
+        ]
+    },
+    "peft.tuners.lora.tp_layer": dict.fromkeys(
+        ["LoraParallelLinear", "dispatch_megatron", "get_default_module_allowlist"],
+        "adapters on Megatron tensor-parallel layers are refused at injection here (megatron_config is not "
+        "implemented)",
+    ),
     "peft.tuners.adaption_prompt.layer": {
         "AdaptedAttentionGPT": "adaption prompt supports Llama/Mistral-style attention here, not GPT-2's"
     },
@@ -1021,7 +1061,22 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
         "_get_module_names_tied_with_embedding": _REFERENCE_INTERNAL,
         "_get_no_split_modules": _REFERENCE_INTERNAL,
         "create_attention_mask": _REFERENCE_INTERNAL,
+        "get_gptqmodel_quant_linear": _GPTQ_KERNEL_CHOICE,
     },
+    "peft.utils": {"get_gptqmodel_quant_linear": _GPTQ_KERNEL_CHOICE},
+    "peft.utils.quantization_utils": dict.fromkeys(
+        [
+            "Bnb4bitBackend",
+            "Bnb8bitBackend",
+            "ForwardOnlyQuantizationBackend",
+            "HqqBackend",
+            "LayerType",
+            "QuantizationBackend",
+            "TorchaoBackend",
+        ],
+        "the quantization backends are peft.quantization's here, with another interface (get_weight/set_weight on "
+        "the base layer, register_quantization_backend)",
+    ),
     "peft.utils.transformers_weight_conversion": {
         "INCLUDE_LINEAR_LAYERS_SHORTHAND": _INCIDENTAL,
         **dict.fromkeys(
@@ -1105,6 +1160,60 @@ def test_re_exports_are_the_same_objects():
         peft.tuners.lora.model.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
     )
     assert peft.get_base_model_state_dict is peft.utils.save_and_load.get_base_model_state_dict
+    # issues 12 and 16: the reference's module paths of names that live elsewhere here
+    import peft.tuners.cartridge.config
+    import peft.tuners.cartridge.model
+    import peft.tuners.delora.model
+    import peft.tuners.shadow.layers
+    import peft.tuners.xlora.layer
+    import peft.utils.integrations
+    import peft.utils.loftq_utils
+    import peft.utils.quantization_utils
+
+    assert peft.tuners.cartridge.config.CartridgeConfig is peft.CartridgeConfig
+    assert peft.tuners.cartridge.model.CartridgeEncoder is peft.CartridgeEncoder
+    assert peft.tuners.shadow.layers.ShadowLayer is peft.tuners.shadow.ShadowLayer
+    assert peft.tuners.shadow.layers.ShadowCache is peft.tuners.shadow.ShadowCache
+    assert peft.tuners.xlora.layer.XLoraLinearLayer is peft.tuners.xlora.XLoraLinear
+    assert peft.tuners.xlora.layer.XLoraEmbeddingLayer is peft.tuners.xlora.XLoraEmbedding
+    assert peft.tuners.delora.model.TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING is (
+        peft.utils.TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING
+    )
+    assert peft.utils.get_quantization_config is peft.utils.other.get_quantization_config
+    assert peft.utils.integrations.dequantize_module_weight is peft.utils.quantization_utils.dequantize_module_weight
+    assert peft.utils.loftq_utils.replace_lora_weights_loftq is peft.utils.replace_lora_weights_loftq
+    assert peft.utils.replace_lora_weights_loftq is peft.replace_lora_weights_loftq
+
+
+_PER_BACKEND_CLASSES = [
+    *[
+        (f"peft.tuners.lora.{module}", name, "peft.tuners.lora.layer.Linear")
+        for module, name in [
+            ("aqlm", "AqlmLoraLinear"),
+            ("awq", "AwqLoraLinear"),
+            ("eetq", "EetqLoraLinear"),
+            ("gptq", "GPTQLoraLinear"),
+            ("hqq", "HqqLoraLinear"),
+            ("inc", "IncLoraLinear"),
+            ("te", "TeLinear"),
+            ("torchao", "TorchaoLoraLinear"),
+        ]
+    ],
+    ("peft.tuners.adalora", "SVDQuantLinear", "peft.tuners.adalora.layer.SVDLinear"),
+    ("peft.tuners.adalora.gptq", "SVDQuantLinear", "peft.tuners.adalora.layer.SVDLinear"),
+    ("peft.tuners.hira", "Linear4bit", "peft.tuners.hira.layer.Linear"),
+    ("peft.tuners.hira.bnb", "Linear8bitLt", "peft.tuners.hira.layer.Linear"),
+    ("peft.tuners.pvera.bnb", "Linear4bit", "peft.tuners.pvera.layer.Linear"),
+]
+
+
+@pytest.mark.parametrize(("module_name", "name", "ordinary"), _PER_BACKEND_CLASSES)
+def test_per_backend_layer_classes_are_deprecated_aliases_of_the_ordinary_layer(module_name, name, ordinary):
+    """Issue 12: an adapter on any quantized base layer is the ordinary layer (its backend handles the format)."""
+    ordinary_module, ordinary_name = ordinary.rsplit(".", 1)
+    with pytest.warns(DeprecationWarning, match=rf"{module_name}\.{name} is deprecated"):
+        alias = getattr(importlib.import_module(module_name), name)
+    assert alias is getattr(importlib.import_module(ordinary_module), ordinary_name)
 
 
 def test_importing_the_module_paths_keeps_import_peft_light():
@@ -1140,14 +1249,17 @@ for info in pkgutil.iter_modules(peft.tuners.__path__, "peft.tuners."):
         surface[info.name] = list(getattr(module, "__all__", []))
 wanted = json.loads(sys.argv[1])
 def defined_in_source(m, n):
-    # a module this environment cannot import (an optional dependency it lacks): its top-level names, from the source
+    # a module this environment cannot import, or a name it defines only when an optional dependency is installed
+    # (under a top-level `if is_..._available():`): its top-level names, from the source
     import ast, importlib.util
     try:
         tree = ast.parse(open(importlib.util.find_spec(m).origin).read())
     except Exception:
         return False
     names = set()
-    for node in tree.body:
+    nodes = list(tree.body)
+    nodes += [child for node in tree.body if isinstance(node, ast.If) for child in node.body]
+    for node in nodes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -1163,7 +1275,7 @@ def has(m, n):
         return defined_in_source(m, n)
     except Exception:
         return False
-    return n == "*" or hasattr(module, n)
+    return n == "*" or hasattr(module, n) or defined_in_source(m, n)
 exists = {m: [n for n in names if has(m, n)] for m, names in wanted.items()}
 json.dump({"surface": surface, "exists": exists}, sys.stdout)
 """

@@ -8,6 +8,9 @@ correctly with the real kernels is not claimed by these tests (docs/quantization
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 import torch
 from torch import nn
@@ -21,7 +24,7 @@ from peft.quantization.inc import IncBackend
 from peft.quantization.megatron import MegatronBackend
 
 
-def _stand_in(class_name: str, module: str, **attributes) -> type[nn.Module]:
+def _stand_in(class_name: str, module: str, bases: tuple[type, ...] = (nn.Module,), **attributes) -> type[nn.Module]:
     """A layer class named and placed like the library's (a stand-in, see the module docstring): int32 packed
     weights, a float computation from a hidden float weight."""
 
@@ -37,7 +40,7 @@ def _stand_in(class_name: str, module: str, **attributes) -> type[nn.Module]:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self._float_weight.T
 
-    return type(class_name, (nn.Module,), {"__init__": __init__, "forward": forward, "__module__": module})
+    return type(class_name, bases, {"__init__": __init__, "forward": forward, "__module__": module})
 
 
 CASES = [
@@ -96,3 +99,22 @@ def test_megatron_parallel_layers_are_refused_at_injection(registered) -> None:
     layer_cls = _stand_in("RowParallelLinear", "megatron.core.tensor_parallel.layers")
     with pytest.raises((TypeError, ValueError), match="RowParallelLinear"):
         get_peft_model(nn.Sequential(layer_cls()), LoraConfig(r=2, target_modules=["0"]))
+
+
+def test_gptqmodel_layers_are_recognised_by_the_references_helpers(monkeypatch) -> None:
+    """``is_gptqmodel_quant_linear`` / ``is_gptqmodel_awq_layer`` (peft.utils.other) are the gptq backends' matching:
+    checked here with a stand-in ``gptqmodel.nn_modules.qlinear.BaseQuantLinear`` (see the module docstring)."""
+    from peft.utils.other import is_gptqmodel_awq_layer, is_gptqmodel_quant_linear
+
+    qlinear = types.ModuleType("gptqmodel.nn_modules.qlinear")
+    qlinear.BaseQuantLinear = type("BaseQuantLinear", (nn.Module,), {})
+    gptq_layer = _stand_in("TorchQuantLinear", qlinear.__name__ + ".torch", bases=(qlinear.BaseQuantLinear,))()
+    awq_layer = _stand_in("AwqTorchQuantLinear", qlinear.__name__ + ".torch_awq", bases=(qlinear.BaseQuantLinear,))()
+    assert not is_gptqmodel_quant_linear(gptq_layer)  # gptqmodel not imported: no layer of it can exist
+    monkeypatch.setitem(sys.modules, "gptqmodel", types.ModuleType("gptqmodel"))
+    monkeypatch.setitem(sys.modules, "gptqmodel.nn_modules", types.ModuleType("gptqmodel.nn_modules"))
+    monkeypatch.setitem(sys.modules, qlinear.__name__, qlinear)
+
+    assert is_gptqmodel_quant_linear(gptq_layer) and not is_gptqmodel_awq_layer(gptq_layer)
+    assert is_gptqmodel_quant_linear(awq_layer) and is_gptqmodel_awq_layer(awq_layer)
+    assert not is_gptqmodel_quant_linear(nn.Linear(2, 2)) and not is_gptqmodel_quant_linear(None)

@@ -194,6 +194,25 @@ def test_glora_forward_and_merge_follow_the_formula(a_b, c, d_e):
     assert torch.equal(base[0].get_base_layer().weight, weight) and torch.equal(base[0].get_base_layer().bias, bias)
 
 
+def test_glora_supports_are_the_references_path_classes():
+    """Issue 16: each support is a ``GloraPath`` of the reference's class for its parameterisation, built with the
+    reference's constructor arguments; calling it gives its value."""
+    from peft.tuners.glora.layer import GloraLoraPath, GloraPath, GloraScalarPath, GloraVectorPath
+
+    config = GloraConfig(
+        r=2, config_A_B="lora", config_C="vector", config_D_E="constant", init_weights=False, target_modules=["0"]
+    )
+    layer = get_peft_model(nn.Sequential(nn.Linear(6, 5)), config).base_model.model[0]
+    a, c, d = layer.glora_A["default"], layer.glora_C["default"], layer.glora_D["default"]
+    assert isinstance(a, GloraLoraPath) and isinstance(c, GloraVectorPath) and isinstance(d, GloraScalarPath)
+    assert all(isinstance(p, GloraPath) for p in (a, c, d))
+    torch.testing.assert_close(a(), a.Xd @ a.Xu)
+    assert c().shape == (6, 1) and d().shape == ()
+    assert GloraVectorPath(5, is_column=False).X.shape == (5,) and not GloraVectorPath(5).X.any()
+    assert GloraLoraPath(5, 6, 2).Xd.shape == (5, 2) and GloraLoraPath(5, 6, 2, init_weights=False).Xd.any()
+    assert GloraScalarPath(init_weights=True)().item() == 0
+
+
 def test_glora_without_bias_adapts_only_the_weight():
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(6, 5, bias=False)).eval()

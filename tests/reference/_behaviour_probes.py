@@ -208,7 +208,9 @@ def probe_sanity_checks() -> dict:
         junk = _error(lambda: peft.PeftConfig.from_pretrained(folder)).split(" is not")[0]
     return {
         "junk_config": junk.split(".")[0],
-        "target_parameters_str": _error(lambda: LoraConfig(target_parameters="lin0.weight")).split(":")[0],
+        "target_parameters_str_is_a_type_error": _raises(
+            TypeError, lambda: LoraConfig(target_parameters="lin0.weight")
+        ),
         "merge_str_is_a_type_error": _raises(
             TypeError, lambda: get_peft_model(_net(), _lora()).merge_adapter(adapter_names="default")
         ),
@@ -254,6 +256,34 @@ def probe_base_model_state_dict() -> dict:
     state_dict = peft.get_base_model_state_dict(model)
     same = all(torch.equal(state_dict[k], v) for k, v in _net().state_dict().items())
     return {"keys": sorted(state_dict), "same_tensors": same}
+
+
+def probe_quantized_weight_helpers() -> dict:
+    """Issue 12: the helpers of ``peft.utils`` for quantized weights, on bitsandbytes layers quantized on CPU."""
+    import bitsandbytes as bnb
+
+    from peft.utils import get_quantization_config, quantization_extra_repr
+    from peft.utils.integrations import dequantize_bnb_weight, dequantize_module_weight, get_bnb_param_type
+
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 32)
+    four_bit = bnb.nn.Linear4bit(64, 32, compute_dtype=torch.float32, quant_type="nf4")
+    eight_bit = bnb.nn.Linear8bitLt(64, 32, has_fp16_weights=False)
+    four_bit.load_state_dict(linear.state_dict())
+    eight_bit.load_state_dict(linear.state_dict())
+    four_bit, eight_bit = four_bit.to("cpu"), eight_bit.to("cpu")
+    # SHiRA: a method whose reference layers name their quantization backend too
+    peft_model = get_peft_model(nn.Sequential(eight_bit), peft.ShiraConfig(r=2, target_modules=["0"]))
+    return {
+        "param_types": [get_bnb_param_type(p) for p in (four_bit.weight, eight_bit.weight, linear.weight)],
+        "dequantized_4bit": dequantize_module_weight(four_bit).tolist(),
+        "dequantized_8bit": dequantize_module_weight(eight_bit).tolist(),
+        "bnb_4bit": dequantize_bnb_weight(four_bit.weight).tolist(),
+        "bnb_8bit": dequantize_bnb_weight(eight_bit.weight, eight_bit.state).tolist(),
+        "float": dequantize_module_weight(linear).tolist(),
+        "extra_repr": [quantization_extra_repr(peft_model.base_model.model[0]), quantization_extra_repr(linear)],
+        "config_of_an_unquantized_model": get_quantization_config(linear, "bitsandbytes"),
+    }
 
 
 PROBES = {name[len("probe_") :]: fn for name, fn in sorted(globals().items()) if name.startswith("probe_")}

@@ -111,3 +111,15 @@ def test_a_packed_weight_no_backend_claims_is_refused_at_injection() -> None:
         TypeError, match=r"torch.nn.modules.linear.Linear stores its weight as torch.uint8.*bitsandbytes"
     ):
         get_peft_model(model, LoraConfig(target_modules=["0"]))
+
+
+def test_get_quantization_config_returns_the_config_of_the_method_the_model_was_quantized_with() -> None:
+    from peft.utils import get_quantization_config, get_quantization_kwargs
+
+    base = fixtures.quantized_base(FIXTURES / "qlora_llama_nf4")
+    config = get_quantization_config(base, "bitsandbytes")
+    assert config is base.config.quantization_config and config.load_in_4bit
+    assert get_quantization_config(base, "gptq") is None
+    assert get_quantization_config(torch.nn.Linear(2, 2), "bitsandbytes") is None
+    # the backends need nothing from the model: each reads its layer's settings from the layer
+    assert get_quantization_kwargs(base) == {}

@@ -8,6 +8,7 @@ dequantize, add in float32, requantize: close to, not bit-identical with, the un
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import bitsandbytes as bnb
 import bitsandbytes.functional as bnb_functional
@@ -17,15 +18,26 @@ from torch import nn
 from peft.quantization import QuantizationBackend
 
 
-def _quant_state(module: nn.Module) -> bnb_functional.QuantState:
-    # FSDP flattens Params4bit into a plain tensor of the storage dtype; the module keeps the state then
-    state = getattr(module.weight, "quant_state", None) or getattr(module, "quant_state", None)
+def quant_state_of(
+    weight: torch.Tensor, fallback: bnb_functional.QuantState | None = None, owner: str = "weight"
+) -> bnb_functional.QuantState:
+    """The quantization state of 4-bit ``weight``, else ``fallback``.
+
+    Raises:
+        ValueError: if neither exists (never quantized); ``owner`` names what the message is about.
+    """
+    state = getattr(weight, "quant_state", None) or fallback
     if state is None:
         raise ValueError(
-            f"The bitsandbytes 4-bit layer {type(module).__name__} has no quantization state: it was never quantized "
-            "(move it to a device first, e.g. module.to('cpu') or module.cuda())."
+            f"The bitsandbytes 4-bit {owner} has no quantization state: it was never quantized (move it to a device "
+            "first, e.g. module.to('cpu') or module.cuda())."
         )
     return state
+
+
+def _quant_state(module: nn.Module) -> bnb_functional.QuantState:
+    # FSDP flattens Params4bit into a plain tensor of the storage dtype; the module keeps the state then
+    return quant_state_of(module.weight, getattr(module, "quant_state", None), f"layer {type(module).__name__}")
 
 
 def _unpacked_for_dequantization(
@@ -45,6 +57,33 @@ def _unpacked_for_dequantization(
     return data, state
 
 
+def dequantize_4bit_weight(data: torch.Tensor, state: bnb_functional.QuantState) -> torch.Tensor:
+    """The float weight of 4-bit ``data`` with its quantization ``state`` (in the dtype it was quantized from)."""
+    data, state = _unpacked_for_dequantization(data, state)
+    return bnb_functional.dequantize_4bit(data, state)
+
+
+def dequantize_8bit_weight(weight: torch.Tensor, layer_state: Any = None, owner: str = "Int8Params") -> torch.Tensor:
+    """The float32 weight of an 8-bit ``weight`` (int8 codes, one absmax scale per row); the row scales (``SCB``) are
+    read from the weight, or from ``layer_state`` (a ``Linear8bitLt``'s ``state``), where they move on the first
+    forward. A weight kept in half precision (``has_fp16_weights``) is returned in float32.
+
+    Raises:
+        ValueError: if neither holds the row scales (``owner`` names the layer in the message).
+    """
+    if weight.dtype != torch.int8:  # has_fp16_weights: kept in half precision, quantized per forward
+        return weight.detach().float()
+    scales = getattr(weight, "SCB", None)
+    if scales is None:
+        scales = getattr(layer_state, "SCB", None)
+    if scales is None:
+        raise ValueError(
+            f"The bitsandbytes 8-bit weight of {owner} has no row scales (SCB) on the weight nor in the layer state "
+            "passed; pass the Linear8bitLt's state."
+        )
+    return bnb_functional.int8_vectorwise_dequant(weight.data, scales.to(weight.device))
+
+
 class Bnb4bitBackend(QuantizationBackend):
     """``bnb.nn.Linear4bit`` (and its ``LinearNF4``/``LinearFP4`` subclasses)."""
 
@@ -59,8 +98,7 @@ class Bnb4bitBackend(QuantizationBackend):
         return module.in_features, module.out_features
 
     def get_weight(self, module: nn.Module) -> torch.Tensor:
-        data, state = _unpacked_for_dequantization(module.weight.data, _quant_state(module))
-        return bnb_functional.dequantize_4bit(data, state)
+        return dequantize_4bit_weight(module.weight.data, _quant_state(module))
 
     def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
         old = module.weight
@@ -105,14 +143,7 @@ class Bnb8bitBackend(QuantizationBackend):
         return module.in_features, module.out_features
 
     def get_weight(self, module: nn.Module) -> torch.Tensor:
-        weight = module.weight
-        if weight.dtype != torch.int8:  # has_fp16_weights: kept in half precision, quantized per forward
-            return weight.detach().float()
-        # the row scales move from the weight to the layer's state on the first forward
-        scales = weight.SCB if getattr(weight, "SCB", None) is not None else module.state.SCB
-        if scales is None:
-            raise ValueError(f"The bitsandbytes 8-bit layer {type(module).__name__} has no row scales (SCB).")
-        return bnb_functional.int8_vectorwise_dequant(weight.data, scales)
+        return dequantize_8bit_weight(module.weight, module.state, owner=type(module).__name__)
 
     def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
         old = module.weight

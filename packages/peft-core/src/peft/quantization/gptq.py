@@ -14,7 +14,9 @@ from torch import nn
 from peft.quantization import ForwardOnlyBackend
 
 
-def _gptqmodel_layer(module: nn.Module) -> bool:
+def is_gptqmodel_quant_linear(module: nn.Module | None) -> bool:
+    """Whether ``module`` is a GPTQModel quantized linear layer (``BaseQuantLinear``, AWQ kernels included); False
+    while gptqmodel is not imported, since none can exist then."""
     if "gptqmodel" not in sys.modules:
         return False
     from gptqmodel.nn_modules.qlinear import BaseQuantLinear
@@ -26,6 +28,11 @@ def _is_awq(module: nn.Module) -> bool:
     return "awq" in type(module).__name__.lower() or "awq" in type(module).__module__.lower()
 
 
+def is_gptqmodel_awq_layer(module: nn.Module | None) -> bool:
+    """Whether ``module`` is one of GPTQModel's AWQ layers."""
+    return is_gptqmodel_quant_linear(module) and _is_awq(module)
+
+
 class GptqBackend(ForwardOnlyBackend):
     """GPTQModel ``BaseQuantLinear`` layers (except AWQ kernels) and AutoGPTQ ``QuantLinear`` layers."""
 
@@ -34,7 +41,7 @@ class GptqBackend(ForwardOnlyBackend):
     install = "pip install gptqmodel"
 
     def matches(self, module: nn.Module) -> bool:
-        if _gptqmodel_layer(module):
+        if is_gptqmodel_quant_linear(module):
             return not _is_awq(module)
         # AutoGPTQ (legacy): QuantLinear classes in auto_gptq.nn_modules.qlinear.*
         return type(module).__module__.startswith("auto_gptq.nn_modules.qlinear") and hasattr(module, "qweight")
@@ -48,7 +55,7 @@ class GptqModelAwqBackend(ForwardOnlyBackend):
     install = "pip install gptqmodel"
 
     def matches(self, module: nn.Module) -> bool:
-        return _gptqmodel_layer(module) and _is_awq(module)
+        return is_gptqmodel_awq_layer(module)
 
 
 BACKENDS = (GptqBackend(), GptqModelAwqBackend())

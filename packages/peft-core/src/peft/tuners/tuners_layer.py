@@ -27,6 +27,7 @@ from peft.quantization import (
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.utils.distributed import MERGE_WORKAROUND, check_whole, full_shape, read_whole
 from peft.utils.files import check_path_segment
+from peft.utils.quantization_utils import quantization_extra_repr
 from peft.utils.warnings import warn
 
 BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
@@ -310,8 +311,7 @@ class BaseTunerLayer:
         return tensor.device
 
     def extra_repr(self) -> str:
-        backend = self.quantization_backend
-        return f"quantization_backend={backend.name!r}" if backend is not None else ""
+        return quantization_extra_repr(self)
 
     def get_base_weight(self) -> torch.Tensor:
         """The base layer's weight, dequantized and whole (gathered under DeepSpeed ZeRO-3, so every rank must read

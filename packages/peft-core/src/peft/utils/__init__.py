@@ -40,6 +40,7 @@ from peft.utils.other import (
     transpose,
 )
 from peft.utils.peft_types import PeftType, TaskType, register_peft_method
+from peft.utils.quantization_utils import get_quantization_config, get_quantization_kwargs, quantization_extra_repr
 from peft.utils.save_and_load import (
     get_base_model_state_dict,
     get_peft_model_state_dict,
@@ -78,12 +79,16 @@ __all__ = [
     "cast_mixed_precision_params",
     "get_base_model_state_dict",
     "get_peft_model_state_dict",
+    "get_quantization_config",
+    "get_quantization_kwargs",
     "id_tensor_storage",
     "infer_device",
     "load_peft_weights",
     "map_cache_to_layer_device_map",
     "prepare_model_for_kbit_training",
+    "quantization_extra_repr",
     "register_peft_method",
+    "replace_lora_weights_loftq",
     "resolve_quantization_backend",
     "set_additional_trainable_modules",
     "set_base_model_state_dict",
@@ -99,4 +104,8 @@ def __getattr__(name: str) -> Any:
         from peft.utils import constants
 
         return getattr(constants, name)
+    if name == "replace_lora_weights_loftq":  # LoRA's, loaded with the LoRA method on first use
+        from peft.tuners.lora import replace_lora_weights_loftq
+
+        return replace_lora_weights_loftq
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Creating modules without allocating their weights (the reference's ``peft.utils.integrations`` helpers for that).
+"""Creating modules without allocating their weights (the reference's ``peft.utils.integrations`` helpers for that);
+its helpers for quantized weights are those of ``peft.utils.quantization_utils``.
 
 ``init_empty_weights`` puts the parameters of modules created in the block on the ``meta`` device (buffers too with
 ``include_buffers``), like accelerate's function of the same name; ``skip_init_on_device`` marks a function whose
@@ -16,8 +17,16 @@ import torch
 from torch import nn
 
 from peft.utils.other import map_cache_to_layer_device_map
+from peft.utils.quantization_utils import dequantize_bnb_weight, dequantize_module_weight, get_bnb_param_type
 
-__all__ = ["init_empty_weights", "map_cache_to_layer_device_map", "skip_init_on_device"]
+__all__ = [
+    "dequantize_bnb_weight",
+    "dequantize_module_weight",
+    "get_bnb_param_type",
+    "init_empty_weights",
+    "map_cache_to_layer_device_map",
+    "skip_init_on_device",
+]
 
 _skip_depth = 0  # > 0 inside a function decorated with skip_init_on_device
 

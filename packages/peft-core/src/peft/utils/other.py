@@ -15,6 +15,11 @@ from torch import nn
 
 from peft.utils.distributed import whole_copy
 
+# the reference's quantization helpers of this module
+from peft.utils.quantization_utils import get_quantization_config as get_quantization_config
+from peft.utils.quantization_utils import is_gptqmodel_awq_layer as is_gptqmodel_awq_layer
+from peft.utils.quantization_utils import is_gptqmodel_quant_linear as is_gptqmodel_quant_linear
+
 
 def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, str]:
     """``(parent, target, target_name)`` for the module named ``key``; the empty key names ``model`` itself (its

@@ -20,5 +20,6 @@ __getattr__ = deprecated_aliases(
     {
         "SVDLinear4bit": ("peft.tuners.adalora.layer", "SVDLinear"),
         "SVDLinear8bitLt": ("peft.tuners.adalora.layer", "SVDLinear"),
+        "SVDQuantLinear": ("peft.tuners.adalora.layer", "SVDLinear"),
     },
 )

@@ -34,3 +34,12 @@ class DeloraModel(DenseDeltaTuner):
             "module_dropout": config.module_dropout,
             "init_weights": config.init_weights,
         }
+
+
+def __getattr__(name: str) -> Any:
+    # the reference's default-target table, importable from here as from peft.utils.constants
+    if name == "TRANSFORMERS_MODELS_TO_DELORA_TARGET_MODULES_MAPPING":
+        from peft.utils import constants
+
+        return getattr(constants, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

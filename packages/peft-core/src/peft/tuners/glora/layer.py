@@ -1,7 +1,8 @@
 """GLoRA layers: ``y = base(x) + x (W0 * A + B)^T + (b0 * D + E + W0 C)`` for each active adapter
 (https://arxiv.org/abs/2306.07967).
 
-Each support (``glora_A`` ... ``glora_E``) holds a ``GloraFactor`` per adapter, or nothing for ``"none"`` (zero).
+Each support (``glora_A`` ... ``glora_E``) holds a ``GloraPath`` per adapter (``GloraLoraPath``, ``GloraVectorPath``
+or ``GloraScalarPath``), or nothing for ``"none"`` (zero).
 ``W0`` and ``b0`` are the frozen weight and bias (read through the quantization backend); merging adds
 ``W0 * A + B`` to the weight and ``b0 * D + E + W0 C`` to the bias, both computed from the weights before the merge.
 """
@@ -23,9 +24,10 @@ from peft.tuners.tuners_layer import HALF_PRECISION
 _SUPPORTS = ("glora_A", "glora_B", "glora_C", "glora_D", "glora_E")
 
 
-class GloraFactor(nn.Module):
+class GloraPath(nn.Module):
     """One support of a GLoRA adapter: ``"lora"`` (``Xd`` ``rows x r`` times ``Xu`` ``r x columns``), ``"vector"``
-    (``X``: ``rows x 1``, or ``rows`` for a bias-shaped support) or ``"constant"`` (``X``: one value)."""
+    (``X``: ``rows x 1``, or ``rows`` for a bias-shaped support) or ``"constant"`` (``X``: one value); calling it
+    gives its values (see ``value``)."""
 
     def __init__(self, kind: str, rows: int = 1, columns: int = 1, r: int = 1, column: bool = True) -> None:
         super().__init__()
@@ -58,8 +60,36 @@ class GloraFactor(nn.Module):
             return self.Xd.to(dtype) @ self.Xu.to(dtype)
         return self.X.to(dtype) if self.kind == "vector" else self.X[0].to(dtype)
 
+    def forward(self) -> torch.Tensor:
+        """The support's values in its parameters' dtype."""
+        return self.value(next(self.parameters()).dtype)
+
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"
+
+
+class GloraLoraPath(GloraPath):
+    """A ``"lora"`` support: ``Xd @ Xu``, ``out_features x in_features`` of rank ``r``."""
+
+    def __init__(self, out_features: int, in_features: int, r: int, init_weights: bool = True) -> None:
+        super().__init__("lora", out_features, in_features, r)
+        self.reset_parameters(init_weights)
+
+
+class GloraVectorPath(GloraPath):
+    """A ``"vector"`` support: ``features x 1`` (``is_column``), or ``features`` for a bias-shaped support."""
+
+    def __init__(self, features: int, is_column: bool = True, init_weights: bool = True) -> None:
+        super().__init__("vector", features, column=is_column)
+        self.reset_parameters(init_weights)
+
+
+class GloraScalarPath(GloraPath):
+    """A ``"constant"`` support: one value."""
+
+    def __init__(self, init_weights: bool = True) -> None:
+        super().__init__("constant")
+        self.reset_parameters(init_weights)
 
 
 class GloraLayer(BaseWeightDependentLayer):
@@ -101,11 +131,11 @@ class GloraLayer(BaseWeightDependentLayer):
         out_features, in_features = self.out_features, self.in_features
         has_bias = self.bias is not None
         factors = {
-            "glora_A": _factor(config_A_B, out_features, in_features, r),
-            "glora_B": _factor(config_A_B, out_features, in_features, r),
-            "glora_C": _factor(config_C if has_bias else "none", in_features, 1, r),
-            "glora_D": _factor(config_D_E if has_bias else "none", out_features, 1, r, column=False),
-            "glora_E": _factor(config_D_E if has_bias else "none", out_features, 1, r, column=False),
+            "glora_A": _path(config_A_B, out_features, in_features, r, init_weights),
+            "glora_B": _path(config_A_B, out_features, in_features, r, init_weights),
+            "glora_C": _path(config_C if has_bias else "none", in_features, 1, r, init_weights),
+            "glora_D": _path(config_D_E if has_bias else "none", out_features, 1, r, init_weights, column=False),
+            "glora_E": _path(config_D_E if has_bias else "none", out_features, 1, r, init_weights, column=False),
         }
         factory = self._factory_kwargs()
         for name, factor in factors.items():
@@ -113,7 +143,6 @@ class GloraLayer(BaseWeightDependentLayer):
             if adapter_name in container:
                 del container[adapter_name]
             if factor is not None:
-                factor.reset_parameters(init_weights)
                 container[adapter_name] = factor.to(**factory)
 
     # ---------------------------------------------------------------------------------------------- formula
@@ -186,8 +215,12 @@ class GloraLayer(BaseWeightDependentLayer):
         return "glora." + super().__repr__()
 
 
-def _factor(kind: str, rows: int, columns: int, r: int, column: bool = True) -> GloraFactor | None:
-    return None if kind == "none" else GloraFactor(kind, rows, columns, r, column)
+def _path(kind: str, rows: int, columns: int, r: int, init_weights: bool, column: bool = True) -> GloraPath | None:
+    if kind == "lora":
+        return GloraLoraPath(rows, columns, r, init_weights)
+    if kind == "vector":
+        return GloraVectorPath(rows, is_column=column, init_weights=init_weights)
+    return GloraScalarPath(init_weights) if kind == "constant" else None
 
 
 class GloraLinear(GloraLayer, nn.Module):

@@ -123,5 +123,7 @@ class XLoraEmbedding(XLoraLayerMixin, Embedding):
         return update
 
 
-# the reference's name of the X-LoRA layer base
+# the reference's names of the X-LoRA layer base and layer types
 XLoraLayer = XLoraLayerMixin
+XLoraLinearLayer = XLoraLinear
+XLoraEmbeddingLayer = XLoraEmbedding
