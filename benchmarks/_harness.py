@@ -4,8 +4,10 @@ installed metadata), and prints one ``RESULT <json>`` line."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,3 +39,34 @@ def describe(python: str) -> str:
     code = "import peft, torch; print(peft.__version__, 'torch', torch.__version__)"
     proc = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=NEUTRAL_CWD)
     return proc.stdout.strip() if proc.returncode == 0 else f"<peft not importable: {proc.stderr.strip()[-200:]}>"
+
+
+def add_interpreter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every side-by-side benchmark that choose the interpreters measured."""
+    parser.add_argument("--ours-python", default=sys.executable, help="interpreter with our peft (default: this one)")
+    parser.add_argument(
+        "--reference-python",
+        default=None,
+        help="interpreter with peft 0.21.2 (default: .venv-reference/bin/python, else /work/venv-ref/bin/python)",
+    )
+    parser.add_argument("--no-reference", action="store_true", help="measure ours only")
+
+
+def interpreters(args: argparse.Namespace, ours: bool = True) -> dict[str, str]:
+    """``{"ours": ..., "reference": ...}``: the interpreters to measure, each printed with its peft and torch versions
+    (a missing reference interpreter is reported, not an error)."""
+    pythons = {"ours": args.ours_python} if ours else {}
+    if not args.no_reference:
+        reference = args.reference_python or default_reference_python()
+        if reference is None:
+            print(
+                "no reference interpreter: pass --reference-python or run scripts/make_reference_env.sh",
+                file=sys.stderr,
+            )
+        else:
+            pythons["reference"] = reference
+    if not pythons:
+        raise SystemExit("nothing to measure")
+    for label, python in pythons.items():
+        print(f"{label:>9}: {python}  (peft {describe(python)})")
+    return pythons

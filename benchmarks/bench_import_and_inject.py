@@ -20,19 +20,15 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
+from _harness import NEUTRAL_CWD, add_interpreter_arguments, interpreters  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 IMPORT_GOAL_S = 0.15
 INJECT_GOAL_RATIO = 10.0
 HEAVY_MODULES = ("transformers", "accelerate", "diffusers", "trl", "bitsandbytes")
-# Subprocesses run outside the repository: its root holds the umbrella's `peft.egg-info`, which `python -c` (cwd on
-# sys.path) would otherwise report as the installed peft's metadata.
-NEUTRAL_CWD = tempfile.gettempdir()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -135,17 +131,6 @@ def _measure_injection(pythons: dict[str, str], args: argparse.Namespace) -> dic
     return results
 
 
-def _default_reference_python() -> str | None:
-    candidate = REPO_ROOT / ".venv-reference" / "bin" / "python"
-    return str(candidate) if candidate.exists() else None
-
-
-def _describe(python: str) -> str:
-    code = "import importlib.metadata as m, peft; print(m.version('peft'), peft.__file__)"
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=NEUTRAL_CWD)
-    return proc.stdout.strip() if proc.returncode == 0 else f"<peft not importable: {proc.stderr.strip()[-200:]}>"
-
-
 def _fmt(value: float | None, unit: str = "s") -> str:
     if value is None:
         return "-"
@@ -199,13 +184,7 @@ def _print_injection(results: dict, args: argparse.Namespace) -> None:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ours-python", default=sys.executable, help="interpreter with our peft (default: this one)")
-    parser.add_argument(
-        "--reference-python",
-        default=None,
-        help="interpreter with peft 0.21.2 (default: .venv-reference/bin/python if present)",
-    )
-    parser.add_argument("--no-reference", action="store_true", help="measure ours only")
+    add_interpreter_arguments(parser)
     parser.add_argument("--no-ours", action="store_true", help="measure the reference only (checks the harness)")
     parser.add_argument("--repeat", type=int, default=7, help="fresh interpreters per import measurement")
     parser.add_argument("--inject-repeat", type=int, default=3, help="timed get_peft_model calls per cell")
@@ -220,33 +199,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _pythons(args: argparse.Namespace) -> dict[str, str]:
-    pythons = {}
-    if not args.no_ours:
-        pythons["ours"] = args.ours_python
-    reference = args.reference_python or _default_reference_python()
-    if not args.no_reference:
-        if reference is None:
-            print(
-                "no reference interpreter: pass --reference-python or run scripts/make_reference_env.sh",
-                file=sys.stderr,
-            )
-        else:
-            pythons["reference"] = reference
-    if not pythons:
-        raise SystemExit("nothing to measure")
-    return pythons
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with the hidden `--worker` flag, one measurement) and print the tables."""
     args = _parse_args(argv)
     if args.worker:
         _worker_main(args)
         return
-    pythons = _pythons(args)
-    for label, python in pythons.items():
-        print(f"{label:>9}: {python}  (peft {_describe(python)})")
+    pythons = interpreters(args, ours=not args.no_ours)
     results: dict[str, dict] = {"pythons": pythons}
     if not args.skip_import:
         results["import"] = _measure_imports(pythons, args.repeat)

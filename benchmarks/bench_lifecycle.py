@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
-from _harness import default_reference_python, describe, run_worker  # noqa: E402
+from _harness import add_interpreter_arguments, interpreters, run_worker  # noqa: E402
 
 REPORTED_ADAPTERS = (2, 10, 31)
 GROWTH_GOAL = 1.5
@@ -260,13 +259,7 @@ def _print_table(results: dict, args: argparse.Namespace) -> None:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ours-python", default=sys.executable, help="interpreter with our peft (default: this one)")
-    parser.add_argument(
-        "--reference-python",
-        default=None,
-        help="interpreter with peft 0.21.2 (default: .venv-reference/bin/python, else /work/venv-ref/bin/python)",
-    )
-    parser.add_argument("--no-reference", action="store_true", help="measure ours only")
+    add_interpreter_arguments(parser)
     parser.add_argument("--blocks", type=int, default=25, help="blocks of 8 Linear layers for add/set_adapter")
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--adapters", type=int, default=50)
@@ -292,15 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         _worker_main(args)
         return
-    pythons = {"ours": args.ours_python}
-    reference = args.reference_python or default_reference_python()
-    if not args.no_reference:
-        if reference is None:
-            print("no reference interpreter: pass --reference-python or run scripts/make_reference_env.sh")
-        else:
-            pythons["reference"] = reference
-    for label, python in pythons.items():
-        print(f"{label:>9}: {python}  (peft {describe(python)})")
+    pythons = interpreters(args)
     results: dict = {"pythons": pythons}
     measurements = (("add", _measure_add), ("set_adapter", _measure_set_adapter), ("mixed", _measure_mixed))
     for key, measure in measurements:

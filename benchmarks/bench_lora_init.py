@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
-from _harness import default_reference_python, describe, run_worker  # noqa: E402
+from _harness import add_interpreter_arguments, interpreters, run_worker  # noqa: E402
 
 INITS = ("pissa", "pissa_niter_4", "olora")
 
@@ -104,9 +103,7 @@ def _measure(python: str, name: str, args: argparse.Namespace) -> dict:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ours-python", default=sys.executable, help="interpreter with our peft (default: this one)")
-    parser.add_argument("--reference-python", default=None, help="interpreter with peft 0.21.2")
-    parser.add_argument("--no-reference", action="store_true", help="measure ours only")
+    add_interpreter_arguments(parser)
     parser.add_argument("--blocks", type=int, default=40, help="blocks of 8 Linear layers")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--eva-batches", type=int, default=8)
@@ -130,12 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         _worker_main(args)
         return
-    pythons = {"ours": args.ours_python}
-    reference = args.reference_python or default_reference_python()
-    if not args.no_reference and reference is not None:
-        pythons["reference"] = reference
-    for label, python in pythons.items():
-        print(f"{label:>9}: {python}  (peft {describe(python)})")
+    pythons = interpreters(args)
     results: dict = {"pythons": pythons}
     for name in (*INITS, "eva"):
         if name not in args.skip:

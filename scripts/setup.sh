@@ -52,7 +52,7 @@ if [ "$want" != "$have" ] || [ "${PEFT_FORCE_INSTALL:-0}" = "1" ]; then
         mkdocs mkdocs-material "mkdocstrings[python]"
     # DeepSpeed for the ZeRO tests: without its CUDA ops (DS_BUILD_OPS=0); on CPU it uses its CPU accelerator
     DS_BUILD_OPS=0 "$PY" -m pip install --progress-bar off -c "$CONSTRAINTS" deepspeed
-    # the hosts detect peft by the distribution `peft`, whose version must equal peft.__version__ (ARCH-2)
+    # the hosts detect peft by the distribution `peft`, whose version must equal peft.__version__
     "$PY" -c "import importlib.metadata as m; v = m.version('peft'); assert v == m.version('peft-core'), v"
     echo "$want" > "$STAMP"
 else

@@ -49,3 +49,14 @@ MOE_CONFIGS = {
         num_experts_per_tok=2,
     ),
 }
+
+
+class CountingSequences(torch.utils.data.Dataset):
+    """16 deterministic counting sequences of 12 tokens (vocabulary 64): a causal LM learns them in a few steps."""
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        ids = (torch.arange(12) + index) % 64
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}

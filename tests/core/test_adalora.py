@@ -213,7 +213,10 @@ def test_method_adalora_1_transformers_conv1d_switches_fan_in_fan_out() -> None:
 
 def test_method_adalora_1_unsupported_layer_type() -> None:
     base = nn.Sequential(nn.Embedding(10, 4))
-    with pytest.raises(ValueError, match="only `torch.nn.Linear`, `Conv1D`, and `torch.nn.Conv2d`"):
+    supported = r"torch\.nn\.Conv2d, torch\.nn\.Linear, transformers\.pytorch_utils\.Conv1D"
+    with pytest.raises(
+        ValueError, match=rf"Embedding is not supported by AdaLoraModel; supported modules: {supported}"
+    ):
         get_peft_model(base, _config(target_modules=["0"]))
 
 
@@ -548,7 +551,7 @@ def test_method_adalora_4_lora_code_leaves_adalora_layers_alone() -> None:
     assert type(outer).__name__ == "Linear" and isinstance(outer.base_layer, SVDLinear)
     assert "lora" not in outer.base_layer.lora_E and "default" not in outer.lora_A
     assert isinstance(outer.base_layer, LoraLayer) and not is_lora_layer(outer.base_layer) and is_lora_layer(outer)
-    from peft.utils.hotswap import _lora_layers
+    from peft.tuners.lora.hotswap import _lora_layers
 
     assert [path for path, _ in _lora_layers(model)] == ["base_model.model.0"]
     model.set_adapter(["default", "lora"])

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from peft import IA3Config, IA3Model, LNTuningConfig, LNTuningModel, PeftModel, get_peft_model, quantization
-from peft.quantization import QuantizationBackend, register_quantization_backend
+from peft import IA3Config, IA3Model, LNTuningConfig, LNTuningModel, PeftModel, get_peft_model
 from peft.tuners.ia3 import IA3Layer
 from peft.tuners.ln_tuning import LNTuningLayer
+from tests.recording_backend import recording_backend
 
 ATOL = 1e-5
 
@@ -303,37 +303,16 @@ def test_method_ia3_2_unmerge_warns_about_zero_entries():
 
 
 def test_arch_22_ia3_merge_reads_and_writes_the_weight_through_the_quantization_backend():
-    calls: list[str] = []
-
-    class Recording(QuantizationBackend):
-        name = "recording"
-
-        def matches(self, module: nn.Module) -> bool:
-            return getattr(module, "_recorded", False)
-
-        def get_weight(self, module: nn.Module) -> torch.Tensor:
-            calls.append("get")
-            return module.weight.detach().clone()
-
-        def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
-            calls.append("set")
-            with torch.no_grad():
-                module.weight.copy_(weight)
-
-    backend = Recording()
-    register_quantization_backend(backend)
-    try:
+    with recording_backend() as backend:
         model = _ia3()
         model.base_model.model.lin0.base_layer._recorded = True
         x = torch.randn(2, 6)
         expected = model(x)
-        assert calls == []  # forward only calls the base layer
+        assert backend.calls == []  # forward only calls the base layer
         model.merge_adapter()
         torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=0)
         model.unmerge_adapter()
-        assert calls == ["get", "set", "get", "set"]
-    finally:
-        quantization._BACKENDS.remove(backend)
+        assert [op for op, _ in backend.calls] == ["get", "set", "get", "set"]
 
 
 def test_life_28_half_precision_base_keeps_dtype_and_adapter_is_fp32():

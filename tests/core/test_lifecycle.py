@@ -26,7 +26,7 @@ from peft import (
     inject_adapter_in_model,
     set_peft_model_state_dict,
 )
-from peft.helpers import disable_input_dtype_casting
+from peft.helpers import disable_input_dtype_casting, rescale_adapter_scale
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils.other import AuxiliaryTrainingWrapper
@@ -762,3 +762,22 @@ def test_life_1_get_peft_model_twice_on_the_same_model_warns():
     get_peft_model(base, LoraConfig(r=2, target_modules=["lin0"]))
     with pytest.warns(PeftWarning, match="second time"):
         get_peft_model(base, LoraConfig(r=2, target_modules=["lin1"]))
+
+
+def test_life_29_rescale_adapter_scale_multiplies_the_lora_update_inside_the_block_only():
+    config = {"trainable_token_indices": None, "modules_to_save": None}
+    model = get_peft_model(_base(), _config(**config))
+    doubled = get_peft_model(_base(), _config(**config, lora_alpha=16))  # twice the default alpha, same draws
+    adapted = _out(model)
+    assert not torch.allclose(adapted, _out(_base())) and not torch.allclose(adapted, _out(doubled))
+    with rescale_adapter_scale(model, 0):
+        torch.testing.assert_close(_out(model), _out(_base()))
+    with rescale_adapter_scale(model, 2.0):
+        torch.testing.assert_close(_out(model), _out(doubled))
+    torch.testing.assert_close(_out(model), adapted)
+    with pytest.raises(TypeError, match="multiplier"):
+        with rescale_adapter_scale(model, True):
+            pass
+    with pytest.raises(ValueError, match="LoraLayer"):
+        with rescale_adapter_scale(_base(), 0.5):
+            pass

@@ -6,6 +6,8 @@ independent computation, and the combinations the reference refuses are refused.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -461,3 +463,27 @@ def test_alora_forward_refuses_beam_search_and_merging():
         model(_x(), num_beams=2, alora_offsets=[1] * 5)
     with pytest.raises(NotImplementedError, match=r"aLoRA does not support merging.*Adapters \['default'\]"):
         model.merge_and_unload()
+
+
+def test_importing_lora_registers_every_variant_option():
+    """A saved adapter with any variant option (``arrow_config`` included) selects its variant as soon as LoRA is
+    imported, without ``create_arrow_model`` having been imported first (a fresh interpreter, so nothing else has
+    imported the variants' modules)."""
+    code = (
+        "import sys, peft.tuners.lora\n"
+        "from peft.tuners.lora.variant import lora_variant_options\n"
+        "print(','.join(lora_variant_options()), 'peft.arrow_model' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    options, arrow_model_imported = proc.stdout.split()
+    assert options.split(",") == [
+        "alora_invocation_tokens",
+        "arrow_config",
+        "kasa_config",
+        "monteclora_config",
+        "use_bdlora",
+        "use_dora",
+        "use_qalora",
+        "velora_config",
+    ]
+    assert arrow_model_imported == "False"

@@ -29,32 +29,17 @@ from peft import (
 from peft.tuners.loha import LoHaLayer
 from peft.tuners.lokr import LoKrLayer
 from peft.tuners.lycoris_utils import LycorisConfig, LycorisLayer, LycorisTuner
+from tests.tiny_models import lin_conv_net
 
 R, ALPHA = 2, 6
 S = ALPHA / R  # the scaling every hand computation uses
+
 ATOL = 1e-5
-
-
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(12, 8)
-        self.conv = nn.Conv2d(4, 6, 3, padding=1)
-        self.pointwise = nn.Conv2d(6, 4, 1)
-        self.conv1d = nn.Conv1d(4, 6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x)
-
-
-def _model(seed: int = 0) -> _Net:
-    torch.manual_seed(seed)
-    return _Net().eval()
 
 
 def _adapted(config_cls: type, seed: int = 0, **kwargs):
     kwargs = {"r": R, "alpha": ALPHA, "init_weights": False, "target_modules": ["lin", "conv"], **kwargs}
-    model = get_peft_model(_model(seed), config_cls(**kwargs))
+    model = get_peft_model(lin_conv_net(seed), config_cls(**kwargs))
     model.eval()
     return model
 
@@ -222,7 +207,7 @@ def test_method_lycoris_1_default_inits_start_as_the_identity(config_cls, init_w
     model = _adapted(config_cls, r=1, init_weights=init_weights, target_modules=["lin", "conv"])
     x = torch.randn(3, 12)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), _model()(x))
+        torch.testing.assert_close(model(x), lin_conv_net()(x))
     zeroed = [layer for layer in (_layer(model, "lin"), _layer(model, "conv")) if "default" in getattr(layer, zero)]
     assert zeroed and all(not _factor(layer, zero).any() for layer in zeroed)
 
@@ -241,7 +226,7 @@ def test_method_lycoris_1_random_init_is_finite_and_moderate(config_cls):
 def test_method_lycoris_1_module_dropout_skips_the_adapter_in_training_only():
     model = _adapted(LoHaConfig, module_dropout=1.0)
     x = torch.randn(3, 12)
-    base_out = _model()(x)
+    base_out = lin_conv_net()(x)
     model.train()
     with torch.no_grad():
         torch.testing.assert_close(model(x), base_out)
@@ -258,10 +243,10 @@ def test_method_lycoris_1_rank_dropout_drops_output_rows(config_cls, extra, resc
     model = _adapted(config_cls, rank_dropout=0.5, target_modules=["lin"], **extra)
     x = torch.randn(3, 12)
     with torch.no_grad():
-        full_update = model(x) - _model()(x)
+        full_update = model(x) - lin_conv_net()(x)
         model.train()
         torch.manual_seed(3)
-        update = model(x) - _model()(x)
+        update = model(x) - lin_conv_net()(x)
     kept = update.abs().amax(dim=0) > 1e-6
     assert 0 < int(kept.sum()) < 8  # some rows dropped, some kept (seeded)
     ratio = update[:, kept] / full_update[:, kept]
@@ -376,7 +361,7 @@ def test_life_mixed_batch_uses_each_rows_adapter():
         model.set_adapter("default")
         default = model(x)
     torch.testing.assert_close(out[0], default[0])
-    torch.testing.assert_close(out[1], _model()(x)[1])
+    torch.testing.assert_close(out[1], lin_conv_net()(x)[1])
     torch.testing.assert_close(out[2], other[2])
 
 
@@ -417,7 +402,7 @@ def test_save_8_round_trip_in_the_reference_key_format(tmp_path, config_cls, exp
     assert {k.rsplit(".", 1)[1] for k in keys if k.startswith("base_model.model.conv.")} == expected_keys
     assert all(k.startswith(("base_model.model.lin.", "base_model.model.conv.")) for k in keys)
     x = torch.randn(3, 12)
-    loaded = PeftModel.from_pretrained(_model(), tmp_path)
+    loaded = PeftModel.from_pretrained(lin_conv_net(), tmp_path)
     assert isinstance(loaded.peft_config["default"], config_cls)
     assert not any(p.requires_grad for p in loaded.parameters())
     with torch.no_grad():
@@ -430,7 +415,7 @@ def test_save_8_round_trip_in_the_reference_key_format(tmp_path, config_cls, exp
 def test_save_8_low_cpu_mem_usage_load_reproduces_outputs(tmp_path, config_cls):
     model = _adapted(config_cls)
     model.save_pretrained(tmp_path)
-    loaded = PeftModel.from_pretrained(_model(), tmp_path, low_cpu_mem_usage=True)
+    loaded = PeftModel.from_pretrained(lin_conv_net(), tmp_path, low_cpu_mem_usage=True)
     x = torch.randn(3, 12)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
@@ -479,6 +464,8 @@ def test_method_lycoris_1_shared_base_classes():
     assert issubclass(LoHaConfig, LycorisConfig) and issubclass(LoKrConfig, LycorisConfig)
     assert issubclass(LoHaLayer, LycorisLayer) and issubclass(LoKrLayer, LycorisLayer)
     assert issubclass(LoHaModel, LycorisTuner) and issubclass(LoKrModel, LycorisTuner)
+    assert LoHaModel.layer_options == LycorisTuner.layer_options
+    assert LoKrModel.layer_options[: len(LycorisTuner.layer_options)] == LycorisTuner.layer_options
     assert (LoHaModel.prefix, LoKrModel.prefix) == ("hada_", "lokr_")
 
 
@@ -498,7 +485,7 @@ def test_tgt_18_default_targets_are_loras():
 
 def test_arch_17_lora_loha_and_lokr_on_one_layer_add_up_and_round_trip(tmp_path):
     lora = LoraConfig(r=2, target_modules=["lin"], init_lora_weights=False)
-    model = get_peft_model(_model(), lora, adapter_name="lora", mixed=True)
+    model = get_peft_model(lin_conv_net(), lora, adapter_name="lora", mixed=True)
     model.add_adapter("loha", LoHaConfig(r=2, alpha=4, init_weights=False, target_modules=["lin"]))
     model.add_adapter("lokr", LoKrConfig(r=2, alpha=4, init_weights=False, target_modules=["lin"]))
     model.set_adapter(["lora", "loha", "lokr"])
@@ -514,7 +501,7 @@ def test_arch_17_lora_loha_and_lokr_on_one_layer_add_up_and_round_trip(tmp_path)
         torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=0)
 
         model.save_pretrained(tmp_path)
-        loaded = PeftMixedModel.from_pretrained(_model(), tmp_path)
+        loaded = PeftMixedModel.from_pretrained(lin_conv_net(), tmp_path)
         torch.testing.assert_close(loaded(x), expected, atol=ATOL, rtol=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

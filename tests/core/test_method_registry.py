@@ -10,15 +10,15 @@ import textwrap
 
 import pytest
 
-from peft import PeftConfig, register_peft_method
+from peft import PeftConfig, register_peft_method, registry
 from peft.mapping import (
     PEFT_TYPE_TO_CONFIG_MAPPING,
     PEFT_TYPE_TO_MIXED_MODEL_MAPPING,
     PEFT_TYPE_TO_PREFIX_MAPPING,
     PEFT_TYPE_TO_TUNER_MAPPING,
 )
-from peft.tuners import BUILTIN_METHODS
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils.peft_types import BUILTIN_METHODS
 
 REGISTRIES = (
     PEFT_TYPE_TO_CONFIG_MAPPING,
@@ -31,24 +31,26 @@ _LAZY_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import peft
-    from peft.tuners import BUILTIN_METHODS
+    from peft import registry
+    from peft.utils.peft_types import BUILTIN_METHODS
 
     def loaded():
         return sorted(m for m in BUILTIN_METHODS if f"peft.tuners.{m}" in sys.modules)
 
     steps = {"import peft": loaded()}
-    peft.PEFT_TYPE_TO_CONFIG_MAPPING["VERA"]
-    steps["lookup VERA"] = loaded()
-    found = "BOFT" in peft.PEFT_TYPE_TO_TUNER_MAPPING
-    steps["BOFT in"] = loaded()
+    registry.config_class("VERA")
+    steps["config_class VERA"] = loaded()
+    found = registry.load_method("BOFT")
+    steps["load_method BOFT"] = loaded()
     peft.LoHaConfig
     steps["peft.LoHaConfig"] = loaded()
     try:
         peft.register_peft_method(name="c3a", config_cls=object, model_cls=object)
     except ValueError as error:
         clash = str(error)
+    steps["c3a clash"] = loaded()
     keys = sorted(peft.PEFT_TYPE_TO_PREFIX_MAPPING)
-    steps["list"] = loaded()
+    steps["complete dict"] = loaded()
     json.dump({"steps": steps, "boft_found": found, "clash": clash, "keys": keys}, sys.stdout)
     """
 )
@@ -60,13 +62,15 @@ def test_arch_3_import_peft_imports_no_method_until_it_is_used():
     result = json.loads(proc.stdout)
     steps = result["steps"]
     assert steps["import peft"] == []
-    assert steps["lookup VERA"] == ["vera"]
-    assert steps["BOFT in"] == ["boft", "vera"] and result["boft_found"]
+    assert steps["config_class VERA"] == ["vera"]
+    assert steps["load_method BOFT"] == ["boft", "vera"] and result["boft_found"]
     assert steps["peft.LoHaConfig"] == ["boft", "loha", "vera"]
-    # a built-in that nothing imported yet still counts as registered
+    # a built-in that nothing imported yet still counts as registered, and is not imported to find out
     assert "already a PEFT method called 'c3a'" in result["clash"]
-    assert steps["list"] == sorted(BUILTIN_METHODS)
-    assert result["keys"] == sorted(name.upper() for name in BUILTIN_METHODS)
+    assert steps["c3a clash"] == ["boft", "loha", "vera"]
+    # the reference's dicts are complete: reading one registers every method, those of host packages too
+    assert steps["complete dict"] == sorted(BUILTIN_METHODS)
+    assert set(result["keys"]) == {name.upper() for name in BUILTIN_METHODS} | {"ADAPTION_PROMPT"}
 
 
 @pytest.mark.parametrize("registry", REGISTRIES, ids=lambda r: str(len(dict.keys(r))))
@@ -101,8 +105,8 @@ class _ToyModel(BaseTuner):
 @pytest.fixture
 def unregister_toy():
     yield
-    for registry in REGISTRIES:
-        dict.pop(registry, "TOY_METHOD", None)
+    for table in REGISTRIES:
+        dict.pop(table, "TOY_METHOD", None)
 
 
 def test_cfg_10_registering_a_method_fills_every_registry(unregister_toy):
@@ -132,3 +136,50 @@ def test_cfg_10_bad_registrations_are_refused(kwargs, message, unregister_toy):
 def test_cfg_10_the_tuner_prefix_must_match_the_registered_prefix(unregister_toy):
     with pytest.raises(ValueError, match="_ToyModel.prefix is 'toy_method_' but PEFT method 'toy_other' needs"):
         register_peft_method(name="toy_other", config_cls=_ToyConfig, model_cls=_ToyModel)
+
+
+def test_the_method_table_gives_peft_type_exports_and_all():
+    """PeftType, the exported names and ``__all__`` come from one table (``METHODS``)."""
+    import importlib
+
+    import peft
+    import peft.tuners
+    from peft.utils.peft_types import EXPORTS, METHODS, PeftType
+
+    assert [member.value for member in PeftType] == [name.upper() for name in METHODS]
+    assert str(PeftType.LORA) == "LORA" and PeftType("LORA") is PeftType.LORA
+    assert set(EXPORTS) <= set(peft.__all__) and sorted(EXPORTS) == peft.tuners.__all__
+    for export, method in EXPORTS.items():
+        package = importlib.import_module(f"peft.tuners.{method}")
+        assert getattr(peft, export) is getattr(package, export), export
+        assert export in package.__all__, (method, export)
+    for name in peft.__all__:
+        assert getattr(peft, name) is not None, name
+
+
+def test_registration_gives_the_tuner_its_prefix_and_the_config_its_peft_type(unregister_toy):
+    class _PrefixlessModel(BaseTuner):
+        pass
+
+    register_peft_method(name="toy_method", config_cls=_ToyConfig, model_cls=_PrefixlessModel)
+    assert _PrefixlessModel.prefix == "toy_method_" and BaseTuner.prefix == ""
+    assert _ToyConfig().peft_type == "TOY_METHOD"
+    assert registry.is_registered("TOY_METHOD") and not registry.is_registered("TOY_OTHER")
+
+
+def test_targeting_configs_have_exactly_their_format_fields():
+    """Configs declare the targeting field groups their checkpoint format has; shared code reads the others as their
+    neutral values."""
+    from peft import C3AConfig, LoraConfig, RoadConfig, TrainableTokensConfig
+
+    targeting = {"exclude_modules", "layers_to_transform", "layers_pattern", "modules_to_save"}
+    assert targeting <= set(LoraConfig().to_dict())
+    c3a = C3AConfig(target_modules=["a"], layers_to_transform=[0])
+    assert "exclude_modules" not in c3a.to_dict() and c3a.exclude_modules is None
+    assert c3a.target_modules == {"a"} and c3a.layers_to_transform == [0]
+    with pytest.raises(TypeError, match="exclude_modules"):
+        C3AConfig(exclude_modules=["a"])
+    road = RoadConfig()
+    assert {"layers_to_transform", "exclude_modules"}.isdisjoint(road.to_dict()) and road.bias == "none"
+    tokens = TrainableTokensConfig(token_indices=[0])
+    assert "modules_to_save" not in tokens.to_dict() and tokens.modules_to_save is None

@@ -29,30 +29,18 @@ from peft import (
     PeftModel,
     PeftWarning,
     get_peft_model,
-    quantization,
 )
-from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.boft import BOFTLayer
 from peft.tuners.boft.layer import butterfly_permutations
 from peft.tuners.oft import OFTLayer
+from tests.recording_backend import recording_backend
+from tests.tiny_models import lin_conv_net as _lin_conv_net
 
 ATOL = 1e-5
 
 
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(12, 8)
-        self.conv = nn.Conv2d(4, 6, 3, padding=1)
-        self.pointwise = nn.Conv2d(6, 4, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x)
-
-
-def _model(seed: int = 0) -> _Net:
-    torch.manual_seed(seed)
-    return _Net().eval()
+def lin_conv_net(seed: int = 0):
+    return _lin_conv_net(seed, conv1d=False)  # the random draws of these tests were fixed with this model
 
 
 def _adapted(config_cls: type, seed: int = 0, **kwargs):
@@ -61,7 +49,7 @@ def _adapted(config_cls: type, seed: int = 0, **kwargs):
         BOFTConfig: {"boft_block_size": 4},
     }[config_cls]
     config = config_cls(**{**defaults, "init_weights": False, "target_modules": ["lin", "conv"], **kwargs})
-    model = get_peft_model(_model(seed), config)
+    model = get_peft_model(lin_conv_net(seed), config)
     model.eval()
     return model
 
@@ -146,7 +134,7 @@ def _assert_orthogonal(matrix: torch.Tensor, atol: float = 1e-5) -> None:
 
 def test_method_oft_1_linear_rotates_the_input_by_an_exact_cayley_block_diagonal_matrix():
     model = _adapted(OFTConfig, use_cayley_neumann=False)
-    layer, base = _layer(model, "lin"), _model().lin
+    layer, base = _layer(model, "lin"), lin_conv_net().lin
     rotation = _oft_rotation(layer)
     assert rotation.shape == (12, 12) and layer.r["default"] == 3 and layer.oft_block_size["default"] == 4
     _assert_orthogonal(rotation)
@@ -159,7 +147,7 @@ def test_method_oft_1_linear_rotates_the_input_by_an_exact_cayley_block_diagonal
 
 def test_method_oft_1_cayley_neumann_is_the_truncated_series_and_nearly_orthogonal():
     model = _adapted(OFTConfig, use_cayley_neumann=True, num_cayley_neumann_terms=5)
-    layer, base = _layer(model, "lin"), _model().lin
+    layer, base = _layer(model, "lin"), lin_conv_net().lin
     rotation = _oft_rotation(layer)
     _assert_orthogonal(rotation, atol=5e-2)  # an approximation of the Cayley transform
     x = torch.randn(5, 12)
@@ -220,12 +208,12 @@ def test_method_oft_1_coft_projects_each_block_into_the_eps_ball():
     norms = weight.detach().norm(dim=1) * math.sqrt(2)  # Frobenius norm of U - U^T
     torch.testing.assert_close(norms, torch.full_like(norms, radius))
     torch.testing.assert_close(weight.detach(), before * (radius / (before.norm(dim=1, keepdim=True) * math.sqrt(2))))
-    torch.testing.assert_close(out, _model().lin(x @ _oft_rotation(layer)), atol=ATOL, rtol=0)
+    torch.testing.assert_close(out, lin_conv_net().lin(x @ _oft_rotation(layer)), atol=ATOL, rtol=0)
 
 
 def test_method_oft_1_conv2d_rotates_each_filter_patch_and_forward_equals_merge():
     model = _adapted(OFTConfig, oft_block_size=6, use_cayley_neumann=False)
-    layer, base = _layer(model, "conv"), _model().conv
+    layer, base = _layer(model, "conv"), lin_conv_net().conv
     assert layer.rotation_features == 4 * 3 * 3 and layer.r["default"] == 6
     rotation = _oft_rotation(layer)
     _assert_orthogonal(rotation)
@@ -257,7 +245,7 @@ def test_method_oft_1_embedding_rotates_the_looked_up_vectors_and_merges_as_w_r(
 
 def test_method_oft_1_pointwise_conv_rotates_the_channels_of_each_position():
     model = _adapted(OFTConfig, oft_block_size=3, use_cayley_neumann=False, target_modules=["pointwise"])
-    layer, base = _layer(model, "pointwise"), _model().pointwise
+    layer, base = _layer(model, "pointwise"), lin_conv_net().pointwise
     rotation = _oft_rotation(layer)
     x = torch.randn(2, 6, 3, 3)
     rotated = torch.einsum("bchw,cd->bdhw", x, rotation)
@@ -271,7 +259,7 @@ def test_method_oft_1_pointwise_conv_rotates_the_channels_of_each_position():
 @pytest.mark.parametrize("kwargs", [{"boft_block_size": 4}, {"boft_block_size": 0, "boft_block_num": 6}])
 def test_method_boft_1_linear_is_a_scaled_block_diagonal_rotation(kwargs):
     model = _adapted(BOFTConfig, target_modules=["lin"], **kwargs)
-    layer, base = _layer(model, "lin"), _model().lin
+    layer, base = _layer(model, "lin"), lin_conv_net().lin
     rotation = _boft_rotation(layer)
     _assert_orthogonal(rotation)
     scale = layer.boft_s["default"].detach()
@@ -301,9 +289,10 @@ def test_method_boft_1_butterfly_levels_compose_permuted_block_diagonals(feature
 
 
 def test_method_boft_1_one_butterfly_level_equals_exact_oft():
-    boft = get_peft_model(_model(), BOFTConfig(boft_block_size=4, init_weights=False, target_modules=["lin"]))
+    boft = get_peft_model(lin_conv_net(), BOFTConfig(boft_block_size=4, init_weights=False, target_modules=["lin"]))
     oft = get_peft_model(
-        _model(), OFTConfig(oft_block_size=4, use_cayley_neumann=False, init_weights=False, target_modules=["lin"])
+        lin_conv_net(),
+        OFTConfig(oft_block_size=4, use_cayley_neumann=False, init_weights=False, target_modules=["lin"]),
     )
     boft_layer, oft_layer = _layer(boft, "lin"), _layer(oft, "lin")
     rows, cols = torch.triu_indices(4, 4, 1)
@@ -318,7 +307,7 @@ def test_method_boft_1_one_butterfly_level_equals_exact_oft():
 
 def test_method_boft_1_conv2d_rotates_filter_patches_and_scales_outputs():
     model = _adapted(BOFTConfig, boft_block_size=6, target_modules=["conv"])
-    layer, base = _layer(model, "conv"), _model().conv
+    layer, base = _layer(model, "conv"), lin_conv_net().conv
     assert layer.boft_s["default"].shape == (1, 6)
     rotation = _boft_rotation(layer)
     scale = layer.boft_s["default"].detach().reshape(6, 1)
@@ -349,7 +338,7 @@ def test_method_boft_2_permutations_are_shared_index_vectors_on_the_adapters_dev
 def test_method_oft_1_default_init_is_the_identity(config_cls):
     sizes = {"oft_block_size": 2} if config_cls is OFTConfig else {"boft_block_size": 2}
     model = _adapted(config_cls, init_weights=True, target_modules=["lin", "conv", "pointwise"], **sizes)
-    base = _model()
+    base = lin_conv_net()
     x, image = torch.randn(3, 12), torch.randn(2, 4, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(model(x), base(x))
@@ -395,7 +384,7 @@ def test_method_oft_1_multiplicative_dropout_sets_blocks_to_identity_in_training
 )
 def test_method_oft_2_merge_unmerge_round_trip(config_cls, kwargs):
     model = _adapted(config_cls, **{"target_modules": ["lin", "conv", "pointwise"], **kwargs})
-    base = _model()
+    base = lin_conv_net()
     inputs = {"lin": torch.randn(3, 12), "conv": torch.randn(2, 4, 5, 5), "pointwise": torch.randn(2, 6, 3, 3)}
     inputs = {name: x for name, x in inputs.items() if name in model.peft_config["default"].target_modules}
     with torch.no_grad():
@@ -422,7 +411,7 @@ def test_method_oft_2_merge_and_unload_gives_plain_modules_with_the_adapted_outp
         assert type(merged.lin) is nn.Linear and type(merged.conv) is nn.Conv2d
         torch.testing.assert_close(merged(x), expected, atol=1e-4, rtol=0)
     unloaded = _adapted(config_cls).unload()
-    torch.testing.assert_close(unloaded.lin.weight, _model().lin.weight)
+    torch.testing.assert_close(unloaded.lin.weight, lin_conv_net().lin.weight)
 
 
 @pytest.mark.parametrize("config_cls", [OFTConfig, BOFTConfig])
@@ -434,7 +423,7 @@ def test_method_oft_2_safe_merge_refuses_non_finite_results_and_keeps_the_base(c
         parameter.fill_(float("nan"))
     with pytest.raises(ValueError, match="NaNs detected"):
         model.merge_adapter(safe_merge=True)
-    torch.testing.assert_close(layer.get_base_layer().weight, _model().lin.weight)
+    torch.testing.assert_close(layer.get_base_layer().weight, lin_conv_net().lin.weight)
     assert not layer.merged
 
 
@@ -449,14 +438,14 @@ def test_method_oft_2_half_precision_merge_is_computed_in_float32_and_keeps_the_
 
 
 def test_method_oft_1_half_precision_base_with_float32_adapter():
-    base = _model().to(torch.bfloat16)
+    base = lin_conv_net().to(torch.bfloat16)
     model = get_peft_model(base, OFTConfig(oft_block_size=4, init_weights=False, target_modules=["lin"]))
     assert _layer(model, "lin").oft_R["default"].weight.dtype == torch.float32  # autocast_adapter_dtype
     x = torch.randn(3, 12, dtype=torch.bfloat16)
     with torch.no_grad():
         out = model(x)
     assert out.dtype == torch.bfloat16
-    expected = _model().lin(x.float() @ _oft_rotation(_layer(model, "lin")))
+    expected = lin_conv_net().lin(x.float() @ _oft_rotation(_layer(model, "lin")))
     torch.testing.assert_close(out.float(), expected, atol=5e-2, rtol=5e-2)
 
 
@@ -480,9 +469,9 @@ def test_life_several_adapters_switch_combine_in_merge_order_and_delete(config_c
         layer.merge()  # merging default, then other, gives what both compute unmerged
         torch.testing.assert_close(layer(x), both, atol=1e-4, rtol=0)
         layer.unmerge()
-        torch.testing.assert_close(layer.get_base_layer().weight, _model().lin.weight, atol=1e-5, rtol=0)
+        torch.testing.assert_close(layer.get_base_layer().weight, lin_conv_net().lin.weight, atol=1e-5, rtol=0)
         with model.disable_adapter():
-            torch.testing.assert_close(model(x), _model()(x))
+            torch.testing.assert_close(model(x), lin_conv_net()(x))
     model.delete_adapter("default")
     assert "default" not in getattr(layer, layer.adapter_layer_names[0])
     assert layer.active_adapters == ["other"]
@@ -503,7 +492,7 @@ def test_life_mixed_batch_uses_each_rows_adapter(config_cls):
         model.set_adapter("default")
         default = model(x)
     torch.testing.assert_close(out[0], default[0])
-    torch.testing.assert_close(out[1], _model()(x)[1])
+    torch.testing.assert_close(out[1], lin_conv_net()(x)[1])
     torch.testing.assert_close(out[2], other[2])
 
 
@@ -524,7 +513,7 @@ def test_life_training_updates_only_the_adapter_and_method_only_bias(config_cls,
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
-    torch.testing.assert_close(_layer(model, "lin").get_base_layer().weight, _model().lin.weight)
+    torch.testing.assert_close(_layer(model, "lin").get_base_layer().weight, lin_conv_net().lin.weight)
 
 
 @pytest.mark.parametrize("config_cls", [OFTConfig, BOFTConfig])
@@ -556,7 +545,7 @@ def test_save_8_round_trip_in_the_reference_key_format(tmp_path, config_cls, kwa
     assert all(k.startswith(("lin.", "conv.", "pointwise.")) for k in shapes)
     x, image = torch.randn(3, 12), torch.randn(2, 4, 5, 5)
     for low_cpu_mem_usage in (False, True):
-        loaded = PeftModel.from_pretrained(_model(), tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
+        loaded = PeftModel.from_pretrained(lin_conv_net(), tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
         assert isinstance(loaded.peft_config["default"], config_cls)
         assert not any(p.requires_grad for p in loaded.parameters())
         with torch.no_grad():
@@ -629,8 +618,8 @@ def test_method_oft_1_invalid_config_raises_naming_the_field(config_cls, kwargs,
 )
 def test_method_boft_1_block_sizes_that_do_not_fit_the_layer_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        get_peft_model(_model(), BOFTConfig(target_modules=["lin"], **kwargs))
-    assert not isinstance(_model().lin, BOFTLayer)
+        get_peft_model(lin_conv_net(), BOFTConfig(target_modules=["lin"], **kwargs))
+    assert not isinstance(lin_conv_net().lin, BOFTLayer)
 
 
 @pytest.mark.parametrize(
@@ -666,7 +655,7 @@ def test_tgt_18_default_targets_are_loras():
 
 def test_arch_17_oft_on_top_of_lora_rotates_the_lora_layers_input_and_round_trips(tmp_path):
     lora = LoraConfig(r=2, target_modules=["lin"], init_lora_weights=False)
-    model = get_peft_model(_model(), lora, adapter_name="lora", mixed=True)
+    model = get_peft_model(lin_conv_net(), lora, adapter_name="lora", mixed=True)
     model.add_adapter("oft", OFTConfig(oft_block_size=4, init_weights=False, target_modules=["lin"]))
     model.set_adapter(["lora", "oft"])
     model.eval()
@@ -678,12 +667,12 @@ def test_arch_17_oft_on_top_of_lora_rotates_the_lora_layers_input_and_round_trip
         expected = lora_layer(x @ _oft_rotation(oft, "oft"))
         torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=0)
         model.save_pretrained(tmp_path)
-        loaded = PeftMixedModel.from_pretrained(_model(), tmp_path)
+        loaded = PeftMixedModel.from_pretrained(lin_conv_net(), tmp_path)
         torch.testing.assert_close(loaded(x), expected, atol=ATOL, rtol=0)
 
 
 def test_arch_17_boft_is_not_mixed_compatible():
-    model = get_peft_model(_model(), LoraConfig(r=2, target_modules=["lin"]), mixed=True)
+    model = get_peft_model(lin_conv_net(), LoraConfig(r=2, target_modules=["lin"]), mixed=True)
     with pytest.raises(ValueError, match="'BOFT' cannot be used in a mixed model"):
         model.add_adapter("boft", BOFTConfig(target_modules=["lin"]))
 
@@ -691,52 +680,27 @@ def test_arch_17_boft_is_not_mixed_compatible():
 # ------------------------------------------------------------------------------------------------ quantization
 
 
-class _RecordingBackend(QuantizationBackend):
-    """Plain float storage that records every read and write of a marked base layer's weight."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def matches(self, module: nn.Module) -> bool:
-        return hasattr(module, "_recorded_as")
-
-    def get_weight(self, module: nn.Module) -> torch.Tensor:
-        self.calls.append(("get", module._recorded_as))
-        return module.weight.detach().clone()
-
-    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
-        self.calls.append(("set", module._recorded_as))
-        with torch.no_grad():
-            module.weight.copy_(weight)
-
-
 @pytest.fixture
-def recording_backend():
-    backend = _RecordingBackend()
-    register_quantization_backend(backend)
-    try:
+def recording():
+    with recording_backend() as backend:
         yield backend
-    finally:
-        quantization._BACKENDS.remove(backend)
 
 
 @pytest.mark.parametrize("config_cls", [OFTConfig, BOFTConfig])
-def test_arch_22_base_weights_are_read_and_written_through_the_quantization_backend(recording_backend, config_cls):
+def test_arch_22_base_weights_are_read_and_written_through_the_quantization_backend(recording, config_cls):
     model = _adapted(config_cls, target_modules=["lin", "conv"], init_weights=False)
     for name in ("lin", "conv"):
-        _layer(model, name).get_base_layer()._recorded_as = name
+        _layer(model, name).get_base_layer()._recorded = name
     x, image = torch.randn(3, 12), torch.randn(2, 4, 5, 5)
     with torch.no_grad():
         expected = _layer(model, "conv")(image)
         model(x)
         # a linear layer's forward only calls its base layer; a 3x3 convolution reads the weight to rotate it
-        assert recording_backend.calls == [("get", "conv")]
+        assert recording.calls == [("get", "conv")]
         model.merge_adapter()
         torch.testing.assert_close(_layer(model, "conv")(image), expected, atol=1e-4, rtol=0)
         model.unmerge_adapter()
-    assert recording_backend.calls[1:] == [
+    assert recording.calls[1:] == [
         ("get", "lin"), ("set", "lin"), ("get", "conv"), ("set", "conv"),
         ("get", "lin"), ("set", "lin"), ("get", "conv"), ("set", "conv"),
     ]  # fmt: skip

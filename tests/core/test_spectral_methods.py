@@ -27,13 +27,12 @@ from peft import (
     WaveFTConfig,
     WaveFTModel,
     get_peft_model,
-    quantization,
 )
-from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.c3a import C3ALayer
 from peft.tuners.fourierft import FourierFTLayer
 from peft.tuners.waveft import WaveFTLayer
 from peft.tuners.waveft.wavelets import WAVELET_FAMILIES, scaling_filter, supported_families
+from tests.recording_backend import recording_backend
 
 ATOL = 1e-5
 SQRT2 = math.sqrt(2)
@@ -314,7 +313,7 @@ def test_method_c3a_1_uniform_inits_are_bounded(mode):
 
 
 def test_method_c3a_1_conv1d_is_not_supported():
-    with pytest.raises(TypeError, match="c3a does not support target modules of type Conv1D"):
+    with pytest.raises(TypeError, match="Conv1D is not supported by C3AModel; supported modules: torch.nn.Linear\\."):
         get_peft_model(_Conv1DNet(), C3AConfig(block_size=2, target_modules=["proj"]))
 
 
@@ -452,7 +451,8 @@ def test_bf16_base_keeps_fp32_adapter_and_computes(config_cls):
 
 @pytest.mark.parametrize("config_cls", ALL_CONFIGS)
 def test_unsupported_layer_type_raises(config_cls):
-    with pytest.raises(TypeError, match="does not support target modules of type Conv2d.*torch.nn.Linear"):
+    message = r"'conv': Conv2d is not supported by \w+Model; supported modules: torch\.nn\.Linear"
+    with pytest.raises(TypeError, match=message):
         get_peft_model(_model(), config_cls(**{**_RANDOM[config_cls], "target_modules": ["conv"]}))
 
 
@@ -466,31 +466,9 @@ def test_quantized_base_layer_without_backend_is_refused(config_cls):
         get_peft_model(model, config_cls(**{**_RANDOM[config_cls], "target_modules": ["lin"]}))
 
 
-class _RecordingBackend(QuantizationBackend):
-    """Plain float storage that records merges into marked base layers."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.writes = 0
-
-    def matches(self, module: nn.Module) -> bool:
-        return getattr(module, "_recorded", False)
-
-    def get_weight(self, module: nn.Module) -> torch.Tensor:
-        return module.weight.detach().clone()
-
-    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
-        self.writes += 1
-        with torch.no_grad():
-            module.weight.copy_(weight)
-
-
 @pytest.mark.parametrize("config_cls", ALL_CONFIGS)
 def test_merging_goes_through_the_quantization_backend(config_cls):
-    backend = _RecordingBackend()
-    register_quantization_backend(backend)
-    try:
+    with recording_backend() as backend:
         model = _adapted(config_cls)
         _layer(model).get_base_layer()._recorded = True
         x = _x()
@@ -498,8 +476,6 @@ def test_merging_goes_through_the_quantization_backend(config_cls):
         model.merge_adapter()
         assert backend.writes == 1
         assert torch.allclose(model(x), before, atol=ATOL)
-    finally:
-        quantization._BACKENDS.remove(backend)
 
 
 # ------------------------------------------------------------------------------------------------ Conv1D

@@ -16,7 +16,6 @@ from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
 
 from peft import LoraConfig, OFTConfig, PeftModel, get_peft_model, get_peft_model_state_dict
-from peft.tuners.tuners_layer import call_with_tensors
 from peft.utils.other import fsdp_auto_wrap_policy
 
 
@@ -105,29 +104,6 @@ def test_adapters_inside_wrapper_modules_save_from_the_wrapped_model_state_dict_
 
 
 # ------------------------------------------------------------------------------------------------- forwards
-def test_call_with_tensors_uses_the_values_for_one_call_and_keeps_the_module_tensors():
-    layer = nn.Linear(4, 3)
-    original = layer.weight
-    replacement = torch.randn(3, 4, requires_grad=True)
-    x = torch.randn(2, 4)
-    out = call_with_tensors(layer, {"weight": replacement}, x)
-    torch.testing.assert_close(out, torch.nn.functional.linear(x, replacement, layer.bias))
-    out.sum().backward()
-    assert replacement.grad is not None and original.grad is None
-    assert layer.weight is original and layer._parameters["weight"] is original and "weight" not in vars(layer)
-
-
-def test_call_with_tensors_restores_an_instance_attribute_the_engine_had_set():
-    """FSDP1 (use_orig_params=True) keeps a unit's parameters as instance attributes as well."""
-    layer = nn.Linear(4, 3)
-    engine_view = layer.weight.detach().clone()
-    vars(layer)["weight"] = engine_view
-    x = torch.randn(2, 4)
-    replacement = torch.zeros(3, 4)
-    torch.testing.assert_close(call_with_tensors(layer, {"weight": replacement}, x), layer.bias.expand(2, 3))
-    assert vars(layer)["weight"] is engine_view
-
-
 @pytest.mark.parametrize("use_dora", [False, True])
 def test_lora_calls_factors_that_hooks_watch_and_computes_the_same(use_dora):
     """Before, the fused path read ``lora_B.weight`` without calling ``lora_B``: under FSDP it was a flat shard."""

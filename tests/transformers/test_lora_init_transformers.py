@@ -14,7 +14,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
-from tiny_transformers import tiny_llama  # noqa: E402
+from tiny_transformers import CountingSequences, tiny_llama  # noqa: E402
 
 from peft import EvaConfig, LoraConfig, PeftModel, get_eva_state_dict, get_peft_model  # noqa: E402
 from peft.optimizers import create_lorafa_optimizer, create_loraplus_optimizer  # noqa: E402
@@ -71,21 +71,14 @@ def test_pissa_on_all_linear_layers_of_a_llama_keeps_the_output():
     torch.testing.assert_close(peft_model(ids).logits, expected, atol=1e-4, rtol=0)
 
 
-class _Sequences(torch.utils.data.Dataset):
-    def __len__(self) -> int:
-        return 16
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        ids = (torch.arange(12) + index) % 64
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
-
-
 def _train(model, optimizer, output_dir) -> float:
     args = transformers.TrainingArguments(
         output_dir=output_dir, per_device_train_batch_size=4, max_steps=4, report_to=[], use_cpu=True,
         save_strategy="no", disable_tqdm=True, logging_steps=1,
     )  # fmt: skip
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Sequences(), optimizers=(optimizer, None))
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=CountingSequences(), optimizers=(optimizer, None)
+    )
     return trainer.train().training_loss
 
 

@@ -9,24 +9,13 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tiny_transformers import tiny_llama  # noqa: E402
+from tiny_transformers import CountingSequences, tiny_llama  # noqa: E402
 
 from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 
 
 def _tiny_llama() -> torch.nn.Module:
     return tiny_llama(initializer_range=0.2)
-
-
-class _Sequences(torch.utils.data.Dataset):
-    """Deterministic counting sequences: a causal LM can learn them in a few steps."""
-
-    def __len__(self) -> int:
-        return 16
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        ids = (torch.arange(12) + index) % 64
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
 def _args(output_dir: str, **kwargs) -> transformers.TrainingArguments:
@@ -53,7 +42,7 @@ def test_host_tf_3_trainer_trains_only_the_adapter_and_saves_it(tmp_path):
     model = _peft_model()
     base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
     lora_b_before = model.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight.detach().clone()
-    trainer = transformers.Trainer(model=model, args=_args(str(tmp_path)), train_dataset=_Sequences())
+    trainer = transformers.Trainer(model=model, args=_args(str(tmp_path)), train_dataset=CountingSequences())
     result = trainer.train()
     assert result.training_loss > 0
     for name, param in model.named_parameters():
@@ -71,11 +60,11 @@ def test_host_tf_3_trainer_trains_only_the_adapter_and_saves_it(tmp_path):
 
 
 def test_host_tf_3_trainer_resumes_from_a_peft_checkpoint(tmp_path):
-    first = transformers.Trainer(model=_peft_model(), args=_args(str(tmp_path)), train_dataset=_Sequences())
+    first = transformers.Trainer(model=_peft_model(), args=_args(str(tmp_path)), train_dataset=CountingSequences())
     first.train()
     straight = first.model.base_model.model.model.layers[1].self_attn.v_proj.lora_A["default"].weight.detach().clone()
 
-    resumed = transformers.Trainer(model=_peft_model(), args=_args(str(tmp_path)), train_dataset=_Sequences())
+    resumed = transformers.Trainer(model=_peft_model(), args=_args(str(tmp_path)), train_dataset=CountingSequences())
     resumed.train(resume_from_checkpoint=os.path.join(tmp_path, "checkpoint-2"))
     after = resumed.model.base_model.model.model.layers[1].self_attn.v_proj.lora_A["default"].weight
     # resuming from step 2 and training to step 4 reproduces the uninterrupted run
@@ -89,7 +78,9 @@ def test_host_tf_3_load_best_model_at_end_reloads_the_adapter(tmp_path):
     args = _args(
         str(tmp_path), eval_strategy="steps", eval_steps=2, load_best_model_at_end=True, metric_for_best_model="loss"
     )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Sequences(), eval_dataset=_Sequences())
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=CountingSequences(), eval_dataset=CountingSequences()
+    )
     trainer.train()
     best = trainer.state.best_model_checkpoint
     assert best is not None and os.path.isfile(os.path.join(best, "adapter_model.safetensors"))
@@ -112,7 +103,9 @@ def test_load_best_model_at_end_with_a_prompt_learning_adapter_gets_the_trainer_
     args = _args(
         str(tmp_path), max_steps=2, save_steps=1, eval_strategy="steps", eval_steps=1, load_best_model_at_end=True
     )
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Sequences(), eval_dataset=_Sequences())
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=CountingSequences(), eval_dataset=CountingSequences()
+    )
     with pytest.raises(RuntimeError, match="When using prompt learning PEFT methods such as PREFIX_TUNING") as excinfo:
         trainer.train()
     cause = excinfo.value.__cause__

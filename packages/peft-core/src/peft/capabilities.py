@@ -201,7 +201,7 @@ def _build(config_cls: type, peft_type: str, layer: nn.Module, adapter_name: str
 
 def _probe_layer(config_cls: type, peft_type: str, make_layer: Callable, make_input: Callable) -> dict[str, bool]:
     """Inject, then check merge and mixed batch on one layer type; raises if the method refuses the layer."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.tuners.tuners_layer import BaseTunerLayer
 
     torch.manual_seed(0)
     model = _build(config_cls, peft_type, make_layer())
@@ -275,7 +275,7 @@ def method_capabilities(peft_type: str) -> MethodCapabilities:
         KeyError: if no method ``peft_type`` is registered.
     """
     from peft.config import PromptLearningConfig
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_MIXED_MODEL_MAPPING
+    from peft.registry import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_MIXED_MODEL_MAPPING
 
     peft_type = str(peft_type).upper()
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
@@ -322,7 +322,7 @@ def method_capabilities(peft_type: str) -> MethodCapabilities:
 def all_method_capabilities() -> list[MethodCapabilities]:
     """:func:`method_capabilities` of every registered method (host packages' included), sorted by ``peft_type``."""
     from peft.hosts import get_host_registry
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    from peft.registry import PEFT_TYPE_TO_CONFIG_MAPPING
 
     get_host_registry()  # host packages register their methods (e.g. adaption prompt) when loaded
 

@@ -1,4 +1,5 @@
-"""Config base classes: fields shared by every method, (de)serialisation, and forward-compatible loading."""
+"""Config base classes: fields shared by every method, (de)serialisation, forward-compatible loading, and the
+targeting fields of methods that put adapter layers on a model's modules."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from peft import __version__
+from peft import registry
+from peft._version import __version__
 from peft.utils.config_fields import PositiveInt, check_config_fields
 from peft.utils.files import CONFIG_NAME, atomic_write_text, read_json_object, resolve_file, split_hub_kwargs
+from peft.utils.hub import PushToHubMixin
 from peft.utils.peft_types import PeftType, TaskType
 from peft.utils.warnings import warn
 
@@ -40,7 +43,6 @@ def _get_commit_hash(pkg_name: str) -> str | None:
 
 def _get_peft_version() -> str:
     """The version stamped on new configs; dev versions carry the commit (or ``@UNKNOWN``)."""
-    # read at call time (not bound at import), so that the stamp follows the module attribute
     version = __version__
     if "dev" not in version:
         return version
@@ -72,7 +74,7 @@ def _to_json_value(value: Any) -> Any:
 
 
 @dataclass
-class PeftConfigMixin:
+class PeftConfigMixin(PushToHubMixin):
     """Fields and (de)serialisation common to every PEFT config.
 
     Subclasses may declare ``_inert_fields``: fields this version knows by name but does not implement, mapped to
@@ -80,14 +82,21 @@ class PeftConfigMixin:
     computed differently from the way it was trained.
     """
 
+    _hub_commit_message = "Upload config"
+    _hub_updates_card = False  # a config alone writes no model card
+
     task_type: TaskType | str | None = field(default=None, metadata={"help": "The type of task."})
     peft_type: PeftType | str | None = field(default=None, metadata={"help": "The type of PEFT method."})
     auto_mapping: dict | None = field(default=None, metadata={"help": "How to rebuild the base model class."})
     peft_version: str | None = field(default=None, metadata={"help": "The peft version that saved this config."})
 
     _inert_fields: ClassVar[dict[str, Any]] = {}
+    # set by register_peft_method: the peft_type every config of this class has
+    _peft_type: ClassVar[PeftType | str | None] = None
 
     def __post_init__(self) -> None:
+        if self._peft_type is not None:
+            self.peft_type = self._peft_type
         check_config_fields(self)
         if self.peft_version is None:
             # the version that created the config; a loaded config keeps the version that saved it
@@ -108,6 +117,11 @@ class PeftConfigMixin:
     def is_prompt_learning(self) -> bool:
         """Whether this is a soft-prompt method (prompt tuning, prefix tuning, ...)."""
         return False
+
+    @classmethod
+    def has_field(cls, name: str) -> bool:
+        """Whether ``name`` is a field of this config (saved with it), not only a class attribute."""
+        return name in cls.__dataclass_fields__
 
     def _register_custom_module(self, mapping: dict[type, type]) -> None:
         """Experimental: adapt base layers of your own types with your own layer classes,
@@ -143,58 +157,15 @@ class PeftConfigMixin:
             output["peft_version"] = _get_peft_version()
         atomic_write_text(os.path.join(save_directory, CONFIG_NAME), json.dumps(output, indent=2, sort_keys=True))
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: bool | str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        max_shard_size: int | str | None = "50GB",
-        tags: list[str] | None = None,
-    ) -> Any:
-        """Upload ``adapter_config.json`` to the Hub (see ``PeftModel.push_to_hub`` for the arguments).
-
-        Returns:
-            The ``huggingface_hub.CommitInfo`` of the commit.
-        """
-        from peft.utils.hub import push_to_hub
-
-        return push_to_hub(
-            self.save_pretrained,
-            repo_id,
-            default_commit_message="Upload config",
-            commit_message=commit_message,
-            commit_description=commit_description,
-            private=private,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-            tags=tags,
-            update_card=False,
-        )
-
     @classmethod
     def _config_class_for(cls, peft_type: Any) -> type[PeftConfigMixin]:
-        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-
         if peft_type is None:
             return cls
-        key = str(peft_type.value if isinstance(peft_type, enum.Enum) else peft_type)
-        if key not in PEFT_TYPE_TO_CONFIG_MAPPING:
-            from peft.hosts import get_host_registry
-
-            get_host_registry()  # host packages may register methods of their own
-        if key not in PEFT_TYPE_TO_CONFIG_MAPPING:
-            raise ValueError(
-                f"Unknown peft_type {key!r}; known PEFT methods are {sorted(PEFT_TYPE_TO_CONFIG_MAPPING)}."
-            )
-        config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[key]
+        config_cls = registry.config_class(peft_type)
         if cls not in (PeftConfigMixin, PeftConfig) and not issubclass(config_cls, cls):
-            raise TypeError(f"{cls.__name__} cannot load a config of peft_type {key!r} ({config_cls.__name__}).")
+            raise TypeError(
+                f"{cls.__name__} cannot load a config of peft_type {str(peft_type)!r} ({config_cls.__name__})."
+            )
         return config_cls
 
     @classmethod
@@ -279,25 +250,6 @@ class PeftConfig(PeftConfigMixin):
     revision: str | None = field(default=None, metadata={"help": "The base model's revision."})
     inference_mode: bool = field(default=False, metadata={"help": "Whether to use the adapter for inference only."})
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("target_modules", "exclude_modules"):
-            value = getattr(self, name, None)
-            if isinstance(value, (list, tuple)):
-                setattr(self, name, set(value))
-        layers_pattern = getattr(self, "layers_pattern", None)
-        layers_to_transform = getattr(self, "layers_to_transform", None)
-        if layers_pattern and layers_to_transform is None:
-            raise ValueError(
-                f"layers_pattern={layers_pattern!r} is only used together with layers_to_transform; set "
-                "layers_to_transform to the layer indices to adapt, or drop layers_pattern."
-            )
-        if layers_to_transform is not None and isinstance(getattr(self, "target_modules", None), str):
-            raise ValueError(
-                "layers_to_transform cannot be used when target_modules is a str (a regex); list the module names "
-                "instead, or encode the layer indices in the regex."
-            )
-
 
 @dataclass
 class PromptLearningConfig(PeftConfig):
@@ -323,3 +275,81 @@ class PromptLearningConfig(PeftConfig):
         """Whether saved adapters hold the output of a reparameterising encoder (not its weights), so that a loaded
         adapter can compute but not train further; methods with such an encoder override this."""
         return False
+
+
+@dataclass
+class BaseTargetingConfig(PeftConfig):
+    """Base of the configs of methods that put adapter layers on a model's modules: ``target_modules``, the checks
+    of the targeting fields, and the neutral values of the fields a method may lack (class attributes, so that
+    shared code reads any of these configs alike). See ``TargetingConfig`` for the fields."""
+
+    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
+
+    modules_to_save = None
+    exclude_modules = None
+    layers_to_transform = None
+    layers_pattern = None
+    bias = "none"
+    target_parameters = None
+    trainable_token_indices = None
+    ensure_weight_tying = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("target_modules", "exclude_modules"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                setattr(self, name, set(value))
+        if self.layers_pattern and self.layers_to_transform is None:
+            raise ValueError(
+                f"layers_pattern={self.layers_pattern!r} is only used together with layers_to_transform; set "
+                "layers_to_transform to the layer indices to adapt, or drop layers_pattern."
+            )
+        if self.layers_to_transform is not None and isinstance(self.target_modules, str):
+            raise ValueError(
+                "layers_to_transform cannot be used when target_modules is a str (a regex); list the module names "
+                "instead, or encode the layer indices in the regex."
+            )
+
+
+@dataclass
+class ModulesToSave:
+    """The ``modules_to_save`` field (see ``TargetingConfig``)."""
+
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
+
+
+@dataclass
+class ExcludeModules:
+    """The ``exclude_modules`` field (see ``TargetingConfig``)."""
+
+    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
+
+
+@dataclass
+class LayerSelection:
+    """The ``layers_to_transform`` / ``layers_pattern`` fields (see ``TargetingConfig``)."""
+
+    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
+    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
+
+
+@dataclass
+class TargetingConfig(LayerSelection, ExcludeModules, ModulesToSave, BaseTargetingConfig):
+    """Base of most methods' configs: where the adapter goes.
+
+    Args:
+        target_modules: the modules to adapt: a list of names (a module matches an entry equal to its full name or
+            to a whole-segment suffix of it: ``"q_proj"`` matches ``"layers.0.self_attn.q_proj"``), a regex ``str``
+            matched against the whole name, ``"all-linear"`` (every linear layer but the output layer), or None for
+            the defaults of the model type.
+        modules_to_save: modules, besides the adapter layers, that are trained in full and saved with the adapter
+            (e.g. a classification head).
+        exclude_modules: modules never adapted, in the same forms as ``target_modules``.
+        layers_to_transform / layers_pattern: adapt only the layers with these indices, found in module names after
+            the ``layers_pattern`` segment (e.g. ``"layers"``) or, without it, after any segment.
+
+    The checkpoint format gives a few methods only some of these fields: their configs derive from
+    ``BaseTargetingConfig`` and the field groups they have (``ModulesToSave``, ``ExcludeModules``,
+    ``LayerSelection``).
+    """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import deepcopy
 from functools import update_wrapper
@@ -13,12 +13,13 @@ from typing import Any
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.kappatune import KappaTuneSelector, find_kappa_target_modules
 from peft.tuners._adapter_lock import adapter_lock
 from peft.tuners._memory_bound import adapter_memory_limit
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.kappatune import KappaTuneSelector, find_kappa_target_modules
 from peft.utils.other import cast_mixed_precision_params
+from peft.utils.reference_paths import reference_path_attribute
 
 __all__ = [
     "DoraCaching",  # noqa: F822  (resolved on first use by __getattr__)
@@ -109,14 +110,8 @@ def rescale_adapter_scale(model: nn.Module, multiplier: float | int) -> Iterator
     layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
     if not layers:
         raise ValueError("scaling is only supported for models with `LoraLayer`s")
-    originals = [dict(layer.scaling) for layer in layers]
-    for layer in layers:
-        layer.scaling = {name: value * multiplier for name, value in layer.scaling.items()}
-    try:
+    with _attribute_replaced(layers, "scaling", lambda layer: {n: v * multiplier for n, v in layer.scaling.items()}):
         yield
-    finally:
-        for layer, scaling in zip(layers, originals):
-            layer.scaling = scaling
 
 
 @contextmanager
@@ -127,14 +122,21 @@ def disable_input_dtype_casting(model: nn.Module, active: bool = True) -> Iterat
         yield
         return
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    previous = [layer.cast_input_dtype_enabled for layer in layers]
+    with _attribute_replaced(layers, "cast_input_dtype_enabled", lambda layer: False):
+        yield
+
+
+@contextmanager
+def _attribute_replaced(layers: list[nn.Module], name: str, value_for: Callable[[nn.Module], Any]) -> Iterator[None]:
+    """Within the block each layer's attribute ``name`` is ``value_for(layer)``; afterwards it is what it was."""
+    originals = [getattr(layer, name) for layer in layers]
     for layer in layers:
-        layer.cast_input_dtype_enabled = False
+        setattr(layer, name, value_for(layer))
     try:
         yield
     finally:
-        for layer, value in zip(layers, previous):
-            layer.cast_input_dtype_enabled = value
+        for layer, value in zip(layers, originals):
+            setattr(layer, name, value)
 
 
 @contextmanager
@@ -189,8 +191,4 @@ class MontecloraTrainerMixin:
 
 def __getattr__(name: str) -> Any:
     # DoRA lives with LoRA, which is imported on first use only
-    if name == "DoraCaching":
-        from peft.tuners.lora.dora import DoraCaching
-
-        return DoraCaching
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return reference_path_attribute(__name__, name, {"DoraCaching": "peft.tuners.lora.dora"})

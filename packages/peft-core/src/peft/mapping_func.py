@@ -6,11 +6,12 @@ from typing import Any
 
 from torch import nn
 
+from peft import registry
 from peft.config import PeftConfig
-from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING
+from peft.hosts import get_host_registry
+from peft.mixed_model import PeftMixedModel
+from peft.peft_model import PeftModel
 from peft.utils.warnings import warn
-
-__all__ = ["PEFT_TYPE_TO_CONFIG_MAPPING", "get_peft_model"]
 
 
 def get_peft_model(
@@ -36,15 +37,11 @@ def get_peft_model(
     Example:
         >>> peft_model = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     """
-    from peft.hosts import get_host_registry
-    from peft.mixed_model import PeftMixedModel
-    from peft.peft_model import PeftModel
-
     if not isinstance(peft_config, PeftConfig):
         raise TypeError(f"peft_config must be a PeftConfig, got {type(peft_config).__name__}.")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    prefix = PEFT_TYPE_TO_PREFIX_MAPPING.get(str(peft_config.peft_type))
+    prefix = registry.parameter_prefix(peft_config.peft_type) if registry.load_method(peft_config.peft_type) else None
     if prefix and adapter_name in prefix:
         warn(
             f"Adapter name {adapter_name!r} should not be contained in the prefix {prefix!r}. This may lead to "
@@ -82,8 +79,9 @@ def get_peft_model(
 
 
 def __getattr__(name: str) -> Any:
+    # the reference's names in this module
     if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":  # task type -> PeftModel subclass, from host packages
-        from peft.hosts import get_host_registry
-
         return get_host_registry().task_models
+    if name in ("PEFT_TYPE_TO_CONFIG_MAPPING", "PEFT_TYPE_TO_PREFIX_MAPPING"):
+        return getattr(registry, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

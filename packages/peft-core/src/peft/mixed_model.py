@@ -1,10 +1,10 @@
 """``PeftMixedModel``: adapters of different compatible types on one model, stacked in the order they are added.
 
 Mixing needs no per-pair code: every adapter layer wraps its base layer and calls its forward, so a LoRA layer on top
-of a trainable-tokens layer (or any other type) composes (REQUIREMENTS ARCH-17/18). ``MixedModel`` injects each
+of a trainable-tokens layer (or any other type) composes. ``MixedModel`` injects each
 adapter with its own method's tuner logic and runs the shared lifecycle over all layers.
 
-Unlike the reference, a mixed model saves and loads as one unit (OPEN-6): each adapter goes to a sub-folder in the
+Unlike the reference, a mixed model saves and loads as one unit: each adapter goes to a sub-folder in the
 single-adapter format, and ``mixed_config.json`` records their names, types and order.
 """
 
@@ -18,28 +18,24 @@ from typing import Any
 
 from torch import nn
 
+from peft import registry
 from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
 from peft.peft_model import PeftModel
+from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.error import checkpoint_file
-from peft.utils.files import atomic_write_text, read_json_object, split_hub_kwargs, subdirectory
-from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
+from peft.utils.files import atomic_write_text, read_adapter_weights, read_json_object, split_hub_kwargs, subdirectory
+from peft.utils.hub import PushToHubMixin
+from peft.utils.other import delegated_getattr
+from peft.utils.torch_internals import new_module
 
 MIXED_CONFIG_NAME = "mixed_config.json"
 
 
 def _compatible_tuner(peft_config: PeftConfig) -> type[BaseTuner]:
-    from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
-
-    peft_type = str(peft_config.peft_type)
-    if peft_type not in PEFT_TYPE_TO_MIXED_MODEL_MAPPING:
-        raise ValueError(
-            f"PEFT type {peft_type!r} cannot be used in a mixed model; compatible types: "
-            f"{sorted(PEFT_TYPE_TO_MIXED_MODEL_MAPPING)}."
-        )
-    return PEFT_TYPE_TO_MIXED_MODEL_MAPPING[peft_type]
+    return registry.mixed_tuner_class(peft_config.peft_type)
 
 
 class MixedModel(BaseTuner):
@@ -51,8 +47,7 @@ class MixedModel(BaseTuner):
     def inject_adapter(self, model: nn.Module, adapter_name: str, **kwargs: Any) -> None:
         tuner_cls = _compatible_tuner(self.peft_config[adapter_name])
         # run the method's own injection on a view sharing this tuner's model and configs
-        view = tuner_cls.__new__(tuner_cls)
-        nn.Module.__init__(view)
+        view = new_module(tuner_cls)  # a tuner that has injected nothing yet
         view.model = model
         view.peft_config = self.peft_config
         view.active_adapter = self.active_adapter
@@ -65,7 +60,7 @@ class MixedModel(BaseTuner):
         """Stacking adapters is what a mixed model is for."""
 
 
-class PeftMixedModel(nn.Module):
+class PeftMixedModel(PushToHubMixin, nn.Module):
     """A model holding adapters of several PEFT types (e.g. LoRA and trainable tokens), stacked in order added.
 
     Only the first adapter is active until ``set_adapter`` is called; several can be active at once.
@@ -83,12 +78,7 @@ class PeftMixedModel(nn.Module):
         self._adapter_order = [adapter_name]
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("base_model", "_modules", "_parameters", "_buffers"):
-                raise
-            return getattr(self.base_model, name)
+        return delegated_getattr(self, name, "base_model")
 
     @property
     def peft_config(self) -> dict[str, PeftConfig]:
@@ -211,8 +201,6 @@ class PeftMixedModel(nn.Module):
 
     def unload(self) -> nn.Module:
         return self.base_model.unload()
-
-    push_to_hub = PeftModel.push_to_hub
 
     # counting and status work the same for any model holding adapters (the reference refuses status here)
     get_nb_trainable_parameters = PeftModel.get_nb_trainable_parameters

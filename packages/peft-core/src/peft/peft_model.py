@@ -16,21 +16,36 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft import registry
 from peft.adapter_files import load_adapter_config, save_adapter_files
 from peft.config import PeftConfig
-from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+from peft.hosts import get_host_registry
+from peft.lifecycle import cast_adapter_dtype
+from peft.state_dict import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.status import (  # noqa: F401 (TunerLayerStatus: the reference's path of this name)
+    TunerLayerStatus,
+    TunerModelStatus,
+    count_parameters,
+    get_layer_status,
+    get_model_status,
+)
 from peft.tuners.alora_offsets import alora_call
 from peft.tuners.tuners_layer import BASE_ADAPTER_NAME, BaseTunerLayer, mixed_batch
 from peft.utils.error import checkpoint_file
-from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, split_hub_kwargs, subdirectory  # noqa: F401
-
-# the file names are unused here, but the reference's peft.peft_model has them and code imports them from there
-from peft.utils.other import make_inputs_require_grad
-from peft.utils.save_and_load import get_peft_model_state_dict, read_adapter_weights, set_peft_model_state_dict
+from peft.utils.files import (  # noqa: F401 (the weight file names: the reference's path of these names)
+    SAFETENSORS_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    read_adapter_weights,
+    split_hub_kwargs,
+    subdirectory,
+)
+from peft.utils.hub import PushToHubMixin
+from peft.utils.model_card import update_model_card
+from peft.utils.other import delegated_getattr, make_inputs_require_grad
 from peft.utils.warnings import warn
 
 
-class PeftModel(nn.Module):
+class PeftModel(PushToHubMixin, nn.Module):
     """A model with adapters of one PEFT method.
 
     Args:
@@ -64,10 +79,7 @@ class PeftModel(nn.Module):
         if self._is_prompt_learning:
             self._init_prompt_learning(model, peft_config, adapter_name)
             return
-        peft_type = str(peft_config.peft_type)
-        if peft_type not in PEFT_TYPE_TO_TUNER_MAPPING:
-            raise ValueError(f"Unknown peft_type {peft_type!r}; known: {sorted(PEFT_TYPE_TO_TUNER_MAPPING)}.")
-        tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING[peft_type]
+        tuner_cls = registry.tuner_class(peft_config.peft_type)
         self.base_model = tuner_cls(
             model,
             {adapter_name: peft_config},
@@ -78,12 +90,7 @@ class PeftModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ access
     def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("base_model", "_modules", "_parameters", "_buffers"):
-                raise
-            return getattr(self.base_model, name)
+        return delegated_getattr(self, name, "base_model")
 
     @property
     def peft_config(self) -> dict[str, PeftConfig]:
@@ -274,14 +281,10 @@ class PeftModel(nn.Module):
 
     def get_layer_status(self) -> list:
         """The state of every adapter layer and auxiliary module (see ``peft.get_layer_status``)."""
-        from peft.utils.status import get_layer_status
-
         return get_layer_status(self)
 
-    def get_model_status(self):
+    def get_model_status(self) -> TunerModelStatus:
         """The state of the model's adapters aggregated over layers (see ``peft.get_model_status``)."""
-        from peft.utils.status import get_model_status
-
         return get_model_status(self)
 
     def supports_lora_conversion(self, adapter_name: str = "default") -> bool:
@@ -292,17 +295,7 @@ class PeftModel(nn.Module):
 
     def get_nb_trainable_parameters(self) -> tuple[int, int]:
         """``(trainable, total)`` parameter counts; packed 4-bit weights count as their unpacked size."""
-        trainable, total = 0, 0
-        for param in self.parameters():
-            count = param.numel()
-            if count == 0 and hasattr(param, "ds_numel"):
-                count = param.ds_numel
-            if type(param).__name__ == "Params4bit":
-                count *= 2 * (param.element_size() if param.dtype != torch.uint8 else 1)
-            total += count
-            if param.requires_grad:
-                trainable += count
-        return trainable, total
+        return count_parameters(self)
 
     def print_trainable_parameters(self) -> None:
         """Print ``trainable params: 56,164 || all params: 4,100,164 || trainable%: 1.3698``."""
@@ -365,55 +358,7 @@ class PeftModel(nn.Module):
             save_adapter_files(output_dir, adapter_name, state_dict, self._saved_config(config), safe_serialization)
         self._write_model_card(save_directory)
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: bool | str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        max_shard_size: int | str | None = "50GB",
-        tags: list[str] | None = None,
-    ) -> Any:
-        """Upload every adapter (as ``save_pretrained`` writes it) and the model card to the Hub, in one commit.
-
-        Args:
-            repo_id: ``"name"`` or ``"organization/name"``; created if it does not exist.
-            commit_message: defaults to ``"Upload model"``.
-            private: visibility of a newly created repository.
-            token: the Hub token (None: the stored one).
-            revision: the branch to commit to (created if needed).
-            create_pr: open a pull request instead of committing.
-            max_shard_size: accepted for compatibility; adapter files are never sharded.
-            tags: tags to add to the model card.
-
-        Returns:
-            The ``huggingface_hub.CommitInfo`` of the commit.
-
-        Example:
-            >>> peft_model.push_to_hub("my-org/my-lora", private=True)
-        """
-        from peft.utils.hub import push_to_hub
-
-        return push_to_hub(
-            self.save_pretrained,
-            repo_id,
-            default_commit_message="Upload model",
-            commit_message=commit_message,
-            commit_description=commit_description,
-            private=private,
-            token=token,
-            revision=revision,
-            create_pr=create_pr,
-            tags=tags,
-        )
-
     def _write_model_card(self, save_directory: str) -> None:
-        from peft.utils.model_card import update_model_card
-
         base = self.get_base_model()
         configs = list(self.peft_config.values())
         # the card names a base model only when the model says which one it is (transformers' config); a name the
@@ -476,13 +421,11 @@ class PeftModel(nn.Module):
         config.inference_mode = not is_trainable
         if ephemeral_gpu_offload and hasattr(config, "runtime_config"):
             config.runtime_config.ephemeral_gpu_offload = True
-        tuner_cls = PEFT_TYPE_TO_TUNER_MAPPING.get(str(config.peft_type))
+        tuner_cls = registry.tuner_class(config.peft_type)
         if hasattr(tuner_cls, "_prepare_config_for_loading"):
             config = tuner_cls._prepare_config_for_loading(config, os.fspath(model_id), hub_kwargs, kwargs)
         model_cls = cls
         if cls is PeftModel and config.task_type is not None:
-            from peft.hosts import get_host_registry
-
             model_cls = get_host_registry().task_models.get(str(config.task_type), PeftModel)
         peft_model = model_cls(
             model,
@@ -557,8 +500,6 @@ class PeftModel(nn.Module):
         if result.unexpected_keys:
             warn(f"Found unexpected keys in the checkpoint {path} that fit no adapter: {result.unexpected_keys[:20]}.")
         self._set_trainable(adapter_name, is_trainable)
-        from peft.functional import cast_adapter_dtype
-
         cast_adapter_dtype(self, adapter_name, autocast_adapter_dtype=autocast_adapter_dtype)
         if not is_trainable:  # for inference: dropout off, new adapter modules included (as the reference does)
             self.eval()
@@ -592,15 +533,10 @@ def _check_trainable_after_loading(config: PeftConfig, is_trainable: bool) -> No
 
 
 def __getattr__(name: str) -> Any:
-    # the reference defines the task models and the status functions in this module: the task models come from host
-    # packages (peft-transformers), the status from peft.utils.status
-    if name in ("TunerLayerStatus", "TunerModelStatus", "get_layer_status", "get_model_status"):
-        from peft.utils import status
-
-        return getattr(status, name)
+    if name == "PEFT_TYPE_TO_TUNER_MAPPING":  # the reference's path of this registry view
+        return registry.PEFT_TYPE_TO_TUNER_MAPPING
+    # the reference defines the task models in this module; here host packages (peft-transformers) provide them
     if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING" or name.startswith("PeftModelFor"):
-        from peft.hosts import get_host_registry
-
         task_models = get_host_registry().task_models
         if name == "MODEL_TYPE_TO_PEFT_MODEL_MAPPING":
             return task_models

@@ -122,13 +122,12 @@ def register(registry: HostRegistry) -> None:
         registry.register_method_component("SHADOW", name, shadow_component(name))
 
     # adaption prompt recomputes Llama/Mistral attention queries: a transformers-specific method
-    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
-    from peft.utils.peft_types import register_peft_method
+    from peft import registry as methods
 
     from .adaption_prompt import AdaptionPromptConfig, AdaptionPromptModel
 
-    if "ADAPTION_PROMPT" not in PEFT_TYPE_TO_TUNER_MAPPING:
-        register_peft_method(
+    if not methods.is_registered("ADAPTION_PROMPT"):
+        methods.register_peft_method(
             name="adaption_prompt", config_cls=AdaptionPromptConfig, model_cls=AdaptionPromptModel, prefix="adaption_"
         )
     registry.register_export("AdaptionPromptConfig", lambda: AdaptionPromptConfig)

@@ -17,14 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.config import PeftConfig
+from peft.config import BaseTargetingConfig, PeftConfig
 from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.tuners.tuners_utils import BaseTuner
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.utils.peft_types import PeftType
 
 
 @dataclass
-class AdaptionPromptConfig(PeftConfig):
+class AdaptionPromptConfig(BaseTargetingConfig):
     """Configuration of adaption prompt.
 
     Args:
@@ -38,7 +38,8 @@ class AdaptionPromptConfig(PeftConfig):
     adapter_layers: int = field(default=None, metadata={"help": "Number of adapter layers (from the top)."})
 
     def __post_init__(self) -> None:
-        # adapter_len and adapter_layers may be filled in after creation; the model checks them when it uses them
+        # set here too, not only by the registration: the host may not be registered when this class is used;
+        # adapter_len and adapter_layers may be filled in after creation, the tuner checks them when it uses them
         self.peft_type = PeftType.ADAPTION_PROMPT
         super().__post_init__()
 
@@ -56,14 +57,6 @@ class AdaptedAttention(BaseTunerLayer, nn.Module):
     """A Llama/Mistral attention module with adaption prompts."""
 
     adapter_layer_names = ("adaption_prompt", "adaption_gate")
-
-    def __init__(self, base_layer: nn.Module, adapter_name: str, adapter_len: int, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
-        self.adaption_prompt = nn.ParameterDict()
-        self.adaption_gate = nn.ParameterDict()
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, adapter_len)
 
     def update_layer(self, adapter_name: str, adapter_len: int, **kwargs: Any) -> None:
         base = self.get_base_layer()
@@ -142,24 +135,15 @@ class AdaptionPromptModel(BaseTuner):
             )
         return names[-peft_config.adapter_layers :]
 
-    def _create_and_replace(
-        self,
-        peft_config: PeftConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
-        if isinstance(target, AdaptedAttention):
-            target.update_layer(adapter_name, peft_config.adapter_len)
+    def _create_and_replace(self, target: TargetModule) -> None:
+        adapter_len = target.config.adapter_len
+        if isinstance(target.module, AdaptedAttention):
+            target.module.update_layer(target.adapter_name, adapter_len=adapter_len)
             return
-        if not all(hasattr(target, attr) for attr in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "config")):
+        attention = target.module
+        if not all(hasattr(attention, a) for a in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "config")):
             raise ValueError(
-                f"{current_key!r} ({type(target).__name__}) is not a Llama/Mistral-style attention module with "
+                f"{target.key!r} ({type(attention).__name__}) is not a Llama/Mistral-style attention module with "
                 "q/k/v/o projections; adaption prompt supports those."
             )
-        self._replace_module(
-            parent, target_name, AdaptedAttention(target, adapter_name, peft_config.adapter_len), target
-        )
+        target.replace(AdaptedAttention(attention, target.adapter_name, adapter_len=adapter_len))

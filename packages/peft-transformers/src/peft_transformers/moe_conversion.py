@@ -376,10 +376,10 @@ def convert_state_dict_for_fused_experts(
 
 def _fused_file_keys(model: nn.Module, adapter_name: str) -> dict[tuple[str, str, str], str]:
     """``{(experts path, fused parameter, factor): file key}`` of the adapter's fused-parameter LoRA weights."""
+    from peft.adapter_keys import adapter_key_map
     from peft.tuners.lora.param_wrapper import ParamWrapper
-    from peft.utils.save_and_load import _adapter_key_map
 
-    live_to_file = {live: file for file, live in _adapter_key_map(model, adapter_name).items()}
+    live_to_file = {live: file for file, live in adapter_key_map(model, adapter_name).items()}
     keys = {}
     for path, module in model.named_modules():
         if isinstance(module, ParamWrapper) and adapter_name in module.lora_A:

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 import peft.functional as functional
+from peft.auxiliary import AuxiliaryTrainingWrapper, add_auxiliary_modules
 from peft.config import PeftConfig
 from peft.tuners._adapter_lock import switches_adapters
-from peft.tuners._auxiliary import add_auxiliary_modules
 from peft.tuners._memory_bound import allocation_budget, watched_all
 from peft.tuners.cartridge import CartridgeEncoder
 from peft.tuners.cpt import CPTEmbedding, cpt_labels_and_types, cpt_loss
@@ -32,7 +32,7 @@ from peft.utils.error import (
     dtype_mismatch_error,
     size_mismatch_error,
 )
-from peft.utils.other import AuxiliaryTrainingWrapper, _prepare_prompt_learning_config
+from peft.utils.other import _prepare_prompt_learning_config
 from peft.utils.warnings import warn
 
 # methods whose prompt is a key/value prefix of every attention layer (served through the cache)
@@ -45,7 +45,7 @@ def is_kv_prefix(config: PeftConfig) -> bool:
 
 
 def fill_prompt_learning_config(config: PeftConfig, model: nn.Module) -> PeftConfig:
-    """Fill the sizes a prompt config leaves open from the model's config (CFG-1)."""
+    """Fill the sizes a prompt config leaves open from the model's config: a config may omit what the model says."""
     return _prepare_prompt_learning_config(config, getattr(model, "config", None) or {})
 
 
@@ -474,8 +474,9 @@ def _self_attention_cache(cache: Any) -> Any:
 
 
 def _layer_devices(model: nn.Module, num_layers: int) -> list[torch.device | None]:
-    """The device each of the ``num_layers`` attention layers that read the prefix cache runs on (METHOD-PREFIX-3),
-    ``None`` where unknown: the execution device of an accelerate dispatch hook, else the layer's parameters' device.
+    """The device each of the ``num_layers`` attention layers that read the prefix cache runs on (each layer's prefix
+    is placed there, so a model dispatched over devices works), ``None`` where unknown: the execution device of an
+    accelerate dispatch hook, else the layer's parameters' device.
 
     The layers are the first ``ModuleList`` of ``num_layers`` blocks in the decoder (``model.get_decoder()``)."""
     get_decoder = getattr(model, "get_decoder", None)

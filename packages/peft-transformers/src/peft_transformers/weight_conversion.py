@@ -39,14 +39,13 @@ def build_peft_weight_mapping(
         ``WeightRenaming`` objects for transformers' loader, LoRA expert-fusing ``WeightConverter`` objects for models
         whose experts transformers fuses, then the model's own conversions.
     """
-    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
+    from peft import registry
 
     peft_type = getattr(peft_config, "peft_type", None)
-    prefixes = (
-        [PEFT_TYPE_TO_PREFIX_MAPPING[str(peft_type)]]
-        if str(peft_type) in PEFT_TYPE_TO_PREFIX_MAPPING
-        else sorted(set(PEFT_TYPE_TO_PREFIX_MAPPING.values()))
-    )
+    if peft_type is not None and registry.load_method(peft_type):
+        prefixes = [registry.parameter_prefix(peft_type)]
+    else:
+        prefixes = sorted(set(registry.PEFT_TYPE_TO_PREFIX_MAPPING.values()))
     rules = [WeightRenaming("base_model.model.model.", "model."), WeightRenaming("base_model.model.", "")]
     for prefix in prefixes:
         escaped = re.escape(prefix)

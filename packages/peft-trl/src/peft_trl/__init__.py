@@ -10,8 +10,10 @@
 - :func:`adapt_training_args`: switch off what a TRL default makes impossible for a PEFT method (gradient
   checkpointing for prefix tuning).
 
-The core finds this package through its ``peft.hosts`` entry point and calls :func:`register`. Importing it stays
-cheap: the helpers, and with them torch and peft, load on first use.
+Unlike peft-transformers and peft-diffusers this package is not a host of the core: TRL's models are transformers
+models, so it has no task type, target table or weight conversion to register, and the core never loads it. It is a
+library of helpers on top of peft and peft-transformers. Importing it stays cheap: the helpers, and with them torch
+and peft, load on first use.
 
 Example:
     >>> from trl import ModelConfig, SFTTrainer
@@ -23,12 +25,9 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "1.0.0.dev0"
-
-if TYPE_CHECKING:
-    from peft.hosts import HostRegistry
 
 _EXPORTS = {
     "lora_config_from_model_args": "peft_trl.model_args",
@@ -38,7 +37,7 @@ _EXPORTS = {
     "adapt_training_args": "peft_trl.training",
 }
 
-__all__ = ["register", *sorted(_EXPORTS)]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
@@ -46,15 +45,3 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'peft_trl' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
-
-
-def register(registry: HostRegistry) -> None:
-    """Register TRL-specific behaviour with the core.
-
-    TRL adds no task type, target table or weight conversion of its own (its models are transformers models, which
-    peft-transformers covers), so nothing is registered; the helpers above are imported from ``peft_trl`` directly.
-
-    Args:
-        registry: the core's :class:`peft.hosts.HostRegistry`.
-    """
-    del registry

@@ -116,10 +116,9 @@ def _is_peft_model(model: nn.Module) -> bool:
 
 def _adapter_modules(model: nn.Module) -> list[nn.Module]:
     """Adapter layers and auxiliary modules (modules_to_save, trainable tokens) of an injected model."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-    from peft.utils.other import AuxiliaryTrainingWrapper
+    from peft.lifecycle import adapter_modules
 
-    return [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
+    return [module for _, module in adapter_modules(model)]
 
 
 def _check_adapter_names(model: nn.Module, adapter_name: str | list[str] | None) -> None:
@@ -157,19 +156,16 @@ def _activate(model: nn.Module, adapters: Any) -> None:
 
 @contextmanager
 def _adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """The model's own way of disabling adapters: ``PeftModel.disable_adapter`` (which also leaves prompts out), or
+    peft's lifecycle loop for a model whose adapters were injected in place."""
     if _is_peft_model(model):
         with model.disable_adapter():
             yield
         return
-    modules = _adapter_modules(model)
-    enabled = [(module, not module.disable_adapters) for module in modules]
-    for module in modules:
-        module.enable_adapters(False)
-    try:
+    from peft.lifecycle import adapters_disabled
+
+    with adapters_disabled(model):
         yield
-    finally:
-        for module, was_enabled in enabled:
-            module.enable_adapters(was_enabled)
 
 
 def _restore_requires_grad(flags: list[tuple[nn.Parameter, bool]]) -> None:

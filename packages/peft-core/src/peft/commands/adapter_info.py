@@ -101,7 +101,7 @@ def _locate(adapter: str, subfolder: str | None) -> tuple[Path, Path | None]:
 
 def _load_tensors(weights: Path) -> dict[str, Any]:
     """The tensors of ``weights``, read and checked as a load reads them."""
-    from peft.utils.save_and_load import read_adapter_weights
+    from peft.utils.files import read_adapter_weights
 
     try:
         return read_adapter_weights(weights.parent)[1]
@@ -154,7 +154,7 @@ def inspect_adapter(adapter: str, subfolder: str | None = None) -> dict[str, Any
         CommandError: if there is no adapter there, or its files cannot be read.
     """
     from peft import __version__
-    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
+    from peft.registry import PEFT_TYPE_TO_PREFIX_MAPPING
 
     config_path, weights = _locate(adapter, subfolder)
     try:

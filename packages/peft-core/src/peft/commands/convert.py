@@ -103,7 +103,7 @@ def _read_peft_folder(folder: Path, component: str) -> tuple[dict[str, Any], dic
     """``(state_dict with component-prefixed keys, {component: LoraConfig})`` of a PEFT LoRA folder."""
     from peft import LoraConfig, PeftConfig
     from peft.commands import adapter_folders
-    from peft.utils.save_and_load import load_peft_weights
+    from peft.utils.files import load_peft_weights
 
     state_dict, configs = {}, {}
     for adapter in adapter_folders(folder):

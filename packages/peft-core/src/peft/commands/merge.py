@@ -184,7 +184,7 @@ def _load_transformers(base: Path, dtype: Any) -> Any:
 
 def _adapter_module_kinds(adapters: list[Path]) -> set[str]:
     """Paths of the modules the adapters treat as embeddings (their keys say ``embedding`` or ``token_adapter``)."""
-    from peft.utils.save_and_load import load_peft_weights
+    from peft.utils.files import load_peft_weights
 
     embeddings = set()
     for adapter in adapters:
@@ -280,7 +280,7 @@ def _probe_input(layer: Any, generator: Any) -> Any:
 
 
 def _adapter_layers(model: Any) -> list[tuple[str, Any]]:
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.tuners.tuners_layer import BaseTunerLayer
 
     prefix = "base_model.model."
     return [

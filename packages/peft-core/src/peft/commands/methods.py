@@ -35,7 +35,7 @@ def add_parser(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from peft.capabilities import method_capabilities
     from peft.commands import CommandError
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    from peft.registry import PEFT_TYPE_TO_CONFIG_MAPPING
 
     known = sorted(PEFT_TYPE_TO_CONFIG_MAPPING)
     names = [name.upper() for name in args.names] or known

@@ -1,4 +1,4 @@
-"""``BufferDict``: buffers keyed by adapter name, the buffer counterpart of ``nn.ParameterDict`` (AUX-17)."""
+"""``BufferDict``: buffers keyed by adapter name, the buffer counterpart of ``nn.ParameterDict``."""
 
 from __future__ import annotations
 

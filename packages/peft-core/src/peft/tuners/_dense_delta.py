@@ -9,9 +9,7 @@ derived from a few trainable numbers per adapter. A method supplies the formula 
 ``update_layer``; low-rank methods also override ``_adapter_update`` to apply their factors one after the other
 instead of forming ``delta_W``. Forward, merging (through the quantization backend), mixed batches, transformers'
 ``Conv1D`` (``fan_in_fan_out``), reading the base weight in ``(out, in)`` layout and the checks on the base layer are
-written here once, as is the tuner that wraps
-``nn.Linear``/``Conv1D`` (and, for methods that have an embedding layer, ``nn.Embedding``) targets and reads a
-per-module size from a ``<size>_pattern`` dict.
+written here once.
 """
 
 from __future__ import annotations
@@ -22,14 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.config import PeftConfig
 from peft.quantization import is_linear_layer
 from peft.tuners._buffer_dict import BufferDict
-from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
+from peft.tuners._targeting import is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.save_and_load import shared_tensors_from_file, shared_tensors_to_file
 
 
 def check_base_layer(layer_cls: type, base_layer: nn.Module) -> None:
@@ -73,25 +68,19 @@ class DenseDeltaLayer(BaseTunerLayer):
     # the per-adapter input dropout container, if the method has one (one of other_param_names)
     dropout_name: ClassVar[str] = ""
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs: Any):
-        super().__init__()
-        self._init_tuner_layer(base_layer)
-        check_base_layer(type(self), self.get_base_layer())
-        for name in self.adapter_layer_names:
-            self._modules[name] = nn.ModuleDict() if name in self.module_container_names else nn.ParameterDict()
-        for name in self.other_param_names:
-            if name in self.adapter_buffer_names:
-                self._modules[name] = BufferDict(persistent=True)
-            elif name == self.dropout_name:
-                self._modules[name] = nn.ModuleDict()
-            else:
-                self.__dict__[name] = {}
-        self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _active_adapter=adapter_name)
-        self.update_layer(adapter_name, **kwargs)
+    @property
+    def repr_prefix(self) -> str:
+        return self.method_name
 
-    def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer."""
-        raise NotImplementedError
+    def _init_adapter_state(self) -> None:
+        check_base_layer(type(self), self.get_base_layer())
+        for name in self.module_container_names:
+            setattr(self, name, nn.ModuleDict())
+        for name in self.adapter_buffer_names:
+            setattr(self, name, BufferDict(persistent=True))
+        if self.dropout_name:
+            setattr(self, self.dropout_name, nn.ModuleDict())
+        super()._init_adapter_state()  # ParameterDicts and dicts for the other names
 
     def _store_dropout(self, adapter_name: str, dropout: float) -> None:
         """The adapter's input dropout (``nn.Identity`` for 0) in the ``dropout_name`` container.
@@ -160,9 +149,6 @@ class DenseDeltaLayer(BaseTunerLayer):
         x = self._cast_input_dtype(x, delta.dtype)
         return F.linear(x, delta)
 
-    def __repr__(self) -> str:
-        return f"{self.method_name}." + super().__repr__()
-
 
 def random_locations(out_features: int, in_features: int, count: int, seed: Any, owner: str) -> torch.Tensor:
     """``count`` distinct ``(row, column)`` positions of an ``(out, in)`` matrix as a ``(2, count)`` tensor, drawn by
@@ -194,85 +180,3 @@ def dense_from_locations(
     """The ``shape`` matrix holding ``values`` at ``(rows, cols)`` and zeros elsewhere."""
     dense = torch.zeros(shape, dtype=values.dtype, device=values.device)
     return dense.index_put((rows, cols), values)
-
-
-class DenseDeltaTuner(BaseTuner):
-    """Injects a dense-delta method's ``layers_mapping[nn.Linear]`` into ``nn.Linear`` (and ``Conv1D``) targets, and
-    ``layers_mapping[nn.Embedding]`` into ``nn.Embedding`` targets where the method has one.
-
-    The layer's ``update_layer`` gets the config's ``size_option`` (overridden per module by the config's
-    ``<size_option>_pattern``) and the fields in ``layer_option_names``.
-    """
-
-    size_option: ClassVar[str] = ""
-    layer_option_names: ClassVar[tuple[str, ...]] = ()
-    # a container that every layer refers to (owned by the model, e.g. UniLoRA's theta_d): saved once, as
-    # ``base_model.<name>``, instead of under every layer
-    shared_container_name: ClassVar[str] = ""
-
-    def _layer_kwargs(self, config: PeftConfig, current_key: str) -> dict[str, Any]:
-        options = {name: getattr(config, name) for name in self.layer_option_names}
-        if not self.size_option:
-            return options
-        pattern = getattr(config, f"{self.size_option}_pattern", None) or {}
-        size = pattern.get(get_pattern_key(pattern.keys(), current_key), getattr(config, self.size_option))
-        return {self.size_option: size, **options}
-
-    def _create_and_replace(
-        self,
-        peft_config: PeftConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
-        try:
-            super()._create_and_replace(peft_config, adapter_name, target, target_name, parent, current_key, **kwargs)
-        except (ValueError, TypeError) as error:  # say which module the value did not fit
-            raise type(error)(f"Target module {current_key!r}: {error}") from error
-
-    @classmethod
-    def _create_new_module(
-        cls, peft_config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
-            if isinstance(base, base_cls):
-                return layer_cls(target, adapter_name, **kwargs)
-        embedding_cls = cls.layers_mapping.get(nn.Embedding)
-        if embedding_cls is not None and isinstance(base, nn.Embedding):
-            return embedding_cls(target, adapter_name, **kwargs)
-        # also for configs without the field: Conv1D stores its weight (in, out) whatever the config says
-        kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(peft_config, base)
-        return cls.layers_mapping[nn.Linear](target, adapter_name, **kwargs)
-
-    @classmethod
-    def _adapter_state_dict_to_file(
-        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        if not cls.shared_container_name:
-            return state_dict
-        return shared_tensors_to_file(state_dict, cls.shared_container_name)
-
-    @classmethod
-    def _adapter_state_dict_from_file(
-        cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        if not cls.shared_container_name:
-            return state_dict
-        return shared_tensors_from_file(model, adapter_name, state_dict, cls.shared_container_name)
-
-    def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
-        # these methods document "<name>_only" values that differ from their prefix ("fourier_only" for
-        # "fourierft_"); like the reference, any "*_only" trains the biases of the adapted layers
-        bias = getattr(peft_config, "bias", "none")
-        if not (isinstance(bias, str) and bias.endswith("_only")):
-            super()._set_bias_trainable(model, peft_config)
-            return
-        for module in model.modules():
-            is_layer = isinstance(module, self.tuner_layer_cls)
-            base_bias = getattr(module.get_base_layer(), "bias", None) if is_layer else None
-            if base_bias is not None:
-                base_bias.requires_grad_(True)

@@ -1,5 +1,4 @@
-"""The orthogonal family (OFT, BOFT, HRA): the layer's input is rotated before the base layer (METHOD-OFT-1,
-METHOD-BOFT-1, METHOD-HRA-1).
+"""The orthogonal family (OFT, BOFT, HRA): the layer's input is rotated before the base layer.
 
 For an input ``x`` of ``d`` features (``in_channels * kh * kw`` for a convolution), an adapter computes
 
@@ -10,7 +9,7 @@ with ``M = F_1 F_2 ... F_n`` a product of *factors* ``F = P B P^T``: ``B`` block
 has one factor per butterfly level; HRA's factor is a chain of Householder reflections (``HouseholderChain``) or one
 reflection ``I - 2 Q Q^T`` (``Reflection``), ``O(d * k)`` per row for ``k`` vectors. ``M`` is never materialised:
 applying a block factor to ``x`` is a gather and a batched block product, ``O(d * block_size)`` per row, and the base
-layer is called on the rotated input (ARCH-24).
+layer is called on the rotated input (its weight is never rewritten in forward, so it works on every backend).
 Only a convolution with a kernel larger than 1 cannot be rotated on its input (``M`` mixes positions of a patch); it
 runs the base convolution with the rotated weight, which is what merging produces. An embedding is rotated on its
 output, ``y = base(x) M``, and merges as ``W' = W M``.
@@ -31,10 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from peft.quantization import is_linear_layer
-from peft.tuners._targeting import fit_fan_in_fan_out
-from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, NonAdditiveTunerLayer
-from peft.tuners.tuners_utils import BaseTuner
+from peft.tuners.tuners_layer import HALF_PRECISION, NonAdditiveTunerLayer
 from peft.utils.warnings import warn
 
 
@@ -205,8 +201,8 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
     # whether M acts on the base layer's output (embeddings) instead of its input
     _rotates_output: ClassVar[bool] = False
 
-    def _init_orthogonal_layer(self, base_layer: nn.Module) -> None:
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
         base = self.get_base_layer()
         kernel_size: tuple[int, ...] = ()
         if isinstance(base, nn.modules.conv._ConvNd):
@@ -217,12 +213,10 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
                 )
             kernel_size = tuple(base.kernel_size)
         if self._rotates_output:  # the rotated (input) features are the embedding dimension
-            self.__dict__.update(in_features=self.out_features, out_features=self.in_features)
-        self.__dict__.update(
-            kernel_size=kernel_size,
-            # the dimension M acts on: the features of each input row, or the flattened patch of a filter
-            rotation_features=self.in_features * math.prod(kernel_size),
-        )
+            self.in_features, self.out_features = self.out_features, self.in_features
+        self.kernel_size = kernel_size
+        # the dimension M acts on: the features of each input row, or the flattened patch of a filter
+        self.rotation_features = self.in_features * math.prod(kernel_size)
 
     # ---------------------------------------------------------------------------------------------- per method
     def _rotation_factors(
@@ -354,17 +348,3 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
         """Rotations have no scale: warns (unless resetting, or ``scale`` is 1), changes nothing."""
         if scale not in (None, 1) and any(self._has_adapter(name) for name in self.active_adapters):
             self._warn_no_scaling()
-
-
-class OrthogonalTuner(BaseTuner):
-    """Injects an orthogonal method's layers (``layers_mapping`` and ``_layer_kwargs`` drive ``BaseTuner``'s
-    default ``_create_and_replace``)."""
-
-    tuner_layer_cls = OrthogonalLayer
-
-    @classmethod
-    def _create_new_module(cls, config: Any, adapter_name: str, target: nn.Module, **kwargs: Any) -> OrthogonalLayer:
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if is_linear_layer(base):
-            fit_fan_in_fan_out(config, base)
-        return super()._create_new_module(config, adapter_name, target, **kwargs)

@@ -1,5 +1,5 @@
 """Methods built on frozen random projections that every adapted layer shares (VeRA, RandLoRA): the config fields,
-layer plumbing and tuner lifecycle they have in common (REQUIREMENTS METHOD-VERA-1/2, METHOD-RANDLORA-1).
+layer plumbing and tuner lifecycle they have in common.
 
 The model (tuner) owns one ``SharedBufferDict`` per projection (``vera_A``, ``vera_B``, ...) keyed by adapter name.
 The first adapter's projections are drawn from ``projection_prng_key`` at the size the largest adapted layer needs;
@@ -14,21 +14,18 @@ the least shape each layer needs (``_projection_needs``), its trainable vectors 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from peft.config import PeftConfig
-from peft.quantization import is_linear_layer
+from peft.config import BaseTargetingConfig, LayerSelection, ModulesToSave
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners._memory_bound import watched_all
-from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
 from peft.tuners._validation import check_positive_int, check_probability
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer, walk_modules
-from peft.tuners.tuners_utils import BaseTuner
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.utils.error import CheckpointMismatchError, DtypeMismatch, dtype_mismatch_error
 from peft.utils.warnings import warn
 
@@ -59,7 +56,7 @@ class SharedBufferDict(BufferDict):
 
 
 @dataclass
-class SharedProjectionConfig(PeftConfig):
+class SharedProjectionConfig(LayerSelection, ModulesToSave, BaseTargetingConfig):
     """Fields every shared-projection method has (see ``VeraConfig`` / ``RandLoraConfig`` for their meaning).
 
     Raises:
@@ -67,15 +64,11 @@ class SharedProjectionConfig(PeftConfig):
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the shared projections."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     projection_prng_key: int = field(default=0, metadata={"help": "Seed from which the projections are drawn."})
     save_projection: bool = field(default=True, metadata={"help": "Save the projections in checkpoints."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: str = field(default="none", metadata={"help": "Which biases train: 'none', 'all' or '<method>_only'."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_weights: bool = field(default=True, metadata={"help": "True: the adapter starts as the identity."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
 
     # config fields that define the projections: all adapters of one model must agree on them
     _projection_fields: ClassVar[tuple[str, ...]] = ("projection_prng_key", "save_projection")
@@ -101,27 +94,14 @@ class SharedProjectionLayer(BaseTunerLayer):
     # the per-adapter dropout container (one of other_param_names)
     dropout_name: ClassVar[str] = ""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        projections: dict[str, SharedBufferDict],
-        fan_in_fan_out: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         if None in (self.in_features, self.out_features):
             raise TypeError(f"Unsupported layer type {type(self.get_base_layer()).__name__}; supported: {_SUPPORTED}.")
-        for name in self.adapter_layer_names:
-            setattr(self, name, nn.ParameterDict())
+        super()._init_adapter_state()
         setattr(self, self.dropout_name, nn.ModuleDict())
-        # per-adapter settings (r, scaling, ...) are plain dicts; the projections are plain attributes too: they
-        # belong to the model, not to each layer's state dict
-        self.__dict__.update({name: {} for name in self.other_param_names if name != self.dropout_name})
-        self.__dict__.update(fan_in_fan_out=fan_in_fan_out, _projections=projections)
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, projections=projections, **kwargs)
+        # the projections are a plain attribute, set by update_layer: they belong to the model, not to each layer's
+        # state dict
+        self._projections: dict[str, SharedBufferDict] | None = None
 
     # ---------------------------------------------------------------------------------------------- per method
     def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
@@ -144,7 +124,7 @@ class SharedProjectionLayer(BaseTunerLayer):
         check_positive_int(f"{type(self).__name__}.r", r)
         check_probability(type(self).__name__, self.dropout_name, dropout)
         if projections is not None:
-            self.__dict__["_projections"] = projections
+            self._projections = projections
         self.r[adapter_name] = r
         getattr(self, self.dropout_name)[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
 
@@ -155,7 +135,7 @@ class SharedProjectionLayer(BaseTunerLayer):
 
     def _projection(self, name: str, adapter_name: str, index: tuple[slice, ...], like: torch.Tensor) -> torch.Tensor:
         """The part ``index`` of the shared projection ``name``, on ``like``'s device and dtype (only the slice
-        moves, METHOD-VERA-2)."""
+        moves: the projections stay where they were drawn)."""
         return self._projections[name][adapter_name][index].to(device=like.device, dtype=like.dtype)
 
     def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
@@ -182,16 +162,12 @@ class SharedProjectionLayer(BaseTunerLayer):
 
 class SharedProjectionTuner(BaseTuner):
     """Injects a shared-projection method's layers and owns the projections (``projection_names`` attributes, one
-    ``SharedBufferDict`` each). Subclasses set ``prefix``, ``tuner_layer_cls``, ``layers_mapping`` (``{nn.Linear:
-    their layer}``), ``layer_option_names`` (config fields passed to the layers besides ``r``) and implement
-    ``_generate_projections``."""
+    ``SharedBufferDict`` each). Subclasses set the recipe (``tuner_layer_cls``, ``layer_options``; their layer goes on
+    every linear layer, quantized or not) and implement ``_generate_projections``."""
 
     # the projections live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
-    uses_shared_state: bool = True
+    uses_shared_state = True
     projection_names: ClassVar[tuple[str, ...]] = ()
-    # the bias value that trains the biases of this method's layers ("vera_only" although VeRA's prefix is longer)
-    bias_only_value: ClassVar[str] = ""
-    layer_option_names: ClassVar[tuple[str, ...]] = ("init_weights",)
 
     # ------------------------------------------------------------------------------------------ per method
     def _generate_projections(
@@ -200,9 +176,8 @@ class SharedProjectionTuner(BaseTuner):
         """The projections (on the CPU) for layers of at most ``out_features x in_features``."""
         raise NotImplementedError
 
-    def _layer_kwargs(self, config: SharedProjectionConfig, current_key: str) -> dict[str, Any]:
-        options = {name: getattr(config, name) for name in self.layer_option_names}
-        return {"projections": self._projection_dicts(config), "r": config.r, **options}
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        return {**super()._layer_kwargs(target), "projections": self._projection_dicts(target.config)}
 
     # ------------------------------------------------------------------------------------------ projections
     def _projection_dicts(self, config: SharedProjectionConfig) -> dict[str, SharedBufferDict]:
@@ -241,7 +216,7 @@ class SharedProjectionTuner(BaseTuner):
 
     def _attach_projections(self, config: SharedProjectionConfig, adapter_name: str) -> None:
         """Give ``adapter_name`` the model's projections: drawn for its largest layer if it is the first adapter,
-        else the existing ones, which must be large enough for each of its layers (METHOD-VERA-2)."""
+        else the existing ones, which must be large enough for each of its layers (all adapters share one set)."""
         layers = self._layers_of(adapter_name)
         if not layers:
             return
@@ -269,7 +244,7 @@ class SharedProjectionTuner(BaseTuner):
     def _load_projections(self, adapter_name: str, loaded: dict[str, torch.Tensor], file_prefix: str = "") -> None:
         """Use checkpoint projections for ``adapter_name``: equal ones keep sharing the model's tensors, others
         become this adapter's own (so loading never changes another adapter's projections)."""
-        current = {name: self._modules[name][adapter_name] for name in self.projection_names}
+        current = {name: getattr(self, name)[adapter_name] for name in self.projection_names}
         dtype_mismatches = [
             DtypeMismatch.between(file_prefix + name, f"{name}.{adapter_name}", tensor, current[name])
             for name, tensor in sorted(loaded.items())
@@ -289,7 +264,7 @@ class SharedProjectionTuner(BaseTuner):
             keys = ", ".join(repr(file_prefix + name) for name in sorted(loaded))
             raise CheckpointMismatchError(f"The checkpoint's projections ({keys}) do not fit: {exc}") from None
         for name in self.projection_names:
-            self._modules[name][adapter_name] = new[name]
+            getattr(self, name)[adapter_name] = new[name]
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def _check_new_adapter_config(self, config: SharedProjectionConfig) -> None:
@@ -340,32 +315,6 @@ class SharedProjectionTuner(BaseTuner):
             if container is not None and adapter_name in container:
                 del container[adapter_name]
 
-    def _set_bias_trainable(self, model: nn.Module, peft_config: SharedProjectionConfig) -> None:
-        if peft_config.bias == self.bias_only_value:
-            peft_config = copy.copy(peft_config)
-            peft_config.bias = self.prefix + "only"
-        super()._set_bias_trainable(model, peft_config)
-
-    # ------------------------------------------------------------------------------------------ layers
-    @classmethod
-    def _create_new_module(
-        cls, peft_config: SharedProjectionConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        """The method's layer (``layers_mapping[nn.Linear]``) around ``target``: ``nn.Linear``, a quantized linear
-        layer, or ``Conv1D`` with ``fan_in_fan_out`` (the config's is corrected with a warning, as the reference
-        does); custom modules first."""
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
-            if isinstance(base, base_cls):
-                return layer_cls(target, adapter_name, **kwargs)
-        if is_linear_layer(base) or is_transformers_conv1d(base):
-            fan_in_fan_out = fit_fan_in_fan_out(peft_config, base)
-            return cls.layers_mapping[nn.Linear](target, adapter_name, fan_in_fan_out=fan_in_fan_out, **kwargs)
-        raise TypeError(
-            f"Target module {type(base).__name__} is not supported by {cls.__name__}; supported modules: {_SUPPORTED}."
-            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
-        )
-
     # ------------------------------------------------------------------------------------------ checkpoints
     @classmethod
     def _adapter_state_dict_to_file(
@@ -380,7 +329,7 @@ class SharedProjectionTuner(BaseTuner):
             return state_dict
         prefix, tuner = cls._find_tuner(model)
         for name in cls.projection_names:
-            state_dict[prefix + name] = tuner._modules[name][adapter_name]
+            state_dict[prefix + name] = getattr(tuner, name)[adapter_name]
         return state_dict
 
     @classmethod

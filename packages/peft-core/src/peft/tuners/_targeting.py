@@ -1,6 +1,6 @@
 """Which modules of a model an adapter targets.
 
-Rules (REQUIREMENTS TGT-1..9): a list entry matches a module whose full name equals it or ends with ``"." + entry``;
+Rules: a list entry matches a module whose full name equals it or ends with ``"." + entry``;
 a str is ``re.fullmatch``ed against the full name; ``layers_to_transform`` keeps only the listed layer indices; keys
 of ``rank_pattern``/``alpha_pattern`` match a full-segment suffix (``$`` implied, a leading ``^`` anchors at the
 start). Matching a list is a set lookup per name suffix, so it costs the same for 2 or 2,000 entries.
@@ -17,11 +17,31 @@ from typing import Any
 from torch import nn
 
 from peft.quantization import is_linear_layer
+from peft.utils.constants import (
+    INCLUDE_LINEAR_LAYERS_SHORTHAND,
+    MIN_TARGET_MODULES_FOR_OPTIMIZATION,
+    SEQ_CLS_HEAD_NAMES,
+)
+from peft.utils.warnings import warn
 
-# the reference threshold above which long target lists are replaced by their minimal suffix set
-MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20
-SEQ_CLS_HEAD_NAMES = ("score", "classifier")
-INCLUDE_LINEAR_LAYERS_SHORTHAND = "all-linear"
+__all__ = [
+    "INCLUDE_LINEAR_LAYERS_SHORTHAND",
+    "MIN_TARGET_MODULES_FOR_OPTIMIZATION",
+    "SEQ_CLS_HEAD_NAMES",
+    "NameMatcher",
+    "TargetSelector",
+    "TransformersConv1D",
+    "check_target_module_exists",
+    "closest_names",
+    "expand_all_linear",
+    "find_minimal_target_modules",
+    "fit_fan_in_fan_out",
+    "get_pattern_key",
+    "is_transformers_conv1d",
+    "layer_index",
+    "match_target_against_key",
+    "name_suffixes",
+]
 
 
 def name_suffixes(key: str) -> list[str]:
@@ -187,13 +207,23 @@ def is_transformers_conv1d(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
 
 
+class _Conv1DCheck(type):
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return is_transformers_conv1d(instance)
+
+
+class TransformersConv1D(metaclass=_Conv1DCheck):
+    """Stands for transformers' ``Conv1D`` in ``isinstance`` checks and in a tuner's ``layers_mapping``, without
+    importing transformers."""
+
+    display_name = "transformers.pytorch_utils.Conv1D"
+
+
 def fit_fan_in_fan_out(config: Any, base: nn.Module) -> bool:
     """The ``fan_in_fan_out`` a linear ``base`` needs: True for transformers' ``Conv1D`` (weight stored as
     ``in x out``), else False. A config that says otherwise is corrected in place with a warning, as the reference
     does, so that adapters saved with the wrong value keep loading.
     """
-    from peft.utils.warnings import warn
-
     needed = is_transformers_conv1d(base)
     if getattr(config, "fan_in_fan_out", needed) != needed:
         kind = "`Conv1D`" if needed else "`torch.nn.Linear`"

@@ -1,4 +1,4 @@
-"""The LyCORIS family (LoHa, LoKr): the config fields, layer lifecycle and tuner they share (METHOD-LYCORIS-1).
+"""The LyCORIS family (LoHa, LoKr): the config fields, the layer lifecycle and the tuner recipe they share.
 
 A LyCORIS adapter builds a full-size update ``delta W`` from small factors and adds the base layer's operation with
 ``delta W`` as its weight: ``y = base(x) + op(x, scaling * delta W)`` where ``op`` is ``F.linear`` or the base
@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.config import PeftConfig
-from peft.tuners._targeting import get_pattern_key
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_positive_int
 from peft.tuners.tuners_layer import HALF_PRECISION, BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
@@ -34,7 +33,7 @@ def _check_init_weights(value: Any, valid: Iterable[bool | str], owner: str) -> 
 
 
 @dataclass
-class LycorisConfig(PeftConfig):
+class LycorisConfig(TargetingConfig):
     """Fields every LyCORIS method has (see ``LoHaConfig`` / ``LoKrConfig`` for their meaning).
 
     Raises:
@@ -49,14 +48,9 @@ class LycorisConfig(PeftConfig):
     use_effective_conv2d: bool = field(
         default=False, metadata={"help": "Tucker-decomposed factors for Conv1d/Conv2d with kernels larger than 1."}
     )
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     init_weights: bool = field(default=True, metadata={"help": "True: the adapter starts as the identity."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     rank_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module ranks."})
     alpha_pattern: dict[str, float] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     # the method's layer class: its _zero_initialized keys are the init_weights values the method accepts
     _layer_cls: ClassVar[type[LycorisLayer] | None] = None
@@ -87,27 +81,14 @@ class LycorisLayer(BaseTunerLayer):
     # whether rank dropout rescales the kept rows by default (LoHa always does; LoKr when asked)
     _default_rank_dropout_scale: ClassVar[bool] = True
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, r: int = 0, alpha: float = 0.0, **kwargs: Any):
-        super().__init__()
-        self._init_tuner_layer(base_layer)
-        for name in self.adapter_layer_names:
-            setattr(self, name, nn.ParameterDict())
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
         base = self.get_base_layer()
         if isinstance(base, nn.modules.conv._ConvNd):
             weight_shape = (base.out_channels, base.in_channels // base.groups, *base.kernel_size)
         else:
             weight_shape = (self.out_features, self.in_features)
-        self.__dict__.update(
-            r={},
-            alpha={},
-            scaling={},
-            rank_dropout={},
-            rank_dropout_scale={},
-            module_dropout={},
-            _weight_shape=weight_shape,  # the base weight's (unquantized) shape; delta W has it too
-        )
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, r, alpha, **kwargs)
+        self._weight_shape = weight_shape  # the base weight's (unquantized) shape; delta W has it too
 
     # ---------------------------------------------------------------------------------------------- per method
     def _adapter_shapes(self, r: int, effective_conv: bool, **options: Any) -> dict[str, tuple[int, ...]]:
@@ -223,7 +204,7 @@ class LycorisLayer(BaseTunerLayer):
         """``scaling * delta W`` of ``adapter_name`` in the base weight's shape.
 
         Half-precision factors are combined in float32 on every device (the result has the factors' dtype), so a
-        merge gives the same weight on CPU and GPU (OPEN-12).
+        merge gives the same weight on CPU and GPU.
         """
         dtype = self._adapter_dtype(adapter_name)
         compute_dtype = torch.float32 if dtype in HALF_PRECISION else None
@@ -284,23 +265,9 @@ def tucker_core_shape(r: int, kernel_size: tuple[int, ...]) -> tuple[int, int, i
 
 
 class LycorisTuner(BaseTuner):
-    """Injects a LyCORIS method's layers: ``layers_mapping`` picks the layer class by base layer type, the config
-    fields in ``layer_option_names`` (plus ``r``/``alpha`` from the patterns) become the layer's arguments."""
+    """The tuner recipe of every LyCORIS method: the config fields its layers get, ``r`` and ``alpha`` per module
+    from the patterns; a method adds its ``layers_mapping`` (and options of its own)."""
 
     tuner_layer_cls = LycorisLayer
-    layers_mapping: ClassVar[dict[type[nn.Module], type[LycorisLayer]]] = {}
-    layer_option_names: ClassVar[tuple[str, ...]] = (
-        "rank_dropout",
-        "module_dropout",
-        "init_weights",
-        "use_effective_conv2d",
-    )
-
-    def _layer_kwargs(self, config: LycorisConfig, current_key: str) -> dict[str, Any]:
-        rank_key = get_pattern_key(config.rank_pattern.keys(), current_key)
-        alpha_key = get_pattern_key(config.alpha_pattern.keys(), current_key)
-        return {
-            "r": config.rank_pattern.get(rank_key, config.r),
-            "alpha": config.alpha_pattern.get(alpha_key, config.alpha),
-            **{name: getattr(config, name) for name in self.layer_option_names},
-        }
+    layer_options = ("r", "alpha", "rank_dropout", "module_dropout", "init_weights", "use_effective_conv2d")
+    option_patterns = {"r": "rank_pattern", "alpha": "alpha_pattern"}

@@ -1,6 +1,6 @@
 """``BaseTunerLayer``: the lifecycle every adapter layer shares.
 
-An adapter layer wraps its original module as ``base_layer`` and calls its forward (REQUIREMENTS ARCH-11). Per-adapter
+An adapter layer wraps its original module as ``base_layer`` and calls its forward (never copies it). Per-adapter
 state lives in dicts keyed by adapter name, named by the class attributes ``adapter_layer_names`` (trainable, saved)
 and ``other_param_names`` (per-adapter settings). Activation, enabling, trainability, deletion, device placement,
 merging (through the quantization backend) and mixed-batch dispatch are written here once.
@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules import module as _torch_module
 
 from peft.quantization import (
     QuantizationBackend,
@@ -24,10 +23,16 @@ from peft.quantization import (
     is_plain_torch_layer,
     resolve_quantization_backend,
 )
+from peft.quantization.helpers import quantization_extra_repr
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.utils.distributed import MERGE_WORKAROUND, check_whole, full_shape, read_whole
 from peft.utils.files import check_path_segment
-from peft.utils.quantization_utils import quantization_extra_repr
+from peft.utils.torch_internals import (
+    default_device_is_meta,
+    forward_is_hooked,
+    set_plain_attributes,
+    set_submodules,
+)
 from peft.utils.warnings import warn
 
 BASE_ADAPTER_NAME = "__base__"  # in mixed batches: rows that use the base model
@@ -145,39 +150,6 @@ def check_adapter_name(adapter_name: str) -> None:
     check_path_segment(adapter_name, "adapter name")
 
 
-def store_adapter_module(container: nn.ModuleDict, adapter_name: str, module: nn.Module) -> None:
-    """``container[adapter_name] = module`` without ``ModuleDict``'s per-insert attribute probing, which costs more
-    than building the adapter itself when thousands of layers are injected (names are checked once, on entry)."""
-    container._modules[adapter_name] = module
-
-
-_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
-_module_state: tuple[dict[str, Any], tuple[tuple[str, type], ...]] | None = None
-
-
-def new_module(cls: type[_ModuleT]) -> _ModuleT:
-    """An instance of ``cls`` holding only ``nn.Module``'s empty state, made without calling ``__init__``.
-
-    For classes whose ``__init__`` adds nothing the caller does not set itself (containers, ``nn.Identity``, adapter
-    factors): a third of the cost of ``nn.Module.__init__``, which adds up over thousands of adapter layers. The state
-    is copied from a real ``nn.Module()``, so it follows torch's version (tests compare both for the classes used).
-    """
-    global _module_state
-    if _module_state is None:
-        prototype = nn.Module().__dict__
-        _module_state = (
-            {key: value for key, value in prototype.items() if not isinstance(value, (dict, set))},
-            tuple((key, type(value)) for key, value in prototype.items() if isinstance(value, (dict, set))),
-        )
-    constants, fresh = _module_state
-    module = cls.__new__(cls)
-    state = module.__dict__
-    state.update(constants)
-    for key, factory in fresh:
-        state[key] = factory()
-    return module
-
-
 class LazyAdapterContainer:
     """Class attribute of an adapter layer: a per-adapter container (a module) created on first access.
 
@@ -197,7 +169,8 @@ class LazyAdapterContainer:
             return self
         container = layer._modules.get(self.name)
         if container is None:
-            container = layer._modules[self.name] = self.factory()
+            container = self.factory()
+            set_submodules(layer, **{self.name: container})
         return container
 
 
@@ -230,7 +203,10 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
         return shape[0], shape[1]
     if isinstance(module, nn.MultiheadAttention):
         if not module._qkv_same_embed_dim:
-            raise ValueError("Only nn.MultiheadAttention with the same query, key and value size is supported.")
+            raise ValueError(
+                "Only same embed for query/key/value is supported as of now for MultiheadAttention: its query, key "
+                "and value sizes must be equal."
+            )
         return module.embed_dim, 3 * module.embed_dim
     for in_name, out_name in (
         ("in_features", "out_features"),
@@ -243,11 +219,13 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
 
 
 class BaseTunerLayer:
-    """Mixin for adapter layers: ``class Linear(LoraLayer, nn.Module)`` (this mixin first, so its ``forward`` wins).
+    """Mixin for adapter layers: ``class Linear(MyLayer, nn.Module)`` (the mixin first, so its ``forward`` wins).
 
-    Subclasses set ``adapter_layer_names`` / ``other_param_names`` and implement ``update_layer``; additive
-    methods implement ``_adapter_output`` (what the adapter adds to the base output) and, if mergeable,
-    ``get_delta_weight``. Everything else comes from here.
+    A method's layer sets ``adapter_layer_names`` (its trainable per-adapter containers, ``nn.ParameterDict``s unless
+    the class declares them otherwise) and ``other_param_names`` (per-adapter settings, plain dicts), and implements
+    ``update_layer(adapter_name, **options)``, which creates an adapter. Additive methods implement
+    ``_adapter_update(x, adapter_name)`` (what the adapter adds to the base output) and, to be mergeable,
+    ``get_delta_weight(adapter_name)``; others override ``_adapter_output``. Everything else comes from here.
     """
 
     adapter_layer_names: tuple[str, ...] = ()
@@ -266,19 +244,54 @@ class BaseTunerLayer:
     cast_input_dtype_enabled: bool = True
     # False: autocast_adapter_dtype leaves this layer's adapters in their dtype (LN Tuning's copies of base modules)
     upcast_adapter_dtype: bool = True
+    # the method's name, shown before the class name in repr ("lora.Linear(...)", as in the reference)
+    repr_prefix: str = ""
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
+        """Wrap ``base_layer`` and create the adapter ``adapter_name`` on it: ``update_layer(adapter_name,
+        **kwargs)``."""
+        super().__init__()
+        self._init_tuner_layer(base_layer)
+        self._init_adapter_state()
+        self._activate(adapter_name)
+        self.update_layer(adapter_name, **kwargs)
 
     def _init_tuner_layer(self, base_layer: nn.Module) -> None:
         """Set the state every adapter layer has; call right after ``nn.Module.__init__``."""
         check_base_layer(base_layer)
-        self._modules["base_layer"] = base_layer  # a fresh layer: nothing for nn.Module.__setattr__ to clean up
+        set_submodules(self, base_layer=base_layer)
         in_features, out_features = get_in_out_features(base_layer)
-        self.__dict__.update(
+        inner = base_layer.get_base_layer() if isinstance(base_layer, BaseTunerLayer) else base_layer
+        set_plain_attributes(
+            self,
             _active_adapter=[],
             _disable_adapters=False,
             merged_adapters=[],
             in_features=in_features,
             out_features=out_features,
+            # transformers' Conv1D stores its weight as (in, out): deltas are transposed for it
+            fan_in_fan_out=not isinstance(inner, nn.Linear) and is_transformers_conv1d(inner),
         )
+
+    def _init_adapter_state(self) -> None:
+        """Create the empty per-adapter state: an ``nn.ParameterDict`` for each of ``adapter_layer_names`` and a
+        dict for each of ``other_param_names``, except the containers the class declares itself or a subclass
+        created before calling this."""
+        cls, modules = type(self), self._modules
+        for name in self.adapter_layer_names:
+            if name not in modules and not hasattr(cls, name):
+                set_submodules(self, **{name: nn.ParameterDict()})
+        for name in self.other_param_names:
+            if name not in modules and name not in self.__dict__ and not hasattr(cls, name):
+                set_plain_attributes(self, **{name: {}})
+
+    def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
+        """Create (or replace) the adapter ``adapter_name`` on this layer."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement update_layer.")
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        return f"{self.repr_prefix}.{text}" if self.repr_prefix else text
 
     # ---------------------------------------------------------------------------------------------- base layer
     def get_base_layer(self) -> nn.Module:
@@ -400,8 +413,10 @@ class BaseTunerLayer:
 
     def _activate(self, adapter_names: str | Sequence[str]) -> None:
         """Choose which adapters compute; trainability is left as it is."""
-        # a plain attribute: no need for nn.Module.__setattr__'s checks, run for every layer on each switch
-        self.__dict__["_active_adapter"] = adapter_names if isinstance(adapter_names, str) else list(adapter_names)
+        # runs for every layer on each switch: a plain attribute set without nn.Module.__setattr__'s checks
+        set_plain_attributes(
+            self, _active_adapter=adapter_names if isinstance(adapter_names, str) else list(adapter_names)
+        )
 
     def set_adapter(self, adapter_names: str | Sequence[str], inference_mode: bool = False) -> None:
         """Activate ``adapter_names``; they become trainable unless ``inference_mode``, all others are frozen."""
@@ -446,7 +461,7 @@ class BaseTunerLayer:
         """``device``/``dtype`` for new adapter tensors: the base layer's device and floating dtype (meta inside a
         ``torch.device("meta")`` block), so new adapters never need moving."""
         reference = _first_tensor(self.get_base_layer())
-        if _default_device_is_meta():
+        if default_device_is_meta():
             device = torch.device("meta")
         else:
             device = reference.device if reference is not None else None
@@ -520,7 +535,8 @@ class BaseTunerLayer:
         """Whether the direct base layer's output is a tensor only this call holds, so that adapters may add to it
         in place (saving an output-sized buffer per layer): a plain torch layer whose forward no hook observes or
         replaces. Its backward never needs its own output, so in-place updates are safe under autograd too."""
-        return type(self.base_layer) in _FRESH_OUTPUT_LAYERS and forward_unobserved(self.base_layer)
+        base = self.base_layer
+        return type(base) in _FRESH_OUTPUT_LAYERS and not forward_is_hooked(base)
 
     def _check_mixed_batch_state(self, adapter_names: Sequence[str], x: torch.Tensor) -> None:
         if self.training:
@@ -689,52 +705,9 @@ class NonAdditiveTunerLayer(BaseTunerLayer):
         raise NotImplementedError(f"{type(self).__name__} does not implement _adapted_forward.")
 
 
-def forward_unobserved(module: nn.Module) -> bool:
-    """Whether no hook or wrapper watches calls of ``module``, so that code may use its output in place or read its
-    tensors without calling it. FSDP and DeepSpeed ZeRO-3 make a module's sharded parameters whole only around its
-    forward (in hooks, or in an FSDP wrapper that replaces it), so a watched module is used only by calling it."""
-    return (
-        not module._forward_hooks
-        and not module._forward_pre_hooks
-        and "forward" not in module.__dict__  # accelerate/diffusers hooks replace forward on the instance
-        and not _torch_module._global_forward_hooks
-        and not _torch_module._global_forward_pre_hooks
-    )
-
-
-def call_with_tensors(module: nn.Module, tensors: dict[str, torch.Tensor], *args: Any, **kwargs: Any) -> Any:
-    """``module(*args, **kwargs)`` with the tensors at the paths of ``tensors`` replaced by their values for the call:
-    gradients reach the values, and the module keeps its own tensors.
-
-    Each value is set as an instance attribute of the module owning the path, which attribute lookup finds before
-    the registered parameters and buffers (``nn.Module.__getattr__`` is consulted only when the instance has no such
-    attribute). The registered tensors stay in place, unlike with ``torch.func.functional_call``: DeepSpeed ZeRO-3
-    gathers them in hooks around the owner's forward and fails on a plain tensor in their place, and FSDP1 keeps its
-    parameters as instance attributes too (which would shadow a functional_call replacement); its attribute is put
-    back after the call.
-    """
-    replaced = []
-    for path, value in tensors.items():
-        owner_path, _, name = path.rpartition(".")
-        owner = module.get_submodule(owner_path)
-        replaced.append((owner, name, owner.__dict__.get(name, _ABSENT)))
-        owner.__dict__[name] = value
-    try:
-        return module(*args, **kwargs)
-    finally:
-        for owner, name, previous in reversed(replaced):
-            if previous is _ABSENT:
-                del owner.__dict__[name]
-            else:
-                owner.__dict__[name] = previous
-
-
-_ABSENT = object()
-
-
 def base_parameter_path(layer: nn.Module, parameter_name: str) -> str:
     """Path of ``parameter_name`` of the innermost base module, relative to ``layer.base_layer`` (through nested
-    adapter layers), for :func:`call_with_tensors` on the base layer."""
+    adapter layers), for ``call_with_tensors`` (``peft.utils.torch_internals``) on the base layer."""
     path, module = [], layer.base_layer
     while isinstance(module, BaseTunerLayer):
         path.append("base_layer")
@@ -751,12 +724,6 @@ def _set_requires_grad(item: nn.Module | torch.Tensor, requires_grad: bool) -> N
         for param in item._parameters.values():
             if param is not None:
                 param.requires_grad_(requires_grad)
-
-
-def _default_device_is_meta() -> bool:
-    # torch.get_default_device() walks the torch-function mode stack, microseconds per adapter layer; a default
-    # device (torch.set_default_device, `with torch.device(...)`) is always a mode on that stack
-    return torch._C._len_torch_function_stack() > 0 and torch.get_default_device().type == "meta"
 
 
 def _first_tensor(module: nn.Module) -> torch.Tensor | None:

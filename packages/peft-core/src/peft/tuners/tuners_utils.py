@@ -1,38 +1,47 @@
 """``BaseTuner``: injects a method's adapter layers into a model and runs their lifecycle, once for every method.
 
-A method subclasses it with three class attributes (``prefix``, ``tuner_layer_cls``, ``target_module_mapping``) and
-either ``layers_mapping`` (layer class per base layer type) with ``_layer_kwargs``, or its own ``_create_and_replace``
-(plus ``_create_and_replace_parameter`` if it adapts raw parameters). REQUIREMENTS ARCH-6/7.
+A method's tuner is declarative: ``tuner_layer_cls`` (the method's layer base class), ``layers_mapping`` (the adapter
+layer class for each supported base layer type) and ``layer_options`` / ``option_patterns`` (which config fields
+become the arguments of the layer's ``update_layer``, and which of them a per-module pattern overrides). Each module
+to adapt is described by one ``TargetModule``; hooks that a method overrides receive it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import gc
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from peft import lifecycle
+from peft.adapter_keys import shared_tensors_from_file, shared_tensors_to_file
+from peft.auxiliary import add_auxiliary_modules
+from peft.auxiliary.tying import plan_weight_tying, tie_modules_to_save
+from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.config import PeftConfig
+from peft.hosts import get_host_registry
+from peft.lifecycle import cast_adapter_dtype, delete_adapter, set_adapter, set_requires_grad
 from peft.quantization import check_base_layer, is_linear_layer
 from peft.tuners import _targeting
-from peft.tuners._adapter_lock import adapter_lock, switches_adapters
-from peft.tuners._auxiliary import add_auxiliary_modules
+from peft.tuners._adapter_lock import switches_adapters
 from peft.tuners._memory_bound import allocation_budget, watched, watched_all
 from peft.tuners._targeting import (
     INCLUDE_LINEAR_LAYERS_SHORTHAND,
     MIN_TARGET_MODULES_FOR_OPTIMIZATION,
     TargetSelector,
+    TransformersConv1D,
     check_target_module_exists,
     closest_names,
     find_minimal_target_modules,
+    fit_fan_in_fan_out,
     get_pattern_key,
 )
-from peft.tuners._tying import plan_weight_tying, tie_modules_to_save
 from peft.tuners.tuners_layer import (
     BaseTunerLayer,
     _as_list,
@@ -49,7 +58,9 @@ from peft.utils.constants import (
     UPCAST_DTYPES,
 )
 from peft.utils.error import CheckpointMismatchError, NoMatchingPeftModuleError
-from peft.utils.other import AuxiliaryTrainingWrapper, _get_submodules
+from peft.utils.other import _get_submodules, delegated_getattr
+from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.torch_internals import collection_paused
 from peft.utils.warnings import warn
 
 __all__ = [
@@ -60,34 +71,29 @@ __all__ = [
     "UPCAST_DTYPES",
     "BaseTuner",
     "BaseTunerLayer",
+    "TargetModule",
+    "UnsupportedTargetError",
+    "cast_adapter_dtype",
     "check_adapters_to_merge",
     "check_target_module_exists",
     "clone_module",
+    "delete_adapter",
     "get_in_out_features",
     "inspect_matched_modules",
     "mixed_batch",
     "onload_layer",
+    "set_adapter",
+    "set_requires_grad",
 ]
 
 _find_minimal_target_modules = find_minimal_target_modules
 _get_in_out_features = get_in_out_features
-# names the reference defines here, re-exported from where they live (resolved on first use by __getattr__)
-_LAZY_NAMES = {
-    "cast_adapter_dtype": "peft.functional",
-    "delete_adapter": "peft.functional",
-    "set_adapter": "peft.functional",
-    "set_requires_grad": "peft.functional",
-    "replicate_layers": "peft.tuners.lora.model",
-    "PEFT_TYPE_TO_PREFIX_MAPPING": "peft.mapping",
-}
+# names the reference defines here that live in higher layers
+_MOVED = {"replicate_layers": "peft.tuners.lora.model", "PEFT_TYPE_TO_PREFIX_MAPPING": "peft.registry"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_NAMES:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return reference_path_attribute(__name__, name, _MOVED)
 
 
 def _maybe_include_all_linear_layers(peft_config: PeftConfig, model: nn.Module) -> PeftConfig:
@@ -112,8 +118,6 @@ def check_adapters_to_merge(module: BaseTunerLayer, adapter_names: list[str] | N
 def clone_module(module: nn.Module, share_weights: bool = False) -> nn.Module:
     """A deep copy of ``module``; with ``share_weights`` the copy uses the original's parameter objects (changing one
     changes both, and no memory is added), buffers are copied."""
-    import copy
-
     shared = {id(param): param for param in module.parameters()} if share_weights else {}
     return copy.deepcopy(module, memo=shared)
 
@@ -133,13 +137,42 @@ def onload_layer(layer: nn.Module) -> nn.Module:
     return layer
 
 
-def _lifecycle_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Adapter layers and auxiliary wrappers of ``model``, in module order."""
-    return [
-        (name, module)
-        for name, module in walk_modules(model)
-        if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
-    ]
+class UnsupportedTargetError(ValueError, TypeError):
+    """A targeted module has a type the method has no layer for (a ``ValueError`` as in the reference, and a
+    ``TypeError`` as it is about the module's type)."""
+
+
+@dataclass(slots=True)
+class TargetModule:
+    """One module an adapter is being put on: what the injection hooks of ``BaseTuner`` receive.
+
+    Attributes:
+        config: the adapter's config.
+        adapter_name: the adapter's name.
+        key: the module's full name in the model (``"layers.0.self_attn.q_proj"``).
+        parent: the module holding it.
+        name: its attribute name in ``parent``.
+        module: the module there now: the original one, or an adapter layer already wrapping it.
+        parameter_names: for ``target_parameters``, the names of the module's parameters to adapt.
+    """
+
+    config: PeftConfig
+    adapter_name: str
+    key: str
+    parent: nn.Module
+    name: str
+    module: nn.Module
+    parameter_names: tuple[str, ...] = ()
+
+    @property
+    def base_layer(self) -> nn.Module:
+        """The innermost module that is not an adapter layer."""
+        return self.module.get_base_layer() if isinstance(self.module, BaseTunerLayer) else self.module
+
+    def replace(self, new_module: nn.Module) -> None:
+        """Put ``new_module`` in the module's place."""
+        setattr(self.parent, self.name, new_module)
+        self.module = new_module
 
 
 # lifecycle methods that change what the adapter layers compute hold the model's adapter lock
@@ -158,11 +191,24 @@ class BaseTuner(nn.Module):
         autocast_adapter_dtype: upcast fp16/bf16 adapter weights to fp32.
     """
 
+    # the prefix of the method's parameter names; register_peft_method fills it in from the method's name
     prefix: str = ""
+    # the base class of the method's layers
     tuner_layer_cls: type[BaseTunerLayer] = BaseTunerLayer
+    # {base layer type: adapter layer class}, tried in order (TransformersConv1D stands for transformers' Conv1D)
+    layers_mapping: dict[type, type[BaseTunerLayer]] = {}
+    # config fields passed by name to the layer's update_layer (and its constructor)
+    layer_options: tuple[str, ...] = ()
+    # {layer option: config field holding its per-module values, e.g. {"r": "rank_pattern"}}
+    option_patterns: dict[str, str] = {}
+    # default target_modules per model type (host packages register most defaults)
     target_module_mapping: dict[str, list[str]] = {}
-    # {base layer type: adapter layer class} for the default _create_and_replace (tried in order)
-    layers_mapping: dict[type[nn.Module], type[BaseTunerLayer]] = {}
+    # containers that every layer refers to, owned by the model (UniLoRA's theta_d): checkpoints hold them once, as
+    # ``base_model.<name>``, instead of under every layer
+    shared_containers: tuple[str, ...] = ()
+    # True for methods whose adapters need state only the tuner keeps (shared projections, a classifier): they cannot
+    # be injected into a bare model (inject_adapter_in_model, transformers' add_adapter)
+    uses_shared_state: bool = False
 
     def __init__(
         self,
@@ -195,12 +241,7 @@ class BaseTuner(nn.Module):
 
     # ------------------------------------------------------------------------------------------ attribute access
     def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("model", "_modules", "_parameters", "_buffers"):
-                raise
-            return getattr(self.model, name)
+        return delegated_getattr(self, name, "model")
 
     @property
     def active_adapters(self) -> list[str]:
@@ -240,8 +281,6 @@ class BaseTuner(nn.Module):
     def _default_target_modules(self, peft_config: PeftConfig, model_type: str | None) -> list[str] | None:
         if model_type in self.target_module_mapping:
             return self.target_module_mapping[model_type]
-        from peft.hosts import get_host_registry
-
         defaults = get_host_registry().default_target_modules.get(str(peft_config.peft_type), {})
         if model_type in defaults:
             return defaults[model_type]
@@ -267,66 +306,69 @@ class BaseTuner(nn.Module):
         return check_target_module_exists(peft_config, key)
 
     # ------------------------------------------------------------------------------------------ injection
-    def _create_and_replace(
-        self,
-        peft_config: PeftConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
-        """Add the adapter to ``target`` if it is a layer of this method, else wrap ``target`` in the layer class
-        ``layers_mapping`` names for its base type; the layer gets ``_layer_kwargs`` as arguments. Methods without a
-        ``layers_mapping`` override this."""
-        if not self.layers_mapping:
-            raise NotImplementedError(f"{type(self).__name__} must implement _create_and_replace.")
-        layer_kwargs = self._layer_kwargs(peft_config, current_key)
-        if isinstance(target, self.tuner_layer_cls):
-            target.update_layer(adapter_name, **layer_kwargs)
+    def _create_and_replace(self, target: TargetModule, layer_kwargs: dict[str, Any] | None = None) -> None:
+        """Add the adapter to ``target.module`` if it already is one of this method's layers, else replace it by a
+        new layer of the class ``layers_mapping`` names for its base layer's type; ``layer_kwargs`` (default:
+        :meth:`_layer_kwargs`) are the arguments of the layer's ``update_layer``."""
+        if layer_kwargs is None:
+            layer_kwargs = self._layer_kwargs(target)
+        if isinstance(target.module, self._layer_classes(target.config)):
+            target.module.update_layer(target.adapter_name, **layer_kwargs)
             return
-        new_module = self._create_new_module(peft_config, adapter_name, target, **layer_kwargs)
-        self._replace_module(parent, target_name, new_module, target)
+        target.replace(self._new_layer(target, layer_kwargs))
 
-    def _layer_kwargs(self, peft_config: PeftConfig, current_key: str) -> dict[str, Any]:
-        """The arguments of the layer's ``update_layer`` for the module ``current_key``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _layer_kwargs.")
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        """The arguments of the layer's ``update_layer`` for ``target`` (see :meth:`config_layer_kwargs`); methods
+        whose layers also need the tuner's own state add it here."""
+        return self.config_layer_kwargs(target.config, target.key)
 
     @classmethod
-    def _create_new_module(
-        cls, peft_config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        """The layer class for ``target``'s base type (custom modules first), built around ``target``.
+    def config_layer_kwargs(cls, config: PeftConfig, key: str) -> dict[str, Any]:
+        """The layer arguments that ``config`` gives the module named ``key``: the config fields named in
+        ``layer_options``, each overridden by its per-module pattern (``option_patterns``) where one matches."""
+        kwargs = {name: getattr(config, name) for name in cls.layer_options}
+        for option, pattern_field in cls.option_patterns.items():
+            pattern = getattr(config, pattern_field)
+            if pattern:
+                pattern_key = get_pattern_key(pattern.keys(), key)
+                if pattern_key in pattern:
+                    kwargs[option] = pattern[pattern_key]
+        return kwargs
+
+    def _layer_classes(self, config: PeftConfig) -> tuple[type, ...]:
+        """The layer classes this method creates (the config's custom ones included)."""
+        custom = getattr(config, "_custom_modules", None)
+        mapped = tuple(self.layers_mapping.values())
+        return (*custom.values(), *mapped) if custom else mapped
+
+    def _new_layer(self, target: TargetModule, layer_kwargs: dict[str, Any]) -> BaseTunerLayer:
+        """A new layer around ``target.module``: the class the config's custom modules or ``layers_mapping`` give
+        for its base layer's type (tried in that order). A config with ``fan_in_fan_out`` is corrected, with a
+        warning, to what a linear base layer needs.
 
         Raises:
-            TypeError: if the base type is not supported, naming the supported ones.
+            UnsupportedTargetError: if no layer class fits, naming the supported base layer types.
         """
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        custom = getattr(peft_config, "_custom_modules", None) or {}
-        for base_cls, layer_cls in [*custom.items(), *cls.layers_mapping.items()]:
+        base = target.base_layer
+        custom = getattr(target.config, "_custom_modules", None)
+        for base_cls, layer_cls in (
+            [*custom.items(), *self.layers_mapping.items()] if custom else self.layers_mapping.items()
+        ):
+            # quantized linear layers (HQQ, GPTQ, ...) need not subclass nn.Linear
             if isinstance(base, base_cls) or (base_cls is nn.Linear and is_linear_layer(base)):
-                return layer_cls(target, adapter_name, **kwargs)
-        supported = ", ".join(f"torch.nn.{base_cls.__name__}" for base_cls in cls.layers_mapping)
-        raise TypeError(
-            f"Target module {type(base).__name__} is not supported by {cls.__name__}; supported modules: {supported}."
-            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+                linear = isinstance(base, (nn.Linear, TransformersConv1D)) or is_linear_layer(base)
+                if linear and target.config.has_field("fan_in_fan_out"):
+                    fit_fan_in_fan_out(target.config, base)
+                return layer_cls(target.module, target.adapter_name, **layer_kwargs)
+        supported = ", ".join(_display_name(cls) for cls in self.layers_mapping)
+        raise UnsupportedTargetError(
+            f"{type(base).__name__} is not supported by {type(self).__name__}; supported modules: {supported}. "
+            "Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
         )
 
-    def _create_and_replace_parameter(
-        self,
-        peft_config: PeftConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        parameter_names: list[str],
-    ) -> None:
+    def _create_and_replace_parameter(self, target: TargetModule) -> None:
+        """Adapt the parameters ``target.parameter_names`` of ``target.module`` (``target_parameters``)."""
         raise ValueError(f"{type(self).__name__} does not support target_parameters.")
-
-    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
-        setattr(parent, child_name, new_module)
 
     @_switches_adapters
     def inject_adapter(
@@ -347,8 +389,6 @@ class BaseTuner(nn.Module):
             check_adapter_name(adapter_name)
             self._check_new_adapter_config(peft_config)
             # configs written for an older layout of the model (e.g. per-expert MoE layers) target the current one
-            from peft.hosts import get_host_registry
-
             for convert in get_host_registry().config_converters:
                 convert(peft_config, model)
         except Exception:
@@ -375,11 +415,11 @@ class BaseTuner(nn.Module):
         except Exception:
             # no half-initialised model: remove what this adapter created, then report the error
             self.peft_config.pop(adapter_name, None)
-            for _, module in _lifecycle_modules(model):
+            for _, module in lifecycle.adapter_modules(model):
                 module.delete_adapter(adapter_name, new_active_adapters=module.active_adapters)
-            purge_empty_adapter_modules(model)
+            lifecycle.purge_empty_adapter_modules(model)
             raise
-        with _gc_paused():
+        with collection_paused():
             self._finish_injection(model, peft_config, adapter_name, autocast_adapter_dtype)
 
     def _create_adapter_modules(
@@ -402,38 +442,38 @@ class BaseTuner(nn.Module):
                 self._inject_parameters(model, peft_config, adapter_name, targets, low_cpu_mem_usage)
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         parents: dict[str, nn.Module] = {}  # siblings share a parent: one lookup for each
-        with context, _gc_paused():
+        with context, collection_paused():
             for key in targets:
                 parent_name, _, target_name = key.rpartition(".")
                 parent = parents.get(parent_name)
                 if parent is None:
                     parent = parents[parent_name] = model.get_submodule(parent_name)
-                target = getattr(parent, target_name)
+                module = getattr(parent, target_name)
+                target = TargetModule(peft_config, adapter_name, key, parent, target_name, module)
                 try:
-                    with watched(key, target, peft_config):
-                        self._create_and_replace(
-                            peft_config, adapter_name, target, target_name, parent, current_key=key
-                        )
-                except (TypeError, ValueError):
+                    with watched(key, target.module, peft_config):
+                        self._create_and_replace(target)
+                except (ValueError, TypeError) as error:
                     # a quantized layer no backend handles: say that, rather than "unsupported module type"
-                    check_base_layer(target.get_base_layer() if isinstance(target, BaseTunerLayer) else target)
+                    check_base_layer(target.base_layer)
+                    _name_module_in(error, key)
                     raise
                 parents.pop(key, None)  # a replaced module is no longer the parent of its children
                 self.targeted_module_names.append(key)
             for key in tied_targets:
-                self._tie_target(model, peft_config, adapter_name, key, tying.embedding_name)
+                parent, module, target_name = _get_submodules(model, key)
+                target = TargetModule(peft_config, adapter_name, key, parent, target_name, module)
+                self._tie_target(target, tying.embedding_name)
                 self.targeted_module_names.append(key)
             self._add_auxiliary_modules(model, peft_config, adapter_name)
             if tying is not None and tying.mode == "modules_to_save":
                 tie_modules_to_save(model, tying, adapter_name)
 
-    def _tie_target(
-        self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, key: str, embedding_name: str
-    ) -> None:
-        """Adapt ``key``, a layer tied to the input embedding ``embedding_name``, with the embedding's adapter
+    def _tie_target(self, target: TargetModule, embedding_name: str) -> None:
+        """Adapt ``target``, a layer tied to the input embedding ``embedding_name``, with the embedding's adapter
         (``ensure_weight_tying``); methods that can tie adapters override this."""
         raise ValueError(
-            f"{type(self).__name__} cannot tie the adapter of {key!r} to the one of {embedding_name!r}; set "
+            f"{type(self).__name__} cannot tie the adapter of {target.key!r} to the one of {embedding_name!r}; set "
             "ensure_weight_tying=False."
         )
 
@@ -445,7 +485,8 @@ class BaseTuner(nn.Module):
         protected = _modules_to_save_matcher(peft_config)
         inside_wrapper: tuple[str, ...] = ()
         matched, excluded, all_names = [], [], []
-        # modules inside adapter layers are never targets (TGT-8): the walk does not enter them
+        # modules inside adapter layers (their factors, their base layer) are never targets: the walk does not enter
+        # them
         for key, module in walk_modules(model, into_adapters=False):
             if not key:
                 continue
@@ -471,7 +512,8 @@ class BaseTuner(nn.Module):
     @staticmethod
     def _compress_target_modules(peft_config: PeftConfig, matched: list[str], all_names: list[str]) -> None:
         """Replace a long list of targets (e.g. diffusers' full module paths) by the fewest name suffixes that
-        match exactly the same modules (TGT-9); kept in the config and in saved files."""
+        match exactly the same modules, as the reference does from 20 targets on; kept in the config and in saved
+        files."""
         targets = getattr(peft_config, "target_modules", None)
         if (
             isinstance(targets, (set, list, tuple))
@@ -612,17 +654,15 @@ class BaseTuner(nn.Module):
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         with context:
             for module_name in sorted(by_module):
-                parent, target, target_name = _get_submodules(model, module_name)
-                self._create_and_replace_parameter(
-                    peft_config, adapter_name, target, target_name, parent, module_name, by_module[module_name]
-                )
+                parent, module, target_name = _get_submodules(model, module_name)
+                target = TargetModule(peft_config, adapter_name, module_name, parent, target_name, module)
+                target.parameter_names = tuple(by_module[module_name])
+                self._create_and_replace_parameter(target)
                 self.targeted_parameter_names.extend(f"{module_name}.{p}" for p in by_module[module_name])
 
     @staticmethod
     def _warn_tied_targets(model_config: dict[str, Any], targets: list[str], action: str) -> None:
-        """Tied input/output embeddings share one weight: adapting or merging one changes both (TGT-14)."""
-        from peft.utils.constants import EMBEDDING_LAYER_NAMES
-
+        """Tied input/output embeddings share one weight: adapting or merging one changes both."""
         if not model_config.get("tie_word_embeddings"):
             return
         tied = sorted({t for t in targets if t.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES})
@@ -651,7 +691,7 @@ class BaseTuner(nn.Module):
         self, model: nn.Module, peft_config: PeftConfig, adapter_name: str, autocast_adapter_dtype: bool
     ) -> None:
         """Freeze the base model, sync activation on all layers, set the new adapter's trainability, cast dtypes."""
-        modules = [module for _, module in _lifecycle_modules(model)]
+        modules = [module for _, module in lifecycle.adapter_modules(model)]
         self._mark_only_adapters_as_trainable(model, modules)
         trainable = not peft_config.inference_mode and adapter_name in self.active_adapters
         for module in modules:
@@ -660,9 +700,7 @@ class BaseTuner(nn.Module):
         if trainable:
             self._set_bias_trainable(model, peft_config)
         if autocast_adapter_dtype:
-            from peft.functional import _upcast_adapter
-
-            _upcast_adapter(modules, adapter_name)
+            lifecycle.upcast_adapter(modules, adapter_name)
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module, modules: list[nn.Module] | None = None) -> None:
         """Freeze every parameter that does not belong to an adapter or auxiliary copy.
@@ -684,19 +722,18 @@ class BaseTuner(nn.Module):
                 stack.extend(child for child in module._modules.values() if child is not None)
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:
-        bias = getattr(peft_config, "bias", "none")
+        """Make biases trainable as ``bias`` says: ``"all"`` every bias of the model, ``"<method>_only"`` (e.g.
+        ``"lora_only"``; methods document their own spelling) the biases of the layers this method adapts."""
+        bias = peft_config.bias
         if bias == "none":
             return
         if bias == "all":
             for name, param in model.named_parameters():
                 if name.endswith("bias"):
                     param.requires_grad_(True)
-        elif bias == self.prefix + "only":
+        elif isinstance(bias, str) and bias.lower().endswith("_only"):
             for module in model.modules():
-                if (
-                    isinstance(module, self.tuner_layer_cls)
-                    and getattr(module.get_base_layer(), "bias", None) is not None
-                ):
+                if isinstance(module, self.tuner_layer_cls) and module.bias is not None:
                     module.get_base_layer().bias.requires_grad_(True)
         else:
             raise NotImplementedError(f"Requested bias: {bias!r}, is not implemented.")
@@ -733,8 +770,11 @@ class BaseTuner(nn.Module):
         cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """The adapter's tensors as the method's checkpoint stores them. ``state_dict`` holds them under the generic
-        file keys (``<module>.<container>``); methods whose files differ (state shared across layers, compressed
-        tensors) override this and :meth:`_adapter_state_dict_from_file`, its inverse."""
+        file keys (``<module>.<container>``), except that the ``shared_containers`` are saved once; methods whose
+        files differ otherwise (compressed tensors) override this and :meth:`_adapter_state_dict_from_file`, its
+        inverse."""
+        for name in cls.shared_containers:
+            state_dict = shared_tensors_to_file(state_dict, name)
         return state_dict
 
     @classmethod
@@ -742,6 +782,8 @@ class BaseTuner(nn.Module):
         cls, model: nn.Module, config: PeftConfig, adapter_name: str, state_dict: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Checkpoint tensors (file keys) in the generic layout that loading maps onto the layers."""
+        for name in cls.shared_containers:
+            state_dict = shared_tensors_from_file(model, adapter_name, state_dict, name)
         return state_dict
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -756,20 +798,15 @@ class BaseTuner(nn.Module):
         unknown = [n for n in names if n not in self.peft_config]
         if unknown:
             raise ValueError(f"Adapter(s) {unknown} not found; available adapters: {sorted(self.peft_config)}.")
-        from peft.functional import set_adapter
-
-        set_adapter(self.model, adapter_name, inference_mode=inference_mode)
+        lifecycle.set_adapter(self.model, adapter_name, inference_mode=inference_mode)
         self.active_adapter = adapter_name
 
     def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
         """Make the parameters of ``adapter_names`` trainable (or frozen), auxiliary modules included."""
-        from peft.functional import set_requires_grad
-
-        set_requires_grad(self.model, adapter_names, requires_grad=requires_grad)
+        lifecycle.set_requires_grad(self.model, adapter_names, requires_grad=requires_grad)
 
     def _set_adapter_layers(self, enabled: bool) -> None:
-        for _, module in _lifecycle_modules(self.model):
-            module.enable_adapters(enabled)
+        lifecycle.enable_adapters(self.model, enabled)
 
     @_switches_adapters
     def enable_adapter_layers(self) -> None:
@@ -797,24 +834,8 @@ class BaseTuner(nn.Module):
 
         Warns when the layers disagree on entry (some enabled, some disabled): usually a mistake.
         """
-        modules = [module for _, module in _lifecycle_modules(self.model)]
-        was_disabled = [module.disable_adapters for module in modules]
-        if len(set(was_disabled)) > 1:
-            warn(
-                "The model contains some adapter layers that are enabled and others that are disabled. This is most "
-                "likely unintentional. After exiting the disable_adapter context, each layer is restored to the "
-                "state it had before."
-            )
-        grads = [(p, p.requires_grad) for p in self.model.parameters()]
-        self.disable_adapter_layers()
-        try:
+        with lifecycle.adapters_disabled(self.model, disable=self.disable_adapter_layers):
             yield
-        finally:
-            with adapter_lock(self.model).exclusive():
-                for module, disabled in zip(modules, was_disabled):
-                    module.enable_adapters(not disabled)
-            for param, requires_grad in grads:
-                param.requires_grad_(requires_grad)
 
     @_switches_adapters
     def delete_adapter(self, adapter_name: str) -> None:
@@ -826,27 +847,21 @@ class BaseTuner(nn.Module):
         """
         if adapter_name not in self.peft_config:
             raise ValueError(f"Adapter {adapter_name} does not exist")
-        from peft.functional import check_adapters_not_merged, delete_adapter
-
-        check_adapters_not_merged(self.model, [adapter_name])
+        lifecycle.check_adapters_not_merged(self.model, [adapter_name])
         del self.peft_config[adapter_name]
-        new_active = delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
+        new_active = lifecycle.delete_adapter(self.model, adapter_name=adapter_name, prefix=self.prefix)
         self.active_adapter = new_active if new_active is not None else []
 
     @_switches_adapters
     def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
         """Merge adapters (default: the active ones) into the base weights, keeping the adapter layers."""
         self._warn_tied_targets(self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of")
-        for _, module in _lifecycle_modules(self.model):
-            if isinstance(module, BaseTunerLayer) and not getattr(module, "merged_by_parent", False):
-                module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
+        lifecycle.merge_adapters(self.model, adapter_names, safe_merge)
 
     @_switches_adapters
     def unmerge_adapter(self) -> None:
         """Undo :meth:`merge_adapter`."""
-        for _, module in _lifecycle_modules(self.model):
-            if isinstance(module, BaseTunerLayer) and module.merged and not getattr(module, "merged_by_parent", False):
-                module.unmerge()
+        lifecycle.unmerge_adapters(self.model)
 
     @_switches_adapters
     def _unload_and_optionally_merge(
@@ -860,17 +875,7 @@ class BaseTuner(nn.Module):
             self._warn_tied_targets(
                 self.get_model_config(self.model), self.targeted_module_names, "Merging adapters of"
             )
-        modules = _lifecycle_modules(self.model)
-        # deepest first, so adapters nested inside other adapters or inside auxiliary copies go first
-        modules.sort(key=lambda item: item[0].count("."), reverse=True)
-        if progressbar:
-            from tqdm.auto import tqdm
-
-            modules = tqdm(modules, desc="Unloading " + ("and merging " if merge else "") + "model")
-        for key, module in modules:
-            parent, _, target_name = _get_submodules(self.model, key)
-            replacement = module.unload_and_optionally_merge_module(merge, safe_merge, adapter_names)
-            setattr(parent, target_name, replacement)
+        lifecycle.unload_adapters(self.model, merge, safe_merge, adapter_names, progressbar)
         if hasattr(self.model, "peft_config"):
             del self.model.peft_config
         return self.model
@@ -886,25 +891,18 @@ class BaseTuner(nn.Module):
         return self._unload_and_optionally_merge(merge=False)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while thousands of modules are created, then file them as old objects.
+def _name_module_in(error: Exception, key: str) -> None:
+    """Prefix ``error``'s message with the module it is about (the type and traceback stay)."""
+    if error.args and isinstance(error.args[0], str) and not error.args[0].startswith("Target module "):
+        error.args = (f"Target module {key!r}: {error.args[0]}", *error.args[1:])
 
-    Collections during the block would scan the whole growing model again and again. After it, the new modules
-    (long-lived by construction) go straight to the oldest generation: left young, the next collection would
-    scan all of them at once, a fifth of the injection time, and again a generation later. ``gc.freeze`` +
-    ``gc.unfreeze`` does that move in constant time; skipped when the process froze objects itself.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
-        if was_enabled:
-            gc.enable()
+
+def _display_name(cls: type) -> str:
+    """``torch.nn.Linear`` for torch's layers, the class's ``display_name`` for stand-ins, else its full name."""
+    if hasattr(cls, "display_name"):
+        return cls.display_name
+    module = "torch.nn" if cls.__module__.startswith("torch.nn.") else cls.__module__
+    return f"{module}.{cls.__qualname__}"
 
 
 def _describe(value: Any) -> Any:
@@ -923,17 +921,3 @@ def _modules_to_save_matcher(peft_config: PeftConfig) -> Callable[[str], bool] |
         return any(listed(".".join(parts[: i + 1])) for i in range(len(parts)))
 
     return is_protected
-
-
-def purge_empty_adapter_modules(model: nn.Module) -> None:
-    """Replace adapter layers and auxiliary wrappers that hold no adapter any more by the modules they wrap."""
-    modules = _lifecycle_modules(model)
-    modules.sort(key=lambda item: item[0].count("."), reverse=True)
-    for key, module in modules:
-        if isinstance(module, BaseTunerLayer):
-            empty, inner = not module._all_available_adapter_names(), module.base_layer
-        else:
-            empty, inner = not module._available_adapters(), module.original_module
-        if empty:
-            parent, _, target_name = _get_submodules(model, key)
-            setattr(parent, target_name, inner)

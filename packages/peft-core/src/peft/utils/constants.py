@@ -6,14 +6,14 @@ from typing import Any
 
 import torch
 
-from peft.tuners._targeting import (
-    INCLUDE_LINEAR_LAYERS_SHORTHAND,
-    MIN_TARGET_MODULES_FOR_OPTIMIZATION,
-    SEQ_CLS_HEAD_NAMES,
-)
 from peft.utils.files import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 EMBEDDING_LAYER_NAMES = ["embed_tokens", "lm_head"]
+# the reference threshold above which long target lists are replaced by their minimal suffix set
+MIN_TARGET_MODULES_FOR_OPTIMIZATION = 20
+# names of sequence-classification heads, which "all-linear" leaves out and SEQ_CLS adapters save in full
+SEQ_CLS_HEAD_NAMES = ("score", "classifier")
+INCLUDE_LINEAR_LAYERS_SHORTHAND = "all-linear"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 # the model config of a model that has none (a custom nn.Module)
 DUMMY_MODEL_CONFIG = {"model_type": "custom"}

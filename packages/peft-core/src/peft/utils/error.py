@@ -170,6 +170,28 @@ def size_mismatch_error(mismatches: Sequence[SizeMismatch], adapter_name: str, h
     return CheckpointMismatchError(f"{summary} {hint}".rstrip(), size_mismatches=mismatches)
 
 
+def check_tensor_fits(
+    file_key: str,
+    live_key: str,
+    tensor: torch.Tensor,
+    current: torch.Tensor,
+    adapter_name: str = "",
+    hint: str = "Check the sizes in the adapter's config.",
+) -> None:
+    """Raise the error loading ``tensor`` into ``current`` would raise (shape or dtype), naming ``file_key``; for
+    tensors a method's file-layout conversion takes out of the checkpoint before the generic loading checks them.
+
+    Raises:
+        CheckpointMismatchError: with the mismatch.
+    """
+    if tensor.shape != current.shape:
+        mismatch = SizeMismatch(file_key, live_key, tuple(tensor.shape), tuple(current.shape))
+        raise size_mismatch_error([mismatch], adapter_name, hint)
+    dtype_mismatch = DtypeMismatch.between(file_key, live_key, tensor, current)
+    if dtype_mismatch is not None:
+        raise dtype_mismatch_error([dtype_mismatch])
+
+
 @contextmanager
 def checkpoint_file(path: str) -> Iterator[None]:
     """Within the block, a :class:`CheckpointMismatchError` is re-raised naming ``path`` as its checkpoint."""

@@ -1,4 +1,4 @@
-"""Locating adapter files (local folders or the Hub) and writing files atomically."""
+"""Adapter files: locating them (local folders or the Hub), reading weights, writing files atomically."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import socket
 import tempfile
 from collections.abc import Callable
 from typing import Any
+
+import torch
 
 CONFIG_NAME = "adapter_config.json"
 SAFETENSORS_WEIGHTS_NAME = "adapter_model.safetensors"
@@ -177,6 +179,69 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+def torch_load(*args: Any, weights_only: bool = True, **kwargs: Any) -> Any:
+    """``torch.load`` loading only tensors and plain containers by default (no arbitrary pickled code)."""
+    return torch.load(*args, weights_only=weights_only, **kwargs)
+
+
+def load_peft_weights(model_id: str | os.PathLike, device: str | None = None, **hub_kwargs: Any) -> dict:
+    """Read an adapter's weight file (safetensors preferred, ``.bin`` with ``weights_only=True``).
+
+    Raises:
+        ValueError: if no weight file is found, or it cannot be read.
+    """
+    subfolder = hub_kwargs.pop("subfolder", None)
+    return read_adapter_weights(model_id, device=device, subfolder=subfolder, **hub_kwargs)[1]
+
+
+def read_adapter_weights(
+    model_id: str | os.PathLike, device: str | None = None, subfolder: str | None = None, **hub_kwargs: Any
+) -> tuple[str, dict[str, torch.Tensor]]:
+    """``(path of the file read, its tensors)``: :func:`load_peft_weights` that also says which file it read."""
+    device = device or "cpu"
+    path = resolve_file(model_id, SAFETENSORS_WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
+    if path is not None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return path, load_file(path, device=device)
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
+    path = resolve_file(model_id, WEIGHTS_NAME, subfolder=subfolder, **hub_kwargs)
+    if path is not None:
+        try:
+            loaded = torch_load(path, map_location=device)
+        except Exception as exc:
+            raise ValueError(f"Could not read adapter weights from {path}: {exc}") from exc
+        return path, _tensor_mapping(loaded, path)
+    where = os.path.join(os.fspath(model_id), subfolder or "")
+    raise ValueError(
+        f"Can't find weights for {model_id}: neither {SAFETENSORS_WEIGHTS_NAME} nor {WEIGHTS_NAME} is present in "
+        f"{where!r} (locally or on the Hub)."
+    )
+
+
+def _tensor_mapping(loaded: Any, path: str) -> dict[str, torch.Tensor]:
+    """``loaded`` (what ``torch.load`` read from ``path``) if it is a dict of str -> tensor.
+
+    Raises:
+        ValueError: naming the file and what it holds instead.
+    """
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"{path} must hold a dict of tensor names (str) to tensors, as torch.save(state_dict) writes; it holds "
+            f"a {type(loaded).__name__}."
+        )
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"{path} must hold a dict of tensor names (str) to tensors; its entry {key!r} is a "
+                f"{type(value).__name__}."
+            )
+    return loaded
 
 
 def read_json_object(path: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Creating modules without allocating their weights (the reference's ``peft.utils.integrations`` helpers for that);
-its helpers for quantized weights are those of ``peft.utils.quantization_utils``.
+its helpers for quantized weights live with the quantization backends (``peft.quantization.helpers``).
 
 ``init_empty_weights`` puts the parameters of modules created in the block on the ``meta`` device (buffers too with
 ``include_buffers``), like accelerate's function of the same name; ``skip_init_on_device`` marks a function whose
@@ -17,16 +17,13 @@ import torch
 from torch import nn
 
 from peft.utils.other import map_cache_to_layer_device_map
-from peft.utils.quantization_utils import dequantize_bnb_weight, dequantize_module_weight, get_bnb_param_type
+from peft.utils.reference_paths import reference_path_attribute
 
-__all__ = [
-    "dequantize_bnb_weight",
-    "dequantize_module_weight",
-    "get_bnb_param_type",
-    "init_empty_weights",
-    "map_cache_to_layer_device_map",
-    "skip_init_on_device",
-]
+# the reference's quantized-weight helpers of this module
+_MOVED = dict.fromkeys(
+    ("dequantize_bnb_weight", "dequantize_module_weight", "get_bnb_param_type"), "peft.quantization.helpers"
+)
+__all__ = ["init_empty_weights", "map_cache_to_layer_device_map", "skip_init_on_device", *_MOVED]
 
 _skip_depth = 0  # > 0 inside a function decorated with skip_init_on_device
 
@@ -81,3 +78,7 @@ def skip_init_on_device(func: Callable[..., Any]) -> Callable[..., Any]:
             _skip_depth -= 1
 
     return wrapper
+
+
+def __getattr__(name: str) -> Any:
+    return reference_path_attribute(__name__, name, _MOVED)

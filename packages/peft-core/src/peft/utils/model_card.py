@@ -1,4 +1,4 @@
-"""The ``README.md`` model card written next to saved adapters (REQUIREMENTS SAVE-21).
+"""The ``README.md`` model card written next to saved adapters.
 
 Only the YAML front matter is managed (``library_name``, ``base_model``, ``tags``, ``pipeline_tag``); a card the
 user edited keeps its body, and saving again never duplicates anything.

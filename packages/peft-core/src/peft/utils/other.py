@@ -1,24 +1,34 @@
-"""Module-tree helpers and auxiliary training wrappers (``modules_to_save``).
+"""Module-tree helpers: finding submodules, FSDP wrapping policy, preparing (quantized) models for training.
 
-Auxiliary wrappers are modules that are trained and saved alongside adapters but are not adapter layers. They follow
-the same activation path as adapter layers (REQUIREMENTS ARCH-20, AUX-1).
+The auxiliary wrappers (``ModulesToSaveWrapper``, ...) live in ``peft.auxiliary``; they resolve from here too, the
+reference's import path.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from peft.utils.distributed import whole_copy
+from peft.utils import constants
+from peft.utils.reference_paths import reference_path_attribute
 
-# the reference's quantization helpers of this module
-from peft.utils.quantization_utils import get_quantization_config as get_quantization_config
-from peft.utils.quantization_utils import is_gptqmodel_awq_layer as is_gptqmodel_awq_layer
-from peft.utils.quantization_utils import is_gptqmodel_quant_linear as is_gptqmodel_quant_linear
+# names of the reference's peft.utils.other that live in higher layers now
+_MOVED = {
+    "AuxiliaryTrainingWrapper": "peft.auxiliary",
+    "ModulesToSaveWrapper": "peft.auxiliary",
+    "TrainableTokensWrapper": "peft.auxiliary",
+    "_set_adapter": "peft.auxiliary.injection",
+    "_set_trainable": "peft.auxiliary.injection",
+    "set_additional_trainable_modules": "peft.auxiliary.injection",
+    "get_pattern_key": "peft.tuners._targeting",
+    "match_target_against_key": "peft.tuners._targeting",
+    "get_quantization_config": "peft.quantization.helpers",
+    "is_gptqmodel_awq_layer": "peft.quantization.helpers",
+    "is_gptqmodel_quant_linear": "peft.quantization.helpers",
+}
 
 
 def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, str]:
@@ -28,245 +38,15 @@ def _get_submodules(model: nn.Module, key: str) -> tuple[nn.Module, nn.Module, s
     return model.get_submodule(parent_name), model.get_submodule(key), target_name
 
 
-def _as_list(names: str | Sequence[str]) -> list[str]:
-    return [names] if isinstance(names, str) else list(names)
-
-
-class AuxiliaryTrainingWrapper(nn.Module):
-    """Base of modules trained next to adapters (``ModulesToSaveWrapper``, ``TrainableTokensWrapper``).
-
-    Mirrors ``BaseTunerLayer``: per-adapter state keyed by adapter name, ``set_adapter``, ``enable_adapters``,
-    ``set_requires_grad``, ``delete_adapter``; plus how the adapter's state appears in checkpoints.
-    """
-
-    adapter_layer_names: tuple[str, ...] = ()
-
-    def __init__(self, module_to_save: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self.original_module = module_to_save
-        self._active_adapter: list[str] = []
-        self._disable_adapters = False
-        self.update(adapter_name, **kwargs)
-
-    @property
-    def active_adapter(self) -> list[str]:
-        return self._active_adapter
-
-    @property
-    def active_adapters(self) -> list[str]:
-        return self._active_adapter
-
-    @property
-    def disable_adapters(self) -> bool:
-        return self._disable_adapters
-
-    def update(self, adapter_name: str, **kwargs: Any) -> None:
-        """Add state for ``adapter_name`` (not activated)."""
-        raise NotImplementedError
-
-    def adapter_container(self, name: str) -> Any:
-        """The per-adapter container ``name`` (one of ``adapter_layer_names``), or None (as on adapter layers)."""
-        return getattr(self, name, None)
-
-    def _available_adapters(self) -> list[str]:
-        names: set[str] = set()
-        for attr in self.adapter_layer_names:
-            names.update(getattr(self, attr).keys())
-        return sorted(names)
-
-    def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
-        for attr in self.adapter_layer_names:
-            container = getattr(self, attr)
-            for name in _as_list(adapter_names):
-                if name in container:
-                    container[name].requires_grad_(requires_grad)
-
-    def _activate(self, adapter_names: str | Sequence[str]) -> None:
-        # a wrapper's active adapters are those of the activated ones it holds state for (none: the original runs)
-        available = self._available_adapters()
-        self._active_adapter = [name for name in _as_list(adapter_names) if name in available]
-
-    def set_adapter(self, adapter_names: str | Sequence[str], inference_mode: bool = False) -> None:
-        """Activate ``adapter_names`` (those this wrapper holds state for); trainable unless ``inference_mode``."""
-        self._activate(adapter_names)
-        for name in self._available_adapters():
-            self.set_requires_grad(name, name in self._active_adapter and not inference_mode)
-
-    def enable_adapters(self, enabled: bool) -> None:
-        if not enabled:
-            self.set_requires_grad(self._available_adapters(), False)
-        self._disable_adapters = not enabled
-
-    def delete_adapter(self, adapter_name: str, new_active_adapters: Sequence[str] | None = None) -> None:
-        for attr in self.adapter_layer_names:
-            container = getattr(self, attr)
-            if adapter_name in container:
-                del container[adapter_name]
-        if adapter_name in self._active_adapter:
-            if new_active_adapters is None:
-                new_active_adapters = [n for n in self._active_adapter if n != adapter_name]
-            self._activate(new_active_adapters)
-
-    def adapter_state_dict(self, adapter_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The checkpoint entries of ``adapter_name``, taken from ``state_dict`` (this wrapper's own state_dict,
-        already gathered); keys relative to the wrapper as they appear in files."""
-        raise NotImplementedError
-
-    def adapter_state_dict_load_map(self, adapter_name: str) -> dict[str, str]:
-        """``{key in file (relative to the wrapper): key in this module}`` for ``adapter_name``."""
-        raise NotImplementedError
-
-    def saves_adapter(self, adapter_name: str) -> bool:
-        """Whether checkpoints of ``adapter_name`` hold tensors of this wrapper."""
-        raise NotImplementedError
-
-    def unload_and_optionally_merge_module(
-        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
-    ) -> nn.Module:
-        """The plain module that replaces this wrapper when adapters are unloaded."""
-        raise NotImplementedError
-
-
-class ModulesToSaveWrapper(AuxiliaryTrainingWrapper):
-    """Holds ``original_module`` and, per adapter that lists it in ``modules_to_save``, a trainable full copy.
-
-    Forward uses the active adapter's copy; the original when adapters are disabled or no active adapter has a copy.
-    With several active adapters holding copies, their changes add up: parameters ``original + sum(copy_i -
-    original)`` (REQUIREMENTS OPEN-2), in forward and when unloading. In a mixed batch each row uses its adapter's
-    copy. Any attribute not found on the wrapper is read from the module forward uses.
-    """
-
-    adapter_layer_names = ("modules_to_save",)
-
-    def __init__(self, module_to_save: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        _check_wrappable(module_to_save)
-        self.modules_to_save = None  # set in update(); declared so __getattr__ never recurses
-        super().__init__(module_to_save, adapter_name, **kwargs)
-
-    def update(self, adapter_name: str, **kwargs: Any) -> None:
-        if self.modules_to_save is None:
-            self.modules_to_save = nn.ModuleDict()
-        if adapter_name in self.modules_to_save:
-            return
-        copied = whole_copy(self.original_module)
-        copied.requires_grad_(False)
-        self.modules_to_save[adapter_name] = copied
-        self.original_module.requires_grad_(False)
-
-    def _active_copies(self) -> list[str]:
-        return [name for name in self._active_adapter if name in self.modules_to_save]
-
-    def active_module(self) -> nn.Module:
-        """The module forward runs: the active adapter's copy, or the original. With several active copies, a
-        module whose parameters are ``original + sum(copy_i - original)`` (built on demand, never stored)."""
-        if self._disable_adapters:
-            return self.original_module
-        names = self._active_copies()
-        if not names:
-            return self.original_module
-        if len(names) == 1:
-            return self.modules_to_save[names[0]]
-        return self._combined_module(names)
-
-    def _combined_state(self, names: list[str]) -> dict[str, torch.Tensor]:
-        """``original + sum(copy_i - original)`` for every floating tensor: the copies' changes add up."""
-        original = self.original_module.state_dict(keep_vars=True)
-        combined = {}
-        for key, value in original.items():
-            if not torch.is_floating_point(value):
-                combined[key] = value
-                continue
-            total = value
-            for name in names:
-                total = total + (self.modules_to_save[name].state_dict(keep_vars=True)[key] - value)
-            combined[key] = total
-        return combined
-
-    def _combined_module(self, names: list[str]) -> nn.Module:
-        state = self._combined_state(names)
-        wrapper = self
-
-        class _Combined(nn.Module):
-            def forward(self, *args: Any, **kwargs: Any) -> Any:
-                return torch.func.functional_call(wrapper.original_module, state, args, kwargs)
-
-        return _Combined()
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        from peft.tuners.tuners_layer import current_mixed_batch
-
-        adapter_names = current_mixed_batch()
-        if adapter_names is None or self._disable_adapters:
-            return self.active_module()(*args, **kwargs)
-        return self._mixed_batch_forward(adapter_names, *args, **kwargs)
-
-    def _mixed_batch_forward(self, adapter_names: Sequence[str], x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        from peft.tuners.tuners_layer import forward_rows_by_adapter
-
-        def rows_forward(name: str, rows: torch.Tensor) -> torch.Tensor:
-            module = self.modules_to_save[name] if name in self.modules_to_save else self.original_module
-            return module(rows, *args, **kwargs)
-
-        return forward_rows_by_adapter(adapter_names, x, rows_forward)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in ("original_module", "modules_to_save", "_modules", "_parameters", "_buffers"):
-                raise
-        names = [] if self._disable_adapters else self._active_copies()
-        if len(names) > 1:  # several copies combine: read from a module holding the combination
-            combined = copy.deepcopy(self.original_module)
-            combined.load_state_dict(self._combined_state(names))
-            return getattr(combined, name)
-        return getattr(self.active_module(), name)
-
-    def adapter_state_dict(self, adapter_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        prefix = f"modules_to_save.{adapter_name}."
-        return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-
-    def saves_adapter(self, adapter_name: str) -> bool:
-        return adapter_name in self.modules_to_save
-
-    def adapter_state_dict_load_map(self, adapter_name: str) -> dict[str, str]:
-        if adapter_name not in self.modules_to_save:
-            return {}
-        keys = self.modules_to_save[adapter_name].state_dict().keys()
-        return {k: f"modules_to_save.{adapter_name}.{k}" for k in keys}
-
-    def unload_and_optionally_merge_module(
-        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
-    ) -> nn.Module:
-        if not merge:
-            return self.original_module  # unloading without merging gives the base model back
-        names = adapter_names if adapter_names is not None else self._active_adapter
-        names = [n for n in names if n in self.modules_to_save]
-        if len(names) <= 1:
-            return self.modules_to_save[names[0]] if names else self.original_module
-        # several copies: their changes add up, as in forward
-        combined = copy.deepcopy(self.original_module)
-        combined.load_state_dict(self._combined_state(names))
-        return combined
-
-
-def _check_wrappable(module: nn.Module) -> None:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    cls = type(module)
-    qualified = f"{cls.__module__}.{cls.__qualname__}"
-    if isinstance(module, BaseTunerLayer):
-        raise ValueError(
-            f"modules_to_save cannot be applied to modules of type {qualified}: it is an adapter layer. Target its "
-            "base module with a different adapter type instead."
-        )
-    if isinstance(module, (nn.ModuleDict, nn.ModuleList, nn.ParameterDict, nn.ParameterList)) or (
-        type(module).forward is nn.Module.forward
-    ):
-        raise ValueError(
-            f"modules_to_save cannot be applied to modules of type {qualified}: it has no forward. List the modules "
-            "inside it instead."
-        )
+def delegated_getattr(module: nn.Module, name: str, inner: str) -> Any:
+    """Attribute lookup for a module that stands in for the module it wraps, its submodule ``inner``: ``nn.Module``'s
+    own (parameters, buffers, submodules), then the wrapped module's attribute."""
+    try:
+        return nn.Module.__getattr__(module, name)
+    except AttributeError:
+        if name in (inner, "_modules", "_parameters", "_buffers"):
+            raise
+        return getattr(nn.Module.__getattr__(module, inner), name)
 
 
 def _no_split_module_names(model: nn.Module) -> set[str]:
@@ -303,93 +83,6 @@ def fsdp_auto_wrap_policy(model: nn.Module) -> Callable[..., bool]:
         return not module._modules and isinstance(weight, torch.Tensor) and weight.requires_grad
 
     return policy
-
-
-class TrainableTokensWrapper(AuxiliaryTrainingWrapper):
-    """Wraps an embedding (or a layer tied to one) whose selected rows train next to another adapter
-    (``LoraConfig(trainable_token_indices=...)``). The rows live in ``token_adapter``, a ``TrainableTokensLayer``.
-
-    Reading ``weight`` gives the weight with the active adapters' rows applied; no other attribute is forwarded.
-    """
-
-    adapter_layer_names = ("token_adapter",)
-
-    def __init__(
-        self, module_to_save: nn.Module, adapter_name: str, token_indices: list[int], tied_adapter: Any = None
-    ) -> None:
-        self.token_adapter = None  # set in update()
-        super().__init__(module_to_save, adapter_name, token_indices=token_indices, tied_adapter=tied_adapter)
-
-    def update(self, adapter_name: str, token_indices: list[int] | None = None, tied_adapter: Any = None, **kw: Any):
-        from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
-
-        if token_indices is None:
-            raise ValueError("TrainableTokensWrapper.update needs token_indices.")
-        if self.token_adapter is None:
-            self.token_adapter = TrainableTokensLayer(
-                self.original_module, adapter_name, token_indices, tied_adapter=tied_adapter
-            )
-        else:
-            self.token_adapter.update_layer(adapter_name, token_indices=token_indices)
-        self.token_adapter._activate(self._active_adapter)
-        self.token_adapter.set_requires_grad(adapter_name, False)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        if self._disable_adapters:
-            return self.original_module.weight
-        return self.token_adapter.get_merged_weights(self._active_adapter)
-
-    def _available_adapters(self) -> list[str]:
-        return self.token_adapter._all_available_adapter_names()
-
-    def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
-        if self.token_adapter.tied_adapter is None:  # a tied layer's tensors belong to the embedding's adapter
-            self.token_adapter.set_requires_grad(adapter_names, requires_grad)
-
-    def _activate(self, adapter_names: str | Sequence[str]) -> None:
-        super()._activate(adapter_names)
-        self.token_adapter._activate(self._active_adapter)
-
-    def enable_adapters(self, enabled: bool) -> None:
-        super().enable_adapters(enabled)
-        self.token_adapter.enable_adapters(enabled)
-
-    def delete_adapter(self, adapter_name: str, new_active_adapters: Sequence[str] | None = None) -> None:
-        if self.token_adapter.tied_adapter is None:
-            self.token_adapter.delete_adapter(adapter_name, new_active_adapters)
-        if adapter_name in self._active_adapter:
-            if new_active_adapters is None:
-                new_active_adapters = [n for n in self._active_adapter if n != adapter_name]
-            self._activate(new_active_adapters)
-
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if self._disable_adapters:
-            return self.original_module(x, *args, **kwargs)
-        return self.token_adapter(x, *args, **kwargs)
-
-    def adapter_state_dict(self, adapter_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.token_adapter.tied_adapter is not None:
-            return {}
-        key = f"token_adapter.trainable_tokens_delta.{adapter_name}"
-        return {"token_adapter.trainable_tokens_delta": state_dict[key]} if key in state_dict else {}
-
-    def saves_adapter(self, adapter_name: str) -> bool:
-        return self.token_adapter.tied_adapter is None and adapter_name in self._available_adapters()
-
-    def adapter_state_dict_load_map(self, adapter_name: str) -> dict[str, str]:
-        if not self.saves_adapter(adapter_name):
-            return {}
-        return {"token_adapter.trainable_tokens_delta": f"token_adapter.trainable_tokens_delta.{adapter_name}"}
-
-    def unload_and_optionally_merge_module(
-        self, merge: bool, safe_merge: bool, adapter_names: list[str] | None
-    ) -> nn.Module:
-        from peft.tuners.tuners_layer import BaseTunerLayer
-
-        if merge and isinstance(self.token_adapter, BaseTunerLayer) and self.token_adapter.tied_adapter is None:
-            self.token_adapter.merge(safe_merge=safe_merge, adapter_names=adapter_names)
-        return self.original_module
 
 
 def cast_mixed_precision_params(model: nn.Module, dtype: torch.dtype) -> None:
@@ -555,79 +248,6 @@ def check_file_exists_on_hf_hub(repo_id: str, filename: str, **kwargs: Any) -> b
         return None
 
 
-def match_target_against_key(target_pattern: str, key: str) -> Any:
-    """The ``re.fullmatch`` of a str ``target_modules`` (a regex) against a module name, or None."""
-    import re
-
-    return re.fullmatch(target_pattern, key)
-
-
-def get_pattern_key(pattern_keys: Sequence[str], key_to_match: str) -> str:
-    """The first ``rank_pattern``/``alpha_pattern`` key matching ``key_to_match``, else ``key_to_match``."""
-    from peft.tuners._targeting import get_pattern_key as _get_pattern_key
-
-    return _get_pattern_key(pattern_keys, key_to_match)
-
-
-def _set_adapter(model: nn.Module, adapter_name: str | list[str], inference_mode: bool = False) -> None:
-    """Activate ``adapter_name`` on the auxiliary wrappers of ``model`` (those that hold it; the others run their
-    original module)."""
-    for module in model.modules():
-        if isinstance(module, AuxiliaryTrainingWrapper):
-            module.set_adapter(adapter_name, inference_mode=inference_mode)
-
-
-def _set_trainable(
-    model: nn.Module,
-    adapter_name: str,
-    module_names: Sequence[str] | None,
-    inference_mode: bool,
-    strict_module_check: bool = False,
-    wrapper_cls: type[AuxiliaryTrainingWrapper] | None = None,
-    activate_adapter: bool = True,
-    **wrapper_kwargs: Any,
-) -> None:
-    """Wrap the modules named ``module_names`` (full name segments) in ``wrapper_cls`` (default
-    ``ModulesToSaveWrapper``) for ``adapter_name``: a trainable copy unless ``inference_mode``.
-
-    Raises:
-        ValueError: with ``strict_module_check``, if no module matches.
-    """
-    if not module_names:
-        return
-    wrapper_cls = wrapper_cls or ModulesToSaveWrapper
-    names = list(module_names)
-    wrapped: list[str] = []
-    for key in [name for name, _ in model.named_modules()]:
-        if not key or any(key.startswith(w + ".") for w in wrapped):
-            continue
-        if not any(_is_valid_match(key, name) for name in names):
-            continue
-        parent, target, target_name = _get_submodules(model, key)
-        if isinstance(target, wrapper_cls):
-            target.update(adapter_name, **wrapper_kwargs)
-        else:
-            target = wrapper_cls(target, adapter_name, **wrapper_kwargs)
-            setattr(parent, target_name, target)
-        if activate_adapter:
-            target.set_adapter(adapter_name, inference_mode=inference_mode)
-        wrapped.append(key)
-    if strict_module_check and not wrapped:
-        raise ValueError(f"Target modules {names} not found in the base model. Please check the target modules.")
-
-
-def set_additional_trainable_modules(
-    model: nn.Module, peft_config: Any, model_config: Any, adapter_name: str, activate_adapter: bool = True
-) -> None:
-    """Wrap the modules ``peft_config`` lists in ``modules_to_save`` and ``trainable_token_indices`` for
-    ``adapter_name`` (what every tuner does when it injects an adapter), activating them if asked."""
-    from peft.tuners._auxiliary import add_auxiliary_modules
-
-    add_auxiliary_modules(model, peft_config, adapter_name)
-    if activate_adapter:
-        _set_adapter(model, adapter_name, inference_mode=peft_config.inference_mode)
-
-
 def map_cache_to_layer_device_map(model: nn.Module, cache: Any) -> None:
     """Move each layer's keys and values in ``cache`` (a transformers cache) to the device of the decoder layer that
     reads them, for a model dispatched over devices (``hf_device_map``); does nothing for other models."""
@@ -692,8 +312,6 @@ def _prepare_prompt_learning_config(peft_config: Any, model_config: Any) -> Any:
 def __getattr__(name: str) -> Any:
     # constants of the reference's module, importable from here as from peft.utils.constants (lazily, so that the
     # per-method target tables come from host packages only when asked for)
-    from peft.utils import constants
-
     if name.startswith("TRANSFORMERS_MODELS_TO_") or name in constants.__all__:
         return getattr(constants, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return reference_path_attribute(__name__, name, _MOVED)

@@ -1,65 +1,118 @@
-"""The enums naming PEFT methods and task types, and the registration of a method."""
+"""The table of PEFT methods, and the enums derived from it (``PeftType``) or kept beside it (``TaskType``).
+
+``METHODS`` is the one place a method is listed: ``PeftType``, the lazy loading of built-in methods
+(``peft.registry``) and the names ``peft`` and ``peft.tuners`` export are all derived from it. Adding a built-in
+method means adding its row here (and its package under ``peft.tuners``).
+"""
 
 from __future__ import annotations
 
 import enum
+from typing import Any
+
+from peft.utils.reference_paths import reference_path_attribute
+
+# Every method of the checkpoint format, in the reference's order of peft_types. A method's name is its package
+# under peft.tuners and, upper-cased, its peft_type. The tuple lists the public names the package exports (through
+# ``peft.<Name>`` and ``peft.tuners.<Name>``); None marks a method another package implements (a host) or this
+# version does not.
+METHODS: dict[str, tuple[str, ...] | None] = {
+    "prompt_tuning": ("PromptEmbedding", "PromptTuningConfig", "PromptTuningInit"),
+    "multitask_prompt_tuning": (
+        "MultitaskPromptEmbedding",
+        "MultitaskPromptTuningConfig",
+        "MultitaskPromptTuningInit",
+    ),
+    "p_tuning": ("PromptEncoder", "PromptEncoderConfig", "PromptEncoderReparameterizationType"),
+    "prefix_tuning": ("PrefixEncoder", "PrefixTuningConfig"),
+    "lora": (
+        "ArrowConfig",
+        "BdLoraConfig",
+        "EvaConfig",
+        "KasaConfig",
+        "LoftQConfig",
+        "LoraConfig",
+        "LoraGAConfig",
+        "LoraModel",
+        "LoraRuntimeConfig",
+        "MontecloraConfig",
+        "VeloraConfig",
+        "convert_to_lora",
+        "create_arrow_model",
+        "get_eva_state_dict",
+        "initialize_lora_eva_weights",
+        "preprocess_loraga",
+        "replace_lora_weights_loftq",
+        "save_as_lora",
+    ),
+    "adalora": ("AdaLoraConfig", "AdaLoraModel"),
+    "boft": ("BOFTConfig", "BOFTModel"),
+    "adaption_prompt": None,  # peft-transformers: it rewrites Llama/Mistral attention
+    "ia3": ("IA3Config", "IA3Model"),
+    "loha": ("LoHaConfig", "LoHaModel"),
+    "lokr": ("LoKrConfig", "LoKrModel"),
+    "oft": ("OFTConfig", "OFTModel"),
+    "poly": ("PolyConfig", "PolyModel"),
+    "ln_tuning": ("LNTuningConfig", "LNTuningModel"),
+    "vera": ("VeraConfig", "VeraModel"),
+    "fourierft": ("FourierFTConfig", "FourierFTModel"),
+    "xlora": ("XLoraConfig", "XLoraModel"),
+    "hra": ("HRAConfig", "HRAModel"),
+    "vblora": ("VBLoRAConfig", "VBLoRAModel"),
+    "cpt": ("CPTConfig", "CPTEmbedding"),
+    "bone": ("BoneConfig", "BoneModel"),
+    "miss": ("MissConfig", "MissModel"),
+    "randlora": ("RandLoraConfig", "RandLoraModel"),
+    "trainable_tokens": ("TrainableTokensConfig", "TrainableTokensModel"),
+    "shira": ("ShiraConfig", "ShiraModel"),
+    "c3a": ("C3AConfig", "C3AModel"),
+    "road": ("RoadConfig", "RoadModel"),
+    "waveft": ("WaveFTConfig", "WaveFTModel"),
+    "pvera": ("PveraConfig", "PveraModel"),
+    "unilora": ("UniLoraConfig", "UniLoraModel"),
+    "tinylora": ("TinyLoraConfig", "TinyLoraModel"),
+    "gralora": ("GraloraConfig", "GraloraModel"),
+    "hira": ("HiraConfig", "HiraModel"),
+    "lily": ("LilyConfig", "LilyModel"),
+    "delora": ("DeloraConfig", "DeloraModel"),
+    "glora": ("GloraConfig", "GloraModel"),
+    "adamss": ("AdamssConfig", "AdamssModel"),
+    "beft": ("BeftConfig", "BeftModel"),
+    "deft": ("DeftConfig", "DeftModel"),
+    "frod": ("FrodConfig", "FrodModel"),
+    "osf": ("OSFConfig", "OSFModel"),
+    "peanut": ("PeanutConfig", "PeanutModel"),
+    "psoft": ("PsoftConfig", "PsoftModel"),
+    "supertuning": ("SupertuningConfig", "SupertuningModel"),
+    "cartridge": (
+        "CartridgeConfig",
+        "CartridgeEncoder",
+        "compose_cartridge_adapters",
+        "initialize_kv_prefix_from_past_key_values",
+        "initialize_kv_prefix_from_text",
+        "prompt_embeddings_from_past_key_values",
+    ),
+    "shadow": ("ShadowConfig", "ShadowModel"),
+}
+
+# the methods with a package under peft.tuners
+BUILTIN_METHODS = tuple(sorted(name for name, exports in METHODS.items() if exports is not None))
+# public name -> the method package that defines it
+EXPORTS = {export: name for name, exports in METHODS.items() for export in exports or ()}
 
 
-class PeftType(str, enum.Enum):
-    """Names of the PEFT methods; the values are what ``adapter_config.json`` stores as ``peft_type``."""
-
-    PROMPT_TUNING = "PROMPT_TUNING"
-    MULTITASK_PROMPT_TUNING = "MULTITASK_PROMPT_TUNING"
-    P_TUNING = "P_TUNING"
-    PREFIX_TUNING = "PREFIX_TUNING"
-    LORA = "LORA"
-    ADALORA = "ADALORA"
-    BOFT = "BOFT"
-    ADAPTION_PROMPT = "ADAPTION_PROMPT"
-    IA3 = "IA3"
-    LOHA = "LOHA"
-    LOKR = "LOKR"
-    OFT = "OFT"
-    POLY = "POLY"
-    LN_TUNING = "LN_TUNING"
-    VERA = "VERA"
-    FOURIERFT = "FOURIERFT"
-    XLORA = "XLORA"
-    HRA = "HRA"
-    VBLORA = "VBLORA"
-    CPT = "CPT"
-    BONE = "BONE"
-    MISS = "MISS"
-    RANDLORA = "RANDLORA"
-    TRAINABLE_TOKENS = "TRAINABLE_TOKENS"
-    SHIRA = "SHIRA"
-    C3A = "C3A"
-    ROAD = "ROAD"
-    WAVEFT = "WAVEFT"
-    PVERA = "PVERA"
-    UNILORA = "UNILORA"
-    TINYLORA = "TINYLORA"
-    GRALORA = "GRALORA"
-    HIRA = "HIRA"
-    LILY = "LILY"
-    DELORA = "DELORA"
-    GLORA = "GLORA"
-    ADAMSS = "ADAMSS"
-    BEFT = "BEFT"
-    DEFT = "DEFT"
-    FROD = "FROD"
-    OSF = "OSF"
-    PEANUT = "PEANUT"
-    PSOFT = "PSOFT"
-    SUPERTUNING = "SUPERTUNING"
-    CARTRIDGE = "CARTRIDGE"
-    SHADOW = "SHADOW"
+class _StrEnum(str, enum.Enum):
+    """An enum whose members are their string values (``str(PeftType.LORA) == "LORA"``, as JSON stores them)."""
 
     def __str__(self) -> str:
         return self.value
 
 
-class TaskType(str, enum.Enum):
+PeftType = _StrEnum("PeftType", [(name.upper(), name.upper()) for name in METHODS], module=__name__)
+PeftType.__doc__ = "Names of the PEFT methods; the values are what ``adapter_config.json`` stores as ``peft_type``."
+
+
+class TaskType(_StrEnum):
     """The task a model is adapted for; selects the ``PeftModel`` subclass."""
 
     SEQ_CLS = "SEQ_CLS"
@@ -69,53 +122,7 @@ class TaskType(str, enum.Enum):
     QUESTION_ANS = "QUESTION_ANS"
     FEATURE_EXTRACTION = "FEATURE_EXTRACTION"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-# reference methods whose parameter prefix predates the "prefix = name + '_'" rule (checkpoint keys depend on it);
-# AdaLoRA's layers are LoRA layers in SVD form, saved under LoRA's "lora_" keys
-_LEGACY_PREFIXES = {
-    "adalora": "lora_",
-    "adaption_prompt": "adaption_",
-    "loha": "hada_",
-    "pvera": "pvera_lambda_",
-    "vera": "vera_lambda_",
-}
-
-
-def register_peft_method(
-    *, name: str, config_cls: type, model_cls: type, prefix: str | None = None, is_mixed_compatible: bool = False
-) -> None:
-    """Make a PEFT method usable: its config loads by ``peft_type``, ``get_peft_model`` builds its tuner, and its
-    parameters are recognised in state dicts by ``prefix``.
-
-    Args:
-        name: the method's name in lower case, e.g. ``"lora"``; ``name.upper()`` is its ``peft_type``.
-        config_cls: the config dataclass.
-        model_cls: the tuner (``BaseTuner`` subclass) that injects the method's layers.
-        prefix: the parameter-name prefix of the method's layers; defaults to ``name + "_"``.
-        is_mixed_compatible: whether ``PeftMixedModel`` may combine this method with others.
-
-    Raises:
-        ValueError: if the name is registered already, or the prefix does not match the name.
-    """
-    from peft import mapping
-
-    if name != name.lower():
-        raise ValueError(f"PEFT method name must be lower case, got {name!r}.")
-    peft_type = name.upper()
-    if prefix is None:
-        prefix = name + "_"
-    if prefix != name + "_" and _LEGACY_PREFIXES.get(name) != prefix:
-        raise ValueError(f"The prefix of PEFT method {name!r} must be {name + '_'!r}, got {prefix!r}.")
-    if peft_type in mapping.PEFT_TYPE_TO_CONFIG_MAPPING or peft_type in mapping.PEFT_TYPE_TO_TUNER_MAPPING:
-        raise ValueError(f"There is already a PEFT method called {name!r}; choose another name.")
-    model_prefix = getattr(model_cls, "prefix", prefix)
-    if model_prefix != prefix:
-        raise ValueError(f"{model_cls.__name__}.prefix is {model_prefix!r} but PEFT method {name!r} needs {prefix!r}.")
-    mapping.PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] = config_cls
-    mapping.PEFT_TYPE_TO_TUNER_MAPPING[peft_type] = model_cls
-    mapping.PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] = prefix
-    if is_mixed_compatible:
-        mapping.PEFT_TYPE_TO_MIXED_MODEL_MAPPING[peft_type] = model_cls
+def __getattr__(name: str) -> Any:
+    # the reference's import path of register_peft_method, which lives with the registry it fills
+    return reference_path_attribute(__name__, name, {"register_peft_method": "peft.registry"})

@@ -1,10 +1,10 @@
 """AdaLoRA: LoRA in SVD form whose ranks are pruned during training by importance (Zhang et al., ICLR 2023)."""
 
+from peft.registry import register_peft_method
 from peft.tuners.adalora.allocator import RankAllocator
 from peft.tuners.adalora.config import AdaLoraConfig
 from peft.tuners.adalora.layer import AdaLoraLayer, SVDConv2d, SVDLinear
 from peft.tuners.adalora.model import AdaLoraModel
-from peft.utils.peft_types import register_peft_method
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = ["AdaLoraConfig", "AdaLoraLayer", "AdaLoraModel", "RankAllocator", "SVDConv2d", "SVDLinear"]

@@ -1,4 +1,4 @@
-"""``AdaLoraConfig``: the settings of an AdaLoRA adapter and its rank schedule (REQUIREMENTS METHOD-ADALORA-1/3)."""
+"""``AdaLoraConfig``: the settings of an AdaLoRA adapter and its rank schedule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from peft.tuners.lora.config import LoraConfig
 from peft.utils.config_fields import PositiveInt
-from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
 _LORA_DEFAULT_R = 8
@@ -63,7 +62,6 @@ class AdaLoraConfig(LoraConfig):
         if isinstance(self.loftq_config, dict) and self.loftq_config:
             raise ValueError(f"ADALORA does not support LOFTQ initialisation (loftq_config={self.loftq_config!r}).")
         super().__post_init__()
-        self.peft_type = PeftType.ADALORA
         if self.r != _LORA_DEFAULT_R:
             warn(
                 f"Note that `r` is not used in AdaLora and will be ignored (got r={self.r}). If you intended to set "

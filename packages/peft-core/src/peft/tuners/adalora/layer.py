@@ -11,16 +11,14 @@ Layer types as in peft 0.21.2: ``nn.Linear`` and transformers' ``Conv1D`` (``SVD
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer
-from peft.tuners.tuners_layer import _first_tensor, new_module, store_adapter_module
-
-if TYPE_CHECKING:
-    from peft.tuners.adalora.config import AdaLoraConfig
+from peft.tuners.tuners_layer import _first_tensor
+from peft.utils.reference_paths import reference_path_attribute
 
 _RANKNUM_EPS = 1e-5  # keeps the division defined for adapters pruned to rank 0
 
@@ -29,64 +27,43 @@ class AdaLoraLayer(LoraLayer):
     """State and lifecycle shared by the AdaLoRA layer types.
 
     A ``LoraLayer`` subclass (hosts and ``isinstance`` checks see a LoRA layer), but its factors are parameters of
-    other shapes: LoRA-wide code that updates LoRA layers (injection, hotswap) leaves these alone (METHOD-ADALORA-4).
+    other shapes: LoRA-wide code that updates LoRA layers (injection, hotswap) leaves these alone.
     """
 
     adapter_layer_names = ("lora_A", "lora_B", "lora_E", "lora_embedding_A", "lora_embedding_B")
     # ranknum is per-adapter state, not a checkpoint tensor (the rank comes from the config)
     other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "ranknum")
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        config: AdaLoraConfig | None = None,
-        r: int = 0,
-        lora_alpha: int = 1,
-        **kwargs: Any,
-    ) -> None:
-        """Wrap ``base_layer`` with adapter ``adapter_name`` of rank ``r``; ``config`` (an ``AdaLoraConfig``) gives
-        dropout, init and ``fan_in_fan_out``."""
-        super().__init__()
-        self._init_adalora_layer(base_layer)
-        self.__dict__.update(
-            fan_in_fan_out=getattr(config, "fan_in_fan_out", kwargs.get("fan_in_fan_out", False)),
-            _active_adapter=adapter_name,
-        )
-        self.update_layer(adapter_name, r, lora_alpha, config=config, **kwargs)
+    repr_prefix = "adalora"
+    holds_plain_lora_factors = False
 
-    def __repr__(self) -> str:
-        return "adalora." + super().__repr__()
-
-    def _init_adalora_layer(self, base_layer: nn.Module) -> None:
-        self._init_lora_layer(base_layer)
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
         # LoRA's factors are modules; AdaLoRA's are plain parameters (the reference checkpoint keys have no .weight)
-        self._modules.update(lora_A=nn.ParameterDict(), lora_B=nn.ParameterDict())
-        self._modules.update(lora_E=nn.ParameterDict(), ranknum=nn.ParameterDict())
+        self.lora_A, self.lora_B = nn.ParameterDict(), nn.ParameterDict()
+        self.lora_E, self.ranknum = nn.ParameterDict(), nn.ParameterDict()
 
     def _factor_shapes(self, r: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Shapes of ``A`` and ``B`` for rank ``r``."""
         return (r, self.in_features), (self.out_features, r)
 
     def update_layer(
-        self, adapter_name: str, r: int, lora_alpha: float, config: AdaLoraConfig | None = None, **kwargs: Any
+        self,
+        adapter_name: str,
+        r: int,
+        lora_alpha: float,
+        lora_dropout: float = 0.0,
+        init_lora_weights: bool = True,
+        **kwargs: Any,
     ) -> None:
-        """Create (or replace) adapter ``adapter_name`` with rank ``r``; ``config`` gives dropout and init.
+        """Create (or replace) adapter ``adapter_name`` with rank ``r``.
 
         Raises:
             ValueError: if ``r`` is negative (0 is allowed: a layer pruned to nothing).
         """
         if r < 0:
             raise ValueError(f"`r` should be a positive integer or 0, but the value passed is {r}")
-        lora_dropout = getattr(config, "lora_dropout", kwargs.get("lora_dropout", 0.0))
-        init_lora_weights = getattr(config, "init_lora_weights", kwargs.get("init_lora_weights", True))
-        self.r[adapter_name] = r
-        self.lora_alpha[adapter_name] = lora_alpha
-        store_adapter_module(
-            self.lora_dropout,
-            adapter_name,
-            nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity),
-        )
+        self._store_rank(adapter_name, r, lora_alpha, lora_dropout)
         a_shape, b_shape = self._factor_shapes(r)
         # drawn in the order and amount peft 0.21.2 draws them (A, E, B, one value for ranknum), so a seeded model
         # gets the same adapter; created where the default device says (meta under low_cpu_mem_usage)
@@ -174,8 +151,8 @@ class SVDLinear(AdaLoraLayer, nn.Module):
 class SVDConv2d(AdaLoraLayer, nn.Module):
     """AdaLoRA on ``nn.Conv2d``: ``A`` is ``r x (in * kH * kW)``; the update is the kernel ``B (E * A)``."""
 
-    def _init_adalora_layer(self, base_layer: nn.Module) -> None:
-        super()._init_adalora_layer(base_layer)
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
         groups = self.get_base_layer().groups
         if groups != 1:  # A acts on the whole flattened kernel, which a grouped convolution does not have
             raise ValueError(f"AdaLoRA supports torch.nn.Conv2d with groups=1 only; the target has groups={groups}.")
@@ -198,8 +175,4 @@ class SVDConv2d(AdaLoraLayer, nn.Module):
 
 def __getattr__(name: str) -> Any:
     # the reference defines the rank allocator in this module; it has its own here (it imports this one)
-    if name == "RankAllocator":
-        from peft.tuners.adalora.allocator import RankAllocator
-
-        return RankAllocator
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return reference_path_attribute(__name__, name, {"RankAllocator": "peft.tuners.adalora.allocator"})

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.quantization import is_linear_layer
-from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
+from peft.adapter_keys import adapter_key_map
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.adalora.allocator import RankAllocator, _param_name, adalora_layers, lookup_rank_mask
 from peft.tuners.adalora.config import AdaLoraConfig
 from peft.tuners.adalora.layer import AdaLoraLayer, SVDConv2d, SVDLinear
 from peft.tuners.lora.model import LoraModel
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 
 _PEFT_MODEL_PREFIX = "base_model.model."
 
@@ -41,7 +41,9 @@ class AdaLoraModel(LoraModel):
 
     prefix: str = "lora_"
     tuner_layer_cls = AdaLoraLayer
-    target_module_mapping: dict[str, list[str]] = {}
+    layers_mapping = {nn.Conv2d: SVDConv2d, nn.Linear: SVDLinear, TransformersConv1D: SVDLinear}
+    layer_options = ("lora_alpha", "lora_dropout", "init_lora_weights")
+    option_patterns: dict[str, str] = {}  # AdaLoRA's rank_pattern holds pruning masks, not ranks
 
     # ------------------------------------------------------------------------------------------ injection
     def _check_new_adapter_config(self, config: AdaLoraConfig) -> None:
@@ -65,46 +67,13 @@ class AdaLoraModel(LoraModel):
             self.trainable_adapter_name = adapter_name
             self.rankallocator = RankAllocator(model, config, adapter_name)
 
-    def _create_and_replace(
-        self,
-        peft_config: AdaLoraConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
-        if isinstance(target, AdaLoraLayer):
-            target.update_layer(adapter_name, peft_config.init_r, peft_config.lora_alpha, config=peft_config)
-            return
-        new_module = self._create_new_module(
-            peft_config, adapter_name, target, r=peft_config.init_r, lora_alpha=peft_config.lora_alpha
-        )
-        self._replace_module(parent, target_name, new_module, target)
-
-    @staticmethod
-    def _create_new_module(config: AdaLoraConfig, adapter_name: str, target: nn.Module, **kwargs: Any) -> nn.Module:
-        """The AdaLoRA layer for ``target``'s base type: ``SVDLinear`` (Linear, ``Conv1D``) or ``SVDConv2d``.
-
-        Raises:
-            ValueError: for any other base type.
-        """
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if isinstance(base, nn.Conv2d):
-            return SVDConv2d(target, adapter_name, config=config, **kwargs)
-        if is_linear_layer(base) or is_transformers_conv1d(base):
-            fit_fan_in_fan_out(config, base)
-            return SVDLinear(target, adapter_name, config=config, **kwargs)
-        raise ValueError(
-            f"Target module {base} is not supported. Currently, only `torch.nn.Linear`, `Conv1D`, and "
-            "`torch.nn.Conv2d` are supported."
-        )
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        return {**super()._layer_kwargs(target), "r": target.config.init_r}
 
     def _create_and_replace_parameter(self, *args: Any, **kwargs: Any) -> None:
         raise ValueError("AdaLoRA does not support target_parameters; use target_modules.")
 
-    def _tie_target(self, *args: Any, **kwargs: Any) -> None:
+    def _tie_target(self, target: TargetModule, embedding_name: str) -> None:
         raise ValueError("AdaLoRA cannot tie adapters of tied weights; set ensure_weight_tying=False.")
 
     def add_weighted_adapter(self, *args: Any, **kwargs: Any) -> None:
@@ -119,7 +88,7 @@ class AdaLoraModel(LoraModel):
     # ------------------------------------------------------------------------------------------ training
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The model's forward; a tensor ``loss`` in its output gets ``orth_reg_weight`` times the orthogonal
-        regularisation of the trainable adapter added (METHOD-ADALORA-2)."""
+        regularisation of the trainable adapter added."""
         outputs = self.model.forward(*args, **kwargs)
         loss = getattr(outputs, "loss", None)
         name = getattr(self, "trainable_adapter_name", None)
@@ -199,10 +168,8 @@ class AdaLoraModel(LoraModel):
         (as peft 0.21.2 writes it)."""
         if config.rank_pattern is None:
             return state_dict
-        from peft.utils.save_and_load import _adapter_key_map
-
         config.rank_pattern = {_without_adapter_name(k, adapter_name): v for k, v in config.rank_pattern.items()}
-        file_keys = {live: file for file, live in _adapter_key_map(model, adapter_name).items()}
+        file_keys = {live: file for file, live in adapter_key_map(model, adapter_name).items()}
         inner, prefix = _tuner_model(model)
         return _pruned_state_dict(
             inner, config.rank_pattern, adapter_name, state_dict, lambda live: file_keys.get(prefix + live)

@@ -1,9 +1,9 @@
 """AdaMSS: low-rank updates in clustered subspaces of each weight's SVD, with optional adaptive pruning (ASA)."""
 
+from peft.registry import register_peft_method
 from peft.tuners.adamss.config import AdamssConfig
 from peft.tuners.adamss.layer import AdamssLayer, Linear
 from peft.tuners.adamss.model import AdamssModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = ["AdamssConfig", "AdamssLayer", "AdamssModel", "Linear"]
 

@@ -6,27 +6,25 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Literal
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import BaseTargetingConfig, LayerSelection, ModulesToSave
 
 
 @dataclass
-class AdamssConfig(PeftConfig):
+class AdamssConfig(LayerSelection, ModulesToSave, BaseTargetingConfig):
     """Configuration of an AdaMSS adapter (adaptive multi-subspaces): the weight (with its bias as an extra column)
     is decomposed by a rank-``r`` SVD, its output rows are clustered into ``num_subspaces`` groups by their left
     singular vectors, and each group learns a low-rank update ``B_i A_i`` in the span of the right singular vectors.
     ASA (adaptive subspace allocation) optionally prunes the least important subspaces during training.
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``layers_to_transform``, ``layers_pattern``, ``modules_to_save``.
+
     Args:
         r: rank of the SVD (R in the paper; capped at the weight's dimensions). 50-500 typical.
         num_subspaces: number of clusters K of output rows (capped at ``out_features``). 3-10 typical.
         subspace_rank: rank of each subspace's update (capped at its number of rows). 1-4 typical.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
         init_weights: ``"orthogonal"`` (``B`` zero: the adapter starts as the identity) or None (small random
             ``B``: for tests); False means None.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         use_asa: prune subspaces during training by importance (``AdamssModel.update_and_allocate`` each step, or
             ``AdamssAsaCallback`` with transformers' ``Trainer``).
         asa_target_subspaces: number of subspaces (over all layers) left trainable at the end of pruning.
@@ -50,13 +48,9 @@ class AdamssConfig(PeftConfig):
     r: int = field(default=100, metadata={"help": "Rank of the SVD of each weight."})
     num_subspaces: int = field(default=5, metadata={"help": "Number of clusters of output rows."})
     subspace_rank: int = field(default=1, metadata={"help": "Rank of each subspace's update."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     init_weights: Literal["orthogonal", False] | None = field(
         default="orthogonal", metadata={"help": "'orthogonal' (identity at start) or None (random B)."}
     )
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     use_asa: bool = field(default=False, metadata={"help": "Prune subspaces by importance during training."})
     asa_target_subspaces: int = field(default=50, metadata={"help": "Trainable subspaces left after pruning."})
     init_warmup: int = field(default=50, metadata={"help": "Step at which pruning starts."})
@@ -70,7 +64,6 @@ class AdamssConfig(PeftConfig):
     random_seed: int = field(default=0, metadata={"help": "Seed of the randomized SVD."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.ADAMSS
         super().__post_init__()
         if self.init_weights is False:
             self.init_weights = None

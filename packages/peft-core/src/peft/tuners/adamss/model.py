@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from peft.tuners._dense_delta import DenseDeltaTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.adamss.config import AdamssConfig
 from peft.tuners.adamss.layer import AdamssLayer, Linear
 from peft.tuners.tuners_layer import walk_modules
+from peft.tuners.tuners_utils import BaseTuner
 
 
-class AdamssModel(DenseDeltaTuner):
+class AdamssModel(BaseTuner):
     """Creates AdaMSS adapters on a model (see ``AdamssConfig``).
 
     Example:
@@ -28,10 +29,9 @@ class AdamssModel(DenseDeltaTuner):
         ...     optimizer.zero_grad()
     """
 
-    prefix: str = "adamss_"
     tuner_layer_cls = AdamssLayer
-    layers_mapping = {nn.Linear: Linear}
-    layer_option_names = (
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
+    layer_options = (
         "r",
         "num_subspaces",
         "subspace_rank",

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import BaseTargetingConfig, ModulesToSave
 
 
 @dataclass
-class BeftConfig(PeftConfig):
+class BeftConfig(ModulesToSave, BaseTargetingConfig):
     """Configuration of a BEFT adapter (bias-efficient fine-tuning, arXiv 2509.15974): each adapted layer learns an
     additive bias of its output, by default on the value projections of attention, which the paper finds the most
     effective bias to train in low-data regimes.
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``modules_to_save``.
+
     Args:
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults (the value projections).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (zero bias: the adapter starts as the identity) or ``False`` (standard normal: for
             tests).
 
@@ -25,10 +24,4 @@ class BeftConfig(PeftConfig):
         >>> config = BeftConfig(target_modules=["v_proj"])
     """
 
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_weights: bool = field(default=True, metadata={"help": "True: zero bias (identity at start)."})
-
-    def __post_init__(self) -> None:
-        self.peft_type = PeftType.BEFT
-        super().__post_init__()

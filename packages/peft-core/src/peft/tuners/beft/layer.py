@@ -21,15 +21,12 @@ class BeftLayer(BaseTunerLayer):
 
     adapter_layer_names = ("beft_bias",)
     merges_base_weight = False
+    repr_prefix = "beft"
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         if self.out_features is None:
             raise TypeError(f"BEFT cannot find the output features of {type(self.get_base_layer()).__name__}.")
-        self.beft_bias = nn.ParameterDict()
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
+        super()._init_adapter_state()
 
     def update_layer(self, adapter_name: str, init_weights: bool = True, **kwargs: Any) -> None:
         """Create (or replace) adapter ``adapter_name``: a ``(1, out_features)`` bias, zero with ``init_weights``,
@@ -75,9 +72,6 @@ class BeftLayer(BaseTunerLayer):
             if not torch.isfinite(new_bias).all():
                 raise ValueError(f"NaNs detected in the merged bias. The adapter {adapter_name} seems to be broken.")
             bias.copy_(new_bias)
-
-    def __repr__(self) -> str:
-        return "beft." + super().__repr__()
 
 
 class Linear(BeftLayer, nn.Module):

@@ -1,19 +1,20 @@
-"""``BOFTConfig``: the settings of a BOFT adapter (REQUIREMENTS METHOD-BOFT-1)."""
+"""``BOFTConfig``: the settings of a BOFT adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_exactly_one, check_non_negative_int, check_probability
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
-class BOFTConfig(PeftConfig):
+class BOFTConfig(TargetingConfig):
     """Configuration of a BOFT adapter: ``y = s * base(x M)`` with ``M`` a butterfly product of block-diagonal
     orthogonal matrices (``O(d log d)`` parameters) and ``s`` a learned scale per output feature.
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         boft_block_size: size of each orthogonal block; set either it or ``boft_block_num`` (the other 0):
@@ -23,17 +24,12 @@ class BOFTConfig(PeftConfig):
         boft_n_butterfly_factor: number of butterfly levels; 1 is plain block-diagonal OFT, each further level
             doubles the span a rotation mixes (block size and count must then be even, and the dimension divisible
             by ``boft_block_size * 2 ** (levels - 1)``).
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         boft_dropout: in training, this fraction of the blocks of one random level is replaced by the identity
             (multiplicative dropout).
         fan_in_fan_out: kept for compatibility; BOFT adapts ``nn.Linear`` and ``nn.Conv2d``, never ``(in, out)``
             weights (set back to False with a warning).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"boft_only"``.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (``M = I``, ``s = 1``) or ``False`` (random: for tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
 
     Raises:
         ValueError: if both or neither of ``boft_block_size`` and ``boft_block_num`` are set, either is negative,
@@ -46,18 +42,12 @@ class BOFTConfig(PeftConfig):
     boft_block_size: int = field(default=4, metadata={"help": "BOFT block size."})
     boft_block_num: int = field(default=0, metadata={"help": "Number of BOFT blocks per butterfly level."})
     boft_n_butterfly_factor: int = field(default=1, metadata={"help": "Number of butterfly levels."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     boft_dropout: float = field(default=0.0, metadata={"help": "Fraction of blocks set to identity in training."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: Literal["none", "all", "boft_only"] = field(default="none", metadata={"help": "Bias type for BOFT."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_weights: bool = field(default=True, metadata={"help": "True: the adapter starts as the identity."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.BOFT
         super().__post_init__()
         owner = type(self).__name__
         check_non_negative_int(owner, "boft_block_size", self.boft_block_size)

@@ -44,18 +44,10 @@ def butterfly_permutations(
 class BOFTLayer(OrthogonalLayer):
     """State shared by the BOFT layer types (per-adapter ``boft_R``/``boft_s`` keyed by adapter name)."""
 
+    repr_prefix = "boft"
     adapter_layer_names = ("boft_R", "boft_s")
     other_param_names = ("boft_block_size", "boft_block_num", "boft_dropout")
     _method_name = "BOFT"
-
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_orthogonal_layer(base_layer)
-        self.boft_R = nn.ParameterDict()
-        self.boft_s = nn.ParameterDict()
-        self.__dict__.update(boft_block_size={}, boft_block_num={}, boft_dropout={})
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
 
     def update_layer(
         self,
@@ -163,9 +155,6 @@ class BOFTLayer(OrthogonalLayer):
         """``(M, boft_s)`` of ``adapter_name``: the dense rotation and the output scale (merging gives
         ``s * W M^T``)."""
         return self.rotation_matrix(adapter_name), self.boft_s[adapter_name]
-
-    def __repr__(self) -> str:
-        return "boft." + super().__repr__()
 
 
 class Linear(BOFTLayer, nn.Module):

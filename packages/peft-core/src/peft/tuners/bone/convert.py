@@ -1,4 +1,4 @@
-"""Convert a saved Bone adapter into the equivalent MiSS adapter (REQUIREMENTS METHOD-BONE-1, SAVE-18).
+"""Convert a saved Bone adapter into the equivalent MiSS adapter (Bone is deprecated in favour of MiSS).
 
 Bone's two variants are MiSS's ``init_weights=True`` and ``"bat"`` with the same tensors, so converting renames
 ``bone_block`` to ``miss_block`` and sets ``peft_type`` to ``MISS``; outputs are unchanged. Adapters saved in
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from peft.utils.files import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, atomic_write, atomic_write_text
+from peft.utils.files import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, atomic_write, atomic_write_text, load_peft_weights
 
 
 def bone_config_to_miss(config: dict[str, Any]) -> dict[str, Any]:
@@ -62,8 +62,6 @@ def convert_bone_to_miss(bone_dir: str | os.PathLike, miss_dir: str | os.PathLik
         ValueError: if ``bone_dir`` holds no Bone adapter.
     """
     from safetensors.torch import save_file
-
-    from peft.utils.save_and_load import load_peft_weights
 
     bone_dir, miss_dir = os.fspath(bone_dir), os.fspath(miss_dir)
     converted = []

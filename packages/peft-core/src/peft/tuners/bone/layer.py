@@ -18,10 +18,7 @@ class BoneLayer(FragmentLayer):
     other_param_names = ("bone_r", "bone_fn")
     _init_modes = (True, False, "bat")
     _method_name = "Bone"
-
-    def _init_state(self) -> None:
-        self.bone_block = nn.ParameterDict()
-        self.__dict__.update(bone_r={}, bone_fn={})
+    repr_prefix = "bone"
 
     @property
     def _ranks(self) -> dict[str, int]:
@@ -39,9 +36,6 @@ class BoneLayer(FragmentLayer):
                 ``"bat"``, sides of the weight not divisible by ``r``.
         """
         self._create_fragment(adapter_name, r, init_weights)
-
-    def __repr__(self) -> str:
-        return "bone." + super().__repr__()
 
 
 class Linear(BoneLayer, nn.Module):

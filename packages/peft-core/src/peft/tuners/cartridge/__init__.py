@@ -20,8 +20,14 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
+from peft.registry import register_peft_method
 from peft.tuners._validation import check_non_negative_int
-from peft.utils.peft_types import PeftType, register_peft_method
+from peft.tuners.cartridge.utils import (
+    compose_cartridge_adapters,
+    initialize_kv_prefix_from_past_key_values,
+    initialize_kv_prefix_from_text,
+    prompt_embeddings_from_past_key_values,
+)
 
 
 @dataclass
@@ -52,7 +58,6 @@ class CartridgeConfig(PromptLearningConfig):
                 f"num_frozen_tokens ({self.num_frozen_tokens}) must be at most num_virtual_tokens "
                 f"({self.num_virtual_tokens})."
             )
-        self.peft_type = PeftType.CARTRIDGE
 
 
 class CartridgeEncoder(nn.Module):
@@ -113,4 +118,11 @@ class CartridgeEncoder(nn.Module):
 
 register_peft_method(name="cartridge", config_cls=CartridgeConfig, model_cls=CartridgeEncoder)
 
-__all__ = ["CartridgeConfig", "CartridgeEncoder"]
+__all__ = [
+    "CartridgeConfig",
+    "CartridgeEncoder",
+    "compose_cartridge_adapters",
+    "initialize_kv_prefix_from_past_key_values",
+    "initialize_kv_prefix_from_text",
+    "prompt_embeddings_from_past_key_values",
+]

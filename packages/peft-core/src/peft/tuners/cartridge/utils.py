@@ -18,8 +18,7 @@ from typing import Any
 import torch
 
 from peft.config import PeftConfig
-from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write
-from peft.utils.save_and_load import load_peft_weights
+from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, atomic_write, load_peft_weights
 
 _KV_PREFIX_TYPES = ("CARTRIDGE", "PREFIX_TUNING")
 # config fields composed cartridges must agree on (they fix the width and layout of a row)

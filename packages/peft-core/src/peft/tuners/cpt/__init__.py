@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
-from peft.utils.peft_types import PeftType, register_peft_method
+from peft.registry import register_peft_method
 
 _WEIGHTED_LOSS_TYPES = ("none", "decay")
 _FIXED_EPSILON = 1e-10  # the bound of tokens that never move (labels, role-less tokens)
@@ -62,7 +62,6 @@ class CPTConfig(PromptLearningConfig):
     tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Tokenizer of cpt_token_ids."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.CPT
         super().__post_init__()
         if str(self.task_type) != "CAUSAL_LM":
             raise ValueError(

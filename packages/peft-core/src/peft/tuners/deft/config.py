@@ -5,23 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import TargetingConfig
 
 _DECOMPOSITIONS = ("qr", "relu")
 
 
 @dataclass
-class DeftConfig(PeftConfig):
+class DeftConfig(TargetingConfig):
     """Configuration of a DEFT adapter (decompositional efficient fine-tuning): a rank-``r`` subspace of the base
     weight's output space is removed and replaced by learned content, ``W' = (I - P_proj) W + Q_P R``, with
     ``P`` (``out x r``) and ``R`` (``r x in``) trained.
 
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
+
     Args:
         r: rank of the projection and of the injection (capped at each layer's ``out_features``).
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         decomposition_method: ``"relu"`` (``Q_P = P``, ``P_proj = P relu(P)^T``, not orthogonal) or ``"qr"``
             (``Q_P`` from the QR decomposition of ``P``, ``P_proj = Q_P Q_P^T``, orthogonal).
         init_scale: multiplies the standard deviation (0.02) of the random ``R`` of ``init_weights=False``.
@@ -30,9 +28,7 @@ class DeftConfig(PeftConfig):
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``); corrected with a warning.
         deft_dropout: dropout on the injection's input.
         init_weights: ``True`` (``R`` chosen so the update is zero at init) or ``False`` (random ``R``).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"deft_only"``.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
 
     Raises:
         ValueError: for an unknown ``decomposition_method``.
@@ -42,8 +38,6 @@ class DeftConfig(PeftConfig):
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the projection and the injection."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     decomposition_method: Literal["relu", "qr"] = field(
         default="relu", metadata={"help": "How the projector is derived from P: 'relu' or 'qr'."}
     )
@@ -53,13 +47,9 @@ class DeftConfig(PeftConfig):
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     deft_dropout: float = field(default=0.0, metadata={"help": "Dropout on the injection's input."})
     init_weights: bool = field(default=True, metadata={"help": "True: zero update at init."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     bias: str = field(default="none", metadata={"help": "Bias type: 'none', 'all' or 'deft_only'."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.DEFT
         super().__post_init__()
         if self.decomposition_method not in _DECOMPOSITIONS:
             raise ValueError(

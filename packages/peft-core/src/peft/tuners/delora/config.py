@@ -4,34 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_positive_int, check_probability
-from peft.utils.peft_types import PeftType
 
 _BIAS_VALUES = ("none", "all", "delora_only")
 
 
 @dataclass
-class DeloraConfig(PeftConfig):
+class DeloraConfig(TargetingConfig):
     """Configuration of a DeLoRA adapter (decoupled low-rank adaptation, https://huggingface.co/papers/2503.18225):
     ``delta W = (lambda / r) B diag(1 / (|A_i| |B^i|)) A diag(|W^j|)``, each rank-one term normalised so that the
     Frobenius norm of the update is bounded by ``lambda`` (trainable) times the column norms ``|W^j|`` of the frozen
     weight (measured once, when the adapter is created).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
+
     Args:
         r: rank of the factors ``A`` (``r x in``) and ``B`` (``out x r``).
         delora_lambda: initial value of the trainable bound ``lambda``.
         module_dropout: dropout on the adapter's input in training (the reference's behaviour for this field).
-        target_modules: module names to adapt (``nn.Linear``): a list (whole-name suffixes), a regex str (full
-            match), ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"delora_only"``.
         init_weights: ``True`` (``B`` zero: the adapter starts as the identity) or ``False`` (``B`` random too: for
             tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         rank_pattern / lambda_pattern: per-module ``r`` / ``delora_lambda`` by name or regex (suffix match, ``$``
             implied, ``^`` anchors at the start).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
 
     Raises:
         ValueError: for a non-positive ``r``, a dropout outside ``[0, 1]`` or an unknown ``bias``.
@@ -43,18 +39,12 @@ class DeloraConfig(PeftConfig):
     r: int = field(default=8, metadata={"help": "Rank of the factors."})
     delora_lambda: int = field(default=15, metadata={"help": "Initial value of the trainable norm bound lambda."})
     module_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input in training."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     bias: str = field(default="none", metadata={"help": "Which biases train: 'none', 'all' or 'delora_only'."})
     init_weights: bool = field(default=True, metadata={"help": "True: B starts at zero (identity)."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     rank_pattern: dict | None = field(default_factory=dict, metadata={"help": "Per-module ranks."})
     lambda_pattern: dict | None = field(default_factory=dict, metadata={"help": "Per-module initial lambdas."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.DELORA
         super().__post_init__()
         check_positive_int("DeloraConfig.r", self.r)
         check_probability("DeloraConfig", "module_dropout", self.module_dropout)

@@ -88,9 +88,6 @@ class DeloraLayer(DenseDeltaLayer):
         delta = (scaled_b @ factor_a) * self.delora_w_norm[adapter_name].to(compute)
         return delta.to(dtype)
 
-    def __repr__(self) -> str:
-        return "delora." + super().__repr__()
-
 
 class DeloraLinear(DeloraLayer, nn.Module):
     """DeLoRA on ``nn.Linear`` (plain or quantized)."""

@@ -1,18 +1,19 @@
-"""``FourierFTConfig``: the settings of a FourierFT adapter (REQUIREMENTS METHOD-FOURIERFT-1)."""
+"""``FourierFTConfig``: the settings of a FourierFT adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.utils.config_fields import PositiveInt
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
-class FourierFTConfig(PeftConfig):
+class FourierFTConfig(TargetingConfig):
     """Configuration of a FourierFT adapter: ``delta W = scaling * Re(IDFT2(S))`` with ``S`` zero except at
     ``n_frequency`` random positions, whose values are trained (paper: https://huggingface.co/papers/2405.03003).
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         n_frequency: number of trainable spectral coefficients per layer, at most ``in_features * out_features``
@@ -21,15 +22,10 @@ class FourierFTConfig(PeftConfig):
         random_loc_seed: seed of the frequency positions; they are not saved, so the same seed must be used to load.
         fan_in_fan_out: whether the base weight is stored ``(in, out)`` (transformers' ``Conv1D``); corrected with a
             warning when it does not fit the target.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults. ``nn.Linear`` and ``Conv1D`` only.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"fourier_only"`` (adapted layers).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         n_frequency_pattern: per-module ``n_frequency`` by name or regex (suffix match), e.g. ``{"k_proj": 500}``.
-        init_weights: ``False`` (default: coefficients ~ N(0, 1), the adapter changes the model from the start,
-            METHOD-INIT-1) or ``True`` (zeros: the adapter starts as the identity).
+        init_weights: ``False`` (default: coefficients ~ N(0, 1), the adapter changes the model from the start, as
+            in the reference) or ``True`` (zeros: the adapter starts as the identity).
 
     Example:
         >>> config = FourierFTConfig(n_frequency=1000, scaling=150.0, target_modules=["query", "value"])
@@ -41,15 +37,6 @@ class FourierFTConfig(PeftConfig):
     scaling: float = field(default=150.0, metadata={"help": "Scaling of delta W, like lora_alpha."})
     random_loc_seed: int | None = field(default=777, metadata={"help": "Seed of the frequency positions."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     bias: str = field(default="none", metadata={"help": "Bias type: 'none', 'all' or 'fourier_only'."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     n_frequency_pattern: dict | None = field(default_factory=dict, metadata={"help": "Per-module n_frequency."})
     init_weights: bool = field(default=False, metadata={"help": "True: zero coefficients (identity at start)."})
-
-    def __post_init__(self) -> None:
-        self.peft_type = PeftType.FOURIERFT
-        super().__post_init__()

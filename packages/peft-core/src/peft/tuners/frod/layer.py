@@ -22,6 +22,7 @@ from torch import nn
 
 from peft.tuners._dense_delta import DenseDeltaLayer
 from peft.tuners.tuners_layer import HALF_PRECISION
+from peft.utils.torch_internals import keep_unregistered
 from peft.utils.warnings import warn
 
 
@@ -69,7 +70,7 @@ class FrodLayer(DenseDeltaLayer):
         """
         if projections is not None:
             # the model owns these; plain attributes so that they are not registered (and saved) once per layer
-            self.__dict__.update(projections)
+            keep_unregistered(self, **projections)
         if adapter_name not in getattr(self, "frod_V", {}):
             raise ValueError(f"The FRoD projections of adapter {adapter_name!r} are missing for this layer.")
         if runtime_offload_base_weight:

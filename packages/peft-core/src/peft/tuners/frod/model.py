@@ -16,14 +16,14 @@ import torch
 from torch import nn
 
 from peft.quantization import get_backend, resolve_quantization_backend
-from peft.tuners._dense_delta import DenseDeltaTuner
 from peft.tuners._shared_projections import SharedBufferDict
-from peft.tuners._targeting import is_transformers_conv1d
+from peft.tuners._targeting import TransformersConv1D, is_transformers_conv1d
 from peft.tuners.frod.config import FrodConfig
 from peft.tuners.frod.layer import FrodLayer, Linear
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.utils.distributed import read_whole
-from peft.utils.save_and_load import check_tensor_fits
+from peft.utils.error import check_tensor_fits
 from peft.utils.warnings import warn
 
 _PROJECTION_NAMES = ("frod_V", "frod_s_indices", "frod_s_size")
@@ -87,7 +87,7 @@ def sparse_positions(dim: int, rate: float, generator: torch.Generator) -> torch
     return off_diagonal[chosen].T.contiguous()
 
 
-class FrodModel(DenseDeltaTuner):
+class FrodModel(BaseTuner):
     """Creates FRoD adapters on a model (see ``FrodConfig``).
 
     Example:
@@ -96,10 +96,10 @@ class FrodModel(DenseDeltaTuner):
     """
 
     # the bases live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
-    uses_shared_state: bool = True
-    prefix: str = "frod_"
+    uses_shared_state = True
     tuner_layer_cls = FrodLayer
-    layers_mapping = {nn.Linear: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
+    layer_options = ("frod_dropout", "init_weights", "runtime_offload_base_weight")
 
     # ------------------------------------------------------------------------------------------ shared bases
     def _containers(self, config: FrodConfig) -> dict[str, nn.ModuleDict]:
@@ -151,15 +151,11 @@ class FrodModel(DenseDeltaTuner):
                     containers[name][role] = SharedBufferDict(persistent=config.save_projection)
                 containers[name][role][adapter_name] = _existing_equal(containers[name][role], tensor)
 
-    def _layer_kwargs(self, config: FrodConfig, current_key: str) -> dict[str, Any]:
-        role = role_of(current_key)
-        containers = self._containers(config)
-        return {
-            "projections": {name: containers[name][role] for name in _PROJECTION_NAMES},
-            "frod_dropout": config.frod_dropout,
-            "init_weights": config.init_weights,
-            "runtime_offload_base_weight": config.runtime_offload_base_weight,
-        }
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        role = role_of(target.key)
+        containers = self._containers(target.config)
+        projections = {name: containers[name][role] for name in _PROJECTION_NAMES}
+        return {"projections": projections, **super()._layer_kwargs(target)}
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def _check_new_adapter_config(self, config: FrodConfig) -> None:

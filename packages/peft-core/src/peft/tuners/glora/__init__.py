@@ -1,9 +1,9 @@
 """GLoRA: generalized LoRA, weight and bias scaled and shifted by independently parameterised supports."""
 
+from peft.registry import register_peft_method
 from peft.tuners.glora.config import GloraConfig
 from peft.tuners.glora.layer import GloraLayer, GloraLinear
 from peft.tuners.glora.model import GloraModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = ["GloraConfig", "GloraLayer", "GloraLinear", "GloraModel"]
 

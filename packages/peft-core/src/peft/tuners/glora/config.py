@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
+from peft.config import BaseTargetingConfig, ModulesToSave
 from peft.tuners._validation import check_positive_int
-from peft.utils.peft_types import PeftType
 
 # the parameterisations each support accepts
 VALID_A_B = ("lora", "vector", "constant", "none")
@@ -30,7 +29,7 @@ def check_parameterisations(config_A_B: str, config_C: str, config_D_E: str) -> 
 
 
 @dataclass
-class GloraConfig(PeftConfig):
+class GloraConfig(ModulesToSave, BaseTargetingConfig):
     """Configuration of a GLoRA adapter (generalized LoRA, https://arxiv.org/abs/2306.07967): a frozen linear layer
     ``W0 x + b0`` becomes ``(W0 + W0 * A + B) x + (b0 + b0 * D + E + W0 C)`` (``*`` element-wise).
 
@@ -44,12 +43,12 @@ class GloraConfig(PeftConfig):
 
     ``C``, ``D`` and ``E`` act on the bias, so a layer without bias adapts only its weight.
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``modules_to_save``.
+
     Args:
         r: rank of the ``"lora"`` parameterisations.
-        target_modules: names of the ``nn.Linear`` modules to adapt: a list (whole-name suffixes), a regex str (full
-            match), ``"all-linear"``, or None for the model type's defaults.
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"glora_only"``.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         config_A_B: parameterisation of ``A`` and ``B``: ``"lora"``, ``"vector"``, ``"constant"`` or ``"none"``.
         config_C: parameterisation of ``C``: ``"lora"``, ``"vector"`` or ``"none"``.
         config_D_E: parameterisation of ``D`` and ``E``: ``"vector"``, ``"constant"`` or ``"none"``.
@@ -64,16 +63,13 @@ class GloraConfig(PeftConfig):
     """
 
     r: int = field(default=8, metadata={"help": "Rank of the 'lora' parameterisations."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     bias: str = field(default="none", metadata={"help": "Which biases train: 'none', 'all' or 'glora_only'."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     config_A_B: str = field(default="lora", metadata={"help": "A and B: 'lora', 'vector', 'constant' or 'none'."})
     config_C: str = field(default="lora", metadata={"help": "C: 'lora', 'vector' or 'none'."})
     config_D_E: str = field(default="constant", metadata={"help": "D and E: 'vector', 'constant' or 'none'."})
     init_weights: bool = field(default=True, metadata={"help": "True: the adapter starts as the identity."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.GLORA
         super().__post_init__()
         check_positive_int("GloraConfig.r", self.r)
         check_parameterisations(self.config_A_B, self.config_C, self.config_D_E)

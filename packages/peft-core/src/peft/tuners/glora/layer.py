@@ -95,17 +95,15 @@ class GloraScalarPath(GloraPath):
 class GloraLayer(BaseWeightDependentLayer):
     """State and formula of GLoRA on a linear layer (per-adapter supports keyed by adapter name)."""
 
+    repr_prefix = "glora"
     adapter_layer_names = _SUPPORTS
     other_param_names = ("r",)
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         check_readable_weight("GLoRA", self.get_base_layer())
         for name in _SUPPORTS:
-            self._modules[name] = nn.ModuleDict()
-        self.__dict__.update(r={}, _active_adapter=adapter_name)
-        self.update_layer(adapter_name, **kwargs)
+            setattr(self, name, nn.ModuleDict())
+        super()._init_adapter_state()
 
     def _has_adapter(self, adapter_name: str) -> bool:
         return adapter_name in self.r  # "none" supports hold nothing
@@ -210,9 +208,6 @@ class GloraLayer(BaseWeightDependentLayer):
             return F.linear(x, weight_delta, bias_delta)
         update = x.new_zeros(*x.shape[:-1], self.out_features)
         return update if bias_delta is None else update + bias_delta
-
-    def __repr__(self) -> str:
-        return "glora." + super().__repr__()
 
 
 def _path(kind: str, rows: int, columns: int, r: int, init_weights: bool, column: bool = True) -> GloraPath | None:

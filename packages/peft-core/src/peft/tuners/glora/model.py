@@ -7,8 +7,6 @@ dropped when loading.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -27,13 +25,9 @@ class GloraModel(BaseTuner):
         >>> model = get_peft_model(model, GloraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     """
 
-    prefix: str = "glora_"
     tuner_layer_cls = GloraLayer
     layers_mapping = {nn.Linear: GloraLinear}
-
-    def _layer_kwargs(self, config: GloraConfig, current_key: str) -> dict[str, Any]:
-        names = ("r", "config_A_B", "config_C", "config_D_E", "init_weights")
-        return {name: getattr(config, name) for name in names}
+    layer_options = ("r", "config_A_B", "config_C", "config_D_E", "init_weights")
 
     @classmethod
     def _adapter_state_dict_from_file(

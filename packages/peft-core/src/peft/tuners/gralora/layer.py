@@ -113,9 +113,6 @@ class GraloraLayer(DenseDeltaLayer):
             delta = delta + general_b @ general_a
         return (delta * self.scaling[adapter_name]).to(dtype)
 
-    def __repr__(self) -> str:
-        return "gralora." + super().__repr__()
-
 
 def _kaiming(tensor: torch.Tensor) -> torch.Tensor:
     """Kaiming-uniform with ``a = sqrt(5)`` (torch's default for ``nn.Linear``), in place."""

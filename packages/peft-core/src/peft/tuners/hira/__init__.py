@@ -1,9 +1,9 @@
 """HiRA: Hadamard high-rank adaptation, the frozen weight times a low-rank matrix, element by element."""
 
+from peft.registry import register_peft_method
 from peft.tuners.hira.config import HiraConfig
 from peft.tuners.hira.layer import Conv1d, Conv2d, Conv3d, Embedding, HiraLayer, Linear
 from peft.tuners.hira.model import HiraModel
-from peft.utils.peft_types import register_peft_method
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "Embedding", "HiraConfig", "HiraLayer", "HiraModel", "Linear"]

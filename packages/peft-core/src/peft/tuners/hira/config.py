@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_positive_int, check_probability
-from peft.utils.peft_types import PeftType
 
 INIT_WEIGHTS_VALUES = (True, False, "gaussian")
 
@@ -22,25 +21,21 @@ def check_init_weights(owner: str, value: object) -> None:
 
 
 @dataclass
-class HiraConfig(PeftConfig):
+class HiraConfig(TargetingConfig):
     """Configuration of a HiRA adapter (Hadamard high-rank adaptation, https://openreview.net/forum?id=TwJrTz9cRS):
     ``delta W = W0 * (B A)``, the element-wise product of the frozen weight with a rank-``r`` matrix, whose rank can
     reach far beyond ``r``. There is no scaling factor.
 
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
+
     Args:
         r: rank of ``A`` (``r x in``) and ``B`` (``out x r``); for convolutions ``A`` is ``r x in x kernel`` and
             ``B`` ``out x r x 1``.
-        target_modules: module names to adapt (``nn.Linear``, GPT-2's ``Conv1D``, ``nn.Embedding``,
-            ``nn.Conv1d/2d/3d``): a list (whole-name suffixes), a regex str (full match), ``"all-linear"``, or None
-            for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         hira_dropout: dropout on the adapter's input (not for embeddings).
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``); corrected with a warning.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (Kaiming-uniform ``A``, zero ``B``: the adapter starts as the identity),
             ``"gaussian"`` (``A ~ N(0, 1/r)`` for linear layers, zero ``B``) or ``False`` (both standard normal: for
             tests). Embeddings start with a zero ``A`` and a standard normal ``B`` unless ``False``.
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         rank_pattern: per-module ``r`` by name or regex (suffix match, ``$`` implied, ``^`` anchors at the start).
 
     Raises:
@@ -52,20 +47,14 @@ class HiraConfig(PeftConfig):
     """
 
     r: int = field(default=32, metadata={"help": "Rank of the low-rank factors."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     hira_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_weights: bool | str | None = field(
         default=True, metadata={"help": "True (identity), 'gaussian' or False (random)."}, repr=False
     )
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     rank_pattern: dict | None = field(default_factory=dict, metadata={"help": "Per-module ranks."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.HIRA
         super().__post_init__()
         check_positive_int("HiraConfig.r", self.r)
         for key, rank in (self.rank_pattern or {}).items():

@@ -25,20 +25,16 @@ from peft.tuners.tuners_layer import HALF_PRECISION
 class HiraLayer(BaseWeightDependentLayer):
     """State and formula shared by the HiRA layer types (per-adapter factors keyed by adapter name)."""
 
+    repr_prefix = "hira"
     adapter_layer_names = ("hira_A", "hira_B", "hira_embedding_A", "hira_embedding_B")
     other_param_names = ("r", "hira_dropout")
     # the containers this layer type stores its factors in
     _factor_names: tuple[str, str] = ("hira_A", "hira_B")
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, fan_in_fan_out: bool = False, **kwargs: Any):
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         check_readable_weight("HiRA", self.get_base_layer())
-        for name in self.adapter_layer_names:
-            self._modules[name] = nn.ParameterDict()
-        self._modules["hira_dropout"] = nn.ModuleDict()
-        self.__dict__.update(r={}, fan_in_fan_out=fan_in_fan_out, _active_adapter=adapter_name)
-        self.update_layer(adapter_name, **kwargs)
+        self.hira_dropout = nn.ModuleDict()
+        super()._init_adapter_state()
 
     def _has_adapter(self, adapter_name: str) -> bool:
         return adapter_name in self.r
@@ -122,9 +118,6 @@ class HiraLayer(BaseWeightDependentLayer):
         delta = self._delta_from(adapter_name, self.get_base_weight())
         x = self._cast_input_dtype(x, delta.dtype)
         return self._base_operation(self.hira_dropout[adapter_name](x), delta)
-
-    def __repr__(self) -> str:
-        return "hira." + super().__repr__()
 
 
 class Linear(HiraLayer, nn.Module):

@@ -1,9 +1,9 @@
 """HRA: Householder reflection adaptation (an orthogonal update built from a chain of reflections)."""
 
+from peft.registry import register_peft_method
 from peft.tuners.hra.config import HRAConfig
 from peft.tuners.hra.layer import Conv2d, HRALayer, Linear
 from peft.tuners.hra.model import HRAModel
-from peft.utils.peft_types import register_peft_method
 
 # the reference's class names
 HRALinear = Linear

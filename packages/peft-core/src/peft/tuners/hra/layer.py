@@ -40,17 +40,10 @@ def _unit_columns(vectors: torch.Tensor) -> torch.Tensor:
 class HRALayer(OrthogonalLayer):
     """State shared by the HRA layer types (per-adapter ``hra_u`` keyed by adapter name)."""
 
+    repr_prefix = "hra"
     adapter_layer_names = ("hra_u",)
     other_param_names = ("hra_r", "hra_apply_GS")
     _method_name = "HRA"
-
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_orthogonal_layer(base_layer)
-        self.hra_u = nn.ParameterDict()
-        self.__dict__.update(hra_r={}, hra_apply_GS={})
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
 
     def update_layer(
         self, adapter_name: str, r: int = 8, apply_GS: bool = False, init_weights: bool = True, **kwargs: Any
@@ -111,9 +104,6 @@ class HRALayer(OrthogonalLayer):
         unit = _unit_columns(self.hra_u[adapter_name])
         eye = torch.eye(unit.shape[1], dtype=unit.dtype, device=unit.device)
         return ((unit.T @ unit - eye) ** 2).sum()
-
-    def __repr__(self) -> str:
-        return "hra." + super().__repr__()
 
 
 class Linear(HRALayer, nn.Module):

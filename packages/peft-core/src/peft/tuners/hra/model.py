@@ -1,18 +1,16 @@
-"""``HRAModel``: injects HRA layers; the lifecycle is the shared ``BaseTuner`` one."""
+"""``HRAModel``: injects HRA layers; beyond the declarative recipe, it offers the orthogonality regulariser of the
+reflection vectors (``orthogonality_loss``)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
-from peft.tuners._orthogonal import OrthogonalTuner
-from peft.tuners.hra.config import HRAConfig
 from peft.tuners.hra.layer import Conv2d, HRALayer, Linear
+from peft.tuners.tuners_utils import BaseTuner
 
 
-class HRAModel(OrthogonalTuner):
+class HRAModel(BaseTuner):
     """Creates HRA adapters on a model (see ``HRAConfig``; paper: https://huggingface.co/papers/2405.17484).
 
     Example:
@@ -21,12 +19,9 @@ class HRAModel(OrthogonalTuner):
         >>> loss = task_loss + model.orthogonality_loss(weight=1e-4)  # optional regulariser
     """
 
-    prefix: str = "hra_"
     tuner_layer_cls = HRALayer
     layers_mapping = {nn.Conv2d: Conv2d, nn.Linear: Linear}
-
-    def _layer_kwargs(self, config: HRAConfig, current_key: str) -> dict[str, Any]:
-        return {"r": config.r, "apply_GS": config.apply_GS, "init_weights": config.init_weights}
+    layer_options = ("r", "apply_GS", "init_weights")
 
     def orthogonality_loss(self, weight: float = 1.0, adapter_name: str | None = None) -> torch.Tensor:
         """``weight`` (the paper's lambda) times the mean over adapted layers of ``||U^T U - I||_F^2``, the deviation

@@ -1,9 +1,9 @@
 """(IA)³: infused adapters that rescale activations with learned vectors."""
 
+from peft.registry import register_peft_method
 from peft.tuners.ia3.config import IA3Config
 from peft.tuners.ia3.layer import Conv1d, Conv2d, Conv3d, IA3Layer, Linear
 from peft.tuners.ia3.model import IA3Model
-from peft.utils.peft_types import register_peft_method
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "IA3Config", "IA3Layer", "IA3Model", "Linear"]

@@ -1,28 +1,26 @@
-"""``IA3Config``: the settings of an (IA)³ adapter (REQUIREMENTS METHOD-IA3-1/2)."""
+"""``IA3Config``: the settings of an (IA)³ adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import BaseTargetingConfig, ExcludeModules, ModulesToSave
 
 
 @dataclass
-class IA3Config(PeftConfig):
+class IA3Config(ExcludeModules, ModulesToSave, BaseTargetingConfig):
     """Configuration of an (IA)³ adapter: a learned vector ``l`` rescales each target layer,
     ``y = l * base(x)`` (output), or ``y = base(l * x)`` for ``feedforward_modules`` (input).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``exclude_modules``, ``modules_to_save``.
+
     Args:
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         feedforward_modules: the targets whose input (not output) is scaled, as in the paper's feed-forward layers:
             a list (a module whose name ends with an entry) or a regex str (full match). Must be a subset of
             ``target_modules``; None: the model type's defaults.
         fan_in_fan_out: whether the targets store their weight as ``(in, out)`` (transformers' ``Conv1D``); set
             automatically (with a warning) from the layer type.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_ia3_weights: ``True``: the vectors start at 1 (the identity); ``False``: random (for tests).
 
     Raises:
@@ -32,17 +30,13 @@ class IA3Config(PeftConfig):
         >>> config = IA3Config(target_modules=["k", "v", "wo"], feedforward_modules=["wo"])
     """
 
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     feedforward_modules: list[str] | str | None = field(
         default=None, metadata={"help": "Targets whose input, not output, is scaled (a subset of target_modules)."}
     )
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_ia3_weights: bool = field(default=True, metadata={"help": "True: the vectors start at 1 (identity)."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.IA3
         super().__post_init__()
         if isinstance(self.feedforward_modules, (list, tuple)):
             self.feedforward_modules = set(self.feedforward_modules)

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._targeting import is_transformers_conv1d
 from peft.tuners.tuners_layer import NonAdditiveTunerLayer
 from peft.utils.warnings import warn
 
@@ -28,32 +27,17 @@ from peft.utils.warnings import warn
 class IA3Layer(NonAdditiveTunerLayer):
     """State and formula shared by the (IA)³ layer types (one vector per adapter, keyed by adapter name)."""
 
+    repr_prefix = "ia3"
     adapter_layer_names = ("ia3_l",)
     # per adapter: whether it scales the input (feedforward module) instead of the output
     other_param_names = ("is_feedforward",)
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        is_feedforward: bool = False,
-        init_ia3_weights: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
-        if self.in_features is None or self.out_features is None:
-            raise ValueError(f"(IA)³ cannot adapt {type(base_layer).__name__}: its in/out features are unknown.")
+    def _init_adapter_state(self) -> None:
         base = self.get_base_layer()
-        self.ia3_l = nn.ParameterDict()
-        self.__dict__.update(
-            is_feedforward={},
-            # transformers' Conv1D stores its weight as (in, out)
-            fan_in_fan_out=is_transformers_conv1d(base),
-            kernel_dims=len(base.kernel_size) if isinstance(base, nn.modules.conv._ConvNd) else 0,
-        )
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, is_feedforward=is_feedforward, init_ia3_weights=init_ia3_weights)
+        if self.in_features is None or self.out_features is None:
+            raise ValueError(f"(IA)³ cannot adapt {type(base).__name__}: its in/out features are unknown.")
+        super()._init_adapter_state()
+        self.kernel_dims = len(base.kernel_size) if isinstance(base, nn.modules.conv._ConvNd) else 0
 
     def update_layer(
         self, adapter_name: str, is_feedforward: bool = False, init_ia3_weights: bool = True, **kwargs: Any
@@ -151,9 +135,6 @@ class IA3Layer(NonAdditiveTunerLayer):
                 bias.copy_((bias * scale).to(bias.dtype))
             else:
                 bias.copy_((bias / _nonzero(scale)).to(bias.dtype))
-
-    def __repr__(self) -> str:
-        return "ia3." + super().__repr__()
 
 
 def _nonzero(scale: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """``IA3Model``: injects (IA)³ layers; the lifecycle is the shared ``BaseTuner`` one.
 
-Beyond the three class attributes, (IA)³ needs: default ``feedforward_modules`` per model type, no target
-compression (it would lose ``feedforward_modules ⊆ target_modules``, TGT-9), transformers' ``Conv1D`` as a linear
-layer, and ``add_weighted_adapter``.
+Beyond the declarative recipe, (IA)³ needs: default ``feedforward_modules`` per model type, which modules scale their
+input, no target compression (it would lose ``feedforward_modules ⊆ target_modules``), and
+``add_weighted_adapter``.
 """
 
 from __future__ import annotations
@@ -15,18 +15,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from peft.auxiliary.wrappers import copy_modules_to_save, modules_to_save_sources
 from peft.config import PeftConfig
-from peft.quantization import is_linear_layer
-from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
+from peft.hosts import get_host_registry
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.ia3.config import IA3Config, check_feedforward_subset
 from peft.tuners.ia3.layer import Conv1d, Conv2d, Conv3d, IA3Layer, Linear
-from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.tuners.tuners_utils import BaseTuner
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.utils.warnings import warn
 
 # the host registry's key for the default feedforward_modules per model type (not a peft_type)
 FEEDFORWARD_DEFAULTS_KEY = "IA3_FEEDFORWARD"
-_SUPPORTED = "torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, transformers.pytorch_utils.Conv1D"
 
 
 class IA3Model(BaseTuner):
@@ -38,9 +37,15 @@ class IA3Model(BaseTuner):
         >>> model = get_peft_model(model, config)
     """
 
-    prefix: str = "ia3_"
     tuner_layer_cls = IA3Layer
-    layers_mapping = {nn.Linear: Linear, nn.Conv1d: Conv1d, nn.Conv2d: Conv2d, nn.Conv3d: Conv3d}
+    layers_mapping = {
+        nn.Linear: Linear,
+        TransformersConv1D: Linear,
+        nn.Conv1d: Conv1d,
+        nn.Conv2d: Conv2d,
+        nn.Conv3d: Conv3d,
+    }
+    layer_options = ("init_ia3_weights",)
 
     # ------------------------------------------------------------------------------------------ configs
     def _prepare_adapter_config(self, peft_config: IA3Config, model_config: dict[str, Any]) -> IA3Config:
@@ -51,8 +56,6 @@ class IA3Model(BaseTuner):
         """
         peft_config = super()._prepare_adapter_config(peft_config, model_config)
         if peft_config.feedforward_modules is None:
-            from peft.hosts import get_host_registry
-
             model_type = model_config.get("model_type")
             defaults = get_host_registry().default_target_modules.get(FEEDFORWARD_DEFAULTS_KEY, {})
             if model_type not in defaults:
@@ -66,7 +69,8 @@ class IA3Model(BaseTuner):
 
     @staticmethod
     def _compress_target_modules(peft_config: PeftConfig, matched: list[str], all_names: list[str]) -> None:
-        """(IA)³ keeps its target list as given, so that ``feedforward_modules`` stays a subset of it (TGT-9)."""
+        """(IA)³ keeps its target list as given, so that ``feedforward_modules`` stays a subset of it (no compression
+        of long target lists)."""
 
     @staticmethod
     def _is_feedforward(config: IA3Config, key: str) -> bool:
@@ -78,36 +82,8 @@ class IA3Model(BaseTuner):
         return any(key.endswith(entry) for entry in feedforward or ())
 
     # ------------------------------------------------------------------------------------------ injection
-    def _layer_kwargs(self, config: IA3Config, current_key: str) -> dict[str, Any]:
-        return {
-            "is_feedforward": self._is_feedforward(config, current_key),
-            "init_ia3_weights": config.init_ia3_weights,
-        }
-
-    @classmethod
-    def _create_new_module(
-        cls, config: IA3Config, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        """The (IA)³ layer for ``target``'s base type (custom modules first).
-
-        Raises:
-            ValueError: if the base type is not supported, naming the supported ones.
-        """
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        custom = getattr(config, "_custom_modules", None) or {}
-        if any(isinstance(base, base_cls) for base_cls in custom):
-            return super()._create_new_module(config, adapter_name, target, **kwargs)
-        if is_transformers_conv1d(base):
-            fit_fan_in_fan_out(config, base)
-            return Linear(target, adapter_name, **kwargs)
-        if not (isinstance(base, tuple(cls.layers_mapping)) or is_linear_layer(base)):
-            raise ValueError(
-                f"Target module {type(base).__name__} is not supported by (IA)³; supported modules: {_SUPPORTED}."
-                " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
-            )
-        if is_linear_layer(base):
-            fit_fan_in_fan_out(config, base)
-        return super()._create_new_module(config, adapter_name, target, **kwargs)
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        return {**super()._layer_kwargs(target), "is_feedforward": self._is_feedforward(target.config, target.key)}
 
     # ------------------------------------------------------------------------------------------ weighted adapters
     def add_weighted_adapter(self, adapters: list[str], weights: list[float], adapter_name: str) -> None:
@@ -126,9 +102,7 @@ class IA3Model(BaseTuner):
             return
         adapters, weights = list(adapters), [float(w) for w in weights]
         configs = self._check_weighted_sources(adapters, weights)
-        from peft.tuners.lora.weighted import _copy_modules_to_save, _modules_to_save_sources
-
-        held_copies = _modules_to_save_sources(self.model, adapters)
+        held_copies = modules_to_save_sources(self.model, adapters)
         self.peft_config[adapter_name] = dataclasses.replace(
             configs[0],
             target_modules=_union(config.target_modules for config in configs),
@@ -139,7 +113,7 @@ class IA3Model(BaseTuner):
             for key, layer in self.model.named_modules():
                 if isinstance(layer, IA3Layer) and adapter_name in layer.ia3_l:
                     _fill_weighted(key, layer, adapter_name, adapters, weights)
-            _copy_modules_to_save(self.model, adapter_name, held_copies)
+            copy_modules_to_save(self.model, adapter_name, held_copies)
         except BaseException:
             if adapter_name in self.peft_config:
                 self.delete_adapter(adapter_name)

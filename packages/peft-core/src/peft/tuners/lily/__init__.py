@@ -1,9 +1,9 @@
 """Lily: low-rank interconnected adaptation across layers, with projectors shared between layers and a router."""
 
+from peft.registry import register_peft_method
 from peft.tuners.lily.config import LilyConfig
 from peft.tuners.lily.layer import LilyLayer, Linear
 from peft.tuners.lily.model import LilyModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = ["LilyConfig", "LilyLayer", "LilyModel", "Linear"]
 

@@ -25,18 +25,16 @@ from peft.tuners.tuners_layer import BaseTunerLayer
 class LilyLayer(BaseTunerLayer):
     """State and formula of Lily on a linear layer (per-adapter modules keyed by adapter name)."""
 
+    repr_prefix = "lily"
     adapter_layer_names = ("lily_A", "lily_B", "lily_router")
     other_param_names = ("r", "scaling", "stride_A", "num_B")
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         if None in (self.in_features, self.out_features):
             raise TypeError(f"Lily supports only linear layers, got {type(self.get_base_layer()).__name__}.")
         for name in self.adapter_layer_names:
-            self._modules[name] = nn.ModuleDict()
-        self.__dict__.update(r={}, scaling={}, stride_A={}, num_B={}, _active_adapter=adapter_name)
-        self.update_layer(adapter_name, **kwargs)
+            setattr(self, name, nn.ModuleDict())
+        super()._init_adapter_state()
 
     def update_layer(
         self,
@@ -92,9 +90,6 @@ class LilyLayer(BaseTunerLayer):
             f"Lily adapters {adapter_names} cannot be merged: their update mixes the B projectors with weights "
             "averaged over each batch, so it is no fixed change of the weight. Use the adapter unmerged."
         )
-
-    def __repr__(self) -> str:
-        return "lily." + super().__repr__()
 
 
 class Linear(LilyLayer, nn.Module):

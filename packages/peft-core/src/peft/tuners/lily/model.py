@@ -15,17 +15,16 @@ kept separate, exactly as saved, and a warning.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import nn
 
+from peft.adapter_keys import adapter_key_map
 from peft.tuners._targeting import NameMatcher
 from peft.tuners.lily.config import LilyConfig
 from peft.tuners.lily.layer import LilyLayer, Linear
 from peft.tuners.tuners_layer import walk_modules
 from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.save_and_load import _adapter_key_map
 from peft.utils.warnings import warn
 
 _SHARED = ("lily_A", "lily_B")
@@ -39,13 +38,9 @@ class LilyModel(BaseTuner):
         >>> model = get_peft_model(model, LilyConfig(r=32, stride_A=2, num_B=4, target_modules=["q_proj", "v_proj"]))
     """
 
-    prefix: str = "lily_"
     tuner_layer_cls = LilyLayer
     layers_mapping = {nn.Linear: Linear}
-
-    def _layer_kwargs(self, config: LilyConfig, current_key: str) -> dict[str, Any]:
-        names = ("r", "scaling", "stride_A", "num_B", "init_weights")
-        return {name: getattr(config, name) for name in names}
+    layer_options = ("r", "scaling", "stride_A", "num_B", "init_weights")
 
     def _create_adapter_modules(
         self,
@@ -80,7 +75,7 @@ class LilyModel(BaseTuner):
     ) -> dict[str, torch.Tensor]:
         """Give a layer its own copy of a shared projector when the checkpoint holds a different one for it."""
         users: dict[int, list[tuple[LilyLayer, str, str]]] = {}  # shared module -> (layer, container, file key)
-        for file_key, live_key in _adapter_key_map(model, adapter_name).items():
+        for file_key, live_key in adapter_key_map(model, adapter_name).items():
             for name in _SHARED:
                 layer_path, found, _ = live_key.partition(f".{name}.{adapter_name}.")
                 if found and file_key in state_dict:

@@ -26,17 +26,14 @@ from peft.utils.warnings import warn
 class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
     """Wraps a module and holds one trainable copy of it per adapter (``ln_tuning_layers``, keyed by adapter name)."""
 
+    repr_prefix = "ln_tuning"
     adapter_layer_names = ("ln_tuning_layers",)
     upcast_adapter_dtype = False
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         self.ln_tuning_layers = nn.ModuleDict()
         # the base module's own tensors while an adapter is merged into it
-        self.__dict__["_unmerged_state"] = None
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name)
+        self._unmerged_state: dict | None = None
 
     def update_layer(self, adapter_name: str, **kwargs: Any) -> None:
         """Create (or replace) adapter ``adapter_name``: a copy of the base module (of its original values when
@@ -84,7 +81,7 @@ class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
             warn(f"Already merged with {self.merged_adapters}. Unmerging first.")
             self.unmerge()
         base = self.base_layer
-        self.__dict__["_unmerged_state"] = {key: value.detach().clone() for key, value in base.state_dict().items()}
+        self._unmerged_state = {key: value.detach().clone() for key, value in base.state_dict().items()}
         with torch.no_grad():
             base.load_state_dict(tuned)
         self.merged_adapters.append(names[0])
@@ -96,14 +93,11 @@ class LNTuningLayer(NonAdditiveTunerLayer, nn.Module):
             return
         with torch.no_grad():
             self.base_layer.load_state_dict(self._unmerged_state)
-        self.__dict__["_unmerged_state"] = None
+        self._unmerged_state = None
         self.merged_adapters.clear()
 
     def delete_adapter(self, adapter_name: str, new_active_adapters: Sequence[str] | None = None) -> None:
         """Remove ``adapter_name``; if it is merged, its values stay in the base module (as for every method)."""
         if adapter_name in self.merged_adapters:
-            self.__dict__["_unmerged_state"] = None
+            self._unmerged_state = None
         super().delete_adapter(adapter_name, new_active_adapters)
-
-    def __repr__(self) -> str:
-        return "ln_tuning." + super().__repr__()

@@ -1,4 +1,4 @@
-"""``LoHaConfig``: the settings of a LoHa adapter (REQUIREMENTS METHOD-LOHA-1)."""
+"""``LoHaConfig``: the settings of a LoHa adapter."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from peft.tuners.loha.layer import LoHaLayer
 from peft.tuners.lycoris_utils import LycorisConfig
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
 class LoHaConfig(LycorisConfig):
     """Configuration of a LoHa adapter: ``W + (alpha / r) * (w1_a @ w1_b) * (w2_a @ w2_b)`` (Hadamard product).
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         r: rank of each of the two low-rank terms.
@@ -20,22 +21,13 @@ class LoHaConfig(LycorisConfig):
         module_dropout: in training, skip the whole adapter with this probability.
         use_effective_conv2d: for Conv1d/Conv2d with kernels larger than 1, Tucker-decomposed factors
             (``hada_t1``/``hada_t2`` cores; "Proposition 3" of FedPara). 1x1 kernels always use plain matrices.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         init_weights: ``True`` (``hada_w2_b`` zero: the adapter starts as the identity) or ``False`` (all factors
             random: for tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         rank_pattern / alpha_pattern: per-module ``r`` / ``alpha`` by name or regex (suffix match, ``$`` implied,
             ``^`` anchors at the start).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
 
     Example:
         >>> config = LoHaConfig(r=8, alpha=8, target_modules=["to_q", "to_v"], use_effective_conv2d=True)
     """
 
     _layer_cls = LoHaLayer
-
-    def __post_init__(self) -> None:
-        self.peft_type = PeftType.LOHA
-        super().__post_init__()

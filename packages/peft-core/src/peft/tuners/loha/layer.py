@@ -21,6 +21,7 @@ from peft.tuners.lycoris_utils import LycorisLayer, tucker_core_shape, tucker_pr
 class LoHaLayer(LycorisLayer):
     """State and formula shared by the LoHa layer types (per-adapter factors keyed by adapter name)."""
 
+    repr_prefix = "loha"
     adapter_layer_names = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2")
     # w2_b = 0 makes the second term, hence the product, zero
     _zero_initialized = {True: ("hada_w2_b",), False: ()}
@@ -42,9 +43,6 @@ class LoHaLayer(LycorisLayer):
             t1, t2 = self._factor("hada_t1", adapter_name, dtype), self._factor("hada_t2", adapter_name, dtype)
             return tucker_product(t1, w1_a, w1_b) * tucker_product(t2, w2_a, w2_b)
         return (w1_a @ w1_b) * (w2_a @ w2_b)
-
-    def __repr__(self) -> str:
-        return "loha." + super().__repr__()
 
 
 class Linear(LoHaLayer, nn.Module):

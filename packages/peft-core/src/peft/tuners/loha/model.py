@@ -1,21 +1,3 @@
-"""``LoHaModel``: injects LoHa layers; the lifecycle is the shared ``LycorisTuner``/``BaseTuner`` one."""
+"""The reference's module path of this name, defined in the package itself."""
 
-from __future__ import annotations
-
-from torch import nn
-
-from peft.tuners.loha.layer import Conv1d, Conv2d, Linear, LoHaLayer
-from peft.tuners.lycoris_utils import LycorisTuner
-
-
-class LoHaModel(LycorisTuner):
-    """Creates LoHa adapters on a model (see ``LoHaConfig``).
-
-    Example:
-        >>> from peft import LoHaConfig, get_peft_model
-        >>> model = get_peft_model(model, LoHaConfig(r=8, alpha=8, target_modules=["q_proj", "v_proj"]))
-    """
-
-    prefix: str = "hada_"
-    tuner_layer_cls = LoHaLayer
-    layers_mapping = {nn.Conv2d: Conv2d, nn.Conv1d: Conv1d, nn.Linear: Linear}
+from peft.tuners.loha import LoHaModel as LoHaModel

@@ -1,4 +1,4 @@
-"""``LoKrConfig``: the settings of a LoKr adapter (REQUIREMENTS METHOD-LOKR-1)."""
+"""``LoKrConfig``: the settings of a LoKr adapter."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Literal
 
 from peft.tuners.lokr.layer import LoKrLayer
 from peft.tuners.lycoris_utils import LycorisConfig
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
 class LoKrConfig(LycorisConfig):
     """Configuration of a LoKr adapter: ``W + (alpha / r) * kron(w1, w2)`` (Kronecker product).
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         r: rank of the factors that are low-rank (see ``peft.tuners.lokr.layer``).
@@ -25,15 +26,10 @@ class LoKrConfig(LycorisConfig):
         decompose_factor: the factor :func:`~peft.tuners.lokr.layer.factorization` splits each side by (``-1``: as
             balanced as possible).
         rank_dropout_scale: rescale the kept rows by the fraction kept when rank dropout is used.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         init_weights: ``True`` (``w1`` zero: the adapter starts as the identity), ``"lycoris"`` (``w2`` zero, as in
             the LyCORIS repository) or ``False`` (all factors random: for tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         rank_pattern / alpha_pattern: per-module ``r`` / ``alpha`` by name or regex (suffix match, ``$`` implied,
             ``^`` anchors at the start).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
 
     Example:
         >>> config = LoKrConfig(r=8, alpha=8, target_modules=["to_q", "to_v"], decompose_both=True)
@@ -49,7 +45,6 @@ class LoKrConfig(LycorisConfig):
     _layer_cls = LoKrLayer
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.LOKR
         super().__post_init__()
         factor = self.decompose_factor
         if not isinstance(factor, int) or isinstance(factor, bool) or (factor != -1 and factor <= 0):

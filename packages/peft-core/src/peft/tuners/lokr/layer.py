@@ -24,6 +24,7 @@ from peft.tuners.lycoris_utils import LycorisLayer, tucker_core_shape, tucker_pr
 class LoKrLayer(LycorisLayer):
     """State and formula shared by the LoKr layer types (per-adapter factors keyed by adapter name)."""
 
+    repr_prefix = "lokr"
     adapter_layer_names = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")
     # the zero factor makes the Kronecker product zero: w1 by default, w2 as the LyCORIS repository does
     _zero_initialized = {True: ("lokr_w1", "lokr_w1_a"), "lycoris": ("lokr_w2", "lokr_w2_b"), False: ()}
@@ -67,9 +68,6 @@ class LoKrLayer(LycorisLayer):
         # a full Conv1d w2 (out_k, in_n, k) meets a 2-D w1: torch.kron pads w1 in front, (1, out_l, in_m), as the
         # reference does; its element layout is what saved Conv1d adapters were trained with
         return torch.kron(w1, w2)
-
-    def __repr__(self) -> str:
-        return "lokr." + super().__repr__()
 
 
 class Linear(LoKrLayer, nn.Module):

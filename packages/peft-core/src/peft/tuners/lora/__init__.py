@@ -1,9 +1,12 @@
 """LoRA: low-rank adaptation, with rsLoRA, raw-parameter targets and the LoRA variants (DoRA, QA-LoRA, aLoRA,
 BD-LoRA, KaSA, VeLoRA, MonteCLoRA, the Arrow router)."""
 
+from typing import Any
+
+from peft.registry import register_peft_method
+
 # the variants' modules register their variants with the LoRA layers
-from peft.tuners.lora import alora, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401
-from peft.tuners.lora.arrow import create_arrow_model
+from peft.tuners.lora import alora, arrow, bdlora, dora, kasa, monteclora, qalora, velora  # noqa: F401
 from peft.tuners.lora.config import CordaConfig, EvaConfig, LoftQConfig, LoraConfig, LoraGAConfig, LoraRuntimeConfig
 from peft.tuners.lora.conversion import convert_to_lora, save_as_lora
 from peft.tuners.lora.eva import get_eva_state_dict, initialize_lora_eva_weights
@@ -14,7 +17,7 @@ from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.lora.variant_configs import ArrowConfig, BdLoraConfig, KasaConfig, MontecloraConfig, VeloraConfig
-from peft.utils.peft_types import register_peft_method
+from peft.utils.reference_paths import reference_path_attribute
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = [
@@ -51,7 +54,7 @@ __all__ = [
 register_peft_method(name="lora", config_cls=LoraConfig, model_cls=LoraModel, is_mixed_compatible=True)
 
 # per-backend LoRA classes of earlier versions: every backend now uses the ordinary layers
-__getattr__ = deprecated_aliases(
+_deprecated_alias = deprecated_aliases(
     __name__,
     dict.fromkeys(
         (
@@ -69,3 +72,9 @@ __getattr__ = deprecated_aliases(
         ("peft.tuners.lora.layer", "Linear"),
     ),
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_arrow_model":  # it builds a PeftModel, a layer above the methods
+        return reference_path_attribute(__name__, name, {name: "peft.arrow_model"})
+    return _deprecated_alias(name)

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from peft.tuners.alora_offsets import current_alora_offsets
-from peft.tuners.lora.layer import AdditiveLoraVariant, LoraLayer, register_lora_variant
+from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant
 from peft.tuners.tuners_layer import MixedBatch, current_mixed_batch
 
 
@@ -40,9 +41,9 @@ class ALoraVariant(AdditiveLoraVariant):
         offsets = current_alora_offsets()
         if offsets is not None and module.training and torch.is_grad_enabled():
             # activation checkpointing recomputes this forward in the backward pass, outside the call's context
-            module.__dict__["_alora_training_offsets"] = offsets
+            module._alora_training_offsets = offsets
         elif offsets is None and module.training and torch.is_grad_enabled():
-            offsets = module.__dict__.get("_alora_training_offsets")
+            offsets = getattr(module, "_alora_training_offsets", None)
         rows = None
         batch = current_mixed_batch()
         if batch is not None:  # this call sees only the rows of this adapter

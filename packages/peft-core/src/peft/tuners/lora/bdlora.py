@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import AdditiveLoraVariant, LoraLayer, register_lora_variant
+from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant
 from peft.tuners.lora.variant_configs import BdLoraConfig
-from peft.tuners.tuners_layer import store_adapter_module
+from peft.utils.torch_internals import store_submodule
 
 
 class BlockDiagonalLinear(nn.Module):
@@ -110,7 +111,7 @@ class BdLoraVariant(AdditiveLoraVariant):
             else:
                 factor.weight.zero_()
         factor.requires_grad_(old.weight.requires_grad)
-        store_adapter_module(getattr(module, side), adapter_name, factor)
+        store_submodule(getattr(module, side), adapter_name, factor)
 
     @staticmethod
     def update(module: LoraLayer, adapter_name: str, x: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,11 @@
-"""``LoraConfig``: the settings of a LoRA adapter (REQUIREMENTS METHOD-LORA-1)."""
+"""``LoraConfig``: the settings of a LoRA adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners.lora.init_configs import CordaConfig, EvaConfig, LoraGAConfig, check_lora_init_settings
 from peft.tuners.lora.variant_configs import (
     ArrowConfig,
@@ -15,7 +15,6 @@ from peft.tuners.lora.variant_configs import (
     VeloraConfig,
     as_variant_config,
 )
-from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
 __all__ = [
@@ -82,26 +81,23 @@ class LoraRuntimeConfig:
 
 
 @dataclass
-class LoraConfig(PeftConfig):
+class LoraConfig(TargetingConfig):
     """Configuration of a LoRA adapter: ``W x + (lora_alpha / r) * B A x``.
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         r: rank of the update (``A`` is ``r x in_features``, ``B`` is ``out_features x r``).
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         lora_alpha: scaling numerator; the update is scaled by ``lora_alpha / r`` (``/ sqrt(r)`` with rsLoRA).
         lora_dropout: dropout on the adapter's input.
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"lora_only"``.
         use_rslora: scale by ``lora_alpha / sqrt(r)`` (rank-stabilised LoRA).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_lora_weights: ``True`` (A Kaiming-uniform, B zero: identity at start), ``False`` (both random: for
             tests), ``"gaussian"`` (A normal with std ``1/r``, B zero), or a decomposition-based start:
             ``"pissa"``, ``"pissa_niter_<n>"``, ``"olora"``, ``"corda"``, ``"lora_ga"``, ``"eva"``, ``"orthogonal"``,
             ``"mica"`` (see ``peft.tuners.lora.init_configs``).
         eva_config / corda_config / lora_ga_config: settings of the ``"eva"`` / ``"corda"`` / ``"lora_ga"`` inits.
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         rank_pattern / alpha_pattern: per-module ``r`` / ``lora_alpha`` by name or regex (suffix match, ``$``
             implied, ``^`` anchors at the start).
         use_dora: weight-decomposed LoRA (DoRA): a learned magnitude per output feature.
@@ -117,24 +113,19 @@ class LoraConfig(PeftConfig):
         arrow_config: Arrow routing settings (``ArrowConfig``), set up by ``create_arrow_model``.
         ensure_weight_tying: keep adapters of tied input/output embeddings tied: a ``modules_to_save`` copy of the
             embedding is shared by the tied output layer, LoRA on either one adapts the embedding and the output
-            layer reuses it transposed (see ``peft.tuners._tying``).
+            layer reuses it transposed (see ``peft.auxiliary.tying``).
 
     Example:
         >>> config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     """
 
     r: int = field(default=8, metadata={"help": "LoRA attention dimension (the rank)."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     lora_alpha: float = field(default=8, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: Literal["none", "all", "lora_only"] = field(default="none", metadata={"help": "Bias type for LoRA."})
     use_rslora: bool = field(default=False, metadata={"help": "Use rank-stabilised scaling alpha/sqrt(r)."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_lora_weights: bool | str = field(default=True, metadata={"help": "How to initialise the LoRA weights."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     rank_pattern: dict[str, int] = field(default_factory=dict, metadata={"help": "Per-module ranks."})
     alpha_pattern: dict[str, float] = field(default_factory=dict, metadata={"help": "Per-module alphas."})
     megatron_config: dict | None = field(default=None, metadata={"help": "Megatron parallel-linear config."})
@@ -173,7 +164,6 @@ class LoraConfig(PeftConfig):
     }
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.LORA
         super().__post_init__()
         if isinstance(self.runtime_config, dict):
             self.runtime_config = LoraRuntimeConfig(**self.runtime_config)

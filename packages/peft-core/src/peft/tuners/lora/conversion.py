@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from peft.auxiliary import ModulesToSaveWrapper
 from peft.tuners._targeting import is_transformers_conv1d
 from peft.tuners.lora.config import LoraConfig
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.files import SAFETENSORS_WEIGHTS_NAME, atomic_write
-from peft.utils.other import ModulesToSaveWrapper
 from peft.utils.warnings import warn
 
 _PREFIX = "base_model.model."

@@ -100,7 +100,8 @@ def preprocess_corda(
     if settings.prune_temporary_fields:
         for _, module in targets:
             for field in _TEMPORARY_FIELDS:
-                module.__dict__.pop(field, None)
+                if hasattr(module, field):
+                    delattr(module, field)
     if settings.cache_file is not None:
         cache = {}
         for name, module in targets:

@@ -8,14 +8,17 @@ any quantization backend.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import Embedding, LoraLayer, LoraVariant, register_lora_variant
+from peft.tuners.lora.variant import LoraVariant, register_lora_variant
 from peft.tuners.tuners_layer import HALF_PRECISION
 from peft.utils.distributed import full_shape, is_zero3_partitioned, read_whole
+
+if TYPE_CHECKING:
+    from peft.tuners.lora.layer import LoraLayer
 
 
 class DoraMagnitude(nn.Module):
@@ -36,7 +39,7 @@ class DoraMagnitude(nn.Module):
 
 def _oriented(module: LoraLayer, weight: torch.Tensor) -> torch.Tensor:
     """``weight`` with the magnitude's features first: ``(out, in)``, ``(dim, vocab)`` or ``(out, in, *kernel)``."""
-    if isinstance(module, Embedding) or getattr(module, "fan_in_fan_out", False):
+    if module.is_embedding or module.fan_in_fan_out:
         return weight.T
     return weight
 
@@ -162,7 +165,7 @@ class DoraVariant(LoraVariant):
         _, norm = _combined_and_norm(module, active_adapter)
         scale = module.lora_magnitude_vector[active_adapter](norm)
         scaling = module.scaling[active_adapter]
-        if isinstance(module, Embedding):
+        if module.is_embedding:
             after_a = module._embed(x, module.lora_embedding_A[active_adapter].T)
             update = (after_a @ module.lora_embedding_B[active_adapter].T) * scaling
             return (scale * (result + update.to(result.dtype))).to(result.dtype)

@@ -457,7 +457,7 @@ def _load_eva_state_dict(model: nn.Module, eva_state_dict: dict[str, torch.Tenso
         if not isinstance(module, LoraLayer) or adapter_name not in module.lora_A:
             others.append(short_name)
             continue
-        kwargs = LoraModel._layer_kwargs(config, short_name)
+        kwargs = LoraModel.config_layer_kwargs(config, short_name)
         rank, alpha = kwargs["r"], kwargs["lora_alpha"]
         components = eva_state_dict.pop(name, eva_state_dict.pop(short_name, None))
         if components is None:

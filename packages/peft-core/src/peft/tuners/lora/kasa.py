@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import AdditiveLoraVariant, LoraLayer, register_lora_variant
+from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant, variant_state
 
 
 def truncate_base_weight(module: LoraLayer, r: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,7 +39,7 @@ def truncate_base_weight(module: LoraLayer, r: int) -> tuple[torch.Tensor, torch
 
 def _apply_pending_truncation(module: LoraLayer, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Run the truncation deferred at creation (meta device), if it is still pending; its dropped factors, or None."""
-    pending = module.__dict__.get("_kasa_pending_truncation")
+    pending = getattr(module, "_kasa_pending_truncation", None)
     if not pending or adapter_name not in pending:
         return None
     diag = module.lora_diag[adapter_name]
@@ -68,7 +69,7 @@ class KasaVariant(AdditiveLoraVariant):
         diag = torch.empty(r, device=weight_a.device, dtype=weight_a.dtype)
         module.lora_diag[adapter_name] = nn.Parameter(diag if diag.device.type == "meta" else diag.normal_())
         if weight_a.device.type == "meta" or module.get_base_layer().weight.device.type == "meta":
-            module.__dict__.setdefault("_kasa_pending_truncation", set()).add(adapter_name)
+            variant_state(module, "_kasa_pending_truncation", set).add(adapter_name)
             return
         truncate_base_weight(module, r)
 

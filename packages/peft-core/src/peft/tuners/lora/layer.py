@@ -1,7 +1,9 @@
 """LoRA layers: ``y = base(x) + (alpha / r) * B(A(dropout(x)))`` for each active adapter.
 
 ``A`` maps ``in_features -> r`` and ``B`` maps ``r -> out_features``; with the default init ``B = 0``, so a new
-adapter leaves the output unchanged. Variants (DoRA) change the formula through ``LoraVariant``.
+adapter leaves the output unchanged. Variants (DoRA) change the formula through ``LoraVariant``. Every layer type
+is built by the same constructor (``BaseTunerLayer``'s: wrap the base layer, create the first adapter with
+``update_layer``); the types differ in the factors they create and in how they apply them.
 """
 
 from __future__ import annotations
@@ -18,111 +20,44 @@ from torch.nn.utils import skip_init
 
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.lora.initialization import lora_initialiser
+from peft.tuners.lora.variant import (
+    AdditiveLoraVariant,
+    LoraVariant,
+    lora_variant_options,
+    register_lora_variant,
+    requested_variant,
+)
 from peft.tuners.tuners_layer import (
     BASE_ADAPTER_NAME,
     HALF_PRECISION,
     BaseTunerLayer,
     LazyAdapterContainer,
     MixedBatch,
-    forward_unobserved,
+)
+from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.torch_internals import (
+    forward_is_hooked,
+    new_linear,
     new_module,
-    store_adapter_module,
+    set_plain_attributes,
+    set_submodules,
+    store_submodule,
 )
 from peft.utils.warnings import warn
 
-
-def linear_factor(
-    in_features: int,
-    out_features: int,
-    bias: bool,
-    device: torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> nn.Linear:
-    """An ``nn.Linear`` with uninitialised tensors, for a LoRA factor that ``reset_lora_parameters`` initialises:
-    ``nn.Linear.__init__`` would draw random weights only to have them replaced, at 5x the cost of this."""
-    layer = new_module(nn.Linear)
-    layer.__dict__.update(in_features=in_features, out_features=out_features)
-    layer._parameters["weight"] = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
-    layer._parameters["bias"] = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
-    return layer
-
-
-class LoraVariant:
-    """A change to the LoRA formula (e.g. DoRA). Stateless: static methods acting on the layer.
-
-    ``init`` adds the variant's per-adapter state; ``merge_safe``/``unmerge`` return the weight with the adapter
-    merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied. A variant whose effect
-    is an added update may define ``update(module, adapter_name, x)`` (then mixed batches use it) and
-    ``delta_weight(module, adapter_name)`` (the dense update, for merging). ``check`` refuses a layer the variant
-    cannot adapt, before anything is created; ``mergeable = False`` refuses merging (saying ``merge_refusal``).
-    """
-
-    mergeable: ClassVar[bool] = True
-    merge_refusal: ClassVar[str] = "This LoRA variant cannot be merged."  # why, when not mergeable
-
-    @staticmethod
-    def check(module: LoraLayer, **kwargs: Any) -> None:
-        """Raise a ``ValueError`` if this variant cannot be applied to ``module`` with these options."""
-
-    @staticmethod
-    def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
-        orig_weight.data = LoraVariant.merge_safe(module, active_adapter, orig_weight)
-
-    @staticmethod
-    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class AdditiveLoraVariant(LoraVariant):
-    """A variant that adds ``update(module, adapter, x)`` to the base output and merges as ``W + delta``: the
-    variant's ``delta_weight(module, adapter)`` if it defines one, plain LoRA's ``s * B A`` otherwise."""
-
-    @staticmethod
-    def update(module: LoraLayer, adapter_name: str, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @classmethod
-    def forward(cls, module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        return result + cls.update(module, active_adapter, x).to(result.dtype)
-
-    @classmethod
-    def merge_safe(cls, module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        return orig_weight + module.get_delta_weight(active_adapter).to(orig_weight.dtype)
-
-    @classmethod
-    def merge_unsafe(cls, module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
-        orig_weight.data = cls.merge_safe(module, active_adapter, orig_weight)
-
-    @classmethod
-    def unmerge(cls, module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        return orig_weight - module.get_delta_weight(active_adapter).to(orig_weight.dtype)
-
-
-# LoraConfig option -> (variant, names of the LoRA layer classes it supports); filled by the variants' modules
-_LORA_VARIANTS: dict[str, tuple[type[LoraVariant], tuple[str, ...]]] = {}
-
-
-def register_lora_variant(option: str, variant: type[LoraVariant], layer_types: Sequence[str]) -> None:
-    """Make the ``LoraConfig`` option ``option`` (when set) select ``variant`` on LoRA layers whose class (or a base
-    class) is named in ``layer_types``."""
-    _LORA_VARIANTS[option] = (variant, tuple(layer_types))
-
-
-def lora_variant_options() -> list[str]:
-    """The ``LoraConfig`` options that select a LoRA variant."""
-    return sorted(_LORA_VARIANTS)
+__all__ = [
+    "AdditiveLoraVariant",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "Embedding",
+    "Linear",
+    "LoraLayer",
+    "LoraVariant",
+    "is_lora_layer",
+    "lora_variant_options",
+    "register_lora_variant",
+]
 
 
 class LoraLayer(BaseTunerLayer):
@@ -139,6 +74,12 @@ class LoraLayer(BaseTunerLayer):
     )
     other_param_names = ("r", "lora_alpha", "scaling", "lora_dropout", "lora_velora_embed")
     adapter_buffer_names = ("lora_velora_embed",)  # VeLoRA's projection vectors: saved, never trained
+    repr_prefix = "lora"
+    # LoRA-wide code (injection updates, hotswap, weighted adapters) may treat the layer as holding plain LoRA factors;
+    # AdaLoRA's layers, LoRA layers in SVD form, say False
+    holds_plain_lora_factors: ClassVar[bool] = True
+    # the base weight is stored (in, out) whatever fan_in_fan_out says (nn.Embedding: (vocab, dim))
+    is_embedding: ClassVar[bool] = False
     # the reference checkpoint format stores the DoRA magnitude without the ".weight" of its module
     _file_key_aliases = {"lora_magnitude_vector.weight": "lora_magnitude_vector"}
     lora_embedding_A = LazyAdapterContainer(nn.ParameterDict)
@@ -148,16 +89,17 @@ class LoraLayer(BaseTunerLayer):
     lora_monteclora_sampler = LazyAdapterContainer(nn.ModuleDict)  # MonteCLoRA's variational parameters
     lora_velora_embed = LazyAdapterContainer(functools.partial(BufferDict, persistent=True))
 
-    def _init_lora_layer(self, base_layer: nn.Module, ephemeral_gpu_offload: bool = False, **kwargs: Any) -> None:
-        self._init_tuner_layer(base_layer)
-        # written straight into the module's tables: nn.Module.__init__/__setattr__ cost more than the rest of a
-        # LoRA layer when thousands are created, and a fresh layer has nothing __setattr__ would need to clean up
-        self._modules.update(
+    def _init_adapter_state(self) -> None:
+        # through peft.utils.torch_internals: nn.Module.__init__/__setattr__ cost more than the rest of a LoRA layer
+        # when thousands are created
+        set_submodules(
+            self,
             lora_dropout=new_module(nn.ModuleDict),
             lora_A=new_module(nn.ModuleDict),
             lora_B=new_module(nn.ModuleDict),
         )
-        self.__dict__.update(
+        set_plain_attributes(
+            self,
             r={},
             lora_alpha={},
             scaling={},
@@ -165,8 +107,7 @@ class LoraLayer(BaseTunerLayer):
             use_rslora={},
             lora_bias={},
             lora_variant={},
-            ephemeral_gpu_offload=ephemeral_gpu_offload,
-            fan_in_fan_out=False,
+            ephemeral_gpu_offload=False,
         )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
@@ -179,23 +120,24 @@ class LoraLayer(BaseTunerLayer):
         Raises:
             ValueError: several variants are requested, or this layer type does not support the requested one.
         """
-        requested = [name for name in sorted(_LORA_VARIANTS) if options.get(name)]
-        if not requested:
+        requested = requested_variant(options)
+        if requested is None:
             return None
-        if len(requested) > 1:
+        option, variant, layer_types = requested
+        if {cls.__name__ for cls in type(self).__mro__}.isdisjoint(layer_types):
             raise ValueError(
-                f"The LoRA variants {requested} cannot be combined in one adapter; set only one of "
-                f"{lora_variant_options()}."
-            )
-        variant, layer_types = _LORA_VARIANTS[requested[0]]
-        own_types = {cls.__name__ for cls in type(self).__mro__}
-        if own_types.isdisjoint(layer_types):
-            raise ValueError(
-                f"{requested[0]} is not supported on {type(self).__name__} layers (LoRA on "
+                f"{option} is not supported on {type(self).__name__} layers (LoRA on "
                 f"{type(self.get_base_layer()).__name__}); it supports LoRA layers of type {list(layer_types)}."
             )
         variant.check(self, **options)
         return variant
+
+    def _store_rank(self, adapter_name: str, r: int, lora_alpha: float, lora_dropout: float) -> None:
+        """Keep the adapter's rank, alpha and input dropout (``nn.Identity`` for 0)."""
+        self.r[adapter_name] = r
+        self.lora_alpha[adapter_name] = lora_alpha
+        dropout = nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity)
+        store_submodule(self.lora_dropout, adapter_name, dropout)
 
     def update_layer(
         self,
@@ -207,24 +149,30 @@ class LoraLayer(BaseTunerLayer):
         use_rslora: bool = False,
         use_dora: bool = False,
         lora_bias: bool = False,
+        ephemeral_gpu_offload: bool | None = None,
+        fan_in_fan_out: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer."""
+        """Create (or replace) adapter ``adapter_name`` on this layer.
+
+        ``ephemeral_gpu_offload`` and ``fan_in_fan_out`` are settings of the layer, not of the adapter: when given,
+        they replace the layer's (``fan_in_fan_out`` defaults to what the base layer's type says).
+        """
+        if ephemeral_gpu_offload is not None and ephemeral_gpu_offload != self.ephemeral_gpu_offload:
+            set_plain_attributes(self, ephemeral_gpu_offload=ephemeral_gpu_offload)
+        if fan_in_fan_out is not None:
+            set_plain_attributes(self, fan_in_fan_out=fan_in_fan_out)
         if r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
         variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
+        if lora_bias and self.is_embedding:
+            raise ValueError("lora_bias=True is not supported for Embedding (LoRA on nn.Embedding has no bias).")
         if lora_bias and getattr(self.get_base_layer(), "bias", None) is None:
             warn(
                 f"`lora_bias=True` was passed but the targeted layer of type {type(self.get_base_layer()).__name__} "
                 "has no bias. This means that merging LoRA weights won't be possible."
             )
-        self.r[adapter_name] = r
-        self.lora_alpha[adapter_name] = lora_alpha
-        store_adapter_module(
-            self.lora_dropout,
-            adapter_name,
-            nn.Dropout(p=lora_dropout) if lora_dropout > 0.0 else new_module(nn.Identity),
-        )
+        self._store_rank(adapter_name, r, lora_alpha, lora_dropout)
         self._create_adapter_weights(adapter_name, r, lora_bias, **self._factory_kwargs())
         self.use_rslora[adapter_name] = use_rslora
         self.scaling[adapter_name] = self._default_scaling(adapter_name)
@@ -257,7 +205,7 @@ class LoraLayer(BaseTunerLayer):
                 if init_lora_weights == "gaussian":
                     weight_a.normal_(0, 1 / self.r[adapter_name])
                 else:  # Kaiming-uniform with a=sqrt(5), torch's default for Linear and Conv: bound 1/sqrt(fan_in)
-                    bound = 1 / math.sqrt(weight_a[0].numel())
+                    bound = 1 / math.sqrt(math.prod(weight_a.shape[1:]))
                     weight_a.uniform_(-bound, bound)
                 lora_b.weight.zero_()
                 if lora_b.bias is not None:
@@ -343,7 +291,7 @@ class LoraLayer(BaseTunerLayer):
         they run, so those are read by calling them: a layer's output for the identity is its weight transposed, plus
         the bias (its output for zeros)."""
         lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
-        if all(type(f) is nn.Linear and forward_unobserved(f) for f in (lora_a, lora_b)):
+        if all(type(f) is nn.Linear and not forward_is_hooked(f) for f in (lora_a, lora_b)):
             return lora_a.weight, lora_b.weight
         options = {"dtype": lora_a.weight.dtype, "device": lora_a.weight.device}
         weight_a = lora_a(torch.eye(self.in_features, **options)).T
@@ -361,39 +309,35 @@ class LoraLayer(BaseTunerLayer):
             weight_a, weight_b = weight_a.float(), weight_b.float()
         return (weight_b @ weight_a * self.scaling[adapter_name]).to(dtype)
 
+    # forward ---------------------------------------------------------------------------------------------------
+    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        variant = self.lora_variant.get(adapter_name)
+        if variant is not None:
+            return variant.forward(self, adapter_name, x, result)
+        return super()._adapter_output(x, result, adapter_name)
+
+    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """``scaling * B(A(dropout(x)))``, or the update of the adapter's variant (mixed batches never include DoRA
+        adapters)."""
+        variant = self.lora_variant.get(adapter_name)
+        if variant is not None and hasattr(variant, "update"):
+            return variant.update(self, adapter_name, x)
+        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
+        x = self._cast_input_dtype(x, lora_a.weight.dtype)
+        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
+
 
 class Linear(LoraLayer, nn.Module):
-    """LoRA on ``nn.Linear`` (and transformers' ``Conv1D`` with ``fan_in_fan_out=True``)."""
+    """LoRA on ``nn.Linear`` (and transformers' ``Conv1D``, whose weight is stored ``(in, out)``)."""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        r: int = 0,
-        lora_alpha: int = 1,
-        lora_dropout: float = 0.0,
-        fan_in_fan_out: bool = False,
-        is_target_conv_1d_layer: bool = False,
-        init_lora_weights: bool | str = True,
-        use_rslora: bool = False,
-        use_dora: bool = False,
-        lora_bias: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        self.__dict__.update(
-            fan_in_fan_out=fan_in_fan_out,
-            is_target_conv_1d_layer=is_target_conv_1d_layer,
-            _active_adapter=adapter_name,
-        )
-        self.update_layer(
-            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
-        )
+    @property
+    def is_target_conv_1d_layer(self) -> bool:
+        """Whether the base layer is transformers' ``Conv1D`` (its weight stored ``(in, out)``)."""
+        return self.fan_in_fan_out
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        store_adapter_module(self.lora_A, adapter_name, linear_factor(self.in_features, r, False, **factory))
-        store_adapter_module(self.lora_B, adapter_name, linear_factor(r, self.out_features, lora_bias, **factory))
+        store_submodule(self.lora_A, adapter_name, new_linear(self.in_features, r, False, **factory))
+        store_submodule(self.lora_B, adapter_name, new_linear(r, self.out_features, lora_bias, **factory))
 
     def get_delta_weight(self, adapter: str) -> torch.Tensor:
         variant = self.lora_variant.get(adapter)
@@ -411,7 +355,7 @@ class Linear(LoraLayer, nn.Module):
         fusable = (
             isinstance(scaling, float)
             and type(lora_b) is nn.Linear
-            and forward_unobserved(lora_b)
+            and not forward_is_hooked(lora_b)
             and lora_b.weight.dtype == result.dtype
             and isinstance(self.lora_dropout[adapter_name], nn.Identity)
         )
@@ -447,7 +391,7 @@ class Linear(LoraLayer, nn.Module):
             and all(b.bias is None for b in factors_b)
             and all(a.weight.dtype == x.dtype for a in factors_a)
             and not any(n in self.lora_variant for n in names)
-            and all(type(f) is nn.Linear and forward_unobserved(f) for f in factors_a + factors_b)
+            and all(type(f) is nn.Linear and not forward_is_hooked(f) for f in factors_a + factors_b)
         )
         if not stackable:
             return super()._mixed_batch_forward(x, *args, adapter_names=batch, **kwargs)
@@ -463,46 +407,12 @@ class Linear(LoraLayer, nn.Module):
         )
         return out.view(result.shape)
 
-    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``scaling * B(A(dropout(x)))``, or the update of the adapter's variant (mixed batches never include DoRA
-        adapters)."""
-        variant = self.lora_variant.get(adapter_name)
-        if variant is not None and hasattr(variant, "update"):
-            return variant.update(self, adapter_name, x)
-        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
-        x = self._cast_input_dtype(x, lora_a.weight.dtype)
-        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
-
 
 class Embedding(LoraLayer, nn.Module):
     """LoRA on ``nn.Embedding``: the update's rows are looked up from ``A`` and projected by ``B``."""
 
     _primary_adapter_layer_name = "lora_embedding_A"
-
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        r: int = 0,
-        lora_alpha: int = 1,
-        lora_dropout: float = 0.0,
-        init_lora_weights: bool | str = True,
-        use_rslora: bool = False,
-        use_dora: bool = False,
-        lora_bias: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        if lora_bias:
-            raise ValueError("lora_bias=True is not supported for Embedding (LoRA on nn.Embedding has no bias).")
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        self._active_adapter = adapter_name
-        self.update_layer(
-            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
-        )
+    is_embedding = True
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
         self.lora_embedding_A[adapter_name] = nn.Parameter(torch.randn(r, self.in_features, **factory))
@@ -524,12 +434,6 @@ class Embedding(LoraLayer, nn.Module):
             sparse=base.sparse,
         )
 
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        variant = self.lora_variant.get(adapter_name)
-        if variant is not None:
-            return variant.forward(self, adapter_name, x, result)
-        return super()._adapter_output(x, result, adapter_name)
-
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``scaling * B`` applied to the rows of ``A`` looked up by ``x`` (times the base's ``embed_scale``)."""
         after_a = self._embed(x, self.lora_embedding_A[adapter_name].T)
@@ -539,43 +443,23 @@ class Embedding(LoraLayer, nn.Module):
             update = update * torch.as_tensor(embed_scale, dtype=update.dtype, device=update.device)
         return update
 
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
-
 
 class _ConvNd(LoraLayer, nn.Module):
     """LoRA on ``nn.Conv1d/2d/3d``: ``A`` is a conv with the base kernel, ``B`` a 1x1 conv."""
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        r: int = 0,
-        lora_alpha: int = 1,
-        lora_dropout: float = 0.0,
-        init_lora_weights: bool | str = True,
-        use_rslora: bool = False,
-        use_dora: bool = False,
-        lora_bias: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        if base_layer.groups > 1:
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
+        if self.get_base_layer().groups > 1:
             warn("LoRA adapter added to ConvNd layer with groups > 1. Merging is not supported.")
-        if r % base_layer.groups != 0:
-            raise ValueError(
-                f"Targeting a {type(base_layer).__name__} with groups={base_layer.groups} and rank {r}. Currently, "
-                "support is limited to conv layers where the rank is divisible by groups. Either choose a different "
-                "rank or do not target this specific layer."
-            )
-        self._active_adapter = adapter_name
-        self.update_layer(
-            adapter_name, r, lora_alpha, lora_dropout, init_lora_weights, use_rslora, use_dora, lora_bias, **kwargs
-        )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
         base = self.get_base_layer()
+        if r % base.groups != 0:
+            raise ValueError(
+                f"Targeting a {type(base).__name__} with groups={base.groups} and rank {r}. Currently, support is "
+                "limited to conv layers where the rank is divisible by groups. Either choose a different rank or do "
+                "not target this specific layer."
+            )
         conv_cls = type(base) if type(base) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) else _CONV_BY_DIM[base.weight.dim()]
         ones = (1,) * (base.weight.dim() - 2)
         # uninitialised, like the Linear factors: reset_lora_parameters draws each factor once
@@ -623,21 +507,6 @@ class _ConvNd(LoraLayer, nn.Module):
             dense[rows, group * in_per_group : (group + 1) * in_per_group] = block
         return dense
 
-    def _adapter_output(self, x: torch.Tensor, result: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        variant = self.lora_variant.get(adapter_name)
-        if variant is not None:
-            return variant.forward(self, adapter_name, x, result)
-        return super()._adapter_output(x, result, adapter_name)
-
-    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``scaling * B(A(dropout(x)))`` (plain LoRA; mixed batches never include DoRA adapters)."""
-        lora_a, lora_b = self.lora_A[adapter_name], self.lora_B[adapter_name]
-        x = self._cast_input_dtype(x, lora_a.weight.dtype)
-        return lora_b(lora_a(self.lora_dropout[adapter_name](x))) * self.scaling[adapter_name]
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
-
 
 class Conv1d(_ConvNd):
     """LoRA on ``nn.Conv1d``."""
@@ -656,22 +525,11 @@ _CONV_BY_DIM = {3: nn.Conv1d, 4: nn.Conv2d, 5: nn.Conv3d}
 
 def is_lora_layer(module: object) -> bool:
     """Whether LoRA-wide code (injection updates, hotswap) may treat ``module`` as a LoRA layer: AdaLoRA's SVD layers
-    subclass ``LoraLayer`` but hold differently shaped factors and are left to AdaLoRA (METHOD-ADALORA-4)."""
-    if not isinstance(module, LoraLayer):
-        return False
-    from peft.tuners.adalora.layer import AdaLoraLayer
-
-    return not isinstance(module, AdaLoraLayer)
+    subclass ``LoraLayer`` but hold differently shaped factors and are left to AdaLoRA."""
+    return isinstance(module, LoraLayer) and module.holds_plain_lora_factors
 
 
 def __getattr__(name: str) -> Any:
     # LoRA layers the reference defines in this module; here they have their own modules, which import this one
-    if name == "ParamWrapper":
-        from peft.tuners.lora.param_wrapper import ParamWrapper
-
-        return ParamWrapper
-    if name == "MultiheadAttention":
-        from peft.tuners.lora.mha import MultiheadAttention
-
-        return MultiheadAttention
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    homes = {"ParamWrapper": "peft.tuners.lora.param_wrapper", "MultiheadAttention": "peft.tuners.lora.mha"}
+    return reference_path_attribute(__name__, name, homes)

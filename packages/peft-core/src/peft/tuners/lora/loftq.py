@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from peft.tuners.lora.config import check_loftq_config
+from peft.tuners._validation import check_positive_int
+from peft.tuners.lora.config import LOFTQ_BITS, check_loftq_config
 from peft.tuners.tuners_layer import BaseTunerLayer
 
 
@@ -59,6 +60,25 @@ def loftq_decomposition(
         if step + 1 < iterations:
             target = weight - scaling * lora_b @ lora_a
     return quantized, lora_a, lora_b
+
+
+def loftq_init(
+    weight: torch.Tensor, num_bits: int, reduced_rank: int, num_iter: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LoftQ on one ``(out, in)`` float weight: ``(Q, lora_A, lora_B)`` after ``num_iter`` alternating steps, with
+    ``Q`` the weight quantized to ``num_bits`` bits (NF4 without double quantization, or bitsandbytes int8) and
+    dequantized, in ``weight``'s dtype and device, and ``lora_B @ lora_A`` (float32, ``reduced_rank``) the best
+    low-rank approximation of what quantization lost. Needs bitsandbytes; runs on ``weight``'s device.
+
+    Raises:
+        ValueError: for ``num_bits`` other than 4 or 8, or a non-positive ``reduced_rank`` or ``num_iter``.
+    """
+    if num_bits not in LOFTQ_BITS:
+        raise ValueError(f"num_bits={num_bits!r} is not supported; valid: {list(LOFTQ_BITS)}.")
+    check_positive_int("reduced_rank", reduced_rank)
+    check_positive_int("num_iter", num_iter)
+    quantized, lora_a, lora_b = loftq_decomposition(weight.detach(), num_bits, reduced_rank, num_iter)
+    return quantized.to(device=weight.device, dtype=weight.dtype), lora_a, lora_b
 
 
 def init_loftq(layer: nn.Module, adapter_name: str, loftq_config: dict) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import Linear, LoraLayer, linear_factor
-from peft.tuners.tuners_layer import call_with_tensors
+from peft.tuners.lora.layer import Linear, LoraLayer
+from peft.utils.torch_internals import call_with_tensors, new_linear
 
 
 class _OutProjLinear(Linear):
@@ -36,16 +36,6 @@ class _OutProjLinear(Linear):
 class MultiheadAttention(LoraLayer, nn.Module):
     """LoRA on ``nn.MultiheadAttention`` with equal query/key/value sizes."""
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, r: int = 0, lora_alpha: int = 1, **kwargs: Any):
-        if not getattr(base_layer, "_qkv_same_embed_dim", True):
-            raise ValueError(f"Only same embed for query/key/value is supported as of now for {type(self).__name__}.")
-        if kwargs.get("use_dora"):
-            raise ValueError(f"{type(self).__name__} does not support DoRA (yet), please set use_dora to False")
-        super().__init__()
-        self._init_lora_layer(base_layer, **kwargs)
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, r, lora_alpha, **kwargs)
-
     @property
     def out_proj(self) -> nn.Module:
         """The base module's out-projection (without its adapter layer), as on ``nn.MultiheadAttention``."""
@@ -56,6 +46,8 @@ class MultiheadAttention(LoraLayer, nn.Module):
         return self.get_base_layer().merge_masks(*args, **kwargs)
 
     def update_layer(self, adapter_name: str, r: int, lora_alpha: float, **kwargs: Any) -> None:
+        if kwargs.get("use_dora"):
+            raise ValueError(f"{type(self).__name__} does not support DoRA (yet), please set use_dora to False")
         base = self.get_base_layer()
         if isinstance(base.out_proj, LoraLayer):
             base.out_proj.update_layer(adapter_name, r, lora_alpha, **kwargs)
@@ -64,8 +56,8 @@ class MultiheadAttention(LoraLayer, nn.Module):
         super().update_layer(adapter_name, r, lora_alpha, **kwargs)
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        self.lora_A[adapter_name] = linear_factor(self.in_features, r, False, **factory)
-        self.lora_B[adapter_name] = linear_factor(r, self.out_features, lora_bias, **factory)
+        self.lora_A[adapter_name] = new_linear(self.in_features, r, False, **factory)
+        self.lora_B[adapter_name] = new_linear(r, self.out_features, lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
         return self.get_base_layer().in_proj_weight.detach()
@@ -137,9 +129,6 @@ class MultiheadAttention(LoraLayer, nn.Module):
         if not weights:
             return base(query, *args, **kwargs)
         return call_with_tensors(base, weights, query, *args, **kwargs)
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
 
 
 def _base_attribute(name: str) -> property:

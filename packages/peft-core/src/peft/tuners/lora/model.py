@@ -1,47 +1,63 @@
-"""``LoraModel``: injects LoRA layers; everything else is the shared ``BaseTuner`` lifecycle."""
+"""``LoraModel``: injects LoRA layers; everything else is the shared ``BaseTuner`` lifecycle.
+
+Beyond the declarative recipe, LoRA adapts raw parameters (``target_parameters``), replicates layers
+(``layer_replication``), ties the adapter of an output layer to its input embedding's (``ensure_weight_tying``) and
+combines adapters (``add_weighted_adapter``).
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
-from peft.config import PeftConfig
-from peft.quantization import is_linear_layer
-from peft.tuners._targeting import fit_fan_in_fan_out, get_pattern_key, is_transformers_conv1d
+from peft.state_dict import get_peft_model_state_dict
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.init_configs import BASE_CHANGING_INITS, init_method
 from peft.tuners.lora.initialization import initialisation_progress
 from peft.tuners.lora.kasa import kasa_regularization
-from peft.tuners.lora.layer import (
-    Conv1d,
-    Conv2d,
-    Conv3d,
-    Embedding,
-    Linear,
-    LoraLayer,
-    is_lora_layer,
-    lora_variant_options,
-)
+from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
-from peft.utils.save_and_load import get_peft_model_state_dict
+from peft.tuners.lora.tied import tie_to_embedding
+from peft.tuners.lora.variant import lora_variant_options
+from peft.tuners.lora.weighted import add_weighted_adapter
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.utils.warnings import warn
-
-_SUPPORTED = "torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, "
-_SUPPORTED += "transformers.pytorch_utils.Conv1D, torch.nn.MultiheadAttention"
 
 
 class LoraModel(BaseTuner):
     """Creates LoRA adapters on a model (see ``LoraConfig``)."""
 
-    prefix: str = "lora_"
     tuner_layer_cls = LoraLayer
-    target_module_mapping: dict[str, list[str]] = {}
+    layers_mapping = {
+        nn.Embedding: Embedding,
+        nn.Conv1d: Conv1d,
+        nn.Conv2d: Conv2d,
+        nn.Conv3d: Conv3d,
+        nn.MultiheadAttention: MultiheadAttention,
+        nn.Linear: Linear,
+        TransformersConv1D: Linear,
+    }
+    layer_options = (
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "init_lora_weights",
+        "use_rslora",
+        "use_dora",
+        "use_qalora",
+        "qalora_group_size",
+        "loftq_config",
+        "lora_bias",
+        "lora_ga_config",
+    )
+    option_patterns = {"r": "rank_pattern", "lora_alpha": "alpha_pattern"}
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         # decomposition-based inits can take minutes on large models: show their progress
@@ -97,41 +113,11 @@ class LoraModel(BaseTuner):
             found.extend((module, name) for name in names if entries is not None and name in entries)
         return found
 
-    def add_weighted_adapter(
-        self,
-        adapters: list[str],
-        weights: list[float],
-        adapter_name: str,
-        combination_type: str = "svd",
-        svd_rank: int | None = None,
-        svd_clamp: float | None = None,
-        svd_full_matrices: bool = True,
-        svd_driver: str | None = None,
-        density: float | None = None,
-        majority_sign_method: str = "total",
-    ) -> None:
-        """Add ``adapter_name``, a weighted combination of ``adapters`` (LIFE-23; see ``peft.tuners.lora.weighted``).
-
-        ``combination_type``: ``svd``, ``linear``, ``cat``, ``ties``, ``ties_svd``, ``dare_linear``, ``dare_ties``,
-        ``dare_linear_svd``, ``dare_ties_svd``, ``magnitude_prune`` or ``magnitude_prune_svd``. Weights may be
-        negative. ``svd_*`` options apply to the SVD types, ``density`` to the pruning types (fraction kept),
-        ``majority_sign_method`` (``"total"``/``"frequency"``) to the TIES types. The new adapter is not activated.
-        """
-        from peft.tuners.lora.weighted import add_weighted_adapter
-
-        add_weighted_adapter(
-            self,
-            adapters,
-            weights,
-            adapter_name,
-            combination_type=combination_type,
-            svd_rank=svd_rank,
-            svd_clamp=svd_clamp,
-            svd_full_matrices=svd_full_matrices,
-            svd_driver=svd_driver,
-            density=density,
-            majority_sign_method=majority_sign_method,
-        )
+    add_weighted_adapter = add_weighted_adapter
+    """``add_weighted_adapter(adapters, weights, adapter_name, combination_type="svd", ...)``: add ``adapter_name``, a
+    weighted combination of ``adapters`` (see ``peft.tuners.lora.weighted``); ``combination_type`` is ``svd``,
+    ``linear``, ``cat``, ``ties``, ``ties_svd``, ``dare_linear``, ``dare_ties``, ``dare_linear_svd``,
+    ``dare_ties_svd``, ``magnitude_prune`` or ``magnitude_prune_svd``."""
 
     @staticmethod
     def _convert_state_dict_for_initial_model(
@@ -158,124 +144,40 @@ class LoraModel(BaseTuner):
         if peft_config.layer_replication:
             replicate_layers(model, peft_config.layer_replication)
 
-    @staticmethod
-    def _layer_kwargs(config: LoraConfig, current_key: str) -> dict[str, Any]:
-        rank_key = get_pattern_key(config.rank_pattern.keys(), current_key)
-        alpha_key = get_pattern_key(config.alpha_pattern.keys(), current_key)
+    @classmethod
+    def config_layer_kwargs(cls, config: LoraConfig, key: str) -> dict[str, Any]:
         return {
-            "r": config.rank_pattern.get(rank_key, config.r),
-            "lora_alpha": config.alpha_pattern.get(alpha_key, config.lora_alpha),
-            "lora_dropout": config.lora_dropout,
-            "fan_in_fan_out": config.fan_in_fan_out,
-            "init_lora_weights": config.init_lora_weights,
-            "use_rslora": config.use_rslora,
-            "use_dora": config.use_dora,
-            "use_qalora": config.use_qalora,
-            "qalora_group_size": config.qalora_group_size,
-            "loftq_config": config.loftq_config,
-            "lora_bias": config.lora_bias,
-            "lora_ga_config": config.lora_ga_config,
+            **super().config_layer_kwargs(config, key),
             "ephemeral_gpu_offload": config.runtime_config.ephemeral_gpu_offload,
-            "target_name": current_key,
+            # variants that treat modules differently by name (BD-LoRA) read it
+            "target_name": key,
             **{option: getattr(config, option) for option in lora_variant_options()},
         }
 
-    def _create_and_replace(
-        self,
-        peft_config: LoraConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: Any,
-    ) -> None:
-        layer_kwargs = self._layer_kwargs(peft_config, current_key)
-        self._create_or_update_layer(peft_config, adapter_name, target, target_name, parent, layer_kwargs)
-
-    def _create_or_update_layer(
-        self,
-        peft_config: LoraConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        layer_kwargs: dict[str, Any],
-    ) -> nn.Module:
-        if is_lora_layer(target) and not isinstance(target, ParamWrapper):
-            target.update_layer(adapter_name, **layer_kwargs)
-            return target
-        new_module = self._create_new_module(peft_config, adapter_name, target, **layer_kwargs)
-        self._replace_module(parent, target_name, new_module, target)
-        return new_module
-
-    def _tie_target(
-        self, model: nn.Module, peft_config: LoraConfig, adapter_name: str, key: str, embedding_name: str
-    ) -> None:
-        """LoRA on ``key`` (an output layer tied to the input embedding) reusing the embedding's LoRA."""
-        from peft.tuners.lora.tied import tie_to_embedding
-        from peft.utils.other import _get_submodules
-
-        embedding = model.get_submodule(embedding_name)
-        parent, target, target_name = _get_submodules(model, key)
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if not isinstance(embedding, Embedding) or adapter_name not in embedding.lora_embedding_A:
+    def _tie_target(self, target: TargetModule, embedding_name: str) -> None:
+        """LoRA on ``target`` (an output layer tied to the input embedding) reusing the embedding's LoRA."""
+        embedding = self.model.get_submodule(embedding_name)
+        if not isinstance(embedding, Embedding) or target.adapter_name not in embedding.lora_embedding_A:
             raise ValueError(
-                f"ensure_weight_tying ties {key!r} to the LoRA of the input embedding {embedding_name!r}, which has "
-                f"none for adapter {adapter_name!r}."
+                f"ensure_weight_tying ties {target.key!r} to the LoRA of the input embedding {embedding_name!r}, "
+                f"which has none for adapter {target.adapter_name!r}."
             )
-        if not isinstance(base, nn.Linear):
+        if not isinstance(target.base_layer, nn.Linear):
             raise ValueError(
                 "ensure_weight_tying can tie LoRA to torch.nn.Linear output layers; "
-                f"{key!r} is a {type(base).__name__}."
+                f"{target.key!r} is a {type(target.base_layer).__name__}."
             )
         # the tied layer has the embedding's rank and alpha; its values come from the embedding
-        layer_kwargs = {**self._layer_kwargs(peft_config, embedding_name), "init_lora_weights": False}
-        layer = self._create_or_update_layer(peft_config, adapter_name, target, target_name, parent, layer_kwargs)
-        tie_to_embedding(layer, embedding, adapter_name)
+        layer_kwargs = self._layer_kwargs(dataclasses.replace(target, key=embedding_name))
+        self._create_and_replace(target, {**layer_kwargs, "init_lora_weights": False})
+        tie_to_embedding(target.module, embedding, target.adapter_name)
 
-    def _create_and_replace_parameter(
-        self,
-        peft_config: LoraConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        parameter_names: list[str],
-    ) -> None:
-        module = target
-        for parameter_name in parameter_names:
-            layer_kwargs = self._layer_kwargs(peft_config, f"{current_key}.{parameter_name}")
-            layer_kwargs.pop("fan_in_fan_out")
-            module = ParamWrapper(module, adapter_name, parameter_name=parameter_name, **layer_kwargs)
-        self._replace_module(parent, target_name, module, target)
-
-    @staticmethod
-    def _create_new_module(config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any) -> nn.Module:
-        """The LoRA layer class for ``target``'s base type (custom modules first), built around ``target``."""
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        for base_cls, layer_cls in (getattr(config, "_custom_modules", None) or {}).items():
-            if isinstance(base, base_cls):
-                return layer_cls(target, adapter_name, **kwargs)
-        if isinstance(base, nn.Embedding):
-            kwargs.pop("fan_in_fan_out", None)
-            return Embedding(target, adapter_name, **kwargs)
-        for conv_cls, layer_cls in ((nn.Conv1d, Conv1d), (nn.Conv2d, Conv2d), (nn.Conv3d, Conv3d)):
-            if isinstance(base, conv_cls):
-                kwargs.pop("fan_in_fan_out", None)
-                return layer_cls(target, adapter_name, **kwargs)
-        if isinstance(base, nn.MultiheadAttention):
-            kwargs.pop("fan_in_fan_out", None)
-            return MultiheadAttention(target, adapter_name, **kwargs)
-        if is_linear_layer(base) or is_transformers_conv1d(base):
-            conv1d = kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(config, base)
-            return Linear(target, adapter_name, is_target_conv_1d_layer=conv1d, **kwargs)
-        raise ValueError(
-            f"Target module {base} is not supported. Currently, only the following modules are supported: "
-            f"{_SUPPORTED}."
-            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
-        )
+    def _create_and_replace_parameter(self, target: TargetModule) -> None:
+        module = target.module
+        for parameter_name in target.parameter_names:
+            layer_kwargs = self._layer_kwargs(dataclasses.replace(target, key=f"{target.key}.{parameter_name}"))
+            module = ParamWrapper(module, target.adapter_name, parameter_name=parameter_name, **layer_kwargs)
+        target.replace(module)
 
 
 _CONVERSION_GUIDES = {

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners.lora.layer import AdditiveLoraVariant, LoraLayer, register_lora_variant
+from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant
 from peft.tuners.lora.variant_configs import MontecloraConfig
 from peft.utils.warnings import warn
 

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import LoraLayer, linear_factor
-from peft.tuners.tuners_layer import base_parameter_path, call_with_tensors
+from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.tuners_layer import base_parameter_path
 from peft.utils.distributed import MERGE_WORKAROUND, check_whole, is_zero3_partitioned, read_whole
+from peft.utils.torch_internals import call_with_tensors, new_linear
 
 
 class ParamWrapper(LoraLayer, nn.Module):
@@ -35,12 +36,17 @@ class ParamWrapper(LoraLayer, nn.Module):
             raise ValueError("lora.ParamWrapper does not support DoRA; set use_dora=False.")
         if kwargs.get("lora_dropout"):
             raise ValueError("lora.ParamWrapper does not support lora_dropout; set lora_dropout=0.")
-        super().__init__()
-        self.parameter_name = parameter_name
-        self._init_lora_layer(base_layer, **kwargs)
-        self.in_features, self.out_features, self.num_experts = self._param_geometry()
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, r, lora_alpha, **kwargs)
+        super().__init__(base_layer, adapter_name, r=r, lora_alpha=lora_alpha, parameter_name=parameter_name, **kwargs)
+
+    def update_layer(
+        self, adapter_name: str, r: int, lora_alpha: float, parameter_name: str | None = None, **kwargs: Any
+    ) -> None:
+        """Create (or replace) the adapter ``adapter_name``; the first call (from the constructor) also says which
+        parameter of the base layer the wrapper adapts."""
+        if parameter_name is not None:
+            self.parameter_name = parameter_name
+            self.in_features, self.out_features, self.num_experts = self._param_geometry()
+        super().update_layer(adapter_name, r, lora_alpha, **kwargs)
 
     def _param(self) -> nn.Parameter:
         return getattr(self.get_base_layer(), self.parameter_name)
@@ -62,8 +68,8 @@ class ParamWrapper(LoraLayer, nn.Module):
         )
 
     def _create_adapter_weights(self, adapter_name: str, r: int, lora_bias: bool, **factory: Any) -> None:
-        self.lora_A[adapter_name] = linear_factor(self.in_features, r * self.num_experts, False, **factory)
-        self.lora_B[adapter_name] = linear_factor(r * self.num_experts, self.out_features, lora_bias, **factory)
+        self.lora_A[adapter_name] = new_linear(self.in_features, r * self.num_experts, False, **factory)
+        self.lora_B[adapter_name] = new_linear(r * self.num_experts, self.out_features, lora_bias, **factory)
 
     def get_base_weight(self) -> torch.Tensor:
         return read_whole(self.get_base_layer(), self.parameter_name, lambda: self._param().detach())
@@ -108,9 +114,6 @@ class ParamWrapper(LoraLayer, nn.Module):
             adapted = adapted + self.get_delta_weight(name).to(param.dtype)
         path = base_parameter_path(self, self.parameter_name)
         return call_with_tensors(self.base_layer, {path: adapted}, x, *args, **kwargs)
-
-    def __repr__(self) -> str:
-        return "lora." + super().__repr__()
 
     def extra_repr(self) -> str:
         return ", ".join(filter(None, [f"parameter_name={self.parameter_name!r}", super().extra_repr()]))

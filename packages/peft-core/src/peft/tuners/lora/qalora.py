@@ -10,12 +10,15 @@ by ``P / G``; that is how it merges (through the quantization backend, on any ba
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from peft.tuners.lora.layer import AdditiveLoraVariant, LoraLayer, linear_factor, register_lora_variant
-from peft.tuners.tuners_layer import store_adapter_module
+from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant
+from peft.utils.torch_internals import new_linear, store_submodule
+
+if TYPE_CHECKING:
+    from peft.tuners.lora.layer import LoraLayer
 
 
 class QALoraVariant(AdditiveLoraVariant):
@@ -35,11 +38,11 @@ class QALoraVariant(AdditiveLoraVariant):
                 f"({qalora_group_size})."
             )
         old = module.lora_A[adapter_name]
-        factor = linear_factor(
+        factor = new_linear(
             in_features // qalora_group_size, old.out_features, False, old.weight.device, old.weight.dtype
         )
         factor.reset_parameters()  # Kaiming-uniform over the pooled inputs
-        store_adapter_module(module.lora_A, adapter_name, factor)
+        store_submodule(module.lora_A, adapter_name, factor)
         if "qalora_group_size" not in module.__dict__:
             module.qalora_group_size = {}
         module.qalora_group_size[adapter_name] = qalora_group_size

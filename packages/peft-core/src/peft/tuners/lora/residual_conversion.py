@@ -18,7 +18,7 @@ import torch
 
 from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.init_configs import BASE_CHANGING_INITS, init_method
-from peft.utils.save_and_load import load_peft_weights
+from peft.utils.files import load_peft_weights
 from peft.utils.warnings import warn
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners.lora.layer import Embedding, LoraLayer, LoraVariant
+from peft.tuners.lora.layer import Embedding, LoraLayer
+from peft.tuners.lora.variant import LoraVariant
 
 
 class TiedEmbeddingVariant(LoraVariant):

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from peft.tuners.lora.layer import AdditiveLoraVariant, LoraLayer, register_lora_variant
+from peft.tuners.lora.layer import LoraLayer
+from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant, variant_state
 from peft.tuners.lora.variant_configs import VeloraConfig
 
 
@@ -69,7 +70,7 @@ class VeloraVariant(AdditiveLoraVariant):
         else:
             direction = torch.zeros(group_size, device=weight_a.device, dtype=weight_a.dtype)
         module.lora_velora_embed[adapter_name] = direction
-        state = module.__dict__.setdefault("_velora", {})
+        state = variant_state(module, "_velora", dict)
         state[adapter_name] = {"config": velora_config, "initialized": velora_config.init_type == "random"}
 
     @staticmethod

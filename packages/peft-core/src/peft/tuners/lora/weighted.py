@@ -1,4 +1,4 @@
-"""``add_weighted_adapter``: build a new LoRA adapter from a weighted combination of existing ones (LIFE-23).
+"""``add_weighted_adapter``: build a new LoRA adapter from a weighted combination of existing ones.
 
 Every supported layer stores an adapter as two factors that flatten to matrices ``A`` (``r x n_in``) and ``B``
 (``n_out x r``) with ``delta = scaling * B @ A`` (Linear/Conv1D: ``lora_A``/``lora_B`` weights; Embedding:
@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from peft.auxiliary.wrappers import copy_modules_to_save, modules_to_save_sources
 from peft.tuners.lora.layer import LoraLayer
 from peft.tuners.tuners_layer import HALF_PRECISION
 from peft.utils import merge_utils
-from peft.utils.other import ModulesToSaveWrapper
 from peft.utils.peft_types import PeftType
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def add_weighted_adapter(
     _check_configs(adapters, configs)
     source_layers = _source_layers(tuner.model, adapters)
     _check_layers(source_layers, adapters, combination_type)
-    held_copies = _modules_to_save_sources(tuner.model, adapters)
+    held_copies = modules_to_save_sources(tuner.model, adapters)
 
     new_rank = _new_rank(configs, combination_type, svd_rank)
     tuner.peft_config[adapter_name] = _new_config(configs, new_rank, [name for name, _ in source_layers])
@@ -131,7 +131,7 @@ def add_weighted_adapter(
         for module in tuner.model.modules():
             if isinstance(module, LoraLayer) and _has_adapter(module, adapter_name):
                 _fill_layer(module, adapter_name, adapters, weights, combination_type, new_rank, options)
-        _copy_modules_to_save(tuner.model, adapter_name, held_copies)
+        copy_modules_to_save(tuner.model, adapter_name, held_copies)
     except BaseException:
         if adapter_name in tuner.peft_config:
             tuner.delete_adapter(adapter_name)
@@ -274,31 +274,6 @@ def _check_layers(source_layers: list[tuple[str, LoraLayer]], adapters: list[str
 def _with_nested(layer: LoraLayer) -> list[LoraLayer]:
     """``layer`` and the LoRA layers inside it (e.g. MultiheadAttention's out-projection)."""
     return [module for module in layer.modules() if isinstance(module, LoraLayer)]
-
-
-def _modules_to_save_sources(model: nn.Module, adapters: list[str]) -> dict[int, str]:
-    """For each ``modules_to_save`` wrapper holding a copy of one source adapter: ``id(wrapper) -> that adapter``.
-
-    Raises:
-        ValueError: if several sources hold a copy of the same module (full copies cannot be combined).
-    """
-    sources: dict[int, str] = {}
-    conflicts: list[str] = []
-    for key, module in model.named_modules():
-        if not isinstance(module, ModulesToSaveWrapper) or module.modules_to_save is None:
-            continue
-        holders = [name for name in adapters if name in module.modules_to_save]
-        if len(holders) > 1:
-            conflicts.append(f"{key!r} (held by {holders})")
-        elif holders:
-            sources[id(module)] = holders[0]
-    if conflicts:
-        raise ValueError(
-            "Cannot add a weighted adapter from adapters that each hold a modules_to_save copy of the same module: "
-            f"{', '.join(conflicts)}. Full module copies cannot be combined; remove the module from all but one "
-            "adapter's modules_to_save (or combine other adapters)."
-        )
-    return sources
 
 
 # --------------------------------------------------------------------------------------------------- new adapter
@@ -450,7 +425,7 @@ def _combine(
     deltas = [(b @ a) * float(layer.scaling[name]) for (a, b), (name, _) in zip(factors, present)]
     # merge in the orientation of the base weight (what get_delta_weight returns), so that the random masks of the
     # DARE types are drawn in the same element order as the reference draws them
-    transposed = present[0][0] in layer.lora_embedding_A or bool(getattr(layer, "fan_in_fan_out", False))
+    transposed = layer.is_embedding or layer.fan_in_fan_out
     if transposed:
         deltas = [d.T for d in deltas]
     delta = merge(deltas, torch.tensor([w for _, w in present], device=device), **merge_kwargs).to(dtype)
@@ -472,17 +447,3 @@ def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     low = math.floor(position)
     high = min(low + 1, ordered.numel() - 1)
     return ordered[low] + (position - low) * (ordered[high] - ordered[low])
-
-
-def _copy_modules_to_save(model: nn.Module, adapter_name: str, held_copies: dict[int, str]) -> None:
-    """Give the new adapter the module copy of the one source holding it (instead of a copy of the original)."""
-    for module in model.modules():
-        if not isinstance(module, ModulesToSaveWrapper) or id(module) not in held_copies:
-            continue
-        if module.modules_to_save is None or adapter_name not in module.modules_to_save:
-            continue
-        fresh = module.modules_to_save[adapter_name]
-        trainable = any(p.requires_grad for p in fresh.parameters())
-        inherited = copy.deepcopy(module.modules_to_save[held_copies[id(module)]])
-        inherited.requires_grad_(trainable)
-        module.modules_to_save[adapter_name] = inherited

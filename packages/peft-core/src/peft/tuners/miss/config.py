@@ -1,13 +1,12 @@
-"""``MissConfig``: the settings of a MiSS adapter (REQUIREMENTS METHOD-MISS-1)."""
+"""``MissConfig``: the settings of a MiSS adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_probability
-from peft.utils.peft_types import PeftType
 
 
 def is_init_mode(value: Any, modes: tuple) -> bool:
@@ -34,7 +33,7 @@ def check_fragment_config(owner: str, r: Any, init_weights: Any, valid_init: tup
 
 
 @dataclass
-class MissConfig(PeftConfig):
+class MissConfig(TargetingConfig):
     """Configuration of a MiSS adapter: one trainable fragment ``D`` replicated over the weight (arXiv 2409.15371).
 
     ``init_weights`` picks the variant:
@@ -51,17 +50,14 @@ class MissConfig(PeftConfig):
 
     Every variant except ``False`` starts as the identity (``D = 0``).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
+
     Args:
         r: fragment rank along ``in_features`` (the chunk size); at most ``in_features``.
         miss_dropout: dropout on the input of the update (balance and mini).
         mini_r: fragment width along ``out_features`` for ``init_weights="mini"``.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         init_weights: ``True``, ``"bat"``, ``"mini"`` or ``False`` (see above).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"miss_only"`` (also ``"MiSS_only"``).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
 
     Raises:
         ValueError: for a non-positive ``r`` or ``mini_r``, a ``miss_dropout`` outside ``[0, 1]``, or an unknown
@@ -74,18 +70,12 @@ class MissConfig(PeftConfig):
     r: int = field(default=64, metadata={"help": "Fragment rank along in_features."})
     miss_dropout: float = field(default=0.0, metadata={"help": "MiSS dropout."})
     mini_r: int = field(default=1, metadata={"help": "Fragment width along out_features (init_weights='mini')."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     init_weights: bool | Literal["bat", "mini"] = field(
         default=True, metadata={"help": "True: balance; 'bat': block-affine; 'mini': smaller fragment."}
     )
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     bias: str = field(default="none", metadata={"help": "Bias type for MiSS: 'none', 'all' or 'miss_only'."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.MISS
         super().__post_init__()
         owner = type(self).__name__
         check_fragment_config(owner, self.r, self.init_weights, (True, False, "bat", "mini"), self.bias, "miss")

@@ -55,29 +55,22 @@ class FragmentLayer(BaseTunerLayer):
     """Formula and lifecycle of the MiSS family; ``MissLayer`` and Bone's layer give the state its names.
 
     A subclass sets ``adapter_layer_names`` (the fragment container first), ``other_param_names``, ``_init_modes``
-    and ``_method_name``, creates its containers in ``_init_state`` and exposes them as ``_ranks`` / ``_modes``.
+    and ``_method_name``, and exposes its rank and mode dicts as ``_ranks`` / ``_modes``.
     """
 
     # the init_weights values the method accepts, and its name in warnings
     _init_modes: ClassVar[tuple[bool | str, ...]] = (True, False, "bat")
     _method_name: ClassVar[str] = ""
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         if self.in_features is None or self.out_features is None:
-            raise TypeError(f"{type(self).__name__} does not support base layers of type {type(base_layer)}.")
-        self._init_state()
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
-
-    def _init_state(self) -> None:
-        raise NotImplementedError
+            raise TypeError(f"{type(self).__name__} does not support base layers of type {type(self.base_layer)}.")
+        super()._init_adapter_state()
 
     @property
     def blocks(self) -> nn.ParameterDict:
         """``{adapter name: fragment D}``."""
-        return self._modules[self.adapter_layer_names[0]]
+        return getattr(self, self.adapter_layer_names[0])
 
     @property
     def _ranks(self) -> dict[str, int]:
@@ -217,11 +210,11 @@ class MissLayer(FragmentLayer):
     other_param_names = ("miss_r", "miss_dropout", "miss_mini_r", "miss_fn")
     _init_modes = (True, False, "bat", "mini")
     _method_name = "MiSS"
+    repr_prefix = "miss"
 
-    def _init_state(self) -> None:
-        self.miss_block = nn.ParameterDict()
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
         self.miss_dropout = nn.ModuleDict()
-        self.__dict__.update(miss_r={}, miss_mini_r={}, miss_fn={})
 
     @property
     def _ranks(self) -> dict[str, int]:
@@ -253,9 +246,6 @@ class MissLayer(FragmentLayer):
 
     def _dropout(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         return self.miss_dropout[adapter_name](x)
-
-    def __repr__(self) -> str:
-        return "miss." + super().__repr__()
 
 
 class Linear(MissLayer, nn.Module):

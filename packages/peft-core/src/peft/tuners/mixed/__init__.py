@@ -1,19 +1,18 @@
-"""The reference's module path of the mixed-adapter tuner; thin re-exports of ``peft.mixed_model``, resolved on
-first use (the tuner builds on ``PeftModel``'s module, which is above this package)."""
+"""The reference's module path of the mixed-adapter tuner, whose names live in ``peft.mixed_model`` (a higher layer,
+resolved on first use) and ``peft.registry``."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from peft.utils.reference_paths import reference_path_attribute
 
 __all__ = ["COMPATIBLE_TUNER_TYPES", "MixedModel"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "MixedModel":
-        return importlib.import_module("peft.mixed_model").MixedModel
     if name == "COMPATIBLE_TUNER_TYPES":
-        from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
+        from peft.registry import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
 
         return tuple(sorted(PEFT_TYPE_TO_MIXED_MODEL_MAPPING))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return reference_path_attribute(__name__, name, {"MixedModel": "peft.mixed_model"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from peft.utils.reference_paths import reference_path_attribute
+
 
 def __getattr__(name: str) -> Any:
-    from peft import tuners
-
-    return getattr(tuners.mixed, name)
+    return reference_path_attribute(__name__, name, {"MixedModel": "peft.mixed_model"})

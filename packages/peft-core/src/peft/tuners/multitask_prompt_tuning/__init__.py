@@ -13,9 +13,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from peft.registry import register_peft_method
 from peft.tuners.prompt_tuning import PromptEmbedding, PromptTuningConfig
 from peft.utils.config_fields import NonNegativeInt, PositiveInt
-from peft.utils.peft_types import PeftType, register_peft_method
 
 _SOURCE_INITS = ("AVERAGE_SOURCE_TASKS", "EXACT_SOURCE_TASK", "ONLY_SOURCE_SHARED")
 
@@ -52,7 +52,6 @@ class MultitaskPromptTuningConfig(PromptTuningConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.peft_type = PeftType.MULTITASK_PROMPT_TUNING
         if self.prompt_tuning_init.value in _SOURCE_INITS and not self.prompt_tuning_init_state_dict_path:
             raise ValueError(
                 f"prompt_tuning_init={self.prompt_tuning_init.value!r} needs prompt_tuning_init_state_dict_path."
@@ -73,7 +72,7 @@ class MultitaskPromptEmbedding(PromptEmbedding):
             self._init_from_source(config)
 
     def _init_from_source(self, config: MultitaskPromptTuningConfig) -> None:
-        from peft.utils.save_and_load import load_peft_weights
+        from peft.utils.files import load_peft_weights
 
         source = load_peft_weights(config.prompt_tuning_init_state_dict_path)
         state = {"embedding.weight": source["prompt_embeddings"]}

@@ -1,5 +1,3 @@
-"""The reference's module path of these names; they are defined in the package itself."""
+"""The reference's module path of these names, defined in the package itself."""
 
-from peft.tuners.multitask_prompt_tuning import MultitaskPromptTuningConfig, MultitaskPromptTuningInit
-
-__all__ = ["MultitaskPromptTuningConfig", "MultitaskPromptTuningInit"]
+from peft.tuners.multitask_prompt_tuning import MultitaskPromptTuningConfig, MultitaskPromptTuningInit  # noqa: F401

@@ -1,13 +1,12 @@
-"""``OFTConfig``: the settings of an OFT adapter (REQUIREMENTS METHOD-OFT-1, SAVE-17)."""
+"""``OFTConfig``: the settings of an OFT adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_exactly_one, check_non_negative_int, check_probability
-from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
 # the first version with the current (OFTv2) checkpoint format, and the one that changed Cayley-Neumann
@@ -16,9 +15,11 @@ _CAYLEY_NEUMANN_VERSION = "0.18.0"
 
 
 @dataclass
-class OFTConfig(PeftConfig):
+class OFTConfig(TargetingConfig):
     """Configuration of an OFT adapter: ``y = base(x R)`` with ``R`` block-diagonal orthogonal (Cayley transforms of
     skew-symmetric blocks); merging gives ``W R^T``, which keeps the angles between neurons (hyperspherical energy).
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         r: number of blocks per layer; set either ``r`` or ``oft_block_size`` (the other 0): ``r x oft_block_size``
@@ -28,16 +29,11 @@ class OFTConfig(PeftConfig):
         oft_block_size: size of each block (default 32; more parameters and a denser rotation when larger).
         module_dropout: in training, this fraction of the blocks is replaced by the identity (multiplicative
             dropout).
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
         fan_in_fan_out: kept for compatibility; OFT adapts ``nn.Linear``, ``nn.Conv2d`` and ``nn.Embedding``, never
             ``(in, out)`` weights (set back to False with a warning).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"oft_only"``.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         init_weights: ``True`` (zero skew parameters: the rotation starts as the identity) or ``False`` (random:
             for tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         coft: constrained OFT: before each use, every block's skew matrix is projected into a ball of radius
             ``eps`` (scaled by ``1 / sqrt(number of blocks)``) around zero, i.e. ``R`` stays close to ``I``.
         eps: the radius for ``coft``.
@@ -57,14 +53,9 @@ class OFTConfig(PeftConfig):
     r: int = field(default=0, metadata={"help": "Number of OFT blocks per injected layer."})
     oft_block_size: int = field(default=32, metadata={"help": "OFT block size (r x oft_block_size = in_features)."})
     module_dropout: float = field(default=0.0, metadata={"help": "Fraction of blocks set to identity in training."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: Literal["none", "all", "oft_only"] = field(default="none", metadata={"help": "Bias type for OFT."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     init_weights: bool = field(default=True, metadata={"help": "True: the rotation starts as the identity."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     coft: bool = field(default=False, metadata={"help": "Use constrained OFT."})
     eps: float = field(default=6e-5, metadata={"help": "The radius of constrained OFT."})
     block_share: bool = field(default=False, metadata={"help": "Share one block's parameters across blocks."})
@@ -72,7 +63,6 @@ class OFTConfig(PeftConfig):
     num_cayley_neumann_terms: int = field(default=5, metadata={"help": "Number of Neumann series terms."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.OFT
         super().__post_init__()
         owner = type(self).__name__
         check_non_negative_int(owner, "r", self.r)
@@ -85,7 +75,8 @@ class OFTConfig(PeftConfig):
 
     @classmethod
     def check_kwargs(cls, **kwargs: Any) -> dict[str, Any]:
-        """Refuse a saved config of the pre-0.14 OFT format (SAVE-17) and warn about Cayley-Neumann adapters saved
+        """Refuse a saved config of the pre-0.14 OFT format (its blocks are laid out differently) and warn about
+        Cayley-Neumann adapters saved
         before 0.18 (the series changed then).
 
         Raises:

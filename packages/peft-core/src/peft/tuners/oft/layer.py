@@ -85,17 +85,14 @@ class OFTLayer(OrthogonalLayer):
     """State shared by the OFT layer types (one ``OFTRotationModule`` per adapter, keyed by adapter name, in the
     container ``adapter_layer_names[0]``)."""
 
+    repr_prefix = "oft"
     adapter_layer_names = ("oft_R",)
     other_param_names = ("r", "oft_block_size")
     _method_name = "OFT"
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_orthogonal_layer(base_layer)
-        self._modules[self.adapter_layer_names[0]] = nn.ModuleDict()
-        self.__dict__.update(r={}, oft_block_size={})
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
+    def _init_adapter_state(self) -> None:
+        super()._init_adapter_state()
+        setattr(self, self.adapter_layer_names[0], nn.ModuleDict())
 
     def update_layer(
         self,
@@ -165,7 +162,7 @@ class OFTLayer(OrthogonalLayer):
     @property
     def rotations(self) -> nn.ModuleDict:
         """``{adapter name: OFTRotationModule}`` (``oft_R``, or ``oft_embedding_R`` on embeddings)."""
-        return self._modules[self.adapter_layer_names[0]]
+        return getattr(self, self.adapter_layer_names[0])
 
     def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
         return self.rotations[adapter_name].weight.dtype
@@ -177,9 +174,6 @@ class OFTLayer(OrthogonalLayer):
         """The dense block-diagonal rotation ``R`` of ``adapter_name`` (merging gives ``W R^T``; ``W R`` for an
         embedding)."""
         return self.rotation_matrix(adapter_name)
-
-    def __repr__(self) -> str:
-        return "oft." + super().__repr__()
 
 
 class Linear(OFTLayer, nn.Module):

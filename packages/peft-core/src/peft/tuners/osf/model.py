@@ -11,13 +11,14 @@ from typing import Any
 
 from torch import nn
 
-from peft.tuners._dense_delta import DenseDeltaTuner
-from peft.tuners._targeting import INCLUDE_LINEAR_LAYERS_SHORTHAND
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.osf.config import OSFConfig
 from peft.tuners.osf.layer import Linear, OSFLayer
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
+from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 
 
-class OSFModel(DenseDeltaTuner):
+class OSFModel(BaseTuner):
     """Creates OSF adapters on a model (see ``OSFConfig``; paper: https://huggingface.co/papers/2504.07097).
 
     Example:
@@ -25,9 +26,9 @@ class OSFModel(DenseDeltaTuner):
         >>> model = get_peft_model(model, OSFConfig(effective_rank=0.5, target_modules=["q_proj", "v_proj"]))
     """
 
-    prefix: str = "osf_"
     tuner_layer_cls = OSFLayer
-    layers_mapping = {nn.Linear: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
+    layer_options = ("effective_rank", "init_weights")
 
     def _prepare_adapter_config(self, peft_config: OSFConfig, model_config: dict[str, Any]) -> OSFConfig:
         if (
@@ -37,10 +38,11 @@ class OSFModel(DenseDeltaTuner):
             peft_config.target_modules = INCLUDE_LINEAR_LAYERS_SHORTHAND
         return super()._prepare_adapter_config(peft_config, model_config)
 
-    def _layer_kwargs(self, config: OSFConfig, current_key: str) -> dict[str, Any]:
-        rank = config.effective_rank
-        for pattern, value in (config.rank_pattern or {}).items():
-            if re.search(pattern, current_key):
-                rank = value
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        kwargs = super()._layer_kwargs(target)
+        # the first rank_pattern entry found anywhere in the module's name
+        for pattern, value in (target.config.rank_pattern or {}).items():
+            if re.search(pattern, target.key):
+                kwargs["effective_rank"] = value
                 break
-        return {"effective_rank": rank, "init_weights": config.init_weights}
+        return kwargs

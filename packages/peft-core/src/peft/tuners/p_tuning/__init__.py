@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
+from peft.registry import register_peft_method
 from peft.utils.config_fields import DropoutRate, PositiveInt
-from peft.utils.peft_types import PeftType, register_peft_method
 from peft.utils.warnings import warn
 
 
@@ -44,7 +44,6 @@ class PromptEncoderConfig(PromptLearningConfig):
     encoder_dropout: DropoutRate = field(default=0.0)
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.P_TUNING
         super().__post_init__()
         kind = getattr(self.encoder_reparameterization_type, "value", self.encoder_reparameterization_type)
         valid = [t.value for t in PromptEncoderReparameterizationType]

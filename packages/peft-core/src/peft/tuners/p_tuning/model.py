@@ -1,5 +1,3 @@
-"""The reference's module path of these names; they are defined in the package itself."""
+"""The reference's module path of this name, defined in the package itself."""
 
-from peft.tuners.p_tuning import PromptEncoder
-
-__all__ = ["PromptEncoder"]
+from peft.tuners.p_tuning import PromptEncoder as PromptEncoder

@@ -9,9 +9,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_non_negative_int, check_positive_int
-from peft.utils.peft_types import PeftType
 
 # activations computed by torch itself, under the names transformers' ACT2FN gives them
 _TORCH_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -49,10 +48,12 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 @dataclass
-class PeanutConfig(PeftConfig):
+class PeanutConfig(TargetingConfig):
     """Configuration of a PEANuT adapter (arXiv 2410.01870): a small non-linear network reads the base weight and
     writes its update, ``delta W = scaling * B(f(W^T A^T))^T`` with ``f`` a stack of ``depth`` encoder and decoder
     layers with residual connections between mirrored layers.
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         r: width of the network (like LoRA's rank).
@@ -61,11 +62,6 @@ class PeanutConfig(PeftConfig):
         act_fn: the activation between layers, a name of transformers' ``ACT2FN`` (``"relu"``, ``"gelu"``,
             ``"silu"``, ...).
         scaling: multiplies the update.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         init_weights: ``True`` (``B`` zero: the adapter starts as the identity) or ``False`` (``B`` Kaiming-uniform
             like the others: for tests).
 
@@ -80,15 +76,9 @@ class PeanutConfig(PeftConfig):
     depth: int = field(default=0, metadata={"help": "Hidden encoder/decoder layers between A and B."})
     act_fn: str = field(default="relu", metadata={"help": "Activation, a name of transformers' ACT2FN."})
     scaling: float = field(default=1.0, metadata={"help": "Multiplies the update."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     init_weights: bool = field(default=True, metadata={"help": "True: B zero (identity at start)."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.PEANUT
         super().__post_init__()
         check_positive_int("PeanutConfig.r", self.r)
         check_non_negative_int("PeanutConfig", "depth", self.depth)

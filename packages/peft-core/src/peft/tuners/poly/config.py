@@ -1,29 +1,27 @@
-"""``PolyConfig``: the settings of a Polytropon / Multi-Head Routing adapter (REQUIREMENTS METHOD-POLY-1)."""
+"""``PolyConfig``: the settings of a Polytropon / Multi-Head Routing adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from peft.config import PeftConfig
+from peft.config import BaseTargetingConfig, ExcludeModules, ModulesToSave
 from peft.tuners._validation import check_positive_int
-from peft.utils.peft_types import PeftType
 
 POLY_TYPES = ("poly",)
 
 
 @dataclass
-class PolyConfig(PeftConfig):
+class PolyConfig(ExcludeModules, ModulesToSave, BaseTargetingConfig):
     """Configuration of Polytropon (Poly, arXiv 2202.13914) and Multi-Head Routing (MHR, arXiv 2211.03831): each
     adapted layer holds an inventory of ``n_skills`` low-rank "skills"; a learned router mixes them per task, so
     every forward and generate call takes ``task_ids`` (one task index per input row).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``exclude_modules``, ``modules_to_save``.
+
     Args:
         r: rank of each skill.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True``: the skills' ``B`` factors start at zero (the adapter starts as the identity);
             ``False``: random (for tests).
         poly_type: the router; only ``"poly"`` (a learned task-to-skill table) exists.
@@ -43,9 +41,6 @@ class PolyConfig(PeftConfig):
     """
 
     r: int = field(default=8, metadata={"help": "Rank of each skill."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_weights: bool = field(default=True, metadata={"help": "True: zero B factors (identity at the start)."})
     poly_type: Literal["poly"] = field(default="poly", metadata={"help": 'The router type; only "poly".'})
     n_tasks: int = field(default=1, metadata={"help": "Number of tasks."})
@@ -53,7 +48,6 @@ class PolyConfig(PeftConfig):
     n_splits: int = field(default=1, metadata={"help": "Number of separately routed blocks (MHR when > 1)."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.POLY
         super().__post_init__()
         for name in ("r", "n_tasks", "n_skills", "n_splits"):
             check_positive_int(f"PolyConfig.{name}", getattr(self, name))

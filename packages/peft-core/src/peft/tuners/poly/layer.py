@@ -111,20 +111,16 @@ class PolyLayer(BaseTunerLayer):
     adapter_layer_names = ("poly_lora_A", "poly_lora_B", "poly_router")
     other_param_names = ("r", "n_tasks", "n_skills", "n_splits", "poly_type")
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    repr_prefix = "poly"
+
+    def _init_adapter_state(self) -> None:
         if None in (self.in_features, self.out_features):
             raise TypeError(
                 f"Poly supports linear layers (torch.nn.Linear, transformers Conv1D, quantized linear layers), got "
                 f"{type(self.get_base_layer()).__name__}."
             )
-        self.poly_lora_A = nn.ParameterDict()
-        self.poly_lora_B = nn.ParameterDict()
         self.poly_router = nn.ModuleDict()
-        self.__dict__.update({name: {} for name in self.other_param_names})
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
+        super()._init_adapter_state()
 
     def update_layer(
         self,
@@ -208,9 +204,6 @@ class PolyLayer(BaseTunerLayer):
             f"Poly adapters {adapter_names} cannot be merged: their update depends on the task of each input row "
             "(task_ids), not on the layer alone."
         )
-
-    def __repr__(self) -> str:
-        return "poly." + super().__repr__()
 
 
 class Linear(PolyLayer, nn.Module):

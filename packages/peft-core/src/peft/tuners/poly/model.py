@@ -10,14 +10,9 @@ from typing import Any
 
 from torch import nn
 
-from peft.quantization import resolve_quantization_backend
-from peft.tuners._targeting import is_transformers_conv1d
-from peft.tuners.poly.config import PolyConfig
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.poly.layer import Linear, PolyLayer, task_ids_of_rows
-from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
-
-_SUPPORTED = "torch.nn.Linear, transformers.pytorch_utils.Conv1D, quantized linear layers"
 
 
 class PolyModel(BaseTuner):
@@ -30,29 +25,9 @@ class PolyModel(BaseTuner):
         >>> tokens = model.generate(**inputs, task_ids=torch.tensor([0, 2]))
     """
 
-    prefix: str = "poly_"
     tuner_layer_cls = PolyLayer
-    layers_mapping = {nn.Linear: Linear}
-
-    def _layer_kwargs(self, config: PolyConfig, current_key: str) -> dict[str, Any]:
-        names = ("r", "n_tasks", "n_skills", "n_splits", "poly_type", "init_weights")
-        return {name: getattr(config, name) for name in names}
-
-    @classmethod
-    def _create_new_module(
-        cls, peft_config: PolyConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        """A Poly layer around ``target``: a linear layer of any storage (custom modules first)."""
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        for base_cls, layer_cls in (getattr(peft_config, "_custom_modules", None) or {}).items():
-            if isinstance(base, base_cls):
-                return layer_cls(target, adapter_name, **kwargs)
-        if isinstance(base, nn.Linear) or is_transformers_conv1d(base) or resolve_quantization_backend(base):
-            return Linear(target, adapter_name, **kwargs)
-        raise TypeError(
-            f"Target module {type(base).__name__} is not supported by PolyModel; supported modules: {_SUPPORTED}."
-            " Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
-        )
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
+    layer_options = ("r", "n_tasks", "n_skills", "n_splits", "poly_type", "init_weights")
 
     def forward(self, *args: Any, task_ids: Any = None, **kwargs: Any) -> Any:
         """The model's forward with row ``i`` routed to task ``task_ids[i]``."""

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
+from peft.registry import register_peft_method
 from peft.utils.config_fields import PositiveInt
-from peft.utils.peft_types import PeftType, register_peft_method
 
 
 @dataclass
@@ -32,10 +32,6 @@ class PrefixTuningConfig(PromptLearningConfig):
 
     # known fields whose features this version does not implement: loadable only with their inert value
     _inert_fields: ClassVar[dict[str, Any]] = {"init_weights": None}
-
-    def __post_init__(self) -> None:
-        self.peft_type = PeftType.PREFIX_TUNING
-        super().__post_init__()
 
     @property
     def _checkpoint_holds_encoder_output(self) -> bool:

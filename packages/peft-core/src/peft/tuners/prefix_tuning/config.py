@@ -1,5 +1,3 @@
-"""The reference's module path of these names; they are defined in the package itself."""
+"""The reference's module path of this name, defined in the package itself."""
 
-from peft.tuners.prefix_tuning import PrefixTuningConfig
-
-__all__ = ["PrefixTuningConfig"]
+from peft.tuners.prefix_tuning import PrefixTuningConfig as PrefixTuningConfig

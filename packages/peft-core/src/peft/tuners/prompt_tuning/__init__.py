@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from peft.config import PromptLearningConfig
-from peft.utils.peft_types import PeftType, register_peft_method
+from peft.registry import register_peft_method
 
 
 class PromptTuningInit(str, enum.Enum):
@@ -44,7 +44,6 @@ class PromptTuningConfig(PromptLearningConfig):
     _init_enum: ClassVar[type[enum.Enum]] = PromptTuningInit
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.PROMPT_TUNING
         super().__post_init__()
         init = str(getattr(self.prompt_tuning_init, "value", self.prompt_tuning_init))
         valid = [i.value for i in self._init_enum]

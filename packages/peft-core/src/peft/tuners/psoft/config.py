@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import TargetingConfig
 from peft.utils.warnings import warn
 
 _AB_INITS = ("pissa_init", "psoft_init")
@@ -16,16 +15,15 @@ _DEFAULT_NEUMANN_TERMS = 5
 
 
 @dataclass
-class PsoftConfig(PeftConfig):
+class PsoftConfig(TargetingConfig):
     """Configuration of a PSOFT adapter (efficient orthogonal fine-tuning with principal subspace adaptation,
     https://openreview.net/forum?id=FSHrinMArK): ``delta W = (psoft_alpha / r) B (R - I) A`` with ``A``/``B`` the
     frozen principal subspace of the base weight (from its SVD) and ``R`` a trained ``r x r`` orthogonal matrix.
 
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
+
     Args:
         r: size of ``R`` (32-128 suit simple tasks, 64-256 harder ones); at most each target's smaller dimension.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         psoft_alpha: scaling numerator, like LoRA's alpha (the update is scaled by ``psoft_alpha / r``).
         psoft_dropout: dropout on the adapter's input.
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``); corrected with a warning.
@@ -41,10 +39,8 @@ class PsoftConfig(PeftConfig):
         use_cayley_neumann: approximate the Cayley inverse by a Neumann series of ``num_cayley_neumann_terms``.
         cayley_neumann_eps: with the Neumann series, rescale the skew-symmetric matrix into this Frobenius ball
             (a value in ``(0, 1)``), or None.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (``R = I``: the adapter starts as the identity) or ``False`` (``R`` perturbed: for
             tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
 
     Raises:
         ValueError: for a non-positive ``r`` or unknown ``ab_svd_init``/``psoft_svd``, or invalid Neumann settings.
@@ -54,8 +50,6 @@ class PsoftConfig(PeftConfig):
     """
 
     r: int = field(default=32, metadata={"help": "Size of the r x r transformation R."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     psoft_alpha: int = field(default=32, metadata={"help": "Scaling numerator (update scaled by psoft_alpha / r)."})
     psoft_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
@@ -71,13 +65,9 @@ class PsoftConfig(PeftConfig):
     use_cayley_neumann: bool = field(default=False, metadata={"help": "Neumann series instead of the exact inverse."})
     num_cayley_neumann_terms: int = field(default=_DEFAULT_NEUMANN_TERMS, metadata={"help": "Neumann series terms."})
     cayley_neumann_eps: float | None = field(default=None, metadata={"help": "Frobenius bound of Q, in (0, 1)."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_weights: bool = field(default=True, metadata={"help": "True: R = I (identity at start)."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.PSOFT
         super().__post_init__()
         if isinstance(self.target_modules, str) and self.layers_pattern is not None:
             raise ValueError("`layers_pattern` cannot be used when `target_modules` is a str.")

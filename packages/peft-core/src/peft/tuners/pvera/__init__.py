@@ -1,9 +1,9 @@
 """PVeRA: probabilistic VeRA (frozen shared random projections, trainable scaling vectors, a sampled latent)."""
 
+from peft.registry import register_peft_method
 from peft.tuners.pvera.config import PveraConfig
 from peft.tuners.pvera.layer import Linear, PveraLayer
 from peft.tuners.pvera.model import PveraModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = ["Linear", "PveraConfig", "PveraLayer", "PveraModel"]
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from peft.tuners._shared_projections import SharedProjectionConfig
 from peft.tuners._validation import check_probability
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
@@ -16,11 +15,12 @@ class PveraConfig(SharedProjectionConfig):
     log-variance, ``z = mean + eps * exp(log_var / 2)`` is sampled in training (the mean is used in inference), and the
     update is ``lambda_b * (B z)`` (paper: https://www.arxiv.org/abs/2512.07703).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``
+    (``nn.Linear`` and GPT-2's ``Conv1D``), ``layers_to_transform``, ``layers_pattern``, ``modules_to_save``.
+
     Args:
         r: rank of the shared projections (``A`` has ``2r`` rows: mean and log-variance); choose it larger than a
             LoRA rank (PVeRA trains only ``2r + out`` values per layer).
-        target_modules: module names to adapt (``nn.Linear`` and GPT-2's ``Conv1D``): a list (whole-name
-            suffixes), a regex str (full match), ``"all-linear"``, or None for the model type's defaults.
         projection_prng_key: seed from which ``pvera_A``/``pvera_B`` are drawn (Kaiming-uniform); every adapter of a
             model must use the same one.
         save_projection: save ``pvera_A``/``pvera_B`` in checkpoints (bigger files, restored exactly everywhere);
@@ -29,10 +29,8 @@ class PveraConfig(SharedProjectionConfig):
         d_initial: initial value of every entry of ``pvera_lambda_d`` (small values, <= 0.1, work best).
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``); corrected with a warning.
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"pvera_only"``.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (``pvera_lambda_b`` zero, ``pvera_lambda_d = d_initial``: the adapter starts as the
             identity) or ``False`` (``pvera_lambda_b`` ones, ``pvera_lambda_d`` standard normal: for tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         sample_at_inference: sample the latent in inference too (by default inference uses its mean). Merging always
             merges the mean.
         generator_seed: seed of the adapter's own noise generator (reproducible sampling); None uses torch's global
@@ -54,6 +52,5 @@ class PveraConfig(SharedProjectionConfig):
     _projection_names = ("pvera_A", "pvera_B")
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.PVERA
         super().__post_init__()
         check_probability("PveraConfig", "pvera_dropout", self.pvera_dropout)

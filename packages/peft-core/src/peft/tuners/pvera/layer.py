@@ -28,6 +28,7 @@ class PveraLayer(SharedProjectionLayer):
     """State and formula of PVeRA (trainable vectors and a noise generator per adapter; the projections are the
     model's)."""
 
+    repr_prefix = "pvera"
     adapter_layer_names = ("pvera_lambda_b", "pvera_lambda_d")
     other_param_names = ("r", "pvera_dropout", "sample_at_inference", "pvera_generator")
     dropout_name = "pvera_dropout"
@@ -129,9 +130,6 @@ class PveraLayer(SharedProjectionLayer):
                 f"PVeRA adapters {sampled} have sample_at_inference=True, but merging merges the latent's mean: the "
                 "merged model computes like sample_at_inference=False."
             )
-
-    def __repr__(self) -> str:
-        return "pvera." + super().__repr__()
 
 
 class Linear(PveraLayer, nn.Module):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from peft.tuners._shared_projections import SharedProjectionTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.pvera.config import PveraConfig
 from peft.tuners.pvera.layer import Linear, PveraLayer
 
@@ -27,12 +28,10 @@ class PveraModel(SharedProjectionTuner):
         >>> model = get_peft_model(model, PveraConfig(r=128, target_modules=["query", "value"]))
     """
 
-    prefix: str = "pvera_lambda_"
     tuner_layer_cls = PveraLayer
-    layers_mapping = {nn.Linear: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
     projection_names = ("pvera_A", "pvera_B")
-    bias_only_value = "pvera_only"
-    layer_option_names = ("pvera_dropout", "d_initial", "init_weights", "sample_at_inference", "generator_seed")
+    layer_options = ("r", "pvera_dropout", "d_initial", "init_weights", "sample_at_inference", "generator_seed")
 
     def _generate_projections(
         self, config: PveraConfig, out_features: int, in_features: int

@@ -1,9 +1,9 @@
 """RandLoRA: full-rank adaptation from frozen shared random bases with trainable scales."""
 
+from peft.registry import register_peft_method
 from peft.tuners.randlora.config import RandLoraConfig
 from peft.tuners.randlora.layer import Linear, RandLoraLayer
 from peft.tuners.randlora.model import RandLoraModel
-from peft.utils.peft_types import register_peft_method
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = ["Linear", "RandLoraConfig", "RandLoraLayer", "RandLoraModel"]

@@ -1,4 +1,4 @@
-"""``RandLoraConfig``: the settings of a RandLoRA adapter (REQUIREMENTS METHOD-RANDLORA-1)."""
+"""``RandLoraConfig``: the settings of a RandLoRA adapter."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from peft.tuners._shared_projections import SharedProjectionConfig
 from peft.tuners._validation import check_probability
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
@@ -15,11 +14,12 @@ class RandLoraConfig(SharedProjectionConfig):
     bases, shared by all layers and scaled per layer by two trainable matrices (paper:
     https://huggingface.co/papers/2502.00987).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``
+    (``nn.Linear`` and GPT-2's ``Conv1D``), ``layers_to_transform``, ``layers_pattern``, ``modules_to_save``.
+
     Args:
         r: rank of each random basis. Bases x rank cover the smaller layer dimension, so a smaller ``r`` means more
             bases and more trainable values (and slower training below 4).
-        target_modules: module names to adapt (``nn.Linear`` and GPT-2's ``Conv1D``): a list (whole-name
-            suffixes), a regex str (full match), ``"all-linear"``, or None for the model type's defaults.
         projection_prng_key: seed from which ``randlora_A``/``randlora_B`` are drawn; every adapter of a model must
             use the same one.
         save_projection: save ``randlora_A``/``randlora_B`` in checkpoints (bigger files, restored exactly
@@ -33,10 +33,8 @@ class RandLoraConfig(SharedProjectionConfig):
         randlora_alpha: scaling numerator, the update is scaled by ``randlora_alpha / r`` (typically ``20 * r``;
             lower it, or the learning rate, if training is unstable).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"randlora_only"``.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (``randlora_lambda`` zero: the adapter starts as the identity) or ``False``
             (``randlora_lambda`` standard normal: for tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
 
     Raises:
         ValueError: for a non-positive ``r`` or a ``randlora_dropout`` outside ``[0, 1]``.
@@ -57,6 +55,5 @@ class RandLoraConfig(SharedProjectionConfig):
     _projection_names = ("randlora_A", "randlora_B")
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.RANDLORA
         super().__post_init__()
         check_probability("RandLoraConfig", "randlora_dropout", self.randlora_dropout)

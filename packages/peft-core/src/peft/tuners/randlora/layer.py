@@ -45,6 +45,7 @@ class _ScaledBasis(torch.autograd.Function):
 class RandLoraLayer(SharedProjectionLayer):
     """State and formula of RandLoRA (trainable scales per adapter; the bases are the model's)."""
 
+    repr_prefix = "randlora"
     adapter_layer_names = ("randlora_lambda", "randlora_gamma")
     other_param_names = ("r", "scaling", "randlora_dropout")
     dropout_name = "randlora_dropout"
@@ -118,9 +119,6 @@ class RandLoraLayer(SharedProjectionLayer):
         like = self.randlora_lambda[adapter_name].to(dtype)
         first, second = self._scaled_bases(adapter_name, like)
         return (second @ first) * self.scaling[adapter_name]
-
-    def __repr__(self) -> str:
-        return "randlora." + super().__repr__()
 
 
 class Linear(RandLoraLayer, nn.Module):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from peft.tuners._shared_projections import SharedProjectionTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.randlora.config import RandLoraConfig
 from peft.tuners.randlora.layer import Linear, RandLoraLayer
 
@@ -55,12 +56,10 @@ class RandLoraModel(SharedProjectionTuner):
         >>> model = get_peft_model(model, RandLoraConfig(r=32, target_modules=["q_proj", "v_proj"]))
     """
 
-    prefix: str = "randlora_"
     tuner_layer_cls = RandLoraLayer
-    layers_mapping = {nn.Linear: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
     projection_names = ("randlora_A", "randlora_B")
-    bias_only_value = "randlora_only"
-    layer_option_names = ("randlora_alpha", "randlora_dropout", "init_weights")
+    layer_options = ("r", "randlora_alpha", "randlora_dropout", "init_weights")
 
     def _generate_projections(
         self, config: RandLoraConfig, out_features: int, in_features: int

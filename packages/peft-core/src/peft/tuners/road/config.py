@@ -1,22 +1,24 @@
-"""``RoadConfig``: the settings of a RoAd adapter (REQUIREMENTS METHOD-ROAD-1)."""
+"""``RoadConfig``: the settings of a RoAd adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import BaseTargetingConfig, ModulesToSave
 
 RoadVariant = Literal["road_1", "road_2", "road_4"]
 ROAD_VARIANTS = ("road_1", "road_2", "road_4")
 
 
 @dataclass
-class RoadConfig(PeftConfig):
+class RoadConfig(ModulesToSave, BaseTargetingConfig):
     """Configuration of a RoAd adapter (2D rotary adaptation, arXiv 2409.00119): the output of each adapted linear
     layer is rotated pair by pair, ``(y_i, y_j) <- (a_i y_i - b_i y_j, b_j y_i + a_j y_j)`` with
     ``a = alpha * cos(theta)`` and ``b = alpha * sin(theta)`` learned per pair (fewer than 0.1% of the parameters).
+
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``modules_to_save``.
 
     Args:
         variant: how many angles and scales are learned:
@@ -28,9 +30,6 @@ class RoadConfig(PeftConfig):
             group_size / 2``; it changes nothing in quality, but larger groups (64, the default) are faster in
             inference engines. Must be even and divide every adapted layer's ``out_features``.
         init_weights: ``True``: angles 0 and scales 1 (the adapter is the identity); ``False``: random (for tests).
-        target_modules: module names to adapt (``nn.Linear`` only): a list (whole-name suffixes), a regex str (full
-            match), ``"all-linear"``, or None for the model type's defaults.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
 
     Raises:
         ValueError: for an unknown ``variant`` or a ``group_size`` that is not positive and even.
@@ -42,12 +41,9 @@ class RoadConfig(PeftConfig):
     variant: RoadVariant | str = field(default="road_1", metadata={"help": "road_1, road_2 or road_4."})
     group_size: int = field(default=64, metadata={"help": "Elements k and k + group_size / 2 form a pair."})
     init_weights: bool = field(default=True, metadata={"help": "True: the adapter starts as the identity."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.peft_type = PeftType.ROAD
         if self.variant not in ROAD_VARIANTS:
             raise ValueError(f"Invalid variant {self.variant} specified. Please choose from road_1, road_2 or road_4")
         if not isinstance(self.group_size, int) or self.group_size <= 0 or self.group_size % 2 != 0:

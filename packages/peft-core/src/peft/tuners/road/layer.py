@@ -66,19 +66,14 @@ def rotation_columns(
 class RoadLayer(BaseTunerLayer):
     """State and formula of RoAd on a linear layer (per-adapter angles and scales keyed by adapter name)."""
 
+    repr_prefix = "road"
     adapter_layer_names = ("road_theta", "road_alpha")
     other_param_names = ("variant", "group_size")
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         if self.out_features is None:
             raise TypeError(f"Unsupported layer type '{type(self.get_base_layer())}' encountered, cannot apply RoAd.")
-        self.road_theta = nn.ParameterDict()
-        self.road_alpha = nn.ParameterDict()
-        self.__dict__.update(variant={}, group_size={})
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
+        super()._init_adapter_state()
 
     def update_layer(
         self,
@@ -201,9 +196,6 @@ class RoadLayer(BaseTunerLayer):
         identity = torch.eye(self.out_features, dtype=first.dtype, device=first.device)
         # each row e_k of the identity becomes R e_k, the k-th column of R
         return apply_rotation(identity, first, second, self.group_size[adapter_name]).T
-
-    def __repr__(self) -> str:
-        return "road." + super().__repr__()
 
 
 class Linear(RoadLayer, nn.Module):

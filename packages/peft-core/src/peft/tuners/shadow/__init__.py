@@ -6,10 +6,10 @@ standalone model) need transformers and come from the transformers host package.
 
 from typing import Any
 
+from peft.registry import register_peft_method
 from peft.tuners.shadow.config import ShadowConfig
 from peft.tuners.shadow.layer import ShadowCarrier, ShadowLayer
 from peft.tuners.shadow.model import ShadowModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = ["DetachedShadowModel", "ShadowCache", "ShadowCarrier", "ShadowConfig", "ShadowLayer", "ShadowModel"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners._validation import check_positive_int, check_probability
-from peft.utils.peft_types import PeftType
 
 # the fields that shape a backbone built by the method ("mirror"); a pretrained backbone defines them itself
 _MIRROR_FIELDS = (
@@ -18,7 +17,7 @@ _MIRROR_FIELDS = (
 
 
 @dataclass
-class ShadowConfig(PeftConfig):
+class ShadowConfig(TargetingConfig):
     """Configuration of ShadowPEFT: a small trainable *shadow* network running alongside a frozen decoder.
 
     A shadow backbone turns the input into an initial shadow state ``s0``. At every adapted decoder block ``l`` the
@@ -31,10 +30,10 @@ class ShadowConfig(PeftConfig):
     The adaptation depends on the input's trajectory through the layers, so it cannot be merged into the weights;
     ``ShadowModel.unload_shadow()`` returns the shadow network as a standalone model instead.
 
+    Where the adapter goes is set by the fields of ``TargetingConfig``; the targets are whole decoder blocks
+    (contiguous), and ``target_modules=None`` wraps every block of the model's decoder stack.
+
     Args:
-        target_modules: the decoder blocks to wrap (whole blocks, contiguous); None: every block of the model's
-            decoder stack.
-        exclude_modules: blocks never wrapped.
         r: rank of the injection bottleneck ``W_down``/``W_up``.
         shadow_alpha: strength of the injection.
         shadow_dropout: dropout on the difference before the bottleneck.
@@ -51,8 +50,6 @@ class ShadowConfig(PeftConfig):
         update_hidden_size: hidden width of the update networks ``T`` and ``G`` (None: ``r``).
         auxiliary_loss_weight: weight of the shadow network's own task loss (on ``s0``), added to the loss when
             labels are given; 0 disables it.
-        layers_to_transform / layers_pattern: restrict to these block indices (found after ``layers_pattern``).
-        modules_to_save: modules (besides adapter layers) trained and saved in full (e.g. ``"lm_head"``).
 
     Raises:
         ValueError: for a non-positive ``r``, a dropout outside [0, 1], ``layers_pattern`` with a regex
@@ -62,8 +59,6 @@ class ShadowConfig(PeftConfig):
         >>> config = ShadowConfig(task_type="CAUSAL_LM", r=8, shadow_num_hidden_layers=1)
     """
 
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Decoder blocks to wrap."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Blocks never wrapped."})
     r: int = field(default=8, metadata={"help": "Rank of the injection bottleneck."})
     shadow_alpha: float = field(default=0.1, metadata={"help": "Strength of the injection."})
     shadow_dropout: float = field(default=0.2, metadata={"help": "Dropout before the bottleneck."})
@@ -76,12 +71,8 @@ class ShadowConfig(PeftConfig):
     share_embeddings: bool = field(default=True, metadata={"help": "Feed the backbone the base input embeddings."})
     update_hidden_size: int | None = field(default=None, metadata={"help": "Width of the update networks."})
     auxiliary_loss_weight: float = field(default=0.05, metadata={"help": "Weight of the shadow network's loss."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Block indices to wrap."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the block list."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.SHADOW
         super().__post_init__()
         check_positive_int("ShadowConfig.r", self.r)
         check_probability("ShadowConfig", "shadow_dropout", self.shadow_dropout)

@@ -67,19 +67,17 @@ class ShadowLayer(BaseTunerLayer, nn.Module):
     adapter_layer_names = ("shadow_down", "shadow_up", "shadow_update_transform", "shadow_update_gate")
     other_param_names = ("shadow_r", "shadow_alpha", "shadow_dropout")
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, hidden_size: int, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
-        self.hidden_size = int(hidden_size)
+    repr_prefix = "shadow"
+
+    def _init_adapter_state(self) -> None:
         for name in ("shadow_down", "shadow_up", "shadow_update_transform", "shadow_update_gate", "shadow_dropout"):
             setattr(self, name, nn.ModuleDict())
-        self.__dict__.update(shadow_r={}, shadow_alpha={})
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
+        super()._init_adapter_state()
 
     def update_layer(
         self,
         adapter_name: str,
+        hidden_size: int,
         r: int = 8,
         shadow_alpha: float = 0.1,
         shadow_dropout: float = 0.2,
@@ -87,7 +85,9 @@ class ShadowLayer(BaseTunerLayer, nn.Module):
         update_hidden_size: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Create (or replace) adapter ``adapter_name`` (arguments as in ``ShadowConfig``)."""
+        """Create (or replace) adapter ``adapter_name`` on a block of width ``hidden_size`` (the base model's; other
+        arguments as in ``ShadowConfig``)."""
+        self.hidden_size = int(hidden_size)
         if r <= 0:
             raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
         d, width = self.hidden_size, update_hidden_size or r
@@ -168,6 +168,3 @@ class ShadowLayer(BaseTunerLayer, nn.Module):
             if name in ("base_layer", "_modules", "_parameters", "_buffers") or "base_layer" not in self._modules:
                 raise
             return getattr(self._modules["base_layer"], name)
-
-    def __repr__(self) -> str:
-        return "shadow." + super().__repr__()

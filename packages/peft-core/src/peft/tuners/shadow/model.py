@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from peft.config import PeftConfig
+from peft.state_dict import load_module_tensors
 from peft.tuners.shadow.backbone import (
     build_mirror_backbone,
     decoder_layers,
@@ -45,8 +46,8 @@ from peft.tuners.shadow.backbone import (
 )
 from peft.tuners.shadow.config import ShadowConfig
 from peft.tuners.shadow.layer import ShadowCarrier, ShadowLayer, refuse_merge
-from peft.tuners.tuners_utils import BaseTuner
-from peft.utils.save_and_load import load_module_tensors
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
+from peft.utils.torch_internals import keep_unregistered
 from peft.utils.warnings import warn
 
 _MODEL_CONTAINERS = ("shadow_backbone", "shadow_projection", "shadow_head")
@@ -106,11 +107,11 @@ class ShadowModel(BaseTuner):
         >>> small = model.base_model.unload_shadow()  # the shadow network alone, a causal LM
     """
 
-    prefix: str = "shadow_"
     tuner_layer_cls = ShadowLayer
     layers_mapping = {nn.Module: ShadowLayer}  # any decoder block
+    layer_options = ("r", "shadow_alpha", "shadow_dropout", "init_weights", "update_hidden_size")
     # the backbones live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
-    uses_shared_state: bool = True
+    uses_shared_state = True
 
     # ------------------------------------------------------------------------------------------ setup
     def _ensure_shadow_state(self) -> None:
@@ -120,7 +121,8 @@ class ShadowModel(BaseTuner):
             setattr(self, name, nn.ModuleDict())
         # plain attributes: the hooked blocks already belong to self.model (registering them again would duplicate
         # their parameters)
-        self.__dict__.update(
+        keep_unregistered(
+            self,
             _hook_handles=[],
             _boundary_layers=[],
             _seed_shadow_state=None,
@@ -198,9 +200,8 @@ class ShadowModel(BaseTuner):
     def _base_hidden_size(self) -> int:
         return hidden_size_of(self.model.config)
 
-    def _layer_kwargs(self, config: ShadowConfig, current_key: str) -> dict[str, Any]:
-        names = ("r", "shadow_alpha", "shadow_dropout", "init_weights", "update_hidden_size")
-        return {"hidden_size": self._base_hidden_size(), **{name: getattr(config, name) for name in names}}
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        return {"hidden_size": self._base_hidden_size(), **super()._layer_kwargs(target)}
 
     # ------------------------------------------------------------------------------------------ shadow networks
     def _init_shadow_backbone(self, adapter_name: str, config: ShadowConfig) -> None:
@@ -292,7 +293,7 @@ class ShadowModel(BaseTuner):
             handle.remove()
         self._hook_handles.clear()
         wrapped = [module for module in self.model.modules() if isinstance(module, ShadowLayer)]
-        self.__dict__["_boundary_layers"] = [wrapped[0], wrapped[-1]] if wrapped else []
+        keep_unregistered(self, _boundary_layers=[wrapped[0], wrapped[-1]] if wrapped else [])
         if not wrapped:
             return
         self._hook_handles.extend(
@@ -309,7 +310,7 @@ class ShadowModel(BaseTuner):
             handle.remove()
         if "_hook_handles" in self.__dict__:
             self._hook_handles.clear()
-            self.__dict__["_boundary_layers"] = []
+            keep_unregistered(self, _boundary_layers=[])
 
     def _shadow_path_active(self) -> bool:
         if not self._boundary_layers:
@@ -321,7 +322,8 @@ class ShadowModel(BaseTuner):
     def _seed_shadow_pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """Compute ``s0`` from the model's raw inputs, and give the base model only its own part of a
         ``ShadowCache``."""
-        self.__dict__.update(
+        keep_unregistered(
+            self,
             _seed_shadow_state=None,
             _shadow_past_out=None,
             _should_pack_shadow_cache=False,
@@ -357,8 +359,8 @@ class ShadowModel(BaseTuner):
             past_key_values=shadow_past,
             use_cache=use_cache,
         )
-        self.__dict__.update(
-            _seed_shadow_state=seed, _shadow_past_out=shadow_past_out, _should_pack_shadow_cache=bool(use_cache)
+        keep_unregistered(
+            self, _seed_shadow_state=seed, _shadow_past_out=shadow_past_out, _should_pack_shadow_cache=bool(use_cache)
         )
         return args, kwargs
 

@@ -24,21 +24,18 @@ from peft.tuners.tuners_layer import BaseTunerLayer
 class ShiraLayer(BaseTunerLayer):
     """State and formula of SHiRA on a linear layer (per-adapter tensors keyed by adapter name)."""
 
+    repr_prefix = "shira"
     adapter_layer_names = ("shira_weight",)
     other_param_names = ("r", "scaling", "shira_indices")
     adapter_buffer_names = ("shira_indices",)
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, **kwargs: Any) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         if None in (self.in_features, self.out_features):
             raise TypeError(f"SHiRA supports only nn.Linear base layers, got {type(self.get_base_layer()).__name__}.")
-        self.shira_weight = nn.ParameterDict()
+        super()._init_adapter_state()
         self.shira_indices = BufferDict(persistent=True)
         # adapters created without a mask function: their indices must come from a checkpoint before use
-        self.__dict__.update(r={}, scaling={}, _indices_pending=set())
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, **kwargs)
+        self._indices_pending: set[str] = set()
 
     def update_layer(
         self,
@@ -129,9 +126,6 @@ class ShiraLayer(BaseTunerLayer):
         """``x S^T``: the dense update as a linear map (what the reference's forward adds to the base weight)."""
         delta = self.get_delta_weight(adapter_name)
         return F.linear(self._cast_input_dtype(x, delta.dtype), delta)
-
-    def __repr__(self) -> str:
-        return "shira." + super().__repr__()
 
 
 class Linear(ShiraLayer, nn.Module):

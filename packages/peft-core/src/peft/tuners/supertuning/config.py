@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import BaseTargetingConfig, ModulesToSave
 from peft.utils.warnings import warn
 
 
 @dataclass
-class SupertuningConfig(PeftConfig):
+class SupertuningConfig(ModulesToSave, BaseTargetingConfig):
     """Configuration of a Super-Tuning adapter (arXiv 2607.09287): the base weight is frozen and only a sparse set of
     its entries, chosen by magnitude, is trained as an additive update; with ``r`` set, a LoRA update is added on
     top (the paper's "Supra" hybrid).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``modules_to_save``.
+
     Args:
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         sparsity: fraction of weight entries left frozen, in ``[0, 1)``; ``0.99`` trains 1% of them.
         select_top: train the largest-magnitude entries (True, the paper's Super/Supra) or the smallest (False, its
             "-bottom" variants).
@@ -39,8 +38,6 @@ class SupertuningConfig(PeftConfig):
         >>> config = SupertuningConfig(target_modules=["q_proj", "v_proj"], sparsity=0.99, r=8, lora_alpha=16)
     """
 
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     sparsity: float = field(default=0.99, metadata={"help": "Fraction of weight entries left frozen, in [0, 1)."})
     select_top: bool = field(default=True, metadata={"help": "Train the largest (True) or smallest entries."})
     r: int | None = field(default=None, metadata={"help": "Rank of the additional LoRA update (Supra), or None."})
@@ -50,7 +47,6 @@ class SupertuningConfig(PeftConfig):
     save_precomputed_indices: bool = field(default=True, metadata={"help": "Save the trained entries' positions."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.SUPERTUNING
         super().__post_init__()
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0.0, 1.0), got {self.sparsity}")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
-from peft.tuners._dense_delta import DenseDeltaTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.supertuning.config import SupertuningConfig
 from peft.tuners.supertuning.layer import Linear, SupertuningLayer
+from peft.tuners.tuners_utils import BaseTuner
 
 
-class SupertuningModel(DenseDeltaTuner):
+class SupertuningModel(BaseTuner):
     """Creates Super-Tuning adapters on a model (see ``SupertuningConfig``; paper:
     https://arxiv.org/abs/2607.09287).
 
@@ -20,16 +19,17 @@ class SupertuningModel(DenseDeltaTuner):
         >>> model = get_peft_model(model, SupertuningConfig(target_modules=["q_proj", "v_proj"], sparsity=0.99))
     """
 
-    prefix: str = "supertuning_"
     tuner_layer_cls = SupertuningLayer
-    layers_mapping = {nn.Linear: Linear}
-    layer_option_names = ("sparsity", "select_top", "r", "lora_alpha", "lora_dropout", "init_weights")
-
-    def _layer_kwargs(self, config: SupertuningConfig, current_key: str) -> dict[str, Any]:
-        return {
-            **super()._layer_kwargs(config, current_key),
-            "save_precomputed_indices": config.save_precomputed_indices,
-        }
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
+    layer_options = (
+        "sparsity",
+        "select_top",
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "init_weights",
+        "save_precomputed_indices",
+    )
 
     def _check_new_adapter_config(self, config: SupertuningConfig) -> None:
         """The positions are saved for all adapters of a model or for none (a layer's buffers are one or the other).

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
+from peft.config import BaseTargetingConfig, LayerSelection, ModulesToSave
 from peft.tuners._validation import check_positive_int, check_probability
-from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
 INIT_WEIGHTS_VALUES = (True, False, "uniform")
 
 
 @dataclass
-class TinyLoraConfig(PeftConfig):
+class TinyLoraConfig(LayerSelection, ModulesToSave, BaseTargetingConfig):
     """Configuration of a TinyLoRA adapter ("Learning to Reason in 13 Parameters", https://arxiv.org/abs/2602.04118).
 
     Like LoRA-XS, each layer's update lives between the frozen top-``r`` singular directions of its own weight:
@@ -21,6 +20,9 @@ class TinyLoraConfig(PeftConfig):
     is not trained directly: ``R = sum_i v[i] P[i]`` with ``u`` frozen random matrices ``P[i]`` (``N(0, 1/r)``, drawn
     per layer from ``projection_seed``) and a tiny trainable vector ``v`` of length ``u``, which ``weight_tying``
     shares between layers.
+
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``,
+    ``layers_to_transform``, ``layers_pattern``, ``modules_to_save``.
 
     Args:
         r: rank of the frozen SVD factors (at most the smaller weight dimension; the paper recommends 2).
@@ -33,17 +35,13 @@ class TinyLoraConfig(PeftConfig):
         save_projection: save ``P`` in checkpoints (restored exactly everywhere); False draws them again from the
             seed when loading.
         init_v_bound: bound of the uniform initialisation of ``v``.
-        target_modules: module names to adapt (``nn.Linear``, GPT-2's ``Conv1D``, ``nn.Embedding``): a list
-            (whole-name suffixes), a regex str (full match), ``"all-linear"``, or None for the model type's defaults.
         tinylora_dropout: dropout on the adapter's input (on the rank-``r`` coordinates for embeddings).
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``); corrected with a warning.
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"tinylora_only"``.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (``v = 0``: the adapter starts as the identity), ``"uniform"`` (``v`` uniform in
             ``[-init_v_bound, init_v_bound]``) or ``False`` (the same random ``v`` as ``"uniform"``: a non-identity
             adapter, for tests. The reference leaves ``v`` as uninitialised memory here, whose values are arbitrary;
             this version draws it instead).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
 
     Raises:
         ValueError: for a non-positive ``r`` or ``u``, a ``weight_tying`` outside ``[0, 1]``, a dropout outside
@@ -59,17 +57,12 @@ class TinyLoraConfig(PeftConfig):
     projection_seed: int = field(default=42, metadata={"help": "Seed of the random projections P."})
     save_projection: bool = field(default=True, metadata={"help": "Save the projections P in checkpoints."})
     init_v_bound: float = field(default=0.02, metadata={"help": "Bound of the uniform initialisation of v."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
     tinylora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
     bias: str = field(default="none", metadata={"help": "Which biases train: 'none', 'all' or 'tinylora_only'."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
     init_weights: bool | str = field(default=True, metadata={"help": "True (v = 0), 'uniform' or False (random v)."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.TINYLORA
         super().__post_init__()
         check_positive_int("TinyLoraConfig.r", self.r)
         check_positive_int("TinyLoraConfig.u", self.u)

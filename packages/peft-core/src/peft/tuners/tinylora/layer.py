@@ -88,7 +88,7 @@ class TinyLoraLayer(DenseDeltaLayer):
         check_positive_int(f"{type(self).__name__}.u", u)
         if v_key not in tinylora_v[adapter_name]:
             raise ValueError(f"Group {v_key!r} has no vector in tinylora_v[{adapter_name!r}].")
-        self._modules["tinylora_v"] = tinylora_v
+        self.tinylora_v = tinylora_v  # the model's container, the same in every layer
         self.tinylora_v_key[adapter_name] = v_key
         self._store_dropout(adapter_name, tinylora_dropout)
         factory = self._factory_kwargs()
@@ -146,9 +146,6 @@ class TinyLoraLayer(DenseDeltaLayer):
         like = self.tinylora_A[adapter_name].new_empty(0, dtype=torch.float32 if dtype in HALF_PRECISION else dtype)
         factor_a, mixing, factor_b = self._factors(adapter_name, like)
         return (factor_b @ mixing @ factor_a).to(dtype)
-
-    def __repr__(self) -> str:
-        return "tinylora." + super().__repr__()
 
 
 class Linear(TinyLoraLayer, nn.Module):

@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._dense_delta import DenseDeltaTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.tinylora.config import TinyLoraConfig
 from peft.tuners.tinylora.layer import Embedding, Linear, TinyLoraLayer
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 
 _VECTORS = "tinylora_v"
 
@@ -28,7 +29,7 @@ def group_of(layer_index: int, num_layers: int, weight_tying: float) -> int:
     return min(layer_index // group_size, num_groups - 1)
 
 
-class TinyLoraModel(DenseDeltaTuner):
+class TinyLoraModel(BaseTuner):
     """Creates TinyLoRA adapters on a model (see ``TinyLoraConfig``).
 
     ``tinylora_v[adapter][group]`` are the trainable vectors; every TinyLoRA layer refers to the container.
@@ -38,10 +39,10 @@ class TinyLoraModel(DenseDeltaTuner):
         >>> model = get_peft_model(model, TinyLoraConfig(r=2, u=13, weight_tying=1.0, target_modules=["q_proj"]))
     """
 
-    prefix: str = "tinylora_"
     tuner_layer_cls = TinyLoraLayer
-    layers_mapping = {nn.Linear: Linear, nn.Embedding: Embedding}
-    shared_container_name = _VECTORS
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear, nn.Embedding: Embedding}
+    layer_options = ("r", "u", "projection_seed", "save_projection", "tinylora_dropout")
+    shared_containers = (_VECTORS,)
 
     def _check_new_adapter_config(self, config: TinyLoraConfig) -> None:
         """All adapters of a model save their projections, or none does (the reference's rule)."""
@@ -69,7 +70,6 @@ class TinyLoraModel(DenseDeltaTuner):
         if _VECTORS not in self._modules:
             self.tinylora_v = nn.ModuleDict()
         self.tinylora_v[adapter_name] = nn.ParameterDict()
-        self._injected_adapter = adapter_name
         try:
             super()._create_adapter_modules(model, peft_config, adapter_name, low_cpu_mem_usage, state_dict)
         except Exception:
@@ -77,21 +77,18 @@ class TinyLoraModel(DenseDeltaTuner):
                 del self.tinylora_v[adapter_name]
             raise
 
-    def _layer_kwargs(self, config: TinyLoraConfig, current_key: str) -> dict[str, Any]:
-        layer_index = self._target_positions[current_key]
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        config = target.config
+        layer_index = self._target_positions[target.key]
         group = str(group_of(layer_index, len(self._target_positions), config.weight_tying))
-        vectors = self.tinylora_v[self._injected_adapter]
+        vectors = self.tinylora_v[target.adapter_name]
         if group not in vectors:
             vectors[group] = nn.Parameter(self._new_vector(config))
         return {
+            **super()._layer_kwargs(target),
             "tinylora_v": self.tinylora_v,
             "v_key": group,
-            "r": config.r,
-            "u": config.u,
             "layer_index": layer_index,
-            "projection_seed": config.projection_seed,
-            "save_projection": config.save_projection,
-            "tinylora_dropout": config.tinylora_dropout,
         }
 
     def _init_tinylora_v(self, config: TinyLoraConfig, adapter_name: str) -> None:

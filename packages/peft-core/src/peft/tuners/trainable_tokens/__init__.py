@@ -1,9 +1,9 @@
 """Trainable tokens: train selected embedding rows only."""
 
+from peft.registry import register_peft_method
 from peft.tuners.trainable_tokens.config import TrainableTokensConfig
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from peft.tuners.trainable_tokens.model import TrainableTokensModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = ["TrainableTokensConfig", "TrainableTokensLayer", "TrainableTokensModel"]
 

@@ -4,32 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
+from peft.config import BaseTargetingConfig
 
 
 @dataclass
-class TrainableTokensConfig(PeftConfig):
+class TrainableTokensConfig(BaseTargetingConfig):
     """Configuration of trainable tokens.
+
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``.
 
     Args:
         token_indices: rows of the embedding to train; the other rows stay frozen.
-        target_modules: the embedding(s) to adapt; None uses the model's input embedding (``get_input_embeddings``),
-            else ``embed_tokens``.
         init_weights: start from the current rows (True: the model is unchanged) or from random values (False).
 
     Example:
         >>> config = TrainableTokensConfig(target_modules=["embed_tokens"], token_indices=[0, 1, 2])
     """
 
+    # token_indices may be filled in after creation; the tuner checks them when it uses them
     token_indices: list[int] = field(default_factory=list, metadata={"help": "Embedding rows to train."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Embeddings to adapt."})
     init_weights: bool = field(default=True, metadata={"help": "Start from the current rows."})
-
-    def __post_init__(self) -> None:
-        # token_indices may be filled in after creation; the model checks them when it uses them
-        self.peft_type = PeftType.TRAINABLE_TOKENS
-        super().__post_init__()
 
 
 def check_token_indices(token_indices: object) -> None:

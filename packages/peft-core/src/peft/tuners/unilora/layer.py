@@ -53,7 +53,7 @@ class UniLoraLayer(DenseDeltaLayer):
             ValueError: if ``r`` is not positive or the dropout not a probability.
         """
         check_positive_int(f"{type(self).__name__}.r", r)
-        self._modules["unilora_theta_d"] = theta_d
+        self.unilora_theta_d = theta_d  # the model's container, the same in every layer
         self._store_dropout(adapter_name, unilora_dropout)
         self.r[adapter_name] = r
         factory = self._factory_kwargs()

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._dense_delta import DenseDeltaTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.tuners_layer import walk_modules
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.tuners.unilora.config import UniLoraConfig
 from peft.tuners.unilora.layer import Linear, UniLoraLayer
 
@@ -32,7 +33,7 @@ def _numpy() -> Any:
     return numpy
 
 
-class UniLoraModel(DenseDeltaTuner):
+class UniLoraModel(BaseTuner):
     """Creates UniLoRA adapters on a model (see ``UniLoraConfig``; paper: https://arxiv.org/abs/2506.00799).
 
     ``unilora_theta_d`` holds one vector per adapter; every UniLoRA layer refers to it.
@@ -42,18 +43,13 @@ class UniLoraModel(DenseDeltaTuner):
         >>> model = get_peft_model(model, UniLoraConfig(r=4, theta_d_length=23_000, target_modules=["q_proj"]))
     """
 
-    prefix: str = "unilora_"
     tuner_layer_cls = UniLoraLayer
-    layers_mapping = {nn.Linear: Linear}
-    shared_container_name = _THETA_D
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
+    layer_options = ("r", "unilora_dropout", "save_indices")
+    shared_containers = (_THETA_D,)
 
-    def _layer_kwargs(self, config: UniLoraConfig, current_key: str) -> dict[str, Any]:
-        return {
-            "theta_d": self.unilora_theta_d,
-            "r": config.r,
-            "unilora_dropout": config.unilora_dropout,
-            "save_indices": config.save_indices,
-        }
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        return {**super()._layer_kwargs(target), "theta_d": self.unilora_theta_d}
 
     def _create_adapter_modules(
         self,

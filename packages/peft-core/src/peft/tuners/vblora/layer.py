@@ -29,31 +29,21 @@ def mix_bank_vectors(logits: torch.Tensor, vector_bank: torch.Tensor, topk: int)
 class VBLoRALayer(BaseTunerLayer):
     """State and formula of VB-LoRA on a linear layer (logits per adapter; the bank is the model's, shared)."""
 
+    repr_prefix = "vblora"
     adapter_layer_names = ("vblora_logits_A", "vblora_logits_B", "vblora_vector_bank")
     other_param_names = ("r", "topk", "vblora_dropout")
     _primary_adapter_layer_name = "vblora_logits_A"
 
-    def __init__(
-        self,
-        base_layer: nn.Module,
-        adapter_name: str,
-        vector_bank: nn.ParameterDict,
-        fan_in_fan_out: bool = False,
-        is_target_conv_1d_layer: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        self._init_tuner_layer(base_layer)
+    def _init_adapter_state(self) -> None:
         if None in (self.in_features, self.out_features):
             raise TypeError(f"VB-LoRA supports only linear layers, got {type(self.get_base_layer()).__name__}.")
-        self.vblora_logits_A = nn.ParameterDict()
-        self.vblora_logits_B = nn.ParameterDict()
+        super()._init_adapter_state()
         self.vblora_dropout = nn.ModuleDict()
-        self.__dict__.update(
-            r={}, topk={}, fan_in_fan_out=fan_in_fan_out, is_target_conv_1d_layer=is_target_conv_1d_layer
-        )
-        self._active_adapter = adapter_name
-        self.update_layer(adapter_name, vector_bank=vector_bank, **kwargs)
+
+    @property
+    def is_target_conv_1d_layer(self) -> bool:
+        """Whether the base layer is transformers' ``Conv1D`` (its weight stored ``(in, out)``)."""
+        return self.fan_in_fan_out
 
     def update_layer(
         self,
@@ -136,9 +126,6 @@ class VBLoRALayer(BaseTunerLayer):
         lora_a, lora_b = self._lora_matrices(adapter_name)
         x = self._cast_input_dtype(x, lora_a.dtype)
         return F.linear(F.linear(self.vblora_dropout[adapter_name](x), lora_a), lora_b)
-
-    def __repr__(self) -> str:
-        return "vblora." + super().__repr__()
 
 
 class Linear(VBLoRALayer, nn.Module):

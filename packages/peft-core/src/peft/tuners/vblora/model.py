@@ -14,14 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.quantization import is_linear_layer
-from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
-from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.tuners.tuners_utils import BaseTuner
+from peft.adapter_keys import shared_tensors_from_file
+from peft.tuners._targeting import TransformersConv1D
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.tuners.vblora.config import VBLoRAConfig
 from peft.tuners.vblora.layer import Linear, VBLoRALayer
 from peft.utils.error import CheckpointMismatchError
-from peft.utils.save_and_load import shared_tensors_from_file
 from peft.utils.warnings import warn
 
 VECTOR_BANK_FILE_KEY = "base_model.vblora_vector_bank"
@@ -67,9 +65,17 @@ class VBLoRAModel(BaseTuner):
         >>> model.print_savable_parameters()
     """
 
-    prefix: str = "vblora_"
     tuner_layer_cls = VBLoRALayer
-    layers_mapping = {nn.Linear: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
+    layer_options = (
+        "r",
+        "topk",
+        "num_vectors",
+        "vector_length",
+        "vblora_dropout",
+        "init_logits_std",
+        "init_vector_bank_bound",
+    )
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         if "vblora_vector_bank" not in self._modules:
@@ -78,28 +84,8 @@ class VBLoRAModel(BaseTuner):
         # class does) removes its bank, one of their adapter containers
         super().inject_adapter(model, adapter_name, *args, **kwargs)
 
-    def _layer_kwargs(self, config: VBLoRAConfig, current_key: str) -> dict[str, Any]:
-        return {
-            "vector_bank": self.vblora_vector_bank,
-            "r": config.r,
-            "topk": config.topk,
-            "num_vectors": config.num_vectors,
-            "vector_length": config.vector_length,
-            "vblora_dropout": config.vblora_dropout,
-            "init_logits_std": config.init_logits_std,
-            "init_vector_bank_bound": config.init_vector_bank_bound,
-        }
-
-    @classmethod
-    def _create_new_module(
-        cls, peft_config: VBLoRAConfig, adapter_name: str, target: nn.Module, **kwargs: Any
-    ) -> BaseTunerLayer:
-        """A VB-LoRA ``Linear`` around ``target`` (``nn.Linear``, or transformers' ``Conv1D`` with
-        ``fan_in_fan_out``); the config's ``fan_in_fan_out`` is corrected with a warning, as the reference does."""
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if (is_linear_layer(base) or is_transformers_conv1d(base)) and fit_fan_in_fan_out(peft_config, base):
-            return Linear(target, adapter_name, fan_in_fan_out=True, is_target_conv_1d_layer=True, **kwargs)
-        return super()._create_new_module(peft_config, adapter_name, target, **kwargs)
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        return {**super()._layer_kwargs(target), "vector_bank": self.vblora_vector_bank}
 
     # ------------------------------------------------------------------------------------------ savable size
     def get_nb_savable_parameters(self, adapter: str = "default") -> tuple[int, int]:

@@ -1,9 +1,9 @@
 """VeRA: vector-based random matrix adaptation (frozen shared random projections, trainable scaling vectors)."""
 
+from peft.registry import register_peft_method
 from peft.tuners.vera.config import VeraConfig
 from peft.tuners.vera.layer import Linear, VeraLayer
 from peft.tuners.vera.model import VeraModel
-from peft.utils.peft_types import register_peft_method
 from peft.utils.warnings import deprecated_aliases
 
 __all__ = ["Linear", "VeraConfig", "VeraLayer", "VeraModel"]

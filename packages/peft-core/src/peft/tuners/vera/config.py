@@ -1,4 +1,4 @@
-"""``VeraConfig``: the settings of a VeRA adapter (REQUIREMENTS METHOD-VERA-1/2)."""
+"""``VeraConfig``: the settings of a VeRA adapter."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from peft.tuners._shared_projections import SharedProjectionConfig
 from peft.tuners._validation import check_probability
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
@@ -14,11 +13,12 @@ class VeraConfig(SharedProjectionConfig):
     """Configuration of a VeRA adapter: ``W + diag(vera_lambda_b) B diag(vera_lambda_d) A`` with frozen random
     ``A``/``B`` shared by all layers (paper: https://huggingface.co/papers/2310.11454).
 
+    Where the adapter goes is set by the fields of ``TargetingConfig`` that it has: ``target_modules``
+    (``nn.Linear`` and GPT-2's ``Conv1D``), ``layers_to_transform``, ``layers_pattern``, ``modules_to_save``.
+
     Args:
         r: rank of the shared projections; choose it larger than a LoRA rank (VeRA trains only ``r + out`` values
             per layer).
-        target_modules: module names to adapt (``nn.Linear`` and GPT-2's ``Conv1D``): a list (whole-name
-            suffixes), a regex str (full match), ``"all-linear"``, or None for the model type's defaults.
         projection_prng_key: seed from which ``vera_A``/``vera_B`` are drawn (Kaiming-uniform); every adapter of a
             model must use the same one.
         save_projection: save ``vera_A``/``vera_B`` in checkpoints (bigger files, restored exactly everywhere);
@@ -27,10 +27,8 @@ class VeraConfig(SharedProjectionConfig):
         d_initial: initial value of every entry of ``vera_lambda_d`` (small values, <= 0.1, work best).
         fan_in_fan_out: the base weight is stored ``(in, out)`` (GPT-2's ``Conv1D``); corrected with a warning.
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"vera_only"``.
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
         init_weights: ``True`` (``vera_lambda_b`` zero, ``vera_lambda_d = d_initial``: the adapter starts as the
             identity) or ``False`` (``vera_lambda_b`` ones, ``vera_lambda_d`` standard normal: for tests).
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
 
     Raises:
         ValueError: for a non-positive ``r`` or a ``vera_dropout`` outside ``[0, 1]``.
@@ -46,6 +44,5 @@ class VeraConfig(SharedProjectionConfig):
     _projection_names = ("vera_A", "vera_B")
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.VERA
         super().__post_init__()
         check_probability("VeraConfig", "vera_dropout", self.vera_dropout)

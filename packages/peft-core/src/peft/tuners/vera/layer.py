@@ -19,6 +19,7 @@ from peft.tuners._shared_projections import SharedBufferDict, SharedProjectionLa
 class VeraLayer(SharedProjectionLayer):
     """State and formula of VeRA (trainable vectors per adapter; the projections are the model's)."""
 
+    repr_prefix = "vera"
     adapter_layer_names = ("vera_lambda_b", "vera_lambda_d")
     other_param_names = ("r", "vera_dropout")
     dropout_name = "vera_dropout"
@@ -88,9 +89,6 @@ class VeraLayer(SharedProjectionLayer):
         lambda_b = self.vera_lambda_b[adapter_name].to(dtype)
         sliced_a, sliced_b = self._slices(adapter_name, lambda_d)
         return (lambda_b[:, None] * sliced_b) @ (lambda_d[:, None] * sliced_a)
-
-    def __repr__(self) -> str:
-        return "vera." + super().__repr__()
 
 
 class Linear(VeraLayer, nn.Module):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from peft.tuners._shared_projections import SharedProjectionTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.vera.config import VeraConfig
 from peft.tuners.vera.layer import Linear, VeraLayer
 
@@ -31,12 +32,10 @@ class VeraModel(SharedProjectionTuner):
         >>> model = get_peft_model(model, VeraConfig(r=128, target_modules=["q_proj", "v_proj"]))
     """
 
-    prefix: str = "vera_lambda_"
     tuner_layer_cls = VeraLayer
-    layers_mapping = {nn.Linear: Linear}
+    layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
     projection_names = ("vera_A", "vera_B")
-    bias_only_value = "vera_only"
-    layer_option_names = ("vera_dropout", "d_initial", "init_weights")
+    layer_options = ("r", "vera_dropout", "d_initial", "init_weights")
 
     def _generate_projections(
         self, config: VeraConfig, out_features: int, in_features: int

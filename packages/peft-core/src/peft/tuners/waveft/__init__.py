@@ -4,10 +4,10 @@ Beyond config/layer/model, ``wavelets.py`` builds the wavelet filters and the in
 PyWavelets dependency).
 """
 
+from peft.registry import register_peft_method
 from peft.tuners.waveft.config import WaveFTConfig
 from peft.tuners.waveft.layer import WaveFTLayer, WaveFTLinear
 from peft.tuners.waveft.model import WaveFTModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = ["WaveFTConfig", "WaveFTLayer", "WaveFTLinear", "WaveFTModel"]
 

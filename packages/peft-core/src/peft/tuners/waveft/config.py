@@ -1,20 +1,21 @@
-"""``WaveFTConfig``: the settings of a WaveFT adapter (REQUIREMENTS METHOD-WAVEFT-1)."""
+"""``WaveFTConfig``: the settings of a WaveFT adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peft.config import PeftConfig
+from peft.config import TargetingConfig
 from peft.tuners.waveft.wavelets import WAVELET_FAMILIES
 from peft.utils.config_fields import PositiveInt
-from peft.utils.peft_types import PeftType
 
 
 @dataclass
-class WaveFTConfig(PeftConfig):
+class WaveFTConfig(TargetingConfig):
     """Configuration of a WaveFT adapter: ``delta W = scaling * IDWT2(C)`` with ``C`` a wavelet-coefficient matrix
     that is zero except at ``n_frequency`` random positions, whose values are trained. After merging there is no
     inference overhead.
+
+    Where the adapter goes is set by the fields of ``TargetingConfig``.
 
     Args:
         n_frequency: number of trainable wavelet coefficients per layer, at most ``in_features * out_features``:
@@ -28,12 +29,7 @@ class WaveFTConfig(PeftConfig):
         random_loc_seed: seed of the coefficient positions; they are not saved, so the same seed must be used to load.
         fan_in_fan_out: whether the base weight is stored ``(in, out)`` (transformers' ``Conv1D``); corrected with a
             warning when it does not fit the target.
-        target_modules: module names to adapt: a list (whole-name suffixes), a regex str (full match),
-            ``"all-linear"``, or None for the model type's defaults. ``nn.Linear`` and ``Conv1D`` only.
-        exclude_modules: modules never adapted (same forms as ``target_modules``).
         bias: which biases train and are saved: ``"none"``, ``"all"`` or ``"waveft_only"`` (adapted layers).
-        modules_to_save: modules (besides adapter layers) trained and saved in full.
-        layers_to_transform / layers_pattern: restrict to these layer indices (found after ``layers_pattern``).
         n_frequency_pattern: per-module ``n_frequency`` by name or regex (suffix match).
         proportional_parameters: share a budget of ``n_frequency`` per target among the targets in proportion to
             ``in_features * out_features`` (at least 1 each; for reproducing the paper, not known to help).
@@ -54,12 +50,7 @@ class WaveFTConfig(PeftConfig):
     use_idwt: bool = field(default=True, metadata={"help": "Apply the inverse wavelet transform to the coefficients."})
     random_loc_seed: int = field(default=777, metadata={"help": "Seed of the coefficient positions."})
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Base weight is stored as (in, out)."})
-    target_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules to adapt."})
-    exclude_modules: list[str] | str | None = field(default=None, metadata={"help": "Modules never adapted."})
     bias: str = field(default="none", metadata={"help": "Bias type: 'none', 'all' or 'waveft_only'."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Extra modules to train and save."})
-    layers_to_transform: list[int] | int | None = field(default=None, metadata={"help": "Layer indices to adapt."})
-    layers_pattern: list[str] | str | None = field(default=None, metadata={"help": "Name of the layer list."})
     n_frequency_pattern: dict | None = field(default_factory=dict, metadata={"help": "Per-module n_frequency."})
     proportional_parameters: bool = field(
         default=False, metadata={"help": "Share the n_frequency budget in proportion to layer sizes."}
@@ -67,7 +58,6 @@ class WaveFTConfig(PeftConfig):
     init_weights: bool = field(default=True, metadata={"help": "True: zero coefficients (identity at start)."})
 
     def __post_init__(self) -> None:
-        self.peft_type = PeftType.WAVEFT
         super().__post_init__()
         if self.wavelet_family not in WAVELET_FAMILIES:
             raise ValueError(

@@ -1,4 +1,5 @@
-"""``WaveFTModel``: injects WaveFT layers; the lifecycle is the shared ``BaseTuner`` one."""
+"""``WaveFTModel``: injects WaveFT layers; beyond the declarative recipe, it can share a budget of coefficients
+among the targets in proportion to their sizes (``proportional_parameters``)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from peft.tuners._dense_delta import DenseDeltaTuner
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.tuners_layer import BaseTunerLayer, get_in_out_features
+from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.tuners.waveft.config import WaveFTConfig
 from peft.tuners.waveft.layer import WaveFTLayer, WaveFTLinear
 
 
-class WaveFTModel(DenseDeltaTuner):
+class WaveFTModel(BaseTuner):
     """Creates WaveFT adapters on a model (see ``WaveFTConfig``).
 
     Example:
@@ -21,11 +23,10 @@ class WaveFTModel(DenseDeltaTuner):
         >>> model = get_peft_model(model, WaveFTConfig(n_frequency=2592, target_modules=["to_q", "to_v"]))
     """
 
-    prefix: str = "waveft_"
     tuner_layer_cls = WaveFTLayer
-    layers_mapping = {nn.Linear: WaveFTLinear}
-    size_option = "n_frequency"
-    layer_option_names = ("scaling", "wavelet_family", "use_idwt", "random_loc_seed", "init_weights")
+    layers_mapping = {nn.Linear: WaveFTLinear, TransformersConv1D: WaveFTLinear}
+    layer_options = ("n_frequency", "scaling", "wavelet_family", "use_idwt", "random_loc_seed", "init_weights")
+    option_patterns = {"n_frequency": "n_frequency_pattern"}
     # n_frequency per target of the adapter being injected, with proportional_parameters
     _proportional_n_frequency: dict[str, int] = {}
 
@@ -40,10 +41,10 @@ class WaveFTModel(DenseDeltaTuner):
         )
         return targets
 
-    def _layer_kwargs(self, config: WaveFTConfig, current_key: str) -> dict[str, Any]:
-        kwargs = super()._layer_kwargs(config, current_key)
-        if current_key in self._proportional_n_frequency:
-            kwargs["n_frequency"] = self._proportional_n_frequency[current_key]
+    def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
+        kwargs = super()._layer_kwargs(target)
+        if target.key in self._proportional_n_frequency:
+            kwargs["n_frequency"] = self._proportional_n_frequency[target.key]
         return kwargs
 
 

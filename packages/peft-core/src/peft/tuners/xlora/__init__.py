@@ -1,10 +1,10 @@
 """X-LoRA: a mixture of frozen LoRA experts, weighted per token by a trained classifier."""
 
+from peft.registry import register_peft_method
 from peft.tuners.xlora.classifier import TemperatureScaledSoftmax, XLoraClassifier
 from peft.tuners.xlora.config import XLoraConfig
 from peft.tuners.xlora.layer import XLoraEmbedding, XLoraLayer, XLoraLayerMixin, XLoraLinear
 from peft.tuners.xlora.model import XLoraModel
-from peft.utils.peft_types import register_peft_method
 
 __all__ = [
     "TemperatureScaledSoftmax",

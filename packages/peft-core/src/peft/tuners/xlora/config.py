@@ -1,11 +1,10 @@
-"""``XLoraConfig``: the settings of an X-LoRA mixture of LoRA experts (REQUIREMENTS METHOD-XLORA-1)."""
+"""``XLoraConfig``: the settings of an X-LoRA mixture of LoRA experts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from peft.config import PeftConfig
-from peft.utils.peft_types import PeftType
 from peft.utils.warnings import warn
 
 _DEFAULT_HIDDEN_SIZE = 4096
@@ -57,7 +56,6 @@ class XLoraConfig(PeftConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.peft_type = PeftType.XLORA
         if self.hidden_size is None:
             warn(
                 f"XLoraConfig.hidden_size was not given and is set to {_DEFAULT_HIDDEN_SIZE}; it must be the base "

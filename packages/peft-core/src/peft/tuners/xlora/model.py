@@ -23,19 +23,19 @@ import torch
 from torch import nn
 
 from peft.config import PeftConfig
-from peft.functional import delete_adapter
-from peft.functional import set_adapter as set_layers_adapter
-from peft.quantization import resolve_quantization_backend
-from peft.tuners._targeting import fit_fan_in_fan_out, is_transformers_conv1d
+from peft.lifecycle import delete_adapter, purge_empty_adapter_modules
+from peft.lifecycle import set_adapter as set_layers_adapter
+from peft.state_dict import load_module_tensors, set_peft_model_state_dict
+from peft.tuners._targeting import TransformersConv1D
 from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.model import LoraModel
 from peft.tuners.tuners_layer import BaseTunerLayer, check_adapter_name, current_mixed_batch, walk_modules
-from peft.tuners.tuners_utils import purge_empty_adapter_modules
+from peft.tuners.tuners_utils import TargetModule
 from peft.tuners.xlora.classifier import XLoraClassifier
 from peft.tuners.xlora.config import XLoraConfig
 from peft.tuners.xlora.layer import ScalingsPass, XLoraEmbedding, XLoraLayerMixin, XLoraLinear, scalings_pass
-from peft.utils.files import CONFIG_NAME, resolve_file
-from peft.utils.save_and_load import load_module_tensors, load_peft_weights, set_peft_model_state_dict
+from peft.utils.files import CONFIG_NAME, load_peft_weights, resolve_file
+from peft.utils.torch_internals import keep_unregistered
 from peft.utils.warnings import warn
 
 _CLASSIFIER = "internal_xlora_classifier"
@@ -67,9 +67,13 @@ class XLoraModel(LoraModel):
         >>> out = model(**inputs); scalings = model.get_latest_scalings()  # (batch, seq_len, layers, experts)
     """
 
-    prefix: str = "xlora_"
+    layers_mapping = {
+        nn.Embedding: XLoraEmbedding,
+        nn.Linear: XLoraLinear,
+        TransformersConv1D: XLoraLinear,
+    }
     # the classifier lives on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep it
-    uses_shared_state: bool = True
+    uses_shared_state = True
 
     # ------------------------------------------------------------------------------------------ injection
     def _check_new_adapter_config(self, config: PeftConfig) -> None:
@@ -132,7 +136,7 @@ class XLoraModel(LoraModel):
         layers = [module for _, module in walk_modules(model) if isinstance(module, XLoraLayerMixin)]
         for index, layer in enumerate(layers):
             layer.xlora_layer_index = index
-        self.__dict__.update(disabled=False, internal_xlora_scalings=None, _xlora_adapter=adapter_name)
+        keep_unregistered(self, disabled=False, internal_xlora_scalings=None, _xlora_adapter=adapter_name)
         reference = next((p for p in model.parameters() if p.device.type != "meta"), None)
         classifier = XLoraClassifier(config, n_classes=len(names), n_layers=len(layers))
         if reference is not None:
@@ -181,28 +185,18 @@ class XLoraModel(LoraModel):
         if result.missing_keys:
             warn(f"X-LoRA expert {name!r} ({model_id!r}) lacks tensors for {result.missing_keys[:10]}.")
 
-    @staticmethod
-    def _create_new_module(config: PeftConfig, adapter_name: str, target: nn.Module, **kwargs: Any) -> nn.Module:
-        """The X-LoRA layer for ``target``: a linear layer (any storage) or an embedding.
+    def _new_layer(self, target: TargetModule, layer_kwargs: dict[str, Any]) -> BaseTunerLayer:
+        """The X-LoRA layer for ``target``: a linear layer (any storage) or an embedding (X-LoRA weights each token's
+        input).
 
         Raises:
-            ValueError: for experts with DoRA or on other layer types (X-LoRA weights each token's input).
+            ValueError: for experts with DoRA.
         """
-        if getattr(config, "use_dora", False):
+        if getattr(target.config, "use_dora", False):
             raise ValueError("X-LoRA does not support experts with DoRA (use_dora=True).")
-        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if isinstance(base, nn.Embedding):
-            kwargs.pop("fan_in_fan_out", None)
-            return XLoraEmbedding(target, adapter_name, **kwargs)
-        if isinstance(base, nn.Linear) or is_transformers_conv1d(base) or resolve_quantization_backend(base):
-            conv1d = kwargs["fan_in_fan_out"] = fit_fan_in_fan_out(config, base)
-            return XLoraLinear(target, adapter_name, is_target_conv_1d_layer=conv1d, **kwargs)
-        raise ValueError(
-            f"X-LoRA experts can adapt linear layers and embeddings (their inputs are token sequences); an expert "
-            f"targets a {type(base).__name__}."
-        )
+        return super()._new_layer(target, layer_kwargs)
 
-    def _create_and_replace_parameter(self, *args: Any, **kwargs: Any) -> None:
+    def _create_and_replace_parameter(self, target: TargetModule) -> None:
         raise ValueError("X-LoRA experts cannot use target_parameters: their layers must weight each token's input.")
 
     def _set_bias_trainable(self, model: nn.Module, peft_config: PeftConfig) -> None:

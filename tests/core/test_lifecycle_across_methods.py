@@ -1,19 +1,26 @@
-"""The shared lifecycle, method by method: PVeRA, UniLoRA, TinyLoRA, GraLoRA, HiRA, Lily, DeLoRA and GLoRA
-(REQUIREMENTS LIFE-4/5/16/17/18/26/27, SAVE-1/2, MIX-1).
+"""The shared lifecycle, checked method by method (REQUIREMENTS LIFE-4/5/14/16/17/18/26/27, SAVE-1/2, MIX-1; issue 11,
+items 2 and 4).
 
-Each method's layers are built on the shared base classes, so these tests check that the lifecycle holds for each:
-save and load (also onto meta tensors), several adapters and mixed batches, disabling and deleting, merging (exactly
-reversible) or a clear refusal, trainability, half-precision bases, the quantization backend and ``PeftMixedModel``.
-Expected outputs come from independently built models (the base model, or the same adapter alone), never from the
-model under test.
+Two parts. For every non-prompt method (``tests/method_cases.py``): deleting the last adapter and disabling adapters
+give the base model's outputs, and a merged adapter cannot be deleted. For the methods whose layers are built only
+from the shared base classes (PVeRA, UniLoRA, TinyLoRA, GraLoRA, HiRA, Lily, DeLoRA and GLoRA; their formulas are in
+their own test files): save and load (also onto meta tensors), several adapters and mixed batches, disabling and
+deleting, merging (exactly reversible) or a clear refusal, trainability, half-precision bases, the quantization backend
+and ``PeftMixedModel``.
+
+Expected outputs come from independently built models (the base model with the same seed, or the same adapter
+alone), never from the model under test.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+import warnings
 
 import pytest
 import torch
+from method_cases import METHOD_CASES, inputs, perturb, tiny_net
 from safetensors.torch import load_file
 from torch import nn
 
@@ -30,11 +37,11 @@ from peft import (
     TinyLoraConfig,
     UniLoraConfig,
     get_peft_model,
-    quantization,
 )
 from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
-from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.tuners_layer import BaseTunerLayer
+from peft.utils.other import AuxiliaryTrainingWrapper
+from tests.recording_backend import recording_backend
 
 ATOL = 1e-5
 
@@ -266,32 +273,9 @@ def test_unsupported_layer_type_is_refused_with_a_clear_error(method):
 
 
 # ------------------------------------------------------------------------------------------------ quantization backend
-class _RecordingBackend(QuantizationBackend):
-    """Plain float storage that records reads and writes of marked base layers."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.reads = self.writes = 0
-
-    def matches(self, module: nn.Module) -> bool:
-        return getattr(module, "_recorded", False)
-
-    def get_weight(self, module: nn.Module) -> torch.Tensor:
-        self.reads += 1
-        return module.weight.detach().clone()
-
-    def set_weight(self, module: nn.Module, weight: torch.Tensor) -> None:
-        self.writes += 1
-        with torch.no_grad():
-            module.weight.copy_(weight)
-
-
 @pytest.mark.parametrize("method", MERGEABLE)
 def test_merging_reads_and_writes_through_the_quantization_backend(method):
-    backend = _RecordingBackend()
-    register_quantization_backend(backend)
-    try:
+    with recording_backend() as backend:
         base = _base()
         base.lin0._recorded = True
         model = get_peft_model(base, _config(method))
@@ -307,8 +291,6 @@ def test_merging_reads_and_writes_through_the_quantization_backend(method):
             torch.testing.assert_close(model(x), before, atol=ATOL, rtol=1e-4)
         model.unmerge_adapter()
         assert backend.writes == 2
-    finally:
-        quantization._BACKENDS.remove(backend)
 
 
 def test_integer_weight_without_backend_is_refused(method):
@@ -382,3 +364,71 @@ def test_the_references_public_classes_are_exported(module, names):
         assert getattr(package, name) is not None
         if name.endswith(("Config", "Model")):
             assert getattr(peft, name) is getattr(package, name)
+
+
+# ------------------------------------------------------------------------------------------------ every method
+def _case_out(model: torch.nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        return model(inputs())
+
+
+def _adapted_case(method: str):
+    model = get_peft_model(tiny_net(), METHOD_CASES[method]())
+    perturb(model)
+    return model
+
+
+def _lifecycle_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_CASES))
+def test_deleting_the_last_adapter_gives_base_outputs_until_another_is_active(method):
+    model = _adapted_case(method)
+    adapted = _case_out(model)
+    base = _case_out(tiny_net())
+    assert not torch.allclose(adapted, base)
+    model.delete_adapter("default")
+    assert model.active_adapters == [] and model.peft_config == {}
+    assert all(m.active_adapters == [] for m in _lifecycle_modules(model))
+    torch.testing.assert_close(_case_out(model), base, atol=0, rtol=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "PEFT applied a second time" warning: the empty layers hold nothing
+        model.add_adapter("again", METHOD_CASES[method]())
+    torch.testing.assert_close(_case_out(model), base, atol=0, rtol=0)  # added, not active yet
+    model.set_adapter("again")
+    perturb(model)
+    assert not torch.allclose(_case_out(model), base)
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_CASES))
+def test_disable_adapter_gives_base_outputs_and_restores_each_layer(method):
+    model = _adapted_case(method)
+    adapted = _case_out(model)
+    modules = _lifecycle_modules(model)
+    modules[0].enable_adapters(False)
+    partly = _case_out(model)
+    before = [m.disable_adapters for m in modules]
+    grads = [p.requires_grad for p in model.parameters()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the warning about layers that disagree is tested elsewhere
+        with model.disable_adapter():
+            torch.testing.assert_close(_case_out(model), _case_out(tiny_net()), atol=0, rtol=0)
+    assert [m.disable_adapters for m in modules] == before
+    assert [p.requires_grad for p in model.parameters()] == grads
+    torch.testing.assert_close(_case_out(model), partly, atol=0, rtol=0)
+    modules[0].enable_adapters(True)
+    torch.testing.assert_close(_case_out(model), adapted, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("method", sorted(m for m in METHOD_CASES if m not in ("ln_tuning", "trainable_tokens")))
+def test_a_merged_adapter_cannot_be_deleted(method):
+    model = _adapted_case(method)
+    model.merge_adapter()
+    with pytest.raises(ValueError, match=re.escape("Cannot delete adapter(s) ['default'] while they are merged")):
+        model.delete_adapter("default")
+    assert "default" in model.peft_config
+    model.unmerge_adapter()
+    model.delete_adapter("default")
+    torch.testing.assert_close(_case_out(model), _case_out(tiny_net()), atol=1e-4, rtol=1e-4)  # merge round trip

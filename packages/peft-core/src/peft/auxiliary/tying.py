@@ -1,4 +1,4 @@
-"""Adapters on tied input/output embeddings (``ensure_weight_tying``, REQUIREMENTS AUX-15, TGT-14).
+"""Adapters on tied input/output embeddings (``ensure_weight_tying``).
 
 A model ties its output layer to its input embedding when both hold the same weight tensor (transformers'
 ``tie_word_embeddings``). With ``ensure_weight_tying=True`` adapters stay tied too: a ``modules_to_save`` copy of
@@ -15,7 +15,9 @@ from typing import Any
 
 from torch import nn
 
+from peft.auxiliary.wrappers import ModulesToSaveWrapper
 from peft.utils.constants import EMBEDDING_LAYER_NAMES
+from peft.utils.other import _get_submodules
 from peft.utils.warnings import warn
 
 _ISSUE = "Check the discussion here: https://github.com/huggingface/peft/issues/2777"
@@ -28,6 +30,12 @@ def _unwrapped(module: nn.Module) -> nn.Module:
         if not isinstance(inner, nn.Module):
             return module
         module = inner
+
+
+def input_embedding_name(model: nn.Module) -> str:
+    """Name of the model's input embedding (``get_input_embeddings()``), else ``"embed_tokens"``."""
+    found = input_embedding(model)
+    return found[0] if found is not None else "embed_tokens"
 
 
 def input_embedding(model: nn.Module) -> tuple[str, nn.Module] | None:
@@ -133,8 +141,6 @@ def tie_modules_to_save(model: nn.Module, plan: TyingPlan, adapter_name: str) ->
 
 
 def _wrap_for_saving(model: nn.Module, name: str, adapter_name: str) -> nn.Module:
-    from peft.utils.other import ModulesToSaveWrapper, _get_submodules
-
     parent, target, target_name = _get_submodules(model, name)
     if not isinstance(target, ModulesToSaveWrapper):
         target = ModulesToSaveWrapper(target, adapter_name)

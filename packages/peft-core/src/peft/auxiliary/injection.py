@@ -1,16 +1,21 @@
 """Wrapping the auxiliary modules an adapter config lists: ``modules_to_save`` copies and trainable tokens
 (``trainable_token_indices``), including layers tied to a wrapped embedding. Shared by every tuner and by
-prompt-learning models (REQUIREMENTS AUX)."""
+prompt-learning models."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from torch import nn
 
+from peft.auxiliary.tying import input_embedding, input_embedding_name, modules_tied_to_input_embedding
+from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, TrainableTokensWrapper
 from peft.config import PeftConfig
 from peft.tuners import _targeting
 from peft.tuners._targeting import closest_names
 from peft.tuners.tuners_layer import BaseTunerLayer
-from peft.utils.other import ModulesToSaveWrapper, _get_submodules
+from peft.utils.other import _get_submodules, _is_valid_match
 from peft.utils.warnings import warn
 
 
@@ -71,9 +76,6 @@ def _add_trainable_tokens(model: nn.Module, peft_config: PeftConfig, adapter_nam
     indices = getattr(peft_config, "trainable_token_indices", None)
     if not indices:
         return
-    from peft.tuners.trainable_tokens.model import input_embedding_name
-    from peft.utils.other import TrainableTokensWrapper
-
     by_name = indices if isinstance(indices, dict) else {input_embedding_name(model): list(indices)}
     by_name, tie = _drop_entries_tied_to_the_embedding(model, peft_config, by_name)
     for entry, token_indices in sorted(by_name.items()):
@@ -110,8 +112,6 @@ def _drop_entries_tied_to_the_embedding(
     """``(entries to wrap, whether layers tied to a wrapped embedding share its rows)``. Entries for layers tied to
     the input embedding are covered by the embedding's when they list the same tokens; different tokens untie
     them, which ``ensure_weight_tying`` refuses."""
-    from peft.tuners._tying import input_embedding, modules_tied_to_input_embedding
-
     ensure = getattr(peft_config, "ensure_weight_tying", False)
     tied = modules_tied_to_input_embedding(model)
     if not tied:
@@ -138,8 +138,6 @@ def _drop_entries_tied_to_the_embedding(
 
 
 def _wrap_tied_layers(model: nn.Module, wrapper: nn.Module, adapter_name: str, token_indices: list[int]) -> None:
-    from peft.utils.other import TrainableTokensWrapper
-
     weight = wrapper.original_module.weight
     for key, module in list(model.named_modules(remove_duplicate=False)):
         if module is wrapper.original_module or isinstance(module, (TrainableTokensWrapper, BaseTunerLayer)):
@@ -150,3 +148,61 @@ def _wrap_tied_layers(model: nn.Module, wrapper: nn.Module, adapter_name: str, t
                 module, adapter_name, token_indices=token_indices, tied_adapter=wrapper.token_adapter
             )
             setattr(parent, target_name, tied)
+
+
+# ------------------------------------------------------------------------------ the reference's helpers for wrappers
+def _set_adapter(model: nn.Module, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+    """Activate ``adapter_name`` on the auxiliary wrappers of ``model`` (those that hold it; the others run their
+    original module)."""
+    for module in model.modules():
+        if isinstance(module, AuxiliaryTrainingWrapper):
+            module.set_adapter(adapter_name, inference_mode=inference_mode)
+
+
+def _set_trainable(
+    model: nn.Module,
+    adapter_name: str,
+    module_names: Sequence[str] | None,
+    inference_mode: bool,
+    strict_module_check: bool = False,
+    wrapper_cls: type[AuxiliaryTrainingWrapper] | None = None,
+    activate_adapter: bool = True,
+    **wrapper_kwargs: Any,
+) -> None:
+    """Wrap the modules named ``module_names`` (full name segments) in ``wrapper_cls`` (default
+    ``ModulesToSaveWrapper``) for ``adapter_name``: a trainable copy unless ``inference_mode``.
+
+    Raises:
+        ValueError: with ``strict_module_check``, if no module matches.
+    """
+    if not module_names:
+        return
+    wrapper_cls = wrapper_cls or ModulesToSaveWrapper
+    names = list(module_names)
+    wrapped: list[str] = []
+    for key in [name for name, _ in model.named_modules()]:
+        if not key or any(key.startswith(w + ".") for w in wrapped):
+            continue
+        if not any(_is_valid_match(key, name) for name in names):
+            continue
+        parent, target, target_name = _get_submodules(model, key)
+        if isinstance(target, wrapper_cls):
+            target.update(adapter_name, **wrapper_kwargs)
+        else:
+            target = wrapper_cls(target, adapter_name, **wrapper_kwargs)
+            setattr(parent, target_name, target)
+        if activate_adapter:
+            target.set_adapter(adapter_name, inference_mode=inference_mode)
+        wrapped.append(key)
+    if strict_module_check and not wrapped:
+        raise ValueError(f"Target modules {names} not found in the base model. Please check the target modules.")
+
+
+def set_additional_trainable_modules(
+    model: nn.Module, peft_config: Any, model_config: Any, adapter_name: str, activate_adapter: bool = True
+) -> None:
+    """Wrap the modules ``peft_config`` lists in ``modules_to_save`` and ``trainable_token_indices`` for
+    ``adapter_name`` (what every tuner does when it injects an adapter), activating them if asked."""
+    add_auxiliary_modules(model, peft_config, adapter_name)
+    if activate_adapter:
+        _set_adapter(model, adapter_name, inference_mode=peft_config.inference_mode)

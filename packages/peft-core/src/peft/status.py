@@ -1,4 +1,4 @@
-"""``get_layer_status`` / ``get_model_status``: what adapters a model holds and in which state (LIFE-31).
+"""``get_layer_status`` / ``get_model_status``: what adapters a model holds and in which state.
 
 Works on a ``PeftModel``, a ``PeftMixedModel`` and on any model holding adapter layers (e.g. a diffusers UNet).
 Layers are named as ``named_modules`` of the tuner names them (``model.<path>`` for a ``PeftModel``, as in the
@@ -13,8 +13,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper, TrainableTokensWrapper
 from peft.tuners.tuners_layer import BaseTunerLayer, walk_modules
-from peft.utils.other import AuxiliaryTrainingWrapper, TrainableTokensWrapper
+from peft.tuners.tuners_utils import BaseTuner
 
 Irregular = Literal["irregular"]
 
@@ -57,16 +58,14 @@ class TunerModelStatus:
 def _tuner_of(model: nn.Module, caller: str) -> nn.Module | None:
     """The tuner (``BaseTuner``) of a PEFT model, or None for any other model.
 
+    A ``PeftModel`` or ``PeftMixedModel`` is recognised by its ``get_base_model`` (this module sits below them).
+
     Raises:
         TypeError: for a prompt-learning model, which has no adapter layers.
     """
-    from peft.mixed_model import PeftMixedModel
-    from peft.peft_model import PeftModel
-    from peft.tuners.tuners_utils import BaseTuner
-
     if isinstance(model, BaseTuner):
         return model
-    if isinstance(model, (PeftModel, PeftMixedModel)):
+    if callable(getattr(model, "get_base_model", None)):
         if not isinstance(model.base_model, BaseTuner):
             raise TypeError(
                 f"{caller}() got an invalid PeftModel instance; prefix tuning and adaption prompt are not supported."
@@ -185,12 +184,10 @@ def get_model_status(model: nn.Module) -> TunerModelStatus:
         TypeError: for a prompt-learning ``PeftModel`` (it has no adapter layers).
         ValueError: if the model holds no adapter layer.
     """
-    from peft.peft_model import PeftModel
-
     tuner = _tuner_of(model, "get_model_status")
     layers = get_layer_status(model)
     configs = tuner.peft_config if tuner is not None else {}
-    trainable, total = PeftModel.get_nb_trainable_parameters(model)
+    trainable, total = count_parameters(model)
     available = sorted({a for s in layers for a in s.available_adapters})
     requires_grad: dict[str, bool | Irregular] = {}
     devices: dict[str, list[str]] = {}
@@ -214,3 +211,19 @@ def get_model_status(model: nn.Module) -> TunerModelStatus:
         devices=devices,
         quantization_backend=_one_or_irregular([s.quantization_backend for s in layers]),
     )
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts of ``model``; packed 4-bit weights count as their unpacked size, ZeRO-3
+    partitions as their full size."""
+    trainable, total = 0, 0
+    for param in model.parameters():
+        count = param.numel()
+        if count == 0 and hasattr(param, "ds_numel"):
+            count = param.ds_numel
+        if type(param).__name__ == "Params4bit":
+            count *= 2 * (param.element_size() if param.dtype != torch.uint8 else 1)
+        total += count
+        if param.requires_grad:
+            trainable += count
+    return trainable, total
