@@ -95,6 +95,7 @@ class ArrowVariant(AdditiveLoraVariant):
     """The Arrow router on LoRA ``Linear`` layers."""
 
     mergeable = False
+    merge_refusal = "Cannot merge an active Arrow router adapter: it mixes the task adapters per token."
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, arrow_config: ArrowConfig | None = None, **kwargs: Any) -> None:
