@@ -11,7 +11,7 @@ transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file  # noqa: E402
 from tiny_transformers import tiny_llama  # noqa: E402
 
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict  # noqa: E402
+from peft import LoKrConfig, LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict  # noqa: E402
 
 NEW_VOCAB = 72
 IDS = torch.tensor([[1, 5, 9, 64, 70, 2, 71, 40]])  # includes added tokens
@@ -128,3 +128,10 @@ def test_aux_15_trainable_tokens_on_tied_layers_with_different_indices():
         get_peft_model(
             tiny_llama(), LoraConfig(target_modules=["q_proj"], trainable_token_indices=[1], ensure_weight_tying=True)
         )
+
+
+def test_aux_15_methods_without_ensure_weight_tying_say_they_cannot_tie():
+    """A method whose config has no ``ensure_weight_tying`` field is told it cannot tie, not to set the field."""
+    config = LoKrConfig(r=4, target_modules=["q_proj"], modules_to_save=["embed_tokens"])
+    with pytest.warns(UserWarning, match="no implementation exists to tie the adapters"):
+        get_peft_model(tiny_llama(tie_word_embeddings=True), config)

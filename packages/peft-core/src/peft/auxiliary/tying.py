@@ -9,6 +9,7 @@ it, adapting a tied layer warns, as merging such an adapter changes both layers.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +110,7 @@ def plan_weight_tying(model: nn.Module, peft_config: Any) -> TyingPlan | None:
         if (embedding_saved or embedding_targeted) and tied:
             how = (
                 "but `ensure_weight_tying` is not set to True"
-                if hasattr(peft_config, "ensure_weight_tying")
+                if "ensure_weight_tying" in {f.name for f in dataclasses.fields(peft_config)}
                 else "but no implementation exists to tie the adapters"
             )
             warn(
