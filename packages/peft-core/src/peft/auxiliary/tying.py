@@ -56,7 +56,14 @@ def input_embedding(model: nn.Module) -> tuple[str, nn.Module] | None:
 
 
 def modules_tied_to_input_embedding(model: nn.Module) -> list[str]:
-    """Names of the modules (e.g. ``lm_head``) whose weight is the input embedding's weight tensor."""
+    """Names of the modules (e.g. ``lm_head``) whose weight is the input embedding's weight tensor; none where the
+    model's config says ``tie_word_embeddings=False`` (the model unties them when it loads its weights)."""
+    config = getattr(model, "config", None)
+    declared = (
+        config.get("tie_word_embeddings") if isinstance(config, dict) else getattr(config, "tie_word_embeddings", None)
+    )
+    if declared is False:
+        return []
     found = input_embedding(model)
     if found is None:
         return []
