@@ -20,7 +20,7 @@ from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.init_configs import BASE_CHANGING_INITS, init_method
 from peft.tuners.lora.initialization import initialisation_progress
 from peft.tuners.lora.kasa import kasa_regularization
-from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
+from peft.tuners.lora.layer import LORA_LAYER_OPTIONS, Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
@@ -44,19 +44,7 @@ class LoraModel(BaseTuner):
         nn.Linear: Linear,
         TransformersConv1D: Linear,
     }
-    layer_options = (
-        "r",
-        "lora_alpha",
-        "lora_dropout",
-        "init_lora_weights",
-        "use_rslora",
-        "use_dora",
-        "use_qalora",
-        "qalora_group_size",
-        "loftq_config",
-        "lora_bias",
-        "lora_ga_config",
-    )
+    layer_options = ("r", "lora_alpha", *LORA_LAYER_OPTIONS)
     option_patterns = {"r": "rank_pattern", "lora_alpha": "alpha_pattern"}
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
