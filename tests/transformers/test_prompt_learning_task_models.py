@@ -138,3 +138,30 @@ def test_deleting_the_last_prompt_adapter_gives_the_base_model_and_a_new_one_can
     model.load_adapter(FIXTURES / "seq_cls_prompt_tuning" / "adapter", "again")
     model.set_adapter("again")
     torch.testing.assert_close(_run(model, io), io["out_plain"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "task_model",
+    ["PeftModelForSequenceClassification", "PeftModelForTokenClassification", "PeftModelForQuestionAnswering"],
+)
+def test_aux_8_task_model_on_a_backbone_without_its_head(task_model):
+    """A task model around a model that lacks the task's head (a bare backbone) trains no head in full and does not
+    fail on the head names it would add; a model with the head gets it in modules_to_save."""
+    import peft
+    from peft import LoraConfig
+
+    config = transformers.BertConfig(
+        vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    backbone = getattr(peft, task_model)(transformers.BertModel(config), LoraConfig(target_modules=["query"]))
+    assert backbone.peft_config["default"].modules_to_save is None
+    assert backbone(input_ids=torch.tensor([[1, 2, 3]])).last_hidden_state.shape == (1, 3, 8)
+    head_model = {"PeftModelForQuestionAnswering": "BertForQuestionAnswering"}.get(
+        task_model, "BertForTokenClassification"
+    )
+    with_head = getattr(peft, task_model)(
+        getattr(transformers, head_model)(config), LoraConfig(target_modules=["query"])
+    )
+    assert with_head.peft_config["default"].modules_to_save == [
+        "qa_outputs" if "Question" in task_model else "classifier"
+    ]

@@ -36,7 +36,10 @@ class _TaskModel(PromptLearningMixin, PeftModel):
         if not self.task_modules_to_save or not hasattr(peft_config, "modules_to_save"):
             return
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        heads = [name for name in self.task_modules_to_save if name in present] or list(self.task_modules_to_save)
+        # a model without the task's head (a bare backbone) has none to train in full
+        heads = [name for name in self.task_modules_to_save if name in present]
+        if not heads:
+            return
         listed = list(peft_config.modules_to_save or [])
         peft_config.modules_to_save = listed + [h for h in heads if h not in listed]
 
