@@ -38,26 +38,21 @@ from peft.tuners.bone import BoneLayer, convert_bone_to_miss
 from peft.tuners.bone.convert import main as convert_main
 from peft.tuners.hra import HRALayer
 from peft.tuners.miss import MissLayer
+from tests.tiny_models import Chain
 
 ATOL = 1e-5
 
 
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(10, 8)  # in 10: not a multiple of MiSS's r=4 (the input is padded)
-        self.sq = nn.Linear(8, 8)
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.pointwise = nn.Conv2d(6, 4, 1)
-        self.emb = nn.Embedding(5, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sq(torch.relu(self.lin(x)))
-
-
-def _model(seed: int = 0) -> _Net:
+def _model(seed: int = 0) -> Chain:
     torch.manual_seed(seed)
-    return _Net().eval()
+    return Chain(
+        "lin relu sq",
+        lin=nn.Linear(10, 8),  # in 10: not a multiple of MiSS's r=4 (the input is padded)
+        sq=nn.Linear(8, 8),
+        conv=nn.Conv2d(3, 6, 3, padding=1),
+        pointwise=nn.Conv2d(6, 4, 1),
+        emb=nn.Embedding(5, 4),
+    ).eval()
 
 
 def _adapted(config: PeftConfig, seed: int = 0) -> PeftModel:

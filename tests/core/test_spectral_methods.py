@@ -33,26 +33,16 @@ from peft.tuners.fourierft import FourierFTLayer
 from peft.tuners.waveft import WaveFTLayer
 from peft.tuners.waveft.wavelets import WAVELET_FAMILIES, scaling_filter, supported_families
 from tests.recording_backend import recording_backend
+from tests.tiny_models import Chain
 
 ATOL = 1e-5
 SQRT2 = math.sqrt(2)
 
 
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(12, 8)
-        self.act = nn.ReLU()
-        self.out = nn.Linear(8, 4)
-        self.conv = nn.Conv2d(2, 2, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.act(self.lin(x)))
-
-
-def _model(seed: int = 0) -> _Net:
+def _model(seed: int = 0) -> Chain:
     torch.manual_seed(seed)
-    return _Net().eval()
+    layers = {"lin": nn.Linear(12, 8), "act": nn.ReLU(), "out": nn.Linear(8, 4), "conv": nn.Conv2d(2, 2, 1)}
+    return Chain("lin act out", **layers).eval()
 
 
 # non-identity settings for each method (C3A: block size 4 divides 12, 8 and 4)
