@@ -38,6 +38,7 @@ from peft.tuners.bone import BoneLayer, convert_bone_to_miss
 from peft.tuners.bone.convert import main as convert_main
 from peft.tuners.hra import HRALayer
 from peft.tuners.miss import MissLayer
+from tests.method_cases import per_adapter_rows
 from tests.tiny_models import Chain
 
 ATOL = 1e-5
@@ -126,15 +127,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = ATOL) -> 
 def _check_mixed_batch(model: PeftModel, names: list[str]) -> None:
     """One batch with ``adapter_names`` gives each row what the model gives it with that row's adapter alone."""
     x = torch.randn(len(names), 10)
-    expected = []
-    for i, name in enumerate(names):
-        if name == "__base__":
-            with model.disable_adapter():
-                expected.append(model(x[i : i + 1]))
-        else:
-            model.set_adapter(name)
-            expected.append(model(x[i : i + 1]))
-    _close(model(x, adapter_names=names), torch.cat(expected))
+    _close(model(x, adapter_names=names), per_adapter_rows(model, x, names))
 
 
 # ------------------------------------------------------------------------------------------------------- HRA
