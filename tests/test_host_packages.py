@@ -152,3 +152,13 @@ def test_peft_core_declares_every_package_it_imports():
     assert not undeclared, f"peft-core imports packages it does not declare: {undeclared}"
     required = [r for r in importlib.metadata.requires("peft-core") or [] if "extra ==" not in r]
     assert any(r.startswith("huggingface_hub") for r in required)
+
+
+def test_import_utils_availability_checks_carry_their_public_names():
+    """The availability checks are made by one factory; each still answers to its own name (reprs, tracebacks)."""
+    import peft.import_utils as import_utils
+
+    checks = {n: f for n, f in vars(import_utils).items() if n.startswith("is_") and n.endswith("_available")}
+    assert {"is_bnb_available", "is_inc_available", "is_hqq_available"} <= set(checks)
+    assert {name: check.__name__ for name, check in checks.items()} == {name: name for name in checks}
+    assert import_utils.is_bnb_available() is True  # installed by scripts/setup.sh

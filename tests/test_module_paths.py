@@ -303,9 +303,10 @@ EXPECTED: dict[str, list[str]] = {
         "get_peft_model",
     ],
     "peft.mixed_model": ["PeftMixedModel"],
-    "peft.optimizers": ["create_lorafa_optimizer", "create_loraplus_optimizer"],
+    "peft.optimizers": ["create_lorafa_optimizer", "create_loraplus_optimizer", "create_riemannian_optimizer"],
     "peft.optimizers.lorafa": ["LoraFAOptimizer", "create_lorafa_optimizer"],
     "peft.optimizers.loraplus": ["create_loraplus_optimizer"],
+    "peft.optimizers.riemannian": ["create_riemannian_optimizer"],
     "peft.peft_model": [
         "PEFT_TYPE_TO_TUNER_MAPPING",
         *_PEFT_MODEL_CLASSES,
@@ -611,13 +612,7 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 # issue -> {module: names}; a module listed with "*" must not be importable at all yet
-PENDING: dict[str, dict[str, list[str]]] = {
-    "issue 17 (LoRA initialisations, variants, conversion, optimizers)": {
-        "peft.auto": ["check_import_allowlist", "get_default_import_allowlist"],
-        "peft.optimizers": ["create_riemannian_optimizer"],
-        "peft.tuners.lora.variants": ["*"],
-    },
-}
+PENDING: dict[str, dict[str, list[str]]] = {}
 # issue 12: the quantization names (the per-backend classes as deprecated aliases of the ordinary ones; the helpers
 # answered by the quantization backends)
 _ISSUE_12 = {
@@ -668,6 +663,27 @@ for _module in ("peft", "peft.tuners", "peft.tuners.lora"):
     EXPECTED[_module] = sorted({*EXPECTED[_module], "create_arrow_model"})
 EXPECTED["peft.tuners.lora.monteclora"] = ["MontecloraSampler"]
 EXPECTED["peft.helpers"] = sorted({*EXPECTED.get("peft.helpers", []), "MontecloraTrainerMixin"})
+EXPECTED["peft.auto"] = sorted({*EXPECTED["peft.auto"], "check_import_allowlist", "get_default_import_allowlist"})
+EXPECTED["peft.tuners.lora.variants"] = [
+    "ALoraLinearVariant",
+    "ArrowLinearVariant",
+    "BdLoraLinearVariant",
+    "BlockDiagonalLinear",
+    "DoraConv1dVariant",
+    "DoraConv2dVariant",
+    "DoraConv3dVariant",
+    "DoraEmbeddingVariant",
+    "DoraLinearVariant",
+    "KasaLinearVariant",
+    "LoraVariant",
+    "MontecloraLinearVariant",
+    "QALoraLinearVariant",
+    "VeloraLinearVariant",
+    "calculate_alora_offsets",
+    "get_alora_offsets_for_forward",
+    "get_alora_offsets_for_generate",
+    "is_alora_relevant_in_batch",
+]
 EXPECTED["peft.tuners.lora.arrow"] = ["GKS_ADAPTER_PREFIX", "TASK_ADAPTER_PREFIX", "create_arrow_model"]
 
 _INCIDENTAL = "an import the reference's module makes of a name defined elsewhere; import it from its home"
@@ -748,6 +764,11 @@ NOT_PROVIDED: dict[str, dict[str, str]] = {
     "peft.tuners.oft.layer": {"MultiplicativeDropoutLayer": _REFERENCE_INTERNAL},
     "peft.tuners.loha.layer": dict.fromkeys(["HadaWeight", "HadaWeightCP"], _REFERENCE_INTERNAL),
     "peft.tuners.randlora.layer": {"UniqueBaseGrad": _REFERENCE_INTERNAL},
+    "peft.tuners.lora.variants": dict.fromkeys(
+        ["MiCAEmbeddingVariant", "MiCALinearVariant"],
+        "MiCA is an initialisation here (init_lora_weights='mica', B frozen through the layer's "
+        "frozen_peft_weight_names), not a LoRA variant",
+    ),
     "peft.tuners.lora.dora": dict.fromkeys(
         [
             "DoraConv1dLayer",

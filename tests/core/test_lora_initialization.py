@@ -37,7 +37,8 @@ class _MLP(nn.Module):
 
 
 def _config(init, **kwargs) -> LoraConfig:
-    return LoraConfig(r=R, lora_alpha=ALPHA, target_modules=["lin0", "lin1"], init_lora_weights=init, **kwargs)
+    kwargs = {"target_modules": ["lin0", "lin1"], **kwargs}
+    return LoraConfig(r=R, lora_alpha=ALPHA, init_lora_weights=init, **kwargs)
 
 
 def _delta(layer, adapter="default") -> np.ndarray:
@@ -156,6 +157,8 @@ def test_unknown_init_names_are_refused_with_the_valid_ones():
 def test_non_default_inits_cannot_have_a_lora_bias():
     with pytest.raises(ValueError, match="lora_bias=True is only supported with init_lora_weights=True or False"):
         LoraConfig(init_lora_weights="pissa", lora_bias=True)
+    with pytest.raises(ValueError, match="The argument lora_bias=True is not supported for DoRA"):
+        LoraConfig(use_dora=True, lora_bias=True)
 
 
 def test_rslora_with_patterns_and_a_base_changing_init_warns_once():
@@ -535,3 +538,68 @@ def test_init_settings_round_trip_through_adapter_config_json(tmp_path):
     assert loaded.lora_ga_config == LoraGAConfig(direction="A2rBr", scale="unit")
     with pytest.raises(ValueError, match=r"lora_ga_config has unknown keys \['batch_size'\]"):
         LoraConfig(init_lora_weights="lora_ga", lora_ga_config={"batch_size": 2})
+
+
+# ------------------------------------------------------------------------------------------------------- MiCA
+def _minor_projector(weight: np.ndarray, rank: int) -> np.ndarray:
+    """The projector onto the eigenvectors of ``W W^T`` with the ``rank`` smallest eigenvalues (numpy, independent
+    of the SVD the implementation runs)."""
+    _, vectors = np.linalg.eigh(weight.astype(np.float64) @ weight.T.astype(np.float64))  # ascending eigenvalues
+    minor = vectors[:, :rank]
+    return minor @ minor.T
+
+
+def test_mica_b_spans_the_minor_left_singular_vectors_a_is_zero_and_the_output_is_unchanged():
+    base = _MLP()
+    x = torch.randn(3, 12)
+    expected = base(x)
+    model = get_peft_model(copy.deepcopy(base), _config("mica"))
+    torch.testing.assert_close(model(x), expected)
+    for name in ("lin0", "lin1"):
+        layer = getattr(model.base_model.model, name)
+        weight_b = layer.lora_B["default"].weight.detach().double().numpy()
+        assert torch.all(layer.lora_A["default"].weight == 0)
+        np.testing.assert_allclose(weight_b.T @ weight_b, np.eye(R), atol=1e-5)
+        projector = _minor_projector(getattr(base, name).weight.detach().numpy(), R)
+        np.testing.assert_allclose(weight_b @ weight_b.T, projector, atol=1e-4)
+        torch.testing.assert_close(layer.get_base_layer().weight, getattr(base, name).weight)  # base untouched
+
+
+def test_mica_trains_only_a_whatever_the_adapter_switches_and_b_stays_put():
+    model = get_peft_model(_MLP(), _config("mica", target_modules=["lin0"]))
+    trainable = lambda: [n for n, p in model.named_parameters() if p.requires_grad]  # noqa: E731
+    assert trainable() == ["base_model.model.lin0.lora_A.default.weight"]
+    model.add_adapter("other", _config("mica"))
+    model.set_adapter("other")
+    assert trainable() == ["base_model.model.lin0.lora_A.other.weight", "base_model.model.lin1.lora_A.other.weight"]
+    model.set_adapter("default")
+    assert trainable() == ["base_model.model.lin0.lora_A.default.weight"]
+    model.delete_adapter("other")
+    model.add_adapter("other", _config(True, target_modules=["lin0"]))  # the same name, a plain LoRA adapter now
+    model.set_adapter("other")
+    assert trainable() == ["base_model.model.lin0.lora_A.other.weight", "base_model.model.lin0.lora_B.other.weight"]
+
+    model.set_adapter("default")
+    weight_b = model.base_model.model.lin0.lora_B["default"].weight.detach().clone()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model(torch.randn(4, 12)).pow(2).sum().backward()
+    optimizer.step()
+    assert torch.equal(model.base_model.model.lin0.lora_B["default"].weight, weight_b)
+    assert model.base_model.model.lin0.lora_A["default"].weight.abs().sum() > 0
+
+
+def test_mica_on_an_embedding_uses_its_transposed_weight_and_refuses_too_large_ranks():
+    torch.manual_seed(0)
+    base = nn.ModuleDict({"emb": nn.Embedding(7, 5)})
+    model = get_peft_model(base, LoraConfig(r=3, target_modules=["emb"], init_lora_weights="mica"))
+    layer = model.base_model.model["emb"]
+    weight_b = layer.lora_embedding_B["default"].detach().double().numpy()
+    assert torch.all(layer.lora_embedding_A["default"] == 0) and layer.lora_embedding_A["default"].requires_grad
+    assert not layer.lora_embedding_B["default"].requires_grad
+    projector = _minor_projector(layer.get_base_layer().weight.detach().numpy().T, 3)
+    np.testing.assert_allclose(weight_b @ weight_b.T, projector, atol=1e-4)
+    with pytest.raises(ValueError, match=r"MiCA requires `r` <= min\(out_features, in_features\) = 5"):
+        get_peft_model(
+            nn.ModuleDict({"emb": nn.Embedding(7, 5)}),
+            LoraConfig(r=6, target_modules=["emb"], init_lora_weights="mica"),
+        )

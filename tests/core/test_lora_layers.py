@@ -969,3 +969,21 @@ def test_an_adapter_on_a_grouped_conv_is_not_merged_and_round_trips(use_dora, tm
         loaded = PeftModel.from_pretrained(base, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, atol=0, rtol=0)
+
+
+def test_method_lora_3_mha_answers_as_the_module_it_adapts():
+    """Code holding the adapted module reads nn.MultiheadAttention's attributes (torch's encoder layers check
+    batch_first, in_proj_bias...) and calls merge_masks."""
+    model, original, _, _ = _make("mha")
+    layer = model.get_base_model().layer
+    for name in ("embed_dim", "kdim", "vdim", "_qkv_same_embed_dim", "num_heads", "dropout", "batch_first",
+                 "head_dim", "in_proj_weight", "in_proj_bias", "bias_k", "bias_v", "add_zero_attn"):  # fmt: skip
+        assert getattr(layer, name) is getattr(original, name), name
+    assert layer.out_proj is original.out_proj.get_base_layer()  # the projection, not its adapter layer
+    mask, key_padding = torch.randint(0, 2, (4, 4)).bool(), torch.randint(0, 2, (2, 4)).bool()
+    query = torch.randn(2, 4, 16)
+    merged, kind = layer.merge_masks(mask, key_padding, query)
+    expected, expected_kind = nn.MultiheadAttention(16, 2, batch_first=True).merge_masks(mask, key_padding, query)
+    assert kind == expected_kind and torch.equal(merged, expected)
+    with pytest.raises(ValueError, match="Only same embed for query/key/value"):
+        get_peft_model(nn.Sequential(nn.MultiheadAttention(16, 2, kdim=8, vdim=8)), LoraConfig(target_modules=["0"]))

@@ -152,3 +152,42 @@ def test_lorafa_optimizer_validates_its_hyperparameters():
         LoraFAOptimizer([param], lr=-1.0)
     with pytest.raises(ValueError, match="Invalid beta parameter"):
         LoraFAOptimizer([param], betas=(0.9, 1.0))
+
+
+def test_riemannian_sgd_step_follows_the_preconditioned_gradients():
+    """One SGD step of the Riemannian optimizer, checked against the paper's formulas computed here:
+    ``A -= lr (B^T B + reg I)^-1 g_A``, ``B -= lr g_B (A A^T + reg I)^-1``; other parameters get plain SGD."""
+    from peft.optimizers import create_riemannian_optimizer
+
+    model = _model(init_lora_weights=False, modules_to_save=["norm"])
+    lr, reg = 0.1, 1e-2
+    optimizer = create_riemannian_optimizer(model, torch.optim.SGD, lr=lr, reg=reg)
+    assert isinstance(optimizer, torch.optim.SGD)
+    model(torch.tensor([[1, 2, 3]])).sum().backward()
+    layer = model.base_model.model.lin0
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    eye = torch.eye(a.shape[0])
+    expected_a = a - lr * torch.linalg.inv(b.T @ b + reg * eye) @ a.grad
+    expected_b = b - lr * b.grad @ torch.linalg.inv(a @ a.T + reg * eye)
+    norm = model.base_model.model.norm.modules_to_save["default"].weight
+    expected_norm = norm - lr * norm.grad
+    embedding_a = model.base_model.model.embedding.lora_embedding_A["default"]
+    expected_embedding_a = embedding_a - lr * embedding_a.grad  # embedding factors are not preconditioned
+    expected = [t.detach().clone() for t in (expected_a, expected_b, expected_norm, expected_embedding_a)]
+    optimizer.step()
+    for tensor, want in zip((a, b, norm, embedding_a), expected):
+        torch.testing.assert_close(tensor.detach(), want, rtol=1e-4, atol=1e-6)
+
+
+def test_riemannian_optimizer_refuses_what_it_cannot_precondition():
+    from peft.optimizers import create_riemannian_optimizer
+
+    with pytest.raises(TypeError, match="subclass of torch.optim.Optimizer"):
+        create_riemannian_optimizer(_model(), nn.Linear, lr=0.1)
+    with pytest.raises(ValueError, match="no trainable lora_A/lora_B"):
+        create_riemannian_optimizer(_Net(), torch.optim.SGD, lr=0.1)
+    with pytest.raises(ValueError, match="requires a closure"):
+        create_riemannian_optimizer(_model(), torch.optim.LBFGS, lr=0.1)
+    optimizer = create_riemannian_optimizer(_model(), torch.optim.AdamW, lr=0.1)
+    with pytest.raises(ValueError, match="takes no closure"):
+        optimizer.step(lambda: 0.0)

@@ -110,7 +110,8 @@ def test_bdlora_in_a_mixed_batch_with_a_plain_adapter():
     [
         (
             {"target_modules_bd_a": ["2"], "nblocks": 2},
-            r"module '0' matches neither target_modules_bd_a \['2'\] nor target_modules_bd_b None.*match_strict",
+            r"module '0' matches neither A nor B block-diagonal patterns \(target_modules_bd_a \['2'\], "
+            r"target_modules_bd_b None\).*match_strict",
         ),
         ({"target_modules_bd_a": ["0"], "target_modules_bd_b": ["2"], "nblocks": 3}, r"divisible by nblocks=3"),
     ],
@@ -128,7 +129,9 @@ def test_bdlora_without_strict_matching_gives_unmatched_modules_plain_lora():
 
 
 def test_bdlora_config_refuses_a_module_in_both_lists():
-    with pytest.raises(ValueError, match=r"\['q'\] appear in both target_modules_bd_a and target_modules_bd_b"):
+    with pytest.raises(
+        ValueError, match=r"Found overlapping modules in target_modules_bd lists: \['q'\] appear in both"
+    ):
         BdLoraConfig(target_modules_bd_a=["q", "k"], target_modules_bd_b=["q"])
 
 
@@ -200,12 +203,12 @@ def test_kasa_loss_is_the_papers_regularisation():
 
 def test_kasa_and_other_adapters_do_not_mix():
     model = get_peft_model(_mlp(), LoraConfig(r=2, target_modules=["0"], kasa_config=KasaConfig()))
-    with pytest.raises(ValueError, match="KaSA adapters cannot be combined with other adapters.*'default' does"):
+    with pytest.raises(ValueError, match="KaSA cannot be combined with adapters that don't use KaSA.*'default' does"):
         model.add_adapter("plain", LoraConfig(r=2, target_modules=["0"]))
 
 
 @pytest.mark.parametrize(
-    ("r", "message"), [(12, r"KaSA needs r \(12\) smaller than min\(in_features, out_features\) \(12\)")]
+    ("r", "message"), [(12, r"KaSA requires `r` \(12\) < min\(in_features, out_features\) \(12\)")]
 )
 def test_kasa_refuses_a_rank_that_would_drop_the_whole_weight(r, message):
     with pytest.raises(ValueError, match=message):
@@ -383,14 +386,82 @@ def test_arrow_refuses_merging_and_incompatible_experts(tmp_path):
     from peft import ArrowConfig, create_arrow_model
 
     paths = _save_experts(tmp_path, ranks=(1, 1, 2))
-    with pytest.raises(ValueError, match="Arrow needs adapters with the same target modules and rank: 'task_2'"):
+    with pytest.raises(
+        ValueError,
+        match="Target modules or rank mismatch: Arrow needs adapters with the same target modules and rank; 'task_2'",
+    ):
         create_arrow_model(_mlp(), paths, ArrowConfig(top_k=1))
     with pytest.raises(ValueError, match=r"ArrowConfig.top_k=3 exceeds the 2 task adapters"):
         create_arrow_model(_mlp(), paths[:2], ArrowConfig(top_k=3))
     with pytest.raises(ValueError, match="general LoRA paths"):
         create_arrow_model(_mlp(), paths[:2], ArrowConfig(use_gks=True))
     model = create_arrow_model(_mlp(), paths[:2], ArrowConfig(top_k=1))
-    with pytest.raises(RuntimeError, match=r"Adapters \['arrow_router'\] use a LoRA variant that cannot be merged"):
+    with pytest.raises(
+        RuntimeError, match=r"Cannot merge an active Arrow router adapter.*Adapters \['arrow_router'\]"
+    ):
+        model.merge_and_unload()
+
+
+# ------------------------------------------------------------------------------------- peft.tuners.lora.variants
+def test_each_layer_holds_an_instance_of_its_variant_as_the_reference_module_path_names_it():
+    from peft.tuners.lora.variants import BdLoraLinearVariant, DoraEmbeddingVariant, DoraLinearVariant
+
+    base = nn.ModuleDict({"emb": nn.Embedding(10, 12), "lin": nn.Linear(12, 8)})
+    model = get_peft_model(base, LoraConfig(r=2, target_modules=["emb", "lin"], use_dora=True))
+    assert isinstance(model.base_model.model["lin"].lora_variant["default"], DoraLinearVariant)
+    assert isinstance(model.base_model.model["emb"].lora_variant["default"], DoraEmbeddingVariant)
+    model = get_peft_model(_mlp(), _bd_config())
+    assert isinstance(model.base_model.model[2].lora_variant["default"], BdLoraLinearVariant)
+
+
+@pytest.mark.parametrize(
+    ("rows", "tokens", "expected"),
+    [
+        ([[0, 1, 2, 3], [0, 4, 5, 6]], [1, 2], [3, None]),  # found in row 0 only
+        ([[1, 2, 1, 2], [7, 1, 2, 7]], [1, 2], [2, 3]),  # the last occurrence counts
+        ([[1, 2, 3, 4]], None, [None]),  # not an aLoRA adapter
+    ],
+)
+def test_calculate_alora_offsets_counts_from_the_last_invocation_to_the_end(rows, tokens, expected):
+    from peft.tuners.lora.variants import calculate_alora_offsets
+
+    configs = {"default": LoraConfig(alora_invocation_tokens=tokens)}
+    assert calculate_alora_offsets(configs, "default", torch.tensor(rows)) == expected
+
+
+def test_alora_offsets_per_row_adapter_and_for_forward():
+    from peft.tuners.lora.variants import calculate_alora_offsets, get_alora_offsets_for_forward
+
+    configs = {"a": LoraConfig(alora_invocation_tokens=[1]), "b": LoraConfig(alora_invocation_tokens=[2])}
+    ids = torch.tensor([[0, 1, 1], [0, 2, 5], [1, 1, 1]])
+    assert calculate_alora_offsets(configs, "a", ids, adapter_names=["a", "b", "__base__"]) == [1, 2, None]
+
+    model = get_peft_model(_mlp(), LoraConfig(target_modules=["0"], alora_invocation_tokens=[3]))
+    assert get_alora_offsets_for_forward(model, torch.tensor([[3, 0, 0]]), foo=1) == {"alora_offsets": [3], "foo": 1}
+    with pytest.warns(UserWarning, match="only inputs_embeds"):
+        assert get_alora_offsets_for_forward(model, inputs_embeds=torch.ones(1, 3, 12)) == {"alora_offsets": None}
+    plain = get_peft_model(_mlp(), LoraConfig(target_modules=["0"]))
+    assert get_alora_offsets_for_forward(plain, torch.tensor([[3, 0, 0]])) == {}
+
+
+def test_block_diagonal_linear_exposes_its_dense_matrix_and_computes_with_it():
+    from peft.tuners.lora.variants import BlockDiagonalLinear
+
+    layer = BlockDiagonalLinear(in_features=6, out_features=4, nblocks=2)
+    nn.init.normal_(layer.weight)
+    dense = layer.weight_as_blockdiagonal_matrix()
+    torch.testing.assert_close(dense, _block_diagonal(layer.weight.detach(), 2))
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(layer(x), x @ dense.T)
+    with pytest.raises(ValueError, match="not divisible by nblocks=4"):
+        BlockDiagonalLinear(in_features=6, out_features=4, nblocks=4)
+
+
+def test_alora_forward_refuses_beam_search_and_merging():
+    model = get_peft_model(_mlp(), LoraConfig(target_modules=["0"], alora_invocation_tokens=[3]))
+    with pytest.raises(ValueError, match=r"Beam search not yet supported for aLoRA\. Got num_beams=2"):
+        model(_x(), num_beams=2, alora_offsets=[1] * 5)
+    with pytest.raises(NotImplementedError, match=r"aLoRA does not support merging.*Adapters \['default'\]"):
         model.merge_and_unload()
 
 

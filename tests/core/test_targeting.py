@@ -171,16 +171,35 @@ def test_tgt_3_unmatched_target_mentions_modules_to_save_as_possible_cause():
 
 def test_tgt_3_unmatched_target_parameters_warn_when_modules_matched():
     config = LoraConfig(target_modules=["lin1"], target_parameters=["nope.weight"])
-    with pytest.warns(RuntimeWarning, match="nope.weight"):
+    with pytest.warns(
+        RuntimeWarning, match=r"target_parameters=\['nope.weight'\] were set but no parameter was matched"
+    ):
         peft_model = get_peft_model(_two_linears(), config)
     assert _lora_layer_names(peft_model.get_base_model()) == ["lin1"]
 
 
 def test_tgt_3_unmatched_target_modules_warn_when_parameters_matched():
     config = LoraConfig(target_modules=["nope"], target_parameters=["lin2.weight"])
-    with pytest.warns(RuntimeWarning, match="nope"):
+    with pytest.warns(RuntimeWarning, match=r"target_modules=\{'nope'\} were set but no module was matched"):
         peft_model = get_peft_model(_two_linears(), config)
     assert _lora_layer_names(peft_model.get_base_model()) == ["lin2"]
+
+
+@pytest.mark.parametrize("target_modules", [None, [], ""])
+def test_tgt_3_neither_target_modules_nor_target_parameters_matching_raises_the_references_error(target_modules):
+    config = LoraConfig(target_modules=target_modules, target_parameters=["foo", "bar"])
+    message = r"No `target_modules` passed but also no `target_parameters` found.*\['bar', 'foo'\] matched no param"
+    with pytest.raises(ValueError, match=message):
+        get_peft_model(_two_linears(), config)
+
+
+def test_lora_layer_errors_carry_the_references_wording():
+    conv = _container(conv=nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="groups=2 and rank 1. Currently, support is limited to conv layers where"):
+        get_peft_model(conv, LoraConfig(target_modules=["conv"], r=1))
+    embedding = _container(emb=nn.Embedding(5, 4))
+    with pytest.raises(ValueError, match="lora_bias=True is not supported for Embedding"):
+        get_peft_model(embedding, LoraConfig(target_modules=["emb"], lora_bias=True))
 
 
 def test_tgt_12_module_targeted_by_modules_and_parameters_raises():
@@ -631,3 +650,34 @@ def test_method_common_fan_in_fan_out_on_a_linear_layer_is_corrected_with_a_warn
         peft_model = get_peft_model(model, config)
     assert peft_model.peft_config["default"].fan_in_fan_out is False
     assert getattr(peft_model.base_model.model.lin, "fan_in_fan_out", False) is False
+
+
+def test_pattern_keys_that_match_no_targeted_module_are_reported_by_name():
+    """A typo in rank_pattern/alpha_pattern would leave the module at the default rank silently."""
+    config = LoraConfig(
+        target_modules=["a", "b"], rank_pattern={"a": 2, "typo": 3}, alpha_pattern={"^b": 4, "other.b": 5}
+    )
+    with pytest.warns(RuntimeWarning) as record:
+        model = get_peft_model(_container(a=nn.Linear(4, 4), b=nn.Linear(4, 4)), config)
+    messages = [str(w.message) for w in record if "did not match any targeted module" in str(w.message)]
+    assert len(messages) == 2
+    assert any(m.startswith("Some rank_pattern keys") and m.endswith("ignored: ['typo']") for m in messages)
+    assert any(m.startswith("Some alpha_pattern keys") and m.endswith("ignored: ['other.b']") for m in messages)
+    assert model.base_model.model.a.r["default"] == 2 and model.base_model.model.b.lora_alpha["default"] == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_peft_model(_container(a=nn.Linear(4, 4)), LoraConfig(target_modules=["a"], rank_pattern={"a": 2}))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("modules_to_save", ["foobar"]), ("trainable_token_indices", {"foobar": [1, 2]})]
+)
+def test_auxiliary_entries_matching_adapter_internals_are_refused_naming_the_adapter(option, value):
+    """An entry equal to the adapter name matches the adapter's own containers (``lora_dropout.foobar``...)."""
+    model = _container(emb=nn.Embedding(10, 4), lin=nn.Linear(4, 4))
+    config = LoraConfig(target_modules=["emb", "lin"], **{option: value})
+    message = (
+        rf"{option} entry 'foobar' matches '\w+\.lora_\w+\.foobar'.*the adapter name, 'foobar', does not conflict"
+    )
+    with pytest.raises(ValueError, match=message):
+        get_peft_model(model, config, adapter_name="foobar")

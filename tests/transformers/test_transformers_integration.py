@@ -136,3 +136,44 @@ def test_host_tf_2_moe_adapter_round_trip_through_transformers_loader(kind, expe
     fresh = copy.deepcopy(base)
     fresh.load_adapter(str(tmp_path))
     torch.testing.assert_close(fresh(input_ids=IDS).logits, expected)
+
+
+def test_auto_peft_model_imports_the_base_class_of_auto_mapping_only_from_allowed_packages(tmp_path):
+    """An adapter config without a task type names the module of its base model class (``auto_mapping``); a config
+    from the hub must not make peft import any package: only those of the import allowlist."""
+    from peft.auto import check_import_allowlist, get_default_import_allowlist
+
+    base = _tiny_llama()
+    base.save_pretrained(tmp_path / "base")
+    model = PeftModel(base, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    model.peft_config["default"].base_model_name_or_path = str(tmp_path / "base")
+    model.save_pretrained(tmp_path / "adapter")
+    config_file = tmp_path / "adapter" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    assert config["auto_mapping"]["parent_library"].startswith("transformers.")
+    assert check_import_allowlist(get_default_import_allowlist(), config["auto_mapping"]["parent_library"])
+
+    loaded = AutoPeftModel.from_pretrained(tmp_path / "adapter")
+    assert type(loaded.get_base_model()) is type(base)
+    with pytest.raises(ValueError, match="not in the import allowlist"):
+        AutoPeftModel.from_pretrained(tmp_path / "adapter", import_allowlist=["diffusers"])
+
+    config["auto_mapping"]["parent_library"] = "transformers_lookalike.models"  # a prefix, not a subpackage
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="'transformers_lookalike.models', which is not in the import allowlist"):
+        AutoPeftModel.from_pretrained(tmp_path / "adapter")
+
+
+def test_prepare_model_for_gradient_checkpointing_makes_the_frozen_embeddings_output_require_grad():
+    """Reentrant checkpointing needs an input that requires grad, or the adapters inside the checkpointed blocks get
+    no gradient; with frozen embeddings, the preparation provides it (quantized models are prepared otherwise)."""
+    model = PeftModel(_tiny_llama(), LoraConfig(r=2, target_modules=["q_proj"]))
+    embeddings = model.get_input_embeddings()
+    assert not embeddings(IDS).requires_grad
+    assert model.prepare_model_for_gradient_checkpointing(model) is model
+    assert embeddings(IDS).requires_grad
+
+    quantized = _tiny_llama().requires_grad_(False)
+    quantized.is_quantized = True
+    model.prepare_model_for_gradient_checkpointing(quantized)
+    assert not quantized.get_input_embeddings()(IDS).requires_grad

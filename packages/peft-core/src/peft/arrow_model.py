@@ -48,8 +48,8 @@ def _check_experts(model: Any, adapter_names: list[str]) -> tuple[list[str], int
             if isinstance(module, LoraLayer) and name in module.lora_A:
                 if not isinstance(module, Linear):
                     raise TypeError(
-                        f"Arrow routes over LoRA adapters of linear layers; adapter {name!r} adapts {path!r}, a "
-                        f"{type(module.get_base_layer()).__name__}."
+                        f"LoRA adapters must only target Linear layers for Arrow, which routes over them; adapter "
+                        f"{name!r} adapts {path!r}, a {type(module.get_base_layer()).__name__}."
                     )
                 modules.add(path.rsplit(".", 1)[-1])
                 shapes.add((tuple(module.lora_A[name].weight.shape), tuple(module.lora_B[name].weight.shape)))
@@ -59,7 +59,8 @@ def _check_experts(model: Any, adapter_names: list[str]) -> tuple[list[str], int
     for name in adapter_names[1:]:
         if layouts[name] != layouts[first]:
             raise ValueError(
-                f"Arrow needs adapters with the same target modules and rank: {name!r} has modules "
+                f"Target modules or rank mismatch: Arrow needs adapters with the same target modules and rank; "
+                f"{name!r} has modules "
                 f"{layouts[name][0]} and ranks {layouts[name][1]}, {first!r} has {layouts[first][0]} and "
                 f"{layouts[first][1]}."
             )

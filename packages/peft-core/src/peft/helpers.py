@@ -19,7 +19,7 @@ from peft.tuners._memory_bound import adapter_memory_limit
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner
 from peft.utils.other import cast_mixed_precision_params
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 
 __all__ = [
     "DoraCaching",  # noqa: F822  (resolved on first use by __getattr__)
@@ -189,6 +189,5 @@ class MontecloraTrainerMixin:
         return (loss, outputs) if return_outputs else loss
 
 
-def __getattr__(name: str) -> Any:
-    # DoRA lives with LoRA, which is imported on first use only
-    return reference_path_attribute(__name__, name, {"DoraCaching": "peft.tuners.lora.dora"})
+# DoRA lives with LoRA, which is imported on first use only
+__getattr__ = reference_path_getattr(__name__, {"DoraCaching": "peft.tuners.lora.dora"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import platform
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -52,9 +53,43 @@ def _installed_version(module_name: str, distribution: str | None = None) -> Ver
         return None
 
 
-@lru_cache
-def is_bnb_available() -> bool:
-    return _installed_version("bitsandbytes") is not None
+def _installed_check(
+    short: str, module_name: str | None = None, distribution: str | None = None
+) -> Callable[[], bool]:
+    """A cached ``is_<short>_available()``: whether ``module_name`` (default ``short``) is installed with readable
+    metadata."""
+    module_name = module_name or short
+
+    @lru_cache
+    def is_available() -> bool:
+        return _installed_version(module_name, distribution) is not None
+
+    is_available.__name__ = is_available.__qualname__ = f"is_{short}_available"
+    return is_available
+
+
+is_bnb_available = _installed_check("bnb", "bitsandbytes")
+is_optimum_available = _installed_check("optimum")
+is_aqlm_available = _installed_check("aqlm")
+is_eetq_available = _installed_check("eetq")
+is_hqq_available = _installed_check("hqq")
+is_inc_available = _installed_check("inc", "neural_compressor", "neural-compressor")
+is_diffusers_available = _installed_check("diffusers")
+
+
+def _supported_version(module_name: str, minimum: Version) -> Version | None:
+    """The installed version of ``module_name``, or None if it is absent.
+
+    Raises:
+        ImportError: if it is installed in a version older than ``minimum``.
+    """
+    version = _installed_version(module_name)
+    if version is not None and version < minimum:
+        raise ImportError(
+            f"Found an incompatible version of {module_name}. Found version `{version}`, but only versions "
+            f"`{minimum}` or higher are supported"
+        )
+    return version
 
 
 @lru_cache
@@ -67,25 +102,14 @@ def is_bnb_4bit_available() -> bool:
 
 
 @lru_cache
-def is_optimum_available() -> bool:
-    return _installed_version("optimum") is not None
-
-
-@lru_cache
 def is_gptqmodel_available() -> bool:
     """Whether gptqmodel (>= 7.0.0, with optimum >= 1.24.0) is installed.
 
     Raises:
         ImportError: if gptqmodel is installed in a version (or with an optimum) too old to use.
     """
-    version = _installed_version("gptqmodel")
-    if version is None:
+    if _supported_version("gptqmodel", _GPTQMODEL_MINIMUM) is None:
         return False
-    if version < _GPTQMODEL_MINIMUM:
-        raise ImportError(
-            f"Found an incompatible version of gptqmodel. Found version `{version}`, but only versions "
-            f"`{_GPTQMODEL_MINIMUM}` or higher are supported"
-        )
     optimum = _installed_version("optimum")
     if optimum is None:
         raise ImportError(f"gptqmodel requires optimum version `{_OPTIMUM_MINIMUM_FOR_GPTQMODEL}` or higher.")
@@ -98,52 +122,19 @@ def is_gptqmodel_available() -> bool:
 
 
 @lru_cache
-def is_aqlm_available() -> bool:
-    return _installed_version("aqlm") is not None
-
-
-@lru_cache
-def is_eetq_available() -> bool:
-    return _installed_version("eetq") is not None
-
-
-@lru_cache
-def is_hqq_available() -> bool:
-    return _installed_version("hqq") is not None
-
-
-@lru_cache
-def is_inc_available() -> bool:
-    return _installed_version("neural_compressor", "neural-compressor") is not None
-
-
-@lru_cache
 def is_torchao_available() -> bool:
     """Whether torchao (>= 0.16.0) is installed.
 
     Raises:
         ImportError: if torchao is installed in a version too old to use.
     """
-    version = _installed_version("torchao")
-    if version is None:
-        return False
-    if version < _TORCHAO_MINIMUM:
-        raise ImportError(
-            f"Found an incompatible version of torchao. Found version {version}, but only versions above "
-            f"{_TORCHAO_MINIMUM} are supported"
-        )
-    return True
+    return _supported_version("torchao", _TORCHAO_MINIMUM) is not None
 
 
 @lru_cache
 def is_torchao_ge_v0_18_0() -> bool:
     """Whether torchao >= 0.18.0 (its v2 tensor subclasses) is installed."""
     return is_torchao_available() and _installed_version("torchao") >= Version("0.18.0")
-
-
-@lru_cache
-def is_diffusers_available() -> bool:
-    return _installed_version("diffusers") is not None
 
 
 @lru_cache

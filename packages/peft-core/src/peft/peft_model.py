@@ -41,7 +41,7 @@ from peft.utils.files import (  # noqa: F401 (the weight file names: the referen
 )
 from peft.utils.hub import PushToHubMixin
 from peft.utils.model_card import update_model_card
-from peft.utils.other import delegated_getattr
+from peft.utils.other import delegated_getattr, make_inputs_require_grad
 from peft.utils.warnings import warn
 
 
@@ -141,6 +141,18 @@ class PeftModel(PushToHubMixin, nn.Module):
     def get_base_model(self) -> nn.Module:
         """The underlying model (with adapter layers injected)."""
         return self.base_model if self._is_prompt_learning else self.base_model.model
+
+    def prepare_model_for_gradient_checkpointing(self, model: nn.Module) -> nn.Module:
+        """Make ``model``'s input embeddings output require grad (unless it is quantized: preparing it for k-bit
+        training does that), so that gradient checkpointing with frozen embeddings still trains the adapters.
+
+        Returns:
+            ``model``.
+        """
+        quantized = ("is_loaded_in_8bit", "is_loaded_in_4bit", "is_quantized")
+        if not any(getattr(model, flag, False) for flag in quantized):
+            make_inputs_require_grad(model)
+        return model
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:

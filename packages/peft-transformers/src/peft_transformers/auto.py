@@ -44,12 +44,18 @@ class _BaseAutoPeftModel:
         is_trainable: bool = False,
         config: PeftConfig | None = None,
         revision: str | None = None,
+        import_allowlist: list[str] | None = None,
         **kwargs: Any,
     ) -> PeftModel:
         """Build the base model named in the adapter config and load the adapter onto it.
 
+        Args:
+            import_allowlist: the packages a base model class named by the config's ``auto_mapping`` may be imported
+                from (default: ``peft.auto.get_default_import_allowlist()``).
+
         Raises:
-            ValueError: if the adapter's task type does not fit this class, or no base model is named.
+            ValueError: if the adapter's task type does not fit this class, no base model is named, or the config's
+                ``auto_mapping`` names a module outside ``import_allowlist``.
         """
         import transformers
 
@@ -67,7 +73,10 @@ class _BaseAutoPeftModel:
         if not base_name:
             raise ValueError("The adapter config names no base model (base_model_name_or_path is empty).")
         auto_name = _AUTO_CLASS_FOR_TASK.get(cls.task_type or task_type or "", None)
-        auto_cls = getattr(transformers, auto_name) if auto_name else _auto_class_from_mapping(peft_config)
+        if auto_name:
+            auto_cls = getattr(transformers, auto_name)
+        else:
+            auto_cls = _auto_class_from_mapping(peft_config, import_allowlist)
         base = auto_cls.from_pretrained(base_name, revision=peft_config.revision, **hub_kwargs, **model_kwargs)
         _resize_embeddings_for_tokenizer(base, pretrained_model_name_or_path, hub_kwargs)
         peft_cls = TASK_MODELS.get(task_type or "", PeftModel)
@@ -81,15 +90,24 @@ class _BaseAutoPeftModel:
         )
 
 
-def _auto_class_from_mapping(peft_config: PeftConfig) -> Any:
+def _auto_class_from_mapping(peft_config: PeftConfig, import_allowlist: list[str] | None) -> Any:
     """The base model class recorded in ``auto_mapping`` (non-transformers-task models), else ``AutoModel``."""
     import importlib
 
     import transformers
 
+    from peft.auto import check_import_allowlist, get_default_import_allowlist
+
     mapping = peft_config.auto_mapping or {}
     if mapping.get("base_model_class") and mapping.get("parent_library"):
-        module = importlib.import_module(mapping["parent_library"])
+        parent = mapping["parent_library"]
+        allowlist = get_default_import_allowlist() if import_allowlist is None else import_allowlist
+        if not check_import_allowlist(allowlist, parent):
+            raise ValueError(
+                f"The adapter config's auto_mapping wants to import {parent!r}, which is not in the import allowlist "
+                f"{allowlist}. If importing it is safe, pass `import_allowlist=[{parent!r}]` to `from_pretrained()`."
+            )
+        module = importlib.import_module(parent)
         return getattr(module, mapping["base_model_class"])
     return transformers.AutoModel
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from peft.config import PeftConfig
 from peft.peft_model import PeftModel
+from peft.tuners.alora_offsets import check_no_beam_search
 from peft.tuners.tuners_layer import mixed_batch
 
 from .prompt_learning import PromptLearningMixin, is_kv_prefix
@@ -64,8 +65,8 @@ class PeftModelForCausalLM(PromptLearningMixin, PeftModel):
         repeat = max(num_beams, num_sequences)
         input_ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
         with self._alora_call(adapter_names, kwargs, input_ids, repeat) as alora_context:
-            if alora_context is not None and num_beams > 1:
-                raise ValueError(f"Beam search (num_beams={num_beams}) is not supported with aLoRA adapters.")
+            if alora_context is not None:
+                check_no_beam_search(num_beams)  # num_beams may come from the generation config
             if adapter_names is None:
                 return generate(*args, **kwargs)
             self._check_mixed_batch(adapter_names)

@@ -24,6 +24,14 @@ def _inside_tuner_layer(model: nn.Module, key: str) -> bool:
     return any(isinstance(model.get_submodule(".".join(parts[:i])), BaseTunerLayer) for i in range(1, len(parts)))
 
 
+def _adapter_internal_error(option: str, entry: str, key: str, adapter_name: str) -> ValueError:
+    return ValueError(
+        f"{option} entry {entry!r} matches {key!r}, which is part of an adapter layer; adapter internals cannot be "
+        f"wrapped. Please ensure that the adapter name, {adapter_name!r}, does not conflict with any of the targeted "
+        "modules."
+    )
+
+
 def add_auxiliary_modules(model: nn.Module, peft_config: PeftConfig, adapter_name: str) -> None:
     """Wrap the modules listed in ``modules_to_save`` and ``trainable_token_indices`` for this adapter."""
     _add_trainable_tokens(model, peft_config, adapter_name)
@@ -43,10 +51,7 @@ def add_auxiliary_modules(model: nn.Module, peft_config: PeftConfig, adapter_nam
             target.update(adapter_name)
         else:
             if _inside_tuner_layer(model, key):
-                raise ValueError(
-                    f"modules_to_save entry {entry!r} matches {key!r}, which is part of an adapter layer; "
-                    "adapter internals cannot be wrapped."
-                )
+                raise _adapter_internal_error("modules_to_save", entry, key, adapter_name)
             setattr(parent, target_name, ModulesToSaveWrapper(target, adapter_name))
         wrapped.append(key)
         found_entries.add(entry)
@@ -87,6 +92,8 @@ def _add_trainable_tokens(model: nn.Module, peft_config: PeftConfig, adapter_nam
             if isinstance(target, TrainableTokensWrapper):
                 target.update(adapter_name, token_indices=token_indices)
                 wrapper = target
+            elif _inside_tuner_layer(model, key):
+                raise _adapter_internal_error("trainable_token_indices", entry, key, adapter_name)
             elif isinstance(target, BaseTunerLayer):
                 raise ValueError(
                     f"{key!r} is adapted by {type(target).__name__} and cannot also have trainable tokens; "

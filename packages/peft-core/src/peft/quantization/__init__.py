@@ -23,7 +23,8 @@ class QuantizationBackend:
     """Reads and writes the weight of base layers stored in one format.
 
     Subclasses set ``name`` (shown in layer reprs and ``get_layer_status``), ``library`` (the top-level module whose
-    layers they handle), ``install`` (how to get that library) and implement ``matches``; mergeable formats implement
+    layers they handle), ``install`` (how to get that library) and either ``layer_types`` (the classes they handle) or
+    ``matches``; mergeable formats implement
     ``get_weight`` and ``set_weight``. Forward and training never need a backend method: adapter layers call the base
     layer itself.
     """
@@ -31,6 +32,8 @@ class QuantizationBackend:
     name: str = ""
     library: str = ""
     install: str = ""
+    # the layer classes ``matches`` recognises, for a backend that recognises its layers by class
+    layer_types: tuple[type, ...] = ()
     # whether the base layer computes ``x @ W^T (+ b)`` with a dequantized ``(out, in)`` weight, so that methods
     # written for ``nn.Linear`` apply to it
     is_linear: bool = True
@@ -41,7 +44,9 @@ class QuantizationBackend:
 
     def matches(self, module: nn.Module) -> bool:
         """Whether ``module`` stores its weight in this backend's format."""
-        raise NotImplementedError
+        if not self.layer_types:
+            raise NotImplementedError(f"{type(self).__name__} sets neither layer_types nor matches.")
+        return isinstance(module, self.layer_types)
 
     def check_adaptable(self, module: nn.Module) -> None:
         """Raise (or warn) when adapters on ``module`` cannot work (or train) as expected; called at injection."""

@@ -4,7 +4,6 @@ would need a new codebook search: forward and training only."""
 from __future__ import annotations
 
 from aqlm import QuantizedLinear
-from torch import nn
 
 from peft.quantization import ForwardOnlyBackend
 
@@ -15,9 +14,7 @@ class AqlmBackend(ForwardOnlyBackend):
     name = "aqlm"
     library = "aqlm"
     install = "pip install aqlm>=1.0.2"
-
-    def matches(self, module: nn.Module) -> bool:
-        return isinstance(module, QuantizedLinear)
+    layer_types = (QuantizedLinear,)
 
 
 BACKENDS = (AqlmBackend(),)

@@ -84,18 +84,16 @@ def dequantize_8bit_weight(weight: torch.Tensor, layer_state: Any = None, owner:
     return bnb_functional.int8_vectorwise_dequant(weight.data, scales.to(weight.device))
 
 
-class Bnb4bitBackend(QuantizationBackend):
-    """``bnb.nn.Linear4bit`` (and its ``LinearNF4``/``LinearFP4`` subclasses)."""
-
-    name = "bnb 4bit"
+class _BitsandbytesBackend(QuantizationBackend):
     library = "bitsandbytes"
     install = "pip install bitsandbytes"
 
-    def matches(self, module: nn.Module) -> bool:
-        return isinstance(module, bnb.nn.Linear4bit)
 
-    def in_out_features(self, module: nn.Module) -> tuple[int, int]:
-        return module.in_features, module.out_features
+class Bnb4bitBackend(_BitsandbytesBackend):
+    """``bnb.nn.Linear4bit`` (and its ``LinearNF4``/``LinearFP4`` subclasses)."""
+
+    name = "bnb 4bit"
+    layer_types = (bnb.nn.Linear4bit,)
 
     def get_weight(self, module: nn.Module) -> torch.Tensor:
         return dequantize_4bit_weight(module.weight.data, _quant_state(module))
@@ -129,18 +127,11 @@ class Bnb4bitBackend(QuantizationBackend):
         module.quant_state = new_state
 
 
-class Bnb8bitBackend(QuantizationBackend):
+class Bnb8bitBackend(_BitsandbytesBackend):
     """``bnb.nn.Linear8bitLt`` (LLM.int8(): int8 rows with one absmax scale each)."""
 
     name = "bnb 8bit"
-    library = "bitsandbytes"
-    install = "pip install bitsandbytes"
-
-    def matches(self, module: nn.Module) -> bool:
-        return isinstance(module, bnb.nn.Linear8bitLt)
-
-    def in_out_features(self, module: nn.Module) -> tuple[int, int]:
-        return module.in_features, module.out_features
+    layer_types = (bnb.nn.Linear8bitLt,)
 
     def get_weight(self, module: nn.Module) -> torch.Tensor:
         return dequantize_8bit_weight(module.weight, module.state, owner=type(module).__name__)

@@ -19,9 +19,7 @@ class HqqBackend(QuantizationBackend):
     name = "hqq"
     library = "hqq"
     install = "pip install hqq"
-
-    def matches(self, module: nn.Module) -> bool:
-        return isinstance(module, HQQLinear)
+    layer_types = (HQQLinear,)
 
     def get_weight(self, module: nn.Module) -> torch.Tensor:
         return module.dequantize().float()

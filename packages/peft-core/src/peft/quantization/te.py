@@ -25,9 +25,7 @@ class TransformerEngineBackend(QuantizationBackend):
     name = "te"
     library = "transformer_engine"
     install = "pip install transformer-engine[pytorch]"
-
-    def matches(self, module: nn.Module) -> bool:
-        return isinstance(module, (te.Linear, te.LayerNormLinear, te.LayerNormMLP))
+    layer_types = (te.Linear, te.LayerNormLinear, te.LayerNormMLP)
 
     def in_out_features(self, module: nn.Module) -> tuple[int, int]:
         if isinstance(module, te.LayerNormMLP):  # hidden -> hidden

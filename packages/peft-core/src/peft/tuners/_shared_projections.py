@@ -93,6 +93,8 @@ class SharedProjectionLayer(BaseTunerLayer):
 
     # the per-adapter dropout container (one of other_param_names)
     dropout_name: ClassVar[str] = ""
+    # the model's projections the layer slices, as the tuner names them
+    projection_names: ClassVar[tuple[str, ...]] = ()
 
     def _init_adapter_state(self) -> None:
         if None in (self.in_features, self.out_features):
@@ -104,6 +106,10 @@ class SharedProjectionLayer(BaseTunerLayer):
         self._projections: dict[str, SharedBufferDict] | None = None
 
     # ---------------------------------------------------------------------------------------------- per method
+    def _init_trainables(self, adapter_name: str, r: int, init_weights: bool, **options: Any) -> None:
+        """Create the trainable tensors of ``adapter_name`` from the method's ``options`` (its config's fields)."""
+        raise NotImplementedError
+
     def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
         """``{projection name: least shape}`` this layer slices for ``adapter_name``."""
         raise NotImplementedError
@@ -112,22 +118,36 @@ class SharedProjectionLayer(BaseTunerLayer):
         """The update ``(out, in)`` computed in ``dtype``."""
         raise NotImplementedError
 
-    # ---------------------------------------------------------------------------------------------- helpers
-    def _update_common(
-        self, adapter_name: str, projections: dict[str, SharedBufferDict] | None, r: int, dropout: float
+    # ---------------------------------------------------------------------------------------------- adapters
+    def update_layer(
+        self,
+        adapter_name: str,
+        r: int,
+        projections: dict[str, SharedBufferDict] | None = None,
+        init_weights: bool = True,
+        **options: Any,
     ) -> None:
-        """Record ``r`` and the input dropout of ``adapter_name`` (and the model's current projection containers).
+        """Create (or replace) adapter ``adapter_name`` on this layer.
+
+        Args:
+            r: the adapter's rank (see the method's config).
+            projections: the model's projection containers.
+            init_weights: ``True``: the adapter starts as the identity (see the method's config).
+            options: the method's other config fields; the input dropout is the one named ``dropout_name``.
 
         Raises:
-            ValueError: if ``r`` is not a positive integer or ``dropout`` not a probability.
+            ValueError: if ``r`` is not a positive integer or the dropout not a probability.
         """
+        dropout = options.pop(self.dropout_name, 0.0)
         check_positive_int(f"{type(self).__name__}.r", r)
         check_probability(type(self).__name__, self.dropout_name, dropout)
         if projections is not None:
             self._projections = projections
         self.r[adapter_name] = r
         getattr(self, self.dropout_name)[adapter_name] = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
+        self._init_trainables(adapter_name, r, init_weights, **options)
 
+    # ---------------------------------------------------------------------------------------------- helpers
     def _new_vector(self, values: torch.Tensor) -> nn.Parameter:
         """``values`` as a parameter on the base layer's device and dtype (drawn on the CPU in float32 first, so
         a seed gives the same values whatever the base layer's device or dtype)."""
@@ -161,19 +181,24 @@ class SharedProjectionLayer(BaseTunerLayer):
 
 
 class SharedProjectionTuner(BaseTuner):
-    """Injects a shared-projection method's layers and owns the projections (``projection_names`` attributes, one
-    ``SharedBufferDict`` each). Subclasses set the recipe (``tuner_layer_cls``, ``layer_options``; their layer goes on
-    every linear layer, quantized or not) and implement ``_generate_projections``."""
+    """Injects a shared-projection method's layers and owns the projections (one ``SharedBufferDict`` attribute per
+    name of the layer's ``projection_names``). Subclasses set the recipe (``tuner_layer_cls``, ``layer_options``; their
+    layer goes on every linear layer, quantized or not) and implement ``_generate_projections``."""
 
     # the projections live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
     uses_shared_state = True
     projection_names: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.projection_names = cls.tuner_layer_cls.projection_names
+
     # ------------------------------------------------------------------------------------------ per method
     def _generate_projections(
-        self, config: SharedProjectionConfig, out_features: int, in_features: int
+        self, config: SharedProjectionConfig, out_features: int, in_features: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        """The projections (on the CPU) for layers of at most ``out_features x in_features``."""
+        """The projections (on the CPU, drawn from ``generator``) for layers of at most ``out_features x
+        in_features``."""
         raise NotImplementedError
 
     def _layer_kwargs(self, target: TargetModule) -> dict[str, Any]:
@@ -228,7 +253,8 @@ class SharedProjectionTuner(BaseTuner):
         else:
             out_features = max(layer.out_features for _, layer in layers)
             in_features = max(layer.in_features for _, layer in layers)
-            projections = self._generate_projections(config, out_features, in_features)
+            generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
+            projections = self._generate_projections(config, out_features, in_features, generator)
             # on the base weights' device and floating dtype, as the reference (so its files have the same dtype)
             weight = next(
                 (p for _, layer in layers for p in layer.get_base_layer().parameters() if p.device.type != "meta"),

@@ -86,6 +86,19 @@ def find_alora_offsets(
     return offsets
 
 
+def check_no_beam_search(num_beams: int) -> None:
+    """Refuse beam search for a call with aLoRA adapters.
+
+    Raises:
+        ValueError: if ``num_beams`` > 1.
+    """
+    if num_beams > 1:
+        raise ValueError(
+            f"Beam search not yet supported for aLoRA. Got num_beams={num_beams}: beams reorder the rows, and each "
+            "row's adapted positions would be lost. Use greedy decoding or sampling."
+        )
+
+
 def alora_call(
     peft_config: Mapping[str, Any],
     active_adapters: Sequence[str],
@@ -101,6 +114,7 @@ def alora_call(
     names = list(adapter_names) if adapter_names is not None else list(active_adapters)
     if not any(getattr(peft_config.get(n), "alora_invocation_tokens", None) for n in names):
         return alora_offsets(given) if given is not None else nullcontext()
+    check_no_beam_search(kwargs.get("num_beams") or 1)
     if given is None:
         if input_ids is None:
             warn("aLoRA needs input_ids to find the invocation sequence; without them the aLoRA adapter is off.")

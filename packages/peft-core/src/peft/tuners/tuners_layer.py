@@ -203,7 +203,10 @@ def get_in_out_features(module: nn.Module) -> tuple[int | None, int | None]:
         return shape[0], shape[1]
     if isinstance(module, nn.MultiheadAttention):
         if not module._qkv_same_embed_dim:
-            raise ValueError("Only nn.MultiheadAttention with the same query, key and value size is supported.")
+            raise ValueError(
+                "Only same embed for query/key/value is supported as of now for MultiheadAttention: its query, key "
+                "and value sizes must be equal."
+            )
         return module.embed_dim, 3 * module.embed_dim
     for in_name, out_name in (
         ("in_features", "out_features"),
@@ -390,12 +393,23 @@ class BaseTunerLayer:
     def merged(self) -> bool:
         return bool(self.merged_adapters)
 
+    @property
+    def frozen_peft_weight_names(self) -> dict[str, set[str]]:
+        """Adapter name -> the names of its containers (e.g. ``"lora_B"``) that stay frozen when the adapter is
+        trainable: a method that trains only part of its adapter (MiCA trains ``A`` only) records them here."""
+        return self.__dict__.setdefault("_frozen_peft_weight_names", {})
+
+    def _trainable(self, adapter_name: str, container_name: str, requires_grad: bool) -> bool:
+        return requires_grad and container_name not in self.frozen_peft_weight_names.get(adapter_name, ())
+
     def set_requires_grad(self, adapter_names: str | Sequence[str], requires_grad: bool = True) -> None:
-        """Make the parameters of ``adapter_names`` on this layer trainable (or frozen)."""
-        for container in self._adapter_dicts():
+        """Make the parameters of ``adapter_names`` on this layer trainable (or frozen); weights recorded in
+        ``frozen_peft_weight_names`` stay frozen."""
+        for attr in self.adapter_layer_names:
+            container = self.adapter_container(attr)
             for name in _as_list(adapter_names):
-                if name in container:
-                    _set_requires_grad(container[name], requires_grad)
+                if container is not None and name in container:
+                    _set_requires_grad(container[name], self._trainable(name, attr, requires_grad))
 
     def _activate(self, adapter_names: str | Sequence[str]) -> None:
         """Choose which adapters compute; trainability is left as it is."""
@@ -408,9 +422,10 @@ class BaseTunerLayer:
         """Activate ``adapter_names``; they become trainable unless ``inference_mode``, all others are frozen."""
         self._activate(adapter_names)
         active = set(self.active_adapters)
-        for container in self._adapter_dicts():
-            for name, item in container.items():
-                _set_requires_grad(item, name in active and not inference_mode)
+        for attr in self.adapter_layer_names:
+            container = self.adapter_container(attr)
+            for name, item in container.items() if container is not None else ():
+                _set_requires_grad(item, self._trainable(name, attr, name in active and not inference_mode))
 
     def enable_adapters(self, enabled: bool) -> None:
         """Turn all adapters of this layer on or off; off freezes their parameters."""
@@ -430,6 +445,7 @@ class BaseTunerLayer:
             container = self.adapter_container(attr)
             if hasattr(container, "keys") and adapter_name in container:
                 del container[adapter_name]
+        self.frozen_peft_weight_names.pop(adapter_name, None)
         if adapter_name in self.merged_adapters:
             self.merged_adapters.remove(adapter_name)  # its delta stays merged into the base weight
         if adapter_name not in self.active_adapters:

@@ -59,7 +59,7 @@ from peft.utils.constants import (
 )
 from peft.utils.error import CheckpointMismatchError, NoMatchingPeftModuleError
 from peft.utils.other import _get_submodules, delegated_getattr
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 from peft.utils.torch_internals import collection_paused
 from peft.utils.warnings import warn
 
@@ -92,8 +92,7 @@ _get_in_out_features = get_in_out_features
 _MOVED = {"replicate_layers": "peft.tuners.lora.model", "PEFT_TYPE_TO_PREFIX_MAPPING": "peft.registry"}
 
 
-def __getattr__(name: str) -> Any:
-    return reference_path_attribute(__name__, name, _MOVED)
+__getattr__ = reference_path_getattr(__name__, _MOVED)
 
 
 def _maybe_include_all_linear_layers(peft_config: PeftConfig, model: nn.Module) -> PeftConfig:
@@ -553,6 +552,24 @@ class BaseTuner(nn.Module):
             )
         return [name for name in all_names if name in from_state_dict]
 
+    @staticmethod
+    def _warn_unused_pattern_keys(peft_config: PeftConfig, matched: list[str]) -> None:
+        """A key of a per-module dict (``rank_pattern``, ``alpha_pattern``...) that matches no targeted module is
+        most likely a typo, which would otherwise silently leave the module at the default."""
+        if getattr(peft_config, "target_parameters", None):
+            return  # keys may name parameters there
+        for field in dataclasses.fields(peft_config):
+            pattern = getattr(peft_config, field.name) if field.name.endswith("_pattern") else None
+            if not isinstance(pattern, dict):
+                continue
+            unused = [key for key in pattern if all(get_pattern_key([key], name) != key for name in matched)]
+            if unused:
+                warn(
+                    f"Some {field.name} keys did not match any targeted module (a key matches the end of a module "
+                    f"name, or its start with a leading '^'), so they were ignored: {unused}",
+                    RuntimeWarning,
+                )
+
     def _check_matches(
         self,
         peft_config: PeftConfig,
@@ -565,6 +582,7 @@ class BaseTuner(nn.Module):
             unused = selector.unused_entries()
             if unused and not excluded:
                 warn(f"target_modules entries {unused} matched no module of the model; they are ignored.")
+            self._warn_unused_pattern_keys(peft_config, matched)
             if getattr(peft_config, "exclude_modules", None) and not excluded:
                 warn(f"exclude_modules={sorted(_as_list(peft_config.exclude_modules))} excluded no module.")
             return
@@ -618,13 +636,15 @@ class BaseTuner(nn.Module):
                     used.add(entry)
                     break
         if not by_module:
-            message = f"target_parameters {sorted(wanted)} matched no parameter of the model."
             if not target_modules:
-                raise NoMatchingPeftModuleError(message)
-            warn(message, RuntimeWarning)
+                raise NoMatchingPeftModuleError(
+                    "No `target_modules` passed but also no `target_parameters` found. Please check the values for "
+                    f"these arguments. target_parameters={sorted(wanted)!r} matched no parameter of the model."
+                )
+            warn(f"target_parameters={wanted!r} were set but no parameter was matched.", RuntimeWarning)
             return
         if not target_modules and getattr(peft_config, "target_modules", None):
-            warn(f"target_modules {_describe(peft_config.target_modules)} matched no module.", RuntimeWarning)
+            warn(f"target_modules={peft_config.target_modules!r} were set but no module was matched.", RuntimeWarning)
         overlap = sorted(set(by_module) & set(target_modules))
         if overlap:
             raise ValueError(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from peft.utils.other import map_cache_to_layer_device_map
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 
 # the reference's quantized-weight helpers of this module
 _MOVED = dict.fromkeys(
@@ -80,5 +80,4 @@ def skip_init_on_device(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def __getattr__(name: str) -> Any:
-    return reference_path_attribute(__name__, name, _MOVED)
+__getattr__ = reference_path_getattr(__name__, _MOVED)

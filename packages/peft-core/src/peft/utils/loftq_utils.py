@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 
 _MOVED = dict.fromkeys(("loftq_init", "replace_lora_weights_loftq"), "peft.tuners.lora.loftq")
 __all__ = [*_MOVED]
 
 
-def __getattr__(name: str) -> Any:
-    return reference_path_attribute(__name__, name, _MOVED)
+__getattr__ = reference_path_getattr(__name__, _MOVED)

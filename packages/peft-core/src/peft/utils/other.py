@@ -97,6 +97,15 @@ def cast_mixed_precision_params(model: nn.Module, dtype: torch.dtype) -> None:
         param.data = param.data.float() if param.requires_grad else param.data.to(dtype)
 
 
+def make_inputs_require_grad(model: nn.Module) -> None:
+    """Make the input embeddings' output require grad, so that under gradient checkpointing the checkpointed blocks
+    see an input with a gradient and adapters behind frozen embeddings still get theirs."""
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    elif callable(getattr(model, "get_input_embeddings", None)):
+        model.get_input_embeddings().register_forward_hook(lambda module, args, output: output.requires_grad_(True))
+
+
 def prepare_model_for_kbit_training(
     model: nn.Module, use_gradient_checkpointing: bool = True, gradient_checkpointing_kwargs: dict | None = None
 ) -> nn.Module:
@@ -114,12 +123,7 @@ def prepare_model_for_kbit_training(
         if not quantized and param.dtype in (torch.float16, torch.bfloat16):
             param.data = param.data.float()
     if use_gradient_checkpointing:
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
-        elif callable(getattr(model, "get_input_embeddings", None)):
-            model.get_input_embeddings().register_forward_hook(
-                lambda module, args, output: output.requires_grad_(True)
-            )
+        make_inputs_require_grad(model)
         enable = getattr(model, "gradient_checkpointing_enable", None)
         if enable is not None:
             enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs or {"use_reentrant": True})

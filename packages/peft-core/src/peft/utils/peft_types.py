@@ -8,9 +8,8 @@ method means adding its row here (and its package under ``peft.tuners``).
 from __future__ import annotations
 
 import enum
-from typing import Any
 
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 
 # Every method of the checkpoint format, in the reference's order of peft_types. A method's name is its package
 # under peft.tuners and, upper-cased, its peft_type. The tuple lists the public names the package exports (through
@@ -123,6 +122,5 @@ class TaskType(_StrEnum):
     FEATURE_EXTRACTION = "FEATURE_EXTRACTION"
 
 
-def __getattr__(name: str) -> Any:
-    # the reference's import path of register_peft_method, which lives with the registry it fills
-    return reference_path_attribute(__name__, name, {"register_peft_method": "peft.registry"})
+# the reference's import path of register_peft_method, which lives with the registry it fills
+__getattr__ = reference_path_getattr(__name__, {"register_peft_method": "peft.registry"})

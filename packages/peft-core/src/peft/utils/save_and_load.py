@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from peft.utils.files import (  # noqa: F401 (the reference's path of these names)
     SAFETENSORS_WEIGHTS_NAME,
     WEIGHTS_NAME,
     load_peft_weights,
     torch_load,
 )
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 
 _MOVED = dict.fromkeys(
     (
@@ -26,5 +24,4 @@ _MOVED = dict.fromkeys(
 )
 
 
-def __getattr__(name: str) -> Any:
-    return reference_path_attribute(__name__, name, _MOVED)
+__getattr__ = reference_path_getattr(__name__, _MOVED)

@@ -18,7 +18,7 @@ from torch import nn
 
 from peft.tuners.lora.layer import LoraLayer
 from peft.tuners.tuners_layer import _first_tensor
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 
 _RANKNUM_EPS = 1e-5  # keeps the division defined for adapters pruned to rank 0
 
@@ -173,6 +173,5 @@ class SVDConv2d(AdaLoraLayer, nn.Module):
         return base._conv_forward(self.lora_dropout[adapter_name](x), kernel, None)
 
 
-def __getattr__(name: str) -> Any:
-    # the reference defines the rank allocator in this module; it has its own here (it imports this one)
-    return reference_path_attribute(__name__, name, {"RankAllocator": "peft.tuners.adalora.allocator"})
+# the reference defines the rank allocator in this module; it has its own here (it imports this one)
+__getattr__ = reference_path_getattr(__name__, {"RankAllocator": "peft.tuners.adalora.allocator"})

@@ -12,12 +12,7 @@ __all__ = ["BeftConfig", "BeftLayer", "BeftModel", "Conv", "Linear"]
 
 
 class BeftModel(BaseTuner):
-    """Creates BEFT adapters on a model (see ``BeftConfig``; paper: https://huggingface.co/papers/2509.15974).
-
-    Example:
-        >>> from peft import BeftConfig, get_peft_model
-        >>> model = get_peft_model(model, BeftConfig(target_modules=["v_proj"]))
-    """
+    """Creates BEFT adapters on a model (see ``BeftConfig``; paper: https://huggingface.co/papers/2509.15974)."""
 
     tuner_layer_cls = BeftLayer
     layers_mapping = {

@@ -12,12 +12,7 @@ __all__ = ["DeftConfig", "DeftLayer", "DeftLinear", "DeftModel", "Linear"]
 
 
 class DeftModel(BaseTuner):
-    """Creates DEFT adapters on a model (see ``DeftConfig``).
-
-    Example:
-        >>> from peft import DeftConfig, get_peft_model
-        >>> model = get_peft_model(model, DeftConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates DEFT adapters on a model (see ``DeftConfig``)."""
 
     tuner_layer_cls = DeftLayer
     layers_mapping = {nn.Linear: DeftLinear, TransformersConv1D: DeftLinear}

@@ -88,12 +88,7 @@ def sparse_positions(dim: int, rate: float, generator: torch.Generator) -> torch
 
 
 class FrodModel(BaseTuner):
-    """Creates FRoD adapters on a model (see ``FrodConfig``).
-
-    Example:
-        >>> from peft import FrodConfig, get_peft_model
-        >>> model = get_peft_model(model, FrodConfig(target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates FRoD adapters on a model (see ``FrodConfig``)."""
 
     # the bases live on the tuner: injecting into a bare model (transformers' add_adapter) cannot keep them
     uses_shared_state = True

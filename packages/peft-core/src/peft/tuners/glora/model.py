@@ -18,12 +18,7 @@ _SUPPORTS = frozenset({"glora_A", "glora_B", "glora_C", "glora_D", "glora_E"})
 
 
 class GloraModel(BaseTuner):
-    """Creates GLoRA adapters on a model (see ``GloraConfig``; paper: https://arxiv.org/abs/2306.07967).
-
-    Example:
-        >>> from peft import GloraConfig, get_peft_model
-        >>> model = get_peft_model(model, GloraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates GLoRA adapters on a model (see ``GloraConfig``; paper: https://arxiv.org/abs/2306.07967)."""
 
     tuner_layer_cls = GloraLayer
     layers_mapping = {nn.Linear: GloraLinear}

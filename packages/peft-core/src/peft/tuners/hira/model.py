@@ -22,12 +22,7 @@ from peft.utils.warnings import warn
 
 
 class HiraModel(BaseTuner):
-    """Creates HiRA adapters on a model (see ``HiraConfig``; paper: https://openreview.net/pdf?id=TwJrTz9cRS).
-
-    Example:
-        >>> from peft import HiraConfig, get_peft_model
-        >>> model = get_peft_model(model, HiraConfig(r=32, target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates HiRA adapters on a model (see ``HiraConfig``; paper: https://openreview.net/pdf?id=TwJrTz9cRS)."""
 
     tuner_layer_cls = HiraLayer
     layers_mapping = {

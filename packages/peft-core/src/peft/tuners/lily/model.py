@@ -31,12 +31,7 @@ _SHARED = ("lily_A", "lily_B")
 
 
 class LilyModel(BaseTuner):
-    """Creates Lily adapters on a model (see ``LilyConfig``; paper: https://arxiv.org/abs/2407.09946).
-
-    Example:
-        >>> from peft import LilyConfig, get_peft_model
-        >>> model = get_peft_model(model, LilyConfig(r=32, stride_A=2, num_B=4, target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates Lily adapters on a model (see ``LilyConfig``; paper: https://arxiv.org/abs/2407.09946)."""
 
     tuner_layer_cls = LilyLayer
     layers_mapping = {nn.Linear: Linear}

@@ -23,7 +23,11 @@ from peft.tuners.tuners_layer import MixedBatch, current_mixed_batch
 class ALoraVariant(AdditiveLoraVariant):
     """aLoRA for LoRA ``Linear`` layers: plain LoRA, masked to the positions from the invocation on."""
 
-    mergeable = False  # a merged weight would change every position
+    mergeable = False
+    merge_refusal = (
+        "aLoRA does not support merging: a merged weight would change every position, not only those from the "
+        "invocation on."
+    )
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:

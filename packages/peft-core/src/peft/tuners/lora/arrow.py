@@ -21,7 +21,7 @@ import torch
 from peft.tuners.lora.layer import LoraLayer
 from peft.tuners.lora.variant import AdditiveLoraVariant, register_lora_variant, variant_state
 from peft.tuners.lora.variant_configs import ArrowConfig
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 
 TASK_ADAPTER_PREFIX = "task_"
 GKS_ADAPTER_PREFIX = "gks_"
@@ -95,6 +95,7 @@ class ArrowVariant(AdditiveLoraVariant):
     """The Arrow router on LoRA ``Linear`` layers."""
 
     mergeable = False
+    merge_refusal = "Cannot merge an active Arrow router adapter: it mixes the task adapters per token."
 
     @staticmethod
     def init(module: LoraLayer, adapter_name: str, arrow_config: ArrowConfig | None = None, **kwargs: Any) -> None:
@@ -121,6 +122,5 @@ class ArrowVariant(AdditiveLoraVariant):
 register_lora_variant("arrow_config", ArrowVariant, ["Linear"])
 
 
-def __getattr__(name: str) -> Any:
-    # create_arrow_model builds a PeftModel, a layer above the methods; the reference's path of it resolves here
-    return reference_path_attribute(__name__, name, {"create_arrow_model": "peft.arrow_model"})
+# create_arrow_model builds a PeftModel, a layer above the methods; the reference's path of it resolves here
+__getattr__ = reference_path_getattr(__name__, {"create_arrow_model": "peft.arrow_model"})

@@ -38,8 +38,8 @@ class BlockDiagonalLinear(nn.Module):
         super().__init__()
         if in_features % nblocks or out_features % nblocks:
             raise ValueError(
-                f"BD-LoRA needs both sides of its block-diagonal factor ({in_features} -> {out_features}) to be "
-                f"divisible by nblocks={nblocks}."
+                f"BD-LoRA: a side of the block-diagonal factor ({in_features} -> {out_features}) is not divisible by "
+                f"nblocks={nblocks}; both must be."
             )
         self.in_features, self.out_features, self.nblocks = in_features, out_features, nblocks
         self.weight = nn.Parameter(torch.empty(out_features, in_features // nblocks, device=device, dtype=dtype))
@@ -50,7 +50,7 @@ class BlockDiagonalLinear(nn.Module):
         per_block = torch.einsum("...bi,boi->...bo", x.unflatten(-1, (self.nblocks, -1)), blocks)
         return per_block.flatten(-2)
 
-    def dense_weight(self) -> torch.Tensor:
+    def weight_as_blockdiagonal_matrix(self) -> torch.Tensor:
         """The ``(out_features, in_features)`` matrix, zero off the diagonal blocks."""
         return torch.block_diag(*self.weight.chunk(self.nblocks, dim=0))
 
@@ -59,7 +59,7 @@ class BlockDiagonalLinear(nn.Module):
 
 
 def _dense(factor: nn.Module) -> torch.Tensor:
-    return factor.dense_weight() if isinstance(factor, BlockDiagonalLinear) else factor.weight
+    return factor.weight_as_blockdiagonal_matrix() if isinstance(factor, BlockDiagonalLinear) else factor.weight
 
 
 class BdLoraVariant(AdditiveLoraVariant):
@@ -76,9 +76,10 @@ class BdLoraVariant(AdditiveLoraVariant):
             )
         if use_bdlora.match_strict and not (in_a or in_b):
             raise ValueError(
-                f"BD-LoRA: module {target_name!r} matches neither target_modules_bd_a "
-                f"{use_bdlora.target_modules_bd_a} nor target_modules_bd_b {use_bdlora.target_modules_bd_b}; add it "
-                "to one of them, or set match_strict=False to give it a plain LoRA adapter."
+                f"BD-LoRA: module {target_name!r} matches neither A nor B block-diagonal patterns "
+                f"(target_modules_bd_a {use_bdlora.target_modules_bd_a}, target_modules_bd_b "
+                f"{use_bdlora.target_modules_bd_b}); add it to one of them, or set match_strict=False to give it a "
+                "plain LoRA adapter."
             )
 
     @staticmethod

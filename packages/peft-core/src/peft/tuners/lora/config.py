@@ -95,8 +95,8 @@ class LoraConfig(TargetingConfig):
         use_rslora: scale by ``lora_alpha / sqrt(r)`` (rank-stabilised LoRA).
         init_lora_weights: ``True`` (A Kaiming-uniform, B zero: identity at start), ``False`` (both random: for
             tests), ``"gaussian"`` (A normal with std ``1/r``, B zero), or a decomposition-based start:
-            ``"pissa"``, ``"pissa_niter_<n>"``, ``"olora"``, ``"corda"``, ``"lora_ga"``, ``"eva"``, ``"orthogonal"``
-            (see ``peft.tuners.lora.init_configs``).
+            ``"pissa"``, ``"pissa_niter_<n>"``, ``"olora"``, ``"corda"``, ``"lora_ga"``, ``"eva"``, ``"orthogonal"``,
+            ``"mica"`` (see ``peft.tuners.lora.init_configs``).
         eva_config / corda_config / lora_ga_config: settings of the ``"eva"`` / ``"corda"`` / ``"lora_ga"`` inits.
         rank_pattern / alpha_pattern: per-module ``r`` / ``lora_alpha`` by name or regex (suffix match, ``$``
             implied, ``^`` anchors at the start).

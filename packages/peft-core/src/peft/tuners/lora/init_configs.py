@@ -10,6 +10,8 @@
 - ``"lora_ga"``: singular vectors of the full fine-tuning gradient (``preprocess_loraga``), taken out;
 - ``"eva"``: ``B = 0``; ``A`` comes later from activations (``initialize_lora_eva_weights``);
 - ``"orthogonal"``: ``A`` and ``B`` with orthogonal rows drawn so that ``B A = 0``; the base is untouched;
+- ``"mica"``: ``B`` the left singular vectors of ``W`` with the ``r`` smallest singular values, frozen, and
+  ``A = 0``; the base is untouched and only ``A`` trains (linear layers and embeddings);
 - ``"loftq"``: the base becomes its quantized version and the adapter the low-rank residual (``loftq_config``,
   ``peft.tuners.lora.loftq``).
 
@@ -28,7 +30,7 @@ from peft.utils.warnings import warn
 
 # init_lora_weights values that change the base weight at creation: the adapter is relative to the changed base
 BASE_CHANGING_INITS = ("pissa", "olora", "corda", "lora_ga")
-_NAMED_INITS = ("gaussian", "eva", "olora", "pissa", "corda", "lora_ga", "loftq", "orthogonal")
+_NAMED_INITS = ("gaussian", "eva", "olora", "pissa", "corda", "lora_ga", "loftq", "orthogonal", "mica")
 _PISSA_NITER = re.compile(r"pissa_niter_(\d+)")
 
 
@@ -139,7 +141,7 @@ class LoraGAConfig:
 def init_method(init_lora_weights: bool | str) -> bool | str:
     """The initialisation ``init_lora_weights`` names: ``True``, ``False`` or one of ``"gaussian"``, ``"pissa"``
     (also for ``"pissa_niter_<n>"``), ``"olora"``, ``"corda"``, ``"eva"``, ``"lora_ga"``, ``"loftq"``,
-    ``"orthogonal"``.
+    ``"orthogonal"``, ``"mica"``.
 
     Raises:
         ValueError: for any other value, listing the valid ones.
@@ -201,6 +203,10 @@ def check_lora_init_settings(config: Any) -> None:
             setattr(config, settings, default())
         elif method != name and getattr(config, settings) is not None:
             warn(f"`{settings}` specified but will be ignored when `init_lora_weights` is not '{name}'.")
+    if config.lora_bias and config.use_dora:
+        raise ValueError(
+            "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False (or lora_bias=False)."
+        )
     if config.lora_bias and method not in (True, False):
         raise ValueError(
             "The argument lora_bias=True is only supported with init_lora_weights=True or False, got "

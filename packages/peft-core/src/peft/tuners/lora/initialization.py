@@ -38,7 +38,14 @@ LORAGA_GRADIENT_ATTRIBUTE = "_peft_loraga_grad"
 CORDA_EIGENS_ATTRIBUTE = "eigens"
 
 # the inits that decompose a matrix per layer, with the progress bar's name for them
-_DISPLAY_NAMES = {"pissa": "PiSSA", "olora": "OLoRA", "corda": "CorDA", "lora_ga": "LoRA-GA", "loftq": "LoftQ"}
+_DISPLAY_NAMES = {
+    "pissa": "PiSSA",
+    "olora": "OLoRA",
+    "corda": "CorDA",
+    "lora_ga": "LoRA-GA",
+    "loftq": "LoftQ",
+    "mica": "MiCA",
+}
 _progress: contextvars.ContextVar[Any] = contextvars.ContextVar("lora_init_progress", default=None)
 
 
@@ -306,6 +313,40 @@ def init_orthogonal(layer: LoraLayer, adapter_name: str, init_lora_weights: str,
     _write_factors(layer, adapter_name, weight_a.to(device), weight_b.to(device))
 
 
+def init_mica(layer: LoraLayer, adapter_name: str, init_lora_weights: str, **_: Any) -> None:
+    """MiCA (minor component adaptation): ``B`` the left singular vectors of the base weight with the ``r`` smallest
+    singular values, ``A = 0`` (the output is unchanged, the base untouched), and ``B`` stays frozen: only ``A``
+    trains. On linear layers and embeddings (whose weight, transposed, is the ``(out, in)`` map)."""
+    embedding = adapter_name in getattr(layer, "lora_embedding_A", {})
+    if embedding:
+        factor_a, factor_b = layer.lora_embedding_A[adapter_name], layer.lora_embedding_B[adapter_name]
+        frozen = "lora_embedding_B"
+    else:
+        _check_decomposable(layer, adapter_name, "mica")
+        factor_a, factor_b = layer.lora_A[adapter_name].weight, layer.lora_B[adapter_name].weight
+        frozen = "lora_B"
+    weight = _read_weight(layer, "mica")
+    weight = weight.T if embedding else weight
+    rank = layer.r[adapter_name]
+    if rank > min(weight.shape):
+        raise ValueError(
+            f"MiCA requires `r` <= min(out_features, in_features) = {min(weight.shape)} for a {tuple(weight.shape)} "
+            f"weight, got r={rank}; choose a smaller r for this layer (rank_pattern sets it per layer)."
+        )
+    minor = torch.linalg.svd(weight, full_matrices=False)[0][:, -rank:]  # singular values come in descending order
+    with torch.no_grad():
+        if factor_b.device.type != "meta":
+            factor_b.copy_(minor.to(factor_b))
+        if factor_a.device.type != "meta":
+            factor_a.zero_()
+    if not embedding and layer.lora_B[adapter_name].bias is not None:
+        with torch.no_grad():
+            layer.lora_B[adapter_name].bias.zero_()
+    factor_b.requires_grad_(False)
+    layer.frozen_peft_weight_names.setdefault(adapter_name, set()).add(frozen)
+    _advance_progress()
+
+
 def init_loftq_from_options(layer: LoraLayer, adapter_name: str, init_lora_weights: str, **options: Any) -> None:
     """LoftQ with the config's ``loftq_config`` (see ``peft.tuners.lora.loftq``)."""
     init_loftq(layer, adapter_name, options.get("loftq_config") or {})
@@ -325,4 +366,5 @@ _INITIALISERS: dict[str, Callable[..., None]] = {
     "orthogonal": init_orthogonal,
     "eva": init_eva_placeholder,
     "loftq": init_loftq_from_options,
+    "mica": init_mica,
 }

@@ -29,7 +29,7 @@ def truncate_base_weight(module: LoraLayer, r: int) -> tuple[torch.Tensor, torch
     kept = min(out_features, in_features) - r
     if kept < 1:
         raise ValueError(
-            f"KaSA needs r ({r}) smaller than min(in_features, out_features) ({min(out_features, in_features)}): it "
+            f"KaSA requires `r` ({r}) < min(in_features, out_features) ({min(out_features, in_features)}): it "
             "drops the r smallest singular components of the base weight and at least one must remain."
         )
     u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)

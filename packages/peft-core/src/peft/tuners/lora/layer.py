@@ -34,7 +34,7 @@ from peft.tuners.tuners_layer import (
     LazyAdapterContainer,
     MixedBatch,
 )
-from peft.utils.reference_paths import reference_path_attribute
+from peft.utils.reference_paths import reference_path_getattr
 from peft.utils.torch_internals import (
     forward_is_hooked,
     new_linear,
@@ -166,7 +166,7 @@ class LoraLayer(BaseTunerLayer):
             raise ValueError(f"`r` should be a positive integer value but the value passed is {r}")
         variant = self.resolve_lora_variant(use_dora=use_dora, **kwargs)
         if lora_bias and self.is_embedding:
-            raise ValueError("lora_bias=True is not supported for LoRA on nn.Embedding.")
+            raise ValueError("lora_bias=True is not supported for Embedding (LoRA on nn.Embedding has no bias).")
         if lora_bias and getattr(self.get_base_layer(), "bias", None) is None:
             warn(
                 f"`lora_bias=True` was passed but the targeted layer of type {type(self.get_base_layer()).__name__} "
@@ -179,13 +179,14 @@ class LoraLayer(BaseTunerLayer):
         self.use_dora[adapter_name] = use_dora
         self.lora_bias[adapter_name] = lora_bias
         initialiser = lora_initialiser(init_lora_weights)
+        self.frozen_peft_weight_names.pop(adapter_name, None)  # a replaced adapter trains in full unless its init says
         if initialiser is None:
             self.reset_lora_parameters(adapter_name, init_lora_weights)
         else:  # PiSSA, OLoRA, CorDA, LoftQ, ...: see peft.tuners.lora.initialization
             initialiser(self, adapter_name, init_lora_weights, **kwargs)
         if variant is not None:
             variant.init(self, adapter_name=adapter_name, init_lora_weights=init_lora_weights, **kwargs)
-            self.lora_variant[adapter_name] = variant
+            self.lora_variant[adapter_name] = variant()  # an instance, as in the reference (isinstance checks)
         else:
             self.lora_variant.pop(adapter_name, None)
 
@@ -253,10 +254,10 @@ class LoraLayer(BaseTunerLayer):
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
         unmergeable = [n for n in adapter_names if not getattr(self.lora_variant.get(n), "mergeable", True)]
         if unmergeable:
+            reasons = sorted({self.lora_variant[n].merge_refusal for n in unmergeable})
             raise NotImplementedError(
-                f"Adapters {unmergeable} use a LoRA variant that cannot be merged (aLoRA changes only the positions "
-                "from its invocation on, an Arrow router mixes adapters per token); use them unmerged, or delete "
-                "them before merging the others."
+                f"{' '.join(reasons)} Adapters {unmergeable}: use them unmerged, or delete them before merging the "
+                "others."
             )
         if any(self.lora_bias.get(n) for n in adapter_names) and self.bias is None:
             raise ValueError(
@@ -455,8 +456,9 @@ class _ConvNd(LoraLayer, nn.Module):
         base = self.get_base_layer()
         if r % base.groups != 0:
             raise ValueError(
-                f"Targeting a {type(base).__name__} with groups={base.groups} and rank {r}: the rank must be "
-                "divisible by groups."
+                f"Targeting a {type(base).__name__} with groups={base.groups} and rank {r}. Currently, support is "
+                "limited to conv layers where the rank is divisible by groups. Either choose a different rank or do "
+                "not target this specific layer."
             )
         conv_cls = type(base) if type(base) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) else _CONV_BY_DIM[base.weight.dim()]
         ones = (1,) * (base.weight.dim() - 2)
@@ -527,7 +529,7 @@ def is_lora_layer(module: object) -> bool:
     return isinstance(module, LoraLayer) and module.holds_plain_lora_factors
 
 
-def __getattr__(name: str) -> Any:
-    # LoRA layers the reference defines in this module; here they have their own modules, which import this one
-    homes = {"ParamWrapper": "peft.tuners.lora.param_wrapper", "MultiheadAttention": "peft.tuners.lora.mha"}
-    return reference_path_attribute(__name__, name, homes)
+# LoRA layers the reference defines in this module; here they have their own modules, which import this one
+__getattr__ = reference_path_getattr(
+    __name__, {"ParamWrapper": "peft.tuners.lora.param_wrapper", "MultiheadAttention": "peft.tuners.lora.mha"}
+)

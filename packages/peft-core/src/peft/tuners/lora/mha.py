@@ -36,6 +36,15 @@ class _OutProjLinear(Linear):
 class MultiheadAttention(LoraLayer, nn.Module):
     """LoRA on ``nn.MultiheadAttention`` with equal query/key/value sizes."""
 
+    @property
+    def out_proj(self) -> nn.Module:
+        """The base module's out-projection (without its adapter layer), as on ``nn.MultiheadAttention``."""
+        out_proj = self.get_base_layer().out_proj
+        return out_proj.get_base_layer() if isinstance(out_proj, LoraLayer) else out_proj
+
+    def merge_masks(self, *args: Any, **kwargs: Any) -> Any:
+        return self.get_base_layer().merge_masks(*args, **kwargs)
+
     def update_layer(self, adapter_name: str, r: int, lora_alpha: float, **kwargs: Any) -> None:
         if kwargs.get("use_dora"):
             raise ValueError(f"{type(self).__name__} does not support DoRA (yet), please set use_dora to False")
@@ -120,3 +129,16 @@ class MultiheadAttention(LoraLayer, nn.Module):
         if not weights:
             return base(query, *args, **kwargs)
         return call_with_tensors(base, weights, query, *args, **kwargs)
+
+
+def _base_attribute(name: str) -> property:
+    return property(lambda self: getattr(self.get_base_layer(), name), doc=f"The base module's ``{name}``.")
+
+
+# what code reading an nn.MultiheadAttention looks at (torch's transformer layers check batch_first...), read
+# through to the base module so that the adapted module answers as the original one
+for _name in (
+    "embed_dim", "kdim", "vdim", "_qkv_same_embed_dim", "num_heads", "dropout", "batch_first", "head_dim",
+    "in_proj_weight", "in_proj_bias", "bias_k", "bias_v", "add_zero_attn",
+):  # fmt: skip
+    setattr(MultiheadAttention, _name, _base_attribute(_name))

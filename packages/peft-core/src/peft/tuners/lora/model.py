@@ -79,8 +79,8 @@ class LoraModel(BaseTuner):
         for name, other in self.peft_config.items():
             if other is not config and (getattr(other, "kasa_config", None) is not None) != uses_kasa:
                 raise ValueError(
-                    f"KaSA adapters cannot be combined with other adapters on one model: KaSA truncates the base "
-                    f"weights. The new adapter {'uses' if uses_kasa else 'does not use'} KaSA, adapter {name!r} "
+                    f"KaSA cannot be combined with adapters that don't use KaSA on one model: KaSA truncates the "
+                    f"base weights. The new adapter {'uses' if uses_kasa else 'does not use'} KaSA, adapter {name!r} "
                     f"{'does not' if uses_kasa else 'does'}."
                 )
 

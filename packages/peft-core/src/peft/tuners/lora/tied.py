@@ -59,4 +59,4 @@ class TiedEmbeddingVariant(LoraVariant):
 def tie_to_embedding(layer: LoraLayer, embedding: Embedding, adapter_name: str) -> None:
     """Make ``layer``'s adapter ``adapter_name`` the transposed reuse of ``embedding``'s (same rank and alpha)."""
     TiedEmbeddingVariant.init(layer, adapter_name, embedding=embedding)
-    layer.lora_variant[adapter_name] = TiedEmbeddingVariant
+    layer.lora_variant[adapter_name] = TiedEmbeddingVariant()

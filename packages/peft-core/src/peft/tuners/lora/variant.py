@@ -19,10 +19,11 @@ class LoraVariant:
     merged/unmerged; ``forward`` returns the base output ``result`` with the adapter applied. A variant whose effect
     is an added update may define ``update(module, adapter_name, x)`` (then mixed batches use it) and
     ``delta_weight(module, adapter_name)`` (the dense update, for merging). ``check`` refuses a layer the variant
-    cannot adapt, before anything is created; ``mergeable = False`` refuses merging.
+    cannot adapt, before anything is created; ``mergeable = False`` refuses merging (saying ``merge_refusal``).
     """
 
     mergeable: ClassVar[bool] = True
+    merge_refusal: ClassVar[str] = "This LoRA variant cannot be merged."  # why, when not mergeable
 
     @staticmethod
     def check(module: LoraLayer, **kwargs: Any) -> None:

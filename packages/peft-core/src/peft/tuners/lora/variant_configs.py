@@ -69,8 +69,8 @@ class BdLoraConfig:
         overlap = sorted(set(self.target_modules_bd_a or []) & set(self.target_modules_bd_b or []))
         if overlap:
             raise ValueError(
-                f"BdLoraConfig: {overlap} appear in both target_modules_bd_a and target_modules_bd_b; a module's "
-                "block-diagonal factor is either A or B."
+                f"Found overlapping modules in target_modules_bd lists: {overlap} appear in both target_modules_bd_a "
+                "and target_modules_bd_b; a module's block-diagonal factor is either A or B."
             )
 
 

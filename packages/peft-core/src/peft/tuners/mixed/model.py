@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
+from peft.utils.reference_paths import reference_path_getattr
 
-from peft.utils.reference_paths import reference_path_attribute
-
-
-def __getattr__(name: str) -> Any:
-    return reference_path_attribute(__name__, name, {"MixedModel": "peft.mixed_model"})
+__getattr__ = reference_path_getattr(__name__, {"MixedModel": "peft.mixed_model"})

@@ -19,12 +19,7 @@ from peft.utils.constants import INCLUDE_LINEAR_LAYERS_SHORTHAND
 
 
 class OSFModel(BaseTuner):
-    """Creates OSF adapters on a model (see ``OSFConfig``; paper: https://huggingface.co/papers/2504.07097).
-
-    Example:
-        >>> from peft import OSFConfig, get_peft_model
-        >>> model = get_peft_model(model, OSFConfig(effective_rank=0.5, target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates OSF adapters on a model (see ``OSFConfig``; paper: https://huggingface.co/papers/2504.07097)."""
 
     tuner_layer_cls = OSFLayer
     layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}

@@ -12,12 +12,7 @@ __all__ = ["Linear", "PeanutConfig", "PeanutLayer", "PeanutModel"]
 
 
 class PeanutModel(BaseTuner):
-    """Creates PEANuT adapters on a model (see ``PeanutConfig``; paper: https://huggingface.co/papers/2410.01870).
-
-    Example:
-        >>> from peft import PeanutConfig, get_peft_model
-        >>> model = get_peft_model(model, PeanutConfig(r=32, target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates PEANuT adapters on a model (see ``PeanutConfig``; paper: https://huggingface.co/papers/2410.01870)."""
 
     tuner_layer_cls = PeanutLayer
     layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}

@@ -12,12 +12,7 @@ __all__ = ["Linear", "OrthLayer", "PsoftConfig", "PsoftLayer", "PsoftModel"]
 
 
 class PsoftModel(BaseTuner):
-    """Creates PSOFT adapters on a model (see ``PsoftConfig``; paper: https://openreview.net/forum?id=FSHrinMArK).
-
-    Example:
-        >>> from peft import PsoftConfig, get_peft_model
-        >>> model = get_peft_model(model, PsoftConfig(r=32, target_modules=["q_proj", "v_proj"]))
-    """
+    """Creates PSOFT adapters on a model (see ``PsoftConfig``; paper: https://openreview.net/forum?id=FSHrinMArK)."""
 
     tuner_layer_cls = PsoftLayer
     layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}

@@ -17,59 +17,40 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners._shared_projections import SharedBufferDict, SharedProjectionLayer, projection_property
+from peft.tuners._shared_projections import projection_property
+from peft.tuners.vera.layer import ScaledProjectionLayer
 from peft.utils.warnings import warn
 
 
-class PveraLayer(SharedProjectionLayer):
+class PveraLayer(ScaledProjectionLayer):
     """State and formula of PVeRA (trainable vectors and a noise generator per adapter; the projections are the
-    model's)."""
+    model's): VeRA's layer with a sampled latent."""
 
     repr_prefix = "pvera"
     adapter_layer_names = ("pvera_lambda_b", "pvera_lambda_d")
     other_param_names = ("r", "pvera_dropout", "sample_at_inference", "pvera_generator")
     dropout_name = "pvera_dropout"
+    projection_names = ("pvera_A", "pvera_B")
+    rows_per_rank = 2
 
     pvera_A = projection_property("pvera_A")
     pvera_B = projection_property("pvera_B")
 
-    def update_layer(
+    def _init_trainables(
         self,
         adapter_name: str,
         r: int,
-        projections: dict[str, SharedBufferDict] | None = None,
-        pvera_dropout: float = 0.0,
+        init_weights: bool,
         d_initial: float = 0.1,
-        init_weights: bool = True,
         sample_at_inference: bool = False,
         generator_seed: int | None = None,
-        **kwargs: Any,
+        **options: Any,
     ) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer.
-
-        Args:
-            r: rank: the adapter uses the first ``2r`` rows of the shared ``A`` and ``r`` columns of ``B``.
-            projections: the model's projection containers.
-            pvera_dropout: dropout on the adapter's input.
-            d_initial: initial value of ``pvera_lambda_d`` with ``init_weights``.
-            init_weights: ``True``: ``lambda_b = 0``, ``lambda_d = d_initial`` (identity); ``False``:
-                ``lambda_b = 1``, ``lambda_d`` standard normal.
-            sample_at_inference: sample the latent in inference too.
-            generator_seed: seed of this adapter's noise generator (None: torch's global random state).
-
-        Raises:
-            ValueError: if ``r`` is not positive or ``pvera_dropout`` not a probability.
-        """
-        self._update_common(adapter_name, projections, r, pvera_dropout)
-        if init_weights:
-            lambda_b, lambda_d = torch.zeros(self.out_features), torch.full((2 * r,), float(d_initial))
-        else:
-            lambda_b, lambda_d = torch.ones(self.out_features), torch.randn(2 * r)
-        self.pvera_lambda_b[adapter_name] = self._new_vector(lambda_b)
-        self.pvera_lambda_d[adapter_name] = self._new_vector(lambda_d)
+        """VeRA's vectors, and whether and from which seed the latent is sampled (``sample_at_inference``: in
+        inference too; ``generator_seed``: None for torch's global random state)."""
+        super()._init_trainables(adapter_name, r, init_weights, d_initial)
         self.sample_at_inference[adapter_name] = sample_at_inference
         # a CPU generator per adapter: adding an adapter never changes another one's noise; generators cannot move
         # between devices, so the noise is drawn on the CPU and moved
@@ -78,24 +59,12 @@ class PveraLayer(SharedProjectionLayer):
 
     def reset_pvera_parameters(self, adapter_name: str, d_initial: float = 0.1) -> None:
         """Back to the identity: ``lambda_b = 0``, ``lambda_d = d_initial``."""
-        if adapter_name in self.pvera_lambda_d:
-            with torch.no_grad():
-                self.pvera_lambda_d[adapter_name].fill_(d_initial)
-                self.pvera_lambda_b[adapter_name].zero_()
+        self._reset_vectors(adapter_name, d_initial)
 
-    def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
-        r = self.r[adapter_name]
-        return {"pvera_A": (2 * r, self.in_features), "pvera_B": (self.out_features, r)}
-
-    def _slices(self, adapter_name: str, like: torch.Tensor, rows_a: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sliced_a = self._projection("pvera_A", adapter_name, (slice(rows_a), slice(self.in_features)), like)
-        sliced_b = self._projection(
-            "pvera_B", adapter_name, (slice(self.out_features), slice(self.r[adapter_name])), like
-        )
-        return sliced_a, sliced_b
-
-    def _sample(self, mean: torch.Tensor, log_var: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """The latent: ``mean`` in inference, ``mean + eps * std`` in training or with ``sample_at_inference``."""
+    def _latent(self, hidden: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """``hidden`` split into a mean and a log-variance: the mean in inference, ``mean + eps * std`` in training or
+        with ``sample_at_inference``."""
+        mean, log_var = hidden.chunk(2, dim=-1)
         if not (self.training or self.sample_at_inference[adapter_name]):
             return mean
         std = torch.exp(0.5 * log_var)
@@ -105,23 +74,6 @@ class PveraLayer(SharedProjectionLayer):
         else:
             noise = torch.randn(std.shape, dtype=std.dtype, generator=generator).to(std.device)
         return mean + noise * std
-
-    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``lambda_b * (B z)`` with ``z`` the latent of ``lambda_d * (A dropout(x))`` (see the module docstring)."""
-        x = self._cast_input_dtype(x, self.pvera_lambda_d[adapter_name].dtype)
-        lambda_d = self.pvera_lambda_d[adapter_name].to(x.dtype)
-        lambda_b = self.pvera_lambda_b[adapter_name].to(x.dtype)
-        sliced_a, sliced_b = self._slices(adapter_name, x, 2 * self.r[adapter_name])
-        hidden = F.linear(self.pvera_dropout[adapter_name](x), sliced_a) * lambda_d
-        mean, log_var = hidden.chunk(2, dim=-1)
-        return F.linear(self._sample(mean, log_var, adapter_name), sliced_b) * lambda_b
-
-    def _delta_weight(self, adapter_name: str, dtype: torch.dtype) -> torch.Tensor:
-        r = self.r[adapter_name]
-        lambda_d = self.pvera_lambda_d[adapter_name][:r].to(dtype)  # the mean's half
-        lambda_b = self.pvera_lambda_b[adapter_name].to(dtype)
-        sliced_a, sliced_b = self._slices(adapter_name, lambda_d, r)
-        return (lambda_b[:, None] * sliced_b) @ (lambda_d[:, None] * sliced_a)
 
     def _check_merge_allowed(self, adapter_names: list[str]) -> None:
         sampled = [name for name in adapter_names if self.sample_at_inference.get(name)]

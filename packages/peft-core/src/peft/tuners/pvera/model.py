@@ -22,21 +22,15 @@ class PveraModel(SharedProjectionTuner):
     ``pvera_A`` (``2r x largest in_features``) and then ``pvera_B`` (``largest out_features x r``) are drawn
     Kaiming-uniform from ``projection_prng_key`` on the CPU (reproducible bit for bit) and shared by every layer and
     adapter.
-
-    Example:
-        >>> from peft import PveraConfig, get_peft_model
-        >>> model = get_peft_model(model, PveraConfig(r=128, target_modules=["query", "value"]))
     """
 
     tuner_layer_cls = PveraLayer
     layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
-    projection_names = ("pvera_A", "pvera_B")
     layer_options = ("r", "pvera_dropout", "d_initial", "init_weights", "sample_at_inference", "generator_seed")
 
     def _generate_projections(
-        self, config: PveraConfig, out_features: int, in_features: int
+        self, config: PveraConfig, out_features: int, in_features: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
         # Kaiming-uniform for ReLU (gain sqrt(2)), as torch's default a=0
         pvera_a = nn.init.kaiming_uniform_(torch.empty(2 * config.r, in_features), generator=generator)
         pvera_b = nn.init.kaiming_uniform_(torch.empty(out_features, config.r), generator=generator)

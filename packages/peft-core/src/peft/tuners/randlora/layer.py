@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners._shared_projections import SharedBufferDict, SharedProjectionLayer, projection_property
+from peft.tuners._shared_projections import SharedProjectionLayer, projection_property
 
 
 class _ScaledBasis(torch.autograd.Function):
@@ -49,34 +49,17 @@ class RandLoraLayer(SharedProjectionLayer):
     adapter_layer_names = ("randlora_lambda", "randlora_gamma")
     other_param_names = ("r", "scaling", "randlora_dropout")
     dropout_name = "randlora_dropout"
+    projection_names = ("randlora_A", "randlora_B")
 
     randlora_A = projection_property("randlora_A")
     randlora_B = projection_property("randlora_B")
 
-    def update_layer(
-        self,
-        adapter_name: str,
-        r: int,
-        projections: dict[str, SharedBufferDict] | None = None,
-        randlora_alpha: float = 640,
-        randlora_dropout: float = 0.0,
-        init_weights: bool = True,
-        **kwargs: Any,
+    def _init_trainables(
+        self, adapter_name: str, r: int, init_weights: bool, randlora_alpha: float = 640, **options: Any
     ) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer.
-
-        Args:
-            r: rank of each basis; the layer uses ``ceil(min(in, out) / r)`` bases.
-            projections: the model's projection containers.
-            randlora_alpha: the update is scaled by ``randlora_alpha / r``.
-            randlora_dropout: dropout on the adapter's input.
-            init_weights: ``True``: ``lambda = 0`` (identity), ``gamma = 1 / max(gamma's shape)``; ``False``:
-                ``lambda`` standard normal, ``gamma = 1 / max(in, out)`` (the reference's values).
-
-        Raises:
-            ValueError: if ``r`` is not positive or ``randlora_dropout`` not a probability.
-        """
-        self._update_common(adapter_name, projections, r, randlora_dropout)
+        """``lambda`` (``r x n``) and ``gamma`` (``n x min(in, out)``) for ``n = ceil(min(in, out) / r)`` bases, and
+        the scaling ``randlora_alpha / r``. ``init_weights``: ``lambda = 0`` (identity), ``gamma = 1 / max(gamma's
+        shape)``; else ``lambda`` standard normal, ``gamma = 1 / max(in, out)`` (the reference's values)."""
         self.scaling[adapter_name] = randlora_alpha / r
         small, large = sorted((self.in_features, self.out_features))
         num_bases = -(-small // r)

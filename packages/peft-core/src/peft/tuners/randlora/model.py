@@ -50,23 +50,17 @@ class RandLoraModel(SharedProjectionTuner):
     With ``(out, in)`` the largest adapted shape, ``m = min(out, in)`` and ``M = max(out, in)``: ``randlora_A`` is
     ``(r, 1, m)`` and ``randlora_B`` is ``(M, ceil(m / r), r)``, drawn once from ``projection_prng_key`` on the CPU and
     each divided by its standard deviation.
-
-    Example:
-        >>> from peft import RandLoraConfig, get_peft_model
-        >>> model = get_peft_model(model, RandLoraConfig(r=32, target_modules=["q_proj", "v_proj"]))
     """
 
     tuner_layer_cls = RandLoraLayer
     layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
-    projection_names = ("randlora_A", "randlora_B")
     layer_options = ("r", "randlora_alpha", "randlora_dropout", "init_weights")
 
     def _generate_projections(
-        self, config: RandLoraConfig, out_features: int, in_features: int
+        self, config: RandLoraConfig, out_features: int, in_features: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
         small, large = sorted((out_features, in_features))
         num_bases = -(-small // config.r)  # enough bases for full rank
-        generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
         if config.very_sparse:
             bases = _ternary_bases(config.r, num_bases, small, large, generator, sparsity=math.sqrt(small))
         elif config.sparse:

@@ -13,10 +13,6 @@ from peft.tuners.tuners_utils import BaseTuner
 class SupertuningModel(BaseTuner):
     """Creates Super-Tuning adapters on a model (see ``SupertuningConfig``; paper:
     https://arxiv.org/abs/2607.09287).
-
-    Example:
-        >>> from peft import SupertuningConfig, get_peft_model
-        >>> model = get_peft_model(model, SupertuningConfig(target_modules=["q_proj", "v_proj"], sparsity=0.99))
     """
 
     tuner_layer_cls = SupertuningLayer

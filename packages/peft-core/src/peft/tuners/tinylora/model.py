@@ -33,10 +33,6 @@ class TinyLoraModel(BaseTuner):
     """Creates TinyLoRA adapters on a model (see ``TinyLoraConfig``).
 
     ``tinylora_v[adapter][group]`` are the trainable vectors; every TinyLoRA layer refers to the container.
-
-    Example:
-        >>> from peft import TinyLoraConfig, get_peft_model
-        >>> model = get_peft_model(model, TinyLoraConfig(r=2, u=13, weight_tying=1.0, target_modules=["q_proj"]))
     """
 
     tuner_layer_cls = TinyLoraLayer

@@ -37,10 +37,6 @@ class UniLoraModel(BaseTuner):
     """Creates UniLoRA adapters on a model (see ``UniLoraConfig``; paper: https://arxiv.org/abs/2506.00799).
 
     ``unilora_theta_d`` holds one vector per adapter; every UniLoRA layer refers to it.
-
-    Example:
-        >>> from peft import UniLoraConfig, get_peft_model
-        >>> model = get_peft_model(model, UniLoraConfig(r=4, theta_d_length=23_000, target_modules=["q_proj"]))
     """
 
     tuner_layer_cls = UniLoraLayer

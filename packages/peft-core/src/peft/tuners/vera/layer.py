@@ -7,88 +7,101 @@ each layer trains only the vectors ``vera_lambda_d`` (``r``) and ``vera_lambda_b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft.tuners._shared_projections import SharedBufferDict, SharedProjectionLayer, projection_property
+from peft.tuners._shared_projections import SharedProjectionLayer, projection_property
 
 
-class VeraLayer(SharedProjectionLayer):
+class ScaledProjectionLayer(SharedProjectionLayer):
+    """VeRA's formula over the model's shared projections ``A``/``B``: trainable vectors ``lambda_b`` (``out``) and
+    ``lambda_d`` (``rows_per_rank * r``), named by ``adapter_layer_names``; ``_latent`` is the step between ``A`` and
+    ``B`` (VeRA: none; PVeRA: a sampled latent from a mean and a log-variance, hence two rows per rank)."""
+
+    # rows of ``A`` (entries of ``lambda_d``) an adapter of rank r uses
+    rows_per_rank: ClassVar[int] = 1
+
+    def _init_trainables(
+        self, adapter_name: str, r: int, init_weights: bool, d_initial: float = 0.1, **options: Any
+    ) -> None:
+        """``lambda_b = 0``, ``lambda_d = d_initial`` (identity) with ``init_weights``, else ``lambda_b = 1`` and
+        ``lambda_d`` standard normal."""
+        rows = self.rows_per_rank * r
+        if init_weights:
+            lambda_b, lambda_d = torch.zeros(self.out_features), torch.full((rows,), float(d_initial))
+        else:
+            lambda_b, lambda_d = torch.ones(self.out_features), torch.randn(rows)
+        name_b, name_d = self.adapter_layer_names
+        getattr(self, name_b)[adapter_name] = self._new_vector(lambda_b)
+        getattr(self, name_d)[adapter_name] = self._new_vector(lambda_d)
+
+    def _vectors(self, adapter_name: str) -> tuple[nn.Parameter, nn.Parameter]:
+        """``(lambda_b, lambda_d)`` of ``adapter_name``."""
+        name_b, name_d = self.adapter_layer_names
+        return getattr(self, name_b)[adapter_name], getattr(self, name_d)[adapter_name]
+
+    def _reset_vectors(self, adapter_name: str, d_initial: float) -> None:
+        """Back to the identity: ``lambda_b = 0``, ``lambda_d = d_initial``."""
+        if adapter_name in getattr(self, self.adapter_layer_names[1]):
+            lambda_b, lambda_d = self._vectors(adapter_name)
+            with torch.no_grad():
+                lambda_d.fill_(d_initial)
+                lambda_b.zero_()
+
+    def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
+        r = self.r[adapter_name]
+        name_a, name_b = self.projection_names
+        return {name_a: (self.rows_per_rank * r, self.in_features), name_b: (self.out_features, r)}
+
+    def _slices(self, adapter_name: str, like: torch.Tensor, rows_a: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``rows_a`` rows of ``A`` and the ``r`` columns of ``B`` this layer uses."""
+        name_a, name_b = self.projection_names
+        sliced_a = self._projection(name_a, adapter_name, (slice(rows_a), slice(self.in_features)), like)
+        sliced_b = self._projection(
+            name_b, adapter_name, (slice(self.out_features), slice(self.r[adapter_name])), like
+        )
+        return sliced_a, sliced_b
+
+    def _latent(self, hidden: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """What ``B`` receives from ``lambda_d * (A x)``."""
+        return hidden
+
+    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """``lambda_b * (B latent(lambda_d * (A dropout(x))))`` on the last dimension of ``x``."""
+        lambda_b, lambda_d = self._vectors(adapter_name)
+        x = self._cast_input_dtype(x, lambda_d.dtype)
+        rows_a = self.rows_per_rank * self.r[adapter_name]
+        sliced_a, sliced_b = self._slices(adapter_name, x, rows_a)
+        hidden = F.linear(getattr(self, self.dropout_name)[adapter_name](x), sliced_a) * lambda_d.to(x.dtype)
+        return F.linear(self._latent(hidden, adapter_name), sliced_b) * lambda_b.to(x.dtype)
+
+    def _delta_weight(self, adapter_name: str, dtype: torch.dtype) -> torch.Tensor:
+        """``diag(lambda_b) B diag(lambda_d[:r]) A[:r]`` (with a latent, its mean's half)."""
+        r = self.r[adapter_name]
+        lambda_b, lambda_d = self._vectors(adapter_name)
+        lambda_d, lambda_b = lambda_d[:r].to(dtype), lambda_b.to(dtype)
+        sliced_a, sliced_b = self._slices(adapter_name, lambda_d, r)
+        return (lambda_b[:, None] * sliced_b) @ (lambda_d[:, None] * sliced_a)
+
+
+class VeraLayer(ScaledProjectionLayer):
     """State and formula of VeRA (trainable vectors per adapter; the projections are the model's)."""
 
     repr_prefix = "vera"
     adapter_layer_names = ("vera_lambda_b", "vera_lambda_d")
     other_param_names = ("r", "vera_dropout")
     dropout_name = "vera_dropout"
+    projection_names = ("vera_A", "vera_B")
 
     vera_A = projection_property("vera_A")
     vera_B = projection_property("vera_B")
 
-    def update_layer(
-        self,
-        adapter_name: str,
-        r: int,
-        projections: dict[str, SharedBufferDict] | None = None,
-        vera_dropout: float = 0.0,
-        d_initial: float = 0.1,
-        init_weights: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        """Create (or replace) adapter ``adapter_name`` on this layer.
-
-        Args:
-            r: rank: how many rows of the shared ``A`` (columns of ``B``) this adapter uses.
-            projections: the model's projection containers.
-            vera_dropout: dropout on the adapter's input.
-            d_initial: initial value of ``vera_lambda_d`` with ``init_weights``.
-            init_weights: ``True``: ``lambda_b = 0``, ``lambda_d = d_initial`` (identity); ``False``:
-                ``lambda_b = 1``, ``lambda_d`` standard normal.
-
-        Raises:
-            ValueError: if ``r`` is not positive or ``vera_dropout`` not a probability.
-        """
-        self._update_common(adapter_name, projections, r, vera_dropout)
-        if init_weights:
-            lambda_b, lambda_d = torch.zeros(self.out_features), torch.full((r,), float(d_initial))
-        else:
-            lambda_b, lambda_d = torch.ones(self.out_features), torch.randn(r)
-        self.vera_lambda_b[adapter_name] = self._new_vector(lambda_b)
-        self.vera_lambda_d[adapter_name] = self._new_vector(lambda_d)
-
     def reset_vera_parameters(self, adapter_name: str, d_initial: float = 0.1) -> None:
         """Back to the identity: ``lambda_b = 0``, ``lambda_d = d_initial``."""
-        if adapter_name in self.vera_lambda_d:
-            with torch.no_grad():
-                self.vera_lambda_d[adapter_name].fill_(d_initial)
-                self.vera_lambda_b[adapter_name].zero_()
-
-    def _projection_needs(self, adapter_name: str) -> dict[str, tuple[int, ...]]:
-        r = self.r[adapter_name]
-        return {"vera_A": (r, self.in_features), "vera_B": (self.out_features, r)}
-
-    def _slices(self, adapter_name: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r = self.r[adapter_name]
-        sliced_a = self._projection("vera_A", adapter_name, (slice(r), slice(self.in_features)), like)
-        sliced_b = self._projection("vera_B", adapter_name, (slice(self.out_features), slice(r)), like)
-        return sliced_a, sliced_b
-
-    def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """``lambda_b * (B (lambda_d * (A dropout(x))))`` on the last dimension of ``x``."""
-        x = self._cast_input_dtype(x, self.vera_lambda_d[adapter_name].dtype)
-        lambda_d = self.vera_lambda_d[adapter_name].to(x.dtype)
-        lambda_b = self.vera_lambda_b[adapter_name].to(x.dtype)
-        sliced_a, sliced_b = self._slices(adapter_name, x)
-        hidden = F.linear(self.vera_dropout[adapter_name](x), sliced_a) * lambda_d
-        return F.linear(hidden, sliced_b) * lambda_b
-
-    def _delta_weight(self, adapter_name: str, dtype: torch.dtype) -> torch.Tensor:
-        lambda_d = self.vera_lambda_d[adapter_name].to(dtype)
-        lambda_b = self.vera_lambda_b[adapter_name].to(dtype)
-        sliced_a, sliced_b = self._slices(adapter_name, lambda_d)
-        return (lambda_b[:, None] * sliced_b) @ (lambda_d[:, None] * sliced_a)
+        self._reset_vectors(adapter_name, d_initial)
 
 
 class Linear(VeraLayer, nn.Module):

@@ -26,21 +26,15 @@ class VeraModel(SharedProjectionTuner):
 
     ``vera_A`` (``r x largest in_features``) and ``vera_B`` (``largest out_features x r``) are drawn once from
     ``projection_prng_key`` on the CPU (reproducible bit for bit) and shared by every layer and adapter.
-
-    Example:
-        >>> from peft import VeraConfig, get_peft_model
-        >>> model = get_peft_model(model, VeraConfig(r=128, target_modules=["q_proj", "v_proj"]))
     """
 
     tuner_layer_cls = VeraLayer
     layers_mapping = {nn.Linear: Linear, TransformersConv1D: Linear}
-    projection_names = ("vera_A", "vera_B")
     layer_options = ("r", "vera_dropout", "d_initial", "init_weights")
 
     def _generate_projections(
-        self, config: VeraConfig, out_features: int, in_features: int
+        self, config: VeraConfig, out_features: int, in_features: int, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
-        generator = torch.Generator(device="cpu").manual_seed(config.projection_prng_key)
         vera_a = _kaiming_uniform((config.r, in_features), generator)
         vera_b = _kaiming_uniform((out_features, config.r), generator)
         return {"vera_A": vera_a, "vera_B": vera_b}

@@ -16,12 +16,7 @@ from peft.tuners.waveft.layer import WaveFTLayer, WaveFTLinear
 
 
 class WaveFTModel(BaseTuner):
-    """Creates WaveFT adapters on a model (see ``WaveFTConfig``).
-
-    Example:
-        >>> from peft import WaveFTConfig, get_peft_model
-        >>> model = get_peft_model(model, WaveFTConfig(n_frequency=2592, target_modules=["to_q", "to_v"]))
-    """
+    """Creates WaveFT adapters on a model (see ``WaveFTConfig``)."""
 
     tuner_layer_cls = WaveFTLayer
     layers_mapping = {nn.Linear: WaveFTLinear, TransformersConv1D: WaveFTLinear}
