@@ -987,3 +987,22 @@ def test_method_lora_3_mha_answers_as_the_module_it_adapts():
     assert kind == expected_kind and torch.equal(merged, expected)
     with pytest.raises(ValueError, match="Only same embed for query/key/value"):
         get_peft_model(nn.Sequential(nn.MultiheadAttention(16, 2, kdim=8, vdim=8)), LoraConfig(target_modules=["0"]))
+
+
+def test_lora_layers_take_a_config_in_the_reference_calling_convention():
+    """``Linear(base, name, config, r=...)`` and ``update_layer(name, r, alpha, config)``: the config gives the
+    options not passed, and lora_alpha defaults to 1 there (values as the reference gives for the same calls)."""
+    from peft.tuners import lora
+
+    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, use_rslora=True, lora_dropout=0.1)
+    layer = lora.Linear(nn.Linear(6, 5), "default", config, r=8)
+    assert (layer.r, layer.lora_alpha, layer.use_rslora) == ({"default": 8}, {"default": 1}, {"default": True})
+    assert layer.scaling["default"] == pytest.approx(1 / 8**0.5)
+    assert layer.lora_dropout["default"].p == 0.1
+    assert layer.lora_B["default"].weight.abs().sum() > 0  # init_lora_weights=False from the config
+    layer.update_layer("other", 2, 4, config)
+    assert (layer.r["other"], layer.lora_alpha["other"], layer.scaling["other"]) == (2, 4, pytest.approx(4 / 2**0.5))
+    embedding = lora.Embedding(nn.Embedding(10, 4), "default", config, r=2, lora_alpha=2)
+    assert (embedding.r, embedding.scaling) == ({"default": 2}, {"default": pytest.approx(2 / 2**0.5)})
+    plain = lora.Linear(nn.Linear(6, 5), "default", r=8, lora_alpha=16)
+    assert plain.scaling["default"] == 2.0

@@ -3,6 +3,8 @@ embeddings (AUX-15, TGT-14, ``ensure_weight_tying``)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file  # noqa: E402
 from tiny_transformers import tiny_llama  # noqa: E402
 
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict  # noqa: E402
+from peft import LoKrConfig, LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict  # noqa: E402
 
 NEW_VOCAB = 72
 IDS = torch.tensor([[1, 5, 9, 64, 70, 2, 71, 40]])  # includes added tokens
@@ -128,3 +130,81 @@ def test_aux_15_trainable_tokens_on_tied_layers_with_different_indices():
         get_peft_model(
             tiny_llama(), LoraConfig(target_modules=["q_proj"], trainable_token_indices=[1], ensure_weight_tying=True)
         )
+
+
+def test_aux_15_methods_without_ensure_weight_tying_say_they_cannot_tie():
+    """A method whose config has no ``ensure_weight_tying`` field is told it cannot tie, not to set the field."""
+    config = LoKrConfig(r=4, target_modules=["q_proj"], modules_to_save=["embed_tokens"])
+    with pytest.warns(UserWarning, match="no implementation exists to tie the adapters"):
+        get_peft_model(tiny_llama(tie_word_embeddings=True), config)
+
+
+def _tiny_bart() -> torch.nn.Module:
+    """An encoder-decoder whose encoder, decoder and output layer all hold the ``shared`` embedding's weight."""
+    config = transformers.BartConfig(
+        vocab_size=50, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.BartForConditionalGeneration(config).eval()
+
+
+def test_aux_15_encoder_decoder_embeddings_share_the_adapter_of_the_shared_embedding(tmp_path):
+    """With ensure_weight_tying, the encoder's and decoder's embeddings hold the shared embedding's LoRA factors
+    themselves; the model computes as if the shared weight were ``W + delta`` everywhere, and merging adds ``delta``
+    to that weight once."""
+    base = _tiny_bart()
+    expected_model = copy.deepcopy(base)
+    config = LoraConfig(r=4, target_modules=["q_proj", "embed_tokens"], ensure_weight_tying=True)
+    model = get_peft_model(base, config)
+    inner = model.base_model.model.model
+    shared = inner.shared
+    with torch.no_grad():
+        shared.lora_embedding_A["default"].normal_()
+    for tied in (inner.encoder.embed_tokens, inner.decoder.embed_tokens):
+        assert tied.lora_embedding_A["default"] is shared.lora_embedding_A["default"]
+        assert tied.lora_embedding_B["default"] is shared.lora_embedding_B["default"]
+    with torch.no_grad():  # the q_proj adapters start at zero: only the embedding update acts
+        expected_model.model.shared.weight += shared.get_delta_weight("default")
+    ids = torch.tensor([[3, 4, 5, 6, 7]])
+    expected = expected_model(input_ids=ids, decoder_input_ids=ids).logits
+    torch.testing.assert_close(model(input_ids=ids, decoder_input_ids=ids).logits, expected)
+
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert "base_model.model.model.encoder.embed_tokens.lora_embedding_A" in saved
+    loaded = PeftModel.from_pretrained(_tiny_bart(), tmp_path)
+    torch.testing.assert_close(loaded(input_ids=ids, decoder_input_ids=ids).logits, expected)
+
+    merged = model.merge_and_unload()
+    torch.testing.assert_close(merged(input_ids=ids, decoder_input_ids=ids).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_aux_15_config_saying_untied_means_untied():
+    """A model whose config says ``tie_word_embeddings=False`` has no tied layers, whatever its tensors share."""
+    model = tiny_llama(tie_word_embeddings=True)
+    model.config.tie_word_embeddings = False
+    config = LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["embed_tokens"], ensure_weight_tying=True)
+    with pytest.warns(UserWarning, match="no tied modules were found in the model"):
+        base = get_peft_model(model, config).get_base_model()
+    assert not isinstance(base.lm_head, type(base.model.embed_tokens))
+
+
+def test_tgt_14_all_linear_leaves_out_a_layer_tied_to_the_input_embedding():
+    """A linear layer holding the input embedding's weight is an output embedding, even when the model does not
+    name it through ``get_output_embeddings``."""
+
+    class NoOutputGetter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens = torch.nn.Embedding(10, 10)
+            self.linear = torch.nn.Linear(10, 10)
+            self.lm_head = torch.nn.Linear(10, 10, bias=False)
+            self.lm_head.weight = self.embed_tokens.weight
+
+        def get_input_embeddings(self):
+            return self.embed_tokens
+
+    model = get_peft_model(NoOutputGetter(), LoraConfig(r=2, target_modules="all-linear"))
+    assert model.targeted_module_names == ["linear"]

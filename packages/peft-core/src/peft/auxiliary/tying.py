@@ -9,6 +9,7 @@ it, adapting a tied layer warns, as merging such an adapter changes both layers.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,14 @@ def input_embedding(model: nn.Module) -> tuple[str, nn.Module] | None:
 
 
 def modules_tied_to_input_embedding(model: nn.Module) -> list[str]:
-    """Names of the modules (e.g. ``lm_head``) whose weight is the input embedding's weight tensor."""
+    """Names of the modules (e.g. ``lm_head``) whose weight is the input embedding's weight tensor; none where the
+    model's config says ``tie_word_embeddings=False`` (the model unties them when it loads its weights)."""
+    config = getattr(model, "config", None)
+    declared = (
+        config.get("tie_word_embeddings") if isinstance(config, dict) else getattr(config, "tie_word_embeddings", None)
+    )
+    if declared is False:
+        return []
     found = input_embedding(model)
     if found is None:
         return []
@@ -109,7 +117,7 @@ def plan_weight_tying(model: nn.Module, peft_config: Any) -> TyingPlan | None:
         if (embedding_saved or embedding_targeted) and tied:
             how = (
                 "but `ensure_weight_tying` is not set to True"
-                if hasattr(peft_config, "ensure_weight_tying")
+                if "ensure_weight_tying" in {f.name for f in dataclasses.fields(peft_config)}
                 else "but no implementation exists to tie the adapters"
             )
             warn(

@@ -22,7 +22,7 @@ from torch import nn
 from peft import lifecycle
 from peft.adapter_keys import shared_tensors_from_file, shared_tensors_to_file
 from peft.auxiliary import add_auxiliary_modules
-from peft.auxiliary.tying import plan_weight_tying, tie_modules_to_save
+from peft.auxiliary.tying import modules_tied_to_input_embedding, plan_weight_tying, tie_modules_to_save
 from peft.auxiliary.wrappers import AuxiliaryTrainingWrapper
 from peft.config import PeftConfig
 from peft.hosts import get_host_registry
@@ -95,12 +95,16 @@ _MOVED = {"replicate_layers": "peft.tuners.lora.model", "PEFT_TYPE_TO_PREFIX_MAP
 __getattr__ = reference_path_getattr(__name__, _MOVED)
 
 
-def _maybe_include_all_linear_layers(peft_config: PeftConfig, model: nn.Module) -> PeftConfig:
+def _maybe_include_all_linear_layers(
+    peft_config: PeftConfig, model: nn.Module, tuner_layer_cls: type = BaseTunerLayer
+) -> PeftConfig:
     """``peft_config`` with ``target_modules="all-linear"`` replaced by the full names of the linear layers it stands
-    for (unchanged otherwise)."""
+    for (unchanged otherwise). A linear layer tied to the input embedding is an output embedding, which it leaves
+    out even when the model does not name it through ``get_output_embeddings``."""
     targets = getattr(peft_config, "target_modules", None)
     if isinstance(targets, str) and targets.lower() == INCLUDE_LINEAR_LAYERS_SHORTHAND:
-        peft_config.target_modules = _targeting.expand_all_linear(model, peft_config.task_type, BaseTunerLayer)
+        linear = _targeting.expand_all_linear(model, peft_config.task_type, tuner_layer_cls)
+        peft_config.target_modules = linear - set(modules_tied_to_input_embedding(model))
     return peft_config
 
 
@@ -396,12 +400,7 @@ class BaseTuner(nn.Module):
         model_config = self.get_model_config(model)
         peft_config = self._prepare_adapter_config(peft_config, model_config)
         self._prepare_model(peft_config, model)
-        if isinstance(getattr(peft_config, "target_modules", None), str) and (
-            peft_config.target_modules.lower() == INCLUDE_LINEAR_LAYERS_SHORTHAND
-        ):
-            peft_config.target_modules = _targeting.expand_all_linear(
-                model, peft_config.task_type, self.tuner_layer_cls
-            )
+        _maybe_include_all_linear_layers(peft_config, model, self.tuner_layer_cls)
         if state_dict is not None and getattr(peft_config, "target_parameters", None):
             raise ValueError("Injecting from a state_dict cannot be combined with target_parameters.")
 

@@ -9,6 +9,7 @@ is built by the same constructor (``BaseTunerLayer``'s: wrap the base layer, cre
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
+from peft.config import PeftConfig
 from peft.tuners._buffer_dict import BufferDict
 from peft.tuners.lora.initialization import lora_initialiser
 from peft.tuners.lora.variant import (
@@ -60,8 +62,49 @@ __all__ = [
 ]
 
 
+# the LoraConfig fields that are options of a LoRA layer (besides r and lora_alpha, and the variants' options)
+LORA_LAYER_OPTIONS = (
+    "lora_dropout",
+    "init_lora_weights",
+    "use_rslora",
+    "use_dora",
+    "use_qalora",
+    "qalora_group_size",
+    "loftq_config",
+    "lora_bias",
+    "lora_ga_config",
+)
+
+
+def _with_config_options(config: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` completed by the layer options of ``config``, a ``LoraConfig`` given in the reference's calling
+    convention (``Linear(base, name, config, r=8)``, ``update_layer(name, r, lora_alpha, config)``): the options
+    passed win; ``lora_alpha`` defaults to 1 there, as in that convention, not to the config's value."""
+    from_config = {
+        name: getattr(config, name)
+        for name in (*LORA_LAYER_OPTIONS, "fan_in_fan_out", *lora_variant_options())
+        if hasattr(config, name)
+    }
+    return {"lora_alpha": 1, **from_config, **options}
+
+
+@functools.cache
+def _update_layer_defaults() -> dict[str, Any]:
+    parameters = inspect.signature(LoraLayer.update_layer).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
 class LoraLayer(BaseTunerLayer):
-    """State and lifecycle shared by all LoRA layer types."""
+    """State and lifecycle shared by all LoRA layer types.
+
+    A layer is built as ``Linear(base_layer, adapter_name, r=8, lora_alpha=16, ...)``; a ``LoraConfig`` may stand
+    third, giving the options not passed (``Linear(base_layer, adapter_name, config, r=8)``).
+    """
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config: PeftConfig | None = None, **kwargs: Any):
+        if config is not None:
+            kwargs = _with_config_options(config, kwargs)
+        super().__init__(base_layer, adapter_name, **kwargs)
 
     adapter_layer_names = (
         "lora_A",
@@ -156,8 +199,26 @@ class LoraLayer(BaseTunerLayer):
         """Create (or replace) adapter ``adapter_name`` on this layer.
 
         ``ephemeral_gpu_offload`` and ``fan_in_fan_out`` are settings of the layer, not of the adapter: when given,
-        they replace the layer's (``fan_in_fan_out`` defaults to what the base layer's type says).
+        they replace the layer's (``fan_in_fan_out`` defaults to what the base layer's type says). A ``LoraConfig``
+        in the place of ``lora_dropout`` (or as ``config=``) gives the options not passed.
         """
+        config = kwargs.pop("config", None)
+        if isinstance(lora_dropout, PeftConfig):
+            config, lora_dropout = lora_dropout, 0.0
+        if config is not None:
+            named = {
+                "lora_dropout": lora_dropout,
+                "init_lora_weights": init_lora_weights,
+                "use_rslora": use_rslora,
+                "use_dora": use_dora,
+                "lora_bias": lora_bias,
+                "ephemeral_gpu_offload": ephemeral_gpu_offload,
+                "fan_in_fan_out": fan_in_fan_out,
+            }
+            defaults = _update_layer_defaults()
+            passed = {name: value for name, value in named.items() if value != defaults[name]}
+            options = _with_config_options(config, {"lora_alpha": lora_alpha, **passed, **kwargs})
+            return self.update_layer(adapter_name, r, **options)
         if ephemeral_gpu_offload is not None and ephemeral_gpu_offload != self.ephemeral_gpu_offload:
             set_plain_attributes(self, ephemeral_gpu_offload=ephemeral_gpu_offload)
         if fan_in_fan_out is not None:

@@ -20,11 +20,11 @@ from peft.tuners.lora.config import LoraConfig
 from peft.tuners.lora.init_configs import BASE_CHANGING_INITS, init_method
 from peft.tuners.lora.initialization import initialisation_progress
 from peft.tuners.lora.kasa import kasa_regularization
-from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
+from peft.tuners.lora.layer import LORA_LAYER_OPTIONS, Conv1d, Conv2d, Conv3d, Embedding, Linear, LoraLayer
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
-from peft.tuners.lora.tied import tie_to_embedding
+from peft.tuners.lora.tied import share_embedding_adapter, tie_to_embedding
 from peft.tuners.lora.variant import lora_variant_options
 from peft.tuners.lora.weighted import add_weighted_adapter
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
@@ -44,19 +44,7 @@ class LoraModel(BaseTuner):
         nn.Linear: Linear,
         TransformersConv1D: Linear,
     }
-    layer_options = (
-        "r",
-        "lora_alpha",
-        "lora_dropout",
-        "init_lora_weights",
-        "use_rslora",
-        "use_dora",
-        "use_qalora",
-        "qalora_group_size",
-        "loftq_config",
-        "lora_bias",
-        "lora_ga_config",
-    )
+    layer_options = ("r", "lora_alpha", *LORA_LAYER_OPTIONS)
     option_patterns = {"r": "rank_pattern", "lora_alpha": "alpha_pattern"}
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
@@ -162,15 +150,19 @@ class LoraModel(BaseTuner):
                 f"ensure_weight_tying ties {target.key!r} to the LoRA of the input embedding {embedding_name!r}, "
                 f"which has none for adapter {target.adapter_name!r}."
             )
-        if not isinstance(target.base_layer, nn.Linear):
+        if not isinstance(target.base_layer, (nn.Linear, nn.Embedding)):
             raise ValueError(
-                "ensure_weight_tying can tie LoRA to torch.nn.Linear output layers; "
+                "ensure_weight_tying can tie LoRA to torch.nn.Linear output layers and torch.nn.Embedding layers; "
                 f"{target.key!r} is a {type(target.base_layer).__name__}."
             )
         # the tied layer has the embedding's rank and alpha; its values come from the embedding
         layer_kwargs = self._layer_kwargs(dataclasses.replace(target, key=embedding_name))
         self._create_and_replace(target, {**layer_kwargs, "init_lora_weights": False})
-        tie_to_embedding(target.module, embedding, target.adapter_name)
+        tied = getattr(target.parent, target.name)
+        if isinstance(target.base_layer, nn.Embedding):
+            share_embedding_adapter(tied, embedding, target.adapter_name)
+        else:
+            tie_to_embedding(tied, embedding, target.adapter_name)
 
     def _create_and_replace_parameter(self, target: TargetModule) -> None:
         module = target.module

@@ -1,4 +1,4 @@
-"""LoRA on a linear layer tied to a LoRA embedding (``ensure_weight_tying``).
+"""LoRA on layers tied to a LoRA embedding (``ensure_weight_tying``): linear output layers and other embeddings.
 
 The output layer ``lm_head`` shares its weight ``E`` (vocab x dim) with the input embedding, whose LoRA update is
 ``scaling * (B_e A_e)^T`` (``A_e``: r x vocab, ``B_e``: dim x r). The tied layer applies the same update as a linear
@@ -60,3 +60,32 @@ def tie_to_embedding(layer: LoraLayer, embedding: Embedding, adapter_name: str) 
     """Make ``layer``'s adapter ``adapter_name`` the transposed reuse of ``embedding``'s (same rank and alpha)."""
     TiedEmbeddingVariant.init(layer, adapter_name, embedding=embedding)
     layer.lora_variant[adapter_name] = TiedEmbeddingVariant()
+
+
+class SharedEmbeddingVariant(LoraVariant):
+    """The LoRA variant of an embedding tied to another LoRA embedding (an encoder-decoder's ``embed_tokens`` sharing
+    ``shared``): it holds the same factor parameters, so it computes the same update; only the embedding it shares
+    merges into their common weight."""
+
+    @staticmethod
+    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight
+
+    @staticmethod
+    def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
+        return None
+
+    @staticmethod
+    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        return orig_weight
+
+    @staticmethod
+    def forward(module: Embedding, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        return result + module._adapter_update(x, active_adapter).to(result.dtype)
+
+
+def share_embedding_adapter(layer: Embedding, embedding: Embedding, adapter_name: str) -> None:
+    """Make ``layer``'s adapter ``adapter_name`` hold ``embedding``'s factor parameters themselves."""
+    layer.lora_embedding_A[adapter_name] = embedding.lora_embedding_A[adapter_name]
+    layer.lora_embedding_B[adapter_name] = embedding.lora_embedding_B[adapter_name]
+    layer.lora_variant[adapter_name] = SharedEmbeddingVariant()
