@@ -1,4 +1,5 @@
-"""The plain torch model both benchmarks adapt: ``blocks`` blocks of eight ``Linear(hidden, hidden)`` layers."""
+"""The plain torch models the benchmarks adapt: ``blocks`` blocks of eight ``Linear(hidden, hidden)`` layers, and the
+stack of blocks they are built from."""
 
 LAYER_NAMES = ("q", "k", "v", "o", "gate", "up", "down", "proj")
 
@@ -18,15 +19,23 @@ def build_blocks_model(blocks: int, hidden: int):
                 x = getattr(self, name)(x)
             return x
 
-    class Model(nn.Module):
+    torch.manual_seed(0)
+    return build_stack(Block, blocks, "blocks")
+
+
+def build_stack(make_block, count: int, attribute: str):
+    """``count`` blocks of ``make_block()`` in the ``nn.ModuleList`` ``attribute``, run one after the other."""
+    import torch
+    from torch import nn
+
+    class Stack(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.blocks = nn.ModuleList(Block() for _ in range(blocks))
+            setattr(self, attribute, nn.ModuleList(make_block() for _ in range(count)))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            for block in self.blocks:
+            for block in getattr(self, attribute):
                 x = block(x)
             return x
 
-    torch.manual_seed(0)
-    return Model()
+    return Stack()

@@ -52,6 +52,28 @@ def add_interpreter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-reference", action="store_true", help="measure ours only")
 
 
+def benchmark_parser(description: str, workers: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The parser of a side-by-side benchmark: the interpreter options, ``--json`` and the hidden ``--worker`` flag
+    (one of ``workers``) with which the driver runs one measurement in a fresh process."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_interpreter_arguments(parser)
+    parser.add_argument("--json", type=Path, default=None, help="also write all numbers to this file")
+    parser.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
+    return parser
+
+
+def run_benchmark(args: argparse.Namespace, worker_main, measure, ours: bool = True) -> None:
+    """With ``--worker``, ``worker_main(args)`` (one measurement); else ``measure(pythons, args)`` on every interpreter
+    measured, which prints its tables and returns its numbers, written to ``--json`` too."""
+    if args.worker:
+        worker_main(args)
+        return
+    pythons = interpreters(args, ours=ours)
+    results = {"pythons": pythons, **measure(pythons, args)}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
 def interpreters(args: argparse.Namespace, ours: bool = True) -> dict[str, str]:
     """``{"ours": ..., "reference": ...}``: the interpreters to measure, each printed with its peft and torch versions
     (a missing reference interpreter is reported, not an error)."""

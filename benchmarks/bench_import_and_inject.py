@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
-from _harness import NEUTRAL_CWD, add_interpreter_arguments, interpreters  # noqa: E402
+from _harness import NEUTRAL_CWD, benchmark_parser, run_benchmark  # noqa: E402
 
 IMPORT_GOAL_S = 0.15
 INJECT_GOAL_RATIO = 10.0
@@ -183,8 +183,7 @@ def _print_injection(results: dict, args: argparse.Namespace) -> None:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_interpreter_arguments(parser)
+    parser = benchmark_parser(__doc__, workers=("import", "inject"))
     parser.add_argument("--no-ours", action="store_true", help="measure the reference only (checks the harness)")
     parser.add_argument("--repeat", type=int, default=7, help="fresh interpreters per import measurement")
     parser.add_argument("--inject-repeat", type=int, default=3, help="timed get_peft_model calls per cell")
@@ -192,8 +191,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-inject", action="store_true")
-    parser.add_argument("--json", type=Path, default=None, help="also write all numbers to this file")
-    parser.add_argument("--worker", choices=("import", "inject"), help=argparse.SUPPRESS)
     parser.add_argument("--module", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("suffix", "fullnames"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -202,19 +199,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with the hidden `--worker` flag, one measurement) and print the tables."""
     args = _parse_args(argv)
-    if args.worker:
-        _worker_main(args)
-        return
-    pythons = interpreters(args, ours=not args.no_ours)
-    results: dict[str, dict] = {"pythons": pythons}
+    run_benchmark(args, _worker_main, _measure_all, ours=not args.no_ours)
+
+
+def _measure_all(pythons: dict[str, str], args: argparse.Namespace) -> dict:
+    results: dict[str, dict] = {}
     if not args.skip_import:
         results["import"] = _measure_imports(pythons, args.repeat)
         _print_imports(results["import"], args.repeat)
     if not args.skip_inject:
         results["inject"] = _measure_injection(pythons, args)
         _print_injection(results["inject"], args)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    return results
 
 
 if __name__ == "__main__":

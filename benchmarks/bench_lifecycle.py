@@ -21,10 +21,9 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
-from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
-from _harness import add_interpreter_arguments, interpreters, run_worker  # noqa: E402
+from _blocks import LAYER_NAMES, build_blocks_model, build_stack  # noqa: E402
+from _harness import benchmark_parser, run_benchmark, run_worker  # noqa: E402
 
 REPORTED_ADAPTERS = (2, 10, 31)
 GROWTH_GOAL = 1.5
@@ -88,18 +87,8 @@ def _build_mlp_stack(blocks: int, hidden: int):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x + self.down_proj(torch.nn.functional.gelu(self.up_proj(self.norm(x))))
 
-    class Stack(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layers = nn.ModuleList(MLPBlock() for _ in range(blocks))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            for layer in self.layers:
-                x = layer(x)
-            return x
-
     torch.manual_seed(0)
-    return Stack().eval()
+    return build_stack(MLPBlock, blocks, "layers").eval()
 
 
 def _time_interleaved(fns: dict[str, object], repeat: int, synchronize) -> dict[str, float]:
@@ -258,8 +247,7 @@ def _print_table(results: dict, args: argparse.Namespace) -> None:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_interpreter_arguments(parser)
+    parser = benchmark_parser(__doc__, workers=("add", "set_adapter", "mixed"))
     parser.add_argument("--blocks", type=int, default=25, help="blocks of 8 Linear layers for add/set_adapter")
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--adapters", type=int, default=50)
@@ -274,26 +262,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mixed-repeat", type=int, default=50, help="timed forwards per variant")
     parser.add_argument("--device", default="cpu", help="device of the mixed-batch measurement (cpu, cuda)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("add", "set_adapter", "mixed"))
-    parser.add_argument("--json", type=Path, default=None, help="also write all numbers to this file")
-    parser.add_argument("--worker", choices=("add", "set_adapter", "mixed"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with the hidden `--worker` flag, one measurement) and print the table."""
-    args = _parse_args(argv)
-    if args.worker:
-        _worker_main(args)
-        return
-    pythons = interpreters(args)
-    results: dict = {"pythons": pythons}
+    run_benchmark(_parse_args(argv), _worker_main, _measure_all)
+
+
+def _measure_all(pythons: dict[str, str], args: argparse.Namespace) -> dict:
+    results: dict = {}
     measurements = (("add", _measure_add), ("set_adapter", _measure_set_adapter), ("mixed", _measure_mixed))
     for key, measure in measurements:
         if key not in args.skip:
             results[key] = {label: measure(python, args) for label, python in pythons.items()}
-    _print_table(results, args)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    _print_table({"pythons": pythons, **results}, args)
+    return results
 
 
 if __name__ == "__main__":

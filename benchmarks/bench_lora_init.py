@@ -22,10 +22,9 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 from _blocks import LAYER_NAMES, build_blocks_model  # noqa: E402
-from _harness import add_interpreter_arguments, interpreters, run_worker  # noqa: E402
+from _harness import benchmark_parser, run_benchmark, run_worker  # noqa: E402
 
 INITS = ("pissa", "pissa_niter_4", "olora")
 
@@ -102,8 +101,7 @@ def _measure(python: str, name: str, args: argparse.Namespace) -> dict:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_interpreter_arguments(parser)
+    parser = benchmark_parser(__doc__, workers=(*INITS, "eva"))
     parser.add_argument("--blocks", type=int, default=40, help="blocks of 8 Linear layers")
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--eva-batches", type=int, default=8)
@@ -116,19 +114,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="torch threads in the workers (0: torch's default); 1 keeps a shared machine from oversubscribing",
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=(*INITS, "eva"))
-    parser.add_argument("--json", type=Path, default=None, help="also write all numbers to this file")
-    parser.add_argument("--worker", choices=(*INITS, "eva"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with the hidden `--worker` flag, one measurement) and print the table."""
-    args = _parse_args(argv)
-    if args.worker:
-        _worker_main(args)
-        return
-    pythons = interpreters(args)
-    results: dict = {"pythons": pythons}
+    run_benchmark(_parse_args(argv), _worker_main, _measure_all)
+
+
+def _measure_all(pythons: dict[str, str], args: argparse.Namespace) -> dict:
+    results: dict = {}
     for name in (*INITS, "eva"):
         if name not in args.skip:
             # alternate the sides so that drift in machine load hits both alike
@@ -151,8 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         goal = "" if ratio is None else f"ours <= reference: {'MET' if ratio >= 0.95 else 'NOT MET'}"
         row = f"{name:16}" + "".join(f"{cells[label]:>11.2f}s" for label in labels)
         print(row + (f"{ratio:>9.2f}x" if ratio is not None else "") + f"  {goal}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    return results
 
 
 if __name__ == "__main__":

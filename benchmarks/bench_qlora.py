@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# outside the repository: its root holds the umbrella's `peft.egg-info`, which would shadow the installed metadata
-NEUTRAL_CWD = tempfile.gettempdir()
+from _harness import default_reference_python, run_worker
 
 
 def _worker(args: argparse.Namespace) -> dict:
@@ -97,28 +94,15 @@ def _worker(args: argparse.Namespace) -> dict:
     }
 
 
-def _run_worker(python: str, args: argparse.Namespace) -> dict:
-    cmd = [python, str(Path(__file__).resolve()), "--worker", "--device", args.device]
-    cmd += ["--hidden", str(args.hidden), "--layers", str(args.layers), "--batch", str(args.batch)]
-    cmd += ["--seq", str(args.seq), "--steps", str(args.steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=NEUTRAL_CWD)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"worker {' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-
-
-def _default_reference_python() -> str | None:
-    for candidate in (REPO_ROOT / ".venv-reference" / "bin" / "python", Path("/work/venv-ref/bin/python")):
-        if candidate.exists():
-            return str(candidate)
-    return None
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    sizes = ["--hidden", str(args.hidden), "--layers", str(args.layers), "--batch", str(args.batch)]
+    return ["--device", args.device, *sizes, "--seq", str(args.seq), "--steps", str(args.steps)]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--reference-python", default=_default_reference_python())
+    parser.add_argument("--reference-python", default=default_reference_python())
     parser.add_argument("--ours-python", default=sys.executable)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--hidden", type=int, default=512)
@@ -138,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[dict]] = {side: [] for side in sides}
     for _ in range(args.repeat):  # interleaved, so drifts of a shared machine hit both sides alike
         for side, python in sides.items():
-            runs[side].append(_run_worker(python, args))
+            runs[side].append(run_worker(__file__, python, _worker_args(args)))
     results = {
         side: {key: statistics.median(r[key] for r in side_runs) for key in runs[side][0]}
         for side, side_runs in runs.items()

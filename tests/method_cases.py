@@ -74,3 +74,19 @@ def perturb(model: nn.Module, seed: int = 1) -> None:
         for _, param in sorted(model.named_parameters()):
             if param.requires_grad:
                 param.add_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+
+
+def per_adapter_rows(model: peft.PeftModel, x: torch.Tensor, names: list[str]) -> torch.Tensor:
+    """What each row of ``x`` gives with its own adapter alone (``"__base__"``: adapters disabled): what a mixed batch
+    called with ``adapter_names=names`` must give. The active adapter is restored afterwards."""
+    active = model.active_adapter
+    rows = []
+    for row, name in zip(x.split(1), names, strict=True):
+        if name == "__base__":
+            with model.disable_adapter():
+                rows.append(model(row))
+        else:
+            model.set_adapter(name)
+            rows.append(model(row))
+    model.set_adapter(active)
+    return torch.cat(rows)

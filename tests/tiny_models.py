@@ -8,59 +8,68 @@ from torch import nn
 from peft import LoraConfig
 
 
-class TinyMLP(nn.Module):
+class Chain(nn.Module):
+    """Named layers for a test to adapt. ``forward`` runs the steps of ``order`` one after the other: a layer's name,
+    ``relu`` or ``flatten`` (all but the batch dimension); layers that ``order`` leaves out are adapted and called
+    directly by the tests."""
+
+    def __init__(self, order: str, **layers: nn.Module) -> None:
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.order = order.split()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.order:
+            if step == "relu":
+                x = torch.relu(x)
+            elif step == "flatten":
+                x = x.flatten(1)
+            else:
+                x = getattr(self, step)(x)
+        return x
+
+
+def mlp(*sizes: int, names: tuple[str, ...] = ()) -> Chain:
+    """Linears of the given sizes (``mlp(10, 20, 2)``: 10 -> 20 -> 2) with ReLUs between them, named ``names`` or
+    ``lin0``, ``lin1``, ..."""
+    names = names or tuple(f"lin{i}" for i in range(len(sizes) - 1))
+    layers = {name: nn.Linear(n_in, n_out) for name, n_in, n_out in zip(names, sizes[:-1], sizes[1:], strict=True)}
+    return Chain(" relu ".join(layers), **layers)
+
+
+def tiny_mlp() -> Chain:
     """Three linears, 10 -> 20 -> 20 -> 2, with ReLUs between them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 20)
-        self.lin2 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
+    return mlp(10, 20, 20, 2)
 
 
-class LinConvNet(nn.Module):
-    """A linear 12 -> 8 (the only one ``forward`` runs: the others are adapted and called directly), a 3x3 Conv2d
-    4 -> 6, a pointwise Conv2d 6 -> 4 and, with ``conv1d``, a Conv1d 4 -> 6 (kernel 3)."""
-
-    def __init__(self, conv1d: bool = True) -> None:
-        super().__init__()
-        self.lin = nn.Linear(12, 8)
-        self.conv = nn.Conv2d(4, 6, 3, padding=1)
-        self.pointwise = nn.Conv2d(6, 4, 1)
-        if conv1d:
-            self.conv1d = nn.Conv1d(4, 6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x)
-
-
-def lin_conv_net(seed: int = 0, conv1d: bool = True) -> LinConvNet:
-    """A ``LinConvNet`` in eval mode, its weights drawn after ``torch.manual_seed(seed)``."""
+def lin_conv_net(seed: int = 0, conv1d: bool = True) -> Chain:
+    """A linear 12 -> 8 (the only layer ``forward`` runs), a 3x3 Conv2d 4 -> 6, a pointwise Conv2d 6 -> 4 and, with
+    ``conv1d``, a Conv1d 4 -> 6 (kernel 3); in eval mode, drawn after ``torch.manual_seed(seed)``."""
     torch.manual_seed(seed)
-    return LinConvNet(conv1d).eval()
+    layers = {"lin": nn.Linear(12, 8), "conv": nn.Conv2d(4, 6, 3, padding=1), "pointwise": nn.Conv2d(6, 4, 1)}
+    if conv1d:
+        layers["conv1d"] = nn.Conv1d(4, 6, 3)
+    return Chain("lin", **layers).eval()
 
 
-class TwoLinearMLP(nn.Module):
-    """Two linears, 10 -> 20 -> 2, with a ReLU between them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(10, 20)
-        self.lin1 = nn.Linear(20, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin1(torch.relu(self.lin0(x)))
-
-
-def two_linear_mlp() -> TwoLinearMLP:
-    """A ``TwoLinearMLP`` in eval mode, its weights drawn after ``torch.manual_seed(0)``."""
+def two_linear_mlp() -> Chain:
+    """Two linears, 10 -> 20 -> 2, with a ReLU between them, in eval mode, drawn after ``torch.manual_seed(0)``."""
     torch.manual_seed(0)
-    return TwoLinearMLP().eval()
+    return mlp(10, 20, 2).eval()
 
 
 def lora_on_both(**kwargs: object) -> LoraConfig:
     """A random (non-identity) rank-4 LoRA on ``lin0`` and ``lin1``; ``kwargs`` override."""
     return LoraConfig(**{"r": 4, "target_modules": ["lin0", "lin1"], "init_lora_weights": False, **kwargs})
+
+
+class TinyLM(Chain):
+    """An embedding (32 tokens of 8 dims) called ``embedding`` -> ``hidden`` linears 8 -> 8 (``lin0``, ...) with ReLUs
+    after them -> a head to 5 logits."""
+
+    def __init__(self, embedding: str = "embed_tokens", hidden: int = 2) -> None:
+        layers = {embedding: nn.Embedding(32, 8)}  # built in this order: the seeded weights depend on it
+        layers.update({f"lin{i}": nn.Linear(8, 8) for i in range(hidden)})
+        layers["head"] = nn.Linear(8, 5)
+        super().__init__(" ".join([embedding, *(f"lin{i} relu" for i in range(hidden)), "head"]), **layers)

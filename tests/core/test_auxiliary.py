@@ -21,26 +21,19 @@ from peft import (
 from peft.tuners.trainable_tokens import TrainableTokensLayer
 from peft.utils import ModulesToSaveWrapper, TrainableTokensWrapper
 from peft.utils.other import AuxiliaryTrainingWrapper
+from tests.tiny_models import TinyLM
 
 VOCAB, DIM = 32, 8
 
 
-class _TinyLM(nn.Module):
-    """Embedding -> two hidden layers -> head; the input embedding is called ``tok`` (found via the getter)."""
+class _TinyLM(TinyLM):
+    """The input embedding is called ``tok`` (found via the getter)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.tok = nn.Embedding(VOCAB, DIM)
-        self.lin0 = nn.Linear(DIM, DIM)
-        self.lin1 = nn.Linear(DIM, DIM)
-        self.head = nn.Linear(DIM, 5)
+        super().__init__(embedding="tok")
 
     def get_input_embeddings(self) -> nn.Module:
         return self.tok
-
-    def forward(self, input_ids):
-        hidden = torch.relu(self.lin0(self.tok(input_ids)))
-        return self.head(torch.relu(self.lin1(hidden)))
 
 
 class _ScaledEmbedding(nn.Embedding):

@@ -14,7 +14,7 @@ import pickle
 import pytest
 import torch
 from saved_adapters import as_reference_saved
-from tiny_models import TinyMLP as _MLP
+from tiny_models import tiny_mlp
 from torch import nn
 
 from peft import (
@@ -33,7 +33,7 @@ from peft.utils.hotswap import hotswap_adapter, hotswap_adapter_from_state_dict
 
 def _base() -> nn.Module:
     torch.manual_seed(0)
-    return _MLP().eval()
+    return tiny_mlp().eval()
 
 
 def _config(**kwargs) -> LoraConfig:

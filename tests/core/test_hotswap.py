@@ -8,11 +8,12 @@ models use a counting backend (on top of dynamo's ``error_on_recompile``) to sho
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import TinyMLP as MLP
+from tiny_models import Chain, tiny_mlp
 from torch import nn
 
 from peft import (
@@ -35,28 +36,25 @@ from peft.utils.hotswap import (
 ATOL = 1e-6
 
 
-class ConvNet(nn.Module):
+def _conv_net() -> Chain:
     """Plain and grouped Conv2d (the grouped one keeps rank blocks per group)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv0 = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv1 = nn.Conv2d(8, 8, 3, padding=1, groups=2)
-        self.lin2 = nn.Linear(8 * 4 * 4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin2(torch.relu(self.conv1(torch.relu(self.conv0(x)))).flatten(1))
+    return Chain(
+        "conv0 relu conv1 relu flatten lin2",
+        conv0=nn.Conv2d(3, 8, 3, padding=1),
+        conv1=nn.Conv2d(8, 8, 3, padding=1, groups=2),
+        lin2=nn.Linear(8 * 4 * 4, 2),
+    )
 
 
 MODELS = {
-    "mlp": (MLP, ["lin0", "lin1"], (5, 10)),
-    "conv": (ConvNet, ["conv0", "conv1"], (2, 3, 4, 4)),
+    "mlp": (tiny_mlp, ["lin0", "lin1"], (5, 10)),
+    "conv": (_conv_net, ["conv0", "conv1"], (2, 3, 4, 4)),
 }
 
 
-def _base(model_cls: type[nn.Module]) -> nn.Module:
+def _base(build: Callable[[], nn.Module]) -> nn.Module:
     torch.manual_seed(0)
-    return model_cls().eval()
+    return build().eval()
 
 
 def _inputs(kind: str) -> torch.Tensor:
@@ -217,7 +215,7 @@ def test_prepare_pads_and_keeps_outputs_then_swaps_other_ranks(tmp_path, kind):
 
 
 def test_prepare_without_target_rank_only_converts_scalings():
-    model = get_peft_model(_base(MLP), _config("mlp", r=4, lora_alpha=8))
+    model = get_peft_model(_base(tiny_mlp), _config("mlp", r=4, lora_alpha=8))
     config = model.peft_config["default"]
     prepare_model_for_compiled_hotswap(model, config=config)
     layer = model.base_model.model.lin0
@@ -227,21 +225,21 @@ def test_prepare_without_target_rank_only_converts_scalings():
 
 def test_prepare_errors():
     with pytest.raises(ValueError, match="No adapter layers found"):
-        prepare_model_for_compiled_hotswap(_base(MLP), target_rank=8)
-    model = get_peft_model(_base(MLP), _config("mlp", r=8))
+        prepare_model_for_compiled_hotswap(_base(tiny_mlp), target_rank=8)
+    model = get_peft_model(_base(tiny_mlp), _config("mlp", r=8))
     with pytest.raises(ValueError, match="original rank is larger"):
         prepare_model_for_compiled_hotswap(model, target_rank=4)
     # nothing was changed by the failed call
     assert isinstance(model.base_model.model.lin0.scaling["default"], float)
     with pytest.raises(ValueError, match="check_compiled"):
         prepare_model_for_compiled_hotswap(model, target_rank=8, check_compiled="maybe")
-    conv = get_peft_model(_base(ConvNet), _config("conv", r=4))
+    conv = get_peft_model(_base(_conv_net), _config("conv", r=4))
     with pytest.raises(ValueError, match="divisible"):
         prepare_model_for_compiled_hotswap(conv, target_rank=5)
 
 
 def test_prepare_check_compiled_options():
-    model = get_peft_model(_base(MLP), _config("mlp", r=4))
+    model = get_peft_model(_base(tiny_mlp), _config("mlp", r=4))
     compiled = torch.compile(model, backend="eager")
     with pytest.raises(ValueError, match=r"\*before\* compiling"):
         prepare_model_for_compiled_hotswap(compiled, target_rank=8)
@@ -253,11 +251,11 @@ def test_prepare_check_compiled_options():
         prepare_model_for_compiled_hotswap(compiled, target_rank=8, check_compiled="ignore")
 
     # compiled from the inside: a submodule compiled in place, or replaced by its compiled wrapper
-    inner = get_peft_model(_base(MLP), _config("mlp", r=4))
+    inner = get_peft_model(_base(tiny_mlp), _config("mlp", r=4))
     inner.base_model.model.lin1.compile(backend="eager")
     with pytest.raises(ValueError, match=r"\*before\* compiling"):
         prepare_model_for_compiled_hotswap(inner, target_rank=8)
-    wrapped = get_peft_model(_base(MLP), _config("mlp", r=4))
+    wrapped = get_peft_model(_base(tiny_mlp), _config("mlp", r=4))
     wrapped.base_model.model.lin1 = torch.compile(wrapped.base_model.model.lin1, backend="eager")
     with pytest.raises(ValueError, match=r"\*before\* compiling"):
         prepare_model_for_compiled_hotswap(wrapped, target_rank=8)
@@ -299,14 +297,14 @@ def test_check_hotswap_configs_compatible():
         check_hotswap_configs_compatible(LoraConfig(), prefix)
     with pytest.raises(ValueError, match="only supports LORA"):
         check_hotswap_configs_compatible(prefix, prefix)
-    model = get_peft_model(_base(MLP), _config("mlp", r=4))
+    model = get_peft_model(_base(tiny_mlp), _config("mlp", r=4))
     with pytest.raises(ValueError, match="only supports LORA"):
         hotswap_adapter_from_state_dict(model, {}, "default", prefix)
 
 
 def test_hotswap_from_state_dict_without_adapter_layers():
     with pytest.raises(ValueError, match="No adapter layers found"):
-        hotswap_adapter_from_state_dict(_base(MLP), {}, "default", LoraConfig())
+        hotswap_adapter_from_state_dict(_base(tiny_mlp), {}, "default", LoraConfig())
 
 
 # ---------------------------------------------------------------------------------------------------- diffusers style

@@ -38,26 +38,22 @@ from peft.tuners.bone import BoneLayer, convert_bone_to_miss
 from peft.tuners.bone.convert import main as convert_main
 from peft.tuners.hra import HRALayer
 from peft.tuners.miss import MissLayer
+from tests.method_cases import per_adapter_rows
+from tests.tiny_models import Chain
 
 ATOL = 1e-5
 
 
-class _Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(10, 8)  # in 10: not a multiple of MiSS's r=4 (the input is padded)
-        self.sq = nn.Linear(8, 8)
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.pointwise = nn.Conv2d(6, 4, 1)
-        self.emb = nn.Embedding(5, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sq(torch.relu(self.lin(x)))
-
-
-def _model(seed: int = 0) -> _Net:
+def _model(seed: int = 0) -> Chain:
     torch.manual_seed(seed)
-    return _Net().eval()
+    return Chain(
+        "lin relu sq",
+        lin=nn.Linear(10, 8),  # in 10: not a multiple of MiSS's r=4 (the input is padded)
+        sq=nn.Linear(8, 8),
+        conv=nn.Conv2d(3, 6, 3, padding=1),
+        pointwise=nn.Conv2d(6, 4, 1),
+        emb=nn.Embedding(5, 4),
+    ).eval()
 
 
 def _adapted(config: PeftConfig, seed: int = 0) -> PeftModel:
@@ -131,15 +127,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = ATOL) -> 
 def _check_mixed_batch(model: PeftModel, names: list[str]) -> None:
     """One batch with ``adapter_names`` gives each row what the model gives it with that row's adapter alone."""
     x = torch.randn(len(names), 10)
-    expected = []
-    for i, name in enumerate(names):
-        if name == "__base__":
-            with model.disable_adapter():
-                expected.append(model(x[i : i + 1]))
-        else:
-            model.set_adapter(name)
-            expected.append(model(x[i : i + 1]))
-    _close(model(x, adapter_names=names), torch.cat(expected))
+    _close(model(x, adapter_names=names), per_adapter_rows(model, x, names))
 
 
 # ------------------------------------------------------------------------------------------------------- HRA

@@ -22,36 +22,24 @@ from peft import IA3Config, IA3Model, LNTuningConfig, LNTuningModel, PeftModel, 
 from peft.tuners.ia3 import IA3Layer
 from peft.tuners.ln_tuning import LNTuningLayer
 from tests.recording_backend import recording_backend
+from tests.tiny_models import Chain
 
 ATOL = 1e-5
 
 
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(6, 8)
-        self.norm = nn.LayerNorm(8)
-        self.lin1 = nn.Linear(8, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin1(torch.relu(self.norm(self.lin0(x))))
-
-
-class _ConvNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(4, 6, 3, padding=1)
-        self.grouped = nn.Conv2d(6, 4, 3, groups=2)
-        self.conv3d = nn.Conv3d(2, 3, 2)
-        self.conv1d = nn.Conv1d(3, 4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.grouped(torch.relu(self.conv(x)))
+def _conv_net() -> Chain:
+    return Chain(
+        "conv relu grouped",
+        conv=nn.Conv2d(4, 6, 3, padding=1),
+        grouped=nn.Conv2d(6, 4, 3, groups=2),
+        conv3d=nn.Conv3d(2, 3, 2),
+        conv1d=nn.Conv1d(3, 4, 2),
+    )
 
 
-def _mlp(seed: int = 0) -> _MLP:
+def _mlp(seed: int = 0) -> Chain:
     torch.manual_seed(seed)
-    return _MLP().eval()
+    return Chain("lin0 norm relu lin1", lin0=nn.Linear(6, 8), norm=nn.LayerNorm(8), lin1=nn.Linear(8, 5)).eval()
 
 
 def _ia3(seed: int = 0, adapter_name: str = "default", **kwargs) -> PeftModel:
@@ -158,7 +146,7 @@ def _conv_model(**kwargs) -> PeftModel:
         init_ia3_weights=False,
         **kwargs,
     )
-    return get_peft_model(_ConvNet().eval(), config).eval()
+    return get_peft_model(_conv_net().eval(), config).eval()
 
 
 def test_method_ia3_1_conv_forward_scales_output_channels_and_input_channels():

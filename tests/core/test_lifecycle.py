@@ -30,26 +30,12 @@ from peft.helpers import disable_input_dtype_casting, rescale_adapter_scale
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils.other import AuxiliaryTrainingWrapper
+from tests.tiny_models import Chain, TinyLM
 
 VOCAB, DIM = 32, 8
 
 
-class _TinyLM(nn.Module):
-    """Embedding -> two hidden layers -> head, small enough to check by hand."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed_tokens = nn.Embedding(VOCAB, DIM)
-        self.lin0 = nn.Linear(DIM, DIM)
-        self.lin1 = nn.Linear(DIM, DIM)
-        self.head = nn.Linear(DIM, 5)
-
-    def forward(self, input_ids):
-        hidden = torch.relu(self.lin0(self.embed_tokens(input_ids)))
-        return self.head(torch.relu(self.lin1(hidden)))
-
-
-def _base(cls=_TinyLM, seed: int = 0) -> nn.Module:
+def _base(cls=TinyLM, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return cls().eval()
 
@@ -375,22 +361,14 @@ def test_life_15_disable_and_enable_adapter_layers():
 # --------------------------------------------------------------------------------------------------- LIFE-16
 
 
-class _Split(nn.Module):
+def _split() -> Chain:
     """Three layers so adapters can target different ones."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Linear(DIM, DIM)
-        self.b = nn.Linear(DIM, DIM)
-        self.head = nn.Linear(DIM, 5)
-
-    def forward(self, x):
-        return self.head(self.b(self.a(x)))
+    return Chain("a b head", a=nn.Linear(DIM, DIM), b=nn.Linear(DIM, DIM), head=nn.Linear(DIM, 5))
 
 
 def _split_model() -> PeftModel:
     """``default`` on layer a with a head copy, ``zeta`` and ``beta`` on layer b."""
-    model = get_peft_model(_base(_Split), LoraConfig(r=2, target_modules=["a"], modules_to_save=["head"]))
+    model = get_peft_model(_base(_split), LoraConfig(r=2, target_modules=["a"], modules_to_save=["head"]))
     model.add_adapter("zeta", LoraConfig(r=2, target_modules=["b"]))
     model.add_adapter("beta", LoraConfig(r=2, target_modules=["b"], modules_to_save=["head"]))
     return model
@@ -437,7 +415,7 @@ def test_life_16_delete_adapter_with_trainable_tokens():
 
 
 def test_open_18_deleting_every_adapter_then_unload_returns_the_original_modules():
-    base = _base(_Split)
+    base = _base(_split)
     originals = {name: getattr(base, name) for name in ("a", "b", "head")}
     model = get_peft_model(base, LoraConfig(r=2, target_modules=["a", "b"], modules_to_save=["head"]))
     model.add_adapter("other", LoraConfig(r=2, target_modules=["b"]))
@@ -538,7 +516,7 @@ def test_life_31_layer_status_with_trainable_tokens():
 def test_life_31_model_status_aggregates_consistent_layers():
     model = get_peft_model(_base(), _config(trainable_token_indices=None))
     status = get_model_status(model)
-    assert status.base_model_type == "_TinyLM" and status.adapter_model_type == "LoraModel"
+    assert status.base_model_type == "TinyLM" and status.adapter_model_type == "LoraModel"
     assert status.peft_types == {"default": "LORA"}
     assert status.enabled is True
     assert status.active_adapters == ["default"] and status.merged_adapters == []

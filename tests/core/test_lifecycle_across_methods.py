@@ -42,27 +42,16 @@ from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.other import AuxiliaryTrainingWrapper
 from tests.recording_backend import recording_backend
+from tests.tiny_models import Chain
 
 ATOL = 1e-5
 
 
-class _Net(nn.Module):
+def _base(seed: int = 0) -> Chain:
     """Two adapted hidden layers of different shapes (every method's divisibility needs hold: GraLoRA k=2)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(12, 8)
-        self.lin1 = nn.Linear(8, 8)
-        self.head = nn.Linear(8, 4)
-        self.conv = nn.Conv2d(2, 2, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
-
-
-def _base(seed: int = 0) -> _Net:
     torch.manual_seed(seed)
-    return _Net().eval()
+    layers = {"lin0": nn.Linear(12, 8), "lin1": nn.Linear(8, 8), "head": nn.Linear(8, 4), "conv": nn.Conv2d(2, 2, 1)}
+    return Chain("lin0 relu lin1 relu head", **layers).eval()
 
 
 # non-identity settings per method; the second adapter ("other") adapts lin1 only, with other sizes

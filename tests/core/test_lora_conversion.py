@@ -25,23 +25,17 @@ from peft import (
 )
 from peft.helpers import KappaTuneSelector
 from peft.tuners.lora.intruders import reduce_intruder_dimension
+from tests.tiny_models import Chain, mlp
 
 
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.lin0 = nn.Linear(12, 10)
-        self.lin1 = nn.Linear(10, 8)
-        self.head = nn.Linear(8, 3)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.lin1(torch.relu(self.lin0(x)))))
+def _mlp() -> Chain:
+    torch.manual_seed(0)
+    return mlp(12, 10, 8, 3, names=("lin0", "lin1", "head"))
 
 
 def _loha(r: int = 2, **kwargs) -> PeftModel:
     torch.manual_seed(1)
-    return get_peft_model(_MLP(), LoHaConfig(r=r, target_modules=["lin0", "lin1"], init_weights=False, **kwargs))
+    return get_peft_model(_mlp(), LoHaConfig(r=r, target_modules=["lin0", "lin1"], init_weights=False, **kwargs))
 
 
 def test_a_loha_of_rank_r_converts_exactly_at_rank_r_squared():
@@ -50,7 +44,7 @@ def test_a_loha_of_rank_r_converts_exactly_at_rank_r_squared():
     lora_config, state_dict = convert_to_lora(loha, rank=4)
     assert (lora_config.r, lora_config.lora_alpha) == (4, 4)
     assert {"lin0", "lin1"} <= set(lora_config.target_modules)
-    lora = get_peft_model(_MLP(), lora_config)
+    lora = get_peft_model(_mlp(), lora_config)
     result = lora.load_state_dict({k.replace(".weight", ".default.weight"): v for k, v in state_dict.items()}, False)
     assert not result.unexpected_keys
     torch.testing.assert_close(lora(x), loha(x), atol=1e-5, rtol=0)
@@ -86,7 +80,7 @@ def test_save_as_lora_writes_a_checkpoint_that_loads_with_modules_to_save(tmp_pa
         loha.base_model.model.head.modules_to_save["default"].weight += 1.0
     x = torch.randn(5, 12)
     save_as_lora(tmp_path / "as-lora", loha, rank=4)
-    loaded = PeftModel.from_pretrained(_MLP(), tmp_path / "as-lora")
+    loaded = PeftModel.from_pretrained(_mlp(), tmp_path / "as-lora")
     assert loaded.peft_config["default"].modules_to_save == ["head"]
     torch.testing.assert_close(loaded(x), loha(x), atol=1e-5, rtol=0)
 
@@ -101,8 +95,8 @@ def test_conversion_of_the_named_adapter_with_several_present():
 
 def test_conversion_refuses_what_it_cannot_represent():
     with pytest.raises(TypeError, match="Could not detect any layer that supports LoRA conversion"):
-        convert_to_lora(_MLP(), rank=4)
-    ia3 = get_peft_model(_MLP(), IA3Config(target_modules=["lin0"], feedforward_modules=[]))
+        convert_to_lora(_mlp(), rank=4)
+    ia3 = get_peft_model(_mlp(), IA3Config(target_modules=["lin0"], feedforward_modules=[]))
     assert not ia3.supports_lora_conversion()
     with pytest.raises(TypeError, match="do not support LoRA conversion"):
         convert_to_lora(ia3, rank=4)
@@ -114,12 +108,12 @@ def test_conversion_refuses_what_it_cannot_represent():
         convert_to_lora(loha, rank=1.5)
     with pytest.raises(ValueError, match="larger than the weight shape"):
         convert_to_lora(loha, rank=11)
-    dora = get_peft_model(_MLP(), LoraConfig(target_modules=["lin0"], use_dora=True))
+    dora = get_peft_model(_mlp(), LoraConfig(target_modules=["lin0"], use_dora=True))
     assert not dora.supports_lora_conversion()
 
 
 def test_converting_a_lora_adapter_warns():
-    lora = get_peft_model(_MLP(), LoraConfig(r=2, target_modules=["lin0"], init_lora_weights=False))
+    lora = get_peft_model(_mlp(), LoraConfig(r=2, target_modules=["lin0"], init_lora_weights=False))
     with pytest.warns(PeftWarning, match="already a LoRA adapter"):
         convert_to_lora(lora, rank=2)
 
@@ -127,7 +121,7 @@ def test_converting_a_lora_adapter_warns():
 # ---------------------------------------------------------------------------------------------------- intruders
 def _trained_lora(target: str = "lin0") -> PeftModel:
     torch.manual_seed(3)
-    return get_peft_model(_MLP(), LoraConfig(r=2, target_modules=[target], init_lora_weights=False))
+    return get_peft_model(_mlp(), LoraConfig(r=2, target_modules=[target], init_lora_weights=False))
 
 
 def test_intruder_reduction_scales_the_intruder_directions_into_a_new_adapter():
@@ -183,7 +177,7 @@ class _Experts(nn.Module):
 
 
 def test_kappa_selection_picks_the_best_conditioned_weights():
-    model = _MLP()
+    model = _mlp()
     model.experts = _Experts()
     with torch.no_grad():
         model.lin1.weight.copy_(torch.eye(8, 10))  # kappa 1: the best conditioned
@@ -200,9 +194,9 @@ def test_kappa_selection_picks_the_best_conditioned_weights():
     assert result == {"target_modules": ["lin1"], "target_parameters": ["experts.gate_up_proj"]}
     expert_kappa = np.mean([np.linalg.cond(e) for e in model.experts.gate_up_proj.detach().double().numpy()])
     assert selector._parameter_condition_numbers["experts.gate_up_proj"] == pytest.approx(expert_kappa, rel=1e-4)
-    assert find_kappa_target_modules(_MLP(), show_progress=False)["target_parameters"] is None
+    assert find_kappa_target_modules(_mlp(), show_progress=False)["target_parameters"] is None
 
 
 def test_kappa_skips_weights_larger_than_the_limit():
-    selector = KappaTuneSelector(copy.deepcopy(_MLP()), max_dim_size_to_analyze=10, show_progress=False)
+    selector = KappaTuneSelector(copy.deepcopy(_mlp()), max_dim_size_to_analyze=10, show_progress=False)
     assert set(selector.get_best_targets()) == {"lin0", "lin1", "head"} - {"lin0"}

@@ -18,6 +18,7 @@ from torch import nn
 from peft import LoraConfig, PeftModel, PeftWarning, get_peft_model
 from peft.tuners.lora import LoraLayer, ParamWrapper
 from peft.tuners.tuners_layer import BaseTunerLayer
+from tests.method_cases import per_adapter_rows
 
 R, ALPHA = 4, 8
 S = ALPHA / R  # the scaling every hand computation uses, independent of the layer's own record
@@ -873,15 +874,8 @@ def test_life_22_mixed_batch_with_adapters_of_different_ranks_matches_single_run
     x = torch.randn(len(names), 4, 12)
     with torch.no_grad():
         mixed = model(x, adapter_names=names)
-        expected = []
-        for row, name in enumerate(names):
-            if name == "__base__":
-                with model.disable_adapter():
-                    expected.append(model(x[row : row + 1]))
-            else:
-                model.set_adapter(name)
-                expected.append(model(x[row : row + 1]))
-    torch.testing.assert_close(mixed, torch.cat(expected), atol=1e-5, rtol=1e-4)
+        expected = per_adapter_rows(model, x, names)
+    torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------- grouped convolutions

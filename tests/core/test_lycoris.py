@@ -29,6 +29,7 @@ from peft import (
 from peft.tuners.loha import LoHaLayer
 from peft.tuners.lokr import LoKrLayer
 from peft.tuners.lycoris_utils import LycorisConfig, LycorisLayer, LycorisTuner
+from tests.method_cases import per_adapter_rows
 from tests.tiny_models import lin_conv_net
 
 R, ALPHA = 2, 6
@@ -353,16 +354,9 @@ def test_life_several_adapters_switch_combine_and_delete(config_cls):
 def test_life_mixed_batch_uses_each_rows_adapter():
     model = _adapted(LoHaConfig, target_modules=["lin"])
     model.add_adapter("other", LoHaConfig(r=3, alpha=3, init_weights=False, target_modules=["lin"]))
-    x = torch.randn(3, 12)
+    x, names = torch.randn(3, 12), ["default", "__base__", "other"]
     with torch.no_grad():
-        out = model(x, adapter_names=["default", "__base__", "other"])
-        model.set_adapter("other")
-        other = model(x)
-        model.set_adapter("default")
-        default = model(x)
-    torch.testing.assert_close(out[0], default[0])
-    torch.testing.assert_close(out[1], lin_conv_net()(x)[1])
-    torch.testing.assert_close(out[2], other[2])
+        torch.testing.assert_close(model(x, adapter_names=names), per_adapter_rows(model, x, names))
 
 
 def test_method_lycoris_1_rank_and_alpha_patterns_apply_per_module():

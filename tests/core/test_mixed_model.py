@@ -24,25 +24,15 @@ from peft import (
 from peft.tuners.lora import LoraLayer
 from peft.tuners.trainable_tokens import TrainableTokensLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
+from tests.tiny_models import TinyLM
 
 VOCAB, DIM = 32, 8
 TOKENS = [1, 2, 6]
 
 
-class _TinyLM(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed_tokens = nn.Embedding(VOCAB, DIM)
-        self.lin0 = nn.Linear(DIM, DIM)
-        self.head = nn.Linear(DIM, 5)
-
-    def forward(self, input_ids):
-        return self.head(torch.relu(self.lin0(self.embed_tokens(input_ids))))
-
-
 def _base(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return _TinyLM().eval()
+    return TinyLM(hidden=1).eval()
 
 
 def _lora(**kwargs) -> LoraConfig:

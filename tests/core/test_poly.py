@@ -17,22 +17,13 @@ from peft.quantization import QuantizationBackend, register_quantization_backend
 from peft.tuners.poly import Linear as PolyLinear
 from peft.tuners.poly import PolyRouter
 from peft.tuners.poly.layer import task_ids_of_rows
-
-
-class _MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin0 = nn.Linear(8, 12)
-        self.lin1 = nn.Linear(12, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin1(torch.relu(self.lin0(x)))
+from tests.tiny_models import mlp
 
 
 def _model(**config) -> PeftModel:
     torch.manual_seed(0)
     kwargs = {"target_modules": ["lin0", "lin1"], "n_tasks": 3, "n_skills": 2, "n_splits": 2, "init_weights": False}
-    return get_peft_model(_MLP(), PolyConfig(**(kwargs | config))).eval()
+    return get_peft_model(mlp(8, 12, 4), PolyConfig(**(kwargs | config))).eval()
 
 
 X = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(1))
@@ -77,7 +68,7 @@ def test_poly_1_task_ids_select_the_routing_of_each_row():
 
 def test_poly_1_a_new_adapter_changes_nothing_and_disabling_gives_the_base_model():
     torch.manual_seed(0)
-    base = _MLP().eval()
+    base = mlp(8, 12, 4).eval()
     with torch.no_grad():
         expected = base(X)
     model = get_peft_model(base, PolyConfig(target_modules=["lin0", "lin1"], n_tasks=3)).eval()
@@ -170,7 +161,7 @@ def test_poly_1_save_and_load_round_trip(tmp_path):
         for name in ("poly_lora_A", "poly_lora_B", "poly_router.module_logits")
     ]
     torch.manual_seed(0)
-    loaded = PeftModel.from_pretrained(_MLP(), tmp_path)
+    loaded = PeftModel.from_pretrained(mlp(8, 12, 4), tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(loaded(X, task_ids=TASKS), expected)
     assert not any(p.requires_grad for p in loaded.parameters())

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tiny_models import TinyMLP as _Mlp
+from tiny_models import Chain, tiny_mlp
 from torch import nn
 
 from peft import PeftModel, PeftWarning, PveraConfig, TinyLoraConfig, UniLoraConfig, get_peft_model
@@ -26,9 +26,9 @@ from peft.tuners.unilora import UniLoraModel
 ATOL = 1e-5
 
 
-def _mlp(seed: int = 0) -> _Mlp:
+def _mlp(seed: int = 0) -> Chain:
     torch.manual_seed(seed)
-    return _Mlp().eval()
+    return tiny_mlp().eval()
 
 
 def _x(rows: int = 5, features: int = 10) -> torch.Tensor:

@@ -24,6 +24,7 @@ from peft import (
     inject_adapter_in_model,
     set_peft_model_state_dict,
 )
+from tests.tiny_models import mlp
 
 
 class _MLP(nn.Module):
@@ -412,14 +413,8 @@ class _WeightNamed(nn.Module):
         return self.out(self.weight_proj(x))
 
 
-class _Lin(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin1 = nn.Linear(20, 8)
-        self.lin2 = nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.lin2(torch.relu(self.lin1(x)))
+def _lin() -> nn.Module:
+    return mlp(20, 8, 2, names=("lin1", "lin2"))
 
 
 class _TwoClassifiers(nn.Module):
@@ -448,7 +443,7 @@ def test_save_4_layer_name_containing_weight_round_trips(tmp_path):
 
 def test_save_4_adapter_name_that_is_a_substring_of_a_layer_name_round_trips(tmp_path):
     config = LoraConfig(r=4, target_modules=["lin1", "lin2"], init_lora_weights=False)
-    model = get_peft_model(_base(_Lin), config, adapter_name="lin")
+    model = get_peft_model(_base(_lin), config, adapter_name="lin")
     model.save_pretrained(tmp_path)
     assert _file_keys(tmp_path / "lin" / "adapter_model.safetensors") == [
         "base_model.model.lin1.lora_A.weight",
@@ -456,7 +451,7 @@ def test_save_4_adapter_name_that_is_a_substring_of_a_layer_name_round_trips(tmp
         "base_model.model.lin2.lora_A.weight",
         "base_model.model.lin2.lora_B.weight",
     ]
-    loaded = PeftModel.from_pretrained(_base(_Lin), tmp_path / "lin", adapter_name="lin")
+    loaded = PeftModel.from_pretrained(_base(_lin), tmp_path / "lin", adapter_name="lin")
     torch.testing.assert_close(_out(loaded), _out(model), atol=0, rtol=0)
 
 

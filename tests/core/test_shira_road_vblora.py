@@ -35,6 +35,7 @@ from peft.tuners.road import RoadLayer
 from peft.tuners.shira import ShiraLayer
 from peft.tuners.shira.mask_functions import random_mask
 from peft.tuners.vblora import VBLoRALayer
+from tests.method_cases import per_adapter_rows
 
 ATOL = 1e-5
 
@@ -293,24 +294,11 @@ def _two_road_adapters(other_group_size: int = 4) -> PeftModel:
     return model.eval()
 
 
-def _per_adapter_rows(model: PeftModel, x: torch.Tensor, names: list[str]) -> torch.Tensor:
-    rows = []
-    for i, name in enumerate(names):
-        if name == "__base__":
-            with model.disable_adapter():
-                rows.append(model(x[i : i + 1]))
-        else:
-            model.set_adapter(name)
-            rows.append(model(x[i : i + 1]))
-    model.set_adapter("default")
-    return torch.cat(rows)
-
-
 def test_method_road_1_mixed_batch_gathers_per_row_rotations() -> None:
     model = _two_road_adapters()
     names = ["other", "default", "__base__", "other", "default"]
     x = _input(5, 3, 10)  # rows x sequence x features
-    expected = _per_adapter_rows(model, x, names)
+    expected = per_adapter_rows(model, x, names)
     for layer in (model.base_model.model[0], model.base_model.model[2]):
         # one gather for the whole batch: the per-adapter path must not be taken
         layer._adapter_output = None
@@ -321,7 +309,7 @@ def test_method_road_1_mixed_batch_with_different_group_sizes() -> None:
     model = _two_road_adapters(other_group_size=10)
     names = ["other", "__base__", "default", "other"]
     x = _input(4, 10)
-    torch.testing.assert_close(model(x, adapter_names=names), _per_adapter_rows(model, x, names), atol=ATOL, rtol=0)
+    torch.testing.assert_close(model(x, adapter_names=names), per_adapter_rows(model, x, names), atol=ATOL, rtol=0)
 
 
 def test_method_road_1_only_linear_layers() -> None:

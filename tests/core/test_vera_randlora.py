@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_models import TinyMLP as _Mlp
+from tiny_models import Chain, tiny_mlp
 from torch import nn
 
 from peft import (
@@ -42,9 +42,9 @@ ATOL = 1e-5
 METHODS = [VeraConfig, RandLoraConfig]
 
 
-def _mlp(seed: int = 0) -> _Mlp:
+def _mlp(seed: int = 0) -> Chain:
     torch.manual_seed(seed)
-    return _Mlp().eval()
+    return tiny_mlp().eval()
 
 
 def _adapted(config_cls: type, seed: int = 0, **kwargs) -> PeftModel:

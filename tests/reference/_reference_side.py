@@ -65,6 +65,19 @@ def forward(model: nn.Module, spec: dict, inputs: dict[str, torch.Tensor]) -> to
         return model(inputs["x"]).float()
 
 
+def make_inputs(input_specs: dict) -> dict[str, torch.Tensor]:
+    """Seeded inputs for `{name: ["int", high, shape] | ["float", shape]}`, drawn in name order."""
+    generator = torch.Generator().manual_seed(1)
+    inputs = {}
+    for name, (kind, *rest) in sorted(input_specs.items()):
+        if kind == "int":
+            high, shape = rest
+            inputs[name] = torch.randint(0, high, shape, generator=generator)
+        else:
+            inputs[name] = torch.randn(*rest[0], generator=generator)
+    return inputs
+
+
 def read_inputs(path: Path) -> dict[str, torch.Tensor]:
     """The `input.<name>` tensors of an io file, keyed by `<name>`."""
     return {key[len("input.") :]: value for key, value in load_file(str(path)).items() if key.startswith("input.")}

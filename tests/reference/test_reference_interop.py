@@ -687,18 +687,6 @@ def _load_side_module() -> ModuleType:
 side = _load_side_module()
 
 
-def _make_inputs(input_specs: dict) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    inputs = {}
-    for name, (kind, *rest) in sorted(input_specs.items()):
-        if kind == "int":
-            high, shape = rest
-            inputs[name] = torch.randint(0, high, shape, generator=generator)
-        else:
-            inputs[name] = torch.randn(*rest[0], generator=generator)
-    return inputs
-
-
 def _config_class_and_kwargs(config_kwargs: dict) -> tuple[str, dict]:
     config_kwargs = dict(config_kwargs)
     config_class = config_kwargs.pop("config_class", "LoraConfig")
@@ -722,7 +710,7 @@ def _prepare_case(case_dir: Path, model_spec: dict, input_specs: dict, config_kw
     save_file(
         {k: v.detach().clone().contiguous() for k, v in base.state_dict().items()}, case_dir / "base.safetensors"
     )
-    inputs = _make_inputs(input_specs)
+    inputs = side.make_inputs(input_specs)
     out_base = side.forward(base, model_spec, inputs)
     model = get_peft_model(base, config)
     side.perturb_adapter(model)
@@ -759,7 +747,7 @@ def _find_reference_python() -> str:
 def _prepare_reference_made_case(case_dir: Path, input_specs: dict) -> None:
     case_dir.mkdir(parents=True)
     save_file(
-        {f"input.{k}": v.contiguous() for k, v in _make_inputs(input_specs).items()}, case_dir / "io.safetensors"
+        {f"input.{k}": v.contiguous() for k, v in side.make_inputs(input_specs).items()}, case_dir / "io.safetensors"
     )
 
 

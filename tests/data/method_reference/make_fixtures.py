@@ -27,6 +27,8 @@ import peft
 from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "reference"))
+from _reference_side import build_model, forward, make_inputs  # noqa: E402  (both sides build and call alike)
 
 MLP = {"kind": "sequential", "layers": [["Linear", 10, 20], ["ReLU"], ["Linear", 20, 20], ["ReLU"], ["Linear", 20, 2]]}
 MLP_NO_BIAS = {
@@ -379,39 +381,6 @@ CASES = {
         True,
     ),
 }
-
-
-def build_model(spec: dict) -> nn.Module:
-    if spec["kind"] == "sequential":
-        layers = []
-        for class_name, *args in spec["layers"]:
-            kwargs = args.pop() if args and isinstance(args[-1], dict) else {}
-            layers.append(getattr(nn, class_name)(*args, **kwargs))
-        return nn.Sequential(*layers).eval()
-    import transformers
-
-    config = dict(spec["config"])
-    auto_config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
-    return getattr(transformers, spec["class"])(auto_config).eval()
-
-
-def forward(model: nn.Module, spec: dict, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    with torch.no_grad():
-        if spec["kind"] == "transformers":
-            return model(**inputs).logits.float()
-        return model(inputs["x"]).float()
-
-
-def make_inputs(specs: dict) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    inputs = {}
-    for name, (kind, *rest) in sorted(specs.items()):
-        if kind == "int":
-            high, shape = rest
-            inputs[name] = torch.randint(0, high, shape, generator=generator)
-        else:
-            inputs[name] = torch.randn(*rest[0], generator=generator)
-    return inputs
 
 
 def perturb(model: nn.Module, prefix: str) -> None:

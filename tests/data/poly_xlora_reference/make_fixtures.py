@@ -32,7 +32,7 @@ file's keys.
 
 from __future__ import annotations
 
-import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -43,6 +43,9 @@ from safetensors.torch import save_file
 import peft
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from fixture_making import check_reference_peft, fresh_dir, load_base, save_adapter, save_base, tiny_llama, tiny_t5  # noqa: E402
+
 warnings.filterwarnings("ignore")
 
 LLAMA_INPUTS = {
@@ -60,57 +63,11 @@ XLORA_INPUTS = {"input_ids": torch.tensor([[3, 4, 5, 6, 7, 8], [20, 21, 22, 23, 
 NEW_TOKENS = 4
 
 
-def tiny_llama() -> torch.nn.Module:
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(config)
-
-
-def tiny_t5() -> torch.nn.Module:
-    config = transformers.T5Config(
-        vocab_size=48, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
-    )
-    return transformers.T5ForConditionalGeneration(config)
-
-
-def save_base(name: str, build) -> Path:
-    torch.manual_seed(0)
-    model = build().eval()
-    with torch.no_grad():  # larger weights than the default init: greedy generation then varies from step to step
-        for _, param in sorted(model.named_parameters()):
-            param.normal_(0.0, 0.5)
-    model.generation_config.eos_token_id = None  # generate exactly max_new_tokens
-    model.generation_config.forced_eos_token_id = None
-    path = HERE / f"base_{name}"
-    shutil.rmtree(path, ignore_errors=True)
-    model.save_pretrained(path)
-    return path
-
-
-def load_base(auto_class, base_dir: Path, **config_overrides) -> torch.nn.Module:
-    model = auto_class.from_pretrained(base_dir, **config_overrides).eval()
-    model.config._name_or_path = model.name_or_path = base_dir.name  # saved as the adapter's base_model_name_or_path
-    return model
-
-
 def perturb(parameters, seed: int, scale: float) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, param in sorted(parameters, key=lambda item: item[0]):
             param.add_(scale * torch.randn(param.shape, generator=generator))
-
-
-def save_adapter(model, folder: Path) -> None:
-    model.save_pretrained(folder)
-    for readme in folder.rglob("README.md"):
-        readme.unlink()
 
 
 def poly_llama_case(base_dir: Path) -> None:
@@ -136,8 +93,7 @@ def poly_llama_case(base_dir: Path) -> None:
         model.set_adapter("other")
         logits_other = model(**LLAMA_INPUTS, task_ids=POLY_TASK_IDS).logits
         model.set_adapter("default")
-    case_dir = HERE / "poly_llama"
-    shutil.rmtree(case_dir, ignore_errors=True)
+    case_dir = fresh_dir(HERE / "poly_llama")
     save_adapter(model, case_dir / "adapter")
     outputs = {"logits": logits, "logits_other": logits_other, "generated": generated}
     save_file({**LLAMA_INPUTS, "task_ids": POLY_TASK_IDS, **outputs}, case_dir / "io.safetensors")
@@ -155,8 +111,7 @@ def poly_t5_case(base_dir: Path) -> None:
     with torch.no_grad():
         with_labels = model(**T5_INPUTS, task_ids=T5_TASK_IDS)
         generated = model.generate(**encoder_inputs, task_ids=T5_TASK_IDS, max_new_tokens=NEW_TOKENS, do_sample=False)
-    case_dir = HERE / "poly_t5"
-    shutil.rmtree(case_dir, ignore_errors=True)
+    case_dir = fresh_dir(HERE / "poly_t5")
     save_adapter(model, case_dir / "adapter")
     outputs = {"logits_labels": with_labels.logits, "loss": with_labels.loss.reshape(1), "generated": generated}
     save_file({**T5_INPUTS, "task_ids": T5_TASK_IDS, **outputs}, case_dir / "io.safetensors")
@@ -175,8 +130,7 @@ def save_experts(base_dir: Path, folder: Path, targets: list[list[str]]) -> dict
 
 
 def xlora_case(base_dir: Path, name: str, targets: list[list[str]], **config_kwargs) -> None:
-    case_dir = HERE / name
-    shutil.rmtree(case_dir, ignore_errors=True)
+    case_dir = fresh_dir(HERE / name)
     adapters = save_experts(base_dir, case_dir / "experts", targets)
     base = load_base(transformers.AutoModelForCausalLM, base_dir, use_cache=False)
     torch.manual_seed(5)
@@ -197,10 +151,10 @@ def xlora_case(base_dir: Path, name: str, targets: list[list[str]], **config_kwa
 
 
 def main() -> None:
-    assert peft.__version__ == "0.21.2", f"run this with the reference peft 0.21.2, not {peft.__version__}"
-    llama_dir = save_base("llama", tiny_llama)
+    check_reference_peft()
+    llama_dir = save_base(HERE, "llama", tiny_llama)
     poly_llama_case(llama_dir)
-    poly_t5_case(save_base("t5", tiny_t5))
+    poly_t5_case(save_base(HERE, "t5", tiny_t5))
     two_experts = [["q_proj", "v_proj"], ["k_proj", "v_proj", "embed_tokens"]]
     xlora_case(
         llama_dir,

@@ -18,8 +18,9 @@ outputs. ``base_<arch>/`` are the tiny base models (built from configs with fixe
 
 from __future__ import annotations
 
-import shutil
+import sys
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,6 +30,9 @@ from safetensors.torch import save_file
 import peft
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from fixture_making import check_reference_peft, fresh_dir, load_base, save_adapter, save_base, tiny_llama, tiny_t5  # noqa: E402
+
 warnings.filterwarnings("ignore")
 
 SEQ2SEQ_INPUTS = {
@@ -54,13 +58,6 @@ CPT_CONFIG = {
 CPT_STEPS, CPT_LR = 3, 1.0
 
 
-def tiny_t5() -> torch.nn.Module:
-    config = transformers.T5Config(
-        vocab_size=48, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, decoder_start_token_id=0
-    )
-    return transformers.T5ForConditionalGeneration(config)
-
-
 def tiny_bart() -> torch.nn.Module:
     config = transformers.BartConfig(
         vocab_size=48,
@@ -74,46 +71,6 @@ def tiny_bart() -> torch.nn.Module:
         max_position_embeddings=32,
     )
     return transformers.BartForConditionalGeneration(config)
-
-
-def tiny_llama() -> torch.nn.Module:
-    config = transformers.LlamaConfig(
-        vocab_size=48,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(config)
-
-
-def save_base(name: str, build) -> Path:
-    torch.manual_seed(0)
-    model = build().eval()
-    with torch.no_grad():  # larger weights than the default init: greedy generation then varies from step to step
-        for _, param in sorted(model.named_parameters()):
-            param.normal_(0.0, 0.5)
-    model.generation_config.eos_token_id = None  # generate exactly max_new_tokens
-    model.generation_config.forced_eos_token_id = None
-    model.generation_config.forced_bos_token_id = None
-    path = HERE / f"base_{name}"
-    shutil.rmtree(path, ignore_errors=True)
-    model.save_pretrained(path)
-    return path
-
-
-def load_base(auto_class, base_dir: Path) -> torch.nn.Module:
-    model = auto_class.from_pretrained(base_dir).eval()
-    model.config._name_or_path = model.name_or_path = base_dir.name  # saved as the adapter's base_model_name_or_path
-    return model
-
-
-def save_adapter(model, case_dir: Path) -> None:
-    shutil.rmtree(case_dir, ignore_errors=True)
-    model.save_pretrained(case_dir / "adapter")
-    (case_dir / "adapter" / "README.md").unlink()
 
 
 def seq2seq_model(base_dir: Path, config: peft.PeftConfig) -> torch.nn.Module:
@@ -148,8 +105,8 @@ def seq2seq_case(arch: str, base_dir: Path, method: str) -> None:
         generated = model.generate(
             input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=4, do_sample=False
         )
-    case_dir = HERE / f"{arch}_{method}"
-    save_adapter(model, case_dir)
+    case_dir = fresh_dir(HERE / f"{arch}_{method}")
+    save_adapter(model, case_dir / "adapter")
     outputs = {
         "logits_labels": with_labels.logits,
         "loss": with_labels.loss.reshape(1),
@@ -167,8 +124,8 @@ def seq2seq_multitask_case(arch: str, base_dir: Path) -> None:
     with torch.no_grad():
         with_labels = model(**encoder_inputs, labels=inputs["labels"], task_ids=TASK_IDS)
         generated = model.generate(**encoder_inputs, task_ids=TASK_IDS, max_new_tokens=4, do_sample=False)
-    case_dir = HERE / f"{arch}_multitask_prompt_tuning"
-    save_adapter(model, case_dir)
+    case_dir = fresh_dir(HERE / f"{arch}_multitask_prompt_tuning")
+    save_adapter(model, case_dir / "adapter")
     outputs = {"logits_labels": with_labels.logits, "loss": with_labels.loss.reshape(1), "generated": generated}
     save_file({**inputs, "task_ids": TASK_IDS, **outputs}, case_dir / "io.safetensors")
 
@@ -187,21 +144,21 @@ def cpt_case(base_dir: Path) -> None:
         optimizer.zero_grad()
         losses.append(loss.detach())
     model.eval()
-    case_dir = HERE / "cpt"
-    save_adapter(model, case_dir)
+    case_dir = fresh_dir(HERE / "cpt")
+    save_adapter(model, case_dir / "adapter")
     with torch.no_grad():
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
     save_file({**inputs, "losses": torch.stack(losses), "logits": logits}, case_dir / "io.safetensors")
 
 
 def main() -> None:
-    assert peft.__version__ == "0.21.2", f"run this with the reference peft 0.21.2, not {peft.__version__}"
+    check_reference_peft()
     for arch, build in (("t5", tiny_t5), ("bart", tiny_bart)):
-        base_dir = save_base(arch, build)
+        base_dir = save_base(HERE, arch, build)
         for method in ("prompt_tuning", "p_tuning", "prefix_tuning"):
             seq2seq_case(arch, base_dir, method)
         seq2seq_multitask_case(arch, base_dir)
-    cpt_case(save_base("llama", tiny_llama))
+    cpt_case(save_base(HERE, "llama", partial(tiny_llama, vocab_size=48, hidden_size=16, intermediate_size=32)))
 
 
 if __name__ == "__main__":

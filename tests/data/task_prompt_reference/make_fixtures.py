@@ -15,8 +15,9 @@ extraction).
 
 from __future__ import annotations
 
-import shutil
+import sys
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,6 +27,16 @@ from safetensors.torch import save_file
 import peft
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from fixture_making import (  # noqa: E402
+    check_reference_peft,
+    fresh_dir,
+    load_base,
+    save_adapter,
+    save_base,
+    tiny_llama_config,
+)
+
 warnings.filterwarnings("ignore")
 
 INPUTS = {
@@ -46,14 +57,8 @@ TASKS = {
 
 def model_config(task: str) -> transformers.PretrainedConfig:
     if task == "CAUSAL_LM":
-        return transformers.LlamaConfig(
-            vocab_size=50,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=32,
+        return tiny_llama_config(
+            vocab_size=50, hidden_size=16, intermediate_size=32, num_attention_heads=2, max_position_embeddings=32
         )
     return transformers.BertConfig(
         vocab_size=50,
@@ -65,18 +70,6 @@ def model_config(task: str) -> transformers.PretrainedConfig:
         type_vocab_size=2,
         num_labels=2 if task == "QUESTION_ANS" else 3,
     )
-
-
-def save_base(task: str) -> Path:
-    torch.manual_seed(0)
-    model = getattr(transformers, TASKS[task])(model_config(task)).eval()
-    with torch.no_grad():  # larger weights than the default init, so that every input makes a visible difference
-        for _, param in sorted(model.named_parameters()):
-            param.normal_(0.0, 0.5)
-    path = HERE / f"base_{task.lower()}"
-    shutil.rmtree(path, ignore_errors=True)
-    model.save_pretrained(path)
-    return path
 
 
 def method_configs(task: str) -> dict[str, peft.PeftConfig]:
@@ -96,18 +89,14 @@ def output_of(result) -> torch.Tensor:
 
 
 def make_case(task: str, base_dir: Path, method: str, config: peft.PeftConfig) -> None:
-    base = getattr(transformers, TASKS[task]).from_pretrained(base_dir).eval()
-    base.config._name_or_path = base.name_or_path = base_dir.name  # saved as the adapter's base_model_name_or_path
-    model = peft.get_peft_model(base, config)
+    model = peft.get_peft_model(load_base(getattr(transformers, TASKS[task]), base_dir), config)
     torch.manual_seed(1)
     with torch.no_grad():
         for _, param in sorted(model.named_parameters()):
             if param.requires_grad:  # prompt parameters and the task head's copy
                 param.add_(torch.randn_like(param))
-    case_dir = HERE / f"{task.lower()}_{method}"
-    shutil.rmtree(case_dir, ignore_errors=True)
-    model.save_pretrained(case_dir / "adapter")
-    (case_dir / "adapter" / "README.md").unlink()
+    case_dir = fresh_dir(HERE / f"{task.lower()}_{method}")
+    save_adapter(model, case_dir / "adapter")
 
     # the outputs of the saved adapter, loaded as a user loads it
     base = getattr(transformers, TASKS[task]).from_pretrained(base_dir).eval()
@@ -127,9 +116,10 @@ def make_case(task: str, base_dir: Path, method: str, config: peft.PeftConfig) -
 
 
 def main() -> None:
-    assert peft.__version__ == "0.21.2", f"run this with the reference peft 0.21.2, not {peft.__version__}"
+    check_reference_peft()
     for task in TASKS:
-        base_dir = save_base(task)
+        build = partial(getattr(transformers, TASKS[task]), model_config(task))
+        base_dir = save_base(HERE, task.lower(), build, generates=False)
         for method, config in method_configs(task).items():
             make_case(task, base_dir, method, config)
 
