@@ -1,10 +1,11 @@
-"""VeRA and RandLoRA: frozen random projections shared by all layers, trainable per-layer vectors (REQUIREMENTS
-METHOD-VERA-1, METHOD-VERA-2, METHOD-RANDLORA-1, LIFE-4/5/16/17/18/26/27, SAVE-1/2/15).
+"""The VeRA family: VeRA, RandLoRA and PVeRA, frozen random projections shared by all layers and trainable per-layer
+vectors (REQUIREMENTS METHOD-VERA-1, METHOD-VERA-2, METHOD-RANDLORA-1, LIFE-4/5/16/17/18/26/27, SAVE-1/2/15).
 
 Expected outputs are computed by hand from the layer's trainable tensors and the model's projections (plain matrix
-products, RandLoRA's scaled bases assembled row by row), never with the implementation's helpers. The projections
-drawn from a seed are compared with the reference peft 0.21.2: bit for bit with the shared fixtures' files, and by
-SHA-256 digests of tensors the reference drew for the configs in ``REFERENCE_DIGESTS``.
+products, RandLoRA's scaled bases assembled row by row, PVeRA's mean and sampled latent from the paper's formulas),
+never with the implementation's helpers. The projections drawn from a seed are compared with the reference peft
+0.21.2: bit for bit with the shared fixtures' files, and by SHA-256 digests of tensors the reference drew for the
+configs in ``REFERENCE_DIGESTS``; PVeRA's with direct draws from the documented generators.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from torch import nn
 
 from peft import (
     PeftModel,
+    PeftWarning,
+    PveraConfig,
     RandLoraConfig,
     RandLoraModel,
     VeraConfig,
@@ -56,6 +59,11 @@ def _adapted(config_cls: type, seed: int = 0, **kwargs) -> PeftModel:
 
 def _x(rows: int = 5, features: int = 10) -> torch.Tensor:
     return torch.randn(rows, features, generator=torch.Generator().manual_seed(1))
+
+
+def _single(in_features: int = 10, out_features: int = 6) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(in_features, out_features)).eval()
 
 
 def _vera_update(model: PeftModel, name: str, x: torch.Tensor, adapter: str = "default") -> torch.Tensor:
@@ -611,3 +619,93 @@ def test_arch_7_both_methods_share_one_projection_lifecycle():
     assert VeraModel.prefix == "vera_lambda_" and RandLoraModel.prefix == "randlora_"
     assert VeraLayer.adapter_layer_names == ("vera_lambda_b", "vera_lambda_d")
     assert RandLoraLayer.adapter_layer_names == ("randlora_lambda", "randlora_gamma")
+
+
+# ---------------------------------------------------------------------------------------------- PVeRA
+def _pvera_hidden(model: PeftModel, x: torch.Tensor, adapter: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, log_var)`` of the single layer ``0``: the halves of ``lambda_d * (A[:2r, :in] x)``."""
+    layer = model.base_model.model[0]
+    lambda_d = layer.pvera_lambda_d[adapter].detach()
+    r = lambda_d.shape[0] // 2
+    a = model.base_model.pvera_A[adapter][: 2 * r, : layer.in_features]
+    hidden = (x @ a.T) * lambda_d
+    return hidden[:, :r], hidden[:, r:]
+
+
+def _pvera_update(model: PeftModel, latent: torch.Tensor, adapter: str = "default") -> torch.Tensor:
+    layer = model.base_model.model[0]
+    lambda_b = layer.pvera_lambda_b[adapter].detach()
+    b = model.base_model.pvera_B[adapter][: layer.out_features, : latent.shape[-1]]
+    return (latent @ b.T) * lambda_b
+
+
+def test_pvera_projections_have_two_r_rows_for_mean_and_log_variance():
+    model = get_peft_model(_mlp(), PveraConfig(r=6, target_modules=["lin0", "lin2"]))
+    assert model.base_model.pvera_A["default"].shape == (12, 20)  # 2r x largest in_features (lin2)
+    assert model.base_model.pvera_B["default"].shape == (20, 6)  # largest out_features (lin0) x r
+    assert model.base_model.model.lin0.pvera_lambda_d["default"].shape == (12,)
+    generator = torch.Generator().manual_seed(0)
+    expected_a = nn.init.kaiming_uniform_(torch.empty(12, 20), generator=generator)
+    expected_b = nn.init.kaiming_uniform_(torch.empty(20, 6), generator=generator)
+    assert torch.equal(model.base_model.pvera_A["default"], expected_a)
+    assert torch.equal(model.base_model.pvera_B["default"], expected_b)
+
+
+def test_pvera_inference_uses_the_mean():
+    model = get_peft_model(_single(), PveraConfig(r=4, target_modules=["0"], init_weights=False)).eval()
+    x = _x()
+    mean, _ = _pvera_hidden(model, x)
+    expected = _single()(x) + _pvera_update(model, mean)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("sample_at_inference", [False, True])
+def test_pvera_samples_the_latent_from_its_seeded_generator(sample_at_inference):
+    config = PveraConfig(
+        r=4, target_modules=["0"], init_weights=False, generator_seed=11, sample_at_inference=sample_at_inference
+    )
+    model = get_peft_model(_single(), config)
+    if not sample_at_inference:
+        model.train()  # training always samples
+    else:
+        model.eval()
+    x = _x()
+    mean, log_var = _pvera_hidden(model, x)
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(11))
+    expected = _single()(x) + _pvera_update(model, mean + noise * torch.exp(0.5 * log_var))
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    torch.testing.assert_close(first, expected, atol=ATOL, rtol=0)
+    assert not torch.allclose(first, second), "the generator moves on: a new sample per forward"
+
+
+def test_pvera_merging_merges_the_mean_and_warns_when_sampling_at_inference():
+    model = get_peft_model(_single(), PveraConfig(r=4, target_modules=["0"], init_weights=False)).eval()
+    x = _x()
+    with torch.no_grad():
+        expected = model(x)
+        model.merge_adapter()
+        torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=0)
+    model.unmerge_adapter()
+    model.peft_config["default"].sample_at_inference = True
+    model.base_model.model[0].sample_at_inference["default"] = True
+    with pytest.warns(PeftWarning, match="merging merges the latent's mean"):
+        model.merge_adapter()
+
+
+def test_pvera_adapters_share_the_projections_and_keep_their_own_vectors():
+    model = get_peft_model(_mlp(), PveraConfig(target_modules=["lin1", "lin2"], init_weights=False))
+    model.add_adapter("other", PveraConfig(target_modules=["lin1", "lin2"], init_weights=False))
+    lin1, lin2 = model.base_model.model.lin1, model.base_model.model.lin2
+    assert lin1.pvera_A["default"] is lin1.pvera_A["other"] is lin2.pvera_A["default"]
+    assert lin1.pvera_lambda_d["default"].data_ptr() != lin1.pvera_lambda_d["other"].data_ptr()
+    with pytest.raises(ValueError, match="projection_prng_key must be the same"):
+        model.add_adapter("third", PveraConfig(target_modules=["lin1"], projection_prng_key=1))
+
+
+def test_pvera_adapter_needing_larger_projections_than_the_first_is_refused():
+    model = get_peft_model(_mlp(), PveraConfig(r=4, target_modules=["lin1"]))
+    with pytest.raises(ValueError, match="pvera_A has shape \\(8, 20\\) but at least \\(16, 20\\)"):
+        model.add_adapter("other", PveraConfig(r=8, target_modules=["lin1"]))
+    assert "other" not in model.peft_config
