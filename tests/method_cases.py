@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import peft
+from tests.tiny_models import sequential_mlp
 
 DIM = 16
 
@@ -90,3 +91,36 @@ def per_adapter_rows(model: peft.PeftModel, x: torch.Tensor, names: list[str]) -
             rows.append(model(row))
     model.set_adapter(active)
     return torch.cat(rows)
+
+
+def shira_config(**kwargs: object) -> peft.ShiraConfig:
+    """SHiRA on layers ``0`` and ``2`` of ``sequential_mlp``, starting away from the identity."""
+    return peft.ShiraConfig(**{"r": 2, "init_weights": False, "target_modules": ["0", "2"], **kwargs})
+
+
+def road_config(**kwargs: object) -> peft.RoadConfig:
+    """RoAd on layers ``0`` and ``2`` of ``sequential_mlp``, starting away from the identity."""
+    return peft.RoadConfig(**{"group_size": 4, "init_weights": False, "target_modules": ["0", "2"], **kwargs})
+
+
+def vblora_config(**kwargs: object) -> peft.VBLoRAConfig:
+    """VB-LoRA on layers ``0`` and ``2`` of ``sequential_mlp``, with a small bank."""
+    return peft.VBLoRAConfig(**{"r": 2, "num_vectors": 8, "vector_length": 2, "target_modules": ["0", "2"], **kwargs})
+
+
+SEQUENTIAL_MLP_CONFIGS: dict[str, Callable[..., peft.PeftConfig]] = {
+    "shira": shira_config,
+    "road": road_config,
+    "vblora": vblora_config,
+}
+
+
+def moved_off_init(config: peft.PeftConfig, seed: int = 0) -> peft.PeftModel:
+    """``config`` on ``sequential_mlp(seed)``, every trainable tensor moved by seeded noise (VB-LoRA starts random too:
+    each method is moved well away from its start), in eval mode."""
+    model = peft.get_peft_model(sequential_mlp(seed), config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(0.3 * torch.randn(param.shape, generator=torch.Generator().manual_seed(5)))
+    return model.eval()

@@ -43,6 +43,13 @@ def tiny_mlp() -> Chain:
     return mlp(10, 20, 20, 2)
 
 
+def sequential_mlp(seed: int = 0) -> nn.Sequential:
+    """``tiny_mlp``'s sizes (10 -> 20 -> 20 -> 2) as an ``nn.Sequential``: the linears are named ``0``, ``2``, ``4``.
+    Seeded, in eval mode."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 2)).eval()
+
+
 def lin_conv_net(seed: int = 0, conv1d: bool = True) -> Chain:
     """A linear 12 -> 8 (the only layer ``forward`` runs), a 3x3 Conv2d 4 -> 6, a pointwise Conv2d 6 -> 4 and, with
     ``conv1d``, a Conv1d 4 -> 6 (kernel 3); in eval mode, drawn after ``torch.manual_seed(seed)``."""
