@@ -68,13 +68,13 @@ METHOD_CASES: dict[str, Callable[[], peft.PeftConfig]] = {
 }
 
 
-def perturb(model: nn.Module, seed: int = 1) -> None:
-    """Add seeded noise to every trainable tensor (the adapters under test)."""
+def perturb(model: nn.Module, seed: int = 1, scale: float = 0.3) -> None:
+    """Add seeded noise of standard deviation ``scale`` to every trainable tensor (the adapters under test)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, param in sorted(model.named_parameters()):
             if param.requires_grad:
-                param.add_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+                param.add_(scale * torch.randn(param.shape, generator=generator, dtype=param.dtype))
 
 
 def per_adapter_rows(model: peft.PeftModel, x: torch.Tensor, names: list[str]) -> torch.Tensor:

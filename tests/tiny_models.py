@@ -43,6 +43,20 @@ def tiny_mlp() -> Chain:
     return mlp(10, 20, 20, 2)
 
 
+def linear_conv_embedding_net(seed: int = 0) -> Chain:
+    """``lin`` (10 -> 8, then a ReLU) and ``sq`` (8 -> 8) in the forward; a 3x3 ``conv`` (3 -> 6), a 1x1 ``pointwise``
+    (6 -> 4) and an ``emb`` (5 x 4) beside it, for layer-level tests. Seeded, in eval mode."""
+    torch.manual_seed(seed)
+    return Chain(
+        "lin relu sq",
+        lin=nn.Linear(10, 8),
+        sq=nn.Linear(8, 8),
+        conv=nn.Conv2d(3, 6, 3, padding=1),
+        pointwise=nn.Conv2d(6, 4, 1),
+        emb=nn.Embedding(5, 4),
+    ).eval()
+
+
 def sequential_mlp(seed: int = 0) -> nn.Sequential:
     """``tiny_mlp``'s sizes (10 -> 20 -> 20 -> 2) as an ``nn.Sequential``: the linears are named ``0``, ``2``, ``4``.
     Seeded, in eval mode."""

@@ -1,17 +1,15 @@
-"""HRA, MiSS and Bone: forward against hand computations, initialisation, merging, several adapters, mixed batches,
-save/load, config and layer errors, Bone checkpoints and their conversion to MiSS (REQUIREMENTS METHOD-HRA-1,
-METHOD-MISS-1, METHOD-BONE-1, SAVE-18).
+"""MiSS and Bone (its deprecated predecessor): forward against hand computations, initialisation, merging, several
+adapters, mixed batches, save/load, config and layer errors, Bone checkpoints and their conversion to MiSS
+(REQUIREMENTS METHOD-MISS-1, METHOD-BONE-1, SAVE-18); also that MiSS and HRA target what LoRA targets by default.
 
-Expected outputs are computed independently of the implementation: Householder matrices ``I - 2 v v^T`` multiplied
-out densely, Gram-Schmidt written as a loop, MiSS updates built entry by entry (``delta W[o, j] = D[j mod r, o]``)
-and bat's blocks ``W_ab (I + D_a) + D_a`` one block at a time.
+Expected outputs are computed independently of the implementation: MiSS updates built entry by entry
+(``delta W[o, j] = D[j mod r, o]``) and bat's blocks ``W_ab (I + D_a) + D_a`` one block at a time.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -30,70 +28,24 @@ from peft import (
     MissModel,
     PeftConfig,
     PeftModel,
-    PeftWarning,
     get_peft_model,
 )
-from peft.tuners._orthogonal import Reflection, rotate
 from peft.tuners.bone import BoneLayer, convert_bone_to_miss
 from peft.tuners.bone.convert import main as convert_main
 from peft.tuners.hra import HRALayer
 from peft.tuners.miss import MissLayer
-from tests.method_cases import per_adapter_rows
-from tests.tiny_models import Chain
+from tests.method_cases import per_adapter_rows, perturb
+from tests.tiny_models import linear_conv_embedding_net
 
 ATOL = 1e-5
 
 
-def _model(seed: int = 0) -> Chain:
-    torch.manual_seed(seed)
-    return Chain(
-        "lin relu sq",
-        lin=nn.Linear(10, 8),  # in 10: not a multiple of MiSS's r=4 (the input is padded)
-        sq=nn.Linear(8, 8),
-        conv=nn.Conv2d(3, 6, 3, padding=1),
-        pointwise=nn.Conv2d(6, 4, 1),
-        emb=nn.Embedding(5, 4),
-    ).eval()
-
-
 def _adapted(config: PeftConfig, seed: int = 0) -> PeftModel:
-    return get_peft_model(_model(seed), config).eval()
+    return get_peft_model(linear_conv_embedding_net(seed), config).eval()
 
 
 def _layer(model: PeftModel, name: str) -> nn.Module:
     return getattr(model.base_model.model, name)
-
-
-def _perturb(model: nn.Module, scale: float = 0.1, seed: int = 3) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, param in sorted(model.named_parameters()):
-            if param.requires_grad:
-                param.add_(scale * torch.randn(param.shape, generator=generator, dtype=param.dtype))
-
-
-def _householder_product(vectors: torch.Tensor) -> torch.Tensor:
-    """``H = (I - 2 v_1 v_1^T) (I - 2 v_2 v_2^T) ...`` with ``v_i`` the normalised columns, multiplied out densely."""
-    vectors = vectors.detach().double()
-    size = vectors.shape[0]
-    product = torch.eye(size, dtype=torch.float64)
-    for i in range(vectors.shape[1]):
-        v = vectors[:, i] / vectors[:, i].norm()
-        product = product @ (torch.eye(size, dtype=torch.float64) - 2 * torch.outer(v, v))
-    return product
-
-
-def _gram_schmidt_reflection(vectors: torch.Tensor) -> torch.Tensor:
-    """``I - 2 Q Q^T`` with ``Q`` from a Gram-Schmidt loop over the columns."""
-    vectors = vectors.detach().double()
-    basis: list[torch.Tensor] = []
-    for i in range(vectors.shape[1]):
-        v = vectors[:, i].clone()
-        for q in basis:
-            v = v - (q @ v) * q
-        basis.append(v / v.norm())
-    q = torch.stack(basis, dim=1)
-    return torch.eye(vectors.shape[0], dtype=torch.float64) - 2 * q @ q.T
 
 
 def _miss_delta(block: torch.Tensor, in_features: int, out_features: int, mini_r: int | None = None) -> torch.Tensor:
@@ -130,198 +82,6 @@ def _check_mixed_batch(model: PeftModel, names: list[str]) -> None:
     _close(model(x, adapter_names=names), per_adapter_rows(model, x, names))
 
 
-# ------------------------------------------------------------------------------------------------------- HRA
-def test_method_hra_1_config_defaults_and_errors():
-    config = HRAConfig()
-    assert (config.r, config.apply_GS, config.init_weights, config.bias) == (8, False, True, "none")
-    assert config.peft_type == "HRA"
-    assert HRAConfig(target_modules=["a", "b"]).target_modules == {"a", "b"}
-    with pytest.raises(ValueError, match=r"HRAConfig.r must be a positive integer.*got 0"):
-        HRAConfig(r=0)
-    with pytest.raises(
-        ValueError, match=r"HRAConfig.bias='lora_only' is invalid: expected one of 'none', 'all', 'hra_only'"
-    ):
-        HRAConfig(bias="lora_only")
-    with pytest.raises(ValueError, match="layers_to_transform"):
-        HRAConfig(target_modules=".*", layers_to_transform=[0])
-    with pytest.raises(ValueError, match="HRAConfig.init_weights='gaussian' is invalid: expected a bool"):
-        HRAConfig(init_weights="gaussian")
-
-
-def test_method_hra_1_even_r_starts_as_the_identity_with_paired_vectors():
-    base = _model()
-    x = torch.randn(3, 10)
-    expected = base(x)
-    model = get_peft_model(base, HRAConfig(r=4, target_modules=["lin", "sq"])).eval()
-    vectors = _layer(model, "lin").hra_u["default"]
-    assert vectors.shape == (10, 4)
-    assert torch.equal(vectors[:, 0], vectors[:, 1]) and torch.equal(vectors[:, 2], vectors[:, 3])
-    assert not torch.equal(vectors[:, 0], vectors[:, 2])
-    _close(model(x), expected)
-
-
-def test_method_hra_1_odd_r_warns_and_starts_random():
-    with pytest.warns(PeftWarning, match="symmetric initialization can NOT be performed when r is odd"):
-        model = _adapted(HRAConfig(r=3, target_modules=["lin"]))
-    x = torch.randn(3, 10)
-    assert not torch.allclose(model(x), _model()(x), atol=1e-3)
-
-
-def test_method_hra_1_linear_forward_is_the_base_layer_with_w_h():
-    model = _adapted(HRAConfig(r=3, init_weights=False, target_modules=["lin"]))
-    layer = _layer(model, "lin")
-    base = layer.get_base_layer()
-    h = _householder_product(layer.hra_u["default"])
-    assert torch.allclose(h.T @ h, torch.eye(10, dtype=torch.float64), atol=1e-10)  # orthogonal
-    x = torch.randn(5, 10)
-    expected = F.linear(x.double(), base.weight.double() @ h, base.bias.double())
-    _close(layer(x), expected)
-    # get_delta_weight is H (the reference's meaning: the merged weight is W @ H); reverse gives H^-1 = H^T
-    _close(layer.get_delta_weight("default"), h)
-    _close(layer.get_delta_weight("default", reverse=True), h.T)
-
-
-def test_method_hra_1_gram_schmidt_is_one_reflection_through_the_span():
-    model = _adapted(HRAConfig(r=3, apply_GS=True, init_weights=False, target_modules=["lin"]))
-    layer = _layer(model, "lin")
-    base = layer.get_base_layer()
-    h = _gram_schmidt_reflection(layer.hra_u["default"])
-    x = torch.randn(5, 10)
-    _close(layer(x), F.linear(x.double(), base.weight.double() @ h, base.bias.double()))
-
-
-@pytest.mark.parametrize("name", ["conv", "pointwise"])
-def test_method_hra_1_conv2d_reflects_each_flattened_filter_patch(name):
-    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=[name]))
-    layer = _layer(model, name)
-    base = layer.get_base_layer()
-    assert layer.hra_u["default"].shape == (base.in_channels * math.prod(base.kernel_size), 2)
-    h = _householder_product(layer.hra_u["default"])
-    weight = base.weight.double()
-    adapted = (weight.reshape(weight.shape[0], -1) @ h).reshape(weight.shape)
-    x = torch.randn(2, base.in_channels, 5, 5)
-    expected = F.conv2d(x.double(), adapted, base.bias.double(), padding=base.padding)
-    _close(layer(x), expected)
-
-
-def test_method_hra_1_merge_equals_forward_and_unmerge_restores_the_base_weight():
-    model = _adapted(HRAConfig(r=4, init_weights=False, target_modules=["lin", "sq", "conv"]))
-    layer = _layer(model, "lin")
-    original = {name: _layer(model, name).get_base_layer().weight.detach().clone() for name in ("lin", "sq", "conv")}
-    x, image = torch.randn(4, 10), torch.randn(2, 3, 5, 5)
-    expected, expected_conv = model(x), _layer(model, "conv")(image)
-    model.merge_adapter(safe_merge=True)
-    assert layer.merged
-    _close(layer.get_base_layer().weight, original["lin"].double() @ _householder_product(layer.hra_u["default"]))
-    _close(model(x), expected)
-    _close(_layer(model, "conv")(image), expected_conv)
-    model.unmerge_adapter()
-    for name, weight in original.items():
-        _close(_layer(model, name).get_base_layer().weight, weight)
-    merged = copy.deepcopy(model).merge_and_unload()
-    assert isinstance(merged.lin, nn.Linear) and not isinstance(merged.lin, HRALayer)
-    _close(merged(x), expected)
-
-
-def test_method_hra_1_two_adapters_compose_in_merge_order_and_delete():
-    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin"]))
-    model.add_adapter("other", HRAConfig(r=4, init_weights=False, target_modules=["lin"]))
-    layer = _layer(model, "lin")
-    base = layer.get_base_layer()
-    x = torch.randn(4, 10)
-    h_default, h_other = (_householder_product(layer.hra_u[name]) for name in ("default", "other"))
-    model.set_adapter("other")
-    _close(model.base_model.model.lin(x), F.linear(x.double(), base.weight.double() @ h_other, base.bias.double()))
-    model.base_model.set_adapter(["default", "other"])
-    both = F.linear(x.double(), base.weight.double() @ h_default @ h_other, base.bias.double())
-    _close(layer(x), both)
-    layer.merge()  # default, then other
-    _close(layer(x), both)
-    layer.unmerge()
-    model.delete_adapter("other")
-    assert sorted(layer.hra_u) == ["default"] and "other" not in layer.hra_r
-    _close(layer(x), F.linear(x.double(), base.weight.double() @ h_default, base.bias.double()))
-
-
-def test_method_hra_1_mixed_batch_uses_each_rows_adapter():
-    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
-    model.add_adapter("other", HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
-    _check_mixed_batch(model, ["default", "other", "__base__"])
-
-
-def test_method_hra_1_orthogonality_regulariser():
-    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
-    expected = []
-    for name in ("lin", "sq"):
-        u = _layer(model, name).hra_u["default"].detach().double()
-        u = u / u.norm(dim=0)
-        expected.append(((u.T @ u - torch.eye(2, dtype=torch.float64)) ** 2).sum())
-    loss = model.orthogonality_loss(weight=0.5)
-    _close(loss, 0.5 * torch.stack(expected).mean())
-    loss.backward()  # differentiable: it is added to the training loss
-    assert _layer(model, "lin").hra_u["default"].grad is not None
-    with torch.no_grad():  # orthogonal vectors: no penalty
-        _layer(model, "lin").hra_u["default"].copy_(torch.eye(10)[:, :2] * 3)
-    assert _layer(model, "lin").orthogonality_loss("default").item() == pytest.approx(0.0, abs=1e-12)
-    with pytest.raises(ValueError, match="No HRA layer holds adapter"):
-        model.orthogonality_loss(adapter_name="missing")
-
-
-def test_method_hra_1_save_load_round_trip(tmp_path):
-    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "conv"]))
-    x = torch.randn(2, 10)
-    expected = model(x)
-    model.save_pretrained(tmp_path)
-    assert sorted(load_file(tmp_path / "adapter_model.safetensors")) == [
-        "base_model.model.conv.hra_u",
-        "base_model.model.lin.hra_u",
-    ]
-    saved = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert saved["peft_type"] == "HRA" and saved["r"] == 2 and saved["apply_GS"] is False
-    loaded = PeftModel.from_pretrained(_model(), tmp_path, low_cpu_mem_usage=True).eval()
-    assert isinstance(loaded.peft_config["default"], HRAConfig)
-    _close(loaded(x), expected)
-    assert not any(p.requires_grad for p in loaded.parameters())
-
-
-def test_method_hra_1_trainable_parameters_and_bias_only():
-    model = get_peft_model(_model(), HRAConfig(r=2, target_modules=["lin"], bias="hra_only"))
-    trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
-    assert trainable == ["base_model.model.lin.base_layer.bias", "base_model.model.lin.hra_u.default"]
-
-
-def test_method_hra_1_unsupported_layers_are_refused():
-    with pytest.raises(TypeError, match="Embedding is not supported by HRAModel"):
-        _adapted(HRAConfig(target_modules=["emb"]))
-    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
-    with pytest.raises(ValueError, match="groups > 1"):
-        get_peft_model(grouped, HRAConfig(r=2, target_modules=["0"]))
-
-
-def test_method_hra_1_scaling_is_not_supported():
-    model = _adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin"]))
-    x = torch.randn(2, 10)
-    expected = model(x)
-    with pytest.warns(PeftWarning, match="Scaling operation for HRA not supported"):
-        _layer(model, "lin").scale_layer(0.5)
-    _close(model(x), expected)
-
-
-def test_method_hra_1_reflection_factor_in_the_shared_rotation():
-    """``Reflection`` is symmetric and its own inverse: ``rotate`` handles transpose/inverse by order only."""
-    torch.manual_seed(0)
-    unit = [torch.nn.functional.normalize(torch.randn(6, 1), dim=0) for _ in range(3)]
-    factors = [Reflection(u) for u in unit]
-    dense = [torch.eye(6) - 2 * u @ u.T for u in unit]
-    m = dense[0] @ dense[1] @ dense[2]
-    x = torch.randn(4, 6)
-    _close(rotate(x, factors), x @ m)
-    _close(rotate(x, factors, transpose=True), x @ m.T)
-    _close(rotate(x, factors, inverse=True), x @ torch.linalg.inv(m))
-    _close(rotate(x, factors, transpose=True, inverse=True), x @ torch.linalg.inv(m).T)
-
-
-# ------------------------------------------------------------------------------------------------------- MiSS
 def test_method_miss_1_config_defaults_and_errors():
     config = MissConfig()
     assert (config.r, config.mini_r, config.miss_dropout, config.init_weights) == (64, 1, 0.0, True)
@@ -344,7 +104,7 @@ def test_method_miss_1_config_defaults_and_errors():
     ("init_weights", "shape"), [(True, (4, 8)), ("bat", (2, 4, 4)), ("mini", (4, 2)), (False, (4, 8))]
 )
 def test_method_miss_1_fragment_shape_and_identity_at_init(init_weights, shape):
-    base = _model()
+    base = linear_conv_embedding_net()
     x = torch.randn(3, 10)
     expected = base(x)
     model = get_peft_model(base, MissConfig(r=4, init_weights=init_weights, mini_r=2, target_modules=["sq"])).eval()
@@ -370,7 +130,7 @@ def test_method_miss_1_balance_sums_input_chunks_into_the_shared_fragment():
 
 def test_method_miss_1_mini_repeats_the_fragment_along_the_output():
     model = _adapted(MissConfig(r=4, init_weights="mini", mini_r=2, target_modules=["lin"]))
-    _perturb(model)
+    perturb(model, seed=3, scale=0.1)
     layer = _layer(model, "lin")
     base = layer.get_base_layer()
     delta = _miss_delta(layer.miss_block["default"], 10, 8, mini_r=2)
@@ -380,7 +140,7 @@ def test_method_miss_1_mini_repeats_the_fragment_along_the_output():
 
 def test_method_miss_1_bat_transforms_each_block_of_the_weight():
     model = _adapted(MissConfig(r=4, init_weights="bat", target_modules=["sq"]))
-    _perturb(model)
+    perturb(model, seed=3, scale=0.1)
     layer = _layer(model, "sq")
     base = layer.get_base_layer()
     adapted = _bat_weight(base.weight, layer.miss_block["default"])
@@ -405,7 +165,7 @@ def test_method_miss_1_divisibility_errors_name_the_sizes():
 @pytest.mark.parametrize("init_weights", [False, "bat", "mini"])
 def test_method_miss_1_merge_equals_forward_and_unmerge_restores_the_base_weight(init_weights):
     model = _adapted(MissConfig(r=4, init_weights=init_weights, mini_r=4, target_modules=["sq"]))
-    _perturb(model)
+    perturb(model, seed=3, scale=0.1)
     layer = _layer(model, "sq")
     original = layer.get_base_layer().weight.detach().clone()
     x = torch.randn(4, 10)
@@ -422,7 +182,7 @@ def test_method_miss_1_merge_equals_forward_and_unmerge_restores_the_base_weight
 def test_method_miss_1_two_adapters_compose_in_merge_order_set_and_delete():
     model = _adapted(MissConfig(r=4, init_weights="bat", target_modules=["sq"]))
     model.add_adapter("other", MissConfig(r=2, init_weights=False, target_modules=["sq"]))
-    _perturb(model)  # only "default" is trainable
+    perturb(model, seed=3, scale=0.1)  # only "default" is trainable
     layer = _layer(model, "sq")
     base = layer.get_base_layer()
     weight = base.weight.double()
@@ -456,7 +216,9 @@ def test_method_miss_1_mixed_batch_uses_each_rows_adapter():
 
 
 def test_method_miss_1_dropout_acts_on_the_update_input_in_training_only():
-    model = get_peft_model(_model(), MissConfig(r=2, init_weights=False, miss_dropout=0.5, target_modules=["lin"]))
+    model = get_peft_model(
+        linear_conv_embedding_net(), MissConfig(r=2, init_weights=False, miss_dropout=0.5, target_modules=["lin"])
+    )
     layer = _layer(model, "lin")
     assert isinstance(layer.miss_dropout["default"], nn.Dropout)
     x = torch.randn(64, 10)
@@ -475,10 +237,10 @@ def test_method_miss_1_dropout_acts_on_the_update_input_in_training_only():
 
 def test_method_miss_1_save_load_round_trip_and_bias(tmp_path):
     config = MissConfig(r=2, init_weights="bat", target_modules=["sq"], bias="MiSS_only")
-    model = get_peft_model(_model(), config)
+    model = get_peft_model(linear_conv_embedding_net(), config)
     trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
     assert trainable == ["base_model.model.sq.base_layer.bias", "base_model.model.sq.miss_block.default"]
-    _perturb(model)
+    perturb(model, seed=3, scale=0.1)
     model.eval()
     x = torch.randn(2, 10)
     expected = model(x)
@@ -489,7 +251,7 @@ def test_method_miss_1_save_load_round_trip_and_bias(tmp_path):
     ]
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
     assert (saved["peft_type"], saved["init_weights"], saved["mini_r"]) == ("MISS", "bat", 1)
-    loaded = PeftModel.from_pretrained(_model(), tmp_path).eval()
+    loaded = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path).eval()
     _close(loaded(x), expected)
 
 
@@ -523,7 +285,7 @@ def test_method_bone_1_config_is_deprecated_and_validated():
 @pytest.mark.parametrize("init_weights", [False, "bat"])
 def test_method_bone_1_is_miss_under_bone_keys(init_weights, tmp_path):
     bone = _adapted(_bone_config(r=4, init_weights=init_weights, target_modules=["sq"]))
-    _perturb(bone)
+    perturb(bone, seed=3, scale=0.1)
     layer = _layer(bone, "sq")
     assert isinstance(layer, BoneLayer) and not isinstance(layer, MissLayer)
     miss = _adapted(MissConfig(r=4, init_weights=init_weights, target_modules=["sq"]))
@@ -558,8 +320,8 @@ def test_method_bone_1_saved_bone_adapters_load_and_compute_the_bone_update(tmp_
     block = torch.randn(4, 8) * 0.1
     _write_bone_checkpoint(tmp_path / "bone", block)
     with pytest.warns(FutureWarning):
-        model = PeftModel.from_pretrained(_model(), tmp_path / "bone").eval()
-    base = _model().sq
+        model = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path / "bone").eval()
+    base = linear_conv_embedding_net().sq
     x = torch.randn(3, 8)
     expected = F.linear(x.double(), base.weight.double() + _miss_delta(block, 8, 8), base.bias.double())
     _close(model.base_model.model.sq(x), expected)
@@ -571,12 +333,12 @@ def test_method_bone_1_conversion_to_miss_keeps_outputs(init_weights, tmp_path):
     _write_bone_checkpoint(tmp_path / "bone", block, init_weights)
     _write_bone_checkpoint(tmp_path / "bone" / "second", 2 * block, init_weights, bias="none")  # non-default
     with pytest.warns(FutureWarning):
-        bone = PeftModel.from_pretrained(_model(), tmp_path / "bone").eval()
+        bone = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path / "bone").eval()
     assert convert_bone_to_miss(tmp_path / "bone", tmp_path / "miss") == [".", "second"]
     config = json.loads((tmp_path / "miss" / "adapter_config.json").read_text())
     assert (config["peft_type"], config["bias"], config["init_weights"]) == ("MISS", "miss_only", init_weights)
     assert list(load_file(tmp_path / "miss" / "adapter_model.safetensors")) == ["base_model.model.sq.miss_block"]
-    miss = PeftModel.from_pretrained(_model(), tmp_path / "miss").eval()
+    miss = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path / "miss").eval()
     assert isinstance(miss.base_model, MissModel)
     x = torch.randn(3, 10)
     _close(miss(x), bone(x))
