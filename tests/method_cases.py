@@ -124,3 +124,14 @@ def moved_off_init(config: peft.PeftConfig, seed: int = 0) -> peft.PeftModel:
             if param.requires_grad:
                 param.add_(0.3 * torch.randn(param.shape, generator=torch.Generator().manual_seed(5)))
     return model.eval()
+
+
+def close_in_float64(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> None:
+    """``actual`` equals ``expected`` up to ``atol`` (and a relative 1e-4), both compared in float64."""
+    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=1e-4)
+
+
+def check_mixed_batch(model: peft.PeftModel, names: list[str], features: int = 10) -> None:
+    """One batch with ``adapter_names`` gives each row what the model gives it with that row's adapter alone."""
+    x = torch.randn(len(names), features)
+    close_in_float64(model(x, adapter_names=names), per_adapter_rows(model, x, names))

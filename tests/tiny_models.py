@@ -1,4 +1,4 @@
-"""Tiny plain-torch models shared by the core tests."""
+"""Tiny plain-torch models, and a seeded input for them, shared by the core tests."""
 
 from __future__ import annotations
 
@@ -62,6 +62,23 @@ def sequential_mlp(seed: int = 0) -> nn.Sequential:
     Seeded, in eval mode."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 2)).eval()
+
+
+def seeded_input(*shape: int) -> torch.Tensor:
+    """A standard normal input of ``shape`` from its own generator (seed 1): the same whatever ran before."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+
+
+def seeded_tiny_mlp(seed: int = 0) -> Chain:
+    """``tiny_mlp`` with weights drawn after ``torch.manual_seed(seed)``, in eval mode."""
+    torch.manual_seed(seed)
+    return tiny_mlp().eval()
+
+
+def single_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Sequential:
+    """One linear layer (named ``0``) with weights drawn after ``torch.manual_seed(0)``, in eval mode."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(in_features, out_features, bias=bias)).eval()
 
 
 def lin_conv_net(seed: int = 0, conv1d: bool = True) -> Chain:

@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import seeded_input, single_linear
 from torch import nn
 
 from peft import DeloraConfig, get_peft_model
 
 ATOL = 1e-5
-
-
-def _single(in_features: int = 8, out_features: int = 12, bias: bool = True) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(in_features, out_features, bias=bias)).eval()
-
-
-def _x(rows: int = 5, features: int = 8) -> torch.Tensor:
-    return torch.randn(rows, features, generator=torch.Generator().manual_seed(1))
 
 
 def _delora_delta(layer, adapter: str = "default") -> torch.Tensor:
@@ -38,25 +30,29 @@ def _delora_delta(layer, adapter: str = "default") -> torch.Tensor:
 
 
 def test_delora_records_the_column_norms_of_the_base_weight():
-    model = get_peft_model(_single(), DeloraConfig(r=3, target_modules=["0"]))
-    weight = _single()[0].weight.detach()
+    model = get_peft_model(single_linear(8, 12), DeloraConfig(r=3, target_modules=["0"]))
+    weight = single_linear(8, 12)[0].weight.detach()
     norms = torch.tensor([weight[:, j].norm() for j in range(weight.shape[1])])
     torch.testing.assert_close(model.base_model.model[0].delora_w_norm["default"], norms)
 
 
 def test_delora_forward_and_merge_are_normalised_rank_one_terms():
-    model = get_peft_model(_single(), DeloraConfig(r=3, delora_lambda=4, init_weights=False, target_modules=["0"]))
+    model = get_peft_model(
+        single_linear(8, 12), DeloraConfig(r=3, delora_lambda=4, init_weights=False, target_modules=["0"])
+    )
     model.eval()
     layer = model.base_model.model[0]
     delta = _delora_delta(layer)
-    x = _x()
+    x = seeded_input(5, 8)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), _single()(x) + x @ delta.T, atol=ATOL, rtol=0)
+        torch.testing.assert_close(model(x), single_linear(8, 12)(x) + x @ delta.T, atol=ATOL, rtol=0)
         torch.testing.assert_close(layer.get_delta_weight("default"), delta, atol=ATOL, rtol=0)
 
 
 def test_delora_update_norm_is_bounded_by_lambda_whatever_the_factors():
-    model = get_peft_model(_single(), DeloraConfig(r=4, delora_lambda=2, init_weights=False, target_modules=["0"]))
+    model = get_peft_model(
+        single_linear(8, 12), DeloraConfig(r=4, delora_lambda=2, init_weights=False, target_modules=["0"])
+    )
     layer = model.base_model.model[0]
     with torch.no_grad():
         layer.delora_A["default"].mul_(1000)

@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from tiny_models import seeded_input, single_linear
 
 from peft import GraloraConfig, get_peft_model
 
 ATOL = 1e-5
-
-
-def _single(in_features: int = 8, out_features: int = 12, bias: bool = True) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(in_features, out_features, bias=bias)).eval()
-
-
-def _x(rows: int = 5, features: int = 8) -> torch.Tensor:
-    return torch.randn(rows, features, generator=torch.Generator().manual_seed(1))
 
 
 def _gralora_delta(layer, adapter: str = "default") -> torch.Tensor:
@@ -43,35 +34,37 @@ def _gralora_delta(layer, adapter: str = "default") -> torch.Tensor:
 @pytest.mark.parametrize(("k", "hybrid_r"), [(1, 0), (2, 0), (4, 0), (2, 3)])
 def test_gralora_forward_and_merge_are_the_block_update(k, hybrid_r):
     config = GraloraConfig(r=4, gralora_k=k, hybrid_r=hybrid_r, alpha=6, init_weights=False, target_modules=["0"])
-    model = get_peft_model(_single(), config).eval()
+    model = get_peft_model(single_linear(8, 12), config).eval()
     layer = model.base_model.model[0]
     assert layer.scaling["default"] == 6 / (4 + hybrid_r)
     delta = _gralora_delta(layer)
-    x = _x()
+    x = seeded_input(5, 8)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), _single()(x) + x @ delta.T, atol=ATOL, rtol=0)
+        torch.testing.assert_close(model(x), single_linear(8, 12)(x) + x @ delta.T, atol=ATOL, rtol=0)
         torch.testing.assert_close(layer.get_delta_weight("default"), delta, atol=ATOL, rtol=0)
 
 
 def test_gralora_rank_grows_with_the_number_of_blocks():
     """k blocks of rank r/k per block pair: up to k r in total, for the parameters of a rank-r LoRA."""
-    model = get_peft_model(_single(8, 8), GraloraConfig(r=2, gralora_k=2, init_weights=False, target_modules=["0"]))
+    model = get_peft_model(
+        single_linear(8, 8), GraloraConfig(r=2, gralora_k=2, init_weights=False, target_modules=["0"])
+    )
     layer = model.base_model.model[0]
     assert torch.linalg.matrix_rank(layer.get_delta_weight("default")) == 4
     assert sum(p.numel() for p in layer.parameters() if p.requires_grad) == 2 * (8 + 8)
 
 
 def test_gralora_identity_by_default():
-    model = get_peft_model(_single(), GraloraConfig(r=4, hybrid_r=2, target_modules=["0"])).eval()
-    x = _x()
+    model = get_peft_model(single_linear(8, 12), GraloraConfig(r=4, hybrid_r=2, target_modules=["0"])).eval()
+    x = seeded_input(5, 8)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), _single()(x))
+        torch.testing.assert_close(model(x), single_linear(8, 12)(x))
 
 
 def test_gralora_sizes_must_be_divisible_by_k():
     with pytest.raises(ValueError, match="r must be divisible by gralora_k, got r=5 and gralora_k=2"):
         GraloraConfig(r=5, gralora_k=2)
     with pytest.raises(ValueError, match=r"Target module '0': in_features \(9\) must be divisible by gralora_k \(2\)"):
-        get_peft_model(_single(9, 12), GraloraConfig(r=4, target_modules=["0"]))
+        get_peft_model(single_linear(9, 12), GraloraConfig(r=4, target_modules=["0"]))
     with pytest.raises(ValueError, match="hybrid_r must be a non-negative integer"):
         GraloraConfig(hybrid_r=-1)

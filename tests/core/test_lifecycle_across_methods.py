@@ -48,7 +48,7 @@ from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.other import AuxiliaryTrainingWrapper
 from tests.recording_backend import recording_backend
-from tests.tiny_models import Chain, sequential_mlp
+from tests.tiny_models import Chain, seeded_input, sequential_mlp
 
 ATOL = 1e-5
 
@@ -430,10 +430,6 @@ def test_a_merged_adapter_cannot_be_deleted(method):
 
 
 # ------------------------------------------------------------------------------------------ SHiRA, RoAd and VB-LoRA
-def _sequential_input(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-
-
 @pytest.mark.parametrize(
     ("method", "keys"),
     [
@@ -445,7 +441,7 @@ def _sequential_input(*shape: int) -> torch.Tensor:
 def test_method_checkpoint_keys_and_round_trip(tmp_path, method: str, keys: list[str]) -> None:
     """METHOD-SHIRA-1 / METHOD-ROAD-1 / METHOD-VBLORA-1: the reference's keys, and a reload reproduces the outputs."""
     model = moved_off_init(SEQUENTIAL_MLP_CONFIGS[method]())
-    x = _sequential_input(4, 10)
+    x = seeded_input(4, 10)
     model.save_pretrained(tmp_path)
     saved = load_file(tmp_path / "adapter_model.safetensors")
     expected_keys = [f"base_model.model.{i}.{k}" for i in (0, 2) for k in keys]
@@ -464,7 +460,7 @@ def test_method_checkpoint_keys_and_round_trip(tmp_path, method: str, keys: list
 @pytest.mark.parametrize("method", list(SEQUENTIAL_MLP_CONFIGS))
 def test_method_two_adapters_set_adapter_and_delete(method: str) -> None:
     model = moved_off_init(SEQUENTIAL_MLP_CONFIGS[method]())
-    x = _sequential_input(4, 10)
+    x = seeded_input(4, 10)
     out_default = model(x)
     model.add_adapter("other", SEQUENTIAL_MLP_CONFIGS[method](target_modules=["2"]))
     model.set_adapter("other")
@@ -490,7 +486,7 @@ def test_method_two_adapters_set_adapter_and_delete(method: str) -> None:
 @pytest.mark.parametrize("method", list(SEQUENTIAL_MLP_CONFIGS))
 def test_method_merge_equals_unmerged_output_and_unload_restores_base(method: str) -> None:
     model = moved_off_init(SEQUENTIAL_MLP_CONFIGS[method]())
-    x = _sequential_input(4, 10)
+    x = seeded_input(4, 10)
     expected = model(x)
     torch.testing.assert_close(copy.deepcopy(model).merge_and_unload()(x), expected, atol=ATOL, rtol=0)
     with model.disable_adapter():

@@ -34,10 +34,8 @@ from peft.tuners.bone import BoneLayer, convert_bone_to_miss
 from peft.tuners.bone.convert import main as convert_main
 from peft.tuners.hra import HRALayer
 from peft.tuners.miss import MissLayer
-from tests.method_cases import per_adapter_rows, perturb
+from tests.method_cases import check_mixed_batch, close_in_float64, perturb
 from tests.tiny_models import linear_conv_embedding_net
-
-ATOL = 1e-5
 
 
 def _adapted(config: PeftConfig, seed: int = 0) -> PeftModel:
@@ -72,16 +70,6 @@ def _bat_weight(weight: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     return merged
 
 
-def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = ATOL) -> None:
-    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=1e-4)
-
-
-def _check_mixed_batch(model: PeftModel, names: list[str]) -> None:
-    """One batch with ``adapter_names`` gives each row what the model gives it with that row's adapter alone."""
-    x = torch.randn(len(names), 10)
-    _close(model(x, adapter_names=names), per_adapter_rows(model, x, names))
-
-
 def test_method_miss_1_config_defaults_and_errors():
     config = MissConfig()
     assert (config.r, config.mini_r, config.miss_dropout, config.init_weights) == (64, 1, 0.0, True)
@@ -114,7 +102,7 @@ def test_method_miss_1_fragment_shape_and_identity_at_init(init_weights, shape):
         assert not torch.allclose(model(x), expected, atol=1e-3)
     else:
         assert torch.count_nonzero(block) == 0
-        _close(model(x), expected)
+        close_in_float64(model(x), expected)
 
 
 def test_method_miss_1_balance_sums_input_chunks_into_the_shared_fragment():
@@ -124,8 +112,8 @@ def test_method_miss_1_balance_sums_input_chunks_into_the_shared_fragment():
     base = layer.get_base_layer()
     delta = _miss_delta(layer.miss_block["default"], 10, 8)
     x = torch.randn(2, 3, 10)
-    _close(layer(x), F.linear(x.double(), base.weight.double() + delta, base.bias.double()))
-    _close(layer.get_delta_weight("default"), delta)
+    close_in_float64(layer(x), F.linear(x.double(), base.weight.double() + delta, base.bias.double()))
+    close_in_float64(layer.get_delta_weight("default"), delta)
 
 
 def test_method_miss_1_mini_repeats_the_fragment_along_the_output():
@@ -135,7 +123,7 @@ def test_method_miss_1_mini_repeats_the_fragment_along_the_output():
     base = layer.get_base_layer()
     delta = _miss_delta(layer.miss_block["default"], 10, 8, mini_r=2)
     x = torch.randn(3, 10)
-    _close(layer(x), F.linear(x.double(), base.weight.double() + delta, base.bias.double()))
+    close_in_float64(layer(x), F.linear(x.double(), base.weight.double() + delta, base.bias.double()))
 
 
 def test_method_miss_1_bat_transforms_each_block_of_the_weight():
@@ -145,8 +133,8 @@ def test_method_miss_1_bat_transforms_each_block_of_the_weight():
     base = layer.get_base_layer()
     adapted = _bat_weight(base.weight, layer.miss_block["default"])
     x = torch.randn(3, 8)
-    _close(layer(x), F.linear(x.double(), adapted, base.bias.double()))
-    _close(layer.get_delta_weight("default"), adapted - base.weight.double())
+    close_in_float64(layer(x), F.linear(x.double(), adapted, base.bias.double()))
+    close_in_float64(layer.get_delta_weight("default"), adapted - base.weight.double())
 
 
 def test_method_miss_1_divisibility_errors_name_the_sizes():
@@ -171,12 +159,12 @@ def test_method_miss_1_merge_equals_forward_and_unmerge_restores_the_base_weight
     x = torch.randn(4, 10)
     expected = model(x)
     model.merge_adapter(safe_merge=True)
-    _close(model(x), expected)
+    close_in_float64(model(x), expected)
     model.unmerge_adapter()
-    _close(layer.get_base_layer().weight, original)
+    close_in_float64(layer.get_base_layer().weight, original)
     unloaded = copy.deepcopy(model).merge_and_unload()
     assert type(unloaded.sq) is nn.Linear
-    _close(unloaded(x), expected)
+    close_in_float64(unloaded(x), expected)
 
 
 def test_method_miss_1_two_adapters_compose_in_merge_order_set_and_delete():
@@ -190,18 +178,18 @@ def test_method_miss_1_two_adapters_compose_in_merge_order_set_and_delete():
     balance = _miss_delta(layer.miss_block["other"], 8, 8)
     x = torch.randn(3, 8)
     model.set_adapter("other")
-    _close(layer(x), F.linear(x.double(), weight + balance, base.bias.double()))
+    close_in_float64(layer(x), F.linear(x.double(), weight + balance, base.bias.double()))
     # both active: as merging default (bat, from W) then other (added)
     layer.set_adapter(["default", "other"])
-    _close(layer(x), F.linear(x.double(), bat + balance, base.bias.double()))
+    close_in_float64(layer(x), F.linear(x.double(), bat + balance, base.bias.double()))
     # the other order: bat acts on the weight that already holds the balance update
     layer.set_adapter(["other", "default"])
     blocks = layer.miss_block["default"].detach()
-    _close(layer(x), F.linear(x.double(), _bat_weight(weight + balance, blocks), base.bias.double()))
+    close_in_float64(layer(x), F.linear(x.double(), _bat_weight(weight + balance, blocks), base.bias.double()))
     layer.merge()
-    _close(layer(x), F.linear(x.double(), _bat_weight(weight + balance, blocks), base.bias.double()))
+    close_in_float64(layer(x), F.linear(x.double(), _bat_weight(weight + balance, blocks), base.bias.double()))
     layer.unmerge()
-    _close(base.weight, weight)
+    close_in_float64(base.weight, weight)
     model.delete_adapter("other")
     assert sorted(layer.miss_block) == ["default"] and "other" not in layer.miss_fn
     assert layer.active_adapters == ["default"]
@@ -212,7 +200,7 @@ def test_method_miss_1_mixed_batch_uses_each_rows_adapter():
     model.add_adapter("bat", MissConfig(r=2, init_weights="bat", target_modules=["sq"]))
     with torch.no_grad():
         _layer(model, "sq").miss_block["bat"].normal_(0.0, 0.1)
-    _check_mixed_batch(model, ["bat", "default", "__base__"])
+    check_mixed_batch(model, ["bat", "default", "__base__"])
 
 
 def test_method_miss_1_dropout_acts_on_the_update_input_in_training_only():
@@ -232,7 +220,7 @@ def test_method_miss_1_dropout_acts_on_the_update_input_in_training_only():
     torch.manual_seed(0)
     kept = F.dropout(x, 0.5, training=True)
     delta = _miss_delta(layer.miss_block["default"], 10, 8)
-    _close(trained, F.linear(x.double(), base.weight.double(), base.bias.double()) + kept.double() @ delta.T)
+    close_in_float64(trained, F.linear(x.double(), base.weight.double(), base.bias.double()) + kept.double() @ delta.T)
 
 
 def test_method_miss_1_save_load_round_trip_and_bias(tmp_path):
@@ -252,7 +240,7 @@ def test_method_miss_1_save_load_round_trip_and_bias(tmp_path):
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
     assert (saved["peft_type"], saved["init_weights"], saved["mini_r"]) == ("MISS", "bat", 1)
     loaded = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path).eval()
-    _close(loaded(x), expected)
+    close_in_float64(loaded(x), expected)
 
 
 def test_method_miss_1_default_targets_follow_lora():
@@ -292,7 +280,7 @@ def test_method_bone_1_is_miss_under_bone_keys(init_weights, tmp_path):
     with torch.no_grad():
         _layer(miss, "sq").miss_block["default"].copy_(layer.bone_block["default"])
     x = torch.randn(3, 10)
-    _close(bone(x), miss(x))
+    close_in_float64(bone(x), miss(x))
     bone.save_pretrained(tmp_path)
     assert list(load_file(tmp_path / "adapter_model.safetensors")) == ["base_model.model.sq.bone_block"]
 
@@ -324,7 +312,7 @@ def test_method_bone_1_saved_bone_adapters_load_and_compute_the_bone_update(tmp_
     base = linear_conv_embedding_net().sq
     x = torch.randn(3, 8)
     expected = F.linear(x.double(), base.weight.double() + _miss_delta(block, 8, 8), base.bias.double())
-    _close(model.base_model.model.sq(x), expected)
+    close_in_float64(model.base_model.model.sq(x), expected)
 
 
 @pytest.mark.parametrize("init_weights", [True, "bat"])
@@ -341,7 +329,7 @@ def test_method_bone_1_conversion_to_miss_keeps_outputs(init_weights, tmp_path):
     miss = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path / "miss").eval()
     assert isinstance(miss.base_model, MissModel)
     x = torch.randn(3, 10)
-    _close(miss(x), bone(x))
+    close_in_float64(miss(x), bone(x))
     miss.load_adapter(tmp_path / "miss" / "second", adapter_name="second")
     assert torch.equal(miss.base_model.model.sq.miss_block["second"], 2 * block)
 

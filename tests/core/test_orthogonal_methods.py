@@ -38,7 +38,7 @@ from peft.tuners.boft import BOFTLayer
 from peft.tuners.boft.layer import butterfly_permutations
 from peft.tuners.hra import HRALayer
 from peft.tuners.oft import OFTLayer
-from tests.method_cases import per_adapter_rows
+from tests.method_cases import check_mixed_batch, close_in_float64, per_adapter_rows
 from tests.recording_backend import recording_backend
 from tests.tiny_models import lin_conv_net as _lin_conv_net
 from tests.tiny_models import linear_conv_embedding_net
@@ -735,16 +735,6 @@ def _gram_schmidt_reflection(vectors: torch.Tensor) -> torch.Tensor:
     return torch.eye(vectors.shape[0], dtype=torch.float64) - 2 * q @ q.T
 
 
-def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = ATOL) -> None:
-    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=1e-4)
-
-
-def _check_mixed_batch(model: PeftModel, names: list[str]) -> None:
-    """One batch with ``adapter_names`` gives each row what the model gives it with that row's adapter alone."""
-    x = torch.randn(len(names), 10)
-    _close(model(x, adapter_names=names), per_adapter_rows(model, x, names))
-
-
 def test_method_hra_1_config_defaults_and_errors():
     config = HRAConfig()
     assert (config.r, config.apply_GS, config.init_weights, config.bias) == (8, False, True, "none")
@@ -771,7 +761,7 @@ def test_method_hra_1_even_r_starts_as_the_identity_with_paired_vectors():
     assert vectors.shape == (10, 4)
     assert torch.equal(vectors[:, 0], vectors[:, 1]) and torch.equal(vectors[:, 2], vectors[:, 3])
     assert not torch.equal(vectors[:, 0], vectors[:, 2])
-    _close(model(x), expected)
+    close_in_float64(model(x), expected)
 
 
 def test_method_hra_1_odd_r_warns_and_starts_random():
@@ -789,10 +779,10 @@ def test_method_hra_1_linear_forward_is_the_base_layer_with_w_h():
     assert torch.allclose(h.T @ h, torch.eye(10, dtype=torch.float64), atol=1e-10)  # orthogonal
     x = torch.randn(5, 10)
     expected = F.linear(x.double(), base.weight.double() @ h, base.bias.double())
-    _close(layer(x), expected)
+    close_in_float64(layer(x), expected)
     # get_delta_weight is H (the reference's meaning: the merged weight is W @ H); reverse gives H^-1 = H^T
-    _close(layer.get_delta_weight("default"), h)
-    _close(layer.get_delta_weight("default", reverse=True), h.T)
+    close_in_float64(layer.get_delta_weight("default"), h)
+    close_in_float64(layer.get_delta_weight("default", reverse=True), h.T)
 
 
 def test_method_hra_1_gram_schmidt_is_one_reflection_through_the_span():
@@ -801,7 +791,7 @@ def test_method_hra_1_gram_schmidt_is_one_reflection_through_the_span():
     base = layer.get_base_layer()
     h = _gram_schmidt_reflection(layer.hra_u["default"])
     x = torch.randn(5, 10)
-    _close(layer(x), F.linear(x.double(), base.weight.double() @ h, base.bias.double()))
+    close_in_float64(layer(x), F.linear(x.double(), base.weight.double() @ h, base.bias.double()))
 
 
 @pytest.mark.parametrize("name", ["conv", "pointwise"])
@@ -815,7 +805,7 @@ def test_method_hra_1_conv2d_reflects_each_flattened_filter_patch(name):
     adapted = (weight.reshape(weight.shape[0], -1) @ h).reshape(weight.shape)
     x = torch.randn(2, base.in_channels, 5, 5)
     expected = F.conv2d(x.double(), adapted, base.bias.double(), padding=base.padding)
-    _close(layer(x), expected)
+    close_in_float64(layer(x), expected)
 
 
 def test_method_hra_1_merge_equals_forward_and_unmerge_restores_the_base_weight():
@@ -826,15 +816,17 @@ def test_method_hra_1_merge_equals_forward_and_unmerge_restores_the_base_weight(
     expected, expected_conv = model(x), _layer(model, "conv")(image)
     model.merge_adapter(safe_merge=True)
     assert layer.merged
-    _close(layer.get_base_layer().weight, original["lin"].double() @ _householder_product(layer.hra_u["default"]))
-    _close(model(x), expected)
-    _close(_layer(model, "conv")(image), expected_conv)
+    close_in_float64(
+        layer.get_base_layer().weight, original["lin"].double() @ _householder_product(layer.hra_u["default"])
+    )
+    close_in_float64(model(x), expected)
+    close_in_float64(_layer(model, "conv")(image), expected_conv)
     model.unmerge_adapter()
     for name, weight in original.items():
-        _close(_layer(model, name).get_base_layer().weight, weight)
+        close_in_float64(_layer(model, name).get_base_layer().weight, weight)
     merged = copy.deepcopy(model).merge_and_unload()
     assert isinstance(merged.lin, nn.Linear) and not isinstance(merged.lin, HRALayer)
-    _close(merged(x), expected)
+    close_in_float64(merged(x), expected)
 
 
 def test_method_hra_1_two_adapters_compose_in_merge_order_and_delete():
@@ -845,22 +837,24 @@ def test_method_hra_1_two_adapters_compose_in_merge_order_and_delete():
     x = torch.randn(4, 10)
     h_default, h_other = (_householder_product(layer.hra_u[name]) for name in ("default", "other"))
     model.set_adapter("other")
-    _close(model.base_model.model.lin(x), F.linear(x.double(), base.weight.double() @ h_other, base.bias.double()))
+    close_in_float64(
+        model.base_model.model.lin(x), F.linear(x.double(), base.weight.double() @ h_other, base.bias.double())
+    )
     model.base_model.set_adapter(["default", "other"])
     both = F.linear(x.double(), base.weight.double() @ h_default @ h_other, base.bias.double())
-    _close(layer(x), both)
+    close_in_float64(layer(x), both)
     layer.merge()  # default, then other
-    _close(layer(x), both)
+    close_in_float64(layer(x), both)
     layer.unmerge()
     model.delete_adapter("other")
     assert sorted(layer.hra_u) == ["default"] and "other" not in layer.hra_r
-    _close(layer(x), F.linear(x.double(), base.weight.double() @ h_default, base.bias.double()))
+    close_in_float64(layer(x), F.linear(x.double(), base.weight.double() @ h_default, base.bias.double()))
 
 
 def test_method_hra_1_mixed_batch_uses_each_rows_adapter():
     model = _hra_adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
     model.add_adapter("other", HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
-    _check_mixed_batch(model, ["default", "other", "__base__"])
+    check_mixed_batch(model, ["default", "other", "__base__"])
 
 
 def test_method_hra_1_orthogonality_regulariser():
@@ -871,7 +865,7 @@ def test_method_hra_1_orthogonality_regulariser():
         u = u / u.norm(dim=0)
         expected.append(((u.T @ u - torch.eye(2, dtype=torch.float64)) ** 2).sum())
     loss = model.orthogonality_loss(weight=0.5)
-    _close(loss, 0.5 * torch.stack(expected).mean())
+    close_in_float64(loss, 0.5 * torch.stack(expected).mean())
     loss.backward()  # differentiable: it is added to the training loss
     assert _layer(model, "lin").hra_u["default"].grad is not None
     with torch.no_grad():  # orthogonal vectors: no penalty
@@ -894,7 +888,7 @@ def test_method_hra_1_save_load_round_trip(tmp_path):
     assert saved["peft_type"] == "HRA" and saved["r"] == 2 and saved["apply_GS"] is False
     loaded = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path, low_cpu_mem_usage=True).eval()
     assert isinstance(loaded.peft_config["default"], HRAConfig)
-    _close(loaded(x), expected)
+    close_in_float64(loaded(x), expected)
     assert not any(p.requires_grad for p in loaded.parameters())
 
 
@@ -918,7 +912,7 @@ def test_method_hra_1_scaling_is_not_supported():
     expected = model(x)
     with pytest.warns(PeftWarning, match="Scaling operation for HRA not supported"):
         _layer(model, "lin").scale_layer(0.5)
-    _close(model(x), expected)
+    close_in_float64(model(x), expected)
 
 
 def test_method_hra_1_reflection_factor_in_the_shared_rotation():
@@ -929,7 +923,7 @@ def test_method_hra_1_reflection_factor_in_the_shared_rotation():
     dense = [torch.eye(6) - 2 * u @ u.T for u in unit]
     m = dense[0] @ dense[1] @ dense[2]
     x = torch.randn(4, 6)
-    _close(rotate(x, factors), x @ m)
-    _close(rotate(x, factors, transpose=True), x @ m.T)
-    _close(rotate(x, factors, inverse=True), x @ torch.linalg.inv(m))
-    _close(rotate(x, factors, transpose=True, inverse=True), x @ torch.linalg.inv(m).T)
+    close_in_float64(rotate(x, factors), x @ m)
+    close_in_float64(rotate(x, factors, transpose=True), x @ m.T)
+    close_in_float64(rotate(x, factors, inverse=True), x @ torch.linalg.inv(m))
+    close_in_float64(rotate(x, factors, transpose=True, inverse=True), x @ torch.linalg.inv(m).T)

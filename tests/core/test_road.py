@@ -17,24 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peft import (
-    PeftModel,
-    RoadConfig,
-    get_peft_model,
-)
+from peft import PeftModel, RoadConfig, get_peft_model
 from peft.tuners.road import RoadLayer
-from tests.method_cases import (
-    moved_off_init,
-    per_adapter_rows,
-    road_config,
-)
-from tests.tiny_models import sequential_mlp
+from tests.method_cases import moved_off_init, per_adapter_rows, road_config
+from tests.tiny_models import seeded_input, sequential_mlp
 
 ATOL = 1e-5
-
-
-def _input(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
 
 
 def test_method_road_1_config_defaults_and_validation() -> None:
@@ -88,7 +76,7 @@ def _road_matrix(layer: RoadLayer, adapter: str = "default") -> torch.Tensor:
 def test_method_road_1_forward_rotates_the_base_output(variant: str) -> None:
     model = moved_off_init(road_config(variant=variant))
     layers = model.base_model.model
-    x, base = _input(4, 10), sequential_mlp()
+    x, base = seeded_input(4, 10), sequential_mlp()
     h = F.relu(base[0](x) @ _road_matrix(layers[0]).T)
     h = F.relu(base[2](h) @ _road_matrix(layers[2]).T)
     torch.testing.assert_close(model(x), base[4](h), atol=ATOL, rtol=0)
@@ -96,7 +84,7 @@ def test_method_road_1_forward_rotates_the_base_output(variant: str) -> None:
 
 
 def test_method_init_1_road_default_init_is_identity() -> None:
-    x = _input(4, 10)
+    x = seeded_input(4, 10)
     torch.testing.assert_close(
         get_peft_model(sequential_mlp(), road_config(init_weights=True)).eval()(x), sequential_mlp()(x)
     )
@@ -106,7 +94,7 @@ def test_method_init_1_road_default_init_is_identity() -> None:
 def test_method_road_1_merge_rotates_weight_and_bias_and_unmerge_restores(variant: str) -> None:
     model = moved_off_init(road_config(variant=variant))
     layer = model.base_model.model[0]
-    x = _input(4, 10)
+    x = seeded_input(4, 10)
     expected = model(x)
     weight, bias = layer.base_layer.weight.detach().clone(), layer.base_layer.bias.detach().clone()
     rotation = _road_matrix(layer)
@@ -134,7 +122,7 @@ def _two_road_adapters(other_group_size: int = 4) -> PeftModel:
 def test_method_road_1_mixed_batch_gathers_per_row_rotations() -> None:
     model = _two_road_adapters()
     names = ["other", "default", "__base__", "other", "default"]
-    x = _input(5, 3, 10)  # rows x sequence x features
+    x = seeded_input(5, 3, 10)  # rows x sequence x features
     expected = per_adapter_rows(model, x, names)
     for layer in (model.base_model.model[0], model.base_model.model[2]):
         # one gather for the whole batch: the per-adapter path must not be taken
@@ -145,7 +133,7 @@ def test_method_road_1_mixed_batch_gathers_per_row_rotations() -> None:
 def test_method_road_1_mixed_batch_with_different_group_sizes() -> None:
     model = _two_road_adapters(other_group_size=10)
     names = ["other", "__base__", "default", "other"]
-    x = _input(4, 10)
+    x = seeded_input(4, 10)
     torch.testing.assert_close(model(x, adapter_names=names), per_adapter_rows(model, x, names), atol=ATOL, rtol=0)
 
 

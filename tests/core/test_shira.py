@@ -18,24 +18,13 @@ import torch.nn.functional as F
 from saved_adapters import as_reference_saved
 from torch import nn
 
-from peft import (
-    PeftModel,
-    ShiraConfig,
-    get_peft_model,
-)
+from peft import PeftModel, ShiraConfig, get_peft_model
 from peft.tuners.shira import ShiraLayer
 from peft.tuners.shira.mask_functions import random_mask
-from tests.method_cases import (
-    moved_off_init,
-    shira_config,
-)
-from tests.tiny_models import sequential_mlp
+from tests.method_cases import moved_off_init, shira_config
+from tests.tiny_models import seeded_input, sequential_mlp
 
 ATOL = 1e-5
-
-
-def _input(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
 
 
 def test_method_shira_1_config_defaults_and_saved_fields() -> None:
@@ -87,7 +76,7 @@ def _shira_dense_delta(layer: ShiraLayer, adapter: str = "default") -> torch.Ten
 
 def test_method_shira_1_forward_adds_the_sparse_update() -> None:
     model = moved_off_init(shira_config())
-    x = _input(4, 10)
+    x = seeded_input(4, 10)
     base = sequential_mlp()
     h = F.relu(base[0](x) + x @ _shira_dense_delta(model.base_model.model[0]).T)
     h = F.relu(base[2](h) + h @ _shira_dense_delta(model.base_model.model[2]).T)
@@ -97,7 +86,7 @@ def test_method_shira_1_forward_adds_the_sparse_update() -> None:
 def test_method_shira_1_set_scale_scales_the_update() -> None:
     model = moved_off_init(shira_config(target_modules=["0"]))
     layer = model.base_model.model[0]
-    x = _input(3, 10)
+    x = seeded_input(3, 10)
     layer.set_scale("default", 0.5)
     torch.testing.assert_close(
         layer(x), layer.base_layer(x) + 0.5 * x @ _shira_dense_delta(layer).T / layer.scaling["default"]
@@ -105,7 +94,7 @@ def test_method_shira_1_set_scale_scales_the_update() -> None:
 
 
 def test_method_init_1_shira_default_init_is_identity() -> None:
-    x = _input(4, 10)
+    x = seeded_input(4, 10)
     model = get_peft_model(sequential_mlp(), shira_config(init_weights=True)).eval()
     torch.testing.assert_close(model(x), sequential_mlp()(x))
     assert not torch.allclose(get_peft_model(sequential_mlp(), shira_config()).eval()(x), sequential_mlp()(x))
@@ -150,14 +139,14 @@ def test_method_shira_1_mask_without_function_comes_from_the_checkpoint(tmp_path
     config = ShiraConfig(r=2, mask_type="custom", target_modules=["0", "2"], inference_mode=True)
     untrained = get_peft_model(sequential_mlp(), config).eval()
     with pytest.raises(ValueError, match="has no mask"):
-        untrained(_input(2, 10))
+        untrained(seeded_input(2, 10))
     # the adapter's config names a mask type without a function: the positions are the saved ones
     as_reference_saved(tmp_path)  # a reference-saved adapter of a custom mask type
     (tmp_path / "adapter_config.json").write_text(
         json.dumps({**json.loads((tmp_path / "adapter_config.json").read_text()), "mask_type": "custom"})
     )
     loaded = PeftModel.from_pretrained(sequential_mlp(), tmp_path).eval()
-    torch.testing.assert_close(loaded(_input(2, 10)), trained(_input(2, 10)))
+    torch.testing.assert_close(loaded(seeded_input(2, 10)), trained(seeded_input(2, 10)))
 
 
 def test_method_shira_1_only_linear_layers() -> None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from tiny_models import Chain, tiny_mlp
+from tiny_models import seeded_input, seeded_tiny_mlp
 from torch import nn
 
 from peft import PeftModel, PeftWarning, TinyLoraConfig, get_peft_model
@@ -23,20 +23,11 @@ from peft.tuners.tinylora.model import group_of
 ATOL = 1e-5
 
 
-def _mlp(seed: int = 0) -> Chain:
-    torch.manual_seed(seed)
-    return tiny_mlp().eval()
-
-
-def _x(rows: int = 5, features: int = 10) -> torch.Tensor:
-    return torch.randn(rows, features, generator=torch.Generator().manual_seed(1))
-
-
 def test_tinylora_factors_are_the_best_rank_r_approximation_split_evenly():
-    model = get_peft_model(_mlp(), TinyLoraConfig(r=3, u=4, target_modules=["lin1"]))
+    model = get_peft_model(seeded_tiny_mlp(), TinyLoraConfig(r=3, u=4, target_modules=["lin1"]))
     layer = model.base_model.model.lin1
     factor_a, factor_b = layer.tinylora_A["default"], layer.tinylora_B["default"]
-    weight = _mlp().lin1.weight.detach()
+    weight = seeded_tiny_mlp().lin1.weight.detach()
     u, s, vh = torch.linalg.svd(weight)
     torch.testing.assert_close(factor_b @ factor_a, u[:, :3] @ torch.diag(s[:3]) @ vh[:3], atol=1e-5, rtol=0)
     torch.testing.assert_close(factor_a.norm(dim=1), s[:3].sqrt(), atol=1e-5, rtol=0)
@@ -44,15 +35,15 @@ def test_tinylora_factors_are_the_best_rank_r_approximation_split_evenly():
 
 
 def test_tinylora_rank_is_capped_by_the_smaller_dimension():
-    layer = get_peft_model(_mlp(), TinyLoraConfig(r=5, u=2, target_modules=["lin2"])).base_model.model.lin2
+    layer = get_peft_model(seeded_tiny_mlp(), TinyLoraConfig(r=5, u=2, target_modules=["lin2"])).base_model.model.lin2
     assert layer.r["default"] == 2 and layer.tinylora_P["default"].shape == (2, 2, 2)
 
 
 def test_tinylora_forward_mixes_the_seeded_projections_with_v():
     config = TinyLoraConfig(r=2, u=5, projection_seed=9, init_weights="uniform", target_modules=["lin0", "lin1"])
-    model = get_peft_model(_mlp(), config).eval()
-    x = _x()
-    base = _mlp()
+    model = get_peft_model(seeded_tiny_mlp(), config).eval()
+    x = seeded_input(5, 10)
+    base = seeded_tiny_mlp()
     hidden = x
     for position, name in enumerate(("lin0", "lin1")):
         layer = getattr(model.base_model.model, name)
@@ -87,7 +78,7 @@ def test_tinylora_layers_of_a_group_share_one_trainable_vector(tmp_path):
     config = TinyLoraConfig(
         r=2, u=3, weight_tying=0.5, init_weights="uniform", target_modules=["lin0", "lin1", "lin2"]
     )
-    model = get_peft_model(_mlp(), config)
+    model = get_peft_model(seeded_tiny_mlp(), config)
     vectors = model.base_model.tinylora_v["default"]
     assert sorted(vectors) == ["0", "1"]
     keys = {name: getattr(model.base_model.model, name).tinylora_v_key["default"] for name in ("lin0", "lin1", "lin2")}
@@ -102,11 +93,11 @@ def test_tinylora_init_weights_false_draws_v_instead_of_leaving_memory():
     """Deliberate difference: the reference leaves ``v`` uninitialised (arbitrary memory) for False."""
     torch.manual_seed(3)
     model = get_peft_model(
-        _mlp(), TinyLoraConfig(u=64, init_weights=False, init_v_bound=0.02, target_modules=["lin1"])
+        seeded_tiny_mlp(), TinyLoraConfig(u=64, init_weights=False, init_v_bound=0.02, target_modules=["lin1"])
     )
     v = model.base_model.tinylora_v["default"]["0"]
     assert torch.isfinite(v).all() and v.abs().max() <= 0.02 and v.abs().sum() > 0
-    identity = get_peft_model(_mlp(), TinyLoraConfig(u=64, target_modules=["lin1"]))
+    identity = get_peft_model(seeded_tiny_mlp(), TinyLoraConfig(u=64, target_modules=["lin1"]))
     assert identity.base_model.tinylora_v["default"]["0"].abs().sum() == 0
 
 
@@ -117,18 +108,18 @@ def test_tinylora_adapter_without_projections_reloads_alone_identically(tmp_path
     with pytest.warns(PeftWarning, match="save_projection=False"):
         first = TinyLoraConfig(u=3, save_projection=False, target_modules=["lin0", "lin1", "lin2"])
         second = TinyLoraConfig(u=3, save_projection=False, init_weights="uniform", target_modules=["lin1", "lin2"])
-    model = get_peft_model(_mlp(), first)
+    model = get_peft_model(seeded_tiny_mlp(), first)
     model.add_adapter("other", second)
     model.set_adapter("other")
     model.eval()
-    x = _x()
+    x = seeded_input(5, 10)
     with torch.no_grad():
         expected = model(x)
     model.save_pretrained(tmp_path)
     assert not any("tinylora_P" in key for key in load_file(tmp_path / "other" / "adapter_model.safetensors"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PeftWarning)
-        alone = PeftModel.from_pretrained(_mlp(), tmp_path / "other").eval()
+        alone = PeftModel.from_pretrained(seeded_tiny_mlp(), tmp_path / "other").eval()
     with torch.no_grad():
         torch.testing.assert_close(alone(x), expected, atol=ATOL, rtol=0)
 
@@ -150,7 +141,7 @@ def test_tinylora_embedding_update_is_a_row_of_the_factors():
 
 
 def test_tinylora_adapters_must_agree_on_saving_projections():
-    model = get_peft_model(_mlp(), TinyLoraConfig(target_modules=["lin0"]))
+    model = get_peft_model(seeded_tiny_mlp(), TinyLoraConfig(target_modules=["lin0"]))
     with pytest.warns(PeftWarning), pytest.raises(ValueError, match="save_projection must be the same"):
         model.add_adapter("other", TinyLoraConfig(target_modules=["lin1"], save_projection=False))
 

@@ -14,21 +14,12 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_models import Chain, tiny_mlp
+from tiny_models import seeded_input, seeded_tiny_mlp
 
 from peft import PeftModel, PeftWarning, UniLoraConfig, get_peft_model
 from peft.tuners.unilora import UniLoraModel
 
 ATOL = 1e-5
-
-
-def _mlp(seed: int = 0) -> Chain:
-    torch.manual_seed(seed)
-    return tiny_mlp().eval()
-
-
-def _x(rows: int = 5, features: int = 10) -> torch.Tensor:
-    return torch.randn(rows, features, generator=torch.Generator().manual_seed(1))
 
 
 def _unilora_factors(model: PeftModel, name: str, adapter: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,11 +31,13 @@ def _unilora_factors(model: PeftModel, name: str, adapter: str = "default") -> t
 
 
 def test_unilora_forward_is_lora_with_factors_gathered_from_theta():
-    model = get_peft_model(_mlp(), UniLoraConfig(r=3, theta_d_length=37, target_modules=["lin0", "lin1", "lin2"]))
+    model = get_peft_model(
+        seeded_tiny_mlp(), UniLoraConfig(r=3, theta_d_length=37, target_modules=["lin0", "lin1", "lin2"])
+    )
     with torch.no_grad():
         model.base_model.unilora_theta_d["default"].normal_()
-    x = _x()
-    base = _mlp()
+    x = seeded_input(5, 10)
+    base = seeded_tiny_mlp()
     hidden = x
     for name in ("lin0", "lin1", "lin2"):
         factor_a, factor_b = _unilora_factors(model, name)
@@ -55,7 +48,9 @@ def test_unilora_forward_is_lora_with_factors_gathered_from_theta():
 
 
 def test_unilora_uses_every_entry_of_theta_equally_often_and_scales_by_its_count():
-    model = get_peft_model(_mlp(), UniLoraConfig(r=3, theta_d_length=37, target_modules=["lin0", "lin1", "lin2"]))
+    model = get_peft_model(
+        seeded_tiny_mlp(), UniLoraConfig(r=3, theta_d_length=37, target_modules=["lin0", "lin1", "lin2"])
+    )
     layers = [getattr(model.base_model.model, name) for name in ("lin0", "lin1", "lin2")]
     indices = torch.cat(
         [
@@ -79,7 +74,7 @@ def test_unilora_uses_every_entry_of_theta_equally_often_and_scales_by_its_count
 def test_unilora_indices_are_drawn_from_the_seed():
     def indices(seed: int) -> list[torch.Tensor]:
         config = UniLoraConfig(r=2, theta_d_length=29, proj_seed=seed, target_modules=["lin0", "lin1"])
-        layer = get_peft_model(_mlp(), config).base_model.model.lin1
+        layer = get_peft_model(seeded_tiny_mlp(), config).base_model.model.lin1
         return [layer.unilora_indices_A["default"], layer.unilora_indices_B["default"]]
 
     assert all(torch.equal(a, b) for a, b in zip(indices(17), indices(17)))
@@ -90,7 +85,7 @@ def test_unilora_indices_are_drawn_from_the_seed():
 @pytest.mark.parametrize("save_indices", [False, True])
 def test_unilora_checkpoint_holds_theta_once_and_indices_only_when_asked(save_indices, tmp_path):
     config = UniLoraConfig(r=2, theta_d_length=23, save_indices=save_indices, target_modules=["lin0", "lin1"])
-    model = get_peft_model(_mlp(), config)
+    model = get_peft_model(seeded_tiny_mlp(), config)
     with torch.no_grad():
         model.base_model.unilora_theta_d["default"].normal_()
     model.save_pretrained(tmp_path)
@@ -103,31 +98,33 @@ def test_unilora_checkpoint_holds_theta_once_and_indices_only_when_asked(save_in
         for factor in ("A", "B")
     }
     assert keys == (theta_keys | index_keys if save_indices else theta_keys)
-    x = _x()
-    loaded = PeftModel.from_pretrained(_mlp(), tmp_path).eval()
+    x = seeded_input(5, 10)
+    loaded = PeftModel.from_pretrained(seeded_tiny_mlp(), tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model.eval()(x))
 
 
 def test_unilora_missing_theta_warns_on_load(tmp_path):
-    get_peft_model(_mlp(), UniLoraConfig(target_modules=["lin0"], save_indices=True)).save_pretrained(tmp_path)
+    get_peft_model(seeded_tiny_mlp(), UniLoraConfig(target_modules=["lin0"], save_indices=True)).save_pretrained(
+        tmp_path
+    )
     tensors = load_file(tmp_path / "adapter_model.safetensors")
     del tensors["base_model.unilora_theta_d"]
     save_file(tensors, tmp_path / "adapter_model.safetensors")
     with pytest.warns(PeftWarning, match="missing adapter keys.*unilora_theta_d"):
-        PeftModel.from_pretrained(_mlp(), tmp_path)
+        PeftModel.from_pretrained(seeded_tiny_mlp(), tmp_path)
 
 
 def test_unilora_theta_gets_gradients_from_every_layer():
-    model = get_peft_model(_mlp(), UniLoraConfig(r=2, theta_d_length=17, target_modules=["lin0", "lin2"]))
+    model = get_peft_model(seeded_tiny_mlp(), UniLoraConfig(r=2, theta_d_length=17, target_modules=["lin0", "lin2"]))
     model.train()
-    model(_x()).square().mean().backward()
+    model(seeded_input(5, 10)).square().mean().backward()
     grad = model.base_model.unilora_theta_d["default"].grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
     with torch.no_grad():
         model.base_model.unilora_theta_d["default"].zero_()
     model.zero_grad()
-    model(_x()).square().mean().backward()
+    model(seeded_input(5, 10)).square().mean().backward()
     assert model.base_model.unilora_theta_d["default"].grad.abs().sum() == 0  # both factors zero: no gradient
 
 

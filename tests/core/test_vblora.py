@@ -17,23 +17,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from peft import (
-    PeftModel,
-    VBLoRAConfig,
-    get_peft_model,
-)
+from peft import PeftModel, VBLoRAConfig, get_peft_model
 from peft.tuners.vblora import VBLoRALayer
-from tests.method_cases import (
-    moved_off_init,
-    vblora_config,
-)
-from tests.tiny_models import sequential_mlp
+from tests.method_cases import moved_off_init, vblora_config
+from tests.tiny_models import seeded_input, sequential_mlp
 
 ATOL = 1e-5
-
-
-def _input(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
 
 
 def test_method_vblora_1_config_defaults() -> None:
@@ -81,7 +70,7 @@ def _vblora_delta(layer: VBLoRALayer, adapter: str = "default") -> torch.Tensor:
 def test_method_vblora_1_forward_mixes_top_k_bank_vectors() -> None:
     model = moved_off_init(vblora_config(topk=3))
     layers = model.base_model.model
-    x, base = _input(4, 10), sequential_mlp()
+    x, base = seeded_input(4, 10), sequential_mlp()
     h = F.relu(base[0](x) + x @ _vblora_delta(layers[0]).T)
     h = F.relu(base[2](h) + h @ _vblora_delta(layers[2]).T)
     torch.testing.assert_close(model(x), base[4](h), atol=ATOL, rtol=0)
@@ -91,7 +80,7 @@ def test_method_vblora_1_forward_mixes_top_k_bank_vectors() -> None:
 def test_method_vblora_1_gradients_reach_bank_and_top_k_logits_only() -> None:
     model = get_peft_model(sequential_mlp(), vblora_config(target_modules=["0"], topk=2))
     model.train()
-    model(_input(4, 10)).sum().backward()
+    model(seeded_input(4, 10)).sum().backward()
     layer = model.base_model.model[0]
     logits = layer.vblora_logits_A["default"]
     selected = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, logits.topk(2, dim=-1).indices, True)
@@ -102,7 +91,7 @@ def test_method_vblora_1_gradients_reach_bank_and_top_k_logits_only() -> None:
 def test_method_vblora_1_merge_and_unmerge() -> None:
     model = moved_off_init(vblora_config())
     layer = model.base_model.model[0]
-    x = _input(4, 10)
+    x = seeded_input(4, 10)
     expected, weight = model(x), layer.base_layer.weight.detach().clone()
     model.merge_adapter()
     torch.testing.assert_close(layer.base_layer.weight.detach(), weight + _vblora_delta(layer), atol=ATOL, rtol=0)
@@ -179,7 +168,7 @@ def test_method_vblora_1_save_only_topk_weights_format(tmp_path, num_vectors: in
 
 def test_method_vblora_1_topk_checkpoint_serves_inference_and_merge_only(tmp_path) -> None:
     model = moved_off_init(vblora_config(save_only_topk_weights=True))
-    x = _input(4, 10)
+    x = seeded_input(4, 10)
     expected = model(x)
     model.save_pretrained(tmp_path)
     loaded = PeftModel.from_pretrained(sequential_mlp(), tmp_path).eval()
