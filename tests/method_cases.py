@@ -3,6 +3,10 @@ every method (lifecycle, status, deletion) parametrize over ``METHOD_CASES``.
 
 Each config targets ``lin0`` and ``lin1`` (16 x 16), or what the method adapts instead (layer norm, embedding).
 ``perturb`` moves every trainable adapter tensor off its initial value, so that each adapter changes the outputs.
+
+Also shared by the method test files: ``per_adapter_rows`` and ``check_mixed_batch`` (what a mixed batch must give),
+``close_in_float64``, and the SHiRA, RoAd and VB-LoRA configs on ``tiny_models.sequential_mlp``
+(``SEQUENTIAL_MLP_CONFIGS``, ``moved_off_init``).
 """
 
 from __future__ import annotations
