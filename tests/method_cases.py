@@ -3,6 +3,10 @@ every method (lifecycle, status, deletion) parametrize over ``METHOD_CASES``.
 
 Each config targets ``lin0`` and ``lin1`` (16 x 16), or what the method adapts instead (layer norm, embedding).
 ``perturb`` moves every trainable adapter tensor off its initial value, so that each adapter changes the outputs.
+
+Also shared by the method test files: ``per_adapter_rows`` and ``check_mixed_batch`` (what a mixed batch must give),
+``close_in_float64``, and the SHiRA, RoAd and VB-LoRA configs on ``tiny_models.sequential_mlp``
+(``SEQUENTIAL_MLP_CONFIGS``, ``moved_off_init``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 from torch import nn
 
 import peft
+from tests.tiny_models import sequential_mlp
 
 DIM = 16
 
@@ -67,13 +72,13 @@ METHOD_CASES: dict[str, Callable[[], peft.PeftConfig]] = {
 }
 
 
-def perturb(model: nn.Module, seed: int = 1) -> None:
-    """Add seeded noise to every trainable tensor (the adapters under test)."""
+def perturb(model: nn.Module, seed: int = 1, scale: float = 0.3) -> None:
+    """Add seeded noise of standard deviation ``scale`` to every trainable tensor (the adapters under test)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, param in sorted(model.named_parameters()):
             if param.requires_grad:
-                param.add_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+                param.add_(scale * torch.randn(param.shape, generator=generator, dtype=param.dtype))
 
 
 def per_adapter_rows(model: peft.PeftModel, x: torch.Tensor, names: list[str]) -> torch.Tensor:
@@ -90,3 +95,47 @@ def per_adapter_rows(model: peft.PeftModel, x: torch.Tensor, names: list[str]) -
             rows.append(model(row))
     model.set_adapter(active)
     return torch.cat(rows)
+
+
+def shira_config(**kwargs: object) -> peft.ShiraConfig:
+    """SHiRA on layers ``0`` and ``2`` of ``sequential_mlp``, starting away from the identity."""
+    return peft.ShiraConfig(**{"r": 2, "init_weights": False, "target_modules": ["0", "2"], **kwargs})
+
+
+def road_config(**kwargs: object) -> peft.RoadConfig:
+    """RoAd on layers ``0`` and ``2`` of ``sequential_mlp``, starting away from the identity."""
+    return peft.RoadConfig(**{"group_size": 4, "init_weights": False, "target_modules": ["0", "2"], **kwargs})
+
+
+def vblora_config(**kwargs: object) -> peft.VBLoRAConfig:
+    """VB-LoRA on layers ``0`` and ``2`` of ``sequential_mlp``, with a small bank."""
+    return peft.VBLoRAConfig(**{"r": 2, "num_vectors": 8, "vector_length": 2, "target_modules": ["0", "2"], **kwargs})
+
+
+SEQUENTIAL_MLP_CONFIGS: dict[str, Callable[..., peft.PeftConfig]] = {
+    "shira": shira_config,
+    "road": road_config,
+    "vblora": vblora_config,
+}
+
+
+def moved_off_init(config: peft.PeftConfig, seed: int = 0) -> peft.PeftModel:
+    """``config`` on ``sequential_mlp(seed)``, every trainable tensor moved by seeded noise (VB-LoRA starts random too:
+    each method is moved well away from its start), in eval mode."""
+    model = peft.get_peft_model(sequential_mlp(seed), config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(0.3 * torch.randn(param.shape, generator=torch.Generator().manual_seed(5)))
+    return model.eval()
+
+
+def close_in_float64(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> None:
+    """``actual`` equals ``expected`` up to ``atol`` (and a relative 1e-4), both compared in float64."""
+    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=1e-4)
+
+
+def check_mixed_batch(model: peft.PeftModel, names: list[str], features: int = 10) -> None:
+    """One batch with ``adapter_names`` gives each row what the model gives it with that row's adapter alone."""
+    x = torch.randn(len(names), features)
+    close_in_float64(model(x, adapter_names=names), per_adapter_rows(model, x, names))

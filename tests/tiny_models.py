@@ -1,4 +1,4 @@
-"""Tiny plain-torch models shared by the core tests."""
+"""Tiny plain-torch models, and a seeded input for them, shared by the core tests."""
 
 from __future__ import annotations
 
@@ -41,6 +41,44 @@ def mlp(*sizes: int, names: tuple[str, ...] = ()) -> Chain:
 def tiny_mlp() -> Chain:
     """Three linears, 10 -> 20 -> 20 -> 2, with ReLUs between them."""
     return mlp(10, 20, 20, 2)
+
+
+def linear_conv_embedding_net(seed: int = 0) -> Chain:
+    """``lin`` (10 -> 8, then a ReLU) and ``sq`` (8 -> 8) in the forward; a 3x3 ``conv`` (3 -> 6), a 1x1 ``pointwise``
+    (6 -> 4) and an ``emb`` (5 x 4) beside it, for layer-level tests. Seeded, in eval mode."""
+    torch.manual_seed(seed)
+    return Chain(
+        "lin relu sq",
+        lin=nn.Linear(10, 8),
+        sq=nn.Linear(8, 8),
+        conv=nn.Conv2d(3, 6, 3, padding=1),
+        pointwise=nn.Conv2d(6, 4, 1),
+        emb=nn.Embedding(5, 4),
+    ).eval()
+
+
+def sequential_mlp(seed: int = 0) -> nn.Sequential:
+    """``tiny_mlp``'s sizes (10 -> 20 -> 20 -> 2) as an ``nn.Sequential``: the linears are named ``0``, ``2``, ``4``.
+    Seeded, in eval mode."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 2)).eval()
+
+
+def seeded_input(*shape: int) -> torch.Tensor:
+    """A standard normal input of ``shape`` from its own generator (seed 1): the same whatever ran before."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+
+
+def seeded_tiny_mlp(seed: int = 0) -> Chain:
+    """``tiny_mlp`` with weights drawn after ``torch.manual_seed(seed)``, in eval mode."""
+    torch.manual_seed(seed)
+    return tiny_mlp().eval()
+
+
+def single_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Sequential:
+    """One linear layer (named ``0``) with weights drawn after ``torch.manual_seed(0)``, in eval mode."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(in_features, out_features, bias=bias)).eval()
 
 
 def lin_conv_net(seed: int = 0, conv1d: bool = True) -> Chain:

@@ -1,12 +1,14 @@
 """The shared lifecycle, checked method by method (REQUIREMENTS LIFE-4/5/14/16/17/18/26/27, SAVE-1/2, MIX-1; issue 11,
 items 2 and 4).
 
-Two parts. For every non-prompt method (``tests/method_cases.py``): deleting the last adapter and disabling adapters
+Three parts. For every non-prompt method (``tests/method_cases.py``): deleting the last adapter and disabling adapters
 give the base model's outputs, and a merged adapter cannot be deleted. For the methods whose layers are built only
 from the shared base classes (PVeRA, UniLoRA, TinyLoRA, GraLoRA, HiRA, Lily, DeLoRA and GLoRA; their formulas are in
 their own test files): save and load (also onto meta tensors), several adapters and mixed batches, disabling and
 deleting, merging (exactly reversible) or a clear refusal, trainability, half-precision bases, the quantization backend
-and ``PeftMixedModel``.
+and ``PeftMixedModel``. And for SHiRA, RoAd and VB-LoRA on ``sequential_mlp`` (their formulas are in
+their own test files): the reference's checkpoint keys and a reload, two adapters set, mixed and deleted, merging and
+unloading, and their registration.
 
 Expected outputs come from independently built models (the base model with the same seed, or the same adapter
 alone), never from the model under test.
@@ -15,12 +17,13 @@ alone), never from the model under test.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import warnings
 
 import pytest
 import torch
-from method_cases import METHOD_CASES, inputs, perturb, tiny_net
+from method_cases import METHOD_CASES, SEQUENTIAL_MLP_CONFIGS, inputs, moved_off_init, perturb, tiny_net
 from safetensors.torch import load_file
 from torch import nn
 
@@ -34,15 +37,18 @@ from peft import (
     PeftMixedModel,
     PeftModel,
     PveraConfig,
+    RoadModel,
+    ShiraModel,
     TinyLoraConfig,
     UniLoraConfig,
+    VBLoRAModel,
     get_peft_model,
 )
 from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING
 from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.utils.other import AuxiliaryTrainingWrapper
 from tests.recording_backend import recording_backend
-from tests.tiny_models import Chain
+from tests.tiny_models import Chain, seeded_input, sequential_mlp
 
 ATOL = 1e-5
 
@@ -421,3 +427,81 @@ def test_a_merged_adapter_cannot_be_deleted(method):
     model.unmerge_adapter()
     model.delete_adapter("default")
     torch.testing.assert_close(_case_out(model), _case_out(tiny_net()), atol=1e-4, rtol=1e-4)  # merge round trip
+
+
+# ------------------------------------------------------------------------------------------ SHiRA, RoAd and VB-LoRA
+@pytest.mark.parametrize(
+    ("method", "keys"),
+    [
+        ("shira", ["shira_indices", "shira_weight"]),
+        ("road", ["road_alpha", "road_theta"]),
+        ("vblora", ["vblora_logits_A", "vblora_logits_B"]),
+    ],
+)
+def test_method_checkpoint_keys_and_round_trip(tmp_path, method: str, keys: list[str]) -> None:
+    """METHOD-SHIRA-1 / METHOD-ROAD-1 / METHOD-VBLORA-1: the reference's keys, and a reload reproduces the outputs."""
+    model = moved_off_init(SEQUENTIAL_MLP_CONFIGS[method]())
+    x = seeded_input(4, 10)
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    expected_keys = [f"base_model.model.{i}.{k}" for i in (0, 2) for k in keys]
+    assert sorted(k for k in saved if k != "base_model.vblora_vector_bank") == expected_keys
+    if method == "shira":
+        assert saved["base_model.model.0.shira_indices"].dtype == torch.int32
+    saved_config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert saved_config["peft_type"] == method.upper() and saved_config["inference_mode"] is True
+    for low_cpu_mem_usage in (False, True):
+        loaded = PeftModel.from_pretrained(sequential_mlp(), tmp_path, low_cpu_mem_usage=low_cpu_mem_usage).eval()
+        torch.testing.assert_close(loaded(x), model(x), atol=ATOL, rtol=0)
+        assert not any(p.requires_grad for p in loaded.parameters())
+        assert {t.device.type for t in [*loaded.parameters(), *loaded.buffers()]} == {"cpu"}
+
+
+@pytest.mark.parametrize("method", list(SEQUENTIAL_MLP_CONFIGS))
+def test_method_two_adapters_set_adapter_and_delete(method: str) -> None:
+    model = moved_off_init(SEQUENTIAL_MLP_CONFIGS[method]())
+    x = seeded_input(4, 10)
+    out_default = model(x)
+    model.add_adapter("other", SEQUENTIAL_MLP_CONFIGS[method](target_modules=["2"]))
+    model.set_adapter("other")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".other" in name:
+                param.add_(0.3)
+    out_other = model(x)
+    assert not torch.allclose(out_other, out_default)
+    assert all(p.requires_grad == (".other" in n) for n, p in model.named_parameters() if method in n)
+    model.set_adapter("default")
+    torch.testing.assert_close(model(x), out_default)
+    names = ["other", "__base__", "default", "other"]
+    expected = torch.stack([out_other[0], sequential_mlp()(x)[1], out_default[2], out_other[3]])
+    torch.testing.assert_close(model(x, adapter_names=names), expected, atol=ATOL, rtol=0)
+    with pytest.warns(UserWarning, match="'other' is now the active adapter"):
+        model.delete_adapter("default")
+    assert model.active_adapters == ["other"] and list(model.peft_config) == ["other"]
+    assert not any(".default" in name for name, _ in model.named_parameters())
+    torch.testing.assert_close(model(x), out_other)
+
+
+@pytest.mark.parametrize("method", list(SEQUENTIAL_MLP_CONFIGS))
+def test_method_merge_equals_unmerged_output_and_unload_restores_base(method: str) -> None:
+    model = moved_off_init(SEQUENTIAL_MLP_CONFIGS[method]())
+    x = seeded_input(4, 10)
+    expected = model(x)
+    torch.testing.assert_close(copy.deepcopy(model).merge_and_unload()(x), expected, atol=ATOL, rtol=0)
+    with model.disable_adapter():
+        torch.testing.assert_close(model(x), sequential_mlp()(x))
+    torch.testing.assert_close(model.unload()(x), sequential_mlp()(x))
+
+
+@pytest.mark.parametrize(
+    ("method", "model_cls", "mixed"),
+    [("shira", ShiraModel, True), ("road", RoadModel, True), ("vblora", VBLoRAModel, False)],
+)
+def test_method_registration(method: str, model_cls: type, mixed: bool) -> None:
+    from peft.mapping import PEFT_TYPE_TO_MIXED_MODEL_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+
+    peft_type = method.upper()
+    assert PEFT_TYPE_TO_TUNER_MAPPING[peft_type] is model_cls
+    assert PEFT_TYPE_TO_PREFIX_MAPPING[peft_type] == method + "_"
+    assert (peft_type in PEFT_TYPE_TO_MIXED_MODEL_MAPPING) is mixed

@@ -1,10 +1,11 @@
-"""VeRA and RandLoRA: frozen random projections shared by all layers, trainable per-layer vectors (REQUIREMENTS
-METHOD-VERA-1, METHOD-VERA-2, METHOD-RANDLORA-1, LIFE-4/5/16/17/18/26/27, SAVE-1/2/15).
+"""The VeRA family: VeRA, RandLoRA and PVeRA, frozen random projections shared by all layers and trainable per-layer
+vectors (REQUIREMENTS METHOD-VERA-1, METHOD-VERA-2, METHOD-RANDLORA-1, LIFE-4/5/16/17/18/26/27, SAVE-1/2/15).
 
 Expected outputs are computed by hand from the layer's trainable tensors and the model's projections (plain matrix
-products, RandLoRA's scaled bases assembled row by row), never with the implementation's helpers. The projections
-drawn from a seed are compared with the reference peft 0.21.2: bit for bit with the shared fixtures' files, and by
-SHA-256 digests of tensors the reference drew for the configs in ``REFERENCE_DIGESTS``.
+products, RandLoRA's scaled bases assembled row by row, PVeRA's mean and sampled latent from the paper's formulas),
+never with the implementation's helpers. The projections drawn from a seed are compared with the reference peft
+0.21.2: bit for bit with the shared fixtures' files, and by SHA-256 digests of tensors the reference drew for the
+configs in ``REFERENCE_DIGESTS``; PVeRA's with direct draws from the documented generators.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_models import Chain, tiny_mlp
+from tiny_models import seeded_input, seeded_tiny_mlp, single_linear
 from torch import nn
 
 from peft import (
     PeftModel,
+    PeftWarning,
+    PveraConfig,
     RandLoraConfig,
     RandLoraModel,
     VeraConfig,
@@ -42,20 +45,11 @@ ATOL = 1e-5
 METHODS = [VeraConfig, RandLoraConfig]
 
 
-def _mlp(seed: int = 0) -> Chain:
-    torch.manual_seed(seed)
-    return tiny_mlp().eval()
-
-
 def _adapted(config_cls: type, seed: int = 0, **kwargs) -> PeftModel:
     kwargs = {"r": 4, "init_weights": False, "target_modules": ["lin0", "lin1", "lin2"], **kwargs}
     if config_cls is RandLoraConfig:
         kwargs.setdefault("randlora_alpha", 8)
-    return get_peft_model(_mlp(seed), config_cls(**kwargs)).eval()
-
-
-def _x(rows: int = 5, features: int = 10) -> torch.Tensor:
-    return torch.randn(rows, features, generator=torch.Generator().manual_seed(1))
+    return get_peft_model(seeded_tiny_mlp(seed), config_cls(**kwargs)).eval()
 
 
 def _vera_update(model: PeftModel, name: str, x: torch.Tensor, adapter: str = "default") -> torch.Tensor:
@@ -91,8 +85,8 @@ def _digest(tensor: torch.Tensor) -> str:
 # ---------------------------------------------------------------------------------------------- VeRA formula
 def test_method_vera_1_forward_is_the_scaled_product_of_the_shared_projections():
     model = _adapted(VeraConfig)
-    x = _x()
-    base = _mlp()
+    x = seeded_input(5, 10)
+    base = seeded_tiny_mlp()
     h0 = base.lin0(x) + _vera_update(model, "lin0", x)
     h1 = base.lin1(torch.relu(h0)) + _vera_update(model, "lin1", torch.relu(h0))
     h2 = base.lin2(torch.relu(h1)) + _vera_update(model, "lin2", torch.relu(h1))
@@ -116,11 +110,11 @@ def test_method_vera_1_projections_are_sized_to_the_largest_layer_and_sliced():
 
 
 def test_method_vera_1_default_init_is_the_identity_with_d_initial():
-    model = get_peft_model(_mlp(), VeraConfig(r=4, target_modules=["lin0", "lin1"], d_initial=0.3)).eval()
+    model = get_peft_model(seeded_tiny_mlp(), VeraConfig(r=4, target_modules=["lin0", "lin1"], d_initial=0.3)).eval()
     layer = model.base_model.model.lin0
     assert torch.equal(layer.vera_lambda_b["default"], torch.zeros(20))
     assert torch.equal(layer.vera_lambda_d["default"], torch.full((4,), 0.3))
-    torch.testing.assert_close(model(_x()), _mlp()(_x()))
+    torch.testing.assert_close(model(seeded_input(5, 10)), seeded_tiny_mlp()(seeded_input(5, 10)))
 
 
 @pytest.mark.parametrize("config_cls", METHODS)
@@ -131,7 +125,7 @@ def test_method_vera_1_only_the_vectors_train(config_cls):
     trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
     assert trainable == sorted(f"base_model.model.lin{i}.{v}.default" for i in range(3) for v in names)
     assert not any(t.requires_grad for t in model.base_model.buffers())
-    model(_x()).sum().backward()
+    model(seeded_input(5, 10)).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if p.requires_grad)
 
 
@@ -166,11 +160,11 @@ def test_method_randlora_1_update_is_full_rank(name):
 
 
 def test_method_randlora_1_default_init_is_the_identity():
-    model = get_peft_model(_mlp(), RandLoraConfig(r=4, target_modules=["lin0", "lin2"])).eval()
+    model = get_peft_model(seeded_tiny_mlp(), RandLoraConfig(r=4, target_modules=["lin0", "lin2"])).eval()
     layer = model.base_model.model.lin0  # 3 bases of 10 values: gamma starts at 1 / max(3, 10)
     assert torch.equal(layer.randlora_lambda["default"], torch.zeros(4, 3))
     assert torch.equal(layer.randlora_gamma["default"], torch.full((3, 10), 0.1))
-    torch.testing.assert_close(model(_x()), _mlp()(_x()))
+    torch.testing.assert_close(model(seeded_input(5, 10)), seeded_tiny_mlp()(seeded_input(5, 10)))
 
 
 @pytest.mark.parametrize("option, nonzero", [("sparse", 1 / 3), ("very_sparse", None)])
@@ -290,7 +284,7 @@ def test_method_vera_2_later_adapter_that_does_not_fit_raises_and_changes_nothin
 
 
 def test_method_vera_2_larger_layers_than_the_first_adapter_raise():
-    model = get_peft_model(_mlp(), VeraConfig(r=4, target_modules=["lin2"]))  # (2, 20): B has 2 rows
+    model = get_peft_model(seeded_tiny_mlp(), VeraConfig(r=4, target_modules=["lin2"]))  # (2, 20): B has 2 rows
     with pytest.raises(ValueError, match=r"vera_B has shape \(2, 4\) but at least \(20, 4\)"):
         model.add_adapter("wide", VeraConfig(r=4, target_modules=["lin0"]))
 
@@ -299,7 +293,7 @@ def test_method_vera_2_smaller_rank_uses_the_leading_rows():
     model = _adapted(VeraConfig, r=6)
     model.add_adapter("small", VeraConfig(r=2, target_modules=["lin0"], init_weights=False))
     model.set_adapter("small")
-    x = _x()
+    x = seeded_input(5, 10)
     layer = model.base_model.model.lin0
     torch.testing.assert_close(
         layer(x), layer.base_layer(x) + _vera_update(model, "lin0", x, "small"), atol=ATOL, rtol=0
@@ -329,7 +323,7 @@ def test_life_5_adapters_must_agree_on_the_projections(config_cls, field, value)
 @pytest.mark.parametrize("config_cls", METHODS)
 def test_life_17_merge_unmerge_round_trip(config_cls):
     model = _adapted(config_cls)
-    x = _x()
+    x = seeded_input(5, 10)
     expected = model(x)
     weight = model.base_model.model.lin1.base_layer.weight.detach().clone()
     model.merge_adapter()
@@ -358,7 +352,7 @@ def test_life_18_safe_merge_refuses_non_finite_weights(config_cls):
 def test_life_several_adapters_switch_combine_mixed_batch_and_delete(config_cls):
     model = _adapted(config_cls)
     model.add_adapter("other", config_cls(r=4, target_modules=["lin1"], init_weights=False))
-    x = _x(6)
+    x = seeded_input(6, 10)
     out_default = model(x)
     model.set_adapter("other")
     out_other = model(x)
@@ -382,9 +376,11 @@ def test_life_several_adapters_switch_combine_mixed_batch_and_delete(config_cls)
 def test_life_27_autocast_upcasts_vectors_and_projections_of_a_half_precision_model(config_cls):
     def dtypes(autocast: bool) -> set[torch.dtype]:
         model = get_peft_model(
-            _mlp().to(torch.bfloat16), config_cls(r=4, target_modules=["lin0"]), autocast_adapter_dtype=autocast
+            seeded_tiny_mlp().to(torch.bfloat16),
+            config_cls(r=4, target_modules=["lin0"]),
+            autocast_adapter_dtype=autocast,
         )
-        assert model(_x().to(torch.bfloat16)).dtype == torch.bfloat16
+        assert model(seeded_input(5, 10).to(torch.bfloat16)).dtype == torch.bfloat16
         layer = model.base_model.model.lin0
         vectors = [getattr(layer, name)["default"] for name in layer.adapter_layer_names]
         return {t.dtype for t in vectors + list(model.base_model.buffers())}
@@ -403,7 +399,7 @@ def test_life_12_method_only_bias_trains_the_adapted_layers_biases(config_cls, v
 @pytest.mark.parametrize("config_cls", METHODS)
 def test_life_4_injecting_into_a_bare_model_is_refused(config_cls):
     with pytest.raises(ValueError, match="Use get_peft_model instead"):
-        inject_adapter_in_model(config_cls(r=4, target_modules=["lin0"]), _mlp())
+        inject_adapter_in_model(config_cls(r=4, target_modules=["lin0"]), seeded_tiny_mlp())
 
 
 # ---------------------------------------------------------------------------------------------- Conv1D
@@ -462,7 +458,7 @@ EXPECTED_KEYS = {
 @pytest.mark.parametrize("config_cls", METHODS)
 def test_save_2_round_trip_in_the_reference_key_format(tmp_path, config_cls, low_cpu_mem_usage):
     model = _adapted(config_cls)
-    x = _x()
+    x = seeded_input(5, 10)
     expected = model(x)
     model.save_pretrained(tmp_path)
     names = model.base_model.projection_names
@@ -472,7 +468,7 @@ def test_save_2_round_trip_in_the_reference_key_format(tmp_path, config_cls, low
     config = json.loads((tmp_path / "adapter_config.json").read_text())
     assert config["peft_type"] == ("VERA" if config_cls is VeraConfig else "RANDLORA")
     assert config["save_projection"] is True and config["projection_prng_key"] == 0
-    loaded = PeftModel.from_pretrained(_mlp(), tmp_path, low_cpu_mem_usage=low_cpu_mem_usage).eval()
+    loaded = PeftModel.from_pretrained(seeded_tiny_mlp(), tmp_path, low_cpu_mem_usage=low_cpu_mem_usage).eval()
     torch.testing.assert_close(loaded(x), expected)
     assert not any(p.requires_grad for p in loaded.parameters())
 
@@ -482,7 +478,7 @@ def test_save_2_round_trip_in_the_reference_key_format(tmp_path, config_cls, low
 def test_save_2_without_projections_they_are_drawn_again_from_the_key(tmp_path, config_cls):
     with pytest.warns(UserWarning, match="save_projection=False"):
         model = _adapted(config_cls, save_projection=False, projection_prng_key=5)
-    x = _x()
+    x = seeded_input(5, 10)
     expected = model(x)
     model.save_pretrained(tmp_path)
     keys = load_file(tmp_path / "adapter_model.safetensors")
@@ -491,7 +487,7 @@ def test_save_2_without_projections_they_are_drawn_again_from_the_key(tmp_path, 
         k.startswith("base_model.vera_") or k.startswith("base_model.randlora_") for k in model.state_dict()
     )
     with pytest.warns(UserWarning, match="drawn from projection_prng_key"):
-        loaded = PeftModel.from_pretrained(_mlp(), tmp_path).eval()
+        loaded = PeftModel.from_pretrained(seeded_tiny_mlp(), tmp_path).eval()
     torch.testing.assert_close(loaded(x), expected)
 
 
@@ -503,7 +499,7 @@ def test_save_9_checkpoint_without_its_projections_is_refused(tmp_path, config_c
     tensors = {k: v for k, v in load_file(path).items() if not k.startswith("base_model.") or ".model." in k}
     save_file(tensors, path)
     with pytest.raises(ValueError, match="save_projection=True but the checkpoint does not hold"):
-        PeftModel.from_pretrained(_mlp(), tmp_path)
+        PeftModel.from_pretrained(seeded_tiny_mlp(), tmp_path)
 
 
 def test_save_15_adapter_trained_second_loads_with_its_own_projections(tmp_path):
@@ -512,10 +508,10 @@ def test_save_15_adapter_trained_second_loads_with_its_own_projections(tmp_path)
     model = _adapted(VeraConfig, r=6)
     model.add_adapter("second", VeraConfig(r=2, target_modules=["lin0"], init_weights=False))
     model.set_adapter("second")
-    x = _x()
+    x = seeded_input(5, 10)
     expected = model(x)
     model.save_pretrained(tmp_path, selected_adapters=["second"])
-    loaded = PeftModel.from_pretrained(_mlp(), tmp_path / "second").eval()
+    loaded = PeftModel.from_pretrained(seeded_tiny_mlp(), tmp_path / "second").eval()
     assert loaded.base_model.vera_A["default"].shape == (6, 20)
     torch.testing.assert_close(loaded(x), expected)
 
@@ -526,7 +522,7 @@ def test_save_15_loading_never_changes_another_adapters_projections(tmp_path):
     donor = _adapted(VeraConfig, target_modules=["lin0"])  # A (4, 10), B (20, 4)
     donor.save_pretrained(tmp_path)
     model = _adapted(VeraConfig, r=6)  # A (6, 20), B (20, 6)
-    x = _x()
+    x = seeded_input(5, 10)
     before = model(x)
     model.load_adapter(tmp_path, "loaded")
     assert model.base_model.vera_A["loaded"].shape == (4, 10)
@@ -611,3 +607,93 @@ def test_arch_7_both_methods_share_one_projection_lifecycle():
     assert VeraModel.prefix == "vera_lambda_" and RandLoraModel.prefix == "randlora_"
     assert VeraLayer.adapter_layer_names == ("vera_lambda_b", "vera_lambda_d")
     assert RandLoraLayer.adapter_layer_names == ("randlora_lambda", "randlora_gamma")
+
+
+# ---------------------------------------------------------------------------------------------- PVeRA
+def _pvera_hidden(model: PeftModel, x: torch.Tensor, adapter: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, log_var)`` of the single layer ``0``: the halves of ``lambda_d * (A[:2r, :in] x)``."""
+    layer = model.base_model.model[0]
+    lambda_d = layer.pvera_lambda_d[adapter].detach()
+    r = lambda_d.shape[0] // 2
+    a = model.base_model.pvera_A[adapter][: 2 * r, : layer.in_features]
+    hidden = (x @ a.T) * lambda_d
+    return hidden[:, :r], hidden[:, r:]
+
+
+def _pvera_update(model: PeftModel, latent: torch.Tensor, adapter: str = "default") -> torch.Tensor:
+    layer = model.base_model.model[0]
+    lambda_b = layer.pvera_lambda_b[adapter].detach()
+    b = model.base_model.pvera_B[adapter][: layer.out_features, : latent.shape[-1]]
+    return (latent @ b.T) * lambda_b
+
+
+def test_pvera_projections_have_two_r_rows_for_mean_and_log_variance():
+    model = get_peft_model(seeded_tiny_mlp(), PveraConfig(r=6, target_modules=["lin0", "lin2"]))
+    assert model.base_model.pvera_A["default"].shape == (12, 20)  # 2r x largest in_features (lin2)
+    assert model.base_model.pvera_B["default"].shape == (20, 6)  # largest out_features (lin0) x r
+    assert model.base_model.model.lin0.pvera_lambda_d["default"].shape == (12,)
+    generator = torch.Generator().manual_seed(0)
+    expected_a = nn.init.kaiming_uniform_(torch.empty(12, 20), generator=generator)
+    expected_b = nn.init.kaiming_uniform_(torch.empty(20, 6), generator=generator)
+    assert torch.equal(model.base_model.pvera_A["default"], expected_a)
+    assert torch.equal(model.base_model.pvera_B["default"], expected_b)
+
+
+def test_pvera_inference_uses_the_mean():
+    model = get_peft_model(single_linear(10, 6), PveraConfig(r=4, target_modules=["0"], init_weights=False)).eval()
+    x = seeded_input(5, 10)
+    mean, _ = _pvera_hidden(model, x)
+    expected = single_linear(10, 6)(x) + _pvera_update(model, mean)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("sample_at_inference", [False, True])
+def test_pvera_samples_the_latent_from_its_seeded_generator(sample_at_inference):
+    config = PveraConfig(
+        r=4, target_modules=["0"], init_weights=False, generator_seed=11, sample_at_inference=sample_at_inference
+    )
+    model = get_peft_model(single_linear(10, 6), config)
+    if not sample_at_inference:
+        model.train()  # training always samples
+    else:
+        model.eval()
+    x = seeded_input(5, 10)
+    mean, log_var = _pvera_hidden(model, x)
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(11))
+    expected = single_linear(10, 6)(x) + _pvera_update(model, mean + noise * torch.exp(0.5 * log_var))
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    torch.testing.assert_close(first, expected, atol=ATOL, rtol=0)
+    assert not torch.allclose(first, second), "the generator moves on: a new sample per forward"
+
+
+def test_pvera_merging_merges_the_mean_and_warns_when_sampling_at_inference():
+    model = get_peft_model(single_linear(10, 6), PveraConfig(r=4, target_modules=["0"], init_weights=False)).eval()
+    x = seeded_input(5, 10)
+    with torch.no_grad():
+        expected = model(x)
+        model.merge_adapter()
+        torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=0)
+    model.unmerge_adapter()
+    model.peft_config["default"].sample_at_inference = True
+    model.base_model.model[0].sample_at_inference["default"] = True
+    with pytest.warns(PeftWarning, match="merging merges the latent's mean"):
+        model.merge_adapter()
+
+
+def test_pvera_adapters_share_the_projections_and_keep_their_own_vectors():
+    model = get_peft_model(seeded_tiny_mlp(), PveraConfig(target_modules=["lin1", "lin2"], init_weights=False))
+    model.add_adapter("other", PveraConfig(target_modules=["lin1", "lin2"], init_weights=False))
+    lin1, lin2 = model.base_model.model.lin1, model.base_model.model.lin2
+    assert lin1.pvera_A["default"] is lin1.pvera_A["other"] is lin2.pvera_A["default"]
+    assert lin1.pvera_lambda_d["default"].data_ptr() != lin1.pvera_lambda_d["other"].data_ptr()
+    with pytest.raises(ValueError, match="projection_prng_key must be the same"):
+        model.add_adapter("third", PveraConfig(target_modules=["lin1"], projection_prng_key=1))
+
+
+def test_pvera_adapter_needing_larger_projections_than_the_first_is_refused():
+    model = get_peft_model(seeded_tiny_mlp(), PveraConfig(r=4, target_modules=["lin1"]))
+    with pytest.raises(ValueError, match="pvera_A has shape \\(8, 20\\) but at least \\(16, 20\\)"):
+        model.add_adapter("other", PveraConfig(r=8, target_modules=["lin1"]))
+    assert "other" not in model.peft_config

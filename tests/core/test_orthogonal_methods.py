@@ -1,14 +1,16 @@
-"""OFT and BOFT (orthogonal family): rotations per layer type, initialisation, constrained OFT, dropout, merging,
-several adapters, mixed batches, save/load, config validation and mixing (REQUIREMENTS METHOD-OFT-1/2,
-METHOD-BOFT-1/2, SAVE-17, ARCH-24).
+"""The orthogonal family: OFT, BOFT and HRA. OFT and BOFT rotations per layer type, initialisation, constrained OFT,
+dropout, merging, several adapters, mixed batches, save/load, config validation and mixing; HRA's Householder
+reflections the same way (REQUIREMENTS METHOD-OFT-1/2, METHOD-BOFT-1/2, METHOD-HRA-1, SAVE-17, ARCH-24).
 
 Expected outputs are computed independently of the implementation: skew-symmetric matrices filled entry by entry,
 Cayley transforms with ``torch.linalg.inv``, Neumann series with ``torch.linalg.matrix_power``, butterfly
-permutations as explicit permutation matrices, block-diagonal matrices with ``torch.block_diag``.
+permutations as explicit permutation matrices, block-diagonal matrices with ``torch.block_diag``, Householder
+matrices ``I - 2 v v^T`` multiplied out densely and Gram-Schmidt written as a loop.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -21,6 +23,7 @@ from torch import nn
 from peft import (
     BOFTConfig,
     BOFTModel,
+    HRAConfig,
     LoraConfig,
     OFTConfig,
     OFTModel,
@@ -30,12 +33,15 @@ from peft import (
     PeftWarning,
     get_peft_model,
 )
+from peft.tuners._orthogonal import Reflection, rotate
 from peft.tuners.boft import BOFTLayer
 from peft.tuners.boft.layer import butterfly_permutations
+from peft.tuners.hra import HRALayer
 from peft.tuners.oft import OFTLayer
-from tests.method_cases import per_adapter_rows
+from tests.method_cases import check_mixed_batch, close_in_float64, per_adapter_rows
 from tests.recording_backend import recording_backend
 from tests.tiny_models import lin_conv_net as _lin_conv_net
+from tests.tiny_models import linear_conv_embedding_net
 
 ATOL = 1e-5
 
@@ -698,3 +704,226 @@ def test_arch_22_base_weights_are_read_and_written_through_the_quantization_back
         ("get", "lin"), ("set", "lin"), ("get", "conv"), ("set", "conv"),
         ("get", "lin"), ("set", "lin"), ("get", "conv"), ("set", "conv"),
     ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ HRA
+def _hra_adapted(config: PeftConfig, seed: int = 0) -> PeftModel:
+    return get_peft_model(linear_conv_embedding_net(seed), config).eval()
+
+
+def _householder_product(vectors: torch.Tensor) -> torch.Tensor:
+    """``H = (I - 2 v_1 v_1^T) (I - 2 v_2 v_2^T) ...`` with ``v_i`` the normalised columns, multiplied out densely."""
+    vectors = vectors.detach().double()
+    size = vectors.shape[0]
+    product = torch.eye(size, dtype=torch.float64)
+    for i in range(vectors.shape[1]):
+        v = vectors[:, i] / vectors[:, i].norm()
+        product = product @ (torch.eye(size, dtype=torch.float64) - 2 * torch.outer(v, v))
+    return product
+
+
+def _gram_schmidt_reflection(vectors: torch.Tensor) -> torch.Tensor:
+    """``I - 2 Q Q^T`` with ``Q`` from a Gram-Schmidt loop over the columns."""
+    vectors = vectors.detach().double()
+    basis: list[torch.Tensor] = []
+    for i in range(vectors.shape[1]):
+        v = vectors[:, i].clone()
+        for q in basis:
+            v = v - (q @ v) * q
+        basis.append(v / v.norm())
+    q = torch.stack(basis, dim=1)
+    return torch.eye(vectors.shape[0], dtype=torch.float64) - 2 * q @ q.T
+
+
+def test_method_hra_1_config_defaults_and_errors():
+    config = HRAConfig()
+    assert (config.r, config.apply_GS, config.init_weights, config.bias) == (8, False, True, "none")
+    assert config.peft_type == "HRA"
+    assert HRAConfig(target_modules=["a", "b"]).target_modules == {"a", "b"}
+    with pytest.raises(ValueError, match=r"HRAConfig.r must be a positive integer.*got 0"):
+        HRAConfig(r=0)
+    with pytest.raises(
+        ValueError, match=r"HRAConfig.bias='lora_only' is invalid: expected one of 'none', 'all', 'hra_only'"
+    ):
+        HRAConfig(bias="lora_only")
+    with pytest.raises(ValueError, match="layers_to_transform"):
+        HRAConfig(target_modules=".*", layers_to_transform=[0])
+    with pytest.raises(ValueError, match="HRAConfig.init_weights='gaussian' is invalid: expected a bool"):
+        HRAConfig(init_weights="gaussian")
+
+
+def test_method_hra_1_even_r_starts_as_the_identity_with_paired_vectors():
+    base = linear_conv_embedding_net()
+    x = torch.randn(3, 10)
+    expected = base(x)
+    model = get_peft_model(base, HRAConfig(r=4, target_modules=["lin", "sq"])).eval()
+    vectors = _layer(model, "lin").hra_u["default"]
+    assert vectors.shape == (10, 4)
+    assert torch.equal(vectors[:, 0], vectors[:, 1]) and torch.equal(vectors[:, 2], vectors[:, 3])
+    assert not torch.equal(vectors[:, 0], vectors[:, 2])
+    close_in_float64(model(x), expected)
+
+
+def test_method_hra_1_odd_r_warns_and_starts_random():
+    with pytest.warns(PeftWarning, match="symmetric initialization can NOT be performed when r is odd"):
+        model = _hra_adapted(HRAConfig(r=3, target_modules=["lin"]))
+    x = torch.randn(3, 10)
+    assert not torch.allclose(model(x), linear_conv_embedding_net()(x), atol=1e-3)
+
+
+def test_method_hra_1_linear_forward_is_the_base_layer_with_w_h():
+    model = _hra_adapted(HRAConfig(r=3, init_weights=False, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    h = _householder_product(layer.hra_u["default"])
+    assert torch.allclose(h.T @ h, torch.eye(10, dtype=torch.float64), atol=1e-10)  # orthogonal
+    x = torch.randn(5, 10)
+    expected = F.linear(x.double(), base.weight.double() @ h, base.bias.double())
+    close_in_float64(layer(x), expected)
+    # get_delta_weight is H (the reference's meaning: the merged weight is W @ H); reverse gives H^-1 = H^T
+    close_in_float64(layer.get_delta_weight("default"), h)
+    close_in_float64(layer.get_delta_weight("default", reverse=True), h.T)
+
+
+def test_method_hra_1_gram_schmidt_is_one_reflection_through_the_span():
+    model = _hra_adapted(HRAConfig(r=3, apply_GS=True, init_weights=False, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    h = _gram_schmidt_reflection(layer.hra_u["default"])
+    x = torch.randn(5, 10)
+    close_in_float64(layer(x), F.linear(x.double(), base.weight.double() @ h, base.bias.double()))
+
+
+@pytest.mark.parametrize("name", ["conv", "pointwise"])
+def test_method_hra_1_conv2d_reflects_each_flattened_filter_patch(name):
+    model = _hra_adapted(HRAConfig(r=2, init_weights=False, target_modules=[name]))
+    layer = _layer(model, name)
+    base = layer.get_base_layer()
+    assert layer.hra_u["default"].shape == (base.in_channels * math.prod(base.kernel_size), 2)
+    h = _householder_product(layer.hra_u["default"])
+    weight = base.weight.double()
+    adapted = (weight.reshape(weight.shape[0], -1) @ h).reshape(weight.shape)
+    x = torch.randn(2, base.in_channels, 5, 5)
+    expected = F.conv2d(x.double(), adapted, base.bias.double(), padding=base.padding)
+    close_in_float64(layer(x), expected)
+
+
+def test_method_hra_1_merge_equals_forward_and_unmerge_restores_the_base_weight():
+    model = _hra_adapted(HRAConfig(r=4, init_weights=False, target_modules=["lin", "sq", "conv"]))
+    layer = _layer(model, "lin")
+    original = {name: _layer(model, name).get_base_layer().weight.detach().clone() for name in ("lin", "sq", "conv")}
+    x, image = torch.randn(4, 10), torch.randn(2, 3, 5, 5)
+    expected, expected_conv = model(x), _layer(model, "conv")(image)
+    model.merge_adapter(safe_merge=True)
+    assert layer.merged
+    close_in_float64(
+        layer.get_base_layer().weight, original["lin"].double() @ _householder_product(layer.hra_u["default"])
+    )
+    close_in_float64(model(x), expected)
+    close_in_float64(_layer(model, "conv")(image), expected_conv)
+    model.unmerge_adapter()
+    for name, weight in original.items():
+        close_in_float64(_layer(model, name).get_base_layer().weight, weight)
+    merged = copy.deepcopy(model).merge_and_unload()
+    assert isinstance(merged.lin, nn.Linear) and not isinstance(merged.lin, HRALayer)
+    close_in_float64(merged(x), expected)
+
+
+def test_method_hra_1_two_adapters_compose_in_merge_order_and_delete():
+    model = _hra_adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin"]))
+    model.add_adapter("other", HRAConfig(r=4, init_weights=False, target_modules=["lin"]))
+    layer = _layer(model, "lin")
+    base = layer.get_base_layer()
+    x = torch.randn(4, 10)
+    h_default, h_other = (_householder_product(layer.hra_u[name]) for name in ("default", "other"))
+    model.set_adapter("other")
+    close_in_float64(
+        model.base_model.model.lin(x), F.linear(x.double(), base.weight.double() @ h_other, base.bias.double())
+    )
+    model.base_model.set_adapter(["default", "other"])
+    both = F.linear(x.double(), base.weight.double() @ h_default @ h_other, base.bias.double())
+    close_in_float64(layer(x), both)
+    layer.merge()  # default, then other
+    close_in_float64(layer(x), both)
+    layer.unmerge()
+    model.delete_adapter("other")
+    assert sorted(layer.hra_u) == ["default"] and "other" not in layer.hra_r
+    close_in_float64(layer(x), F.linear(x.double(), base.weight.double() @ h_default, base.bias.double()))
+
+
+def test_method_hra_1_mixed_batch_uses_each_rows_adapter():
+    model = _hra_adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
+    model.add_adapter("other", HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
+    check_mixed_batch(model, ["default", "other", "__base__"])
+
+
+def test_method_hra_1_orthogonality_regulariser():
+    model = _hra_adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "sq"]))
+    expected = []
+    for name in ("lin", "sq"):
+        u = _layer(model, name).hra_u["default"].detach().double()
+        u = u / u.norm(dim=0)
+        expected.append(((u.T @ u - torch.eye(2, dtype=torch.float64)) ** 2).sum())
+    loss = model.orthogonality_loss(weight=0.5)
+    close_in_float64(loss, 0.5 * torch.stack(expected).mean())
+    loss.backward()  # differentiable: it is added to the training loss
+    assert _layer(model, "lin").hra_u["default"].grad is not None
+    with torch.no_grad():  # orthogonal vectors: no penalty
+        _layer(model, "lin").hra_u["default"].copy_(torch.eye(10)[:, :2] * 3)
+    assert _layer(model, "lin").orthogonality_loss("default").item() == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="No HRA layer holds adapter"):
+        model.orthogonality_loss(adapter_name="missing")
+
+
+def test_method_hra_1_save_load_round_trip(tmp_path):
+    model = _hra_adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin", "conv"]))
+    x = torch.randn(2, 10)
+    expected = model(x)
+    model.save_pretrained(tmp_path)
+    assert sorted(load_file(tmp_path / "adapter_model.safetensors")) == [
+        "base_model.model.conv.hra_u",
+        "base_model.model.lin.hra_u",
+    ]
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "HRA" and saved["r"] == 2 and saved["apply_GS"] is False
+    loaded = PeftModel.from_pretrained(linear_conv_embedding_net(), tmp_path, low_cpu_mem_usage=True).eval()
+    assert isinstance(loaded.peft_config["default"], HRAConfig)
+    close_in_float64(loaded(x), expected)
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_method_hra_1_trainable_parameters_and_bias_only():
+    model = get_peft_model(linear_conv_embedding_net(), HRAConfig(r=2, target_modules=["lin"], bias="hra_only"))
+    trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
+    assert trainable == ["base_model.model.lin.base_layer.bias", "base_model.model.lin.hra_u.default"]
+
+
+def test_method_hra_1_unsupported_layers_are_refused():
+    with pytest.raises(TypeError, match="Embedding is not supported by HRAModel"):
+        _hra_adapted(HRAConfig(target_modules=["emb"]))
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(ValueError, match="groups > 1"):
+        get_peft_model(grouped, HRAConfig(r=2, target_modules=["0"]))
+
+
+def test_method_hra_1_scaling_is_not_supported():
+    model = _hra_adapted(HRAConfig(r=2, init_weights=False, target_modules=["lin"]))
+    x = torch.randn(2, 10)
+    expected = model(x)
+    with pytest.warns(PeftWarning, match="Scaling operation for HRA not supported"):
+        _layer(model, "lin").scale_layer(0.5)
+    close_in_float64(model(x), expected)
+
+
+def test_method_hra_1_reflection_factor_in_the_shared_rotation():
+    """``Reflection`` is symmetric and its own inverse: ``rotate`` handles transpose/inverse by order only."""
+    torch.manual_seed(0)
+    unit = [torch.nn.functional.normalize(torch.randn(6, 1), dim=0) for _ in range(3)]
+    factors = [Reflection(u) for u in unit]
+    dense = [torch.eye(6) - 2 * u @ u.T for u in unit]
+    m = dense[0] @ dense[1] @ dense[2]
+    x = torch.randn(4, 6)
+    close_in_float64(rotate(x, factors), x @ m)
+    close_in_float64(rotate(x, factors, transpose=True), x @ m.T)
+    close_in_float64(rotate(x, factors, inverse=True), x @ torch.linalg.inv(m))
+    close_in_float64(rotate(x, factors, transpose=True, inverse=True), x @ torch.linalg.inv(m).T)
