@@ -363,10 +363,14 @@ class BaseTuner(nn.Module):
                 if linear and target.config.has_field("fan_in_fan_out"):
                     fit_fan_in_fan_out(target.config, base)
                 return layer_cls(target.module, target.adapter_name, **layer_kwargs)
-        supported = ", ".join(_display_name(cls) for cls in self.layers_mapping)
+        supported = ", ".join(f"`{_display_name(cls)}`" for cls in self.layers_mapping)
+        shown = repr(base)
+        if "\n" in shown or len(shown) > 200:  # a block with children: its class is enough
+            shown = type(base).__name__
         raise UnsupportedTargetError(
-            f"{type(base).__name__} is not supported by {type(self).__name__}; supported modules: {supported}. "
-            "Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+            f"Target module {shown} is not supported. Currently, only the following modules are supported: "
+            f"{supported} (by {type(self).__name__}). Register a custom layer with "
+            "config._register_custom_module({ModuleType: LayerClass}) for others."
         )
 
     def _create_and_replace_parameter(self, target: TargetModule) -> None:
@@ -891,8 +895,9 @@ class BaseTuner(nn.Module):
 
 def _name_module_in(error: Exception, key: str) -> None:
     """Prefix ``error``'s message with the module it is about (the type and traceback stay)."""
-    if error.args and isinstance(error.args[0], str) and not error.args[0].startswith("Target module "):
-        error.args = (f"Target module {key!r}: {error.args[0]}", *error.args[1:])
+    prefix = f"Target module {key!r}: "
+    if error.args and isinstance(error.args[0], str) and not error.args[0].startswith(prefix):
+        error.args = (prefix + error.args[0], *error.args[1:])
 
 
 def _display_name(cls: type) -> str:

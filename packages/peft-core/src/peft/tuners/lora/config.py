@@ -162,6 +162,10 @@ class LoraConfig(TargetingConfig):
     _inert_fields: ClassVar[dict[str, Any]] = {
         "megatron_config": None,
     }
+    _field_messages: ClassVar[dict[str, str]] = {
+        "target_parameters": "`target_parameters` must be a list of strings or None.",
+        "kasa_config": "`KasaConfig` must be a `KasaConfig`, a dict, or None.",
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
