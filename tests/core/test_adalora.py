@@ -217,7 +217,7 @@ def test_method_adalora_1_unsupported_layer_type() -> None:
     with pytest.raises(
         ValueError,
         match=rf"Target module Embedding\(10, 4\) is not supported\. Currently, only the following modules "
-        rf"are supported: {supported} \(by AdaLoraModel\)",
+        rf"are supported: {supported}. AdaLoraModel adapts other module types",
     ):
         get_peft_model(base, _config(target_modules=["0"]))
 

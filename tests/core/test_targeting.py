@@ -677,7 +677,8 @@ def test_auxiliary_entries_matching_adapter_internals_are_refused_naming_the_ada
     model = _container(emb=nn.Embedding(10, 4), lin=nn.Linear(4, 4))
     config = LoraConfig(target_modules=["emb", "lin"], **{option: value})
     message = (
-        rf"{option} entry 'foobar' matches '\w+\.lora_\w+\.foobar'.*the adapter name, 'foobar', does not conflict"
+        r"child of <class 'peft\.tuners\.lora\.layer\.\w+'>.*the adapter name, 'foobar', does not conflict.*"
+        rf"{option} entry 'foobar' matches '\w+\.lora_\w+\.foobar'"
     )
     with pytest.raises(ValueError, match=message):
         get_peft_model(model, config, adapter_name="foobar")

@@ -369,8 +369,8 @@ class BaseTuner(nn.Module):
             shown = type(base).__name__
         raise UnsupportedTargetError(
             f"Target module {shown} is not supported. Currently, only the following modules are supported: "
-            f"{supported} (by {type(self).__name__}). Register a custom layer with "
-            "config._register_custom_module({ModuleType: LayerClass}) for others."
+            f"{supported}. {type(self).__name__} adapts other module types through a custom layer: "
+            "config._register_custom_module({ModuleType: LayerClass})."
         )
 
     def _create_and_replace_parameter(self, target: TargetModule) -> None:
@@ -650,8 +650,10 @@ class BaseTuner(nn.Module):
             warn(f"target_modules={peft_config.target_modules!r} were set but no module was matched.", RuntimeWarning)
         overlap = sorted(set(by_module) & set(target_modules))
         if overlap:
+            layer = type(model.get_submodule(overlap[0])).__name__
             raise ValueError(
-                f"Modules {overlap} are targeted by both target_modules and target_parameters; choose one."
+                f"Trying to wrap an `nn.Parameter` of layer {overlap[0]!r} of type {layer}, which is not a valid "
+                f"target. Modules {overlap} are targeted by both target_modules and target_parameters; choose one."
             )
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         with context:
