@@ -138,3 +138,16 @@ def test_deleting_the_last_prompt_adapter_gives_the_base_model_and_a_new_one_can
     model.load_adapter(FIXTURES / "seq_cls_prompt_tuning" / "adapter", "again")
     model.set_adapter("again")
     torch.testing.assert_close(_run(model, io), io["out_plain"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("class_name", ["PeftModelForSequenceClassification", "PeftModelForQuestionAnswering"])
+def test_a_model_without_the_task_head_gets_the_adapter_and_a_warning(class_name):
+    """The reference accepts a model with no ``classifier``/``score``/``qa_outputs``: no head is wrapped, and we say
+    so instead of failing on modules_to_save entries nobody listed."""
+    import peft
+    from peft import LoraConfig
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.warns(PeftWarning, match="no task head is trained and saved"):
+        peft_model = getattr(peft, class_name)(model, LoraConfig(target_modules=["0"]))
+    assert not peft_model.peft_config["default"].modules_to_save
