@@ -378,6 +378,15 @@ def _resolve_key(key: str, slots: dict[str, _Slot]) -> str | None:
     return None
 
 
+def _with_adapter_name(key: str, adapter_name: str, parameter_prefix: str) -> str:
+    """``key`` with ``adapter_name`` after its adapter module (``...lora_A.weight`` -> ``...lora_A.<name>.weight``)."""
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith(parameter_prefix) and parts[i + 1] != adapter_name:
+            return ".".join([*parts[: i + 1], adapter_name, *parts[i + 1 :]])
+    return key
+
+
 def hotswap_adapter_from_state_dict(
     model: nn.Module,
     state_dict: dict[str, torch.Tensor],
@@ -435,9 +444,11 @@ def hotswap_adapter_from_state_dict(
         mode = _swap_mode(slot, value, key, compiled)
         assignments.append((slot, value, mode))
     if unexpected:
+        # named as the model would name them once loaded (the adapter name inserted), as the reference does
+        named = [_with_adapter_name(key, adapter_name, parameter_prefix) for key in unexpected]
         raise CheckpointMismatchError(
-            "Hot swapping the adapter did not succeed, unexpected keys found (they match no tensor of adapter "
-            f"{adapter_name!r}; the new adapter may target layers the loaded one does not): {', '.join(unexpected)}.",
+            f"Hot swapping the adapter did not succeed, unexpected keys found: {', '.join(named)}. They match no "
+            f"tensor of adapter {adapter_name!r}: the new adapter may target layers the loaded one does not.",
             unexpected_keys=unexpected,
         )
 
