@@ -631,8 +631,11 @@ class BaseTuner(nn.Module):
         used: set[str] = set()
         for name, _ in model.named_parameters():
             module_name, _, param_name = name.rpartition(".")
-            if ".base_layer" in module_name or ".lora_" in module_name or "parametrizations" in module_name:
+            if ".lora_" in module_name or "parametrizations" in module_name:
                 continue
+            # a parameter already wrapped for an earlier adapter is named by the module that owns it
+            name = name.replace(".base_layer", "")
+            module_name = module_name.replace(".base_layer", "")
             for entry in wanted:
                 if name == entry or name.endswith("." + entry):
                     by_module.setdefault(module_name, []).append(param_name)
