@@ -213,9 +213,11 @@ def test_method_adalora_1_transformers_conv1d_switches_fan_in_fan_out() -> None:
 
 def test_method_adalora_1_unsupported_layer_type() -> None:
     base = nn.Sequential(nn.Embedding(10, 4))
-    supported = r"torch\.nn\.Conv2d, torch\.nn\.Linear, transformers\.pytorch_utils\.Conv1D"
+    supported = r"`torch\.nn\.Conv2d`, `torch\.nn\.Linear`, `transformers\.pytorch_utils\.Conv1D`"
     with pytest.raises(
-        ValueError, match=rf"Embedding is not supported by AdaLoraModel; supported modules: {supported}"
+        ValueError,
+        match=rf"Target module Embedding\(10, 4\) is not supported\. Currently, only the following modules "
+        rf"are supported: {supported}. AdaLoraModel adapts other module types",
     ):
         get_peft_model(base, _config(target_modules=["0"]))
 

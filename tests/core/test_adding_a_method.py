@@ -133,6 +133,6 @@ def test_the_method_works_without_a_peft_model_and_refuses_unsupported_layers():
     with torch.no_grad():
         torch.testing.assert_close(model(x), base(x))
     with pytest.raises(
-        ValueError, match=r"Embedding is not supported by OuterShiftModel; supported modules: .*Linear"
+        ValueError, match=r"Target module Embedding\(4, 3\) is not supported\. .*Linear.*OuterShiftModel adapts"
     ):
         get_peft_model(nn.Sequential(nn.Embedding(4, 3)), OuterShiftConfig(target_modules=["0"]))

@@ -22,6 +22,7 @@ from peft import (
     LoraRuntimeConfig,
     PeftConfig,
     PeftWarning,
+    PromptTuningConfig,
     TaskType,
     TrainableTokensConfig,
     get_peft_model,
@@ -221,6 +222,18 @@ def test_cfg_4_known_unimplemented_field_switched_on_raises_naming_it(tmp_path, 
     _write_config(tmp_path, {"peft_type": "LORA", "target_modules": ["q"], field: value})
     with pytest.raises(ValueError, match=field):
         PeftConfig.from_pretrained(tmp_path)
+
+
+def test_cfg_4_dora_with_megatron_config_is_refused_as_the_reference_words_it():
+    with pytest.raises(ValueError, match="DoRA does not support megatron_core; megatron_config must be None"):
+        LoraConfig(target_modules=["q"], use_dora=True, megatron_config={"tp": 2})
+
+
+def test_prompt_tuning_text_init_names_the_missing_field():
+    with pytest.raises(ValueError, match="When prompt_tuning_init='TEXT', tokenizer_name_or_path can't be None"):
+        PromptTuningConfig(prompt_tuning_init="TEXT", prompt_tuning_init_text="hello")
+    with pytest.raises(ValueError, match="When prompt_tuning_init='TEXT', prompt_tuning_init_text can't be None"):
+        PromptTuningConfig(prompt_tuning_init="TEXT", tokenizer_name_or_path="t5-base")
 
 
 def test_cfg_4_qalora_and_loftq_fields_are_implemented_and_load(tmp_path):

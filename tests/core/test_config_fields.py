@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from peft import PEFT_TYPE_TO_CONFIG_MAPPING, LoraConfig, PeftConfig, TrainableTokensConfig
+from peft import (
+    PEFT_TYPE_TO_CONFIG_MAPPING,
+    KasaConfig,
+    LoraConfig,
+    PeftConfig,
+    TrainableTokensConfig,
+    VeloraConfig,
+    WaveFTConfig,
+)
 from peft.hosts import get_host_registry
 from peft.utils.config_fields import Range
 
@@ -162,3 +170,29 @@ def test_configs_saved_by_the_reference_still_load(path):
             assert "is not supported by this version of peft" in str(exc), str(exc)
             return
     assert str(config.peft_type) == peft_type
+
+
+@pytest.mark.parametrize(
+    ("build", "lead", "generic"),
+    [
+        (lambda: VeloraConfig(num_groups=0), "`num_groups` should be positive, got 0.", "num_groups=0 is invalid"),
+        (lambda: VeloraConfig(scale=0.0), "`scale` should be positive, got 0.0.", "scale=0.0 is invalid"),
+        (lambda: KasaConfig(gamma=-1.0), "`gamma` must be non-negative, got -1.0.", "gamma=-1.0 is invalid"),
+        (
+            lambda: WaveFTConfig(n_frequency=0),
+            "`n_frequency` should be a positive integer value but the value passed is 0.",
+            "WaveFTConfig.n_frequency=0 is invalid: expected an int >= 1",
+        ),
+        (
+            lambda: LoraConfig(kasa_config=123),
+            "`KasaConfig` must be a `KasaConfig`, a dict, or None.",
+            "LoraConfig.kasa_config=123 is invalid",
+        ),
+    ],
+)
+def test_a_class_can_lead_a_fields_message_with_its_own_sentence(build, lead, generic):
+    """``_field_messages``: the reference's sentence first, then the generic message naming value and valid range."""
+    with pytest.raises(ValueError) as info:
+        build()
+    assert str(info.value).startswith(lead + " "), str(info.value)
+    assert generic in str(info.value)

@@ -62,9 +62,9 @@ def test_gralora_identity_by_default():
 
 
 def test_gralora_sizes_must_be_divisible_by_k():
-    with pytest.raises(ValueError, match="r must be divisible by gralora_k, got r=5 and gralora_k=2"):
+    with pytest.raises(ValueError, match="r should be divisible by gralora_k, but got 5 and 2"):
         GraloraConfig(r=5, gralora_k=2)
-    with pytest.raises(ValueError, match=r"Target module '0': in_features \(9\) must be divisible by gralora_k \(2\)"):
+    with pytest.raises(ValueError, match=r"'0': in_features should be divisible by gralora_k, but got 9 and 2"):
         get_peft_model(single_linear(9, 12), GraloraConfig(r=4, target_modules=["0"]))
     with pytest.raises(ValueError, match="hybrid_r must be a non-negative integer"):
         GraloraConfig(hybrid_r=-1)

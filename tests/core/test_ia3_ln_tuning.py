@@ -222,7 +222,7 @@ def test_method_ia3_1_transformers_conv1d_is_a_transposed_linear():
 
 def test_method_ia3_1_unsupported_layer_type_raises_naming_supported():
     model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
-    with pytest.raises(ValueError, match=r"Embedding is not supported.*torch\.nn\.Linear"):
+    with pytest.raises(ValueError, match=r"Embedding\(.*\) is not supported.*torch\.nn\.Linear"):
         get_peft_model(model, IA3Config(target_modules=["0"], feedforward_modules=[]))
 
 

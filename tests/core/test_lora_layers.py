@@ -747,10 +747,11 @@ def test_tgt_12_param_wrapper_repr_names_the_parameter():
     assert "parameter_name='weight'" in text
 
 
-def test_method_lora_8_second_adapter_with_target_parameters_raises():
+def test_method_lora_8_second_adapter_with_other_target_parameters_raises():
+    """A second adapter may use target_parameters only on the same parameters (see test_targeting)."""
     model = _param_model(nn.Linear(10, 6), ["layer.weight"])
-    with pytest.raises(ValueError, match="target_parameters"):
-        model.add_adapter("other", LoraConfig(r=R, target_parameters=["layer.weight"]))
+    with pytest.raises(ValueError, match="all adapters must target the same set of parameters"):
+        model.add_adapter("other", LoraConfig(r=R, target_parameters=["layer.weight", "layer.other"]))
     assert sorted(model.peft_config) == ["default"]
     assert sorted(model.get_base_model().layer.lora_A) == ["default"]
 

@@ -450,7 +450,7 @@ def test_method_lycoris_1_invalid_config_raises_naming_the_field(config_cls, kwa
 @pytest.mark.parametrize("config_cls", [LoHaConfig, LoKrConfig])
 def test_method_lycoris_1_unsupported_layer_types_raise_naming_the_supported_ones(config_cls):
     model = nn.Sequential(nn.Embedding(10, 4))
-    with pytest.raises(TypeError, match=r"Embedding is not supported.*torch\.nn\.Linear"):
+    with pytest.raises(TypeError, match=r"Embedding\(.*\) is not supported.*torch\.nn\.Linear"):
         get_peft_model(model, config_cls(target_modules=["0"]))
 
 

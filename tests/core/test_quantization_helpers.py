@@ -110,8 +110,8 @@ def test_loftq_init_quantizes_like_bitsandbytes_and_keeps_the_best_low_rank_resi
     ("kwargs", "message"),
     [
         ({"num_bits": 2}, r"num_bits=2 is not supported; valid: \[4, 8\]"),
-        ({"num_iter": 0}, r"num_iter should be a positive integer, got 0"),
-        ({"reduced_rank": 0}, r"reduced_rank should be a positive integer, got 0"),
+        ({"num_iter": 0}, r"`num_iter` should be a positive integer value but the value passed is 0"),
+        ({"reduced_rank": 0}, r"`reduced_rank` should be a positive integer value but the value passed is 0"),
     ],
 )
 def test_loftq_init_refuses_invalid_settings(kwargs: dict, message: str) -> None:

@@ -120,7 +120,7 @@ def test_method_fourierft_1_n_frequency_pattern_and_range():
     model = _adapted(FourierFTConfig, n_frequency_pattern={"out": 3})
     assert _layer(model, "out").fourierft_n_frequency["default"] == 3
     assert _layer(model, "lin").fourierft_n_frequency["default"] == 20
-    with pytest.raises(ValueError, match=r"'out'.*n_frequency.*4 \* 8 = 32, got 33"):
+    with pytest.raises(ValueError, match=r"'out'.*n_frequency.*value passed is 33 and the product is 32"):
         _adapted(FourierFTConfig, n_frequency=33)
     with pytest.raises(ValueError, match="random_loc_seed"):
         _adapted(FourierFTConfig, random_loc_seed=None)
@@ -245,7 +245,7 @@ def test_method_waveft_1_filters_designed_inside_a_meta_device_block():
 
 
 def test_method_waveft_1_wavelet_family_validation():
-    with pytest.raises(ValueError, match="Wavelet family 'haar' not supported"):
+    with pytest.raises(ValueError, match="Wavelet family haar not supported"):
         WaveFTConfig(wavelet_family="haar")
     WaveFTConfig(wavelet_family="coif17")  # accepted by the config, as in the reference
     with pytest.raises(ValueError, match="coif6.*not available.*coif1-coif5"):
@@ -304,7 +304,7 @@ def test_method_c3a_1_uniform_inits_are_bounded(mode):
 
 
 def test_method_c3a_1_conv1d_is_not_supported():
-    with pytest.raises(TypeError, match="Conv1D is not supported by C3AModel; supported modules: torch.nn.Linear\\."):
+    with pytest.raises(TypeError, match=r"not supported\. Currently, .*: `torch\.nn\.Linear`. C3AModel adapts"):
         get_peft_model(_Conv1DNet(), C3AConfig(block_size=2, target_modules=["proj"]))
 
 
@@ -437,7 +437,10 @@ def test_bf16_base_keeps_fp32_adapter_and_computes(config_cls):
 
 @pytest.mark.parametrize("config_cls", ALL_CONFIGS)
 def test_unsupported_layer_type_raises(config_cls):
-    message = r"'conv': Conv2d is not supported by \w+Model; supported modules: torch\.nn\.Linear"
+    message = (
+        r"'conv': Target module Conv2d\(.*\) is not supported\. Currently, only the following modules are supported: "
+        r".*`torch\.nn\.Linear`.*. \w+Model adapts other module types"
+    )
     with pytest.raises(TypeError, match=message):
         get_peft_model(_model(), config_cls(**{**_RANDOM[config_cls], "target_modules": ["conv"]}))
 

@@ -677,7 +677,52 @@ def test_auxiliary_entries_matching_adapter_internals_are_refused_naming_the_ada
     model = _container(emb=nn.Embedding(10, 4), lin=nn.Linear(4, 4))
     config = LoraConfig(target_modules=["emb", "lin"], **{option: value})
     message = (
-        rf"{option} entry 'foobar' matches '\w+\.lora_\w+\.foobar'.*the adapter name, 'foobar', does not conflict"
+        r"child of <class 'peft\.tuners\.lora\.layer\.\w+'>.*the adapter name, 'foobar', does not conflict.*"
+        rf"{option} entry 'foobar' matches '\w+\.lora_\w+\.foobar'"
     )
     with pytest.raises(ValueError, match=message):
         get_peft_model(model, config, adapter_name="foobar")
+
+
+def test_adapters_targeting_the_same_parameters_stack_on_one_wrapper_and_round_trip(tmp_path):
+    """Several adapters may use target_parameters if they target the same parameters (which parameter a tensor
+    belongs to is the wrappers' nesting, not in the checkpoint); others are refused, naming each adapter's set."""
+    from peft import PeftModel
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        return Net()
+
+    peft_model = get_peft_model(model(), LoraConfig(target_modules=[], target_parameters=["a.weight"]))
+    peft_model.add_adapter(
+        "other", LoraConfig(target_modules=[], target_parameters=["a.weight"], init_lora_weights=False)
+    )
+    wrapper = peft_model.base_model.model.a
+    assert sorted(wrapper.lora_A) == ["default", "other"] and isinstance(wrapper.base_layer, nn.Linear)
+    peft_model.save_pretrained(tmp_path)
+    x = torch.randn(3, 4)
+    peft_model.set_adapter("other")
+    expected = peft_model(x)
+
+    loaded = PeftModel.from_pretrained(model(), tmp_path)
+    loaded.load_adapter(tmp_path / "other", adapter_name="other")
+    loaded.set_adapter("other")
+    torch.testing.assert_close(loaded(x), expected)
+
+    with pytest.raises(ValueError, match=r"all adapters must target the same set of parameters; got .*'b\.weight'"):
+        peft_model.add_adapter("third", LoraConfig(target_modules=[], target_parameters=["b.weight"]))
+    assert "third" not in peft_model.peft_config
+
+
+def test_target_parameters_on_a_layer_adapted_through_target_modules_is_refused():
+    peft_model = get_peft_model(_container(a=nn.Linear(4, 4)), LoraConfig(target_modules=["a"]))
+    with pytest.raises(ValueError, match=r"Trying to wrap an `nn\.Parameter` of layer 'a' of type Linear"):
+        peft_model.add_adapter("b", LoraConfig(target_modules=[], target_parameters=["a.weight"]))

@@ -51,7 +51,7 @@ def test_tinylora_forward_mixes_the_seeded_projections_with_v():
             0.0, 1 / math.sqrt(2), (5, 2, 2), generator=torch.Generator().manual_seed(9 + position)
         )
         assert torch.equal(layer.tinylora_P["default"], projections)
-        v = model.base_model.tinylora_v["default"][layer.tinylora_v_key["default"]].detach()
+        v = model.base_model.tinylora_v["default"][layer._tinylora_v_key["default"]].detach()
         mixing = sum(v[i] * projections[i] for i in range(5))
         update = hidden @ layer.tinylora_A["default"].T @ mixing.T @ layer.tinylora_B["default"].T
         hidden = torch.relu(getattr(base, name)(hidden) + update)
@@ -81,7 +81,8 @@ def test_tinylora_layers_of_a_group_share_one_trainable_vector(tmp_path):
     model = get_peft_model(seeded_tiny_mlp(), config)
     vectors = model.base_model.tinylora_v["default"]
     assert sorted(vectors) == ["0", "1"]
-    keys = {name: getattr(model.base_model.model, name).tinylora_v_key["default"] for name in ("lin0", "lin1", "lin2")}
+    layers = {name: getattr(model.base_model.model, name) for name in ("lin0", "lin1", "lin2")}
+    keys = {name: layer._tinylora_v_key["default"] for name, layer in layers.items()}
     assert keys == {"lin0": "0", "lin1": "1", "lin2": "1"}
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 6
     model.save_pretrained(tmp_path)

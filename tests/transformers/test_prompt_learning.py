@@ -310,3 +310,30 @@ def test_a_loaded_prompt_without_encoder_trains_on_from_where_it_was(kind, tmp_p
     assert any(p.requires_grad for p in loaded.prompt_encoder.parameters())
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(**INPUTS).logits, expected)
+
+
+def test_prefix_tuning_on_a_model_without_get_input_embeddings_saves_and_loads(tmp_path):
+    """Prefix tuning needs no word embeddings: a model without ``get_input_embeddings`` gets the adapter, on the
+    device of its parameters, and loads it back."""
+
+    class Config(dict):
+        vocab_size = 10
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = Config()
+            self.layers = torch.nn.ModuleList(torch.nn.Linear(10, 10) for _ in range(2))
+
+        def prepare_inputs_for_generation(self):
+            return None
+
+    config = PrefixTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=5, num_layers=2, token_dim=10, num_attention_heads=2
+    )
+    model = get_peft_model(Model(), config)
+    model.prompt_encoder["default"].embedding.weight.data.fill_(1.0)
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(Model(), tmp_path)
+    weight = loaded.prompt_encoder["default"].embedding.weight
+    assert torch.equal(weight, torch.ones_like(weight))

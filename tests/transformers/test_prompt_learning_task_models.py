@@ -165,3 +165,16 @@ def test_aux_8_task_model_on_a_backbone_without_its_head(task_model):
     assert with_head.peft_config["default"].modules_to_save == [
         "qa_outputs" if "Question" in task_model else "classifier"
     ]
+
+
+@pytest.mark.parametrize("class_name", ["PeftModelForSequenceClassification", "PeftModelForQuestionAnswering"])
+def test_a_model_without_the_task_head_gets_the_adapter_and_a_warning(class_name):
+    """The reference accepts a model with no ``classifier``/``score``/``qa_outputs``: no head is wrapped, and we say
+    so instead of failing on modules_to_save entries nobody listed."""
+    import peft
+    from peft import LoraConfig
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.warns(PeftWarning, match="no task head is trained and saved"):
+        peft_model = getattr(peft, class_name)(model, LoraConfig(target_modules=["0"]))
+    assert not peft_model.peft_config["default"].modules_to_save

@@ -175,7 +175,7 @@ def test_sequence_classification_head_and_standalone_classifier(tmp_path):
     assert detached(input_ids=IDS, attention_mask=padded).logits.shape == (2, 3)
     model.save_pretrained(tmp_path)
     assert any(".shadow_head.default." in k for k in load_file(tmp_path / "adapter_model.safetensors"))
-    with pytest.raises(ValueError, match="one adapter per model"):
+    with pytest.raises(ValueError, match="multiple adapters when any adapter uses sequence classification"):
         model.add_adapter("other", ShadowConfig(task_type="SEQ_CLS"))
 
 

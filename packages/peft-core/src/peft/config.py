@@ -302,6 +302,7 @@ class BaseTargetingConfig(PeftConfig):
                 setattr(self, name, set(value))
         if self.layers_pattern and self.layers_to_transform is None:
             raise ValueError(
+                "When `layers_pattern` is specified, `layers_to_transform` must also be specified. "
                 f"layers_pattern={self.layers_pattern!r} is only used together with layers_to_transform; set "
                 "layers_to_transform to the layer indices to adapt, or drop layers_pattern."
             )

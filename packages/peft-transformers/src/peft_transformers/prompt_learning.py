@@ -83,16 +83,18 @@ class PromptLearningMixin:
         what = f"adapter {adapter_name!r} ({type(config).__name__})"
         with allocation_budget(self.base_model, what), watched_all("the prompt encoder"):
             encoder = self._new_prompt_encoder(config)
-        word_embeddings = self.base_model.get_input_embeddings()
-        encoder.to(word_embeddings.weight.device)
+        encoder.to(_prompt_device(self.base_model))
         encoder.requires_grad_(not config.inference_mode)
         self.prompt_encoder[adapter_name] = encoder
         self._peft_config[adapter_name] = config
         add_auxiliary_modules(self.base_model, config, adapter_name)
 
     def _new_prompt_encoder(self, config: PeftConfig) -> nn.Module:
-        word_embeddings = self.base_model.get_input_embeddings()
         peft_type = str(config.peft_type)
+        # only the methods that start from (or copy) the word embeddings need them; prefix tuning works on models
+        # without get_input_embeddings
+        if peft_type in ("PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"):
+            word_embeddings = self.base_model.get_input_embeddings()
         if peft_type in ("PROMPT_TUNING", "MULTITASK_PROMPT_TUNING"):
             cls = MultitaskPromptEmbedding if peft_type == "MULTITASK_PROMPT_TUNING" else PromptEmbedding
             encoder = cls(config, word_embeddings)
@@ -485,6 +487,18 @@ def _layer_devices(model: nn.Module, num_layers: int) -> list[torch.device | Non
         if isinstance(module, nn.ModuleList) and len(module) == num_layers:
             return [_execution_device(layer) for layer in module]
     return [None] * num_layers
+
+
+def _prompt_device(model: nn.Module) -> torch.device:
+    """Where the prompt encoder lives: with the input embeddings, or with the model's first parameter on a model
+    without ``get_input_embeddings`` (prefix tuning needs none)."""
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    embeddings = get_embeddings() if callable(get_embeddings) else None
+    weight = getattr(embeddings, "weight", None)
+    if weight is not None:
+        return weight.device
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _execution_device(module: nn.Module) -> torch.device | None:

@@ -15,6 +15,7 @@ from peft.config import PeftConfig
 from peft.peft_model import PeftModel
 from peft.tuners.alora_offsets import check_no_beam_search
 from peft.tuners.tuners_layer import mixed_batch
+from peft.utils.warnings import warn
 
 from .prompt_learning import PromptLearningMixin, is_kv_prefix
 from .prompt_learning_seq2seq import Seq2SeqPromptLearningMixin
@@ -36,9 +37,14 @@ class _TaskModel(PromptLearningMixin, PeftModel):
         if not self.task_modules_to_save or not hasattr(peft_config, "modules_to_save"):
             return
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        # a model without the task's head (a bare backbone) has none to train in full
         heads = [name for name in self.task_modules_to_save if name in present]
         if not heads:
+            # a model without the task's head (the reference accepts it): nothing to add, but say so
+            warn(
+                f"{type(self).__name__}: the model has no module named {' or '.join(self.task_modules_to_save)}, so "
+                "no task head is trained and saved with the adapter; list the head in modules_to_save if it has "
+                "another name."
+            )
             return
         listed = list(peft_config.modules_to_save or [])
         peft_config.modules_to_save = listed + [h for h in heads if h not in listed]

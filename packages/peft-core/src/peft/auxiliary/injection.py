@@ -19,16 +19,25 @@ from peft.utils.other import _get_submodules, _is_valid_match
 from peft.utils.warnings import warn
 
 
-def _inside_tuner_layer(model: nn.Module, key: str) -> bool:
+def _enclosing_tuner_layer(model: nn.Module, key: str) -> BaseTunerLayer | None:
+    """The innermost adapter layer that module ``key`` is part of, or None."""
     parts = key.split(".")
-    return any(isinstance(model.get_submodule(".".join(parts[:i])), BaseTunerLayer) for i in range(1, len(parts)))
+    for i in range(len(parts) - 1, 0, -1):
+        module = model.get_submodule(".".join(parts[:i]))
+        if isinstance(module, BaseTunerLayer):
+            return module
+    return None
 
 
-def _adapter_internal_error(option: str, entry: str, key: str, adapter_name: str) -> ValueError:
+def _adapter_internal_error(
+    option: str, wrapper: type, layer: BaseTunerLayer, entry: str, key: str, adapter_name: str
+) -> ValueError:
+    # the wrapper is named by the path it is imported from (peft.utils.other), as in the reference's message
     return ValueError(
-        f"{option} entry {entry!r} matches {key!r}, which is part of an adapter layer; adapter internals cannot be "
-        f"wrapped. Please ensure that the adapter name, {adapter_name!r}, does not conflict with any of the targeted "
-        "modules."
+        f"You are trying to target a module with <class 'peft.utils.other.{wrapper.__name__}'> that is a child of "
+        f"{type(layer)}. This is almost certainly not the intended behavior. Please ensure that the adapter name, "
+        f"{adapter_name!r}, does not conflict with any of the targeted modules: {option} entry {entry!r} matches "
+        f"{key!r}, which is part of an adapter layer, and adapter internals cannot be wrapped."
     )
 
 
@@ -50,8 +59,9 @@ def add_auxiliary_modules(model: nn.Module, peft_config: PeftConfig, adapter_nam
         if isinstance(target, ModulesToSaveWrapper):
             target.update(adapter_name)
         else:
-            if _inside_tuner_layer(model, key):
-                raise _adapter_internal_error("modules_to_save", entry, key, adapter_name)
+            layer = _enclosing_tuner_layer(model, key)
+            if layer is not None:
+                raise _adapter_internal_error("modules_to_save", ModulesToSaveWrapper, layer, entry, key, adapter_name)
             setattr(parent, target_name, ModulesToSaveWrapper(target, adapter_name))
         wrapped.append(key)
         found_entries.add(entry)
@@ -92,8 +102,10 @@ def _add_trainable_tokens(model: nn.Module, peft_config: PeftConfig, adapter_nam
             if isinstance(target, TrainableTokensWrapper):
                 target.update(adapter_name, token_indices=token_indices)
                 wrapper = target
-            elif _inside_tuner_layer(model, key):
-                raise _adapter_internal_error("trainable_token_indices", entry, key, adapter_name)
+            elif (layer := _enclosing_tuner_layer(model, key)) is not None:
+                raise _adapter_internal_error(
+                    "trainable_token_indices", TrainableTokensWrapper, layer, entry, key, adapter_name
+                )
             elif isinstance(target, BaseTunerLayer):
                 raise ValueError(
                     f"{key!r} is adapted by {type(target).__name__} and cannot also have trainable tokens; "

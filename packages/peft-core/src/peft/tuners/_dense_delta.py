@@ -161,8 +161,9 @@ def random_locations(out_features: int, in_features: int, count: int, seed: Any,
     check_positive_int(f"{owner}: `n_frequency`", count)
     if count > out_features * in_features:
         raise ValueError(
-            f"{owner}: `n_frequency` should be at most the number of weight entries, out_features * in_features = "
-            f"{out_features} * {in_features} = {out_features * in_features}, got {count}."
+            f"{owner}: `n_frequency` should be less than or equal to the product of the input and output dimensions "
+            f"but the value passed is {count} and the product is {out_features * in_features} (out_features * "
+            f"in_features = {out_features} * {in_features})."
         )
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(

@@ -188,6 +188,11 @@ def skew_symmetric(upper: torch.Tensor, size: int) -> torch.Tensor:
     return matrix - matrix.transpose(-1, -2)
 
 
+class GroupedConvNotSupportedError(ValueError, NotImplementedError):
+    """A conv layer with ``groups > 1`` targeted by a rotation method (a ``ValueError`` about the layer given, and
+    the ``NotImplementedError`` the reference raises for it)."""
+
+
 class OrthogonalLayer(NonAdditiveTunerLayer):
     """Forward, merging and scaling shared by OFT, BOFT and HRA layers (concrete layers are ``(MethodLayer,
     nn.Module)``).
@@ -207,9 +212,9 @@ class OrthogonalLayer(NonAdditiveTunerLayer):
         kernel_size: tuple[int, ...] = ()
         if isinstance(base, nn.modules.conv._ConvNd):
             if base.groups > 1:
-                raise ValueError(
-                    f"{type(self).__name__} does not support {type(base).__name__} layers with groups > 1 (got "
-                    f"groups={base.groups}): the rotation acts on all input channels of a filter."
+                raise GroupedConvNotSupportedError(
+                    f"{self._method_name or type(self).__name__} does not support {type(base).__name__} layers with "
+                    f"groups > 1 (got groups={base.groups}): the rotation acts on all input channels of a filter."
                 )
             kernel_size = tuple(base.kernel_size)
         if self._rotates_output:  # the rotated (input) features are the embedding dimension

@@ -73,6 +73,9 @@ class SharedProjectionConfig(LayerSelection, ModulesToSave, BaseTargetingConfig)
     # config fields that define the projections: all adapters of one model must agree on them
     _projection_fields: ClassVar[tuple[str, ...]] = ("projection_prng_key", "save_projection")
     _projection_names: ClassVar[tuple[str, ...]] = ()
+    # sentence put in front of the error when adapters disagree on a projection field: field -> template, formatted
+    # with ``values`` (the sorted values the adapters have)
+    _projection_mismatch_messages: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -165,8 +168,15 @@ class SharedProjectionLayer(BaseTunerLayer):
         """Why ``projections`` are too small for this layer's ``adapter_name``, or None if they fit."""
         for name, need in self._projection_needs(adapter_name).items():
             shape = tuple(projections[name].shape)
-            if len(shape) != len(need) or any(have < want for have, want in zip(shape, need)):
+            if len(shape) != len(need):
                 return f"{name} has shape {shape} but at least {need} is needed"
+            # the feature dimension (last) is named before the rank
+            for have, want in reversed(list(zip(shape, need))):
+                if have < want:
+                    return (
+                        f"{name} has a size of {have} but {want} or greater is required (shape {shape}, at least "
+                        f"{need} is needed)"
+                    )
         return None
 
     # ---------------------------------------------------------------------------------------------- merging
@@ -301,8 +311,11 @@ class SharedProjectionTuner(BaseTuner):
                 continue
             for name in config._projection_fields:
                 if getattr(other, name) != getattr(config, name):
+                    template = config._projection_mismatch_messages.get(name, "")
+                    lead = template.format(values=sorted([getattr(other, name), getattr(config, name)]))
                     raise ValueError(
-                        f"{name} must be the same for all adapters of a model because they share the random "
+                        f"{lead + ' ' if lead else ''}{name} must be the same for all adapters of a model because "
+                        "they share the random "
                         f"projections: adapter {other_name!r} has {name}={getattr(other, name)!r}, the new adapter "
                         f"{getattr(config, name)!r}."
                     )

@@ -9,7 +9,9 @@ def check_positive_int(label: str, value: Any) -> None:
     """``value`` must be an int > 0 (a bool is refused); ``label`` names it in the message (``"r"``,
     ``"VeraLayer.r"``, ...)."""
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{label} should be a positive integer, got {value!r}.")
+        field = label.rsplit(".", 1)[-1]
+        lead = f"`{field}` should be a positive integer value but the value passed is {value!r}. "
+        raise ValueError(f"{lead if field.isidentifier() else ''}{label} should be a positive integer, got {value!r}.")
 
 
 def check_non_negative_int(owner: str, name: str, value: Any) -> None:

@@ -363,10 +363,14 @@ class BaseTuner(nn.Module):
                 if linear and target.config.has_field("fan_in_fan_out"):
                     fit_fan_in_fan_out(target.config, base)
                 return layer_cls(target.module, target.adapter_name, **layer_kwargs)
-        supported = ", ".join(_display_name(cls) for cls in self.layers_mapping)
+        supported = ", ".join(f"`{_display_name(cls)}`" for cls in self.layers_mapping)
+        shown = repr(base)
+        if "\n" in shown or len(shown) > 200:  # a block with children: its class is enough
+            shown = type(base).__name__
         raise UnsupportedTargetError(
-            f"{type(base).__name__} is not supported by {type(self).__name__}; supported modules: {supported}. "
-            "Register a custom layer with config._register_custom_module({ModuleType: LayerClass}) for others."
+            f"Target module {shown} is not supported. Currently, only the following modules are supported: "
+            f"{supported}. {type(self).__name__} adapts other module types through a custom layer: "
+            "config._register_custom_module({ModuleType: LayerClass})."
         )
 
     def _create_and_replace_parameter(self, target: TargetModule) -> None:
@@ -627,8 +631,11 @@ class BaseTuner(nn.Module):
         used: set[str] = set()
         for name, _ in model.named_parameters():
             module_name, _, param_name = name.rpartition(".")
-            if ".base_layer" in module_name or ".lora_" in module_name or "parametrizations" in module_name:
+            if ".lora_" in module_name or "parametrizations" in module_name:
                 continue
+            # a parameter already wrapped for an earlier adapter is named by the module that owns it
+            name = name.replace(".base_layer", "")
+            module_name = module_name.replace(".base_layer", "")
             for entry in wanted:
                 if name == entry or name.endswith("." + entry):
                     by_module.setdefault(module_name, []).append(param_name)
@@ -646,8 +653,10 @@ class BaseTuner(nn.Module):
             warn(f"target_modules={peft_config.target_modules!r} were set but no module was matched.", RuntimeWarning)
         overlap = sorted(set(by_module) & set(target_modules))
         if overlap:
+            layer = type(model.get_submodule(overlap[0])).__name__
             raise ValueError(
-                f"Modules {overlap} are targeted by both target_modules and target_parameters; choose one."
+                f"Trying to wrap an `nn.Parameter` of layer {overlap[0]!r} of type {layer}, which is not a valid "
+                f"target. Modules {overlap} are targeted by both target_modules and target_parameters; choose one."
             )
         context = torch.device("meta") if low_cpu_mem_usage else nullcontext()
         with context:
@@ -891,8 +900,9 @@ class BaseTuner(nn.Module):
 
 def _name_module_in(error: Exception, key: str) -> None:
     """Prefix ``error``'s message with the module it is about (the type and traceback stay)."""
-    if error.args and isinstance(error.args[0], str) and not error.args[0].startswith("Target module "):
-        error.args = (f"Target module {key!r}: {error.args[0]}", *error.args[1:])
+    prefix = f"Target module {key!r}: "
+    if error.args and isinstance(error.args[0], str) and not error.args[0].startswith(prefix):
+        error.args = (prefix + error.args[0], *error.args[1:])
 
 
 def _display_name(cls: type) -> str:

@@ -9,6 +9,10 @@ A config class states what each field accepts in its annotation, and nothing els
 
 Values are checked as they are, never converted: a JSON string such as ``"false"`` or ``"0.1"`` is refused for a
 bool or number field instead of being read as one.
+
+A class may put its own sentence in front of the generic message of a field with a ``_field_messages`` class
+attribute: field name -> template, formatted with ``name`` and ``value`` (``"`{name}` should be positive, got
+{value}."``).
 """
 
 from __future__ import annotations
@@ -71,7 +75,11 @@ def check_config_fields(config: Any) -> None:
         value = getattr(config, name, default)
         if _is_default(value, default) or _conforms(value, hint):
             continue
-        raise ConfigFieldError(_message(type(config).__name__, name, value, hint))
+        message = _message(type(config).__name__, name, value, hint)
+        template = getattr(type(config), "_field_messages", {}).get(name)
+        if template is not None:
+            message = f"{template.format(name=name, value=value)} {message}"
+        raise ConfigFieldError(message)
 
 
 def _is_default(value: Any, default: Any) -> bool:

@@ -25,16 +25,16 @@ def _block_size_error(owner: str, block_size: int, in_features: int, out_feature
     common = math.gcd(in_features, out_features)
     divisors = [d for d in range(1, common + 1) if common % d == 0]
     closest = min(divisors, key=lambda d: (abs(d - block_size), -d))
-    failing = " and ".join(
-        f"{name}={size}"
-        for name, size in (("in_features", in_features), ("out_features", out_features))
-        if size % block_size
-    )
+    sizes = (("in_features", "input", in_features), ("out_features", "output", out_features))
+    failing = [(name, side, size) for name, side, size in sizes if size % block_size]
+    _, side, size = failing[0]
+    not_divided = " and ".join(f"{name}={size}" for name, _, size in failing)
     return ValueError(
-        f"{owner}: block_size={block_size} must divide both in_features and out_features, but it does not divide "
-        f"{failing}. Block sizes that fit this layer are the divisors of gcd({in_features}, {out_features}) = "
-        f"{common}: {divisors[-8:]}; the closest to {block_size} is {closest}. Set block_size_pattern for this "
-        "module, or a block_size dividing every target (the gcd of all their sizes)."
+        f"The block size should be a factor of the {side} size. However, the {side} size is {size} and the block "
+        f"size is {block_size}. {owner}: block_size={block_size} must divide both in_features and out_features, but "
+        f"it does not divide {not_divided}. Block sizes that fit this layer are the divisors of gcd({in_features}, "
+        f"{out_features}) = {common}: {divisors[-8:]}; the closest to {block_size} is {closest}. Set "
+        "block_size_pattern for this module, or a block_size dividing every target (the gcd of all their sizes)."
     )
 
 

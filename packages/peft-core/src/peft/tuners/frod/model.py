@@ -27,6 +27,16 @@ from peft.utils.error import check_tensor_fits
 from peft.utils.warnings import warn
 
 _PROJECTION_NAMES = ("frod_V", "frod_s_indices", "frod_s_size")
+# settings all adapters of a model must share -> the sentence saying so (formatted with the sorted ``values``, the
+# ``new`` adapter's value and a ``previous`` one)
+_MIXED_SETTING_MESSAGES = {
+    "projection_prng_key": "FRoD projection initialization key must be the same for all adapters. Got "
+    "config.projection_prng_key={new} but previous config had {previous}.",
+    "save_projection": "FRoD projection weights must be saved for all adapters or none, but got multiple different "
+    "values: {values}.",
+    "runtime_offload_base_weight": "FRoD runtime base-weight offloading must be enabled for all adapters or none, "
+    "but got multiple different values: {values}.",
+}
 
 
 def role_of(key: str) -> str:
@@ -161,10 +171,12 @@ class FrodModel(BaseTuner):
                 ``runtime_offload_base_weight`` differs from the others'.
         """
         super()._check_new_adapter_config(config)
-        for name in ("projection_prng_key", "save_projection", "runtime_offload_base_weight"):
+        for name, lead in _MIXED_SETTING_MESSAGES.items():
             values = sorted({getattr(c, name) for c in self.peft_config.values()})
             if len(values) > 1:
-                raise ValueError(f"FRoD `{name}` must be the same for all adapters of a model, got {values}.")
+                previous = next(getattr(c, name) for c in self.peft_config.values() if c is not config)
+                lead = lead.format(values=values, new=getattr(config, name), previous=previous)
+                raise ValueError(f"{lead} FRoD `{name}` must be the same for all adapters of a model, got {values}.")
 
     def delete_adapter(self, adapter_name: str) -> None:
         """Remove an adapter everywhere, its bases included (see ``BaseTuner``)."""

@@ -56,5 +56,6 @@ class GraloraConfig(LayerSelection, ModulesToSave, BaseTargetingConfig):
         check_probability("GraloraConfig", "gralora_dropout", self.gralora_dropout)
         if self.r % self.gralora_k:
             raise ValueError(
-                f"GraloraConfig.r must be divisible by gralora_k, got r={self.r} and gralora_k={self.gralora_k}."
+                f"r should be divisible by gralora_k, but got {self.r} and {self.gralora_k} "
+                f"(GraloraConfig.r={self.r} must be a multiple of gralora_k={self.gralora_k})."
             )

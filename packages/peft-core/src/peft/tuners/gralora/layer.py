@@ -53,7 +53,7 @@ class GraloraLayer(DenseDeltaLayer):
         check_non_negative_int(type(self).__name__, "hybrid_r", hybrid_r)
         for name, size in (("r", r), ("in_features", self.in_features), ("out_features", self.out_features)):
             if size % gralora_k:
-                raise ValueError(f"{name} ({size}) must be divisible by gralora_k ({gralora_k}).")
+                raise ValueError(f"{name} should be divisible by gralora_k, but got {size} and {gralora_k}.")
         self._store_dropout(adapter_name, gralora_dropout)
         self.r[adapter_name] = r
         self.alpha[adapter_name] = alpha

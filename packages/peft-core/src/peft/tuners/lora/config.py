@@ -162,8 +162,18 @@ class LoraConfig(TargetingConfig):
     _inert_fields: ClassVar[dict[str, Any]] = {
         "megatron_config": None,
     }
+    _field_messages: ClassVar[dict[str, str]] = {
+        "target_parameters": "`target_parameters` must be a list of strings or None.",
+        "kasa_config": "`KasaConfig` must be a `KasaConfig`, a dict, or None.",
+    }
 
     def __post_init__(self) -> None:
+        if self.use_dora is True and self.megatron_config:
+            # refused as a combination (the reference's check) before megatron_config is refused on its own
+            raise ValueError(
+                "DoRA does not support megatron_core; megatron_config must be None with use_dora=True (and this "
+                "version of peft supports no megatron_config)."
+            )
         super().__post_init__()
         if isinstance(self.runtime_config, dict):
             self.runtime_config = LoraRuntimeConfig(**self.runtime_config)

@@ -196,8 +196,9 @@ def _padding_plan(layer: LoraLayer, path: str, target_rank: int) -> list[tuple[s
     groups = _conv_groups(layer)
     if target_rank % groups:
         raise ValueError(
-            f"Trying to pad the adapter of {path!r} (a conv layer with groups={groups}) to the target rank "
-            f"{target_rank}, which is not divisible by the groups. Choose a target rank divisible by {groups}."
+            f"Trying to pad a Conv2d LoRA adapter with groups={groups} to target rank {target_rank}, but the target "
+            f"rank is not divisible by {groups}. Please choose a target rank that is divisible by {groups}. (Layer "
+            f"{path!r}.)"
         )
     plan = []
     for attr, rank_dim in _RANK_DIM.items():
@@ -212,7 +213,7 @@ def _padding_plan(layer: LoraLayer, path: str, target_rank: int) -> list[tuple[s
             if rank > target_rank:
                 raise ValueError(
                     f"Trying to pad the adapter to the target rank {target_rank}, but the original rank is larger "
-                    f"({rank}, adapter {adapter!r} of {path!r}). This is not possible."
+                    f"({rank}). This is not possible (adapter {adapter!r} of {path!r})."
                 )
             if not isinstance(layer, _PADDABLE_LAYERS):
                 raise NotImplementedError(
@@ -273,7 +274,10 @@ def prepare_model_for_compiled_hotswap(
         >>> hotswap_adapter(model, path_adapter_1, adapter_name="default")
     """
     if check_compiled not in ("error", "warn", "ignore"):
-        raise ValueError(f"check_compiled should be one of 'error', 'warn' or 'ignore', got {check_compiled!r}.")
+        raise ValueError(
+            f"check_compiles should be one of 'error', 'warn', or 'ignore', got {check_compiled!r} instead. "
+            "(check_compiled accepts only these values.)"
+        )
     if target_rank is not None and (isinstance(target_rank, bool) or not isinstance(target_rank, int)):
         raise ValueError(f"target_rank must be a positive int, got {target_rank!r}.")
     if target_rank is not None and target_rank <= 0:
@@ -281,12 +285,12 @@ def prepare_model_for_compiled_hotswap(
     if _is_compiled(model):
         if check_compiled == "error":
             raise ValueError(
-                "The model is already compiled: call prepare_model_for_compiled_hotswap *before* compiling the model."
+                "The model is already compiled. Call prepare_model_for_compiled_hotswap *before* compiling the model."
             )
         if check_compiled == "warn":
             warnings.warn(
-                "prepare_model_for_compiled_hotswap was called on a model that is already compiled, which will likely "
-                "cause recompilation. Call it before compiling the model.",
+                "prepare_model_for_compiled_hotswap was called with a model that is already compiled, which will "
+                "likely cause recompilation. Call it before compiling the model.",
                 stacklevel=2,
             )
 
@@ -374,6 +378,15 @@ def _resolve_key(key: str, slots: dict[str, _Slot]) -> str | None:
     return None
 
 
+def _with_adapter_name(key: str, adapter_name: str, parameter_prefix: str) -> str:
+    """``key`` with ``adapter_name`` after its adapter module (``...lora_A.weight`` -> ``...lora_A.<name>.weight``)."""
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith(parameter_prefix) and parts[i + 1] != adapter_name:
+            return ".".join([*parts[: i + 1], adapter_name, *parts[i + 1 :]])
+    return key
+
+
 def hotswap_adapter_from_state_dict(
     model: nn.Module,
     state_dict: dict[str, torch.Tensor],
@@ -431,9 +444,11 @@ def hotswap_adapter_from_state_dict(
         mode = _swap_mode(slot, value, key, compiled)
         assignments.append((slot, value, mode))
     if unexpected:
+        # named as the model would name them once loaded (the adapter name inserted), as the reference does
+        named = [_with_adapter_name(key, adapter_name, parameter_prefix) for key in unexpected]
         raise CheckpointMismatchError(
-            "Hot swapping the adapter did not succeed, unexpected keys found (they match no tensor of adapter "
-            f"{adapter_name!r}; the new adapter may target layers the loaded one does not): {', '.join(unexpected)}.",
+            f"Hot swapping the adapter did not succeed, unexpected keys found: {', '.join(named)}. They match no "
+            f"tensor of adapter {adapter_name!r}: the new adapter may target layers the loaded one does not.",
             unexpected_keys=unexpected,
         )
 

@@ -27,6 +27,7 @@ from peft.tuners.lora.residual_conversion import convert_to_original_base, subtr
 from peft.tuners.lora.tied import share_embedding_adapter, tie_to_embedding
 from peft.tuners.lora.variant import lora_variant_options
 from peft.tuners.lora.weighted import add_weighted_adapter
+from peft.tuners.tuners_layer import BaseTunerLayer
 from peft.tuners.tuners_utils import BaseTuner, TargetModule
 from peft.utils.warnings import warn
 
@@ -55,13 +56,17 @@ class LoraModel(BaseTuner):
     def _check_new_adapter_config(self, config: LoraConfig) -> None:
         super()._check_new_adapter_config(config)
         _warn_base_changing_init_with_other_adapters(list(self.peft_config.values()))
-        with_parameters = sorted(
-            name for name, cfg in self.peft_config.items() if getattr(cfg, "target_parameters", None)
-        )
-        if len(with_parameters) > 1:
+        # the nesting of the parameter wrappers says which parameter an adapter's tensors belong to, and it is not
+        # in the checkpoint: every adapter must target the same parameters for it to mean the same thing
+        targeted = {
+            name: sorted(cfg.target_parameters)
+            for name, cfg in self.peft_config.items()
+            if getattr(cfg, "target_parameters", None)
+        }
+        if len({tuple(names) for names in targeted.values()}) > 1:
             raise ValueError(
-                f"Only one adapter per model may use target_parameters; adapters {with_parameters} do. Use "
-                "target_modules for the others."
+                "When using target_parameters with multiple adapters, all adapters must target the same set of "
+                f"parameters; got {targeted}."
             )
         uses_kasa = getattr(config, "kasa_config", None) is not None
         for name, other in self.peft_config.items():
@@ -166,6 +171,21 @@ class LoraModel(BaseTuner):
 
     def _create_and_replace_parameter(self, target: TargetModule) -> None:
         module = target.module
+        if isinstance(module, ParamWrapper):
+            # wrapped for an earlier adapter (which targets the same parameters): each wrapper gets this one too
+            wrapper: nn.Module = module
+            while isinstance(wrapper, ParamWrapper):
+                key = f"{target.key}.{wrapper.parameter_name}"
+                layer_kwargs = self._layer_kwargs(dataclasses.replace(target, key=key))
+                wrapper.update_layer(target.adapter_name, **layer_kwargs)
+                wrapper = wrapper.base_layer
+            return
+        if isinstance(module, BaseTunerLayer):
+            raise ValueError(
+                f"Trying to wrap an `nn.Parameter` of layer {target.key!r} of type {type(module).__name__}, which is "
+                "not a valid target: it is an adapter layer of an earlier adapter (target_modules); target the same "
+                "modules or parameters with every adapter."
+            )
         for parameter_name in target.parameter_names:
             layer_kwargs = self._layer_kwargs(dataclasses.replace(target, key=f"{target.key}.{parameter_name}"))
             module = ParamWrapper(module, target.adapter_name, parameter_name=parameter_name, **layer_kwargs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from peft.utils.config_fields import NonNegativeFloat, PositiveFloat, PositiveInt, check_config_fields
 
@@ -88,6 +88,11 @@ class KasaConfig:
     beta: NonNegativeFloat = field(default=1e-4, metadata={"help": "Weight of the singular-value L2 penalty."})
     gamma: NonNegativeFloat = field(default=1e-3, metadata={"help": "Weight of the orthogonality penalty."})
 
+    _field_messages: ClassVar[dict[str, str]] = {
+        "beta": "`beta` must be non-negative, got {value!r}.",
+        "gamma": "`gamma` must be non-negative, got {value!r}.",
+    }
+
     def __post_init__(self) -> None:
         check_config_fields(self)
 
@@ -114,6 +119,13 @@ class VeloraConfig:
     init_type: Literal["batch_average", "batch_average_once", "random"] = field(
         default="batch_average", metadata={"help": "How the projection vector is chosen."}
     )
+
+    _field_messages: ClassVar[dict[str, str]] = {
+        "num_groups": "`num_groups` should be positive, got {value!r}.",
+        "scale": "`scale` should be positive, got {value!r}.",
+        "init_type": "Unsupported `init_type` {value!r}. Supported values are 'batch_average_once', "
+        "'batch_average', and 'random'.",
+    }
 
     def __post_init__(self) -> None:
         check_config_fields(self)

@@ -31,7 +31,8 @@ class PeanutLayer(BaseWeightDependentLayer, DenseDeltaLayer):
 
     method_name = "peanut"
     adapter_layer_names = ("peanut_A", "peanut_B", "peanut_encoders", "peanut_decoders")
-    other_param_names = ("r", "depth", "scaling", "act_fn")
+    # the config's depth is kept per adapter as res_num (the reference's attribute name)
+    other_param_names = ("r", "res_num", "scaling", "act_fn")
     module_container_names = adapter_layer_names
 
     def update_layer(
@@ -63,7 +64,7 @@ class PeanutLayer(BaseWeightDependentLayer, DenseDeltaLayer):
         )
         self.peanut_B[adapter_name] = nn.Linear(r, self.out_features, bias=False, **factory)
         self.r[adapter_name] = r
-        self.depth[adapter_name] = depth
+        self.res_num[adapter_name] = depth
         self.act_fn[adapter_name] = act_fn
         self.scaling[adapter_name] = scaling
         self.reset_peanut_parameters(adapter_name, init_weights)

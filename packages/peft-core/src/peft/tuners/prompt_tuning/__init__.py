@@ -50,8 +50,13 @@ class PromptTuningConfig(PromptLearningConfig):
         if init not in valid:
             raise ValueError(f"Invalid prompt_tuning_init {self.prompt_tuning_init!r}; valid values are {valid}.")
         self.prompt_tuning_init = self._init_enum(init)
-        if init == "TEXT" and not (self.prompt_tuning_init_text and self.tokenizer_name_or_path):
-            raise ValueError("prompt_tuning_init='TEXT' needs prompt_tuning_init_text and tokenizer_name_or_path.")
+        if init == "TEXT":
+            for name in ("tokenizer_name_or_path", "prompt_tuning_init_text"):
+                if not getattr(self, name):
+                    raise ValueError(
+                        f"When prompt_tuning_init='TEXT', {name} can't be None: prompt_tuning_init='TEXT' needs "
+                        "prompt_tuning_init_text and tokenizer_name_or_path."
+                    )
         if self.tokenizer_kwargs and init != "TEXT":
             raise ValueError("tokenizer_kwargs only apply with prompt_tuning_init='TEXT'.")
 

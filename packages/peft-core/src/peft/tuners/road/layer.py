@@ -94,7 +94,7 @@ class RoadLayer(BaseTunerLayer):
         if group_size <= 0 or group_size % 2 != 0 or self.out_features % group_size != 0:
             raise ValueError(
                 f"The out_features of the base layer must be divisible by group_size ({group_size}) when using "
-                f"RoadLayer, and group_size must be even; out_features is {self.out_features}."
+                f"RoadLayer. group_size must also be even; out_features is {self.out_features}."
             )
         size = {"road_1": self.out_features // 2, "road_2": self.out_features, "road_4": 2 * self.out_features}
         factory = self._factory_kwargs()

@@ -180,8 +180,8 @@ class ShadowModel(BaseTuner):
         super()._check_new_adapter_config(config)
         if len(self.peft_config) > 1 and any(str(c.task_type) == "SEQ_CLS" for c in self.peft_config.values()):
             raise ValueError(
-                "ShadowPEFT supports one adapter per model when an adapter does sequence classification: each such "
-                "adapter needs the classifier in modules_to_save and its own shadow_head."
+                "ShadowPEFT does not support multiple adapters when any adapter uses sequence classification: each "
+                "such adapter needs the classifier in modules_to_save and its own shadow_head."
             )
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:

@@ -46,7 +46,7 @@ class TinyLoraLayer(DenseDeltaLayer):
 
     method_name = "tinylora"
     adapter_layer_names = ("tinylora_v",)
-    other_param_names = ("r", "u", *_BUFFERS, "tinylora_dropout", "tinylora_v_key")
+    other_param_names = ("r", "u", *_BUFFERS, "tinylora_dropout", "_tinylora_v_key")
     adapter_buffer_names = _BUFFERS
     module_container_names = ("tinylora_v",)
     dropout_name = "tinylora_dropout"
@@ -89,7 +89,7 @@ class TinyLoraLayer(DenseDeltaLayer):
         if v_key not in tinylora_v[adapter_name]:
             raise ValueError(f"Group {v_key!r} has no vector in tinylora_v[{adapter_name!r}].")
         self.tinylora_v = tinylora_v  # the model's container, the same in every layer
-        self.tinylora_v_key[adapter_name] = v_key
+        self._tinylora_v_key[adapter_name] = v_key
         self._store_dropout(adapter_name, tinylora_dropout)
         factory = self._factory_kwargs()
         rank = min(r, self.in_features, self.out_features)
@@ -117,7 +117,7 @@ class TinyLoraLayer(DenseDeltaLayer):
 
     def _mixing_matrix(self, adapter_name: str, dtype: torch.dtype) -> torch.Tensor:
         """``R = sum_i v[i] P[i]`` in ``dtype``."""
-        vector = self.tinylora_v[adapter_name][self.tinylora_v_key[adapter_name]].to(dtype)
+        vector = self.tinylora_v[adapter_name][self._tinylora_v_key[adapter_name]].to(dtype)
         projections = self.tinylora_P[adapter_name].to(device=vector.device, dtype=dtype)
         return torch.einsum("i,ijk->jk", vector, projections)
 
@@ -132,7 +132,7 @@ class TinyLoraLayer(DenseDeltaLayer):
         return sorted(self.r)
 
     def _adapter_dtype(self, adapter_name: str) -> torch.dtype:
-        return self.tinylora_v[adapter_name][self.tinylora_v_key[adapter_name]].dtype
+        return self.tinylora_v[adapter_name][self._tinylora_v_key[adapter_name]].dtype
 
     def _adapter_update(self, x: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """``B (R (A dropout(x))))`` on the last dimension of ``x``."""

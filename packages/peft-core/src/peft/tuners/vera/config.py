@@ -42,6 +42,10 @@ class VeraConfig(SharedProjectionConfig):
     d_initial: float = field(default=0.1, metadata={"help": "Initial value of vera_lambda_d."})
 
     _projection_names = ("vera_A", "vera_B")
+    _projection_mismatch_messages = {
+        "save_projection": "VeRA projection weights must be saved for all adapters or none, but got multiple "
+        "different values: {values}."
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from peft.config import TargetingConfig
 from peft.tuners.waveft.wavelets import WAVELET_FAMILIES
@@ -57,10 +58,14 @@ class WaveFTConfig(TargetingConfig):
     )
     init_weights: bool = field(default=True, metadata={"help": "True: zero coefficients (identity at start)."})
 
+    _field_messages: ClassVar[dict[str, str]] = {
+        "n_frequency": "`n_frequency` should be a positive integer value but the value passed is {value!r}.",
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.wavelet_family not in WAVELET_FAMILIES:
             raise ValueError(
-                f"Wavelet family {self.wavelet_family!r} not supported. Supported wavelet families are: "
+                f"Wavelet family {self.wavelet_family} not supported. Supported wavelet families are: "
                 f"{list(WAVELET_FAMILIES)}."
             )
