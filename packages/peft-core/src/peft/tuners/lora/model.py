@@ -24,7 +24,7 @@ from peft.tuners.lora.layer import LORA_LAYER_OPTIONS, Conv1d, Conv2d, Conv3d, E
 from peft.tuners.lora.mha import MultiheadAttention
 from peft.tuners.lora.param_wrapper import ParamWrapper
 from peft.tuners.lora.residual_conversion import convert_to_original_base, subtract_initial_adapter
-from peft.tuners.lora.tied import share_embedding_adapter, tie_to_embedding
+from peft.tuners.lora.tied import tie_to_embedding
 from peft.tuners.lora.variant import lora_variant_options
 from peft.tuners.lora.weighted import add_weighted_adapter
 from peft.tuners.tuners_layer import BaseTunerLayer
@@ -163,11 +163,7 @@ class LoraModel(BaseTuner):
         # the tied layer has the embedding's rank and alpha; its values come from the embedding
         layer_kwargs = self._layer_kwargs(dataclasses.replace(target, key=embedding_name))
         self._create_and_replace(target, {**layer_kwargs, "init_lora_weights": False})
-        tied = getattr(target.parent, target.name)
-        if isinstance(target.base_layer, nn.Embedding):
-            share_embedding_adapter(tied, embedding, target.adapter_name)
-        else:
-            tie_to_embedding(tied, embedding, target.adapter_name)
+        tie_to_embedding(target.module, embedding, target.adapter_name)
 
     def _create_and_replace_parameter(self, target: TargetModule) -> None:
         module = target.module

@@ -16,27 +16,16 @@ from torch import nn
 
 from peft.tuners.lora.layer import Embedding, LoraLayer
 from peft.tuners.lora.variant import LoraVariant
+from peft.utils.torch_internals import keep_unregistered
 
 
-class TiedEmbeddingVariant(LoraVariant):
-    """The LoRA variant of a linear layer tied to the LoRA embedding in ``module._tied_embeddings[adapter]``."""
-
-    @staticmethod
-    def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
-        embedding: Embedding = kwargs["embedding"]
-        module.__dict__.setdefault("_tied_embeddings", {})[adapter_name] = embedding
-        with torch.no_grad():
-            # views of the embedding's factors: the checkpoint keys of the tied layer hold the same values
-            module.lora_A[adapter_name].weight = nn.Parameter(
-                embedding.lora_embedding_B[adapter_name].t(), requires_grad=False
-            )
-            module.lora_B[adapter_name].weight = nn.Parameter(
-                embedding.lora_embedding_A[adapter_name].t(), requires_grad=False
-            )
+class _MergedThroughTheEmbedding(LoraVariant):
+    """A layer whose adapter is the LoRA embedding's: the weight they share is changed once, by the embedding's own
+    merge, so this layer's merge and unmerge leave it alone."""
 
     @staticmethod
     def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        return orig_weight  # the shared weight is changed by the embedding's merge
+        return orig_weight
 
     @staticmethod
     def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
@@ -45,6 +34,25 @@ class TiedEmbeddingVariant(LoraVariant):
     @staticmethod
     def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
         return orig_weight
+
+
+class TiedEmbeddingVariant(_MergedThroughTheEmbedding):
+    """The LoRA variant of a linear layer tied to the LoRA embedding in ``module._tied_embeddings[adapter]``."""
+
+    @staticmethod
+    def init(module: LoraLayer, adapter_name: str, **kwargs: Any) -> None:
+        embedding: Embedding = kwargs["embedding"]
+        if getattr(module, "_tied_embeddings", None) is None:
+            keep_unregistered(module, _tied_embeddings={})
+        module._tied_embeddings[adapter_name] = embedding
+        with torch.no_grad():
+            # views of the embedding's factors: the checkpoint keys of the tied layer hold the same values
+            module.lora_A[adapter_name].weight = nn.Parameter(
+                embedding.lora_embedding_B[adapter_name].t(), requires_grad=False
+            )
+            module.lora_B[adapter_name].weight = nn.Parameter(
+                embedding.lora_embedding_A[adapter_name].t(), requires_grad=False
+            )
 
     @staticmethod
     def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
@@ -56,36 +64,22 @@ class TiedEmbeddingVariant(LoraVariant):
         return result + update.to(result.dtype)
 
 
-def tie_to_embedding(layer: LoraLayer, embedding: Embedding, adapter_name: str) -> None:
-    """Make ``layer``'s adapter ``adapter_name`` the transposed reuse of ``embedding``'s (same rank and alpha)."""
-    TiedEmbeddingVariant.init(layer, adapter_name, embedding=embedding)
-    layer.lora_variant[adapter_name] = TiedEmbeddingVariant()
-
-
-class SharedEmbeddingVariant(LoraVariant):
+class SharedEmbeddingVariant(_MergedThroughTheEmbedding):
     """The LoRA variant of an embedding tied to another LoRA embedding (an encoder-decoder's ``embed_tokens`` sharing
-    ``shared``): it holds the same factor parameters, so it computes the same update; only the embedding it shares
-    merges into their common weight."""
-
-    @staticmethod
-    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        return orig_weight
-
-    @staticmethod
-    def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
-        return None
-
-    @staticmethod
-    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        return orig_weight
+    ``shared``): it holds the same factor parameters, so it computes the same update."""
 
     @staticmethod
     def forward(module: Embedding, active_adapter: str, x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
         return result + module._adapter_update(x, active_adapter).to(result.dtype)
 
 
-def share_embedding_adapter(layer: Embedding, embedding: Embedding, adapter_name: str) -> None:
-    """Make ``layer``'s adapter ``adapter_name`` hold ``embedding``'s factor parameters themselves."""
-    layer.lora_embedding_A[adapter_name] = embedding.lora_embedding_A[adapter_name]
-    layer.lora_embedding_B[adapter_name] = embedding.lora_embedding_B[adapter_name]
-    layer.lora_variant[adapter_name] = SharedEmbeddingVariant()
+def tie_to_embedding(layer: LoraLayer, embedding: Embedding, adapter_name: str) -> None:
+    """Make ``layer``'s adapter ``adapter_name`` the one of ``embedding`` (same rank and alpha): an embedding holds
+    its factor parameters themselves, a linear layer reuses them transposed."""
+    if isinstance(layer, Embedding):
+        layer.lora_embedding_A[adapter_name] = embedding.lora_embedding_A[adapter_name]
+        layer.lora_embedding_B[adapter_name] = embedding.lora_embedding_B[adapter_name]
+        layer.lora_variant[adapter_name] = SharedEmbeddingVariant()
+    else:
+        TiedEmbeddingVariant.init(layer, adapter_name, embedding=embedding)
+        layer.lora_variant[adapter_name] = TiedEmbeddingVariant()
